@@ -1,0 +1,252 @@
+"""One typed configuration tree, parsed at the edge; every component is built from its own section.
+
+Defaults are the DeepLabCut values (paper and DLC 3.0 PyTorch recipe). Sizes derived from others (heads'
+channel counts from the number of body parts, output grid from the input) are computed in code, never
+written here. YAML in and out; the resolved config is written beside every checkpoint and output.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from posecluster import storage
+from posecluster.errors import InputError
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False, validate_assignment=True)
+
+
+class ProjectConfig(Section):
+    """What a DeepLabCut project's config.yaml says about the data."""
+
+    task: str = "project"
+    scorer: str = "scorer"
+    date: str = ""
+    bodyparts: list[str] = Field(default_factory=list)
+    skeleton: list[list[str]] = Field(default_factory=list)
+    training_fractions: list[float] = Field(default_factory=lambda: [0.95])
+    pcutoff: float = 0.6
+    iteration: int = 0
+
+    @field_validator("bodyparts")
+    @classmethod
+    def _unique_bodyparts(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"bodyparts must be unique, got {value}")
+        return value
+
+    @classmethod
+    def from_dlc(cls, raw: dict, source: str) -> "ProjectConfig":
+        """Read the fields posecluster uses; placeholders such as project_path/video_sets are ignored."""
+        if not isinstance(raw, dict):
+            raise InputError(source, "not a YAML mapping")
+        bodyparts = raw.get("bodyparts")
+        if raw.get("multianimalproject"):
+            raise InputError(source, "multi-animal projects are not supported yet")
+        if not bodyparts or not isinstance(bodyparts, list):
+            raise InputError(source, "'bodyparts' must be a non-empty list")
+        fractions = raw.get("TrainingFraction") or [0.95]
+        return cls(
+            task=str(raw.get("Task") or "project"),
+            scorer=str(raw.get("scorer") or "scorer"),
+            date=str(raw.get("date") or ""),
+            bodyparts=[str(b) for b in bodyparts],
+            skeleton=[list(map(str, pair)) for pair in (raw.get("skeleton") or [])],
+            training_fractions=[float(f) for f in fractions],
+            pcutoff=float(raw.get("pcutoff", 0.6)),
+            iteration=int(raw.get("iteration", 0) or 0),
+        )
+
+    def to_dlc(self) -> dict:
+        return {
+            "Task": self.task,
+            "scorer": self.scorer,
+            "date": self.date,
+            "multianimalproject": False,
+            "identity": None,
+            "project_path": "",
+            "video_sets": {},
+            "bodyparts": list(self.bodyparts),
+            "start": 0,
+            "stop": 1,
+            "numframes2pick": 20,
+            "skeleton": [list(p) for p in self.skeleton],
+            "pcutoff": self.pcutoff,
+            "TrainingFraction": list(self.training_fractions),
+            "iteration": self.iteration,
+            "default_net_type": "resnet_50",
+            "engine": "pytorch",
+        }
+
+
+class BackboneConfig(Section):
+    name: Literal["resnet18", "resnet34", "resnet50", "resnet101"] = "resnet50"
+    # "none" (random init), "imagenet" (torchvision's file under TORCH_HOME), or any URI to a state dict.
+    weights: str = "imagenet"
+    # Dilate the last stage instead of striding: backbone stride 16 as in the paper.
+    dilate_last_stage: bool = True
+    # Keep BatchNorm statistics fixed (DLC's choice for ImageNet-initialised backbones); from scratch,
+    # batch statistics must be learned, so the default follows the weights.
+    freeze_batchnorm: Literal["auto", "yes", "no"] = "auto"
+
+    def batchnorm_frozen(self) -> bool:
+        return self.freeze_batchnorm == "yes" or (self.freeze_batchnorm == "auto" and self.weights != "none")
+
+
+class TargetConfig(Section):
+    # "disk": the paper's score maps (radius epsilon) with sigmoid cross-entropy;
+    # "gaussian": DLC 3.0's Gaussian heatmaps with a mean squared error.
+    kind: Literal["disk", "gaussian"] = "disk"
+    radius_px: float = 17.0
+    gaussian_sigma_px: float = 8.5
+    locref_stdev: float = 7.2801
+
+
+class LossConfig(Section):
+    locref_weight: float = 0.05
+    huber_delta: float = 1.0
+
+
+class ModelConfig(Section):
+    backbone: BackboneConfig = Field(default_factory=BackboneConfig)
+    target: TargetConfig = Field(default_factory=TargetConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    # Images are scaled by this before the network, in training and in inference alike.
+    global_scale: float = Field(0.8, gt=0, le=4)
+    locref: bool = True
+
+
+class AugmentConfig(Section):
+    enabled: bool = True
+    scale_range: tuple[float, float] = (0.5, 1.25)
+    rotation_deg: float = 25.0
+    # Fixed crop (width, height) in network-input pixels so batches stack; None keeps the whole image.
+    crop_size: tuple[int, int] | None = (448, 448)
+    # How far the crop centre may wander from the animal's centre, as a fraction of the crop size.
+    crop_jitter: float = 0.4
+    blur_probability: float = 0.2
+    blur_sigma_range: tuple[float, float] = (0.5, 2.0)
+    contrast_probability: float = 0.3
+    contrast_range: tuple[float, float] = (0.6, 1.4)
+    brightness_range: tuple[float, float] = (0.8, 1.2)
+
+
+class LrStep(Section):
+    """From this fraction of all training steps on, use this learning rate."""
+
+    from_fraction: float = Field(ge=0, lt=1)
+    lr: float = Field(gt=0)
+
+
+class OptimizerConfig(Section):
+    name: Literal["adamw", "sgd"] = "adamw"
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    # DLC 3.0 recipe: 5e-4, then 1e-4 at epoch 160 of 200 and 1e-5 at epoch 190.
+    schedule: list[LrStep] = Field(
+        default_factory=lambda: [
+            LrStep(from_fraction=0.0, lr=5e-4),
+            LrStep(from_fraction=0.8, lr=1e-4),
+            LrStep(from_fraction=0.95, lr=1e-5),
+        ]
+    )
+
+    @model_validator(mode="after")
+    def _schedule_starts_at_zero(self) -> "OptimizerConfig":
+        fractions = [s.from_fraction for s in self.schedule]
+        if not fractions or fractions[0] != 0.0 or fractions != sorted(fractions):
+            raise ValueError("optimizer.schedule must start at from_fraction 0.0 and increase")
+        return self
+
+    @classmethod
+    def paper_sgd(cls) -> "OptimizerConfig":
+        """The paper's SGD schedule (0.005 → 0.02 → 0.002 → 0.001 over 1.03M iterations), as fractions."""
+        return cls(
+            name="sgd",
+            weight_decay=1e-4,
+            schedule=[
+                LrStep(from_fraction=0.0, lr=0.005),
+                LrStep(from_fraction=0.0097, lr=0.02),
+                LrStep(from_fraction=0.4175, lr=0.002),
+                LrStep(from_fraction=0.7087, lr=0.001),
+            ],
+        )
+
+
+class SplitConfig(Section):
+    training_fraction: float = Field(0.95, gt=0, le=1)
+    shuffle: int = Field(1, ge=0)
+
+
+class TrainConfig(Section):
+    epochs: int = Field(200, ge=1)
+    batch_size: int = Field(8, ge=1)
+    seed: int = 42
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    # "auto": mixed precision and channels_last on CUDA only.
+    mixed_precision: Literal["auto", "on", "off"] = "auto"
+    channels_last: Literal["auto", "on", "off"] = "auto"
+    loader_workers: int = Field(0, ge=0)
+    checkpoint_every_epochs: int = Field(10, ge=1)
+    keep_checkpoints: int = Field(3, ge=1)
+    device: str = "auto"
+    progress: bool = True
+
+
+class InferConfig(Section):
+    batch_size: int = Field(8, ge=1)
+    # Output formats besides the DLC .h5, which is always written.
+    extra_formats: list[Literal["csv", "parquet"]] = Field(default_factory=list)
+    decode_threads: int = Field(0, ge=0)  # 0: let FFmpeg choose
+    queue_batches: int = Field(4, ge=1)
+    device: str = "auto"
+    mixed_precision: Literal["auto", "on", "off"] = "auto"
+    channels_last: Literal["auto", "on", "off"] = "auto"
+
+
+class PoseclusterConfig(Section):
+    # Where the labeled project lives (set by training; lets evaluation find it again).
+    project_uri: str = ""
+    project: ProjectConfig = Field(default_factory=ProjectConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    infer: InferConfig = Field(default_factory=InferConfig)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    @classmethod
+    def from_yaml_text(cls, text: str, source: str = "<config>") -> "PoseclusterConfig":
+        try:
+            raw = yaml.safe_load(text) or {}
+            return cls.model_validate(raw)
+        except (yaml.YAMLError, ValueError) as exc:
+            raise InputError(source, f"invalid posecluster config: {exc}") from None
+
+    @classmethod
+    def load(cls, uri: str) -> "PoseclusterConfig":
+        return cls.from_yaml_text(storage.read_bytes(uri).decode(), source=uri)
+
+    def save(self, uri: str) -> None:
+        storage.atomic_write_bytes(uri, self.to_yaml().encode())
+
+    def with_overrides(self, overrides: dict) -> "PoseclusterConfig":
+        """A copy with nested overrides applied, e.g. {"train": {"epochs": 5}}; validated again."""
+        merged = _deep_merge(self.model_dump(mode="json"), overrides)
+        return type(self).model_validate(merged)
+
+
+def _deep_merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out

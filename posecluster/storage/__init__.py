@@ -1,0 +1,221 @@
+"""The one storage seam: every location in posecluster is a URI string handled here.
+
+`s3://bucket/key`, `file:///abs/path`, `memory://x` and plain paths all work. Endpoint and credentials
+come from the environment (`AWS_ENDPOINT_URL`, `AWS_*`, `FSSPEC_S3_*`) or from explicit storage options;
+they are never logged. No other module imports fsspec, os.path or pathlib for data locations.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import posixpath
+import tempfile
+import uuid
+from dataclasses import dataclass
+from typing import IO, Iterator
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+__all__ = [
+    "ObjectIdentity",
+    "StorageError",
+    "atomic_upload",
+    "atomic_write_bytes",
+    "basename",
+    "exists",
+    "filesystem",
+    "identity",
+    "join",
+    "list_files",
+    "local_copy",
+    "local_path",
+    "open_uri",
+    "parent",
+    "read_bytes",
+    "remove",
+    "scratch_dir",
+    "set_default_options",
+    "stem",
+]
+
+# Storage options shared by every call (set once at the edge, e.g. an endpoint URL). Listings are never
+# cached: other processes (Ray workers, other jobs) write to the same buckets.
+_default_options: dict[str, dict] = {"s3": {"use_listings_cache": False}}
+
+
+class StorageError(OSError):
+    """A storage operation failed; the message names the URI, never credentials."""
+
+
+def set_default_options(protocol: str, options: dict) -> None:
+    """Register options (endpoint, anon, ...) used for every URI of `protocol` unless overridden."""
+    _default_options[protocol] = dict(options)
+
+
+def _protocol(uri: str) -> str:
+    return uri.split("://", 1)[0] if "://" in uri else "file"
+
+
+def filesystem(uri: str, **options) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The filesystem for `uri` and the path inside it."""
+    merged = {**_default_options.get(_protocol(uri), {}), **options}
+    fs, path = fsspec.core.url_to_fs(uri, **merged)
+    return fs, path
+
+
+def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    return isinstance(fs, LocalFileSystem)
+
+
+def join(base: str, *parts: str) -> str:
+    """Join URI parts with '/', keeping the scheme."""
+    out = base.rstrip("/")
+    for part in parts:
+        out = f"{out}/{part.strip('/')}"
+    return out
+
+
+def basename(uri: str) -> str:
+    return posixpath.basename(uri.rstrip("/"))
+
+
+def stem(uri: str) -> str:
+    name = basename(uri)
+    return name.rsplit(".", 1)[0] if "." in name else name
+
+
+def parent(uri: str) -> str:
+    scheme, sep, rest = uri.rpartition("://")
+    head = posixpath.dirname(rest.rstrip("/"))
+    return f"{scheme}{sep}{head}" if sep else head
+
+
+def open_uri(uri: str, mode: str = "rb", **options) -> IO:
+    """Open an object for streaming reads (or plain writes; prefer atomic_* for outputs)."""
+    fs, path = filesystem(uri, **options)
+    try:
+        return fs.open(path, mode)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{uri}: no such object") from None
+
+
+def read_bytes(uri: str) -> bytes:
+    with open_uri(uri, "rb") as fh:
+        return fh.read()
+
+
+def exists(uri: str) -> bool:
+    fs, path = filesystem(uri)
+    return fs.exists(path)
+
+
+def remove(uri: str, recursive: bool = False) -> None:
+    fs, path = filesystem(uri)
+    if fs.exists(path):
+        fs.rm(path, recursive=recursive)
+
+
+def list_files(prefix: str, suffixes: tuple[str, ...] = (), recursive: bool = True) -> list[str]:
+    """Sorted URIs of the files under `prefix` (a folder) whose names end with one of `suffixes`."""
+    fs, path = filesystem(prefix)
+    if not fs.exists(path):
+        raise FileNotFoundError(f"{prefix}: no such folder or prefix")
+    found = fs.find(path) if recursive else [p for p in fs.ls(path, detail=False) if fs.isfile(p)]
+    wanted = tuple(s.lower() for s in suffixes)
+    out = [p for p in found if not wanted or p.lower().endswith(wanted)]
+    return sorted(_unstrip(prefix, fs, p) for p in out)
+
+
+def _unstrip(prefix: str, fs: fsspec.AbstractFileSystem, path: str) -> str:
+    """Give a path returned by `fs` the scheme of the prefix it was listed from."""
+    if _is_local(fs):
+        return f"file://{path}" if prefix.startswith("file://") else path
+    return fs.unstrip_protocol(path)
+
+
+@dataclass(frozen=True)
+class ObjectIdentity:
+    """What makes an object 'the same object': its URI, size and version tag (etag or mtime)."""
+
+    uri: str
+    size: int
+    version: str
+
+    def key(self) -> str:
+        return f"{self.uri}|{self.size}|{self.version}"
+
+
+def identity(uri: str) -> ObjectIdentity:
+    fs, path = filesystem(uri)
+    try:
+        info = fs.info(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{uri}: no such object") from None
+    version = info.get("ETag") or info.get("etag") or info.get("mtime") or info.get("LastModified") or ""
+    return ObjectIdentity(uri=uri, size=int(info.get("size") or 0), version=str(version).strip('"'))
+
+
+def atomic_write_bytes(uri: str, data: bytes) -> None:
+    """Write `data` so the object appears whole or not at all."""
+    fs, path = filesystem(uri)
+    if _is_local(fs):
+        fs.makedirs(posixpath.dirname(path) or ".", exist_ok=True)
+        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    else:
+        # An object store PUT is atomic: readers see the old object or the whole new one.
+        fs.pipe_file(path, data)
+
+
+def atomic_upload(local_file: str, uri: str) -> None:
+    """Move a finished local file to `uri` atomically (rename locally; single PUT/multipart remotely)."""
+    fs, path = filesystem(uri)
+    if _is_local(fs):
+        fs.makedirs(posixpath.dirname(path) or ".", exist_ok=True)
+        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+        with open(local_file, "rb") as src, open(tmp, "wb") as dst:
+            while chunk := src.read(1 << 22):
+                dst.write(chunk)
+            dst.flush()
+            os.fsync(dst.fileno())
+        os.replace(tmp, path)
+    else:
+        fs.put_file(local_file, path)
+
+
+@contextlib.contextmanager
+def scratch_dir() -> Iterator[str]:
+    """A private local folder for files that are built before being uploaded whole."""
+    with tempfile.TemporaryDirectory(prefix="posecluster-") as tmp:
+        yield tmp
+
+
+def local_path(uri: str) -> str | None:
+    """The local filesystem path of `uri`, or None when it lives elsewhere."""
+    fs, path = filesystem(uri)
+    return path if _is_local(fs) else None
+
+
+@contextlib.contextmanager
+def local_copy(uri: str) -> Iterator[str]:
+    """A local path holding the object's bytes (the file itself when it is already local)."""
+    path = local_path(uri)
+    if path is not None:
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{uri}: no such object")
+        yield path
+        return
+    fs, remote = filesystem(uri)
+    with scratch_dir() as tmp:
+        target = os.path.join(tmp, basename(uri) or "object")
+        try:
+            fs.get_file(remote, target)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{uri}: no such object") from None
+        yield target
