@@ -1,0 +1,1 @@
+"""Data: the labels model, file formats, video streaming, frame selection and training datasets."""

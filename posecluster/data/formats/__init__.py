@@ -1,0 +1,1 @@
+"""One module per file format; the data model lives in posecluster.data.labels."""

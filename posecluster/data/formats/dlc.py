@@ -1,0 +1,161 @@
+"""DeepLabCut's label tables (``CollectedData_<scorer>.h5/.csv``) and project config, read and written.
+
+DLC tables have MultiIndex columns scorer/bodyparts/coords; rows are image paths, either one string per
+row (``labeled-data/video/img0001.png``) or a three-level tuple index (DLC >= 2.2). Both are read and
+written back in the style they came in.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from posecluster import storage
+from posecluster.config import ProjectConfig
+from posecluster.data.labels import LabeledDataset
+from posecluster.errors import InputError
+
+LEVELS = ["scorer", "bodyparts", "coords"]
+HDF_KEY = "df_with_missing"
+
+
+def read_project_config(uri: str) -> ProjectConfig:
+    try:
+        raw = yaml.safe_load(storage.read_bytes(uri))
+    except yaml.YAMLError as exc:
+        raise InputError(uri, f"not valid YAML: {exc}") from None
+    return ProjectConfig.from_dlc(raw, source=uri)
+
+
+def write_project_config(uri: str, project: ProjectConfig) -> None:
+    storage.atomic_write_bytes(uri, yaml.safe_dump(project.to_dlc(), sort_keys=False).encode())
+
+
+def read_table(uri: str) -> pd.DataFrame:
+    """Read a DLC table (.h5 or .csv) as pandas, with the header checked."""
+    if uri.lower().endswith(".h5"):
+        with storage.local_copy(uri) as path:
+            try:
+                frame = pd.read_hdf(path)
+            except (ValueError, OSError, KeyError) as exc:
+                raise InputError(uri, f"cannot read HDF5 table: {exc}") from None
+    else:
+        frame = _read_csv(uri)
+    if not isinstance(frame.columns, pd.MultiIndex) or frame.columns.nlevels != 3:
+        raise InputError(uri, f"expected 3 header levels {LEVELS}, found {frame.columns.nlevels}")
+    if list(frame.columns.names) != LEVELS:
+        raise InputError(uri, f"expected header levels {LEVELS}, found {list(frame.columns.names)}")
+    return frame
+
+
+def _read_csv(uri: str) -> pd.DataFrame:
+    text = storage.read_bytes(uri).decode("utf-8-sig")
+    first = text.splitlines()[0].split(",") if text else []
+    if not first or first[0] != "scorer":
+        raise InputError(uri, "expected a DLC header whose first row starts with 'scorer'", row=1)
+    # A tuple index leaves empty cells after 'scorer' in the header rows.
+    index_cols = 1
+    while index_cols < len(first) and first[index_cols] == "":
+        index_cols += 1
+    try:
+        frame = pd.read_csv(io.StringIO(text), header=[0, 1, 2], index_col=list(range(index_cols)))
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise InputError(uri, f"cannot parse CSV table: {exc}") from None
+    if index_cols > 1:
+        frame.index.names = [None] * index_cols
+    else:
+        frame.index.name = None
+    return frame
+
+
+def _row_path(label) -> str:
+    parts = label if isinstance(label, tuple) else (label,)
+    return "/".join(str(p).replace("\\", "/") for p in parts)
+
+
+def table_to_dataset(frame: pd.DataFrame, uri: str, root: str, bodyparts: list[str]) -> LabeledDataset:
+    """Validate a DLC table against the project's body parts and turn it into the labels model."""
+    scorers = frame.columns.get_level_values("scorer").unique().tolist()
+    if len(scorers) != 1:
+        raise InputError(uri, f"expected one scorer, found {scorers}")
+    table_parts = frame.columns.get_level_values("bodyparts").unique().tolist()
+    unknown = [b for b in table_parts if b not in bodyparts]
+    if unknown:
+        raise InputError(uri, f"unknown body part(s) {unknown}; config.yaml lists {bodyparts}")
+    coords = set(frame.columns.get_level_values("coords"))
+    if not {"x", "y"} <= coords:
+        raise InputError(uri, f"coords must include x and y, found {sorted(coords)}")
+
+    images = [_row_path(label) for label in frame.index]
+    keypoints = np.full((len(frame), len(bodyparts), 2), np.nan)
+    for k, part in enumerate(bodyparts):
+        if part not in table_parts:
+            continue  # a body part added to config.yaml after labeling: unlabeled everywhere
+        for c, coord in enumerate(("x", "y")):
+            column = frame[(scorers[0], part, coord)]
+            values = pd.to_numeric(column, errors="coerce")
+            bad = values.isna() & column.notna() & (column.astype(str).str.strip() != "")
+            if bad.any():
+                row = images[int(np.flatnonzero(bad.to_numpy())[0])]
+                raise InputError(uri, f"{part}.{coord} is not a number: {column[bad].iloc[0]!r}", row=row)
+            keypoints[:, k, c] = values.to_numpy(dtype=np.float64)
+    # A label that is only half present (x without y) is unusable: treat both as missing.
+    keypoints[np.isnan(keypoints).any(axis=2)] = np.nan
+    style = "tuple" if isinstance(frame.index, pd.MultiIndex) else "path"
+    folders = {img.rsplit("/", 1)[0] for img in images}
+    return LabeledDataset(
+        root=root,
+        scorer=str(scorers[0]),
+        bodyparts=list(bodyparts),
+        images=images,
+        keypoints=keypoints,
+        index_styles={f: style for f in folders},
+    )
+
+
+def dataset_to_table(dataset: LabeledDataset, rows: list[int], style: str = "path") -> pd.DataFrame:
+    columns = pd.MultiIndex.from_product(
+        [[dataset.scorer], dataset.bodyparts, ["x", "y"]], names=LEVELS
+    )
+    values = dataset.keypoints[rows].reshape(len(rows), -1)
+    images = [dataset.images[i] for i in rows]
+    if style == "tuple":
+        index = pd.MultiIndex.from_tuples([tuple(img.split("/")) for img in images])
+    else:
+        index = pd.Index(images)
+    return pd.DataFrame(values, index=index, columns=columns)
+
+
+def table_uri(root: str, folder: str, scorer: str, suffix: str) -> str:
+    return storage.join(root, folder, f"CollectedData_{scorer}.{suffix}")
+
+
+def write_tables(dataset: LabeledDataset, root: str | None = None) -> list[str]:
+    """Write one CollectedData .h5 + .csv per labeled-data folder; returns the URIs written."""
+    root = root or dataset.root
+    written = []
+    for folder in dataset.folders():
+        rows = dataset.rows_in(folder)
+        frame = dataset_to_table(dataset, rows, dataset.index_styles.get(folder, "path"))
+        h5 = table_uri(root, folder, dataset.scorer, "h5")
+        write_hdf(frame, h5)
+        csv = table_uri(root, folder, dataset.scorer, "csv")
+        storage.atomic_write_bytes(csv, frame.to_csv().encode())
+        written += [h5, csv]
+    return written
+
+
+def write_hdf(frame: pd.DataFrame, uri: str) -> None:
+    """Write a DataFrame as DLC does (key df_with_missing), appearing atomically.
+
+    Table format where pandas allows it; a tuple (MultiIndex) row index beside MultiIndex columns only
+    fits the fixed format, which is what DLC itself writes for such tables.
+    """
+    layout = "fixed" if isinstance(frame.index, pd.MultiIndex) else "table"
+    with storage.scratch_dir() as tmp:
+        local = f"{tmp}/table.h5"
+        frame.to_hdf(local, key=HDF_KEY, format=layout, mode="w")
+        storage.atomic_upload(local, uri)
