@@ -1,0 +1,242 @@
+"""The training loop: pure torch, knows nothing of Ray.
+
+Distributed runners (posecluster.cluster) pass a TrainContext (rank, world size, device, a model wrapper
+such as DDP, a per-epoch report hook) and a CheckpointStore; the plain single-process path uses defaults.
+Only the main rank writes the run folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm.auto import tqdm
+
+from posecluster import storage
+from posecluster.config import OptimizerConfig, PoseclusterConfig
+from posecluster.data.dataset import TrainingDataset
+from posecluster.data.labels import LabeledDataset
+from posecluster.data.split import Split, indices_of, make_split
+from posecluster.model.device import (
+    autocast,
+    needs_grad_scaler,
+    resolve_device,
+    set_batchnorm_frozen,
+    wanted,
+)
+from posecluster.model.losses import pose_loss
+from posecluster.model.pose_model import PoseModel
+from posecluster.model.targets import make_targets
+from posecluster.model.weights import load_backbone_weights
+from posecluster.train.checkpoint import CheckpointStore, UriCheckpointStore, save_model
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainContext:
+    rank: int = 0
+    world_size: int = 1
+    device: torch.device | None = None
+    wrap_model: Callable[[torch.nn.Module], torch.nn.Module] = lambda model: model
+    on_epoch: Callable[[dict], None] | None = None
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+@dataclass
+class TrainResult:
+    run_uri: str
+    model_uri: str | None
+    epochs: int
+    final_loss: float
+    images_per_second: float
+    seconds: float
+    history: list[dict] = field(default_factory=list)
+
+
+def build_model(config: PoseclusterConfig, num_bodyparts: int, pretrained: bool = True) -> PoseModel:
+    model = PoseModel(config.model, num_bodyparts)
+    if pretrained:
+        loaded = load_backbone_weights(model.backbone, config.model.backbone.weights, config.model.backbone.name)
+        log.info("backbone %s: %s", config.model.backbone.name, loaded)
+    return model
+
+
+def learning_rate(schedule: OptimizerConfig, step: int, total_steps: int) -> float:
+    fraction = step / max(total_steps, 1)
+    lr = schedule.schedule[0].lr
+    for entry in schedule.schedule:
+        if fraction >= entry.from_fraction:
+            lr = entry.lr
+    return lr
+
+
+def make_optimizer(model: torch.nn.Module, config: OptimizerConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    lr = config.schedule[0].lr
+    if config.name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay)
+
+
+def prepare_split(config: PoseclusterConfig, labels: LabeledDataset, run_uri: str, is_main: bool) -> Split:
+    """The run's split: the saved one when resuming (so evaluation matches), else a new seeded one."""
+    uri = storage.join(run_uri, "split.json")
+    if storage.exists(uri):
+        return Split.load(uri)
+    split = make_split(labels.images, config.split.training_fraction, config.split.shuffle)
+    if is_main:
+        split.save(uri)
+    return split
+
+
+def _history_csv(history: list[dict]) -> bytes:
+    out = io.StringIO()
+    if history:
+        writer = csv.DictWriter(out, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+    return out.getvalue().encode()
+
+
+def train(
+    config: PoseclusterConfig,
+    labels: LabeledDataset,
+    run_uri: str,
+    context: TrainContext | None = None,
+    store: CheckpointStore | None = None,
+    images: list | None = None,
+) -> TrainResult:
+    """Train the part detector on the training split of `labels`, writing the run folder `run_uri`."""
+    context = context or TrainContext()
+    store = store or UriCheckpointStore(run_uri, keep=config.train.keep_checkpoints)
+    tcfg = config.train
+    device = context.device or resolve_device(tcfg.device)
+    torch.manual_seed(tcfg.seed)
+
+    split = prepare_split(config, labels, run_uri, context.is_main)
+    train_labels = labels.subset(indices_of(labels.images, split.train_images))
+    dataset = TrainingDataset(train_labels, config.augment, config.model.global_scale, tcfg.seed, images)
+    sampler = DistributedSampler(
+        dataset, num_replicas=context.world_size, rank=context.rank, shuffle=True, seed=tcfg.seed
+    )
+    loader = DataLoader(
+        dataset,
+        batch_size=tcfg.batch_size,
+        sampler=sampler,
+        num_workers=tcfg.loader_workers,
+        persistent_workers=tcfg.loader_workers > 0,
+        pin_memory=device.type == "cuda",
+    )
+
+    resume_state = store.latest()
+    model = build_model(config, len(labels.bodyparts), pretrained=resume_state is None)
+    channels_last = wanted(tcfg.channels_last, device)
+    model = model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    optimizer = make_optimizer(model, tcfg.optimizer)
+    start_epoch, step, history = 0, 0, []
+    if resume_state is not None:
+        model.load_state_dict(resume_state["model"])
+        optimizer.load_state_dict(resume_state["optimizer"])
+        start_epoch, step, history = resume_state["epoch"], resume_state["step"], list(resume_state["history"])
+        log.info("resuming %s from epoch %d", run_uri, start_epoch)
+    if context.is_main:
+        config.save(storage.join(run_uri, "config.yaml"))
+    trained = context.wrap_model(model)
+
+    amp = wanted(tcfg.mixed_precision, device)
+    scaler = torch.amp.GradScaler("cuda") if needs_grad_scaler(device, amp) else None
+    frozen_bn = config.model.backbone.batchnorm_frozen()
+    total_steps = tcfg.epochs * len(loader)
+    bar = tqdm(
+        total=total_steps,
+        initial=step,
+        disable=not (tcfg.progress and context.is_main),
+        desc="train",
+        unit="step",
+    )
+    started = time.perf_counter()
+    seen_images = 0
+    for epoch in range(start_epoch, tcfg.epochs):
+        sampler.set_epoch(epoch)
+        dataset.set_epoch(epoch)
+        trained.train()
+        set_batchnorm_frozen(trained, frozen_bn)
+        epoch_loss, epoch_batches, epoch_start = 0.0, 0, time.perf_counter()
+        for batch in loader:
+            lr = learning_rate(tcfg.optimizer, step, total_steps)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            batch_images = batch["image"].to(device, non_blocking=True)
+            if channels_last:
+                batch_images = batch_images.contiguous(memory_format=torch.channels_last)
+            with autocast(device, amp):
+                outputs = trained(batch_images)
+            targets = make_targets(
+                batch["keypoints"].to(device),
+                batch["scale"].to(device),
+                tuple(outputs["scoremap"].shape[-2:]),
+                model.stride,
+                config.model.target,
+            )
+            loss, parts = pose_loss(outputs, targets, config.model.loss, config.model.target)
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                optimizer.step()
+            step += 1
+            epoch_batches += 1
+            epoch_loss += parts["total"]
+            seen_images += len(batch_images) * context.world_size
+            rate = seen_images / max(time.perf_counter() - started, 1e-9)
+            bar.update(1)
+            bar.set_postfix(epoch=epoch + 1, loss=f"{parts['total']:.4f}", img_s=f"{rate:.1f}")
+        record = {
+            "epoch": epoch + 1,
+            "step": step,
+            "loss": epoch_loss / max(epoch_batches, 1),
+            "lr": lr,
+            "images_per_second": epoch_batches * tcfg.batch_size * context.world_size
+            / max(time.perf_counter() - epoch_start, 1e-9),
+        }
+        history.append(record)
+        if context.on_epoch is not None:
+            context.on_epoch(record)
+        last = epoch + 1 == tcfg.epochs
+        if context.is_main and ((epoch + 1) % tcfg.checkpoint_every_epochs == 0 or last):
+            state = {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "epoch": epoch + 1,
+                "step": step,
+                "history": history,
+            }
+            store.save(state, epoch + 1)
+            storage.atomic_write_bytes(storage.join(run_uri, "history.csv"), _history_csv(history))
+    bar.close()
+    seconds = time.perf_counter() - started
+    model_uri = None
+    if context.is_main:
+        model_uri = save_model(run_uri, config, labels.bodyparts, {k: v.cpu() for k, v in model.state_dict().items()})
+    return TrainResult(
+        run_uri=run_uri,
+        model_uri=model_uri,
+        epochs=tcfg.epochs,
+        final_loss=history[-1]["loss"] if history else float("nan"),
+        images_per_second=seen_images / max(seconds, 1e-9),
+        seconds=seconds,
+        history=history,
+    )
