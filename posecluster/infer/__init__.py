@@ -1,0 +1,1 @@
+"""Inference: the predictor (model + frames -> poses) and the decode/infer pipeline over a video."""

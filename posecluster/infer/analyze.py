@@ -1,0 +1,77 @@
+"""One video -> one DeepLabCut-compatible pose table (+ csv/parquet), written atomically with its metadata."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+from tqdm.auto import tqdm
+
+from posecluster import storage
+from posecluster.data.formats.poses import PoseTableWriter
+from posecluster.data.video import probe
+from posecluster.infer.pipeline import predict_range
+from posecluster.infer.predictor import Predictor
+
+
+@dataclass
+class AnalysisResult:
+    video: str
+    outputs: dict[str, str]
+    frames: int
+    frames_predicted: int
+    missing_frames: dict[int, str] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    fps: float = 0.0
+
+
+def output_base(video_uri: str, out_folder: str, scorer: str) -> str:
+    """DLC's naming: <video stem><scorer>.h5 beside the other outputs."""
+    return storage.join(out_folder, f"{storage.stem(video_uri)}{scorer}")
+
+
+def analyze_video(
+    predictor: Predictor,
+    video_uri: str,
+    out_folder: str,
+    formats: tuple[str, ...] = (),
+    progress: bool = True,
+    start: int = 0,
+    stop: int | None = None,
+) -> AnalysisResult:
+    """Predict every frame (or [start, stop)) of one video and publish its pose table."""
+    info = probe(video_uri)
+    stop = info.frame_count if stop is None else min(stop, info.frame_count)
+    base = output_base(video_uri, out_folder, predictor.scorer)
+    with storage.scratch_dir() as scratch:
+        writer = PoseTableWriter(predictor.scorer, predictor.bodyparts, scratch, formats=formats)
+        try:
+            writer.pad_to(start)
+            with tqdm(total=stop - start, disable=not progress, unit="frame", desc=storage.basename(video_uri)) as bar:
+                ranged = predict_range(predictor, info, start, stop, writer.append, on_batch=bar.update)
+            writer.pad_to(stop)
+            outputs = writer.publish(base)
+        finally:
+            writer.close()
+    result = AnalysisResult(
+        video=video_uri,
+        outputs=outputs,
+        frames=stop - start,
+        frames_predicted=ranged.frames,
+        missing_frames=ranged.missing,
+        errors=ranged.errors,
+        seconds=ranged.seconds,
+        fps=ranged.fps,
+    )
+    meta = {
+        **asdict(result),
+        "video_identity": asdict(storage.identity(video_uri)),
+        "model": {"uri": predictor.trained.uri, "identity": predictor.trained.identity},
+        "scorer": predictor.scorer,
+        "bodyparts": predictor.bodyparts,
+        "fps_video": info.fps,
+        "config": predictor.config.model_dump(mode="json"),
+    }
+    storage.atomic_write_bytes(f"{base}_meta.json", json.dumps(meta, indent=1, default=str).encode())
+    return result

@@ -1,0 +1,114 @@
+"""Decode on CPU threads while the model runs: a bounded queue between a decoding thread and inference.
+
+Memory is bounded by `queue_batches` batches of frames whatever the video length; PyAV releases the GIL
+while decoding and converting, so decoding overlaps the forward pass.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from posecluster.data.video import DecodeReport, VideoInfo, read_frames
+from posecluster.infer.predictor import Predictor
+
+_DONE = object()
+
+
+@dataclass
+class RangeResult:
+    frames: int = 0
+    missing: dict[int, str] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    decode_wait_s: float = 0.0
+    infer_s: float = 0.0
+    seconds: float = 0.0
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds else 0.0
+
+
+def consecutive_runs(indices: np.ndarray) -> list[tuple[int, int]]:
+    """[(start offset, end offset)) of runs of consecutive frame indices."""
+    if len(indices) == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(indices) != 1) + 1
+    edges = [0, *breaks.tolist(), len(indices)]
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def _produce(info, start, stop, batch_size, threads, report, out: queue.Queue, stop_event) -> None:
+    try:
+        indices, frames = [], []
+        for index, frame in read_frames(info, start, stop, report, threads=threads):
+            if stop_event.is_set():
+                return
+            indices.append(index)
+            frames.append(frame)
+            if len(frames) == batch_size:
+                out.put((np.asarray(indices), np.stack(frames)))
+                indices, frames = [], []
+        if frames:
+            out.put((np.asarray(indices), np.stack(frames)))
+        out.put(_DONE)
+    except BaseException as exc:  # handed to the consumer, which re-raises it in its own thread
+        out.put(exc)
+
+
+def predict_range(
+    predictor: Predictor,
+    info: VideoInfo,
+    start: int,
+    stop: int,
+    sink: Callable[[int, np.ndarray], None],
+    on_batch: Callable[[int], None] | None = None,
+) -> RangeResult:
+    """Predict frames [start, stop) of a video; `sink(first_frame, poses)` gets consecutive runs in order."""
+    cfg = predictor.infer
+    report = DecodeReport()
+    batches: queue.Queue = queue.Queue(maxsize=cfg.queue_batches)
+    stop_event = threading.Event()
+    producer = threading.Thread(
+        target=_produce,
+        args=(info, start, stop, cfg.batch_size, cfg.decode_threads, report, batches, stop_event),
+        name="posecluster-decode",
+        daemon=True,
+    )
+    result = RangeResult()
+    began = time.perf_counter()
+    producer.start()
+    try:
+        while True:
+            waited = time.perf_counter()
+            item = batches.get()
+            result.decode_wait_s += time.perf_counter() - waited
+            if item is _DONE:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            indices, frames = item
+            computed = time.perf_counter()
+            poses = predictor.predict(frames)
+            result.infer_s += time.perf_counter() - computed
+            for a, b in consecutive_runs(indices):
+                sink(int(indices[a]), poses[a:b])
+            result.frames += len(indices)
+            if on_batch is not None:
+                on_batch(len(indices))
+    finally:
+        stop_event.set()
+        while producer.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                batches.get_nowait()
+            except queue.Empty:
+                producer.join(timeout=0.05)
+    result.seconds = time.perf_counter() - began
+    result.missing = dict(report.missing)
+    result.errors = list(report.errors)
+    return result

@@ -1,0 +1,78 @@
+"""Model + frames -> poses in original image pixels. Runs without Ray."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from posecluster.config import InferConfig
+from posecluster.data.augment import resize_batch
+from posecluster.model.decode import decode
+from posecluster.model.device import autocast, resolve_device, wanted
+from posecluster.model.pose_model import PoseModel
+from posecluster.train.checkpoint import TrainedModel
+
+
+class Predictor:
+    def __init__(self, trained: TrainedModel, infer: InferConfig | None = None):
+        self.trained = trained
+        self.config = trained.config
+        self.infer = infer or trained.config.infer
+        self.bodyparts = trained.bodyparts
+        self.device = resolve_device(self.infer.device)
+        self.channels_last = wanted(self.infer.channels_last, self.device)
+        self.amp = wanted(self.infer.mixed_precision, self.device)
+        model = PoseModel(self.config.model, len(self.bodyparts))
+        model.load_state_dict(trained.state_dict)
+        model.eval()
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        self.model = model.to(self.device, memory_format=fmt)
+
+    @property
+    def scorer(self) -> str:
+        """DeepLabCut's scorer naming, so DLC's own tools recognise the outputs."""
+        project, split = self.config.project, self.config.split
+        net = self.config.model.backbone.name.replace("resnet", "resnet_")
+        return f"DLC_{net}_{project.task}{project.date}shuffle{split.shuffle}_posecluster"
+
+    def _prepare(self, frames: np.ndarray) -> tuple[torch.Tensor, tuple[float, float]]:
+        batch = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device, non_blocking=True)
+        batch = batch.permute(0, 3, 1, 2).float().div_(255.0)
+        batch, factors = resize_batch(batch, self.config.model.global_scale)
+        if self.channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        return batch, factors
+
+    @torch.inference_mode()
+    def predict(self, frames: np.ndarray) -> np.ndarray:
+        """frames uint8 (B,H,W,3) of one size -> (B,K,3): x, y in DLC pixel coordinates, likelihood."""
+        batch, (sx, sy) = self._prepare(frames)
+        with autocast(self.device, self.amp):
+            out = self.model(batch)
+        target = self.config.model.target
+        poses = decode(out["scoremap"], out.get("locref"), self.model.stride, target.locref_stdev)
+        poses[..., 0] = poses[..., 0] / sx - 0.5  # edge coordinates of the input -> pixel indices
+        poses[..., 1] = poses[..., 1] / sy - 0.5
+        return poses.cpu().numpy().astype(np.float64)
+
+    @torch.inference_mode()
+    def backbone_only(self, frames: np.ndarray) -> None:
+        """The backbone's forward pass alone on the same input (for throughput comparisons)."""
+        batch, _ = self._prepare(frames)
+        with autocast(self.device, self.amp):
+            self.model.backbone(batch)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def predict_images(self, images: list[np.ndarray]) -> np.ndarray:
+        """Images of any sizes -> (N,K,3); same-sized images are batched together."""
+        out = np.zeros((len(images), len(self.bodyparts), 3))
+        by_shape: dict[tuple, list[int]] = {}
+        for i, image in enumerate(images):
+            by_shape.setdefault(image.shape, []).append(i)
+        size = self.infer.batch_size
+        for indices in by_shape.values():
+            for start in range(0, len(indices), size):
+                chunk = indices[start : start + size]
+                out[chunk] = self.predict(np.stack([images[i] for i in chunk]))
+        return out
