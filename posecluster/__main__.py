@@ -1,0 +1,3 @@
+from posecluster.cli.main import main
+import sys
+sys.exit(main())

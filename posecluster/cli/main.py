@@ -1,0 +1,144 @@
+"""`posecluster` command line: each command parses its arguments and calls posecluster.api, nothing more."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from posecluster import __version__
+
+DESCRIPTION = """\
+DeepLabCut-style markerless pose estimation as a batch system on object storage.
+Every location is a URI: a local path, file:///..., or s3://bucket/key (endpoint and credentials from
+AWS_ENDPOINT_URL / AWS_* in the environment).
+
+  posecluster demo                          render data, train, evaluate and analyze on this machine
+  posecluster train PROJECT --out RUN       train the part detector on a DeepLabCut project
+  posecluster evaluate RUN                  pixel errors on the run's train/test split, per body part
+  posecluster analyze VIDEO... --model RUN --out FOLDER
+                                            one DLC-compatible pose table per video
+"""
+
+
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="a posecluster YAML config (defaults: the DeepLabCut recipe)")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+        help="override one config value, e.g. --set train.epochs=50 --set model.backbone.name=resnet18",
+    )
+
+
+def cmd_demo(args) -> int:
+    from posecluster.demo import run_demo
+
+    print(f"posecluster demo: rendering a project, training a ResNet-18 from scratch ({args.epochs} epochs), "
+          f"evaluating and analyzing into {args.out}", flush=True)
+    report = run_demo(args.out, labeled_frames=args.labeled_frames, epochs=args.epochs,
+                      video_frames=args.video_frames, progress=not args.quiet)
+    print("\n".join(report.lines()))
+    return 0
+
+
+def cmd_train(args) -> int:
+    from posecluster import api
+
+    overrides = api.parse_overrides(args.overrides)
+    for key, value in (("epochs", args.epochs), ("batch_size", args.batch_size)):
+        if value is not None:
+            overrides.setdefault("train", {})[key] = value
+    if args.backbone:
+        overrides.setdefault("model", {}).setdefault("backbone", {})["name"] = args.backbone
+    if args.weights:
+        overrides.setdefault("model", {}).setdefault("backbone", {})["weights"] = args.weights
+    config = api.resolve_config(args.project, args.config, overrides)
+    result = api.train_project(args.project, args.out, config)
+    print(f"trained {result.epochs} epochs in {result.seconds:.0f} s ({result.images_per_second:.1f} images/s), "
+          f"final loss {result.final_loss:.4f}; model: {result.model_uri}")
+    if args.evaluate:
+        print(api.evaluate_run(args.out, args.project).summary())
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from posecluster import api
+
+    evaluation = api.evaluate_run(args.run, args.project)
+    print(evaluation.summary())
+    for part, errors in evaluation.per_bodypart.items():
+        print(f"  {part:>12}: train {errors['train']:.2f} px, test {errors['test']:.2f} px")
+    print(f"results: {evaluation.outputs['results_csv']}; plot: {evaluation.outputs['plot_png']}")
+    return 0
+
+
+def cmd_analyze(args) -> int:
+    from posecluster import api
+
+    overrides = {"batch_size": args.batch_size} if args.batch_size else {}
+    results = api.analyze(args.videos, args.model, args.out, tuple(args.format), overrides, progress=not args.quiet)
+    failed = 0
+    for result in results:
+        note = f", {len(result.missing_frames)} frames not decodable" if result.missing_frames else ""
+        print(f"{result.video}: {result.frames} frames, {result.fps:.1f} frames/s{note} -> {result.outputs['h5']}")
+        failed += bool(result.missing_frames)
+    return 1 if failed else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="posecluster", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"posecluster {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser("demo", help="the whole single-machine flow on rendered data (a few minutes on CPU)")
+    demo.add_argument("--out", default="demo-output", help="where to write the project, model and poses")
+    demo.add_argument("--epochs", type=int, default=30)
+    demo.add_argument("--labeled-frames", type=int, default=48)
+    demo.add_argument("--video-frames", type=int, default=150)
+    demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    demo.set_defaults(func=cmd_demo)
+
+    train = commands.add_parser("train", help="train the part detector on a DeepLabCut project")
+    train.add_argument("project", help="DeepLabCut project URI (folder with config.yaml and labeled-data/)")
+    train.add_argument("--out", required=True, help="run folder URI: checkpoints, config, split, model.pt")
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--backbone", choices=["resnet18", "resnet34", "resnet50", "resnet101"])
+    train.add_argument("--weights", help="'imagenet' (torchvision file under TORCH_HOME), 'none', or a state-dict URI")
+    train.add_argument("--evaluate", action="store_true", help="evaluate on the split when training ends")
+    _add_config_options(train)
+    train.set_defaults(func=cmd_train)
+
+    evaluate = commands.add_parser("evaluate", help="DLC-style pixel errors of a trained run")
+    evaluate.add_argument("run", help="run folder URI written by `posecluster train`")
+    evaluate.add_argument("--project", help="project URI (default: the one the run was trained on)")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    analyze = commands.add_parser("analyze", help="pose tables for videos on this machine (no cluster)")
+    analyze.add_argument("videos", nargs="+", help="video URIs, folders/prefixes, or .txt lists of URIs")
+    analyze.add_argument("--model", required=True, help="run folder or model.pt URI")
+    analyze.add_argument("--out", required=True, help="folder URI for the pose tables")
+    analyze.add_argument("--format", action="append", default=[], choices=["csv", "parquet"],
+                         help="also write this format besides the DLC .h5 (repeatable)")
+    analyze.add_argument("--batch-size", type=int)
+    analyze.add_argument("--quiet", action="store_true")
+    analyze.set_defaults(func=cmd_analyze)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("botocore", "s3fs", "aiobotocore", "urllib3", "fsspec"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)  # their debug output can carry request headers
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"posecluster {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
