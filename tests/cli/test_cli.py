@@ -1,0 +1,48 @@
+"""The command line as a user runs it: train, evaluate and analyze on a rendered project."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from posecluster import storage
+from posecluster.cli.main import main
+
+
+def test_help_explains_every_command():
+    out = subprocess.run([sys.executable, "-m", "posecluster", "--help"], capture_output=True, text=True, check=True).stdout
+    for command in ("demo", "train", "evaluate", "analyze"):
+        assert command in out
+    train_help = subprocess.run([sys.executable, "-m", "posecluster", "train", "--help"], capture_output=True, text=True, check=True).stdout
+    assert "--set" in train_help and "TORCH_HOME" in train_help
+
+
+def test_train_evaluate_analyze_from_the_command_line(synthetic_project, tmp_path, capsys):
+    run, out = str(tmp_path / "run"), str(tmp_path / "poses")
+    code = main(["train", synthetic_project.uri, "--out", run, "--backbone", "resnet18", "--weights", "none",
+                 "--epochs", "1", "--set", "model.global_scale=1.0", "--set", "augment.crop_size=[64, 64]",
+                 "--set", "train.progress=false"])
+    assert code == 0 and storage.exists(f"{run}/model.pt")
+    assert main(["evaluate", run]) == 0
+    printed = capsys.readouterr().out
+    assert "test error" in printed and "snout" in printed
+    video = synthetic_project.videos[0].uri
+    assert main(["analyze", video, "--model", run, "--out", out, "--format", "csv", "--quiet"]) == 0
+    tables = storage.list_files(out, suffixes=(".h5",))
+    assert len(tables) == 1 and len(pd.read_hdf(tables[0])) == 64
+    assert storage.list_files(out, suffixes=(".csv",))
+
+
+def test_a_bad_project_is_reported_with_its_file_and_exit_code_2(tmp_path, capsys):
+    (tmp_path / "config.yaml").write_text("Task: x\n")
+    code = main(["train", str(tmp_path), "--out", str(tmp_path / "run")])
+    assert code == 2
+    assert f"{tmp_path}/config.yaml" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("pair", ["noequals", "=3"])
+def test_malformed_overrides_are_refused(pair, synthetic_project, tmp_path):
+    assert main(["train", synthetic_project.uri, "--out", str(tmp_path / "r"), "--set", pair]) == 2

@@ -1,0 +1,106 @@
+"""Shared fixtures: real components only (moto S3 server on loopback, rendered videos, real PyAV)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(2)
+
+OPENFIELD = Path(__file__).resolve().parents[2] / "shared" / "data" / "openfield"
+
+
+@pytest.fixture(scope="session")
+def openfield() -> str:
+    if not (OPENFIELD / "config.yaml").exists():
+        pytest.skip(f"DeepLabCut's openfield example is not at {OPENFIELD} (../shared beside the checkout)")
+    return str(OPENFIELD)
+
+
+@pytest.fixture(scope="session")
+def openfield_video(openfield) -> str:
+    return f"{openfield}/videos/m3v1mp4.mp4"
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A moto S3 server on 127.0.0.1, reached over HTTP exactly as a real endpoint."""
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
+    os.environ.update(
+        AWS_ENDPOINT_URL=endpoint,
+        AWS_ACCESS_KEY_ID="testing-key-id",
+        AWS_SECRET_ACCESS_KEY="testing-secret-key",
+        AWS_DEFAULT_REGION="us-east-1",
+    )
+    yield endpoint
+    server.stop()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint) -> str:
+    import boto3
+
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
+    return f"s3://{name}"
+
+
+@pytest.fixture(params=["local", "s3"])
+def storage_root(request, tmp_path) -> str:
+    """The same test against a local folder and against the moto S3 server."""
+    if request.param == "local":
+        return str(tmp_path / "root")
+    return request.getfixturevalue("s3_bucket") + "/root"
+
+
+@pytest.fixture(scope="session")
+def synthetic_project(tmp_path_factory):
+    from posecluster.data import synthetic
+
+    root = tmp_path_factory.mktemp("synthetic") / "project"
+    return synthetic.write_project(str(root), labeled_frames=32, scene=synthetic.Scene(width=96, height=80, seed=3, body_length=0.4),
+                                   video_frames=64)
+
+
+def tiny_config(project_config, project_uri: str, epochs: int = 12):
+    from posecluster.config import PoseclusterConfig
+
+    return PoseclusterConfig(project=project_config, project_uri=project_uri).with_overrides(
+        {
+            "model": {"backbone": {"name": "resnet18", "weights": "none"}, "global_scale": 1.0},
+            "augment": {"crop_size": [80, 80], "scale_range": [0.85, 1.15], "rotation_deg": 15},
+            "train": {"epochs": epochs, "batch_size": 4, "progress": False, "checkpoint_every_epochs": 4,
+                      "optimizer": {"schedule": [{"from_fraction": 0.0, "lr": 2e-3}, {"from_fraction": 0.8, "lr": 4e-4}]}},
+            "split": {"training_fraction": 0.75},
+            "infer": {"batch_size": 16},
+        }
+    )
+
+
+@pytest.fixture(scope="session")
+def trained_run(synthetic_project, tmp_path_factory):
+    """One small detector trained from scratch on the rendered project, shared by the session."""
+    from posecluster.data.project import read_project
+    from posecluster.train.loop import train
+
+    project = read_project(synthetic_project.uri)
+    run = str(tmp_path_factory.mktemp("runs") / "tiny")
+    result = train(tiny_config(project.config, synthetic_project.uri, epochs=24), project.labels, run)
+    return run, result

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from posecluster.data.video import probe
+from posecluster.infer.pipeline import consecutive_runs, predict_range
+from posecluster.infer.predictor import Predictor
+from posecluster.train.checkpoint import load_model
+
+
+def test_consecutive_runs_split_at_gaps():
+    assert consecutive_runs(np.array([3, 4, 5, 9, 10, 12])) == [(0, 3), (3, 5), (5, 6)]
+    assert consecutive_runs(np.array([], dtype=int)) == []
+
+
+def test_a_decoder_failure_in_the_background_thread_reaches_the_caller(trained_run, synthetic_project, tmp_path):
+    predictor = Predictor(load_model(trained_run[0]))
+    info = probe(synthetic_project.videos[0].uri)
+    info.uri = str(tmp_path / "vanished.mp4")  # the object disappears between planning and decoding
+    with pytest.raises(FileNotFoundError, match="vanished.mp4"):
+        predict_range(predictor, info, 0, 10, lambda first, poses: None)
+
+
+def test_batches_arrive_in_frame_order_and_cover_the_range(trained_run, synthetic_project):
+    predictor = Predictor(load_model(trained_run[0]))
+    info = probe(synthetic_project.videos[0].uri)
+    seen = []
+    result = predict_range(predictor, info, 5, 40, lambda first, poses: seen.extend(range(first, first + len(poses))))
+    assert seen == list(range(5, 40)) and result.frames == 35 and result.fps > 0

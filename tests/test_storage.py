@@ -1,0 +1,69 @@
+"""Contract tests of the storage seam, run against a local folder and a moto S3 server alike."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from posecluster import storage
+
+
+def test_written_bytes_read_back_identically(storage_root):
+    uri = storage.join(storage_root, "a", "b.bin")
+    storage.atomic_write_bytes(uri, b"\x00payload\xff")
+    assert storage.exists(uri)
+    assert storage.read_bytes(uri) == b"\x00payload\xff"
+
+
+def test_listing_finds_nested_files_by_suffix_sorted(storage_root):
+    for name in ("v/b.mp4", "v/a.MP4", "v/sub/c.mp4", "v/notes.txt"):
+        storage.atomic_write_bytes(storage.join(storage_root, name), b"x")
+    found = storage.list_files(storage.join(storage_root, "v"), suffixes=(".mp4",))
+    assert [storage.basename(u) for u in found] == ["a.MP4", "b.mp4", "c.mp4"]
+    assert all(u.startswith(storage_root.split("/root")[0]) for u in found)
+
+
+def test_listing_a_missing_prefix_names_it(storage_root):
+    with pytest.raises(FileNotFoundError, match="nothing-here"):
+        storage.list_files(storage.join(storage_root, "nothing-here"))
+
+
+def test_reading_a_missing_object_names_its_uri(storage_root):
+    uri = storage.join(storage_root, "missing.h5")
+    with pytest.raises(FileNotFoundError, match="missing.h5"):
+        storage.read_bytes(uri)
+
+
+def test_identity_changes_when_object_is_rewritten(storage_root):
+    uri = storage.join(storage_root, "video.mp4")
+    storage.atomic_write_bytes(uri, b"first version")
+    before = storage.identity(uri)
+    storage.atomic_write_bytes(uri, b"second, longer version")
+    after = storage.identity(uri)
+    assert before.size == len(b"first version") and after.size == len(b"second, longer version")
+    assert before.key() != after.key()
+
+
+def test_upload_publishes_a_local_file_whole(storage_root, tmp_path):
+    local = tmp_path / "big.bin"
+    local.write_bytes(os.urandom(3 << 20))
+    uri = storage.join(storage_root, "out", "big.bin")
+    storage.atomic_upload(str(local), uri)
+    assert storage.read_bytes(uri) == local.read_bytes()
+    with storage.local_copy(uri) as path:
+        assert open(path, "rb").read() == local.read_bytes()
+
+
+def test_local_atomic_write_leaves_no_temporary_files(tmp_path):
+    uri = str(tmp_path / "dir" / "table.h5")
+    storage.atomic_write_bytes(uri, b"abc")
+    storage.atomic_write_bytes(uri, b"abcd")
+    assert os.listdir(tmp_path / "dir") == ["table.h5"]
+
+
+def test_uri_helpers_keep_the_scheme():
+    assert storage.join("s3://b/p/", "x", "/y.h5") == "s3://b/p/x/y.h5"
+    assert storage.parent("s3://b/p/x.h5") == "s3://b/p"
+    assert storage.stem("s3://b/p/video.final.mp4") == "video.final"
+    assert storage.parent("/tmp/a/b") == "/tmp/a"
