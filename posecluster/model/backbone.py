@@ -71,3 +71,26 @@ class ResNetBackbone(nn.Module):
         missing, unexpected = self.load_state_dict(renamed, strict=False)
         if missing or unexpected:
             raise ValueError(f"state dict does not fit the backbone: missing {missing[:5]}, unexpected {unexpected[:5]}")
+
+
+def fold_batchnorm(backbone: ResNetBackbone) -> None:
+    """Fold every BatchNorm into the convolution before it (inference only: frozen statistics).
+
+    Same outputs up to float rounding, one pass less over every feature map: on CPU, where the backbone
+    is the whole cost of analysis, this is a free speed-up.
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    def fold(parent: nn.Module, conv_name: str, bn_name: str) -> None:
+        conv, bn = getattr(parent, conv_name), getattr(parent, bn_name)
+        setattr(parent, conv_name, fuse_conv_bn_eval(conv, bn))
+        setattr(parent, bn_name, nn.Identity())
+
+    fold(backbone.stem, "0", "1")
+    for stage in (backbone.layer1, backbone.layer2, backbone.layer3, backbone.layer4):
+        for block in stage:
+            for i in (1, 2, 3):
+                if hasattr(block, f"conv{i}"):
+                    fold(block, f"conv{i}", f"bn{i}")
+            if block.downsample is not None:
+                fold(block.downsample, "0", "1")

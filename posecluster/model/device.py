@@ -13,9 +13,9 @@ def resolve_device(spec: str = "auto") -> torch.device:
     return torch.device(spec)
 
 
-def wanted(setting: str, device: torch.device) -> bool:
-    """'auto' means on CUDA only; 'on'/'off' force it."""
-    return setting == "on" or (setting == "auto" and device.type == "cuda")
+def wanted(setting: str, device: torch.device, on_cpu_too: bool = False) -> bool:
+    """'auto' means on CUDA (and on CPU where `on_cpu_too`); 'on'/'off' force it."""
+    return setting == "on" or (setting == "auto" and (device.type == "cuda" or on_cpu_too))
 
 
 def autocast(device: torch.device, enabled: bool):

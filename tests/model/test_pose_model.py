@@ -74,3 +74,22 @@ def test_a_state_dict_of_another_architecture_is_refused(tmp_path):
     torch.save(models.resnet50(weights=None).state_dict(), uri)
     with pytest.raises(RuntimeError, match="size mismatch"):
         load_backbone_weights(ResNetBackbone(BackboneConfig(name="resnet18")), uri, "resnet18")
+
+
+def test_folding_batchnorm_keeps_the_outputs():
+    from posecluster.model.backbone import fold_batchnorm
+
+    torch.manual_seed(0)
+    model = PoseModel(ModelConfig(backbone=BackboneConfig(name="resnet18", weights="none")), num_bodyparts=2)
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):  # give BatchNorm non-trivial running statistics
+            model(torch.rand(4, 3, 64, 64))
+    model.eval()
+    x = torch.rand(2, 3, 64, 80)
+    with torch.no_grad():
+        before = model(x)
+        fold_batchnorm(model.backbone)
+        after = model(x)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    torch.testing.assert_close(after["scoremap"], before["scoremap"], rtol=1e-4, atol=1e-4)
