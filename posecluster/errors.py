@@ -10,7 +10,7 @@ class InputError(ValueError):
     to the offending place.
     """
 
-    def __init__(self, source: str, message: str, *, row: object = None, frame: int | None = None):
+    def __init__(self, source: str, message: str, row: object = None, frame: int | None = None):
         where = source
         if row is not None:
             where += f", row {row}"
@@ -18,5 +18,10 @@ class InputError(ValueError):
             where += f", frame {frame}"
         super().__init__(f"{where}: {message}")
         self.source = source
+        self.detail = message
         self.row = row
         self.frame = frame
+
+    def __reduce__(self):
+        # Rebuilt from its parts, so it crosses process boundaries (Ray workers) intact.
+        return type(self), (self.source, self.detail, self.row, self.frame)

@@ -22,6 +22,7 @@ __all__ = [
     "ObjectIdentity",
     "StorageError",
     "atomic_upload",
+    "arrow_filesystem",
     "atomic_write_bytes",
     "basename",
     "exists",
@@ -157,17 +158,27 @@ def identity(uri: str) -> ObjectIdentity:
     return ObjectIdentity(uri=uri, size=int(info.get("size") or 0), version=str(version).strip('"'))
 
 
+def _publish_local(path: str, write) -> None:
+    """Write through a temporary file beside `path`, then rename: readers never see a partial file."""
+    os.makedirs(posixpath.dirname(path) or ".", exist_ok=True)
+    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+    try:
+        with open(tmp, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+
+
 def atomic_write_bytes(uri: str, data: bytes) -> None:
     """Write `data` so the object appears whole or not at all."""
     fs, path = filesystem(uri)
     if _is_local(fs):
-        fs.makedirs(posixpath.dirname(path) or ".", exist_ok=True)
-        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        _publish_local(path, lambda fh: fh.write(data))
     else:
         # An object store PUT is atomic: readers see the old object or the whole new one.
         fs.pipe_file(path, data)
@@ -177,14 +188,12 @@ def atomic_upload(local_file: str, uri: str) -> None:
     """Move a finished local file to `uri` atomically (rename locally; single PUT/multipart remotely)."""
     fs, path = filesystem(uri)
     if _is_local(fs):
-        fs.makedirs(posixpath.dirname(path) or ".", exist_ok=True)
-        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-        with open(local_file, "rb") as src, open(tmp, "wb") as dst:
-            while chunk := src.read(1 << 22):
-                dst.write(chunk)
-            dst.flush()
-            os.fsync(dst.fileno())
-        os.replace(tmp, path)
+        def copy(dst) -> None:
+            with open(local_file, "rb") as src:
+                while chunk := src.read(1 << 22):
+                    dst.write(chunk)
+
+        _publish_local(path, copy)
     else:
         fs.put_file(local_file, path)
 
@@ -200,6 +209,15 @@ def local_path(uri: str) -> str | None:
     """The local filesystem path of `uri`, or None when it lives elsewhere."""
     fs, path = filesystem(uri)
     return path if _is_local(fs) else None
+
+
+def arrow_filesystem(uri: str):
+    """(pyarrow filesystem, path) for libraries that take pyarrow filesystems (Ray Train's storage),
+    built from the same fsspec filesystem and options as everything else."""
+    from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+    fs, path = filesystem(uri)
+    return PyFileSystem(FSSpecHandler(fs)), path
 
 
 @contextlib.contextmanager
