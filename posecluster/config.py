@@ -195,6 +195,8 @@ class TrainConfig(Section):
     keep_checkpoints: int = Field(3, ge=1)
     device: str = "auto"
     progress: bool = True
+    # Data parallel: scale the learning rate with the global batch (sqrt(W) for AdamW, W for SGD).
+    scale_lr_with_workers: bool = True
 
 
 class InferConfig(Section):

@@ -14,6 +14,7 @@ from typing import Callable
 
 import numpy as np
 
+from posecluster import metrics
 from posecluster.data.video import DecodeReport, VideoInfo, read_frames
 from posecluster.infer.predictor import Predictor
 
@@ -81,13 +82,16 @@ def predict_range(
         daemon=True,
     )
     result = RangeResult()
+    exporter = metrics.current()
     began = time.perf_counter()
     producer.start()
     try:
         while True:
+            exporter.set(metrics.QUEUE_DEPTH, batches.qsize())
             waited = time.perf_counter()
             item = batches.get()
-            result.decode_wait_s += time.perf_counter() - waited
+            wait = time.perf_counter() - waited
+            result.decode_wait_s += wait
             if item is _DONE:
                 break
             if isinstance(item, BaseException):
@@ -95,7 +99,11 @@ def predict_range(
             indices, frames = item
             computed = time.perf_counter()
             poses = predictor.predict(frames)
-            result.infer_s += time.perf_counter() - computed
+            spent = time.perf_counter() - computed
+            result.infer_s += spent
+            exporter.observe(metrics.DECODE_WAIT, wait)
+            exporter.observe(metrics.INFER_TIME, spent)
+            exporter.inc(metrics.FRAMES, len(indices))
             for a, b in consecutive_runs(indices):
                 sink(int(indices[a]), poses[a:b])
             result.frames += len(indices)

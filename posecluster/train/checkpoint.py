@@ -1,8 +1,9 @@
 """Checkpoints and trained models in storage.
 
-A run folder (any URI) holds: `config.yaml` (resolved), `split.json`, `checkpoints/epoch-NNNN.pt`
-(model + optimizer + progress, for resuming), `history.csv`, and once training ends `model.pt`
-(weights + config + body parts: everything inference needs, nothing else).
+A run folder (any URI) holds: `config.yaml` (resolved), `split.json`, `checkpoints/epoch-NNNN/state.pt`
+(model + optimizer + progress, for resuming; one folder per checkpoint, the layout Ray Train's persistent
+storage writes too), `history.csv`, and once training ends `model.pt` (weights + config + body parts:
+everything inference needs, nothing else).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from posecluster import storage
 from posecluster.config import PoseclusterConfig
 
 MODEL_FILE = "model.pt"
-_EPOCH_FILE = re.compile(r"epoch-(\d+)\.pt$")
+STATE_FILE = "state.pt"
+_EPOCH_FILE = re.compile(r"epoch-(\d+)/state\.pt$")
 
 
 def to_bytes(obj) -> bytes:
@@ -48,7 +50,7 @@ class UriCheckpointStore:
         self.folder = storage.join(run_uri, "checkpoints")
         self.keep = keep
 
-    def _epochs(self) -> list[tuple[int, str]]:
+    def epochs(self) -> list[tuple[int, str]]:
         if not storage.exists(self.folder):
             return []
         found = []
@@ -59,16 +61,16 @@ class UriCheckpointStore:
         return sorted(found)
 
     def latest(self) -> dict | None:
-        epochs = self._epochs()
+        epochs = self.epochs()
         if not epochs:
             return None
         uri = epochs[-1][1]
         return from_bytes(storage.read_bytes(uri), uri)
 
     def save(self, state: dict, epoch: int) -> None:
-        storage.atomic_write_bytes(storage.join(self.folder, f"epoch-{epoch:04d}.pt"), to_bytes(state))
-        for _, old in self._epochs()[: -self.keep]:
-            storage.remove(old)
+        storage.atomic_write_bytes(storage.join(self.folder, f"epoch-{epoch:04d}", STATE_FILE), to_bytes(state))
+        for _, old in self.epochs()[: -self.keep]:
+            storage.remove(storage.parent(old), recursive=True)
 
 
 @dataclass
@@ -80,6 +82,13 @@ class TrainedModel:
     state_dict: dict
     identity: str
     uri: str = ""
+
+    @property
+    def scorer(self) -> str:
+        """DeepLabCut's scorer naming, so DLC's own tools recognise the outputs."""
+        project, split = self.config.project, self.config.split
+        net = self.config.model.backbone.name.replace("resnet", "resnet_")
+        return f"DLC_{net}_{project.task}{project.date}shuffle{split.shuffle}_posecluster"
 
 
 def save_model(run_uri: str, config: PoseclusterConfig, bodyparts: list[str], state_dict: dict) -> str:
@@ -97,10 +106,10 @@ def resolve_model_uri(uri: str) -> str:
     if storage.exists(candidate):
         return candidate
     store = UriCheckpointStore(uri)
-    epochs = store._epochs()
+    epochs = store.epochs()
     if epochs:
         return epochs[-1][1]
-    raise FileNotFoundError(f"{uri}: no {MODEL_FILE} and no checkpoints/epoch-*.pt")
+    raise FileNotFoundError(f"{uri}: no {MODEL_FILE} and no checkpoints/epoch-*/{STATE_FILE}")
 
 
 def load_model(uri: str) -> TrainedModel:

@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
-from posecluster import storage
+from posecluster import metrics, storage
 from posecluster.config import OptimizerConfig, PoseclusterConfig
 from posecluster.data.dataset import TrainingDataset
 from posecluster.data.labels import LabeledDataset
@@ -116,7 +116,10 @@ def train(
     store: CheckpointStore | None = None,
     images: list | None = None,
 ) -> TrainResult:
-    """Train the part detector on the training split of `labels`, writing the run folder `run_uri`."""
+    """Train the part detector on the training split of `labels`, writing the run folder `run_uri`.
+
+    `images`, when given, are the already-loaded images of every row of `labels` (workers load them once).
+    """
     context = context or TrainContext()
     store = store or UriCheckpointStore(run_uri, keep=config.train.keep_checkpoints)
     tcfg = config.train
@@ -124,8 +127,10 @@ def train(
     torch.manual_seed(tcfg.seed)
 
     split = prepare_split(config, labels, run_uri, context.is_main)
-    train_labels = labels.subset(indices_of(labels.images, split.train_images))
-    dataset = TrainingDataset(train_labels, config.augment, config.model.global_scale, tcfg.seed, images)
+    train_rows = indices_of(labels.images, split.train_images)
+    train_images = [images[i] for i in train_rows] if images is not None else None  # images of all `labels`
+    dataset = TrainingDataset(labels.subset(train_rows), config.augment, config.model.global_scale, tcfg.seed,
+                              train_images)
     sampler = DistributedSampler(
         dataset, num_replicas=context.world_size, rank=context.rank, shuffle=True, seed=tcfg.seed
     )
@@ -149,6 +154,7 @@ def train(
         optimizer.load_state_dict(resume_state["optimizer"])
         start_epoch, step, history = resume_state["epoch"], resume_state["step"], list(resume_state["history"])
         log.info("resuming %s from epoch %d", run_uri, start_epoch)
+    resumed_at = start_epoch
     if context.is_main:
         config.save(storage.join(run_uri, "config.yaml"))
     trained = context.wrap_model(model)
@@ -166,12 +172,14 @@ def train(
     )
     started = time.perf_counter()
     seen_images = 0
+    exporter = metrics.current()
     for epoch in range(start_epoch, tcfg.epochs):
         sampler.set_epoch(epoch)
         dataset.set_epoch(epoch)
         trained.train()
         set_batchnorm_frozen(trained, frozen_bn)
         epoch_loss, epoch_batches, epoch_start = 0.0, 0, time.perf_counter()
+        step_started = epoch_start
         for batch in loader:
             lr = learning_rate(tcfg.optimizer, step, total_steps)
             for group in optimizer.param_groups:
@@ -199,6 +207,8 @@ def train(
                 optimizer.step()
             step += 1
             epoch_batches += 1
+            exporter.observe(metrics.STEP_TIME, time.perf_counter() - step_started)
+            step_started = time.perf_counter()
             epoch_loss += parts["total"]
             seen_images += len(batch_images) * context.world_size
             rate = seen_images / max(time.perf_counter() - started, 1e-9)
@@ -206,6 +216,7 @@ def train(
             bar.set_postfix(epoch=epoch + 1, loss=f"{parts['total']:.4f}", img_s=f"{rate:.1f}")
         record = {
             "epoch": epoch + 1,
+            "attempt_started_at_epoch": resumed_at,  # > 0 after a resume or a restart from a checkpoint
             "step": step,
             "loss": epoch_loss / max(epoch_batches, 1),
             "lr": lr,
@@ -213,8 +224,9 @@ def train(
             / max(time.perf_counter() - epoch_start, 1e-9),
         }
         history.append(record)
-        if context.on_epoch is not None:
-            context.on_epoch(record)
+        if context.is_main:
+            exporter.set(metrics.TRAINING_LOSS, record["loss"])
+            exporter.set(metrics.TRAINING_RATE, record["images_per_second"])
         last = epoch + 1 == tcfg.epochs
         if context.is_main and ((epoch + 1) % tcfg.checkpoint_every_epochs == 0 or last):
             state = {
@@ -223,9 +235,14 @@ def train(
                 "epoch": epoch + 1,
                 "step": step,
                 "history": history,
+                # What load_model needs, so any checkpoint can also be analyzed with.
+                "config": config.to_yaml(),
+                "bodyparts": list(labels.bodyparts),
             }
             store.save(state, epoch + 1)
             storage.atomic_write_bytes(storage.join(run_uri, "history.csv"), _history_csv(history))
+        if context.on_epoch is not None:  # after the save: Ray Train reports the checkpoint with the metrics
+            context.on_epoch(record)
     bar.close()
     seconds = time.perf_counter() - started
     model_uri = None

@@ -31,8 +31,9 @@ def test_a_run_folder_holds_config_split_checkpoints_history_and_model(trained_r
     run, result = trained_run
     for name in ("config.yaml", "split.json", "history.csv", "model.pt"):
         assert storage.exists(storage.join(run, name)), name
-    assert [storage.basename(u) for u in storage.list_files(storage.join(run, "checkpoints"))] == [
-        "epoch-0016.pt", "epoch-0020.pt", "epoch-0024.pt"]  # keep_checkpoints=3
+    found = storage.list_files(storage.join(run, "checkpoints"))
+    assert [u.split("/checkpoints/")[1] for u in found] == [
+        "epoch-0016/state.pt", "epoch-0020/state.pt", "epoch-0024/state.pt"]  # keep_checkpoints=3
     config = PoseclusterConfig.load(storage.join(run, "config.yaml"))
     assert config.train.epochs == 24 and config.model.backbone.name == "resnet18"
     model = load_model(run)
