@@ -9,16 +9,14 @@ import yaml
 from posecluster import storage
 from posecluster.config import PoseclusterConfig
 from posecluster.data.project import read_project
+from posecluster.data.video import find_videos
 from posecluster.infer.analyze import AnalysisResult, analyze_video
 from posecluster.infer.predictor import Predictor
-from posecluster.train.checkpoint import load_model
+from posecluster.train.checkpoint import UriCheckpointStore, load_model
 from posecluster.train.evaluate import Evaluation, evaluate
 from posecluster.train.loop import TrainResult, train
 
 log = logging.getLogger(__name__)
-
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".mpg", ".mpeg", ".m4v", ".webm")
-
 
 def parse_overrides(pairs: list[str]) -> dict:
     """["train.epochs=5", "model.backbone.name=resnet18"] -> nested dict (values parsed as YAML scalars)."""
@@ -45,9 +43,31 @@ def resolve_config(project_uri: str, config_uri: str | None = None, overrides: d
     return config.with_overrides(overrides or {})
 
 
-def train_project(project_uri: str, run_uri: str, config: PoseclusterConfig) -> TrainResult:
+def train_project(project_uri: str, run_uri: str, config: PoseclusterConfig, resume: bool = False,
+                  workers: int = 1, gpus_per_worker: float = 0.0, cpus_per_worker: float = 1.0) -> TrainResult:
+    """Train on one process, or data-parallel on Ray Train when workers > 1.
+
+    A run folder that already has checkpoints is continued only with resume=True, so a typo in --out
+    never silently mixes two experiments.
+    """
+    existing = UriCheckpointStore(run_uri).epochs()
+    if existing and not resume:
+        raise ValueError(f"{run_uri} already has checkpoints up to epoch {existing[-1][0]}; "
+                         "pass --resume to continue it or choose another --out")
+    if workers > 1:
+        from posecluster.cluster.training import train_distributed
+
+        return train_distributed(config, project_uri, run_uri, workers, gpus_per_worker, cpus_per_worker)
     project = read_project(project_uri)
     return train(config, project.labels, run_uri)
+
+
+def sweep(project_uri: str, out_uri: str, config: PoseclusterConfig, fractions: list[float],
+          shuffles: list[int], cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0):
+    """The learning-curve experiment (paper Fig. 2) as parallel trials on Ray."""
+    from posecluster.cluster.sweep import run_sweep
+
+    return run_sweep(config, project_uri, out_uri, fractions, shuffles, cpus_per_trial, gpus_per_trial)
 
 
 def evaluate_run(run_uri: str, project_uri: str | None = None) -> Evaluation:
@@ -58,28 +78,24 @@ def evaluate_run(run_uri: str, project_uri: str | None = None) -> Evaluation:
     return evaluate(run_uri, read_project(project_uri).labels)
 
 
-def expand_videos(inputs: list[str]) -> list[str]:
-    """Video URIs from files, folders/prefixes, and manifest files (.txt: one URI per line)."""
-    videos: list[str] = []
-    for item in inputs:
-        if item.endswith(".txt"):
-            lines = storage.read_bytes(item).decode().splitlines()
-            videos += [line.strip() for line in lines if line.strip() and not line.startswith("#")]
-        elif item.lower().endswith(VIDEO_SUFFIXES):
-            videos.append(item)
-        else:
-            videos += storage.list_files(item, suffixes=VIDEO_SUFFIXES)
-    return list(dict.fromkeys(videos))
-
-
 def analyze(videos: list[str], model_uri: str, out_folder: str, formats: tuple[str, ...] = (),
             overrides: dict | None = None, progress: bool = True) -> list[AnalysisResult]:
     trained = load_model(model_uri)
     infer = trained.config.infer.model_validate({**trained.config.infer.model_dump(), **(overrides or {})})
     predictor = Predictor(trained, infer)
     results = []
-    for video in expand_videos(videos):
+    for video in find_videos(videos):
         result = analyze_video(predictor, video, out_folder, formats=formats, progress=progress)
         log.info("%s: %d frames at %.1f frames/s -> %s", video, result.frames, result.fps, result.outputs["h5"])
         results.append(result)
     return results
+
+
+def infer_archive(inputs: list[str], options, on_progress=None):
+    """Shard an archive over Ray (RAY_ADDRESS, or a local Ray): one pose table per video in options.out.
+
+    `options` is a posecluster.cluster.archive.ArchiveOptions; returns its JobReport.
+    """
+    from posecluster.cluster.archive import run_archive
+
+    return run_archive(inputs, options, on_progress)

@@ -104,3 +104,14 @@ def trained_run(synthetic_project, tmp_path_factory):
     run = str(tmp_path_factory.mktemp("runs") / "tiny")
     result = train(tiny_config(project.config, synthetic_project.uri, epochs=24), project.labels, run)
     return run, result
+
+
+@pytest.fixture(scope="session")
+def ray_local(s3_endpoint):
+    """One local Ray for the session (start-up costs 8-15 s); started after the S3 endpoint so that
+    its workers inherit the endpoint and credentials from the environment."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    yield
+    ray.shutdown()

@@ -15,10 +15,20 @@ AWS_ENDPOINT_URL / AWS_* in the environment).
 
   posecluster demo                          render data, train, evaluate and analyze on this machine
   posecluster train PROJECT --out RUN       train the part detector on a DeepLabCut project
+                                            (--workers N: data-parallel on Ray Train)
+  posecluster sweep PROJECT --out FOLDER    learning curve over training fractions x shuffles
   posecluster evaluate RUN                  pixel errors on the run's train/test split, per body part
   posecluster analyze VIDEO... --model RUN --out FOLDER
-                                            one DLC-compatible pose table per video
+                                            one DLC-compatible pose table per video, on this machine
+  posecluster infer ARCHIVE... --model RUN --out PREFIX
+                                            the same over a whole archive, sharded on a Ray cluster
+                                            (RAY_ADDRESS or inside `ray job submit`; else a local Ray)
 """
+
+
+def _add_metrics_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port while running")
+    parser.add_argument("--pushgateway", help="push the final metrics to this Prometheus Pushgateway (host:port)")
 
 
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
@@ -27,6 +37,17 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
         "--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
         help="override one config value, e.g. --set train.epochs=50 --set model.backbone.name=resnet18",
     )
+
+
+def _add_video_options(parser: argparse.ArgumentParser, out_help: str) -> None:
+    """What analyze (one machine) and infer (a cluster) share: model, output place and formats."""
+    parser.add_argument("--model", required=True, help="run folder or model.pt URI")
+    parser.add_argument("--out", required=True, help=out_help)
+    parser.add_argument("--format", action="append", default=[], choices=["csv", "parquet"],
+                        help="also write this format besides the DLC .h5 (repeatable)")
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_metrics_options(parser)
 
 
 def cmd_demo(args) -> int:
@@ -52,11 +73,24 @@ def cmd_train(args) -> int:
     if args.weights:
         overrides.setdefault("model", {}).setdefault("backbone", {})["weights"] = args.weights
     config = api.resolve_config(args.project, args.config, overrides)
-    result = api.train_project(args.project, args.out, config)
+    result = api.train_project(args.project, args.out, config, resume=args.resume, workers=args.workers,
+                               gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker)
     print(f"trained {result.epochs} epochs in {result.seconds:.0f} s ({result.images_per_second:.1f} images/s), "
           f"final loss {result.final_loss:.4f}; model: {result.model_uri}")
     if args.evaluate:
         print(api.evaluate_run(args.out, args.project).summary())
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from posecluster import api
+
+    config = api.resolve_config(args.project, args.config, api.parse_overrides(args.overrides))
+    result = api.sweep(args.project, args.out, config, args.fractions, args.shuffles,
+                       args.cpus_per_trial, args.gpus_per_trial)
+    print(result.table[["training_fraction", "shuffle", "train_images", "train_error_px", "test_error_px"]]
+          .to_string(index=False))
+    print(f"table: {result.table_uri}; plot: {result.plot_uri}")
     return 0
 
 
@@ -84,6 +118,27 @@ def cmd_analyze(args) -> int:
     return 1 if failed else 0
 
 
+def cmd_infer(args) -> int:
+    from posecluster import api
+    from posecluster.cluster.archive import ArchiveOptions
+
+    options = ArchiveOptions(
+        model=args.model, out=args.out, formats=tuple(args.format), workers=args.workers,
+        cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker,
+        batch_size=args.batch_size, segment_frames=args.segment_frames, overwrite=args.overwrite,
+        max_retries=args.max_retries, progress=not args.quiet,
+    )
+    report = api.infer_archive(args.inputs, options)
+    counts = {s: sum(v.status == s for v in report.videos) for s in ("done", "skipped", "failed")}
+    print(f"{len(report.videos)} videos: {counts['done']} done, {counts['skipped']} already done, "
+          f"{counts['failed']} failed; {report.frames_computed} frames in {report.seconds:.0f} s "
+          f"({report.fps:.1f} frames/s) on {report.workers} workers")
+    for video in report.failed:
+        print(f"  FAILED {video.uri}: {video.error}")
+    print(f"manifest: {report.manifest_uri}")
+    return 1 if report.failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="posecluster", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -107,8 +162,24 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--backbone", choices=["resnet18", "resnet34", "resnet50", "resnet101"])
     train.add_argument("--weights", help="'imagenet' (torchvision file under TORCH_HOME), 'none', or a state-dict URI")
     train.add_argument("--evaluate", action="store_true", help="evaluate on the split when training ends")
+    train.add_argument("--resume", action="store_true", help="continue the run folder's last checkpoint")
+    train.add_argument("--workers", type=int, default=1,
+                       help="data-parallel workers on Ray Train (DDP); 1 trains in this process")
+    train.add_argument("--gpus-per-worker", type=float, default=0.0)
+    train.add_argument("--cpus-per-worker", type=float, default=1.0)
     _add_config_options(train)
+    _add_metrics_options(train)
     train.set_defaults(func=cmd_train)
+
+    sweep = commands.add_parser("sweep", help="learning curve: training fractions x shuffles as parallel Ray trials")
+    sweep.add_argument("project", help="DeepLabCut project URI")
+    sweep.add_argument("--out", required=True, help="folder URI: trials/, learning_curve.csv and .png")
+    sweep.add_argument("--fractions", type=float, nargs="+", default=[0.1, 0.25, 0.5, 0.75, 0.95])
+    sweep.add_argument("--shuffles", type=int, nargs="+", default=[1, 2, 3])
+    sweep.add_argument("--cpus-per-trial", type=float, default=1.0)
+    sweep.add_argument("--gpus-per-trial", type=float, default=0.0)
+    _add_config_options(sweep)
+    sweep.set_defaults(func=cmd_sweep)
 
     evaluate = commands.add_parser("evaluate", help="DLC-style pixel errors of a trained run")
     evaluate.add_argument("run", help="run folder URI written by `posecluster train`")
@@ -117,14 +188,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     analyze = commands.add_parser("analyze", help="pose tables for videos on this machine (no cluster)")
     analyze.add_argument("videos", nargs="+", help="video URIs, folders/prefixes, or .txt lists of URIs")
-    analyze.add_argument("--model", required=True, help="run folder or model.pt URI")
-    analyze.add_argument("--out", required=True, help="folder URI for the pose tables")
-    analyze.add_argument("--format", action="append", default=[], choices=["csv", "parquet"],
-                         help="also write this format besides the DLC .h5 (repeatable)")
-    analyze.add_argument("--batch-size", type=int)
-    analyze.add_argument("--quiet", action="store_true")
+    _add_video_options(analyze, "folder URI for the pose tables")
     analyze.set_defaults(func=cmd_analyze)
+
+    infer = commands.add_parser("infer", help="pose tables for a whole archive, sharded over a Ray cluster")
+    infer.add_argument("inputs", nargs="+", metavar="ARCHIVE",
+                       help="a prefix/folder of videos, video URIs, or .txt lists of URIs")
+    _add_video_options(infer, "prefix for pose tables, manifests and resumable state")
+    infer.add_argument("--workers", type=int, help="actors to start (default: as many as the cluster holds)")
+    infer.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per actor (0: CPU inference)")
+    infer.add_argument("--cpus-per-worker", type=float, default=1.0, help="CPUs per actor (threads for torch)")
+    infer.add_argument("--segment-frames", type=int, default=1000,
+                       help="frames per segment (cut at the next keyframe); long videos spread over workers")
+    infer.add_argument("--overwrite", action="store_true", help="recompute even what is already done")
+    infer.add_argument("--max-retries", type=int, default=2, help="retries of a segment whose worker died")
+    infer.set_defaults(func=cmd_infer)
     return parser
+
+
+def _start_metrics(args):
+    """Serve this process's metrics on --metrics-port (prometheus-client) when asked."""
+    if getattr(args, "metrics_port", None) is None and not getattr(args, "pushgateway", None):
+        return None
+    from posecluster import metrics
+
+    exporter = metrics.PrometheusExporter()
+    if args.metrics_port is not None:
+        port = exporter.serve(args.metrics_port)
+        logging.getLogger("posecluster").info("metrics on http://0.0.0.0:%d/metrics", port)
+    metrics.use(exporter)
+    return exporter
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,11 +226,15 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("botocore", "s3fs", "aiobotocore", "urllib3", "fsspec"):
         logging.getLogger(noisy).setLevel(logging.WARNING)  # their debug output can carry request headers
+    exporter = _start_metrics(args)
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError) as exc:
         print(f"posecluster {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if exporter is not None and args.pushgateway:
+            exporter.push(args.pushgateway, job=f"posecluster_{args.command}")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,23 @@ from posecluster import storage
 from posecluster.errors import InputError
 
 
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".mpg", ".mpeg", ".m4v", ".webm")
+
+
+def find_videos(inputs: list[str]) -> list[str]:
+    """Video URIs from video URIs, folders/prefixes (searched recursively), and .txt lists of URIs."""
+    videos: list[str] = []
+    for item in inputs:
+        if item.endswith(".txt"):
+            lines = storage.read_bytes(item).decode().splitlines()
+            videos += [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+        elif item.lower().endswith(VIDEO_SUFFIXES):
+            videos.append(item)
+        else:
+            videos += storage.list_files(item, suffixes=VIDEO_SUFFIXES)
+    return list(dict.fromkeys(videos))
+
+
 @dataclass
 class VideoInfo:
     uri: str

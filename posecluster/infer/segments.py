@@ -1,0 +1,94 @@
+"""Segments of a video: predicted on their own, stored atomically, joined into one pose table per video.
+
+Runs without Ray; posecluster.cluster places these calls on workers.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from posecluster import storage
+from posecluster.data.formats.poses import PoseTableWriter
+from posecluster.data.video import VideoInfo
+from posecluster.infer.pipeline import predict_range
+from posecluster.infer.predictor import Predictor
+
+
+@dataclass
+class SegmentResult:
+    video_uri: str
+    start: int
+    stop: int
+    frames_predicted: int = 0
+    missing: dict[int, str] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    decode_wait_s: float = 0.0
+    infer_s: float = 0.0
+    skipped: bool = False  # already done by an earlier run
+
+    @property
+    def fps(self) -> float:
+        return self.frames_predicted / self.seconds if self.seconds else 0.0
+
+
+def predict_segment(predictor: Predictor, info: VideoInfo, start: int, stop: int,
+                    on_batch=None) -> tuple[np.ndarray, SegmentResult]:
+    """Poses (stop-start, K, 3) with NaN rows for frames that could not be decoded."""
+    poses = np.full((stop - start, len(predictor.bodyparts), 3), np.nan, dtype=np.float32)
+
+    def sink(first: int, chunk: np.ndarray) -> None:
+        poses[first - start : first - start + len(chunk)] = chunk
+
+    ranged = predict_range(predictor, info, start, stop, sink, on_batch=on_batch)
+    result = SegmentResult(
+        video_uri=info.uri, start=start, stop=stop, frames_predicted=ranged.frames,
+        missing=ranged.missing, errors=ranged.errors, seconds=ranged.seconds,
+        decode_wait_s=ranged.decode_wait_s, infer_s=ranged.infer_s,
+    )
+    return poses, result
+
+
+def write_segment(uri: str, poses: np.ndarray, result: SegmentResult) -> None:
+    buffer = io.BytesIO()
+    meta = json.dumps(asdict(result)).encode()
+    np.savez(buffer, poses=poses, meta=np.frombuffer(meta, dtype=np.uint8))
+    storage.atomic_write_bytes(uri, buffer.getvalue())
+
+
+def read_segment(uri: str) -> tuple[np.ndarray, SegmentResult]:
+    with np.load(io.BytesIO(storage.read_bytes(uri))) as data:
+        raw = json.loads(data["meta"].tobytes().decode())
+        raw["missing"] = {int(k): v for k, v in raw["missing"].items()}
+        return data["poses"], SegmentResult(**raw)
+
+
+def join_segments(segment_uris: list[str], scorer: str, bodyparts: list[str], frame_count: int,
+                  base_uri: str, formats: tuple[str, ...] = ()) -> tuple[dict[str, str], dict[int, str]]:
+    """Stream the segments (in frame order) into one table with global frame indices; publish it whole.
+
+    Returns the outputs and the frames missing across all segments. Only one segment is in memory at a
+    time, so joining is flat in video length too.
+    """
+    missing: dict[int, str] = {}
+    with storage.scratch_dir() as scratch:
+        writer = PoseTableWriter(scorer, bodyparts, scratch, formats=formats)
+        try:
+            expected = 0
+            for uri in segment_uris:
+                poses, result = read_segment(uri)
+                if result.start != expected:
+                    raise ValueError(f"{uri}: segment starts at frame {result.start}, expected {expected}")
+                writer.append(result.start, poses.astype(np.float64))
+                missing.update(result.missing)
+                expected = result.stop
+            if expected != frame_count:
+                raise ValueError(f"{base_uri}: segments cover {expected} of {frame_count} frames")
+            outputs = writer.publish(base_uri)
+        finally:
+            writer.close()
+    return outputs, missing
