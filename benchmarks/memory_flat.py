@@ -3,7 +3,7 @@
 Each measurement runs in its own subprocess (so peak RSS belongs to that run alone), through the same
 streaming path an archive worker uses: frames decoded into a bounded queue, poses written as they come.
 
-  python benchmarks/memory_flat.py --frames 300 --factor 10
+  python benchmarks/memory_flat.py --frames 200 --factor 10 --size 320 240
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=300)
     parser.add_argument("--factor", type=int, default=10)
     parser.add_argument("--backbone", default="resnet18")
-    parser.add_argument("--global-scale", type=float, default=0.25)
+    parser.add_argument("--global-scale", type=float, default=0.5)
+    parser.add_argument("--size", type=int, nargs=2, default=[320, 240], metavar=("W", "H"))
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -54,7 +55,7 @@ def main() -> None:
         runs = {}
         for label, frames in (("short", args.frames), ("long", args.frames * args.factor)):
             video = f"{tmp}/{label}.mp4"
-            synthetic.render_video(video, synthetic.Scene(width=640, height=480, seed=1, noise_sigma=3), frames, gop=100)
+            synthetic.render_video(video, synthetic.Scene(width=args.size[0], height=args.size[1], seed=1, noise_sigma=3), frames, gop=100)
             child = subprocess.run(
                 [sys.executable, __file__, "--backbone", args.backbone, "--global-scale", str(args.global_scale),
                  "--child", video, f"{tmp}/out-{label}"],
@@ -66,7 +67,7 @@ def main() -> None:
     ratio = runs["long"]["peak_rss_mib"] / runs["short"]["peak_rss_mib"]
     print(f"peak RSS long/short: {ratio:.3f} for {args.factor}x the frames (goal <= 1.1)")
     save("memory_flat", {
-        "videos": f"rendered 640x480 H.264, {args.frames} and {args.frames * args.factor} frames",
+        "videos": f"rendered {args.size[0]}x{args.size[1]} H.264, {args.frames} and {args.frames * args.factor} frames",
         "model": f"{args.backbone} (random init), global_scale {args.global_scale}, batch 8; h5+csv+parquet outputs",
         "short": runs["short"], "long": runs["long"], "peak_rss_long_over_short": ratio,
     })
