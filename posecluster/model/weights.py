@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 
 import torch
 
@@ -19,7 +18,7 @@ def imagenet_file(name: str) -> tuple[str, str]:
     """(expected local path, download URL) of torchvision's ImageNet weights for `name`."""
     url = IMAGENET_WEIGHTS[name].url
     filename = url.rsplit("/", 1)[-1]
-    return os.path.join(torch.hub.get_dir(), "checkpoints", filename), url
+    return storage.join(torch.hub.get_dir(), "checkpoints", filename), url
 
 
 def read_state_dict(uri: str) -> dict[str, torch.Tensor]:
@@ -39,7 +38,7 @@ def load_backbone_weights(backbone: ResNetBackbone, spec: str, name: str) -> str
         return "random initialisation"
     if spec == "imagenet":
         path, url = imagenet_file(name)
-        if not os.path.exists(path):
+        if not storage.exists(path):
             try:
                 torch.hub.load_state_dict_from_url(url, progress=False, weights_only=True)
             except Exception as exc:  # offline: urllib raises URLError/OSError subclasses
