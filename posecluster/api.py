@@ -8,6 +8,7 @@ import yaml
 
 from posecluster import storage
 from posecluster.config import PoseclusterConfig
+from posecluster.data.formats.dlc import read_project_config
 from posecluster.data.project import read_project
 from posecluster.data.video import find_videos
 from posecluster.infer.analyze import AnalysisResult, analyze_video
@@ -36,7 +37,7 @@ def parse_overrides(pairs: list[str]) -> dict:
 def resolve_config(project_uri: str, config_uri: str | None = None, overrides: dict | None = None) -> PoseclusterConfig:
     """Defaults (or a posecluster YAML), with the DLC project's own settings and then the overrides."""
     config = PoseclusterConfig.load(config_uri) if config_uri else PoseclusterConfig()
-    project = read_project(project_uri, check_images=False).config
+    project = read_project_config(storage.join(project_uri, "config.yaml"))
     fraction = project.training_fractions[0] if project.training_fractions else config.split.training_fraction
     config = config.model_copy(update={"project": project, "project_uri": project_uri})
     config = config.with_overrides({"split": {"training_fraction": fraction}})
@@ -81,7 +82,7 @@ def evaluate_run(run_uri: str, project_uri: str | None = None) -> Evaluation:
 def analyze(videos: list[str], model_uri: str, out_folder: str, formats: tuple[str, ...] = (),
             overrides: dict | None = None, progress: bool = True) -> list[AnalysisResult]:
     trained = load_model(model_uri)
-    infer = trained.config.infer.model_validate({**trained.config.infer.model_dump(), **(overrides or {})})
+    infer = trained.config.infer.with_overrides(overrides or {})
     predictor = Predictor(trained, infer)
     results = []
     for video in find_videos(videos):

@@ -19,6 +19,11 @@ from posecluster.errors import InputError
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False, validate_assignment=True)
 
+    def with_overrides(self, overrides: dict):
+        """A copy with nested overrides applied, e.g. {"train": {"epochs": 5}}; validated again."""
+        merged = _deep_merge(self.model_dump(mode="json"), overrides)
+        return type(self).model_validate(merged)
+
 
 class ProjectConfig(Section):
     """What a DeepLabCut project's config.yaml says about the data."""
@@ -237,11 +242,6 @@ class PoseclusterConfig(Section):
 
     def save(self, uri: str) -> None:
         storage.atomic_write_bytes(uri, self.to_yaml().encode())
-
-    def with_overrides(self, overrides: dict) -> "PoseclusterConfig":
-        """A copy with nested overrides applied, e.g. {"train": {"epochs": 5}}; validated again."""
-        merged = _deep_merge(self.model_dump(mode="json"), overrides)
-        return type(self).model_validate(merged)
 
 
 def _deep_merge(base: dict, extra: dict) -> dict:

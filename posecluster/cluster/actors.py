@@ -31,7 +31,7 @@ class SegmentWorker:
         torch.set_num_threads(max(1, threads))
         metrics.use(metrics.RayExporter())  # scraped from this node's metrics endpoint
         trained = load_model(model_uri)
-        infer = trained.config.infer.model_validate({**trained.config.infer.model_dump(), **infer_overrides})
+        infer = trained.config.infer.with_overrides(infer_overrides)
         self.predictor = Predictor(trained, infer)
         self._probes: dict[str, VideoInfo] = {}
 

@@ -137,6 +137,7 @@ class ArchiveRun:
         self._segments: dict[str, list[Segment]] = {}
         self._infos: dict[str, object] = {}
         self._bases: dict[str, str] = {}
+        self._identities: dict[str, storage.ObjectIdentity] = {}  # as planned: the outputs' key
         self._last_manifest = 0.0
 
     # -- planning ---------------------------------------------------------------------------------
@@ -161,7 +162,8 @@ class ArchiveRun:
             self._records[video] = record
             self._bases[video] = self._output_base(video, names[video])
             try:
-                record.video_key = short_hash(storage.identity(video).key())
+                self._identities[video] = storage.identity(video)
+                record.video_key = short_hash(self._identities[video].key())
             except (FileNotFoundError, OSError) as exc:
                 record.status, record.error = "failed", _error_text(exc)
                 continue
@@ -338,7 +340,7 @@ class ArchiveRun:
             return
         record.outputs, record.missing_frames, record.status = outputs, missing, "done"
         meta = {
-            "video": video, "video_key": record.video_key, "video_identity": asdict(storage.identity(video)),
+            "video": video, "video_key": record.video_key, "video_identity": asdict(self._identities[video]),
             "model": self.report.model, "scorer": self.scorer, "bodyparts": self.trained.bodyparts,
             "frames": record.frames, "missing_frames": missing, "outputs": outputs, "job_id": self.job_id,
             "segments": [asdict(s) for s in record.segments],
