@@ -7,7 +7,7 @@ import logging
 import yaml
 
 from posecluster import storage
-from posecluster.config import PoseclusterConfig
+from posecluster.config import InferConfig, PoseclusterConfig
 from posecluster.data.formats.dlc import read_project_config
 from posecluster.data.project import read_project
 from posecluster.data.video import find_videos
@@ -18,6 +18,7 @@ from posecluster.train.evaluate import Evaluation, evaluate
 from posecluster.train.loop import TrainResult, train
 
 log = logging.getLogger(__name__)
+
 
 def parse_overrides(pairs: list[str]) -> dict:
     """["train.epochs=5", "model.backbone.name=resnet18"] -> nested dict (values parsed as YAML scalars)."""
@@ -42,6 +43,23 @@ def resolve_config(project_uri: str, config_uri: str | None = None, overrides: d
     config = config.model_copy(update={"project": project, "project_uri": project_uri})
     config = config.with_overrides({"split": {"training_fraction": fraction}})
     return config.with_overrides(overrides or {})
+
+
+def infer_overrides(config_uri: str | None, overrides: dict) -> dict:
+    """Overrides of a model's `infer` section: a config file's infer section (only the keys it sets),
+    then `overrides["infer"]`. Other sections are refused: they describe training, not analysis."""
+    unknown = set(overrides) - {"infer"}
+    if unknown:
+        raise ValueError(f"analysis takes only infer.* overrides, not {sorted(unknown)}")
+    merged: dict = {}
+    if config_uri:
+        raw = yaml.safe_load(storage.read_bytes(config_uri)) or {}
+        if not isinstance(raw, dict) or not isinstance(raw.get("infer", {}), dict):
+            raise ValueError(f"{config_uri}: expected a mapping with an `infer` mapping")
+        merged.update(raw.get("infer", {}))
+    merged.update(overrides.get("infer", {}))
+    InferConfig().with_overrides(merged)  # validates names and values now, with a clear message
+    return merged
 
 
 def train_project(project_uri: str, run_uri: str, config: PoseclusterConfig, resume: bool = False,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from posecluster import __version__
@@ -23,6 +24,7 @@ AWS_ENDPOINT_URL / AWS_* in the environment).
   posecluster infer ARCHIVE... --model RUN --out PREFIX
                                             the same over a whole archive, sharded on a Ray cluster
                                             (RAY_ADDRESS or inside `ray job submit`; else a local Ray)
+  posecluster download-weights resnet50     torchvision's ImageNet weights into TORCH_HOME (image builds)
 """
 
 
@@ -32,7 +34,10 @@ def _add_metrics_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="a posecluster YAML config (defaults: the DeepLabCut recipe)")
+    # POSECLUSTER_CONFIG: how the Helm chart's ConfigMap reaches every command without editing entrypoints.
+    parser.add_argument("--config", default=os.environ.get("POSECLUSTER_CONFIG") or None,
+                        help="a posecluster YAML config URI (default: $POSECLUSTER_CONFIG, else the DeepLabCut "
+                             "recipe); analyze/infer use its `infer` section over the model's")
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
         help="override one config value, e.g. --set train.epochs=50 --set model.backbone.name=resnet18",
@@ -47,7 +52,18 @@ def _add_video_options(parser: argparse.ArgumentParser, out_help: str) -> None:
                         help="also write this format besides the DLC .h5 (repeatable)")
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_config_options(parser)
     _add_metrics_options(parser)
+
+
+def _infer_overrides(args) -> dict:
+    """The `infer` section overrides for analyze/infer: --config's infer section, --set infer.*, --batch-size."""
+    from posecluster import api
+
+    overrides = api.infer_overrides(args.config, api.parse_overrides(args.overrides))
+    if args.batch_size:
+        overrides["batch_size"] = args.batch_size
+    return overrides
 
 
 def cmd_demo(args) -> int:
@@ -108,8 +124,8 @@ def cmd_evaluate(args) -> int:
 def cmd_analyze(args) -> int:
     from posecluster import api
 
-    overrides = {"batch_size": args.batch_size} if args.batch_size else {}
-    results = api.analyze(args.videos, args.model, args.out, tuple(args.format), overrides, progress=not args.quiet)
+    results = api.analyze(args.videos, args.model, args.out, tuple(args.format), _infer_overrides(args),
+                          progress=not args.quiet)
     failed = 0
     for result in results:
         note = f", {len(result.missing_frames)} frames not decodable" if result.missing_frames else ""
@@ -125,7 +141,7 @@ def cmd_infer(args) -> int:
     options = ArchiveOptions(
         model=args.model, out=args.out, formats=tuple(args.format), workers=args.workers,
         cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker,
-        batch_size=args.batch_size, segment_frames=args.segment_frames, overwrite=args.overwrite,
+        infer_overrides=_infer_overrides(args), segment_frames=args.segment_frames, overwrite=args.overwrite,
         max_retries=args.max_retries, progress=not args.quiet,
     )
     report = api.infer_archive(args.inputs, options)
@@ -137,6 +153,14 @@ def cmd_infer(args) -> int:
         print(f"  FAILED {video.uri}: {video.error}")
     print(f"manifest: {report.manifest_uri}")
     return 1 if report.failed else 0
+
+
+def cmd_download_weights(args) -> int:
+    from posecluster.model.weights import download_imagenet
+
+    for name in args.backbones:
+        print(f"{name}: {download_imagenet(name)}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -203,6 +227,11 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--overwrite", action="store_true", help="recompute even what is already done")
     infer.add_argument("--max-retries", type=int, default=2, help="retries of a segment whose worker died")
     infer.set_defaults(func=cmd_infer)
+
+    weights = commands.add_parser("download-weights", help="fetch torchvision's ImageNet weights into TORCH_HOME "
+                                  "(needs internet; the Dockerfile's IMAGENET_WEIGHTS build arg runs this)")
+    weights.add_argument("backbones", nargs="+", choices=["resnet18", "resnet34", "resnet50", "resnet101"])
+    weights.set_defaults(func=cmd_download_weights)
     return parser
 
 

@@ -54,7 +54,8 @@ class ArchiveOptions:
     workers: int | None = None  # default: as many as the cluster holds
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0
-    batch_size: int | None = None
+    # Overrides of the model's own `infer` section (batch_size, decode_threads, mixed_precision, ...).
+    infer_overrides: dict = field(default_factory=dict)
     segment_frames: int = 1000
     overwrite: bool = False
     max_retries: int = 2
@@ -242,9 +243,8 @@ class ArchiveRun:
 
     def _new_actor(self):
         opts = self.options
-        overrides = {"batch_size": opts.batch_size} if opts.batch_size else {}
         return SegmentWorker.options(num_cpus=opts.cpus_per_worker, num_gpus=opts.gpus_per_worker).remote(
-            opts.model, overrides, int(max(1, opts.cpus_per_worker))
+            opts.model, opts.infer_overrides, int(max(1, opts.cpus_per_worker))
         )
 
     def _run_segments(self, todo: deque) -> None:

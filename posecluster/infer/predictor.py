@@ -17,8 +17,9 @@ from posecluster.train.checkpoint import TrainedModel
 class Predictor:
     def __init__(self, trained: TrainedModel, infer: InferConfig | None = None):
         self.trained = trained
-        self.config = trained.config
         self.infer = infer or trained.config.infer
+        # The config actually used (what _meta.json records): the model's, with this analysis's infer section.
+        self.config = trained.config.model_copy(update={"infer": self.infer})
         self.bodyparts = trained.bodyparts
         self.device = resolve_device(self.infer.device)
         # channels_last also speeds up the CPU forward pass (ResNet-50 at 384x512: +8% here).

@@ -21,6 +21,15 @@ def imagenet_file(name: str) -> tuple[str, str]:
     return storage.join(torch.hub.get_dir(), "checkpoints", filename), url
 
 
+def download_imagenet(name: str) -> str:
+    """Fetch torchvision's ImageNet file for `name` into the torch.hub cache (TORCH_HOME), hash-checked;
+    used when building images so that training later starts offline. Returns the local path."""
+    path, url = imagenet_file(name)
+    if not storage.exists(path):
+        torch.hub.load_state_dict_from_url(url, progress=False, check_hash=True, weights_only=True)
+    return path
+
+
 def read_state_dict(uri: str) -> dict[str, torch.Tensor]:
     """A state dict from any URI, loaded with weights_only=True (no code runs from the file)."""
     state = torch.load(io.BytesIO(storage.read_bytes(uri)), map_location="cpu", weights_only=True)

@@ -46,3 +46,19 @@ def test_a_bad_project_is_reported_with_its_file_and_exit_code_2(tmp_path, capsy
 @pytest.mark.parametrize("pair", ["noequals", "=3"])
 def test_malformed_overrides_are_refused(pair, synthetic_project, tmp_path):
     assert main(["train", synthetic_project.uri, "--out", str(tmp_path / "r"), "--set", pair]) == 2
+
+
+def test_analysis_takes_infer_settings_from_a_config_file_and_refuses_training_ones(trained_run, synthetic_project,
+                                                                                    tmp_path, capsys):
+    config = tmp_path / "posecluster.yaml"
+    config.write_text("infer:\n  batch_size: 3\n  bogus: 1\n")
+    video = synthetic_project.videos[0].uri
+    assert main(["analyze", video, "--model", trained_run[0], "--out", str(tmp_path / "a"), "--config", str(config)]) == 2
+    assert "bogus" in capsys.readouterr().err
+    assert main(["analyze", video, "--model", trained_run[0], "--out", str(tmp_path / "b"),
+                 "--set", "train.epochs=3"]) == 2
+    config.write_text("infer:\n  batch_size: 3\n")
+    assert main(["analyze", video, "--model", trained_run[0], "--out", str(tmp_path / "c"), "--config", str(config),
+                 "--quiet"]) == 0
+    meta = storage.list_files(str(tmp_path / "c"), suffixes=("_meta.json",))
+    assert '"batch_size": 3' in storage.read_bytes(meta[0]).decode()
