@@ -3,19 +3,32 @@
 from __future__ import annotations
 
 import logging
+import os
+from dataclasses import dataclass, field, replace
 
 import yaml
 
 from posecluster import storage
+from posecluster.analysis.filtering import FilterOptions, filter_track
+from posecluster.analysis.outliers import OutlierOptions
 from posecluster.config import InferConfig, PoseclusterConfig
 from posecluster.data.formats.dlc import read_project_config
+from posecluster.data.formats.poses import read_track, write_track
 from posecluster.data.project import read_project
 from posecluster.data.video import find_videos
+from posecluster.errors import InputError
 from posecluster.infer.analyze import AnalysisResult, analyze_video
 from posecluster.infer.predictor import Predictor
+from posecluster.infer.results import find_results
+from posecluster.labeling.extract import ExtractOptions, extract_video, register_videos
+from posecluster.labeling.merge import MergeReport, merge
+from posecluster.labeling.outliers import extract_outliers
+from posecluster.model.export import ExportOptions, ExportReport, export_model
 from posecluster.train.checkpoint import UriCheckpointStore, load_model
 from posecluster.train.evaluate import Evaluation, evaluate
 from posecluster.train.loop import TrainResult, train
+from posecluster.viz.labeled_video import LabelOptions, label_video
+from posecluster.viz.plots import plot_track
 
 log = logging.getLogger(__name__)
 
@@ -118,3 +131,117 @@ def infer_archive(inputs: list[str], options, on_progress=None):
     from posecluster.cluster.archive import run_archive
 
     return run_archive(inputs, options, on_progress)
+
+
+# --- the labeling loop (issue: extract frames, filter, outliers, merge, labeled videos, plots, export) ---
+
+
+@dataclass
+class Outcome:
+    """One input's result in a batch command: what was written, or why it failed (others go on)."""
+
+    source: str
+    outputs: dict = field(default_factory=dict)
+    error: str = ""
+
+
+def _each(items) -> list[Outcome]:
+    outcomes = []
+    for source, call in items:
+        try:
+            outcomes.append(Outcome(source, call()))
+        except (InputError, ValueError, FileNotFoundError) as exc:
+            log.error("%s: %s", source, exc)
+            outcomes.append(Outcome(source, error=str(exc)))
+    return outcomes
+
+
+def extract_frames(inputs: list[str], project_uri: str, options: ExtractOptions):
+    """Frames to label from each video into the project: in this process for one video, else one Ray
+    task per video (RAY_ADDRESS, or a local Ray)."""
+    videos = find_videos(inputs)
+    if not videos:
+        raise FileNotFoundError(f"no videos found in {inputs}")
+    if len(videos) == 1 and not os.environ.get("RAY_ADDRESS"):
+        result = extract_video(videos[0], project_uri, options)
+        register_videos(project_uri, videos)
+        return [result]
+    from posecluster.cluster.extraction import extract_archive
+
+    return extract_archive(videos, project_uri, options)
+
+
+def filtered_uri(table: str) -> str:
+    return table[: -len(".h5")] + "_filtered.h5"
+
+
+def _table(record, filtered: bool) -> str:
+    return filtered_uri(record.table) if filtered else record.table
+
+
+def filter_poses(inputs: list[str], options: FilterOptions, formats: tuple[str, ...] = ()) -> list[Outcome]:
+    """`<video><scorer>_filtered.h5` (plus csv/parquet) beside each pose table found in `inputs`."""
+    def run(record):
+        track = filter_track(read_track(record.table), options)
+        out = {"h5": filtered_uri(record.table)}
+        out.update({fmt: out["h5"][: -len(".h5")] + f".{fmt}" for fmt in formats})
+        for uri in out.values():
+            write_track(track, uri)
+        return out
+
+    return _each([(r.table, lambda r=r: run(r)) for r in find_results(inputs)])
+
+
+def extract_outlier_frames(inputs: list[str], project_uri: str, options: OutlierOptions, n: int = 20,
+                           filtered: bool = False, seed: int = 0) -> list[Outcome]:
+    def run(record):
+        found = extract_outliers(record.video, _table(record, filtered), project_uri, options, n, seed)
+        return {"candidates": found.candidates, "frames": found.indices, "new_images": found.new_images,
+                "reasons": found.reasons}
+
+    return _each([(r.video, lambda r=r: run(r)) for r in find_results(inputs)])
+
+
+def merge_labels(project_uri: str, refined_only: bool = False) -> MergeReport:
+    return merge(project_uri, refined_only)
+
+
+def _project_settings(model_uri: str, cache: dict) -> tuple[float, list]:
+    """(pcutoff, skeleton) of the project the model was trained on."""
+    if model_uri not in cache:
+        project = load_model(model_uri).config.project
+        cache[model_uri] = (project.pcutoff, [tuple(pair) for pair in project.skeleton])
+    return cache[model_uri]
+
+
+def label_videos(inputs: list[str], out_folder: str, options: LabelOptions, draw_skeleton: bool = False,
+                 pcutoff: float | None = None, filtered: bool = False) -> list[Outcome]:
+    """`<video><scorer>_labeled.mp4` per analysed video; p-cutoff and skeleton default to the project's."""
+    cache: dict = {}
+
+    def run(record):
+        project_pcutoff, skeleton = _project_settings(record.model, cache)
+        chosen = replace(options, pcutoff=project_pcutoff if pcutoff is None else pcutoff,
+                         skeleton=tuple(skeleton) if draw_skeleton else ())
+        table = _table(record, filtered)
+        name = storage.basename(table)[: -len(".h5")] + "_labeled.mp4"
+        labeled = label_video(record.video, read_track(table), storage.join(out_folder, name), chosen)
+        return {"video": labeled.uri, "frames": labeled.frames, "missing_frames": labeled.missing_frames}
+
+    return _each([(r.video, lambda r=r: run(r)) for r in find_results(inputs)])
+
+
+def plot_poses(inputs: list[str], out_folder: str, pcutoff: float | None = None, filtered: bool = False) -> list[Outcome]:
+    """DLC's plot-poses/<video>/ PNGs for each analysed video."""
+    cache: dict = {}
+
+    def run(record):
+        cutoff = _project_settings(record.model, cache)[0] if pcutoff is None else pcutoff
+        folder = storage.join(out_folder, "plot-poses", storage.stem(record.video))
+        return plot_track(read_track(_table(record, filtered)), folder, cutoff, title=storage.stem(record.video))
+
+    return _each([(r.video, lambda r=r: run(r)) for r in find_results(inputs)])
+
+
+def export_detector(run_uri: str, out_folder: str, options: ExportOptions) -> ExportReport:
+    return export_model(run_uri, out_folder, options)

@@ -115,3 +115,19 @@ def ray_local(s3_endpoint):
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
     yield
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def analysed_video(trained_run, tmp_path_factory):
+    """A rendered video (known truth) analysed by the session's detector: (RenderedVideo, poses folder)."""
+    from posecluster.data import synthetic
+    from posecluster.infer.analyze import analyze_video
+    from posecluster.infer.predictor import Predictor
+    from posecluster.train.checkpoint import load_model
+
+    root = tmp_path_factory.mktemp("analysed")
+    video = synthetic.render_video(str(root / "videos" / "trial7.mp4"), synthetic.Scene(width=96, height=80, seed=7,
+                                                                                          body_length=0.4), 90, gop=15)
+    poses = str(root / "poses")
+    analyze_video(Predictor(load_model(trained_run[0])), video.uri, poses, progress=False)
+    return video, poses

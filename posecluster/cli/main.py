@@ -8,6 +8,7 @@ import os
 import sys
 
 from posecluster import __version__
+from posecluster.cli.labeling import add_commands as add_labeling_commands
 
 DESCRIPTION = """\
 DeepLabCut-style markerless pose estimation as a batch system on object storage.
@@ -24,6 +25,16 @@ AWS_ENDPOINT_URL / AWS_* in the environment).
   posecluster infer ARCHIVE... --model RUN --out PREFIX
                                             the same over a whole archive, sharded on a Ray cluster
                                             (RAY_ADDRESS or inside `ray job submit`; else a local Ray)
+
+  The labeling loop (DeepLabCut's refinement cycle, over an archive):
+  posecluster extract-frames VIDEO... --project P   frames to label (k-means or uniform), Ray over videos
+  posecluster filter POSES...               median / spline / ARIMA -> <table>_filtered.h5
+  posecluster outliers POSES... --project P frames where the network failed, predictions as initial labels
+  posecluster merge PROJECT                 refined labels into the dataset, a new iteration
+  posecluster label-video POSES... --out F  videos with the body parts drawn
+  posecluster plot POSES... --out F         trajectory, x/y, likelihood, jump histogram PNGs
+  posecluster export RUN --out F            TorchScript + ONNX, checked against PyTorch
+
   posecluster download-weights resnet50     torchvision's ImageNet weights into TORCH_HOME (image builds)
 """
 
@@ -227,6 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--overwrite", action="store_true", help="recompute even what is already done")
     infer.add_argument("--max-retries", type=int, default=2, help="retries of a segment whose worker died")
     infer.set_defaults(func=cmd_infer)
+
+    add_labeling_commands(commands)
 
     weights = commands.add_parser("download-weights", help="fetch torchvision's ImageNet weights into TORCH_HOME "
                                   "(needs internet; the Dockerfile's IMAGENET_WEIGHTS build arg runs this)")

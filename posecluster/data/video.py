@@ -9,7 +9,7 @@ Frame indices come from timestamps, so frames lost to errors leave gaps rather t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Callable, Iterator
 
 import av
 import numpy as np
@@ -120,8 +120,10 @@ def read_frames(
     stop: int,
     report: DecodeReport,
     threads: int = 0,
+    convert: Callable[[av.VideoFrame], np.ndarray] | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield (frame index, RGB uint8 (H,W,3)) for frames in [start, stop), ascending.
+    """Yield (frame index, RGB uint8 (H,W,3)) for frames in [start, stop), ascending; `convert` turns
+    each decoded frame into something else instead (e.g. a small grayscale thumbnail, done in FFmpeg).
 
     Frames that could not be decoded are absent from the output and listed in `report.missing`.
     """
@@ -154,7 +156,7 @@ def read_frames(
                 if index is None or index in produced:
                     continue
                 produced.add(index)
-                yield index, frame.to_ndarray(format="rgb24")
+                yield index, convert(frame) if convert else frame.to_ndarray(format="rgb24")
             if done or len(produced) == len(wanted):
                 break
     if len(produced) < len(wanted):

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
@@ -93,7 +94,9 @@ def prepare_split(config: PoseclusterConfig, labels: LabeledDataset, run_uri: st
     uri = storage.join(run_uri, "split.json")
     if storage.exists(uri):
         return Split.load(uri)
-    split = make_split(labels.images, config.split.training_fraction, config.split.shuffle)
+    # Frames extracted for labeling but not labeled yet (all NaN) are not training data (DLC drops them too).
+    labeled = [image for image, points in zip(labels.images, labels.keypoints) if not np.isnan(points).all()]
+    split = make_split(labeled, config.split.training_fraction, config.split.shuffle)
     if is_main:
         split.save(uri)
     return split

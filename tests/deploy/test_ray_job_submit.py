@@ -41,11 +41,11 @@ class RayHead:
     """`ray start --head --block` in its own process group, token auth on as in production."""
 
     def __init__(self, temp_dir: Path, env: dict[str, str]):
-        self.temp_dir, self.dashboard_port = temp_dir, free_port()
+        self.temp_dir, self.dashboard_port, self.gcs_port = temp_dir, free_port(), free_port()
         self.address = f"http://127.0.0.1:{self.dashboard_port}"
         self.env = env
         args = ["ray", "start", "--head", "--block", "--num-cpus=2", "--disable-usage-stats",
-                f"--port={free_port()}", f"--dashboard-port={self.dashboard_port}", "--dashboard-host=127.0.0.1",
+                f"--port={self.gcs_port}", f"--dashboard-port={self.dashboard_port}", "--dashboard-host=127.0.0.1",
                 f"--metrics-export-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
                 f"--ray-client-server-port={free_port()}", f"--temp-dir={temp_dir}"]
         self.log = open(temp_dir / "head.log", "w")
@@ -56,7 +56,9 @@ class RayHead:
         while time.time() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"ray start exited: {(self.temp_dir / 'head.log').read_text()[-2000:]}")
-            if self.ray("status", check=False).returncode == 0 and self.metrics_targets():
+            # Named explicitly: the test session may run another Ray (ray_local) on this machine.
+            if self.ray("status", "--address", f"127.0.0.1:{self.gcs_port}", check=False).returncode == 0 \
+                    and self.metrics_targets():
                 return
             time.sleep(1)
         raise TimeoutError("the Ray head did not come up")

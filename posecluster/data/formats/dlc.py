@@ -34,6 +34,20 @@ def write_project_config(uri: str, project: ProjectConfig) -> None:
     storage.atomic_write_bytes(uri, yaml.safe_dump(project.to_dlc(), sort_keys=False).encode())
 
 
+def update_project_config(uri: str, changes: dict) -> dict:
+    """Change top-level keys of a DLC config.yaml in place, keeping every other key (video_sets,
+    project_path, crop settings...) exactly as the user's DeepLabCut wrote it. Returns the new mapping."""
+    try:
+        raw = yaml.safe_load(storage.read_bytes(uri)) or {}
+    except yaml.YAMLError as exc:
+        raise InputError(uri, f"not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise InputError(uri, "not a YAML mapping")
+    raw.update(changes)
+    storage.atomic_write_bytes(uri, yaml.safe_dump(raw, sort_keys=False).encode())
+    return raw
+
+
 def read_table(uri: str) -> pd.DataFrame:
     """Read a DLC table (.h5 or .csv) as pandas, with the header checked."""
     if uri.lower().endswith(".h5"):

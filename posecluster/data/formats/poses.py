@@ -12,7 +12,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from posecluster import storage
-from posecluster.data.formats.dlc import HDF_KEY, LEVELS
+from posecluster.data.formats.dlc import HDF_KEY, LEVELS, write_hdf
+from posecluster.data.tracks import PoseTrack
+from posecluster.errors import InputError
 
 FORMATS = ("h5", "csv", "parquet")
 
@@ -112,6 +114,34 @@ def read_pose_table(uri: str) -> pd.DataFrame:
         if uri.endswith(".parquet"):
             return pd.read_parquet(path)
         return pd.read_csv(path, header=[0, 1, 2], index_col=0)
+
+
+def read_track(uri: str) -> PoseTrack:
+    """A DLC pose table (.h5, .csv or .parquet) as a PoseTrack; a table that is not one is an InputError."""
+    try:
+        frame = read_pose_table(uri)
+        scorer = str(frame.columns.get_level_values("scorer")[0])
+        bodyparts = [str(b) for b in frame.columns.get_level_values("bodyparts").unique()]
+        return PoseTrack(scorer, bodyparts, table_to_array(frame, bodyparts))
+    except FileNotFoundError:
+        raise
+    except (KeyError, ValueError, IndexError, OSError) as exc:
+        raise InputError(uri, f"not a DLC pose table (scorer/bodyparts/coords with x, y, likelihood): {exc}") from None
+
+
+def write_track(track: PoseTrack, uri: str) -> None:
+    """Write a PoseTrack as a DLC pose table; the format follows the suffix; appears atomically."""
+    frame = pose_frame(track.scorer, track.bodyparts, 0, track.poses)
+    if uri.endswith(".h5"):
+        write_hdf(frame, uri)
+    elif uri.endswith(".csv"):
+        storage.atomic_write_bytes(uri, frame.to_csv().encode())
+    elif uri.endswith(".parquet"):
+        with storage.scratch_dir() as tmp:
+            frame.to_parquet(f"{tmp}/t.parquet")
+            storage.atomic_upload(f"{tmp}/t.parquet", uri)
+    else:
+        raise ValueError(f"{uri}: pose tables are .h5, .csv or .parquet")
 
 
 def table_to_array(frame: pd.DataFrame, bodyparts: list[str]) -> np.ndarray:

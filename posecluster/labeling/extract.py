@@ -1,0 +1,64 @@
+"""extract-frames for one video: choose frames (uniform or k-means) and write them into the project."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from posecluster import storage
+from posecluster.data.formats import dlc
+from posecluster.data.video import VideoInfo, probe
+from posecluster.labeling.frames import frame_range, kmeans_indices, read_selected, thumbnails, uniform_indices
+from posecluster.labeling.project_frames import add_frames, claim_folder, image_name, labeled_folder
+
+
+@dataclass(frozen=True)
+class ExtractOptions:
+    method: Literal["kmeans", "uniform"] = "kmeans"
+    n: int = 20  # DLC's numframes2pick
+    start: float = 0.0  # fractions of the video, as DLC's config start/stop
+    stop: float = 1.0
+    seed: int = 0
+    max_cluster_frames: int = 20000  # longer videos are subsampled before clustering
+
+
+@dataclass
+class ExtractedFrames:
+    video: str
+    folder: str
+    indices: list[int] = field(default_factory=list)
+    new_images: list[str] = field(default_factory=list)
+    error: str = ""
+
+
+def choose_frames(info: VideoInfo, options: ExtractOptions) -> list[int]:
+    first, last = frame_range(info, options.start, options.stop)
+    if options.method == "uniform":
+        return uniform_indices(first, last, options.n)
+    if options.method != "kmeans":
+        raise ValueError(f"unknown frame selection method {options.method!r} (kmeans, uniform)")
+    indices, features = thumbnails(info, first, last, options.max_cluster_frames)
+    return kmeans_indices(indices, features, options.n, options.seed)
+
+
+def extract_video(video_uri: str, project_uri: str, options: ExtractOptions) -> ExtractedFrames:
+    project = dlc.read_project_config(storage.join(project_uri, "config.yaml"))
+    folder = labeled_folder(video_uri)
+    claim_folder(project_uri, folder, video_uri)
+    info = probe(video_uri)
+    indices = choose_frames(info, options)
+    frames = {image_name(folder, index, info.frame_count): rgb for index, rgb in read_selected(info, indices)}
+    new = add_frames(project_uri, project, folder, frames)
+    return ExtractedFrames(video=video_uri, folder=folder, indices=indices, new_images=new)
+
+
+def register_videos(project_uri: str, videos: list[str]) -> None:
+    """Add the videos to config.yaml's video_sets (as DLC does), keeping everything else in the file."""
+    config_uri = storage.join(project_uri, "config.yaml")
+    raw = dlc.update_project_config(config_uri, {})
+    video_sets = dict(raw.get("video_sets") or {})
+    for video in videos:
+        if video not in video_sets:
+            info = probe(video)
+            video_sets[video] = {"crop": f"0, {info.width}, 0, {info.height}"}
+    dlc.update_project_config(config_uri, {"video_sets": video_sets})

@@ -1,0 +1,97 @@
+"""extract-outlier-frames for one analysed video: find suspicious frames, keep at most n per video
+(k-means over their thumbnails, so they are diverse), and write them into the project with the network's
+predictions as initial labels, ready to be corrected in any DLC-compatible labeling tool.
+
+Beside the frames, as DeepLabCut does, `machinelabels-iter<N>.h5` holds the raw predictions (with
+likelihood); `outliers-iter<N>.json` records what was proposed, so `merge` can tell corrected rows from
+untouched ones.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from posecluster import storage
+from posecluster.analysis.outliers import OutlierOptions, find_outliers
+from posecluster.data.formats import dlc
+from posecluster.data.formats.poses import pose_frame, read_pose_table, read_track
+from posecluster.data.tracks import PoseTrack
+from posecluster.data.video import probe
+from posecluster.errors import InputError
+from posecluster.labeling.frames import kmeans_indices, read_selected, thumbnails
+from posecluster.labeling.project_frames import add_frames, claim_folder, image_name, labeled_folder
+
+
+@dataclass
+class OutlierFrames:
+    video: str
+    folder: str
+    candidates: int = 0
+    indices: list[int] = field(default_factory=list)
+    reasons: dict[int, list[str]] = field(default_factory=dict)
+    new_images: list[str] = field(default_factory=list)
+    error: str = ""
+
+
+def proposals_uri(project_uri: str, folder: str, iteration: int) -> str:
+    return storage.join(project_uri, folder, f"outliers-iter{iteration}.json")
+
+
+def extract_outliers(video_uri: str, table_uri: str, project_uri: str, options: OutlierOptions, n: int = 20,
+                     seed: int = 0) -> OutlierFrames:
+    project = dlc.read_project_config(storage.join(project_uri, "config.yaml"))
+    track = read_track(table_uri)
+    if list(track.bodyparts) != list(project.bodyparts):
+        raise InputError(table_uri, f"body parts {track.bodyparts} differ from the project's {project.bodyparts}")
+    info = probe(video_uri)
+    if len(track) != info.frame_count:
+        raise InputError(table_uri, f"{len(track)} rows but {video_uri} has {info.frame_count} frames: "
+                                    "not this video's table?")
+    folder = labeled_folder(video_uri)
+    result = OutlierFrames(video=video_uri, folder=folder)
+    flagged = find_outliers(track, options)
+    result.candidates = len(flagged)
+    if not flagged:
+        return result
+    candidates = np.asarray(sorted(flagged))
+    if len(candidates) > n:
+        indices, features = thumbnails(info, int(candidates[0]), int(candidates[-1]) + 1)
+        keep = np.isin(indices, candidates)
+        result.indices = kmeans_indices(indices[keep], features[keep], n, seed)
+    else:
+        result.indices = [int(i) for i in candidates]
+    result.reasons = {i: flagged[i] for i in result.indices}
+    claim_folder(project_uri, folder, video_uri)
+    frames = {image_name(folder, index, info.frame_count): rgb for index, rgb in read_selected(info, result.indices)}
+    names = list(frames)
+    proposed = track.poses[result.indices]
+    initial = proposed[..., :2].copy()
+    initial[proposed[..., 2] < project.pcutoff] = np.nan  # below p-cutoff: left for the labeler to place
+    result.new_images = add_frames(project_uri, project, folder, frames, initial)
+    _record(project_uri, folder, project.iteration, track, names, result, initial)
+    return result
+
+
+def _record(project_uri: str, folder: str, iteration: int, track: PoseTrack, names: list[str],
+            result: OutlierFrames, initial: np.ndarray) -> None:
+    """machinelabels-iter<N>.h5 (DLC's file of raw predictions, rows = image paths) and the proposals
+    that merge compares the corrected labels with. Reruns add rows; existing rows are kept."""
+    machine_uri = storage.join(project_uri, folder, f"machinelabels-iter{iteration}.h5")
+    machine = pose_frame(track.scorer, list(track.bodyparts), 0, track.poses[result.indices])
+    machine.index = pd.Index(names)
+    if storage.exists(machine_uri):
+        previous = read_pose_table(machine_uri)
+        machine = pd.concat([previous, machine[~machine.index.isin(previous.index)]])
+    dlc.write_hdf(machine, machine_uri)
+
+    record_uri = proposals_uri(project_uri, folder, iteration)
+    record = json.loads(storage.read_bytes(record_uri)) if storage.exists(record_uri) else {
+        "video": result.video, "iteration": iteration, "frames": {}}
+    for name, index, labels in zip(names, result.indices, initial):
+        record["frames"].setdefault(name, {"frame": index, "reasons": result.reasons[index],
+                                           "proposed": np.where(np.isnan(labels), None, labels).tolist()})
+    storage.atomic_write_bytes(record_uri, json.dumps(record, indent=1).encode())

@@ -1,0 +1,131 @@
+"""The trained detector as TorchScript and ONNX, each checked against the PyTorch model.
+
+Exported graph: images (B, 3, H, W) float RGB in [0, 1] -> score maps (B, K, H/8, W/8) logits and, when
+the model has them, location refinement (B, 2K, H/8, W/8). Normalisation is inside the graph; decoding
+(argmax + locref x stdev) and global_scale resizing are left to the caller and described in export.json.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import warnings
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from posecluster import storage
+from posecluster.model.backbone import fold_batchnorm
+from posecluster.model.pose_model import PoseModel
+from posecluster.train.checkpoint import load_model
+
+FORMATS = ("torchscript", "onnx")
+
+
+class ExportedDetector(nn.Module):
+    """Tuple outputs (tracing and ONNX want tensors, not dicts)."""
+
+    def __init__(self, model: PoseModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor):
+        out = self.model(images)
+        return (out["scoremap"], out["locref"]) if "locref" in out else (out["scoremap"],)
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    formats: tuple[str, ...] = FORMATS
+    height: int = 256  # example input size; both exports accept other sizes and batch sizes
+    width: int = 256
+    opset: int = 18
+    tolerance: float = 1e-3  # max |difference| allowed against PyTorch, relative to the output's range
+
+
+@dataclass
+class ExportReport:
+    files: dict[str, str] = field(default_factory=dict)
+    max_abs_difference: dict[str, float] = field(default_factory=dict)
+    output_range: float = 0.0
+
+
+def build_detector(run_uri: str) -> tuple[ExportedDetector, dict]:
+    trained = load_model(run_uri)
+    model = PoseModel(trained.config.model, len(trained.bodyparts))
+    model.load_state_dict(trained.state_dict)
+    model.eval()
+    fold_batchnorm(model.backbone)
+    meta = {
+        "model": trained.uri, "model_identity": trained.identity, "scorer": trained.scorer,
+        "bodyparts": trained.bodyparts, "stride": model.stride, "input": "images (B,3,H,W) float RGB in [0,1]",
+        "outputs": ["scoremap"] + (["locref"] if model.locref_head is not None else []),
+        "locref_stdev": trained.config.model.target.locref_stdev, "global_scale": trained.config.model.global_scale,
+        "decode": "x = (argmax_x + 0.5) * stride + locref_x * locref_stdev, likelihood = sigmoid(scoremap) at the "
+                  "peak; then divide by global_scale if frames were resized by it",
+    }
+    return ExportedDetector(model), meta
+
+
+def _check_inputs(options: ExportOptions) -> list[torch.Tensor]:
+    """Two batches unlike the example (other batch size and size), so the check covers dynamic axes."""
+    generator = torch.Generator().manual_seed(0)
+    return [torch.rand(1, 3, options.height, options.width, generator=generator),
+            torch.rand(3, 3, options.height + 16, options.width - 16, generator=generator)]
+
+
+def _to_torchscript(detector: ExportedDetector, example: torch.Tensor) -> tuple[bytes, callable]:
+    with torch.no_grad(), warnings.catch_warnings():
+        # TorchScript is deprecated upstream in favour of torch.export, but it is what C++/LibTorch and
+        # many deployment tools still load; the warning is not actionable for our users.
+        warnings.simplefilter("ignore", FutureWarning)
+        traced = torch.jit.trace(detector, example, check_trace=False)
+        buffer = io.BytesIO()
+        torch.jit.save(traced, buffer)
+        loaded = torch.jit.load(io.BytesIO(buffer.getvalue()))
+    return buffer.getvalue(), lambda x: [t.detach().numpy() for t in loaded(x)]
+
+
+def _to_onnx(detector: ExportedDetector, example: torch.Tensor, outputs: list[str], opset: int) -> tuple[bytes, callable]:
+    import onnxruntime
+
+    buffer = io.BytesIO()
+    axes = {"images": {0: "batch", 2: "height", 3: "width"}}
+    axes.update({name: {0: "batch", 2: "map_height", 3: "map_width"} for name in outputs})
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", (FutureWarning, DeprecationWarning))
+        torch.onnx.export(detector, (example,), buffer, input_names=["images"], output_names=outputs,
+                          dynamic_axes=axes, opset_version=opset, dynamo=False)
+    session = onnxruntime.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
+    return buffer.getvalue(), lambda x: session.run(None, {"images": x.numpy()})
+
+
+def export_model(run_uri: str, out_folder: str, options: ExportOptions = ExportOptions()) -> ExportReport:
+    unknown = set(options.formats) - set(FORMATS)
+    if unknown:
+        raise ValueError(f"unknown export format(s) {sorted(unknown)}; choose from {FORMATS}")
+    detector, meta = build_detector(run_uri)
+    example = torch.rand(2, 3, options.height, options.width, generator=torch.Generator().manual_seed(1))
+    report = ExportReport()
+    checks = _check_inputs(options)
+    with torch.no_grad():
+        expected = [[t.numpy() for t in detector(x)] for x in checks]
+    report.output_range = float(max(np.ptp(o) for outs in expected for o in outs))
+    names = {"torchscript": "model.torchscript.pt", "onnx": "model.onnx"}
+    for fmt in options.formats:
+        blob, run = _to_torchscript(detector, example) if fmt == "torchscript" else _to_onnx(detector, example, meta["outputs"], options.opset)
+        difference = max(float(np.max(np.abs(got - want)))
+                         for x, outs in zip(checks, expected) for got, want in zip(run(x), outs))
+        report.max_abs_difference[fmt] = difference
+        if difference > options.tolerance * max(report.output_range, 1.0):
+            raise RuntimeError(f"{fmt} export disagrees with PyTorch: max |difference| {difference:.3g} "
+                               f"(output range {report.output_range:.3g}); not written")
+        uri = storage.join(out_folder, names[fmt])
+        storage.atomic_write_bytes(uri, blob)
+        report.files[fmt] = uri
+    meta["check"] = asdict(report)
+    storage.atomic_write_bytes(storage.join(out_folder, "export.json"), json.dumps(meta, indent=1).encode())
+    report.files["metadata"] = storage.join(out_folder, "export.json")
+    return report

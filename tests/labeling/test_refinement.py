@@ -1,0 +1,108 @@
+"""The refinement loop: outlier frames into the project with predictions as initial labels, a labeler
+corrects some, merge makes a new iteration, and retraining uses the corrected labels."""
+
+from __future__ import annotations
+
+import glob
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from posecluster import storage
+from posecluster.analysis.outliers import OutlierOptions, find_outliers
+from posecluster.cli.main import main
+from posecluster.data import synthetic
+from posecluster.data.formats import dlc
+from posecluster.data.formats.poses import read_track, write_track
+from posecluster.data.project import read_project
+from posecluster.data.split import Split
+from posecluster.labeling.project_frames import folder_labels
+from posecluster.train.loop import train
+from tests.conftest import tiny_config
+
+FOLDER = "labeled-data/trial7"
+
+
+@pytest.fixture
+def project(tmp_path) -> str:
+    """The session detector's training project, freshly written (the loop modifies it)."""
+    return synthetic.write_project(str(tmp_path / "project"), labeled_frames=32, video_frames=16,
+                                   scene=synthetic.Scene(width=96, height=80, seed=3, body_length=0.4)).uri
+
+
+@pytest.fixture
+def faulty_poses(analysed_video, tmp_path) -> tuple[str, list[int]]:
+    """A copy of the analysis with three injected whole-body jumps the network 'made'."""
+    video, poses = analysed_video
+    folder = tmp_path / "poses"
+    shutil.copytree(poses, folder)
+    (meta_path,) = folder.glob("*_meta.json")
+    meta = json.loads(meta_path.read_text())
+    meta["outputs"]["h5"] = str(folder / Path(meta["outputs"]["h5"]).name)
+    meta_path.write_text(json.dumps(meta))
+    track = read_track(meta["outputs"]["h5"])
+    injected = [20, 45, 70]
+    for frame in injected:
+        track.poses[frame, :, :2] += 35
+    write_track(track, meta["outputs"]["h5"])
+    return str(folder), injected
+
+
+def test_outliers_merge_and_retrain_use_the_corrected_labels(project, faulty_poses, analysed_video, tmp_path, capsys):
+    poses, injected = faulty_poses
+    video = analysed_video[0]
+    assert main(["outliers", poses, "--project", project, "--algorithm", "jump", "--n", "4"]) == 0
+    assert "written for labeling" in capsys.readouterr().out
+
+    record = json.loads(storage.read_bytes(f"{project}/{FOLDER}/outliers-iter0.json"))
+    frames = {name: entry["frame"] for name, entry in record["frames"].items()}
+    track = read_track(glob.glob(f"{poses}/*.h5")[0])
+    candidates = find_outliers(track, OutlierOptions(algorithms=("jump",)))
+    assert {f for i in injected for f in (i, i + 1)} <= set(candidates) and len(candidates) > 4
+    assert len(frames) == 4 and set(frames.values()) <= set(candidates)  # reduced by k-means to --n
+    assert all(entry["reasons"] == ["jump"] for entry in record["frames"].values())
+    config = dlc.read_project_config(f"{project}/config.yaml")
+    labels = folder_labels(project, config, FOLDER)
+    for name, frame in frames.items():
+        assert Path(project, name).exists()
+        predicted = track.poses[frame]
+        expected = np.where((predicted[:, 2] >= config.pcutoff)[:, None], predicted[:, :2], np.nan)
+        np.testing.assert_allclose(labels.keypoints[labels.images.index(name)], expected)  # initial labels
+    machine = pd.read_hdf(f"{project}/{FOLDER}/machinelabels-iter0.h5")
+    assert sorted(machine.index) == sorted(frames) and "likelihood" in machine.columns.get_level_values("coords")
+
+    # A labeler corrects two frames to the true positions and accepts the other two as predicted.
+    corrected = sorted(frames)[:2]
+    for name in corrected:
+        labels.keypoints[labels.images.index(name)] = video.truth[frames[name]]
+    dlc.write_tables(labels, project)
+
+    assert main(["merge", project]) == 0
+    assert "2 corrected, 2 accepted as predicted" in capsys.readouterr().out
+    assert yaml.safe_load(storage.read_bytes(f"{project}/config.yaml"))["iteration"] == 1
+    assert main(["merge", project]) == 2  # nothing proposed for iteration 1 yet
+
+    dataset = read_project(project)
+    run = str(tmp_path / "run-iter1")
+    train(tiny_config(dataset.config, project, epochs=1), dataset.labels, run)
+    split = Split.load(f"{run}/split.json")
+    used = set(split.train_images) | set(split.test_images)
+    assert set(frames) <= used and len(used) == 32 + 4
+    for name in corrected:
+        np.testing.assert_allclose(dataset.labels.keypoints[dataset.labels.images.index(name)], video.truth[frames[name]])
+
+
+def test_merge_can_keep_only_frames_someone_refined(project, faulty_poses, analysed_video):
+    poses, _ = faulty_poses
+    assert main(["outliers", poses, "--project", project, "--algorithm", "jump", "--n", "3"]) == 0
+    config = dlc.read_project_config(f"{project}/config.yaml")
+    labels = folder_labels(project, config, FOLDER)
+    labels.keypoints[0] += 1.5  # one nudged; the rest untouched
+    dlc.write_tables(labels, project)
+    assert main(["merge", project, "--refined-only"]) == 0
+    assert folder_labels(project, config, FOLDER).images == [labels.images[0]]

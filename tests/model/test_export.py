@@ -1,0 +1,54 @@
+"""Exported detectors (TorchScript, ONNX) agree with the PyTorch model on real frames."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnxruntime
+import pytest
+import torch
+
+from posecluster.cli.main import main
+from posecluster.data.video import DecodeReport, probe, read_frames
+from posecluster.infer.predictor import Predictor
+from posecluster.model.decode import decode
+from posecluster.model.export import ExportOptions, export_model
+from posecluster.train.checkpoint import load_model
+
+
+def test_the_command_exports_both_formats_with_their_check(trained_run, tmp_path, capsys):
+    out = str(tmp_path / "export")
+    assert main(["export", trained_run[0], "--out", out, "--height", "80", "--width", "96"]) == 0
+    printed = capsys.readouterr().out
+    assert "torchscript" in printed and "onnx" in printed
+    meta = json.loads((tmp_path / "export" / "export.json").read_text())
+    assert meta["outputs"] == ["scoremap", "locref"] and meta["stride"] == 8
+    assert set(meta["check"]["max_abs_difference"]) == {"torchscript", "onnx"}
+
+
+def test_exported_models_predict_the_same_poses_as_pytorch_on_video_frames(trained_run, synthetic_project, tmp_path):
+    report = export_model(trained_run[0], str(tmp_path), ExportOptions(height=80, width=96))
+    predictor = Predictor(load_model(trained_run[0]))
+    info = probe(synthetic_project.videos[0].uri)
+    frames = np.stack([rgb for _, rgb in read_frames(info, 0, 6, DecodeReport())])
+    images = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255.0  # global_scale 1.0 in this model
+    expected = predictor.predict(frames)
+
+    scripted = torch.jit.load(report.files["torchscript"])
+    session = onnxruntime.InferenceSession(report.files["onnx"], providers=["CPUExecutionProvider"])
+    stdev = predictor.config.model.target.locref_stdev
+    with torch.no_grad():
+        outputs = {"torchscript": [t.detach() for t in scripted(images)],
+                   "onnx": [torch.from_numpy(a) for a in session.run(None, {"images": images.numpy()})]}
+        reference = predictor.model(images)
+    for name, (scoremap, locref) in outputs.items():
+        np.testing.assert_allclose(scoremap.numpy(), reference["scoremap"].numpy(), atol=1e-3, rtol=1e-4, err_msg=name)
+        poses = decode(scoremap, locref, predictor.model.stride, stdev).numpy()
+        poses[..., :2] -= 0.5  # edge -> pixel-index coordinates, as the predictor does
+        np.testing.assert_allclose(poses, expected, atol=1e-2, err_msg=name)
+
+
+def test_unknown_formats_are_refused(trained_run, tmp_path):
+    with pytest.raises(ValueError, match="unknown export format"):
+        export_model(trained_run[0], str(tmp_path), ExportOptions(formats=("tflite",)))

@@ -1,0 +1,70 @@
+"""Labeled videos decode with every frame, markers where the poses say, hidden below the p-cutoff."""
+
+from __future__ import annotations
+
+import glob
+
+import av
+import numpy as np
+
+from posecluster.cli.main import main
+from posecluster.data.formats.poses import read_track
+from posecluster.data.video import DecodeReport, probe, read_frames
+from posecluster.viz.colors import bodypart_colors
+from posecluster.viz.labeled_video import LabelOptions, label_video
+
+RADIUS = 4
+
+
+def decode_all(uri: str) -> list[np.ndarray]:
+    with av.open(uri) as container:
+        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+
+
+def isolated_parts(points: np.ndarray, shown: np.ndarray, k: int, gap: float) -> bool:
+    others = [j for j in range(len(points)) if j != k and shown[j]]
+    return all(np.hypot(*(points[k, :2] - points[j, :2])) > gap for j in others)
+
+
+def test_the_command_writes_a_labeled_video_with_every_frame(analysed_video, tmp_path, capsys):
+    video, poses = analysed_video
+    assert main(["label-video", poses, "--out", str(tmp_path / "labeled"), "--skeleton", "--trail", "3"]) == 0
+    (labeled,) = glob.glob(str(tmp_path / "labeled" / "*_labeled.mp4"))
+    assert labeled.endswith("trial7" + labeled.split("trial7")[1]) and "DLC_resnet_18" in labeled
+    frames = decode_all(labeled)
+    assert len(frames) == 90 and frames[0].shape == (80, 96, 3)
+    assert probe(labeled).fps == probe(video.uri).fps
+
+
+def test_markers_sit_where_the_poses_say_and_hidden_parts_are_not_drawn(analysed_video, tmp_path):
+    video, poses = analysed_video
+    track = read_track(next(p for p in glob.glob(f"{poses}/*.h5") if not p.endswith("_filtered.h5")))
+    track.poses[:, 1, 2] = 0.05  # leftear: below the p-cutoff everywhere
+    out = str(tmp_path / "marked.mp4")
+    result = label_video(video.uri, track, out, LabelOptions(pcutoff=0.5, radius=RADIUS))
+    assert result.frames == 90 and not result.missing_frames
+    labeled = decode_all(out)
+    original = dict(read_frames(probe(video.uri), 0, 90, DecodeReport()))
+    colors = bodypart_colors(4).astype(float)
+    checked = {"drawn": 0, "hidden": 0}
+    for f in range(90):
+        points = track.poses[f]
+        shown = points[:, 2] >= 0.5
+        for k in range(4):
+            x, y = np.round(points[k, :2]).astype(int)
+            if not (RADIUS <= x < 96 - RADIUS and RADIUS <= y < 80 - RADIUS):
+                continue
+            drawn_shown = shown.copy()
+            drawn_shown[k] = True
+            if not isolated_parts(points, drawn_shown, k, RADIUS + 3):  # no other marker over our 3x3 patch
+                continue
+            got = labeled[f][y - 1 : y + 2, x - 1 : x + 2].reshape(-1, 3).mean(axis=0)
+            before = original[f][y - 1 : y + 2, x - 1 : x + 2].reshape(-1, 3).mean(axis=0)
+            to_marker, to_frame = np.abs(got - colors[k]).mean(), np.abs(got - before).mean()
+            if shown[k]:
+                assert to_marker < to_frame and to_marker < 40, (f, k, got, colors[k], before)
+                checked["drawn"] += 1
+            elif k == 1:
+                assert to_frame < 20, (f, k, got, before)  # the frame itself, no marker
+                checked["hidden"] += 1
+    assert checked["drawn"] >= 100 and checked["hidden"] >= 10, checked
