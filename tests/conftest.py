@@ -131,3 +131,18 @@ def analysed_video(trained_run, tmp_path_factory):
     poses = str(root / "poses")
     analyze_video(Predictor(load_model(trained_run[0])), video.uri, poses, progress=False)
     return video, poses
+
+
+def copy_analysis(poses: str, dest) -> str:
+    """A private copy of an analysis folder (tables + _meta.json pointing at the copies), for tests that
+    write beside the tables; session fixtures stay untouched."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    shutil.copytree(poses, dest)
+    for meta_path in Path(dest).glob("*_meta.json"):
+        meta = json.loads(meta_path.read_text())
+        meta["outputs"] = {k: str(Path(dest) / Path(v).name) for k, v in meta["outputs"].items()}
+        meta_path.write_text(json.dumps(meta))
+    return str(dest)

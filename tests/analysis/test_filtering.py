@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import glob
+
 import numpy as np
 import pytest
 
@@ -10,6 +12,7 @@ from posecluster.cli.main import main
 from posecluster.data.formats.dlc import read_table
 from posecluster.data.formats.poses import read_track
 from posecluster.data.tracks import PoseTrack
+from tests.conftest import copy_analysis
 
 
 def smooth_track(frames: int = 240, noise: float = 0.0, seed: int = 0) -> PoseTrack:
@@ -64,10 +67,10 @@ def test_filters_keep_likelihoods_and_shape(method):
     assert not np.isnan(out.xy[5:-5]).any()
 
 
-def test_the_filter_command_writes_a_dlc_table_beside_the_original(analysed_video):
-    video, poses = analysed_video
+def test_the_filter_command_writes_a_dlc_table_beside_the_original(analysed_video, tmp_path):
+    poses = copy_analysis(analysed_video[1], tmp_path / "poses")
     assert main(["filter", poses, "--method", "median", "--format", "csv"]) == 0
-    original_uri = next(p for p in __import__("glob").glob(f"{poses}/*.h5") if not p.endswith("_filtered.h5"))
+    original_uri = next(p for p in glob.glob(f"{poses}/*.h5") if not p.endswith("_filtered.h5"))
     filtered_uri = original_uri[: -len(".h5")] + "_filtered.h5"
     original, filtered = read_track(original_uri), read_track(filtered_uri)
     assert filtered.bodyparts == original.bodyparts and len(filtered) == len(original) == 90

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import glob
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,7 @@ from posecluster.data.project import read_project
 from posecluster.data.split import Split
 from posecluster.labeling.project_frames import folder_labels
 from posecluster.train.loop import train
-from tests.conftest import tiny_config
+from tests.conftest import copy_analysis, tiny_config
 
 FOLDER = "labeled-data/trial7"
 
@@ -38,19 +37,15 @@ def project(tmp_path) -> str:
 @pytest.fixture
 def faulty_poses(analysed_video, tmp_path) -> tuple[str, list[int]]:
     """A copy of the analysis with three injected whole-body jumps the network 'made'."""
-    video, poses = analysed_video
-    folder = tmp_path / "poses"
-    shutil.copytree(poses, folder)
-    (meta_path,) = folder.glob("*_meta.json")
+    folder = copy_analysis(analysed_video[1], tmp_path / "poses")
+    (meta_path,) = Path(folder).glob("*_meta.json")
     meta = json.loads(meta_path.read_text())
-    meta["outputs"]["h5"] = str(folder / Path(meta["outputs"]["h5"]).name)
-    meta_path.write_text(json.dumps(meta))
     track = read_track(meta["outputs"]["h5"])
     injected = [20, 45, 70]
     for frame in injected:
         track.poses[frame, :, :2] += 35
     write_track(track, meta["outputs"]["h5"])
-    return str(folder), injected
+    return folder, injected
 
 
 def test_outliers_merge_and_retrain_use_the_corrected_labels(project, faulty_poses, analysed_video, tmp_path, capsys):
@@ -61,7 +56,8 @@ def test_outliers_merge_and_retrain_use_the_corrected_labels(project, faulty_pos
 
     record = json.loads(storage.read_bytes(f"{project}/{FOLDER}/outliers-iter0.json"))
     frames = {name: entry["frame"] for name, entry in record["frames"].items()}
-    track = read_track(glob.glob(f"{poses}/*.h5")[0])
+    (table,) = [t for t in glob.glob(f"{poses}/*.h5") if not t.endswith("_filtered.h5")]
+    track = read_track(table)
     candidates = find_outliers(track, OutlierOptions(algorithms=("jump",)))
     assert {f for i in injected for f in (i, i + 1)} <= set(candidates) and len(candidates) > 4
     assert len(frames) == 4 and set(frames.values()) <= set(candidates)  # reduced by k-means to --n
