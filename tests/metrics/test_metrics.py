@@ -68,3 +68,35 @@ def test_the_endpoint_counts_frames_during_and_after_an_analysis(endpoint, train
     assert after["posecluster_infer_seconds_count"] == batches
     assert after["posecluster_decode_wait_seconds_count"] == batches
     assert after["posecluster_infer_seconds_sum"] > 0
+
+
+def test_a_batch_job_pushes_its_final_counts_to_a_pushgateway(trained_run, synthetic_project, tmp_path):
+    """--pushgateway: the end-of-job push reaches the gateway's HTTP API with the job's counts."""
+    import http.server
+    import threading
+
+    from posecluster.cli.main import main
+
+    received = {}
+
+    class Gateway(http.server.BaseHTTPRequestHandler):
+        def do_PUT(self):
+            received["path"] = self.path
+            received["body"] = self.rfile.read(int(self.headers["Content-Length"])).decode()
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Gateway)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        code = main(["analyze", synthetic_project.videos[0].uri, "--model", trained_run[0], "--out", str(tmp_path),
+                     "--quiet", "--pushgateway", f"127.0.0.1:{server.server_port}"])
+    finally:
+        server.shutdown()
+        metrics.use(metrics.NullExporter())
+    assert code == 0 and received["path"] == "/metrics/job/posecluster_analyze"
+    samples = {s.name: s.value for f in text_string_to_metric_families(received["body"]) for s in f.samples}
+    assert samples["posecluster_frames_processed_total"] == 64
