@@ -146,13 +146,24 @@ class Outcome:
 
 
 def _each(items) -> list[Outcome]:
-    outcomes = []
-    for source, call in items:
-        try:
-            outcomes.append(Outcome(source, call()))
-        except (InputError, ValueError, FileNotFoundError) as exc:
-            log.error("%s: %s", source, exc)
-            outcomes.append(Outcome(source, error=str(exc)))
+    """Run (source, call) pairs: in this process for one input, else one Ray task per input (on the
+    cluster in RAY_ADDRESS, or a local Ray). A failing input is reported and the others go on."""
+    items = list(items)
+    if len(items) > 1 or os.environ.get("RAY_ADDRESS"):
+        from posecluster.cluster.tasks import run_each
+
+        results = run_each([call for _, call in items])
+        outcomes = [Outcome(source, outputs, error) for (source, _), (outputs, error) in zip(items, results)]
+    else:
+        outcomes = []
+        for source, call in items:
+            try:
+                outcomes.append(Outcome(source, call()))
+            except (InputError, ValueError, FileNotFoundError) as exc:
+                outcomes.append(Outcome(source, error=str(exc)))
+    for outcome in outcomes:
+        if outcome.error:
+            log.error("%s: %s", outcome.source, outcome.error)
     return outcomes
 
 

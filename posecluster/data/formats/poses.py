@@ -109,11 +109,17 @@ class PoseTableWriter:
 
 def read_pose_table(uri: str) -> pd.DataFrame:
     with storage.local_copy(uri) as path:
-        if uri.endswith(".h5"):
-            return pd.read_hdf(path, key=HDF_KEY)
-        if uri.endswith(".parquet"):
-            return pd.read_parquet(path)
-        return pd.read_csv(path, header=[0, 1, 2], index_col=0)
+        try:
+            if uri.endswith(".h5"):
+                return pd.read_hdf(path, key=HDF_KEY)
+            if uri.endswith(".parquet"):
+                return pd.read_parquet(path)
+            return pd.read_csv(path, header=[0, 1, 2], index_col=0)
+        except FileNotFoundError:
+            raise
+        except Exception as exc:  # HDF5/Arrow/CSV readers each raise their own types for a damaged file
+            raise InputError(uri, f"not a readable pose table: damaged, truncated or another format "
+                                  f"({type(exc).__name__})") from None
 
 
 def read_track(uri: str) -> PoseTrack:
@@ -123,7 +129,7 @@ def read_track(uri: str) -> PoseTrack:
         scorer = str(frame.columns.get_level_values("scorer")[0])
         bodyparts = [str(b) for b in frame.columns.get_level_values("bodyparts").unique()]
         return PoseTrack(scorer, bodyparts, table_to_array(frame, bodyparts))
-    except FileNotFoundError:
+    except (FileNotFoundError, InputError):
         raise
     except (KeyError, ValueError, IndexError, OSError) as exc:
         raise InputError(uri, f"not a DLC pose table (scorer/bodyparts/coords with x, y, likelihood): {exc}") from None
