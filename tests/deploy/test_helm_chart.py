@@ -130,6 +130,29 @@ def test_credentials_reach_pods_only_through_secret_references(render):
     assert refs == {"lab-s3", "lab-ray-token"}
 
 
+def test_ray_token_auth_is_left_to_kuberay_or_passed_by_hand_for_older_operators(render):
+    managed = render()
+    (secret,) = [s for s in by_kind(managed, "Secret") if s["metadata"]["name"].endswith("-ray-token")]
+    assert set(secret["data"]) == {"auth_token"}  # KubeRay's key name
+    cluster = by_kind(managed, "RayCluster")[0]["spec"]
+    assert cluster["authOptions"] == {"mode": "token", "secretName": secret["metadata"]["name"]}
+    names = {v["name"] for t in pod_templates(managed) for c in t["spec"]["containers"] for v in c.get("env", [])}
+    assert not {"RAY_AUTH_MODE", "RAY_AUTH_TOKEN"} & names  # the operator injects them; no duplicates
+
+    by_hand = render("gpu-job-values.yaml")
+    assert "authOptions" not in by_kind(by_hand, "RayCluster")[0]["spec"]
+    for template in pod_templates(by_hand):
+        env = {v["name"]: v for v in template["spec"]["containers"][0]["env"]}
+        assert env["RAY_AUTH_MODE"]["value"] == "token"
+        assert env["RAY_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "lab-ray-token", "key": "auth_token"}
+
+    disabled = render("cpu-values.yaml")
+    assert not [s for s in by_kind(disabled, "Secret") if s["metadata"]["name"].endswith("-ray-token")]
+    for template in pod_templates(disabled):
+        env = {v["name"]: v for v in template["spec"]["containers"][0]["env"]}
+        assert env["RAY_AUTH_MODE"]["value"] == "disabled" and "RAY_AUTH_TOKEN" not in env
+
+
 def test_every_pod_runs_as_a_non_root_user_with_the_config_mounted(render):
     docs = render("gpu-job-values.yaml")
     templates = pod_templates(docs)

@@ -60,17 +60,26 @@ app.kubernetes.io/instance: {{ .Release.Name }}
       name: {{ include "posecluster.s3SecretName" . }}
       key: {{ .Values.s3.secretAccessKeyKey }}
 {{- end }}
+{{- include "posecluster.authEnv" . }}
+- name: POSECLUSTER_CONFIG
+  value: /etc/posecluster/config.yaml
+{{- end -}}
+
+{{/* Ray's token auth set by hand: for KubeRay < 1.5.1, or auth disabled. With rayAuth.kuberayManaged the
+     operator injects RAY_AUTH_MODE/RAY_AUTH_TOKEN into every Ray container and uses the token itself. */}}
+{{- define "posecluster.authEnv" -}}
+{{- if eq .Values.rayAuth.mode "disabled" }}
 - name: RAY_AUTH_MODE
-  value: {{ .Values.rayAuth.mode | quote }}
-{{- if eq .Values.rayAuth.mode "token" }}
+  value: "disabled"
+{{- else if not .Values.rayAuth.kuberayManaged }}
+- name: RAY_AUTH_MODE
+  value: "token"
 - name: RAY_AUTH_TOKEN
   valueFrom:
     secretKeyRef:
       name: {{ include "posecluster.authSecretName" . }}
-      key: token
+      key: auth_token
 {{- end }}
-- name: POSECLUSTER_CONFIG
-  value: /etc/posecluster/config.yaml
 {{- end -}}
 
 {{/* One Ray pod template (head or worker group). Call with (dict "root" $ "role" "head"|"worker"). */}}
@@ -146,6 +155,11 @@ spec:
 {{/* The RayCluster spec, shared by the long-lived RayCluster and the RayJob's own cluster. */}}
 {{- define "posecluster.rayClusterSpec" -}}
 rayVersion: {{ .Values.rayVersion | quote }}
+{{- if and (eq .Values.rayAuth.mode "token") .Values.rayAuth.kuberayManaged }}
+authOptions:
+  mode: token
+  secretName: {{ include "posecluster.authSecretName" . }}
+{{- end }}
 enableInTreeAutoscaling: {{ .Values.autoscaling.enabled }}
 {{- if .Values.autoscaling.enabled }}
 autoscalerOptions:
@@ -153,16 +167,10 @@ autoscalerOptions:
   upscalingMode: Default
   securityContext:
     {{- toYaml .Values.securityContext | nindent 4 }}
+  {{- with include "posecluster.authEnv" . | trim }}
   env:
-    - name: RAY_AUTH_MODE
-      value: {{ .Values.rayAuth.mode | quote }}
-    {{- if eq .Values.rayAuth.mode "token" }}
-    - name: RAY_AUTH_TOKEN
-      valueFrom:
-        secretKeyRef:
-          name: {{ include "posecluster.authSecretName" . }}
-          key: token
-    {{- end }}
+    {{- . | nindent 4 }}
+  {{- end }}
 {{- end }}
 headGroupSpec:
   serviceType: {{ .Values.head.serviceType }}
