@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 import urllib.request
 
 import pytest
@@ -70,12 +71,11 @@ def test_the_endpoint_counts_frames_during_and_after_an_analysis(endpoint, train
     assert after["posecluster_infer_seconds_sum"] > 0
 
 
-def test_a_batch_job_pushes_its_final_counts_to_a_pushgateway(trained_run, synthetic_project, tmp_path):
-    """--pushgateway: the end-of-job push reaches the gateway's HTTP API with the job's counts."""
+@pytest.fixture
+def pushgateway():
+    """A real HTTP endpoint speaking the Pushgateway's PUT API, recording what it receives."""
     import http.server
     import threading
-
-    from posecluster.cli.main import main
 
     received = {}
 
@@ -91,12 +91,36 @@ def test_a_batch_job_pushes_its_final_counts_to_a_pushgateway(trained_run, synth
 
     server = http.server.HTTPServer(("127.0.0.1", 0), Gateway)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        code = main(["analyze", synthetic_project.videos[0].uri, "--model", trained_run[0], "--out", str(tmp_path),
-                     "--quiet", "--pushgateway", f"127.0.0.1:{server.server_port}"])
-    finally:
-        server.shutdown()
-        metrics.use(metrics.NullExporter())
+    yield f"127.0.0.1:{server.server_port}", received
+    server.shutdown()
+    metrics.use(metrics.NullExporter())
+
+
+def pushed_samples(body: str) -> dict[str, float]:
+    return {s.name + "".join(f"{{{k}={v}}}" for k, v in sorted(s.labels.items()) if k != "le"): s.value
+            for f in text_string_to_metric_families(body) for s in f.samples}
+
+
+def test_a_batch_job_pushes_its_final_counts_to_a_pushgateway(trained_run, synthetic_project, tmp_path, pushgateway):
+    from posecluster.cli.main import main
+
+    address, received = pushgateway
+    code = main(["analyze", synthetic_project.videos[0].uri, "--model", trained_run[0], "--out", str(tmp_path),
+                 "--quiet", "--pushgateway", address])
     assert code == 0 and received["path"] == "/metrics/job/posecluster_analyze"
-    samples = {s.name: s.value for f in text_string_to_metric_families(received["body"]) for s in f.samples}
-    assert samples["posecluster_frames_processed_total"] == 64
+    assert pushed_samples(received["body"])["posecluster_frames_processed_total"] == 64
+
+
+def test_an_archive_job_pushes_its_summary_from_the_driver(ray_local, trained_run, synthetic_project, tmp_path, pushgateway):
+    """Frames are counted in the actors (Ray's endpoints); the driver's push carries the job's outcome."""
+    from posecluster.cli.main import main
+
+    address, received = pushgateway
+    before = time.time()
+    code = main(["infer", synthetic_project.videos[0].uri, "--model", trained_run[0], "--out", str(tmp_path),
+                 "--workers", "1", "--quiet", "--pushgateway", address])
+    samples = pushed_samples(received["body"])
+    assert code == 0 and received["path"] == "/metrics/job/posecluster_infer"
+    assert samples["posecluster_videos_total{status=done}"] == 1
+    assert samples["posecluster_segments_total{status=done}"] >= 1
+    assert samples["posecluster_last_success_timestamp_seconds"] >= before
