@@ -7,33 +7,24 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from posecluster import storage
 from posecluster.data.formats.poses import PoseTableWriter
 from posecluster.data.video import VideoInfo
-from posecluster.infer.pipeline import predict_range
+from posecluster.infer.pipeline import RangeResult, predict_range
 from posecluster.infer.predictor import Predictor
 
 
-@dataclass
-class SegmentResult:
+@dataclass(kw_only=True)
+class SegmentResult(RangeResult):
+    """A predicted frame range of one video: what predict_range measured, plus where it lies."""
+
     video_uri: str
     start: int
     stop: int
-    frames_predicted: int = 0
-    missing: dict[int, str] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-    decode_wait_s: float = 0.0
-    infer_s: float = 0.0
-    skipped: bool = False  # already done by an earlier run
-
-    @property
-    def fps(self) -> float:
-        return self.frames_predicted / self.seconds if self.seconds else 0.0
 
 
 def predict_segment(predictor: Predictor, info: VideoInfo, start: int, stop: int,
@@ -45,12 +36,7 @@ def predict_segment(predictor: Predictor, info: VideoInfo, start: int, stop: int
         poses[first - start : first - start + len(chunk)] = chunk
 
     ranged = predict_range(predictor, info, start, stop, sink, on_batch=on_batch)
-    result = SegmentResult(
-        video_uri=info.uri, start=start, stop=stop, frames_predicted=ranged.frames,
-        missing=ranged.missing, errors=ranged.errors, seconds=ranged.seconds,
-        decode_wait_s=ranged.decode_wait_s, infer_s=ranged.infer_s,
-    )
-    return poses, result
+    return poses, SegmentResult(video_uri=info.uri, start=start, stop=stop, **asdict(ranged))
 
 
 def write_segment(uri: str, poses: np.ndarray, result: SegmentResult) -> None:
@@ -64,6 +50,9 @@ def read_segment(uri: str) -> tuple[np.ndarray, SegmentResult]:
     with np.load(io.BytesIO(storage.read_bytes(uri))) as data:
         raw = json.loads(data["meta"].tobytes().decode())
         raw["missing"] = {int(k): v for k, v in raw["missing"].items()}
+        # Segments written before SegmentResult shared RangeResult's fields (resumed jobs may hold some).
+        raw.setdefault("frames", raw.pop("frames_predicted", 0))
+        raw.pop("skipped", None)
         return data["poses"], SegmentResult(**raw)
 
 
