@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import yaml
 
@@ -16,7 +16,7 @@ from posecluster.data.formats.dlc import read_project_config
 from posecluster.data.formats.poses import read_track, write_track
 from posecluster.data.project import read_project
 from posecluster.data.video import find_videos
-from posecluster.errors import InputError
+from posecluster.errors import PER_INPUT_ERRORS
 from posecluster.infer.analyze import AnalysisResult, analyze_video
 from posecluster.infer.predictor import Predictor
 from posecluster.infer.results import find_results
@@ -159,7 +159,7 @@ def _each(items) -> list[Outcome]:
         for source, call in items:
             try:
                 outcomes.append(Outcome(source, call()))
-            except (InputError, ValueError, FileNotFoundError) as exc:
+            except PER_INPUT_ERRORS as exc:
                 outcomes.append(Outcome(source, error=str(exc)))
     for outcome in outcomes:
         if outcome.error:
@@ -167,19 +167,15 @@ def _each(items) -> list[Outcome]:
     return outcomes
 
 
-def extract_frames(inputs: list[str], project_uri: str, options: ExtractOptions):
-    """Frames to label from each video into the project: in this process for one video, else one Ray
-    task per video (RAY_ADDRESS, or a local Ray)."""
+def extract_frames(inputs: list[str], project_uri: str, options: ExtractOptions) -> list[Outcome]:
+    """Frames to label from each video into the project (one Ray task per video when there are several);
+    config.yaml's video_sets is then updated once, here, so tasks never write the same file."""
     videos = find_videos(inputs)
     if not videos:
         raise FileNotFoundError(f"no videos found in {inputs}")
-    if len(videos) == 1 and not os.environ.get("RAY_ADDRESS"):
-        result = extract_video(videos[0], project_uri, options)
-        register_videos(project_uri, videos)
-        return [result]
-    from posecluster.cluster.extraction import extract_archive
-
-    return extract_archive(videos, project_uri, options)
+    outcomes = _each([(v, lambda v=v: asdict(extract_video(v, project_uri, options))) for v in videos])
+    register_videos(project_uri, [o.source for o in outcomes if not o.error])
+    return outcomes
 
 
 def filtered_uri(table: str) -> str:

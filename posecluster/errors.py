@@ -25,3 +25,8 @@ class InputError(ValueError):
     def __reduce__(self):
         # Rebuilt from its parts, so it crosses process boundaries (Ray workers) intact.
         return type(self), (self.source, self.detail, self.row, self.frame)
+
+
+# What one input of a batch command may fail with and be reported alone, the others going on: bad data
+# (InputError is a ValueError) or an object that cannot be read. Anything else is a bug and stops the run.
+PER_INPUT_ERRORS = (ValueError, OSError)

@@ -21,15 +21,9 @@ def cmd_extract_frames(args) -> int:
     from posecluster.labeling.extract import ExtractOptions
 
     options = ExtractOptions(method=args.method, n=args.n, start=args.start, stop=args.stop, seed=args.seed)
-    results = api.extract_frames(args.videos, args.project, options)
-    for result in results:
-        if not result.error:
-            print(f"{result.video}: {len(result.indices)} frames {result.indices} -> {result.folder} "
-                  f"({len(result.new_images)} new)")
-    for result in results:
-        if result.error:
-            print(f"  FAILED {result.video}: {result.error}")
-    return 1 if any(r.error for r in results) else 0
+    outcomes = api.extract_frames(args.videos, args.project, options)
+    return _report(outcomes, lambda out: f"{len(out['indices'])} frames {out['indices']} -> {out['folder']} "
+                                         f"({len(out['new_images'])} new)")
 
 
 def cmd_filter(args) -> int:

@@ -1,4 +1,4 @@
-"""Independent per-video work (filter, outliers, label-video, plot) as one Ray task per video."""
+"""Independent per-video work (extract-frames, filter, outliers, label-video, plot) as one Ray task per video."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ from typing import Callable
 import ray
 
 from posecluster.cluster.runtime import connect
-from posecluster.errors import InputError
+from posecluster.errors import PER_INPUT_ERRORS
 
 
 @ray.remote(num_cpus=1)
 def _run(call: Callable[[], dict]) -> tuple[dict, str]:
     try:
         return call(), ""
-    except (InputError, ValueError, FileNotFoundError) as exc:  # bad input: reported, the others go on
+    except PER_INPUT_ERRORS as exc:  # bad input: reported, the others go on
         return {}, str(exc)
 
 

@@ -28,7 +28,6 @@ class ExtractedFrames:
     folder: str
     indices: list[int] = field(default_factory=list)
     new_images: list[str] = field(default_factory=list)
-    error: str = ""
 
 
 def choose_frames(info: VideoInfo, options: ExtractOptions) -> list[int]:
