@@ -213,41 +213,55 @@ def merge_labels(project_uri: str, refined_only: bool = False) -> MergeReport:
     return merge(project_uri, refined_only)
 
 
-def _project_settings(model_uri: str, cache: dict) -> tuple[float, list]:
-    """(pcutoff, skeleton) of the project the model was trained on."""
-    if model_uri not in cache:
-        project = load_model(model_uri).config.project
-        cache[model_uri] = (project.pcutoff, [tuple(pair) for pair in project.skeleton])
-    return cache[model_uri]
+def _project_settings(records) -> dict:
+    """{model URI: (pcutoff, skeleton) of its training project}, each model read once here in the driver
+    rather than once per video task; a model that cannot be read fails its videos alone (as the error)."""
+    settings: dict = {}
+    for uri in dict.fromkeys(r.model for r in records):
+        try:
+            project = load_model(uri).config.project
+            settings[uri] = (project.pcutoff, tuple(tuple(pair) for pair in project.skeleton))
+        except PER_INPUT_ERRORS as exc:
+            settings[uri] = exc
+    return settings
+
+
+def _settings_of(settings: dict, model_uri: str) -> tuple[float, tuple]:
+    found = settings[model_uri]
+    if isinstance(found, Exception):
+        raise found
+    return found
 
 
 def label_videos(inputs: list[str], out_folder: str, options: LabelOptions, draw_skeleton: bool = False,
                  pcutoff: float | None = None, filtered: bool = False) -> list[Outcome]:
     """`<video><scorer>_labeled.mp4` per analysed video; p-cutoff and skeleton default to the project's."""
-    cache: dict = {}
+    records = find_results(inputs)
+    settings = _project_settings(records) if pcutoff is None or draw_skeleton else {}
 
     def run(record):
-        project_pcutoff, skeleton = _project_settings(record.model, cache)
+        project_pcutoff, skeleton = _settings_of(settings, record.model) if settings else (pcutoff, ())
         chosen = replace(options, pcutoff=project_pcutoff if pcutoff is None else pcutoff,
-                         skeleton=tuple(skeleton) if draw_skeleton else ())
+                         skeleton=skeleton if draw_skeleton else ())
         table = _table(record, filtered)
         name = storage.basename(table)[: -len(".h5")] + "_labeled.mp4"
         labeled = label_video(record.video, read_track(table), storage.join(out_folder, name), chosen)
         return {"video": labeled.uri, "frames": labeled.frames, "missing_frames": labeled.missing_frames}
 
-    return _each([(r.video, lambda r=r: run(r)) for r in find_results(inputs)])
+    return _each([(r.video, lambda r=r: run(r)) for r in records])
 
 
 def plot_poses(inputs: list[str], out_folder: str, pcutoff: float | None = None, filtered: bool = False) -> list[Outcome]:
     """DLC's plot-poses/<video>/ PNGs for each analysed video."""
-    cache: dict = {}
+    records = find_results(inputs)
+    settings = _project_settings(records) if pcutoff is None else {}
 
     def run(record):
-        cutoff = _project_settings(record.model, cache)[0] if pcutoff is None else pcutoff
+        cutoff = _settings_of(settings, record.model)[0] if pcutoff is None else pcutoff
         folder = storage.join(out_folder, "plot-poses", storage.stem(record.video))
         return plot_track(read_track(_table(record, filtered)), folder, cutoff, title=storage.stem(record.video))
 
-    return _each([(r.video, lambda r=r: run(r)) for r in find_results(inputs)])
+    return _each([(r.video, lambda r=r: run(r)) for r in records])
 
 
 def export_detector(run_uri: str, out_folder: str, options: ExportOptions) -> ExportReport:
