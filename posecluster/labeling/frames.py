@@ -35,9 +35,10 @@ def uniform_indices(first: int, last: int, n: int) -> list[int]:
 
 
 def thumbnails(info: VideoInfo, first: int, last: int, max_frames: int = 20000,
-               width: int = THUMBNAIL_WIDTH) -> tuple[np.ndarray, np.ndarray]:
-    """(frame indices, float32 (N, h*w) grayscale thumbnails), every `step`-th frame so that at most
-    max_frames are kept; FFmpeg does the scaling, so memory is tiny even for hour-long videos."""
+               width: int = THUMBNAIL_WIDTH, only: set[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(frame indices, float32 (N, h*w) grayscale thumbnails) of [first, last): every `step`-th frame so
+    that at most max_frames are kept, or exactly the frames in `only`. FFmpeg does the scaling, so memory
+    is tiny even for hour-long videos."""
     height = max(1, round(width * info.height / info.width))
     step = max(1, math.ceil((last - first) / max_frames))
 
@@ -46,7 +47,7 @@ def thumbnails(info: VideoInfo, first: int, last: int, max_frames: int = 20000,
 
     indices, rows = [], []
     for index, gray in read_frames(info, first, last, DecodeReport(), convert=small_gray):
-        if (index - first) % step == 0:
+        if (index in only) if only is not None else (index - first) % step == 0:
             indices.append(index)
             rows.append(gray.reshape(-1).astype(np.float32))
     return np.asarray(indices, dtype=np.int64), np.stack(rows) if rows else np.zeros((0, width * height), np.float32)

@@ -59,9 +59,9 @@ def extract_outliers(video_uri: str, table_uri: str, project_uri: str, options: 
         return result
     candidates = np.asarray(sorted(flagged))
     if len(candidates) > n:
-        indices, features = thumbnails(info, int(candidates[0]), int(candidates[-1]) + 1)
-        keep = np.isin(indices, candidates)
-        result.indices = kmeans_indices(indices[keep], features[keep], n, seed)
+        indices, features = thumbnails(info, int(candidates[0]), int(candidates[-1]) + 1,
+                                       only={int(c) for c in candidates})
+        result.indices = kmeans_indices(indices, features, n, seed)
     else:
         result.indices = [int(i) for i in candidates]
     result.reasons = {i: flagged[i] for i in result.indices}

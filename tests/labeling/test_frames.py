@@ -45,6 +45,14 @@ def test_long_videos_are_subsampled_before_clustering(four_scenes):
     assert len(indices) <= 30 and np.all(np.diff(indices) == 4)
 
 
+def test_chosen_frames_are_kept_exactly_however_long_the_range(four_scenes):
+    """Outlier candidates are arbitrary frames: none may be lost to the subsampling of long videos."""
+    info = probe(four_scenes)
+    wanted = {3, 4, 57, 58, 99}
+    indices, features = thumbnails(info, 3, 100, max_frames=10, only=wanted)
+    assert indices.tolist() == sorted(wanted) and features.shape == (5, 30 * 25)
+
+
 def test_uniform_spreads_frames_over_the_chosen_range(four_scenes):
     info = probe(four_scenes)
     first, last = frame_range(info, 0.5, 1.0)
