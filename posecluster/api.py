@@ -174,7 +174,8 @@ def extract_frames(inputs: list[str], project_uri: str, options: ExtractOptions)
     if not videos:
         raise FileNotFoundError(f"no videos found in {inputs}")
     outcomes = _each([(v, lambda v=v: asdict(extract_video(v, project_uri, options))) for v in videos])
-    register_videos(project_uri, [o.source for o in outcomes if not o.error])
+    sizes = {o.source: (o.outputs["width"], o.outputs["height"]) for o in outcomes if not o.error}
+    register_videos(project_uri, sizes)
     return outcomes
 
 

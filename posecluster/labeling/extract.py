@@ -28,6 +28,8 @@ class ExtractedFrames:
     folder: str
     indices: list[int] = field(default_factory=list)
     new_images: list[str] = field(default_factory=list)
+    width: int = 0
+    height: int = 0
 
 
 def choose_frames(info: VideoInfo, options: ExtractOptions) -> list[int]:
@@ -48,16 +50,16 @@ def extract_video(video_uri: str, project_uri: str, options: ExtractOptions) -> 
     indices = choose_frames(info, options)
     frames = {image_name(folder, index, info.frame_count): rgb for index, rgb in read_selected(info, indices)}
     new = add_frames(project_uri, project, folder, frames)
-    return ExtractedFrames(video=video_uri, folder=folder, indices=indices, new_images=new)
+    return ExtractedFrames(video=video_uri, folder=folder, indices=indices, new_images=new,
+                           width=info.width, height=info.height)
 
 
-def register_videos(project_uri: str, videos: list[str]) -> None:
-    """Add the videos to config.yaml's video_sets (as DLC does), keeping everything else in the file."""
+def register_videos(project_uri: str, sizes: dict[str, tuple[int, int]]) -> None:
+    """Add the videos ({URI: (width, height)}) to config.yaml's video_sets as DLC does, keeping
+    everything else in the file; the file is rewritten only when something was added."""
     config_uri = storage.join(project_uri, "config.yaml")
-    raw = dlc.update_project_config(config_uri, {})
-    video_sets = dict(raw.get("video_sets") or {})
-    for video in videos:
-        if video not in video_sets:
-            info = probe(video)
-            video_sets[video] = {"crop": f"0, {info.width}, 0, {info.height}"}
-    dlc.update_project_config(config_uri, {"video_sets": video_sets})
+    video_sets = dict(dlc.read_raw_project_config(config_uri).get("video_sets") or {})
+    added = {video: {"crop": f"0, {width}, 0, {height}"} for video, (width, height) in sizes.items()
+             if video not in video_sets}
+    if added:
+        dlc.update_project_config(config_uri, {"video_sets": {**video_sets, **added}})

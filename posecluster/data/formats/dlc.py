@@ -22,12 +22,19 @@ LEVELS = ["scorer", "bodyparts", "coords"]
 HDF_KEY = "df_with_missing"
 
 
-def read_project_config(uri: str) -> ProjectConfig:
+def read_raw_project_config(uri: str) -> dict:
+    """config.yaml as DeepLabCut wrote it: every key, nothing interpreted."""
     try:
         raw = yaml.safe_load(storage.read_bytes(uri))
     except yaml.YAMLError as exc:
         raise InputError(uri, f"not valid YAML: {exc}") from None
-    return ProjectConfig.from_dlc(raw, source=uri)
+    if not isinstance(raw, dict):
+        raise InputError(uri, "not a YAML mapping")
+    return raw
+
+
+def read_project_config(uri: str) -> ProjectConfig:
+    return ProjectConfig.from_dlc(read_raw_project_config(uri), source=uri)
 
 
 def write_project_config(uri: str, project: ProjectConfig) -> None:
@@ -37,12 +44,7 @@ def write_project_config(uri: str, project: ProjectConfig) -> None:
 def update_project_config(uri: str, changes: dict) -> dict:
     """Change top-level keys of a DLC config.yaml in place, keeping every other key (video_sets,
     project_path, crop settings...) exactly as the user's DeepLabCut wrote it. Returns the new mapping."""
-    try:
-        raw = yaml.safe_load(storage.read_bytes(uri)) or {}
-    except yaml.YAMLError as exc:
-        raise InputError(uri, f"not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise InputError(uri, "not a YAML mapping")
+    raw = read_raw_project_config(uri)
     raw.update(changes)
     storage.atomic_write_bytes(uri, yaml.safe_dump(raw, sort_keys=False).encode())
     return raw
