@@ -15,8 +15,6 @@ import argparse
 import tempfile
 import time
 
-import torch
-
 from _common import require_openfield, save
 from posecluster.config import PoseclusterConfig
 from posecluster.data.project import read_project

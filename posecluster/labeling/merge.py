@@ -16,7 +16,6 @@ import numpy as np
 from posecluster import storage
 from posecluster.data.formats import dlc
 from posecluster.errors import InputError
-from posecluster.labeling.outliers import proposals_uri
 from posecluster.labeling.project_frames import folder_labels
 
 
