@@ -179,8 +179,13 @@ def extract_frames(inputs: list[str], project_uri: str, options: ExtractOptions)
     return outcomes
 
 
+def sibling(table: str, suffix: str) -> str:
+    """`<video><scorer>.h5` -> `<video><scorer><suffix>` beside it."""
+    return table[: -len(".h5")] + suffix
+
+
 def filtered_uri(table: str) -> str:
-    return table[: -len(".h5")] + "_filtered.h5"
+    return sibling(table, "_filtered.h5")
 
 
 def _table(record, filtered: bool) -> str:
@@ -192,7 +197,7 @@ def filter_poses(inputs: list[str], options: FilterOptions, formats: tuple[str, 
     def run(record):
         track = filter_track(read_track(record.table), options)
         out = {"h5": filtered_uri(record.table)}
-        out.update({fmt: out["h5"][: -len(".h5")] + f".{fmt}" for fmt in formats})
+        out.update({fmt: sibling(out["h5"], f".{fmt}") for fmt in formats})
         for uri in out.values():
             write_track(track, uri)
         return out
@@ -245,7 +250,7 @@ def label_videos(inputs: list[str], out_folder: str, options: LabelOptions, draw
         chosen = replace(options, pcutoff=project_pcutoff if pcutoff is None else pcutoff,
                          skeleton=skeleton if draw_skeleton else ())
         table = _table(record, filtered)
-        name = storage.basename(table)[: -len(".h5")] + "_labeled.mp4"
+        name = storage.basename(sibling(table, "_labeled.mp4"))
         labeled = label_video(record.video, read_track(table), storage.join(out_folder, name), chosen)
         return {"video": labeled.uri, "frames": labeled.frames, "missing_frames": labeled.missing_frames}
 

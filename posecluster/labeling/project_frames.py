@@ -63,11 +63,11 @@ def add_frames(project_uri: str, project: ProjectConfig, folder: str, frames: di
         return []
     rows = np.full((len(new), len(project.bodyparts), 2), np.nan)
     if keypoints is not None:
-        order = {name: i for i, name in enumerate(frames)}
-        rows = np.asarray(keypoints, dtype=np.float64)[[order[name] for name in new]]
+        position = {name: i for i, name in enumerate(frames)}
+        rows = np.asarray(keypoints, dtype=np.float64)[[position[name] for name in new]]
     added = LabeledDataset(root=project_uri, scorer=project.scorer, bodyparts=list(project.bodyparts), images=new,
                            keypoints=rows, index_styles=dict(current.index_styles) or {folder: "path"})
     merged = LabeledDataset.concat([current, added]) if len(current) else added
-    order = sorted(range(len(merged)), key=lambda i: merged.images[i])
-    dlc.write_tables(merged.subset(order), project_uri)
+    by_name = sorted(range(len(merged)), key=lambda i: merged.images[i])
+    dlc.write_tables(merged.subset(by_name), project_uri)
     return new
