@@ -16,6 +16,7 @@ import numpy as np
 from posecluster import storage
 from posecluster.data.formats import dlc
 from posecluster.errors import InputError
+from posecluster.labeling.outliers import proposals_name
 from posecluster.labeling.project_frames import folder_labels
 
 
@@ -50,7 +51,7 @@ def merge(project_uri: str, refined_only: bool = False) -> MergeReport:
     report = MergeReport(iteration=iteration + 1)
     labeled = storage.join(project_uri, "labeled-data")
     records = [uri for uri in storage.list_files(labeled, suffixes=(".json",))
-               if storage.basename(uri) == f"outliers-iter{iteration}.json"] if storage.exists(labeled) else []
+               if storage.basename(uri) == proposals_name(iteration)] if storage.exists(labeled) else []
     if not records:
         raise InputError(project_uri, f"nothing to merge: no labeled-data/*/outliers-iter{iteration}.json "
                                       "(run `posecluster outliers` for this iteration first)")

@@ -37,8 +37,12 @@ class OutlierFrames:
     error: str = ""
 
 
+def proposals_name(iteration: int) -> str:
+    return f"outliers-iter{iteration}.json"
+
+
 def proposals_uri(project_uri: str, folder: str, iteration: int) -> str:
-    return storage.join(project_uri, folder, f"outliers-iter{iteration}.json")
+    return storage.join(project_uri, folder, proposals_name(iteration))
 
 
 def extract_outliers(video_uri: str, table_uri: str, project_uri: str, options: OutlierOptions, n: int = 20,
