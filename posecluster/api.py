@@ -55,8 +55,8 @@ def resolve_config(project_uri: str, config_uri: str | None = None, overrides: d
     project = read_project_config(storage.join(project_uri, "config.yaml"))
     fraction = project.training_fractions[0] if project.training_fractions else config.split.training_fraction
     config = config.model_copy(update={"project": project, "project_uri": project_uri})
-    config = config.with_overrides({"split": {"training_fraction": fraction}})
-    return config.with_overrides(overrides or {})
+    config = config.with_overrides({"split": {"training_fraction": fraction}}, source=storage.join(project_uri, "config.yaml"))
+    return config.with_overrides(overrides or {}, source="--set")
 
 
 def infer_overrides(config_uri: str | None, overrides: dict) -> dict:
