@@ -67,3 +67,10 @@ def test_uri_helpers_keep_the_scheme():
     assert storage.parent("s3://b/p/x.h5") == "s3://b/p"
     assert storage.stem("s3://b/p/video.final.mp4") == "video.final"
     assert storage.parent("/tmp/a/b") == "/tmp/a"
+
+
+def test_exclusive_create_refuses_an_existing_object(storage_root):
+    uri = storage.join(storage_root, "claims", "one.json")
+    assert storage.create_exclusive(uri, b"first") is True
+    assert storage.create_exclusive(uri, b"second") is False
+    assert storage.read_bytes(uri) == b"first"

@@ -25,6 +25,7 @@ __all__ = [
     "arrow_filesystem",
     "atomic_write_bytes",
     "basename",
+    "create_exclusive",
     "exists",
     "filesystem",
     "identity",
@@ -182,6 +183,36 @@ def atomic_write_bytes(uri: str, data: bytes) -> None:
     else:
         # An object store PUT is atomic: readers see the old object or the whole new one.
         fs.pipe_file(path, data)
+
+
+def create_exclusive(uri: str, data: bytes) -> bool:
+    """Create the object with `data` only if nothing is there yet; True when this call created it.
+
+    Two processes racing for the same URI cannot both win: locally the finished file is hard-linked into
+    place (link fails on an existing name); on S3 it is a conditional PUT (If-None-Match: *), which the
+    store refuses when the key exists.
+    """
+    fs, path = filesystem(uri)
+    if _is_local(fs):
+        os.makedirs(posixpath.dirname(path) or ".", exist_ok=True)
+        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.link(tmp, path)
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(tmp)
+    try:
+        fs.pipe_file(path, data, mode="create")
+        return True
+    except FileExistsError:
+        return False
 
 
 def atomic_upload(local_file: str, uri: str) -> None:
