@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     exporter = _start_metrics(args)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, OSError) as exc:  # bad input, a missing object, a StorageError: one line, no traceback
         print(f"posecluster {args.command}: error: {exc}", file=sys.stderr)
         return 2
     finally:
