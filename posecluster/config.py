@@ -186,6 +186,10 @@ class TargetConfig(Section):
     # "disk": the paper's score maps (radius epsilon) with sigmoid cross-entropy;
     # "gaussian": DLC 3.0's Gaussian heatmaps with a mean squared error.
     kind: Literal["disk", "gaussian"] = "disk"
+    # A body part not labeled in an image: "mask" leaves it out of the score-map loss (DeepLabCut 3.0);
+    # "absent" trains a zero score map for it (DeepLabCut 2.x), pushing its likelihood down where it is
+    # occluded, so the p-cutoff separates visible from hidden parts as 2.x users expect.
+    unlabeled: Literal["mask", "absent"] = "mask"
     radius_px: float = Field(17.0, gt=0)
     gaussian_sigma_px: float = Field(8.5, gt=0)
     locref_stdev: float = Field(7.2801, gt=0)
