@@ -27,29 +27,29 @@ class Section(BaseModel):
         return validated(type(self), merged, source)
 
 
-def validated(cls, raw, source: str, prefix: str = ""):
+def validated(cls, raw, source: str):
     """cls.model_validate(raw), with a failure turned into one line: file, field = value, allowed range."""
     try:
         return cls.model_validate(raw)
     except ValidationError as exc:
-        raise InputError(source, describe_errors(cls, exc, prefix)) from None
+        raise InputError(source, describe_errors(cls, exc)) from None
 
 
-def describe_errors(cls, exc: ValidationError, prefix: str = "") -> str:
+def describe_errors(cls, exc: ValidationError) -> str:
     parts = []
     for error in exc.errors():
-        loc = [str(p) for p in error["loc"]]
-        field = prefix + ".".join(loc) if loc else (prefix.rstrip(".") or cls.__name__)
+        field = ".".join(str(p) for p in error["loc"])
         message = error["msg"].removeprefix("Value error, ")
+        text = f"{field} = {error['input']!r}: {message}" if field else message
         allowed = _allowed(cls, error["loc"])
-        text = f"{field} = {error['input']!r}: {message}" if loc else message
-        if allowed and allowed not in message:
+        if allowed:
             text += f" (allowed: {allowed})"
         parts.append(text)
     return "; ".join(parts)
 
 
-_BOUNDS = ((annotated_types.Gt, ">"), (annotated_types.Ge, ">="), (annotated_types.Lt, "<"), (annotated_types.Le, "<="))
+_BOUNDS = ((annotated_types.Gt, ">", "gt"), (annotated_types.Ge, ">=", "ge"),
+           (annotated_types.Lt, "<", "lt"), (annotated_types.Le, "<=", "le"))
 
 
 def _allowed(cls, loc) -> str:
@@ -57,30 +57,19 @@ def _allowed(cls, loc) -> str:
     field = None
     for part in loc:
         if isinstance(part, int):
-            continue
+            continue  # an item of a list/tuple field: the field's item constraints apply
         if not (isinstance(cls, type) and issubclass(cls, BaseModel)) or part not in cls.model_fields:
             return ""
         field = cls.model_fields[part]
         cls = field.annotation
     if field is None:
         return ""
-    metadata = list(field.metadata)
-    for arg in getattr(field.annotation, "__args__", ()):  # list[Annotated[float, ...]] items
-        metadata += list(getattr(arg, "__metadata__", ()))
-    found = []
-    for item in metadata:
-        for kind, sign in _BOUNDS:
-            if isinstance(item, kind):
-                found.append(f"{sign} {getattr(item, sign_attr(kind))}")
-        for inner in getattr(item, "metadata", ()):
-            for kind, sign in _BOUNDS:
-                if isinstance(inner, kind):
-                    found.append(f"{sign} {getattr(inner, sign_attr(kind))}")
+    constraints = list(field.metadata)
+    for arg in getattr(field.annotation, "__args__", ()):  # list[Annotated[float, Field(...)]] items
+        for item in getattr(arg, "__metadata__", ()):
+            constraints += [item, *getattr(item, "metadata", ())]
+    found = [f"{sign} {getattr(c, attr)}" for c in constraints for kind, sign, attr in _BOUNDS if isinstance(c, kind)]
     return ", ".join(dict.fromkeys(found))
-
-
-def sign_attr(kind) -> str:
-    return {annotated_types.Gt: "gt", annotated_types.Ge: "ge", annotated_types.Lt: "lt", annotated_types.Le: "le"}[kind]
 
 
 def _ordered_pair(name: str, value: tuple[float, float], positive: bool = False) -> tuple[float, float]:
