@@ -53,8 +53,8 @@ def analyze_video(
         finally:
             writer.close()
     result = AnalysisResult(
-        video=video_uri,
-        outputs=outputs,
+        video=storage.absolute(video_uri),  # _meta.json must still find it from another working directory
+        outputs={fmt: storage.absolute(uri) for fmt, uri in outputs.items()},
         frames=stop - start,
         frames_predicted=ranged.frames,
         missing_frames=ranged.missing,
