@@ -21,6 +21,7 @@ from fsspec.implementations.local import LocalFileSystem
 __all__ = [
     "ObjectIdentity",
     "StorageError",
+    "absolute",
     "atomic_upload",
     "arrow_filesystem",
     "atomic_write_bytes",
@@ -113,6 +114,14 @@ def filesystem(uri: str, **options) -> tuple[fsspec.AbstractFileSystem, str]:
 
 def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
     return isinstance(fs, LocalFileSystem)
+
+
+def absolute(uri: str) -> str:
+    """A plain local path made absolute (other processes, e.g. Ray Train workers, run elsewhere);
+    URIs with a scheme are returned unchanged."""
+    if "://" in uri or not uri:
+        return uri
+    return os.path.abspath(os.path.expanduser(uri))
 
 
 def join(base: str, *parts: str) -> str:
