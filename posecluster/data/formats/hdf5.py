@@ -49,12 +49,12 @@ def stamp_for_pandas2(path: str) -> None:
                 group._v_attrs["pandas_version"] = PANDAS_VERSION
 
 
-def check_safe(path: str, uri: str) -> None:
+def check_safe(path: str, uri: str, what: str = "HDF5 table") -> None:
     """Refuse a store that would make pandas/PyTables unpickle anything beyond plain data (naming `uri`)."""
     try:
         handle = h5py.File(path, "r")
-    except OSError as exc:
-        raise InputError(uri, f"not an HDF5 file ({exc})") from None
+    except OSError:
+        raise InputError(uri, f"not a readable {what}: damaged, truncated or another format") from None
     with handle:
         problems: list[str] = []
 
@@ -108,9 +108,9 @@ def _pickle_calls_code(data: bytes) -> bool:
     return bool(_UNSAFE_OPCODES.intersection(opcodes))
 
 
-def read_frame(path: str, uri: str, key: str | None = None) -> pd.DataFrame:
+def read_frame(path: str, uri: str, key: str | None = None, what: str = "HDF5 table") -> pd.DataFrame:
     """`pd.read_hdf` after `check_safe`; an unreadable store is an InputError naming `uri`."""
-    check_safe(path, uri)
+    check_safe(path, uri, what)
     try:
         return pd.read_hdf(path, key=key) if key else pd.read_hdf(path)
     except (ValueError, OSError, KeyError, TypeError, AttributeError) as exc:

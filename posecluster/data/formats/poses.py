@@ -113,7 +113,7 @@ def read_pose_table(uri: str) -> pd.DataFrame:
     with storage.local_copy(uri) as path:
         try:
             if uri.endswith(".h5"):
-                return hdf5.read_frame(path, uri, key=HDF_KEY)
+                return hdf5.read_frame(path, uri, key=HDF_KEY, what="pose table")
             if uri.endswith(".parquet"):
                 return pd.read_parquet(path)
             return pd.read_csv(path, header=[0, 1, 2], index_col=0)
