@@ -91,21 +91,27 @@ def _holds_objects(dtype: np.dtype) -> bool:
 
 
 def _unsafe_pickle(attr_id, obj, name: str) -> bool:
-    if attr_id.dtype.kind not in "SV" and h5py.check_string_dtype(attr_id.dtype) is None:
+    """PyTables unpickles a scalar byte-string attribute that ends with '.' (attributeset.py), so every
+    such attribute is scanned as pickle opcodes."""
+    if attr_id.shape != () or (attr_id.dtype.kind not in "SO" and h5py.check_string_dtype(attr_id.dtype) is None):
         return False
     raw = obj.attrs[name]
     if isinstance(raw, str):
         raw = raw.encode("utf-8", "surrogateescape")
-    data = raw.tobytes() if isinstance(raw, (np.ndarray, np.void)) else bytes(raw) if isinstance(raw, bytes) else None
-    return data is not None and _pickle_calls_code(data)
+    if not isinstance(raw, bytes):  # np.bytes_ is bytes; h5py.Empty and arrays are not unpickled
+        return False
+    return raw.endswith(b".") and _pickle_calls_code(raw)
 
 
 def _pickle_calls_code(data: bytes) -> bool:
+    # pickle runs opcodes as it reads them: one that calls code counts even if the stream breaks later.
+    seen: set[str] = set()
     try:
-        opcodes = [op.name for op, _arg, _pos in pickletools.genops(data)]
-    except Exception:  # not a pickle at all: a plain string attribute
-        return False
-    return bool(_UNSAFE_OPCODES.intersection(opcodes))
+        for op, _arg, _pos in pickletools.genops(data):
+            seen.add(op.name)
+    except Exception:  # malformed, or not a pickle at all: judge by what was read
+        pass
+    return bool(_UNSAFE_OPCODES & seen)
 
 
 def read_frame(path: str, uri: str, key: str | None = None, what: str = "HDF5 table") -> pd.DataFrame:
