@@ -35,7 +35,7 @@ def test_analyze_keeps_same_named_videos_apart(two_mice):
     assert sorted(len(read_track(t)) for t in tables) == [20, 30]
 
 
-def test_label_video_and_plot_keep_same_named_videos_apart(two_mice, tmp_path):
+def test_label_video_and_plot_keep_same_named_videos_apart(ray_local, two_mice, tmp_path):  # two videos: Ray tasks
     _root, out = two_mice
     outcomes = api.label_videos([out], str(tmp_path / "labeled"), LabelOptions(), pcutoff=0.1)
     assert not any(o.error for o in outcomes)

@@ -46,15 +46,23 @@ def test_a_moved_video_is_named_with_video_or_reported_clearly(analysed_video, t
     assert not done[0].error and done[0].outputs["frames"] == 90
 
 
-def test_analysis_records_absolute_locations(trained_run, analysed_video, tmp_path, monkeypatch):
-    video, _poses = analysed_video
+def test_analysis_records_absolute_locations(synthetic_project, tmp_path, monkeypatch):
+    from posecluster.data.formats.dlc import read_project_config
+    from posecluster.model.pose_model import PoseModel
+    from posecluster.train.checkpoint import save_model
+    from tests.conftest import tiny_config
+
+    project = read_project_config(f"{synthetic_project.uri}/config.yaml")
+    config = tiny_config(project, synthetic_project.uri)
+    untrained = PoseModel(config.model, len(config.project.bodyparts))  # any weights: only names matter here
+    save_model(str(tmp_path / "run"), config, config.project.bodyparts, untrained.state_dict())
     monkeypatch.chdir(tmp_path)
-    shutil.copy(video.uri, tmp_path / "clip.mp4")
-    predictor = Predictor(load_model(trained_run[0]))
-    result = analyze_video(predictor, "clip.mp4", "poses", progress=False, stop=3)
+    shutil.copy(synthetic_project.videos[0].uri, tmp_path / "clip.mp4")
+    predictor = Predictor(load_model(str(tmp_path / "run")))
+    result = analyze_video(predictor, "clip.mp4", "poses", progress=False)
     meta = json.loads((tmp_path / "poses" / f"clip{predictor.scorer}_meta.json").read_text())
     assert meta["video"] == str(tmp_path / "clip.mp4") and result.video == meta["video"]
-    assert meta["outputs"]["h5"].startswith(str(tmp_path / "poses"))
-    monkeypatch.chdir("/")  # another working directory (a Ray worker's) still finds everything
+    assert meta["outputs"]["h5"] == str(tmp_path / "poses" / f"clip{predictor.scorer}.h5")
+    monkeypatch.chdir("/")  # another working directory (a Ray worker's) still finds table and video
     outcomes = api.label_videos([str(tmp_path / "poses")], str(tmp_path / "labeled"), LabelOptions(), pcutoff=0.5)
-    assert not outcomes[0].error and outcomes[0].outputs["frames"] == 90
+    assert not outcomes[0].error and outcomes[0].outputs["frames"] == result.frames
