@@ -18,8 +18,9 @@ from posecluster.data.project import read_project
 from posecluster.data.video import find_videos
 from posecluster.errors import PER_INPUT_ERRORS
 from posecluster.infer.analyze import AnalysisResult, analyze_video
+from posecluster.infer.naming import labeled_video_uris, plot_folders, relative_names
 from posecluster.infer.predictor import Predictor
-from posecluster.infer.results import find_results
+from posecluster.infer.results import find_results, require_video
 from posecluster.labeling.extract import ExtractOptions, extract_video, register_videos
 from posecluster.labeling.merge import MergeReport, merge
 from posecluster.labeling.outliers import extract_outliers
@@ -54,8 +55,9 @@ def resolve_config(project_uri: str, config_uri: str | None = None, overrides: d
     project = read_project_config(storage.join(project_uri, "config.yaml"))
     fraction = project.training_fractions[0] if project.training_fractions else config.split.training_fraction
     config = config.model_copy(update={"project": project, "project_uri": project_uri})
-    config = config.with_overrides({"split": {"training_fraction": fraction}})
-    return config.with_overrides(overrides or {})
+    config = config.with_overrides({"split": {"training_fraction": fraction}},
+                                   source=storage.join(project_uri, "config.yaml"))
+    return config.with_overrides(overrides or {}, source="--set")
 
 
 def infer_overrides(config_uri: str | None, overrides: dict) -> dict:
@@ -116,8 +118,11 @@ def analyze(videos: list[str], model_uri: str, out_folder: str, formats: tuple[s
     infer = trained.config.infer.with_overrides(overrides or {})
     predictor = Predictor(trained, infer)
     results = []
-    for video in find_videos(videos):
-        result = analyze_video(predictor, video, out_folder, formats=formats, progress=progress)
+    found = find_videos(videos)
+    names = relative_names(found)
+    for video in found:
+        result = analyze_video(predictor, video, out_folder, formats=formats, progress=progress,
+                               relative=names[video])
         log.info("%s: %d frames at %.1f frames/s -> %s", video, result.frames, result.fps, result.outputs["h5"])
         results.append(result)
     return results
@@ -206,13 +211,13 @@ def filter_poses(inputs: list[str], options: FilterOptions, formats: tuple[str, 
 
 
 def extract_outlier_frames(inputs: list[str], project_uri: str, options: OutlierOptions, n: int = 20,
-                           filtered: bool = False, seed: int = 0) -> list[Outcome]:
+                           filtered: bool = False, seed: int = 0, videos: list[str] | None = None) -> list[Outcome]:
     def run(record):
-        found = extract_outliers(record.video, _table(record, filtered), project_uri, options, n, seed)
+        found = extract_outliers(require_video(record), _table(record, filtered), project_uri, options, n, seed)
         return {"candidates": found.candidates, "frames": found.indices, "new_images": found.new_images,
                 "reasons": found.reasons}
 
-    return _each([(r.video, lambda r=r: run(r)) for r in find_results(inputs)])
+    return _each([(r.video, lambda r=r: run(r)) for r in find_results(inputs, videos)])
 
 
 def merge_labels(project_uri: str, refined_only: bool = False) -> MergeReport:
@@ -240,18 +245,19 @@ def _settings_of(settings: dict, model_uri: str) -> tuple[float, tuple]:
 
 
 def label_videos(inputs: list[str], out_folder: str, options: LabelOptions, draw_skeleton: bool = False,
-                 pcutoff: float | None = None, filtered: bool = False) -> list[Outcome]:
+                 pcutoff: float | None = None, filtered: bool = False,
+                 videos: list[str] | None = None) -> list[Outcome]:
     """`<video><scorer>_labeled.mp4` per analysed video; p-cutoff and skeleton default to the project's."""
-    records = find_results(inputs)
+    records = find_results(inputs, videos)
     settings = _project_settings(records) if pcutoff is None or draw_skeleton else {}
+    targets = labeled_video_uris([_table(r, filtered) for r in records], out_folder)
 
     def run(record):
         project_pcutoff, skeleton = _settings_of(settings, record.model) if settings else (pcutoff, ())
         chosen = replace(options, pcutoff=project_pcutoff if pcutoff is None else pcutoff,
                          skeleton=skeleton if draw_skeleton else ())
         table = _table(record, filtered)
-        name = storage.basename(sibling(table, "_labeled.mp4"))
-        labeled = label_video(record.video, read_track(table), storage.join(out_folder, name), chosen)
+        labeled = label_video(require_video(record), read_track(table), targets[table], chosen)
         return {"video": labeled.uri, "frames": labeled.frames, "missing_frames": labeled.missing_frames}
 
     return _each([(r.video, lambda r=r: run(r)) for r in records])
@@ -261,10 +267,11 @@ def plot_poses(inputs: list[str], out_folder: str, pcutoff: float | None = None,
     """DLC's plot-poses/<video>/ PNGs for each analysed video."""
     records = find_results(inputs)
     settings = _project_settings(records) if pcutoff is None else {}
+    folders = plot_folders({r.table: r.video for r in records}, out_folder)
 
     def run(record):
         cutoff = _settings_of(settings, record.model)[0] if pcutoff is None else pcutoff
-        folder = storage.join(out_folder, "plot-poses", storage.stem(record.video))
+        folder = folders[record.table]
         return plot_track(read_track(_table(record, filtered)), folder, cutoff, title=storage.stem(record.video))
 
     return _each([(r.video, lambda r=r: run(r)) for r in records])

@@ -7,10 +7,11 @@ written here. YAML in and out; the resolved config is written beside every check
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
+import annotated_types
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from posecluster import storage
 from posecluster.errors import InputError
@@ -19,10 +20,68 @@ from posecluster.errors import InputError
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False, validate_assignment=True)
 
-    def with_overrides(self, overrides: dict):
-        """A copy with nested overrides applied, e.g. {"train": {"epochs": 5}}; validated again."""
+    def with_overrides(self, overrides: dict, source: str = "overrides"):
+        """A copy with nested overrides applied, e.g. {"train": {"epochs": 5}}; validated again. A bad value
+        is an InputError naming `source`, the field and what is allowed."""
         merged = _deep_merge(self.model_dump(mode="json"), overrides)
-        return type(self).model_validate(merged)
+        return validated(type(self), merged, source)
+
+
+def validated(cls, raw, source: str):
+    """cls.model_validate(raw), with a failure turned into one line: file, field = value, allowed range."""
+    try:
+        return cls.model_validate(raw)
+    except ValidationError as exc:
+        raise InputError(source, describe_errors(cls, exc)) from None
+
+
+def describe_errors(cls, exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        field = ".".join(str(p) for p in error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        text = f"{field} = {error['input']!r}: {message}" if field else message
+        allowed = _allowed(cls, error["loc"])
+        if allowed:
+            text += f" (allowed: {allowed})"
+        parts.append(text)
+    return "; ".join(parts)
+
+
+_BOUNDS = ((annotated_types.Gt, ">", "gt"), (annotated_types.Ge, ">=", "ge"),
+           (annotated_types.Lt, "<", "lt"), (annotated_types.Le, "<=", "le"))
+
+
+def _allowed(cls, loc) -> str:
+    """The numeric range declared on the field at `loc` ("> 0", ">= 0, <= 1"), or ''."""
+    field = None
+    for part in loc:
+        if isinstance(part, int):
+            continue  # an item of a list/tuple field: the field's item constraints apply
+        if not (isinstance(cls, type) and issubclass(cls, BaseModel)) or part not in cls.model_fields:
+            return ""
+        field = cls.model_fields[part]
+        cls = field.annotation
+    if field is None:
+        return ""
+    constraints = list(field.metadata)
+    for arg in getattr(field.annotation, "__args__", ()):  # list[Annotated[float, Field(...)]] items
+        for item in getattr(arg, "__metadata__", ()):
+            constraints += [item, *getattr(item, "metadata", ())]
+    found = [f"{sign} {getattr(c, attr)}" for c in constraints for kind, sign, attr in _BOUNDS if isinstance(c, kind)]
+    return ", ".join(dict.fromkeys(found))
+
+
+def _ordered_pair(name: str, value: tuple[float, float], positive: bool = False) -> tuple[float, float]:
+    low, high = value
+    if low > high or (positive and low <= 0):
+        need = "0 < low <= high" if positive else "low <= high"
+        raise ValueError(f"{name} must be (low, high) with {need}, got {value}")
+    return value
+
+
+Fraction = Annotated[float, Field(gt=0, le=1)]
+Probability = Annotated[float, Field(ge=0, le=1)]
 
 
 class ProjectConfig(Section):
@@ -33,9 +92,9 @@ class ProjectConfig(Section):
     date: str = ""
     bodyparts: list[str] = Field(default_factory=list)
     skeleton: list[list[str]] = Field(default_factory=list)
-    training_fractions: list[float] = Field(default_factory=lambda: [0.95])
-    pcutoff: float = 0.6
-    iteration: int = 0
+    training_fractions: list[Fraction] = Field(default_factory=lambda: [0.95])
+    pcutoff: float = Field(0.6, ge=0, le=1)
+    iteration: int = Field(0, ge=0)
 
     @field_validator("bodyparts")
     @classmethod
@@ -54,17 +113,27 @@ class ProjectConfig(Section):
             raise InputError(source, "multi-animal projects are not supported yet")
         if not bodyparts or not isinstance(bodyparts, list):
             raise InputError(source, "'bodyparts' must be a non-empty list")
-        fractions = raw.get("TrainingFraction") or [0.95]
-        return cls(
-            task=str(raw.get("Task") or "project"),
-            scorer=str(raw.get("scorer") or "scorer"),
-            date=str(raw.get("date") or ""),
-            bodyparts=[str(b) for b in bodyparts],
-            skeleton=[list(map(str, pair)) for pair in (raw.get("skeleton") or [])],
-            training_fractions=[float(f) for f in fractions],
-            pcutoff=float(raw.get("pcutoff", 0.6)),
-            iteration=int(raw.get("iteration", 0) or 0),
-        )
+        fractions = raw.get("TrainingFraction", [0.95])
+        # Values go to the validators as DeepLabCut wrote them (pcutoff: null, iteration: "two" included),
+        # so a bad one is reported as config.yaml's field with its allowed range, not as a TypeError.
+        fields = {
+            "task": str(raw.get("Task") or "project"),
+            "scorer": str(raw.get("scorer") or "scorer"),
+            "date": str(raw.get("date") or ""),
+            "bodyparts": [str(b) for b in bodyparts],
+            "skeleton": [list(map(str, pair)) for pair in (raw.get("skeleton") or [])],
+            "training_fractions": fractions if isinstance(fractions, list) else [fractions],
+            "pcutoff": raw.get("pcutoff", 0.6),
+            "iteration": raw.get("iteration", 0),
+        }
+        dlc_names = {"task": "Task", "training_fractions": "TrainingFraction"}
+        try:
+            return cls.model_validate(fields)
+        except ValidationError as exc:
+            message = describe_errors(cls, exc)
+            for ours, theirs in dlc_names.items():
+                message = message.replace(ours, theirs)
+            raise InputError(source, message) from None
 
     def to_dlc(self) -> dict:
         return {
@@ -106,14 +175,18 @@ class TargetConfig(Section):
     # "disk": the paper's score maps (radius epsilon) with sigmoid cross-entropy;
     # "gaussian": DLC 3.0's Gaussian heatmaps with a mean squared error.
     kind: Literal["disk", "gaussian"] = "disk"
-    radius_px: float = 17.0
-    gaussian_sigma_px: float = 8.5
-    locref_stdev: float = 7.2801
+    # A body part not labeled in an image: "mask" leaves it out of the score-map loss (DeepLabCut 3.0);
+    # "absent" trains a zero score map for it (DeepLabCut 2.x), pushing its likelihood down where it is
+    # occluded, so the p-cutoff separates visible from hidden parts as 2.x users expect.
+    unlabeled: Literal["mask", "absent"] = "mask"
+    radius_px: float = Field(17.0, gt=0)
+    gaussian_sigma_px: float = Field(8.5, gt=0)
+    locref_stdev: float = Field(7.2801, gt=0)
 
 
 class LossConfig(Section):
-    locref_weight: float = 0.05
-    huber_delta: float = 1.0
+    locref_weight: float = Field(0.05, ge=0)
+    huber_delta: float = Field(1.0, gt=0)
 
 
 class ModelConfig(Section):
@@ -128,16 +201,21 @@ class ModelConfig(Section):
 class AugmentConfig(Section):
     enabled: bool = True
     scale_range: tuple[float, float] = (0.5, 1.25)
-    rotation_deg: float = 25.0
+    rotation_deg: float = Field(25.0, ge=0, le=180)
     # Fixed crop (width, height) in network-input pixels so batches stack; None keeps the whole image.
-    crop_size: tuple[int, int] | None = (448, 448)
+    crop_size: tuple[Annotated[int, Field(gt=0)], Annotated[int, Field(gt=0)]] | None = (448, 448)
     # How far the crop centre may wander from the animal's centre, as a fraction of the crop size.
-    crop_jitter: float = 0.4
-    blur_probability: float = 0.2
+    crop_jitter: float = Field(0.4, ge=0)
+    blur_probability: Probability = 0.2
     blur_sigma_range: tuple[float, float] = (0.5, 2.0)
-    contrast_probability: float = 0.3
+    contrast_probability: Probability = 0.3
     contrast_range: tuple[float, float] = (0.6, 1.4)
     brightness_range: tuple[float, float] = (0.8, 1.2)
+
+    @field_validator("scale_range", "blur_sigma_range", "contrast_range", "brightness_range")
+    @classmethod
+    def _low_high(cls, value: tuple[float, float], info) -> tuple[float, float]:
+        return _ordered_pair(info.field_name, value, positive=True)
 
 
 class LrStep(Section):
@@ -232,9 +310,9 @@ class PoseclusterConfig(Section):
     def from_yaml_text(cls, text: str, source: str = "<config>") -> "PoseclusterConfig":
         try:
             raw = yaml.safe_load(text) or {}
-            return cls.model_validate(raw)
-        except (yaml.YAMLError, ValueError) as exc:
-            raise InputError(source, f"invalid posecluster config: {exc}") from None
+        except yaml.YAMLError as exc:
+            raise InputError(source, f"not valid YAML: {exc}") from None
+        return validated(cls, raw, source)
 
     @classmethod
     def load(cls, uri: str) -> "PoseclusterConfig":

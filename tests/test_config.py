@@ -49,3 +49,33 @@ def test_dlc_config_without_bodyparts_names_the_file(tmp_path):
     path.write_text("Task: x\nscorer: y\n")
     with pytest.raises(InputError, match="config.yaml.*bodyparts"):
         read_project_config(str(path))
+
+
+@pytest.mark.parametrize("yaml_text, field, allowed", [
+    ("model:\n  target:\n    radius_px: 0\n", "model.target.radius_px = 0", "> 0"),
+    ("model:\n  target:\n    gaussian_sigma_px: -2\n", "model.target.gaussian_sigma_px = -2", "> 0"),
+    ("model:\n  target:\n    locref_stdev: 0\n", "model.target.locref_stdev = 0", "> 0"),
+    ("project:\n  pcutoff: 1.5\n", "project.pcutoff = 1.5", ">= 0, <= 1"),
+    ("augment:\n  scale_range: [1.25, 0.5]\n", "augment.scale_range", "0 < low <= high"),
+    ("augment:\n  crop_size: [0, 448]\n", "augment.crop_size.0 = 0", "greater than 0"),
+], ids=["radius", "sigma", "locref-stdev", "pcutoff", "scale-range", "crop-size"])
+def test_values_that_would_break_training_are_refused_in_one_line(yaml_text, field, allowed):
+    with pytest.raises(InputError) as info:
+        PoseclusterConfig.from_yaml_text(yaml_text, source="my.yaml")
+    message = str(info.value)
+    assert message.startswith("my.yaml: ") and field in message and allowed in message and "\n" not in message
+
+
+@pytest.mark.parametrize("line, field, allowed", [
+    ("pcutoff: null", "pcutoff = None", ">= 0, <= 1"),
+    ("pcutoff: 7", "pcutoff = 7", ">= 0, <= 1"),
+    ("iteration: two", "iteration = 'two'", ">= 0"),
+    ("TrainingFraction: [0]", "TrainingFraction.0 = 0", "> 0, <= 1"),
+], ids=["pcutoff-null", "pcutoff-range", "iteration-text", "fraction"])
+def test_a_bad_value_in_a_dlc_config_names_file_field_and_range(tmp_path, line, field, allowed):
+    path = tmp_path / "config.yaml"
+    path.write_text(f"Task: t\nscorer: s\nbodyparts: [a, b]\n{line}\n")
+    with pytest.raises(InputError) as info:
+        read_project_config(str(path))
+    message = str(info.value)
+    assert message.startswith(f"{path}: ") and field in message and allowed in message and "\n" not in message

@@ -67,3 +67,53 @@ def test_uri_helpers_keep_the_scheme():
     assert storage.parent("s3://b/p/x.h5") == "s3://b/p"
     assert storage.stem("s3://b/p/video.final.mp4") == "video.final"
     assert storage.parent("/tmp/a/b") == "/tmp/a"
+
+
+def test_exclusive_create_refuses_an_existing_object(storage_root):
+    uri = storage.join(storage_root, "claims", "one.json")
+    assert storage.create_exclusive(uri, b"first") is True
+    assert storage.create_exclusive(uri, b"second") is False
+    assert storage.read_bytes(uri) == b"first"
+
+
+SECRET = "wr0ng-Secret-Never-Logged-4f9a"
+
+
+@pytest.fixture
+def wrong_credentials(s3_endpoint, s3_bucket):
+    """The moto server checking signatures (as a real store does) and a client holding a wrong key pair."""
+    import requests
+
+    storage.atomic_write_bytes(f"{s3_bucket}/poses/aDLC_meta.json", b"{}")
+    previous = requests.post(f"{s3_endpoint}/moto-api/reset-auth", data=b"0").json()
+    storage.set_default_options("s3", {"use_listings_cache": False, "key": "AKIAWRONGKEY", "secret": SECRET})
+    try:
+        yield s3_bucket
+    finally:
+        storage.set_default_options("s3", {"use_listings_cache": False})
+        requests.post(f"{s3_endpoint}/moto-api/reset-auth",
+                      data=str(previous["PREVIOUS_INITIAL_NO_AUTH_ACTION_COUNT"]).encode())
+
+
+def test_wrong_credentials_give_a_clear_storage_error_without_the_secret(wrong_credentials, caplog, capsys):
+    import traceback
+
+    from posecluster.cli.main import main
+
+    bucket = wrong_credentials
+    caplog.set_level("DEBUG")
+    failures = []
+    for operation, call in (("read", lambda: storage.read_bytes(f"{bucket}/poses/aDLC_meta.json")),
+                            ("write", lambda: storage.atomic_write_bytes(f"{bucket}/out/x.json", b"{}")),
+                            ("list", lambda: storage.list_files(f"{bucket}/poses"))):
+        with pytest.raises(storage.StorageError) as info:
+            call()
+        error = info.value
+        assert isinstance(error, OSError) and error.__cause__ is not None  # retry policies see the original
+        assert str(error).startswith(f"{bucket}/") and "failed" in str(error) and "credentials" in str(error)
+        failures.append("".join(traceback.format_exception(error)))
+    assert main(["filter", f"{bucket}/poses"]) != 0
+    printed = capsys.readouterr()
+    assert f"{bucket}/poses" in printed.err + printed.out
+    for text in failures + [caplog.text, printed.out, printed.err]:
+        assert SECRET not in text

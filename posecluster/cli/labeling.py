@@ -43,7 +43,7 @@ def cmd_outliers(args) -> int:
     options = OutlierOptions(algorithms=tuple(args.algorithm or ("jump", "uncertain")), epsilon=args.epsilon,
                              p_bound=args.p_bound)
     outcomes = api.extract_outlier_frames(args.poses, args.project, options, n=args.n, filtered=args.filtered,
-                                          seed=args.seed)
+                                          seed=args.seed, videos=args.video)
     return _report(outcomes, lambda out: f"{out['candidates']} candidate frames, {len(out['frames'])} written "
                                          f"for labeling: {out['frames']}")
 
@@ -65,7 +65,7 @@ def cmd_label_video(args) -> int:
 
     options = LabelOptions(radius=args.radius, trail=args.trail, colormap=args.colormap)
     outcomes = api.label_videos(args.poses, args.out, options, draw_skeleton=args.skeleton, pcutoff=args.pcutoff,
-                                filtered=args.filtered)
+                                filtered=args.filtered, videos=args.video)
     return _report(outcomes, lambda out: f"{out['frames']} frames -> {out['video']}")
 
 
@@ -92,6 +92,11 @@ def cmd_export(args) -> int:
 def _poses_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("poses", nargs="+", help="pose-table folders/prefixes (the --out of analyze/infer), "
                                                  "or tables (.h5) / their _meta.json")
+
+
+def _video_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--video", action="append", help="a video that moved since the analysis (repeatable): "
+                                                         "replaces the recorded video with the same file name")
 
 
 def add_commands(commands) -> None:
@@ -126,6 +131,7 @@ def add_commands(commands) -> None:
     outliers.add_argument("--n", type=int, default=20, help="at most this many frames per video (k-means)")
     outliers.add_argument("--filtered", action="store_true", help="use the _filtered.h5 tables")
     outliers.add_argument("--seed", type=int, default=0)
+    _video_argument(outliers)
     outliers.set_defaults(func=cmd_outliers)
 
     merge = commands.add_parser("merge", help="add refined outlier labels to the dataset as a new iteration")
@@ -143,6 +149,7 @@ def add_commands(commands) -> None:
     label.add_argument("--radius", type=int, default=0, help="marker radius in pixels (0: 1%% of the diagonal)")
     label.add_argument("--colormap", default="rainbow")
     label.add_argument("--filtered", action="store_true", help="draw the _filtered.h5 tables")
+    _video_argument(label)
     label.set_defaults(func=cmd_label_video)
 
     plot = commands.add_parser("plot", help="trajectory, x/y and likelihood over time, jump histogram (PNGs)")

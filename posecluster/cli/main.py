@@ -126,8 +126,11 @@ def cmd_evaluate(args) -> int:
 
     evaluation = api.evaluate_run(args.run, args.project)
     print(evaluation.summary())
+    from posecluster.train.evaluate import pixels
+
     for part, errors in evaluation.per_bodypart.items():
-        print(f"  {part:>12}: train {errors['train']:.2f} px, test {errors['test']:.2f} px")
+        print(f"  {part:>12}: train {pixels(errors['train'], 'not labeled')}, "
+              f"test {pixels(errors['test'], 'not labeled in test images')}")
     print(f"results: {evaluation.outputs['results_csv']}; plot: {evaluation.outputs['plot_png']}")
     return 0
 
@@ -262,8 +265,25 @@ def _start_metrics(args):
     return exporter
 
 
+# Arguments that name locations. Local paths among them are made absolute here, once, for every command:
+# Ray Train workers (and tasks on other nodes) do not run in this working directory.
+LOCATION_ARGUMENTS = ("project", "out", "model", "run", "config", "videos", "inputs", "poses", "video")
+
+
+def absolute_locations(args: argparse.Namespace) -> argparse.Namespace:
+    from posecluster import storage
+
+    for name in LOCATION_ARGUMENTS:
+        value = getattr(args, name, None)
+        if isinstance(value, str):
+            setattr(args, name, storage.absolute(value))
+        elif isinstance(value, list):
+            setattr(args, name, [storage.absolute(v) for v in value])
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = absolute_locations(build_parser().parse_args(argv))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("botocore", "s3fs", "aiobotocore", "urllib3", "fsspec"):
@@ -271,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     exporter = _start_metrics(args)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, OSError) as exc:  # bad input, a missing object, a StorageError: one line, no traceback
         print(f"posecluster {args.command}: error: {exc}", file=sys.stderr)
         return 2
     finally:

@@ -16,6 +16,7 @@ import numpy as np
 
 from posecluster import storage
 from posecluster.data.video import VideoInfo
+from posecluster.infer.naming import relative_names  # noqa: F401  (re-exported: output names have one owner)
 
 
 def short_hash(text: str) -> str:
@@ -64,17 +65,6 @@ def plan_video(video_uri: str, video_key: str, info: VideoInfo, segment_frames: 
         Segment(video_uri=video_uri, video_key=video_key, start=a, stop=b)
         for a, b in segment_bounds(info.frame_count, info.keyframes, segment_frames)
     ]
-
-
-def relative_names(videos: list[str]) -> dict[str, str]:
-    """Each video's path relative to the archive's common folder, so equal file names in different
-    folders (day1/mouse.mp4, day2/mouse.mp4) get different outputs."""
-    folders = [storage.parent(v).rstrip("/") + "/" for v in videos]
-    common = folders[0] if folders else ""
-    for folder in folders[1:]:
-        while not folder.startswith(common):
-            common = common[: common.rstrip("/").rfind("/") + 1]
-    return {v: v[len(common) :] for v in videos}
 
 
 def plan_to_json(segments: list[Segment], extra: dict) -> bytes:

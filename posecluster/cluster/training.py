@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import shutil
 import tempfile
+import time
 
 import ray
 import ray.train
@@ -120,7 +121,9 @@ def train_distributed(config: PoseclusterConfig, project_uri: str, run_uri: str,
             checkpoint_config=CheckpointConfig(num_to_keep=config.train.keep_checkpoints),
         ),
     )
+    started = time.perf_counter()
     fitted = trainer.fit()
+    seconds = time.perf_counter() - started  # the workers' own timings stay inside Ray Train
     if fitted.error:
         raise fitted.error
     history = fitted.metrics_dataframe.to_dict("records") if fitted.metrics_dataframe is not None else []
@@ -130,6 +133,6 @@ def train_distributed(config: PoseclusterConfig, project_uri: str, run_uri: str,
         epochs=config.train.epochs,
         final_loss=float(fitted.metrics.get("loss", float("nan"))) if fitted.metrics else float("nan"),
         images_per_second=float(fitted.metrics.get("images_per_second", 0.0)) if fitted.metrics else 0.0,
-        seconds=0.0,
+        seconds=seconds,
         history=history,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,6 +13,8 @@ from posecluster.data.formats import dlc
 from posecluster.data.images import image_size
 from posecluster.data.labels import LabeledDataset
 from posecluster.errors import InputError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -43,31 +46,49 @@ def read_project(uri: str, check_images: bool = True) -> Project:
     for table in find_label_tables(uri, config.scorer):
         frame = dlc.read_table(table)
         labels = dlc.table_to_dataset(frame, table, uri, config.bodyparts)
+        check_unique_images(labels, table)
         if check_images:
             check_labels_inside_images(labels, table)
         parts.append(labels)
     if not parts:
         raise InputError(uri, f"no labeled-data/*/CollectedData_{config.scorer}.h5 or .csv found")
     labels = LabeledDataset.concat(parts)
+    check_unique_images(labels, f"{uri}/labeled-data")  # a table may name another folder's images
     return Project(uri=uri, config=config, labels=labels)
 
 
 def check_labels_inside_images(labels: LabeledDataset, table: str) -> None:
+    """Every labeled image must exist; a label outside the image's pixel extent is dropped with a warning.
+
+    Pixel i covers [i - 0.5, i + 0.5] in DeepLabCut's coordinates, so the image spans [-0.5, W - 0.5];
+    labeling tools can place a point a hair beyond it, which must not abort a whole project.
+    """
     for i, image in enumerate(labels.images):
         try:
             width, height = image_size(labels.image_uri(i))
         except InputError as exc:
             raise InputError(table, f"image missing or unreadable ({exc})", row=image) from None
         xy = labels.keypoints[i]
-        outside = (xy[:, 0] < 0) | (xy[:, 0] > width) | (xy[:, 1] < 0) | (xy[:, 1] > height)
-        if np.any(outside):
-            k = int(np.flatnonzero(outside)[0])
-            raise InputError(
-                table,
-                f"label {labels.bodyparts[k]} at ({xy[k, 0]:.1f}, {xy[k, 1]:.1f}) is outside the "
-                f"{width}x{height} image",
-                row=image,
-            )
+        outside = (xy[:, 0] < -0.5) | (xy[:, 0] > width - 0.5) | (xy[:, 1] < -0.5) | (xy[:, 1] > height - 0.5)
+        for k in np.flatnonzero(outside):
+            log.warning("%s, row %s: label %s at (%.2f, %.2f) is outside the %dx%d image (pixel extent "
+                        "[-0.5, %g] x [-0.5, %g]); dropped", table, image, labels.bodyparts[k], xy[k, 0], xy[k, 1],
+                        width, height, width - 0.5, height - 0.5)
+            labels.keypoints[i, k] = np.nan
+
+
+def check_unique_images(labels: LabeledDataset, source: str) -> None:
+    """One row per image: a duplicated row could put one image in both the training and the test set."""
+    seen: dict[str, int] = {}
+    duplicated: dict[str, list[int]] = {}
+    for row, image in enumerate(labels.images):
+        if image in seen:
+            duplicated.setdefault(image, [seen[image]]).append(row)
+        seen.setdefault(image, row)
+    if duplicated:
+        named = "; ".join(f"{image} (rows {', '.join(str(r + 1) for r in rows)})"
+                          for image, rows in list(duplicated.items())[:5])
+        raise InputError(source, f"{len(duplicated)} image(s) labeled more than once: {named}; keep one row each")
 
 
 def write_project(project: Project, uri: str | None = None) -> None:

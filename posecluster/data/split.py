@@ -28,19 +28,33 @@ class Split:
         storage.atomic_write_bytes(uri, self.to_json().encode())
 
 
+def training_size(n: int, training_fraction: float) -> int:
+    """DeepLabCut's count (SplitTrials): int(n * round(fraction, 2)), float rounding included (100 images at
+    0.29 -> 28). Where that leaves no test image although the fraction is below 1 (tiny projects), one image
+    is kept for testing; at least one image is always trained on."""
+    n_train = int(n * round(training_fraction, 2))
+    if training_fraction < 1 and n_train >= n > 1:
+        n_train = n - 1
+    return min(max(n_train, 1), n)
+
+
 def make_split(images: list[str], training_fraction: float, shuffle: int) -> Split:
-    """DLC's rule: permute with the shuffle index as seed, first round(n*fraction) are training."""
-    n = len(images)
-    order = np.random.RandomState(shuffle).permutation(n)
-    n_train = int(round(n * training_fraction))
-    n_train = min(max(n_train, 1), n)
-    train = sorted(order[:n_train].tolist())
-    test = sorted(order[n_train:].tolist())
+    """DeepLabCut's split: the images in DLC's order (CollectedData rows sorted by path, as
+    merge_annotateddatasets sorts them), a random permutation, the first training_size(n) for training.
+
+    DeepLabCut draws that permutation from numpy's unseeded global generator, so its own shuffle 1 differs
+    from run to run and no other tool can reproduce its images; here the shuffle index seeds the
+    permutation (RandomState(shuffle)), so the same shuffle always picks the same images. The counts are
+    DeepLabCut's exactly.
+    """
+    ordered = sorted(images)
+    order = np.random.RandomState(shuffle).permutation(len(ordered))
+    n_train = training_size(len(ordered), training_fraction)
     return Split(
         training_fraction=training_fraction,
         shuffle=shuffle,
-        train_images=[images[i] for i in train],
-        test_images=[images[i] for i in test],
+        train_images=sorted(ordered[i] for i in order[:n_train]),
+        test_images=sorted(ordered[i] for i in order[n_train:]),
     )
 
 

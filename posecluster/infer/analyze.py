@@ -10,6 +10,7 @@ from tqdm.auto import tqdm
 from posecluster import storage
 from posecluster.data.formats.poses import PoseTableWriter
 from posecluster.data.video import probe
+from posecluster.infer.naming import output_base
 from posecluster.infer.pipeline import predict_range
 from posecluster.infer.predictor import Predictor
 
@@ -26,11 +27,6 @@ class AnalysisResult:
     fps: float = 0.0
 
 
-def output_base(video_uri: str, out_folder: str, scorer: str) -> str:
-    """DLC's naming: <video stem><scorer>.h5 beside the other outputs."""
-    return storage.join(out_folder, f"{storage.stem(video_uri)}{scorer}")
-
-
 def analyze_video(
     predictor: Predictor,
     video_uri: str,
@@ -39,11 +35,13 @@ def analyze_video(
     progress: bool = True,
     start: int = 0,
     stop: int | None = None,
+    relative: str | None = None,
 ) -> AnalysisResult:
-    """Predict every frame (or [start, stop)) of one video and publish its pose table."""
+    """Predict every frame (or [start, stop)) of one video and publish its pose table; `relative` is the
+    video's path relative to the command's other videos (infer.naming), which keeps same-named videos apart."""
     info = probe(video_uri)
     stop = info.frame_count if stop is None else min(stop, info.frame_count)
-    base = output_base(video_uri, out_folder, predictor.scorer)
+    base = output_base(video_uri, out_folder, predictor.scorer, relative)
     with storage.scratch_dir() as scratch:
         writer = PoseTableWriter(predictor.scorer, predictor.bodyparts, scratch, formats=formats)
         try:
@@ -55,8 +53,8 @@ def analyze_video(
         finally:
             writer.close()
     result = AnalysisResult(
-        video=video_uri,
-        outputs=outputs,
+        video=storage.absolute(video_uri),  # _meta.json must still find it from another working directory
+        outputs={fmt: storage.absolute(uri) for fmt, uri in outputs.items()},
         frames=stop - start,
         frames_predicted=ranged.frames,
         missing_frames=ranged.missing,

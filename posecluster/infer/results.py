@@ -1,10 +1,13 @@
 """Finding analysis results again: every pose table written by `analyze` or `infer` has a
-`<video><scorer>_meta.json` beside it naming the video, the model and the table."""
+`<video><scorer>_meta.json` beside it naming the video and the model.
+
+The table is found beside its meta (never through the path recorded at analysis time), so a poses folder
+copied elsewhere or downloaded from S3 still works; a video that moved can be named with `videos`."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from posecluster import storage
 from posecluster.data.video import VIDEO_SUFFIXES
@@ -19,8 +22,16 @@ class AnalysisRecord:
     meta: str
 
 
-def find_results(inputs: list[str]) -> list[AnalysisRecord]:
-    """Results under prefixes/folders of pose tables, or named by their _meta.json or .h5 URIs."""
+def table_beside(meta_uri: str) -> str:
+    return meta_uri[: -len("_meta.json")] + ".h5"
+
+
+def find_results(inputs: list[str], videos: list[str] | None = None) -> list[AnalysisRecord]:
+    """Results under prefixes/folders of pose tables, or named by their _meta.json or .h5 URIs.
+
+    `videos` name videos that moved since the analysis: each replaces the recorded video with the same
+    file name (or, for a single result, the recorded video whatever its name).
+    """
     metas: list[str] = []
     for item in inputs:
         if item.endswith("_meta.json"):
@@ -37,10 +48,26 @@ def find_results(inputs: list[str]) -> list[AnalysisRecord]:
         try:
             meta = json.loads(storage.read_bytes(meta_uri))
             model = meta["model"]["uri"] if isinstance(meta["model"], dict) else meta["model"]
-            results.append(AnalysisRecord(video=meta["video"], table=meta["outputs"]["h5"], model=model, meta=meta_uri))
+            results.append(AnalysisRecord(video=meta["video"], table=table_beside(meta_uri), model=model,
+                                          meta=meta_uri))
         except FileNotFoundError:
             raise InputError(meta_uri, "missing: pose tables are found through the _meta.json that analyze/infer "
                                        "write beside them") from None
         except (KeyError, TypeError, json.JSONDecodeError) as exc:
             raise InputError(meta_uri, f"not a posecluster analysis record ({exc})") from None
-    return results
+    return [replace(r, video=_moved_video(r, videos, len(results))) for r in results] if videos else results
+
+
+def _moved_video(record: AnalysisRecord, videos: list[str], count: int) -> str:
+    by_name = {storage.basename(v): v for v in videos}
+    if storage.basename(record.video) in by_name:
+        return by_name[storage.basename(record.video)]
+    return videos[0] if count == 1 and len(videos) == 1 else record.video
+
+
+def require_video(record: AnalysisRecord) -> str:
+    """The record's video, or a clear error when it is no longer where the analysis found it."""
+    if not storage.exists(record.video):
+        raise InputError(record.meta, f"the analysed video {record.video} is not there any more (moved or "
+                                      "renamed?); name it with --video")
+    return record.video

@@ -28,15 +28,18 @@ def image_name(folder: str, index: int, frame_count: int) -> str:
 
 
 def claim_folder(project_uri: str, folder: str, video_uri: str) -> None:
-    """labeled-data/<stem> belongs to one video; two videos with the same file name would mix frames."""
+    """labeled-data/<stem> belongs to one video; two videos with the same file name would mix frames.
+
+    The claim is an exclusive create, so of two tasks extracting same-named videos at once exactly one
+    wins, and the other fails here before it writes anything.
+    """
     record = storage.join(project_uri, folder, SOURCE_FILE)
-    if storage.exists(record):
-        owner = json.loads(storage.read_bytes(record))["video"]
-        if owner != video_uri:
-            raise InputError(video_uri, f"{folder} already holds frames of {owner}; videos with the same file "
-                                        "name need distinct names (rename or copy one) before extraction")
+    if storage.create_exclusive(record, json.dumps({"video": video_uri}).encode()):
         return
-    storage.atomic_write_bytes(record, json.dumps({"video": video_uri}).encode())
+    owner = json.loads(storage.read_bytes(record))["video"]
+    if owner != video_uri:
+        raise InputError(video_uri, f"{folder} already holds frames of {owner}; videos with the same file "
+                                    "name need distinct names (rename or copy one) before extraction")
 
 
 def folder_labels(project_uri: str, project: ProjectConfig, folder: str) -> LabeledDataset:

@@ -1,8 +1,9 @@
 """The trained detector as TorchScript and ONNX, each checked against the PyTorch model.
 
 Exported graph: images (B, 3, H, W) float RGB in [0, 1] -> score maps (B, K, H/8, W/8) logits and, when
-the model has them, location refinement (B, 2K, H/8, W/8). Normalisation is inside the graph; decoding
-(argmax + locref x stdev) and global_scale resizing are left to the caller and described in export.json.
+the model has them, location refinement (B, 2K, H/8, W/8). Normalisation is inside the graph; resizing by
+global_scale and decoding are left to the caller, and export.json gives both as formulas that reproduce
+`analyze` exactly.
 """
 
 from __future__ import annotations
@@ -63,10 +64,30 @@ def build_detector(run_uri: str) -> tuple[ExportedDetector, dict]:
         "bodyparts": trained.bodyparts, "stride": model.stride, "input": "images (B,3,H,W) float RGB in [0,1]",
         "outputs": ["scoremap"] + (["locref"] if model.locref_head is not None else []),
         "locref_stdev": trained.config.model.target.locref_stdev, "global_scale": trained.config.model.global_scale,
-        "decode": "x = (argmax_x + 0.5) * stride + locref_x * locref_stdev, likelihood = sigmoid(scoremap) at the "
-                  "peak; then divide by global_scale if frames were resized by it",
+        **decoding_recipe(),
     }
     return ExportedDetector(model), meta
+
+
+def decoding_recipe() -> dict:
+    """How `analyze` turns a frame into poses, as Python expressions over the names they mention, so any
+    runtime can follow it to the same numbers (H, W: the frame's size; scale: global_scale; k: body part)."""
+    return {
+        "preprocess": {
+            "resize_to": {"height": "max(1, round(H * scale))", "width": "max(1, round(W * scale))"},
+            "resize_method": "bilinear, half-pixel centres (torch.nn.functional.interpolate(mode='bilinear', "
+                             "align_corners=False, antialias=scale < 1)); no resize when the size is unchanged",
+            "round": "Python's round: halves to even",
+        },
+        "decode": {
+            "peak": "(iy, ix) = the first maximum of scoremap[b, k] in row-major order",
+            "x": "((ix + 0.5) * stride + locref[b, 2 * k, iy, ix] * locref_stdev) * W / width - 0.5",
+            "y": "((iy + 0.5) * stride + locref[b, 2 * k + 1, iy, ix] * locref_stdev) * H / height - 0.5",
+            "likelihood": "1 / (1 + exp(-scoremap[b, k, iy, ix]))",
+            "coordinates": "DeepLabCut's pixel coordinates of the original frame: the centre of the top-left "
+                           "pixel is (0, 0)",
+        },
+    }
 
 
 def _check_inputs(options: ExportOptions) -> list[torch.Tensor]:

@@ -31,7 +31,11 @@ class PoseModel(nn.Module):
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """images: (B,3,H,W) float in [0, 1]."""
         features = self.backbone((images - self.mean) / self.std)
-        out = {"scoremap": self.scoremap_head(features)}
-        if self.locref_head is not None:
-            out["locref"] = self.locref_head(features)
+        # The heads run in fp32 whatever autocast says: decoding takes an argmax, and bf16 score maps
+        # (8 bits of mantissa) have plateaus whose ties move the peak by a whole cell (8 px).
+        with torch.autocast(device_type=features.device.type, enabled=False):
+            features = features.float()
+            out = {"scoremap": self.scoremap_head(features)}
+            if self.locref_head is not None:
+                out["locref"] = self.locref_head(features)
         return out

@@ -2,7 +2,9 @@
 
 Coordinates here are continuous network-input pixels with pixel i covering [i, i+1) ("edge" coordinates),
 so output cell j is centred at j * stride + stride / 2 and scaling an image by s scales coordinates by s
-exactly. Keypoints are NaN where unlabeled; those body parts get zero weight.
+exactly. Keypoints are NaN where unlabeled; those body parts get zero score-map weight (unlabeled: mask,
+DeepLabCut 3.0) or an all-zero score map with full weight (unlabeled: absent, DeepLabCut 2.x), and never
+a location-refinement target.
 """
 
 from __future__ import annotations
@@ -51,7 +53,10 @@ def make_targets(
     else:
         sigma = config.gaussian_sigma_px * scale
         scoremap = torch.exp(-dist2 / (2 * sigma**2)) * valid[..., None, None]
-    weight = valid[..., None, None].float().expand_as(scoremap)
+    if config.unlabeled == "absent":
+        weight = torch.ones_like(scoremap)
+    else:
+        weight = valid[..., None, None].float().expand_as(scoremap)
     locref = torch.stack(
         [dx.expand_as(dist2), dy.expand_as(dist2)], dim=2
     ) / config.locref_stdev  # (B,K,2,h,w)

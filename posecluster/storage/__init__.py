@@ -21,10 +21,12 @@ from fsspec.implementations.local import LocalFileSystem
 __all__ = [
     "ObjectIdentity",
     "StorageError",
+    "absolute",
     "atomic_upload",
     "arrow_filesystem",
     "atomic_write_bytes",
     "basename",
+    "create_exclusive",
     "exists",
     "filesystem",
     "identity",
@@ -47,7 +49,51 @@ _default_options: dict[str, dict] = {"s3": {"use_listings_cache": False}}
 
 
 class StorageError(OSError):
-    """A storage operation failed; the message names the URI, never credentials."""
+    """A storage operation failed; the message names the URI and the operation, never credentials.
+    The library's own exception stays attached as __cause__ (for retry policies and debugging)."""
+
+
+# Environment variables and storage options whose values must never reach a message.
+_SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
+_SECRET_OPTION_WORDS = ("secret", "token", "password", "credential")
+
+
+def _secrets() -> list[str]:
+    found = [os.environ.get(name, "") for name in _SECRET_ENV]
+    for options in _default_options.values():
+        found += [str(v) for k, v in options.items() if any(w in k.lower() for w in _SECRET_OPTION_WORDS)]
+    return [s for s in found if len(s) >= 4]
+
+
+def _redact(text: str) -> str:
+    for secret in _secrets():
+        text = text.replace(secret, "***")
+    return text
+
+
+def _library_errors() -> tuple[type[BaseException], ...]:
+    """What fsspec/s3fs/botocore raise for a failed request (botocore only where it is installed)."""
+    try:
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError:  # local storage only
+        return (OSError,)
+    return (OSError, BotoCoreError, ClientError)
+
+
+@contextlib.contextmanager
+def _operation(name: str, uri: str) -> Iterator[None]:
+    """Turn a library's failure into a StorageError naming the URI and the operation. A missing object
+    stays a FileNotFoundError (callers treat absence as an answer, not a failure)."""
+    try:
+        yield
+    except (FileNotFoundError, FileExistsError, StorageError):
+        raise
+    except _library_errors() as exc:
+        reason = _redact(str(exc).strip() or type(exc).__name__)
+        hint = ""
+        if any(w in reason.lower() for w in ("access key", "signature", "credential", "forbidden", "denied")):
+            hint = " (check the storage credentials and endpoint: AWS_* / AWS_ENDPOINT_URL)"
+        raise StorageError(f"{uri}: {name} failed: {type(exc).__name__}: {reason}{hint}") from exc
 
 
 def set_default_options(protocol: str, options: dict) -> None:
@@ -68,6 +114,14 @@ def filesystem(uri: str, **options) -> tuple[fsspec.AbstractFileSystem, str]:
 
 def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
     return isinstance(fs, LocalFileSystem)
+
+
+def absolute(uri: str) -> str:
+    """A plain local path made absolute (other processes, e.g. Ray Train workers, run elsewhere);
+    URIs with a scheme are returned unchanged."""
+    if "://" in uri or not uri:
+        return uri
+    return os.path.abspath(os.path.expanduser(uri))
 
 
 def join(base: str, *parts: str) -> str:
@@ -95,35 +149,39 @@ def parent(uri: str) -> str:
 
 def open_uri(uri: str, mode: str = "rb", **options) -> IO:
     """Open an object for streaming reads (or plain writes; prefer atomic_* for outputs)."""
-    fs, path = filesystem(uri, **options)
-    try:
-        return fs.open(path, mode)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{uri}: no such object") from None
+    with _operation("open", uri):
+        fs, path = filesystem(uri, **options)
+        try:
+            return fs.open(path, mode)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{uri}: no such object") from None
 
 
 def read_bytes(uri: str) -> bytes:
-    with open_uri(uri, "rb") as fh:
+    with open_uri(uri, "rb") as fh, _operation("read", uri):
         return fh.read()
 
 
 def exists(uri: str) -> bool:
-    fs, path = filesystem(uri)
-    return fs.exists(path)
+    with _operation("check existence", uri):
+        fs, path = filesystem(uri)
+        return fs.exists(path)
 
 
 def remove(uri: str, recursive: bool = False) -> None:
-    fs, path = filesystem(uri)
-    if fs.exists(path):
-        fs.rm(path, recursive=recursive)
+    with _operation("remove", uri):
+        fs, path = filesystem(uri)
+        if fs.exists(path):
+            fs.rm(path, recursive=recursive)
 
 
 def list_files(prefix: str, suffixes: tuple[str, ...] = (), recursive: bool = True) -> list[str]:
     """Sorted URIs of the files under `prefix` (a folder) whose names end with one of `suffixes`."""
-    fs, path = filesystem(prefix)
-    if not fs.exists(path):
-        raise FileNotFoundError(f"{prefix}: no such folder or prefix")
-    found = fs.find(path) if recursive else [p for p in fs.ls(path, detail=False) if fs.isfile(p)]
+    with _operation("list", prefix):
+        fs, path = filesystem(prefix)
+        if not fs.exists(path):
+            raise FileNotFoundError(f"{prefix}: no such folder or prefix")
+        found = fs.find(path) if recursive else [p for p in fs.ls(path, detail=False) if fs.isfile(p)]
     wanted = tuple(s.lower() for s in suffixes)
     out = [p for p in found if not wanted or p.lower().endswith(wanted)]
     return sorted(_unstrip(prefix, fs, p) for p in out)
@@ -149,11 +207,12 @@ class ObjectIdentity:
 
 
 def identity(uri: str) -> ObjectIdentity:
-    fs, path = filesystem(uri)
-    try:
-        info = fs.info(path)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{uri}: no such object") from None
+    with _operation("stat", uri):
+        fs, path = filesystem(uri)
+        try:
+            info = fs.info(path)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{uri}: no such object") from None
     version = info.get("ETag") or info.get("etag") or info.get("mtime") or info.get("LastModified") or ""
     return ObjectIdentity(uri=uri, size=int(info.get("size") or 0), version=str(version).strip('"'))
 
@@ -176,16 +235,57 @@ def _publish_local(path: str, write) -> None:
 
 def atomic_write_bytes(uri: str, data: bytes) -> None:
     """Write `data` so the object appears whole or not at all."""
+    with _operation("write", uri):
+        fs, path = filesystem(uri)
+        if _is_local(fs):
+            _publish_local(path, lambda fh: fh.write(data))
+        else:
+            # An object store PUT is atomic: readers see the old object or the whole new one.
+            fs.pipe_file(path, data)
+
+
+def create_exclusive(uri: str, data: bytes) -> bool:
+    """Create the object with `data` only if nothing is there yet; True when this call created it.
+
+    Two processes racing for the same URI cannot both win: locally the finished file is hard-linked into
+    place (link fails on an existing name); on S3 it is a conditional PUT (If-None-Match: *), which the
+    store refuses when the key exists.
+    """
+    with _operation("create", uri):
+        return _create_exclusive(uri, data)
+
+
+def _create_exclusive(uri: str, data: bytes) -> bool:
     fs, path = filesystem(uri)
     if _is_local(fs):
-        _publish_local(path, lambda fh: fh.write(data))
-    else:
-        # An object store PUT is atomic: readers see the old object or the whole new one.
-        fs.pipe_file(path, data)
+        os.makedirs(posixpath.dirname(path) or ".", exist_ok=True)
+        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.link(tmp, path)
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(tmp)
+    try:
+        fs.pipe_file(path, data, mode="create")
+        return True
+    except FileExistsError:
+        return False
 
 
 def atomic_upload(local_file: str, uri: str) -> None:
     """Move a finished local file to `uri` atomically (rename locally; single PUT/multipart remotely)."""
+    with _operation("upload", uri):
+        _upload(local_file, uri)
+
+
+def _upload(local_file: str, uri: str) -> None:
     fs, path = filesystem(uri)
     if _is_local(fs):
         def copy(dst) -> None:
@@ -229,11 +329,12 @@ def local_copy(uri: str) -> Iterator[str]:
             raise FileNotFoundError(f"{uri}: no such object")
         yield path
         return
-    fs, remote = filesystem(uri)
     with scratch_dir() as tmp:
         target = os.path.join(tmp, basename(uri) or "object")
-        try:
-            fs.get_file(remote, target)
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{uri}: no such object") from None
+        with _operation("download", uri):
+            fs, remote = filesystem(uri)
+            try:
+                fs.get_file(remote, target)
+            except FileNotFoundError:
+                raise FileNotFoundError(f"{uri}: no such object") from None
         yield target

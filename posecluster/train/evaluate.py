@@ -36,10 +36,20 @@ class Evaluation:
 
     def summary(self) -> str:
         return (
-            f"train error {self.train_error_px:.2f} px, test error {self.test_error_px:.2f} px; "
-            f"with p-cutoff {self.pcutoff}: train {self.train_error_pcutoff_px:.2f} px, "
-            f"test {self.test_error_pcutoff_px:.2f} px ({self.train_images} train / {self.test_images} test images)"
+            f"train error {pixels(self.train_error_px, 'no train images')}, "
+            f"test error {pixels(self.test_error_px, 'no test images')}; "
+            f"with p-cutoff {self.pcutoff}: train {pixels(self.train_error_pcutoff_px, CUTOFF_EMPTY)}, "
+            f"test {pixels(self.test_error_pcutoff_px, CUTOFF_EMPTY)} "
+            f"({self.train_images} train / {self.test_images} test images)"
         )
+
+
+CUTOFF_EMPTY = "none (no prediction at or above the p-cutoff)"
+
+
+def pixels(value: float, when_missing: str) -> str:
+    """An error in pixels, or what it means when there is nothing to average (never "nan px")."""
+    return f"{value:.2f} px" if np.isfinite(value) else when_missing
 
 
 def pixel_errors(predictions: np.ndarray, keypoints: np.ndarray) -> np.ndarray:

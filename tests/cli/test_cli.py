@@ -62,3 +62,27 @@ def test_analysis_takes_infer_settings_from_a_config_file_and_refuses_training_o
                  "--quiet"]) == 0
     meta = storage.list_files(str(tmp_path / "c"), suffixes=("_meta.json",))
     assert '"batch_size": 3' in storage.read_bytes(meta[0]).decode()
+
+
+def test_data_parallel_training_from_relative_paths_reports_its_wall_time(ray_local, synthetic_project, tmp_path,
+                                                                          monkeypatch, capsys):
+    import shutil
+
+    shutil.copytree(synthetic_project.uri, tmp_path / "project")
+    monkeypatch.chdir(tmp_path)  # Ray Train workers run elsewhere: the CLI must hand them absolute paths
+    code = main(["train", "./project", "--out", "./runs/r1", "--workers", "2", "--epochs", "1", "--batch-size", "4",
+                 "--backbone", "resnet18", "--weights", "none", "--set", "model.global_scale=1.0",
+                 "--set", "augment.crop_size=[64, 64]"])
+    printed = capsys.readouterr().out
+    assert code == 0 and (tmp_path / "runs" / "r1" / "model.pt").exists()
+    seconds = float(printed.split("trained 1 epochs in ")[1].split(" s")[0])
+    assert seconds > 0
+
+
+def test_evaluation_without_confident_predictions_says_so():
+    from posecluster.train.evaluate import Evaluation
+
+    nan = float("nan")
+    summary = Evaluation(train_error_px=3.2, test_error_px=nan, train_error_pcutoff_px=nan, test_error_pcutoff_px=nan,
+                         pcutoff=0.6, train_images=4, test_images=0, per_bodypart={}, outputs={}).summary()
+    assert "nan" not in summary and "no test images" in summary and "no prediction at or above the p-cutoff" in summary

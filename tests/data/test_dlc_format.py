@@ -82,15 +82,40 @@ def test_missing_image_names_table_and_row(openfield, tmp_path):
         read_project(str(target))
 
 
-def test_label_outside_the_image_names_table_and_row(openfield, tmp_path):
+def _edit_cells(target, edits: dict[tuple[int, int], str]) -> None:
+    path = target / f"{TABLE}.csv"
+    lines = path.read_text().splitlines()
+    for (line, column), value in edits.items():
+        cells = lines[line].split(",")
+        cells[column] = value
+        lines[line] = ",".join(cells)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_labels_outside_the_pixel_extent_are_dropped_with_a_warning_naming_image_and_part(openfield, tmp_path,
+                                                                                          caplog):
+    target = _copy_project(openfield, tmp_path)
+    # 640x480 images span [-0.5, 639.5] x [-0.5, 479.5] in DLC pixel coordinates.
+    _edit_cells(target, {(3, 1): "700.5", (4, 3): "639.6", (5, 1): "-0.3", (6, 4): "479.5"})
+    with caplog.at_level("WARNING"):
+        labels = read_project(str(target)).labels
+    assert np.isnan(labels.keypoints[0, 0]).all()  # img0000 snout: far outside
+    assert np.isnan(labels.keypoints[1, 1]).all()  # img0001 leftear: a hair past the right edge
+    assert labels.keypoints[2, 0, 0] == -0.3  # img0002 snout: inside the first pixel
+    assert labels.keypoints[3, 1, 1] == 479.5  # img0003 leftear: on the last pixel's edge
+    warned = caplog.text
+    assert "img0000.png" in warned and "snout" in warned and "img0001.png" in warned and "leftear" in warned
+    assert "img0002.png" not in warned and "img0003.png" not in warned
+
+
+def test_duplicated_image_rows_are_refused_with_the_rows_named(openfield, tmp_path):
     target = _copy_project(openfield, tmp_path)
     path = target / f"{TABLE}.csv"
     lines = path.read_text().splitlines()
-    cells = lines[3].split(",")
-    cells[1] = "700.5"  # snout x beyond the 640-pixel width
-    lines[3] = ",".join(cells)
+    lines.append(lines[5])  # img0002 labeled a second time at the end
     path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(InputError, match=r"row labeled-data/m4s1/img0000.png: label snout at \(700.5"):
+    with pytest.raises(InputError, match=r"CollectedData_Pranav.csv: 1 image\(s\) labeled more than once: "
+                                         r"labeled-data/m4s1/img0002.png \(rows 3, 117\)"):
         read_project(str(target))
 
 

@@ -83,3 +83,41 @@ def test_two_videos_with_one_name_cannot_share_a_folder(synthetic_project, tmp_p
     with pytest.raises(InputError, match="already holds frames of .*arena0.mp4"):
         extract_video(other, project, ExtractOptions(method="uniform", n=2))
     assert isinstance(pd.read_hdf(f"{project}/labeled-data/arena0/CollectedData_Ann.h5"), pd.DataFrame)
+
+
+def test_concurrent_claims_of_one_folder_have_exactly_one_winner(storage_root):
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    from posecluster.labeling.project_frames import claim_folder
+
+    videos = [f"s3://lab/day{i}/mouse.mp4" for i in range(6)]
+    start = Barrier(len(videos))
+
+    def claim(video: str) -> str:
+        start.wait()  # every claimant reaches the check at the same moment
+        try:
+            claim_folder(storage_root, "labeled-data/mouse", video)
+            return "won"
+        except InputError:
+            return "refused"
+
+    with ThreadPoolExecutor(len(videos)) as pool:
+        outcomes = list(pool.map(claim, videos))
+    assert outcomes.count("won") == 1
+
+
+def test_same_named_videos_extracted_in_parallel_lose_no_rows(ray_local, tmp_path):
+    from posecluster import api
+
+    project = empty_project(str(tmp_path / "p"))
+    for day, seed in (("day1", 4), ("day2", 5)):
+        synthetic.render_video(str(tmp_path / "videos" / day / "mouse.mp4"), synthetic.Scene(width=96, height=80, seed=seed), 30)
+    outcomes = api.extract_frames([str(tmp_path / "videos")], project, ExtractOptions(method="uniform", n=4))
+    won = [o for o in outcomes if not o.error]
+    lost = [o for o in outcomes if o.error]
+    assert len(won) == 1 and len(lost) == 1 and "already holds frames of" in lost[0].error
+    table = dlc.read_table(f"{project}/labeled-data/mouse/CollectedData_Ann.h5")
+    assert sorted(str(i) for i in table.index) == sorted(won[0].outputs["new_images"])
+    owner = storage.read_bytes(f"{project}/labeled-data/mouse/posecluster-source.json").decode()
+    assert won[0].source in owner

@@ -52,3 +52,47 @@ def test_exported_models_predict_the_same_poses_as_pytorch_on_video_frames(train
 def test_unknown_formats_are_refused(trained_run, tmp_path):
     with pytest.raises(ValueError, match="unknown export format"):
         export_model(trained_run[0], str(tmp_path), ExportOptions(formats=("tflite",)))
+
+
+def test_following_export_json_literally_reproduces_analyze(trained_run, synthetic_project, tmp_path):
+    """An ONNX runtime user with only export.json: resize, run, decode by its formulas -> analyze's poses."""
+    import math
+
+    import torch.nn.functional as F
+
+    from posecluster.data.formats.poses import read_track
+    from posecluster.infer.analyze import analyze_video
+    from posecluster.train.checkpoint import save_model
+
+    trained = load_model(trained_run[0])
+    # A global_scale whose rounded sizes differ from the exact scale per axis (96x80 -> 67x56).
+    rescaled = trained.config.with_overrides({"model": {"global_scale": 0.7}})
+    run = str(tmp_path / "run")
+    save_model(run, rescaled, trained.bodyparts, trained.state_dict)
+    video = synthetic_project.videos[0].uri
+    analysis = analyze_video(Predictor(load_model(run)), video, str(tmp_path / "poses"), progress=False, stop=4)
+    expected = read_track(analysis.outputs["h5"]).poses[:4]
+
+    report = export_model(run, str(tmp_path / "export"), ExportOptions(formats=("onnx",), height=64, width=64))
+    meta = json.loads((tmp_path / "export" / "export.json").read_text())
+    session = onnxruntime.InferenceSession(report.files["onnx"], providers=["CPUExecutionProvider"])
+    frames = np.stack([rgb for _, rgb in read_frames(probe(video), 0, 4, DecodeReport())])
+    H, W = frames.shape[1:3]
+    names = {"H": H, "W": W, "scale": meta["global_scale"], "max": max, "round": round}
+    height = eval(meta["preprocess"]["resize_to"]["height"], {}, names)
+    width = eval(meta["preprocess"]["resize_to"]["width"], {}, names)
+    images = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255.0
+    if (height, width) != (H, W):
+        images = F.interpolate(images, size=(height, width), mode="bilinear", align_corners=False,
+                               antialias=meta["global_scale"] < 1)
+    scoremap, locref = session.run(None, {"images": images.numpy()})
+    got = np.zeros_like(expected)
+    for b in range(len(frames)):
+        for k in range(len(meta["bodyparts"])):
+            iy, ix = np.unravel_index(np.argmax(scoremap[b, k]), scoremap[b, k].shape)
+            scope = {**names, "b": b, "k": k, "iy": iy, "ix": ix, "height": height, "width": width,
+                     "stride": meta["stride"], "locref_stdev": meta["locref_stdev"], "scoremap": scoremap,
+                     "locref": locref, "exp": math.exp}
+            got[b, k] = [eval(meta["decode"][key], {}, scope) for key in ("x", "y", "likelihood")]
+    np.testing.assert_allclose(got[..., :2], expected[..., :2], atol=0.01)
+    np.testing.assert_allclose(got[..., 2], expected[..., 2], atol=1e-3)

@@ -93,3 +93,24 @@ def test_folding_batchnorm_keeps_the_outputs():
         after = model(x)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
     torch.testing.assert_close(after["scoremap"], before["scoremap"], rtol=1e-4, atol=1e-4)
+
+
+def test_heads_and_decoding_stay_fp32_under_bf16_autocast():
+    from posecluster.model.decode import decode
+
+    torch.manual_seed(0)
+    model = PoseModel(ModelConfig(backbone=BackboneConfig(name="resnet18", weights="none")), num_bodyparts=4).eval()
+    images = torch.rand(2, 3, 96, 128)
+    with torch.no_grad():
+        reference = model(images)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = model(images)
+    scoremap = mixed["scoremap"]
+    assert scoremap.dtype == torch.float32 and mixed["locref"].dtype == torch.float32
+    # No plateau: every map has a single maximum, so the argmax (the predicted cell) is well defined.
+    flat = scoremap.flatten(2)
+    assert ((flat == flat.max(dim=-1, keepdim=True).values).sum(-1) == 1).all()
+    # The bf16 backbone moves values a little; decoding in fp32 keeps the peaks where fp32 puts them.
+    poses = decode(scoremap, mixed["locref"], model.stride, 7.2801)
+    expected = decode(reference["scoremap"], reference["locref"], model.stride, 7.2801)
+    assert (poses[..., :2] - expected[..., :2]).abs().max() < model.stride

@@ -52,3 +52,22 @@ def test_gaussian_targets_peak_near_the_keypoint():
     heat = t.scoremap[0, 0].numpy()
     assert heat[2, 1] == 1.0  # the cell centred exactly on the keypoint
     assert heat[2, 2] == np.float32(math.exp(-64 / 128))
+
+
+def test_unlabeled_parts_are_masked_by_default_or_trained_absent_on_request():
+    from posecluster.config import LossConfig
+    from posecluster.model.losses import pose_loss
+
+    masked = targets_for([13.0, 21.0], radius_px=10.0)
+    absent = targets_for([13.0, 21.0], radius_px=10.0, unlabeled="absent")
+    assert TargetConfig().unlabeled == "mask"  # DeepLabCut 3.0's behaviour
+    assert masked.scoremap_weight[0, 1].sum() == 0  # the unlabeled part is left out of the loss
+    assert torch.all(absent.scoremap_weight[0, 1] == 1) and torch.all(absent.scoremap[0, 1] == 0)
+    assert absent.locref_weight[0, 2:].sum() == 0  # never a location target for a missing label
+    # A confident detection of the unlabeled part costs nothing when masked, and is penalised when absent.
+    logits = torch.full((1, 2, 4, 4), -6.0)
+    logits[0, 0] = torch.from_numpy(EXPECTED_DISK) * 12 - 6
+    logits[0, 1, 1, 1] = 6.0
+    loss = {name: pose_loss({"scoremap": logits}, t, LossConfig(), TargetConfig(unlabeled=name))[0]
+            for name, t in (("mask", masked), ("absent", absent))}
+    assert loss["absent"] > 3 * loss["mask"]

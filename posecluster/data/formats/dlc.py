@@ -15,6 +15,7 @@ import yaml
 
 from posecluster import storage
 from posecluster.config import ProjectConfig
+from posecluster.data.formats import hdf5
 from posecluster.data.labels import LabeledDataset
 from posecluster.errors import InputError
 
@@ -54,10 +55,7 @@ def read_table(uri: str) -> pd.DataFrame:
     """Read a DLC table (.h5 or .csv) as pandas, with the header checked."""
     if uri.lower().endswith(".h5"):
         with storage.local_copy(uri) as path:
-            try:
-                frame = pd.read_hdf(path)
-            except (ValueError, OSError, KeyError) as exc:
-                raise InputError(uri, f"cannot read HDF5 table: {exc}") from None
+            frame = hdf5.read_frame(path, uri)
     else:
         frame = _read_csv(uri)
     if not isinstance(frame.columns, pd.MultiIndex) or frame.columns.nlevels != 3:
@@ -164,14 +162,13 @@ def write_tables(dataset: LabeledDataset, root: str | None = None) -> list[str]:
     return written
 
 
-def write_hdf(frame: pd.DataFrame, uri: str) -> None:
-    """Write a DataFrame as DLC does (key df_with_missing), appearing atomically.
+def write_hdf(frame: pd.DataFrame, uri: str, layout: str = "fixed") -> None:
+    """Write a DataFrame under DLC's key df_with_missing, appearing atomically, readable by pandas 2 and 3.
 
-    Table format where pandas allows it; a tuple (MultiIndex) row index beside MultiIndex columns only
-    fits the fixed format, which is what DLC itself writes for such tables.
+    DeepLabCut writes label tables (CollectedData, machinelabels) in pandas' default fixed format and
+    pose tables (analysis, _filtered) in table format; callers say which.
     """
-    layout = "fixed" if isinstance(frame.index, pd.MultiIndex) else "table"
     with storage.scratch_dir() as tmp:
         local = f"{tmp}/table.h5"
-        frame.to_hdf(local, key=HDF_KEY, format=layout, mode="w")
+        hdf5.write_frame(frame, local, key=HDF_KEY, layout=layout)
         storage.atomic_upload(local, uri)

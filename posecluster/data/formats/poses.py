@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from posecluster import storage
+from posecluster.data.formats import hdf5
 from posecluster.data.formats.dlc import HDF_KEY, LEVELS, write_hdf
 from posecluster.data.tracks import PoseTrack
 from posecluster.errors import InputError
@@ -91,6 +92,7 @@ class PoseTableWriter:
         if self.rows == 0:  # an empty table still gets its header
             self._store.put(HDF_KEY, pose_frame(self.scorer, self.bodyparts, 0, np.zeros((0, len(self.bodyparts), 3))), format="table")
         self._store.close()
+        hdf5.stamp_for_pandas2(self.paths["h5"])
         if self._parquet is not None:
             self._parquet.close()
         published = {}
@@ -111,11 +113,11 @@ def read_pose_table(uri: str) -> pd.DataFrame:
     with storage.local_copy(uri) as path:
         try:
             if uri.endswith(".h5"):
-                return pd.read_hdf(path, key=HDF_KEY)
+                return hdf5.read_frame(path, uri, key=HDF_KEY, what="pose table")
             if uri.endswith(".parquet"):
                 return pd.read_parquet(path)
             return pd.read_csv(path, header=[0, 1, 2], index_col=0)
-        except FileNotFoundError:
+        except (FileNotFoundError, InputError):
             raise
         except Exception as exc:  # HDF5/Arrow/CSV readers each raise their own types for a damaged file
             raise InputError(uri, f"not a readable pose table: damaged, truncated or another format "
@@ -139,7 +141,7 @@ def write_track(track: PoseTrack, uri: str) -> None:
     """Write a PoseTrack as a DLC pose table; the format follows the suffix; appears atomically."""
     frame = pose_frame(track.scorer, track.bodyparts, 0, track.poses)
     if uri.endswith(".h5"):
-        write_hdf(frame, uri)
+        write_hdf(frame, uri, layout="table")  # as DeepLabCut writes pose and _filtered tables
     elif uri.endswith(".csv"):
         storage.atomic_write_bytes(uri, frame.to_csv().encode())
     elif uri.endswith(".parquet"):
