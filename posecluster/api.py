@@ -252,7 +252,8 @@ def label_videos(inputs: list[str], out_folder: str, options: LabelOptions, draw
         table = _table(record, filtered)
         name = storage.basename(sibling(table, "_labeled.mp4"))
         labeled = label_video(record.video, read_track(table), storage.join(out_folder, name), chosen)
-        return {"video": labeled.uri, "frames": labeled.frames, "missing_frames": labeled.missing_frames}
+        return {"video": labeled.uri, "frames": labeled.frames, "missing_frames": labeled.missing_frames,
+                "notes": labeled.notes}
 
     return _each([(r.video, lambda r=r: run(r)) for r in records])
 

@@ -139,8 +139,10 @@ def cmd_analyze(args) -> int:
                           progress=not args.quiet)
     failed = 0
     for result in results:
-        note = f", {len(result.missing_frames)} frames not decodable" if result.missing_frames else ""
-        print(f"{result.video}: {result.frames} frames, {result.fps:.1f} frames/s{note} -> {result.outputs['h5']}")
+        note = f", {len(result.missing_frames)} frames missing (NaN rows, listed in _meta.json)" if result.missing_frames else ""
+        print(f"{result.video}: {result.status}, {result.frames} frames, {result.fps:.1f} frames/s{note} -> {result.outputs['h5']}")
+        for warning in result.warnings:
+            print(f"  warning: {warning}")
         failed += bool(result.missing_frames)
     return 1 if failed else 0
 
@@ -156,8 +158,9 @@ def cmd_infer(args) -> int:
         max_retries=args.max_retries, progress=not args.quiet,
     )
     report = api.infer_archive(args.inputs, options)
-    counts = {s: sum(v.status == s for v in report.videos) for s in ("done", "skipped", "failed")}
-    print(f"{len(report.videos)} videos: {counts['done']} done, {counts['skipped']} already done, "
+    counts = {s: sum(v.status == s for v in report.videos) for s in ("done", "done-with-warnings", "skipped", "failed")}
+    print(f"{len(report.videos)} videos: {counts['done']} done, {counts['done-with-warnings']} done with warnings "
+          f"(missing frames listed in the manifest), {counts['skipped']} already done, "
           f"{counts['failed']} failed; {report.frames_computed} frames in {report.seconds:.0f} s "
           f"({report.fps:.1f} frames/s) on {report.workers} workers")
     for video in report.failed:
