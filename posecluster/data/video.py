@@ -128,7 +128,7 @@ def upright(array: np.ndarray, rotation: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(array, k=rotation // 90)) if rotation else array
 
 
-@dataclass
+@dataclass(slots=True)
 class _Packet:
     pts: int | None
     dts: int | None
@@ -164,26 +164,38 @@ class VideoReader:
             if not container.streams.video:
                 raise InputError(uri, "no video stream")
             stream = container.streams.video[0]
-            declared = _declared_frames(container, stream)
-            packets, demux_error = [], None
+            packets, demux_error, first_frame = [], None, None
+            stream.thread_count = 1  # one frame to decode: starting and joining a thread pool costs more
             try:
                 for packet in container.demux(stream):
                     if packet.size:
+                        key = packet.is_keyframe
                         packets.append(_Packet(packet.pts, packet.dts, -1 if packet.pos is None else packet.pos,
-                                               packet.is_keyframe, packet.is_discard))
+                                               key, packet.is_discard))
+                        if key and first_frame is None:
+                            # The display matrix travels with decoded frames in PyAV: decode the first
+                            # keyframe in the same pass, no second read.
+                            first_frame = _first_frame(stream, packet)
             except av.error.FFmpegError as exc:
                 demux_error = str(exc)  # truncated or damaged: keep what was readable
+            # The container's own index says how many frames there should be; read it only when the
+            # demuxed packets fall short of the header's count (a truncated file).
+            declared = _declared_frames(container, stream) if len(packets) < (stream.frames or 0) else 0
             if not packets:
                 raise InputError(uri, f"video has no frames{f' ({demux_error})' if demux_error else ''}")
             first_key = next((i for i, p in enumerate(packets) if p.key), None)
-            if first_key is None:
-                raise InputError(uri, "no keyframe: nothing in it can be decoded")
-            rotation, size = self._first_frame_facts(container, stream)
+            rotation, size = _display_facts(first_frame, stream)
             reorders = bool(stream.codec_context.has_b_frames)
             fmt = container.format.name
             rate = stream.average_rate or stream.guessed_rate
             codec = stream.codec_context.name
         warnings = []
+        unflagged = first_key is None
+        if unflagged:
+            # No keyframe flags at all (some AVI writers): nothing is known about where decoding may
+            # start, so count what the decoder gives from the top, in one piece.
+            first_key = 0
+            warnings.append("no packet is flagged as a keyframe: decoded in one piece")
         if any(not p.discard for p in packets[:first_key]):
             warnings.append(f"the first {first_key} packets precede the first keyframe and cannot be decoded; "
                             "frame 0 is the first keyframe, as in OpenCV")
@@ -192,7 +204,7 @@ class VideoReader:
         if declared:
             declared -= sum(1 for p in packets[:first_key] if not p.discard)
         stamps = [p.pts for p in shown]
-        trusted = (not any(name in fmt.split(",") for name in _INVENTED_PTS_FORMATS)
+        trusted = not unflagged and (not any(name in fmt.split(",") for name in _INVENTED_PTS_FORMATS)
                    and all(s is not None for s in stamps) and len(set(stamps)) == len(stamps))
         if trusted:
             numbering = "pts"
@@ -209,7 +221,7 @@ class VideoReader:
         else:
             numbering = "decoder"
             pts = np.sort(np.asarray([p.pts if p.pts is not None else (p.dts or 0) for p in shown], dtype=np.int64))
-            if reorders or any(p.pos < 0 for p in shown):
+            if unflagged or reorders or any(p.pos < 0 for p in shown):
                 keyframes, seek_ts, seek_pos = [0], [0], [-1]  # no exact index after a seek: one piece
             else:
                 # No reordering: a keyframe's index is its position in decode order.
@@ -231,27 +243,6 @@ class VideoReader:
             numbering=numbering, present=present, seek_ts=np.asarray(seek_ts, dtype=np.int64),
             seek_pos=np.asarray(seek_pos, dtype=np.int64), warnings=warnings,
         )
-
-    def _first_frame_facts(self, container, stream) -> tuple[int, tuple[int, int]]:
-        """Rotation and display size from the first decodable frame (the display matrix travels with
-        frames in PyAV); falls back to the stream's coded size."""
-        width, height, rotation = stream.codec_context.width, stream.codec_context.height, 0
-        try:
-            container.seek(0, stream=stream, backward=True, any_frame=False)
-            for packet in container.demux(stream):
-                try:
-                    frames = packet.decode()
-                except av.error.FFmpegError:
-                    continue
-                if frames:
-                    rotation = _rotation(frames[0])
-                    width, height = frames[0].width, frames[0].height
-                    break
-        except av.error.FFmpegError:
-            pass
-        if rotation in (90, 270):
-            width, height = height, width
-        return rotation, (width, height)
 
     # -- reading ---------------------------------------------------------------------------------------
 
@@ -371,8 +362,27 @@ def _declared_frames(container, stream) -> int:
     if formats & {"mov", "mp4", "avi"}:
         entries = stream.index_entries
         if entries is not None and len(entries):
-            return sum(1 for entry in entries if not entry.is_discard)
+            # zero-size entries are placeholders (an AVI's dropped frames): the decoder never sees them
+            return sum(1 for entry in entries if entry.size > 0 and not entry.is_discard)
     return stream.frames or 0
+
+
+def _first_frame(stream, packet) -> av.VideoFrame | None:
+    """The frame of a keyframe packet: decoded, then the decoder drained (it holds frames back when it
+    reorders), which ends its use for this probe."""
+    try:
+        frames = stream.decode(packet) or stream.decode(None)
+    except av.error.FFmpegError:
+        return None
+    return frames[0] if frames else None
+
+
+def _display_facts(frame: av.VideoFrame | None, stream) -> tuple[int, tuple[int, int]]:
+    """Rotation and display size from the first decoded frame; the stream's coded size without one."""
+    rotation = _rotation(frame) if frame is not None else 0
+    width, height = (frame.width, frame.height) if frame is not None else (stream.codec_context.width,
+                                                                             stream.codec_context.height)
+    return rotation, ((height, width) if rotation in (90, 270) else (width, height))
 
 
 def _seek_stamp(packet: _Packet) -> int:
