@@ -280,25 +280,26 @@ class VideoReader:
         info = self.info
         position = int(np.searchsorted(info.keyframes, start, side="right")) - 1
         first = int(info.keyframes[max(position, 0)])
-        with self._handle() as handle, _open(info.uri, handle) as container:
-            stream = container.streams.video[0]
-            # Frame threading can drop frames around a damaged packet without a word: fine where frames
-            # are numbered by timestamp and a healthy file, not where they are counted.
-            healthy = info.numbering == "pts" and not info.warnings
-            stream.thread_type = "AUTO" if healthy else "SLICE"
-            if threads:
-                stream.thread_count = threads
-            packets = None
-            if first > 0:
-                packets = self._seek(container, stream, max(position, 0), report)
-                if packets is None:
-                    first = 0  # the seek did not land on the keyframe: decode from the start instead
-            if packets is None:
-                packets = _packets(container, stream, report)
-            if info.numbering == "pts":
-                yield from self._number_by_pts(stream, packets, start, stop, report)
-            else:
-                yield from self._number_by_order(stream, packets, first, stop, report)
+        for attempt in ("seek", "from the start") if first > 0 else ("from the start",):
+            with self._handle() as handle, _open(info.uri, handle) as container:
+                stream = container.streams.video[0]
+                # Frame threading can drop frames around a damaged packet without a word: fine where
+                # frames are numbered by timestamp and a healthy file, not where they are counted.
+                healthy = info.numbering == "pts" and not info.warnings
+                stream.thread_type = "AUTO" if healthy else "SLICE"
+                if threads:
+                    stream.thread_count = threads
+                if attempt == "seek":
+                    packets = self._seek(container, stream, position, report)
+                    if packets is None:
+                        continue  # the seek did not land on the keyframe: decode from the start instead
+                else:
+                    first, packets = 0, _packets(container, stream, report)
+                if info.numbering == "pts":
+                    yield from self._number_by_pts(stream, packets, start, stop, report)
+                else:
+                    yield from self._number_by_order(stream, packets, first, stop, report)
+                return
 
     def _seek(self, container, stream, key_position: int, report: DecodeReport):
         """Packets from the keyframe at `key_position` on, or None when the seek cannot be verified."""

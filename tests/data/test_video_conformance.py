@@ -123,3 +123,12 @@ def test_a_file_that_is_not_a_video_fails_by_name(tmp_path):
     path.write_bytes(b"RIFF....AVI not really" * 40)
     with pytest.raises(InputError, match="notes.avi"):
         probe(str(path))
+
+
+def test_a_seek_that_misses_its_keyframe_falls_back_to_decoding_from_the_start(matrix, oracles):
+    info = probe(matrix["h264_bf_mp4"])
+    info.seek_pos = np.ones_like(info.seek_pos)  # no packet lies there: every seek looks wrong
+    report = DecodeReport()
+    frames = dict(read_frames(info, 19, 30, report))
+    assert sorted(frames) == list(range(19, 30)) and not report.missing
+    assert all(np.array_equal(frames[i], oracles["h264_bf_mp4"][i]) for i in frames)
