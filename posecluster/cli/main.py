@@ -159,9 +159,10 @@ def cmd_infer(args) -> int:
     )
     report = api.infer_archive(args.inputs, options)
     counts = {s: sum(v.status == s for v in report.videos) for s in ("done", "done-with-warnings", "skipped", "failed")}
-    print(f"{len(report.videos)} videos: {counts['done']} done, {counts['done-with-warnings']} done with warnings "
-          f"(missing frames listed in the manifest), {counts['skipped']} already done, "
-          f"{counts['failed']} failed; {report.frames_computed} frames in {report.seconds:.0f} s "
+    warned = counts["done-with-warnings"]
+    warned = f", {warned} done with warnings (missing frames listed in the manifest)" if warned else ""
+    print(f"{len(report.videos)} videos: {counts['done']} done, {counts['skipped']} already done, "
+          f"{counts['failed']} failed{warned}; {report.frames_computed} frames in {report.seconds:.0f} s "
           f"({report.fps:.1f} frames/s) on {report.workers} workers")
     for video in report.failed:
         print(f"  FAILED {video.uri}: {video.error}")

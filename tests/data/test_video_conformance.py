@@ -17,16 +17,6 @@ NAMES = [spec.name for spec in video_matrix.MATRIX] + ["editlist_mp4", "nokey_st
 SEGMENT_LENGTHS = (1, 5, 12, 10_000)  # 1 starts a segment at every keyframe the reader offers
 
 
-@pytest.fixture(scope="session")
-def matrix(tmp_path_factory) -> dict[str, str]:
-    return video_matrix.render_matrix(str(tmp_path_factory.mktemp("video-matrix")))
-
-
-@pytest.fixture(scope="session")
-def oracles(matrix) -> dict[str, list[np.ndarray]]:
-    return {name: video_matrix.oracle(path) for name, path in matrix.items()}
-
-
 def read_in_segments(info: VideoInfo, segment_frames: int) -> tuple[dict[int, np.ndarray], DecodeReport]:
     frames, report = {}, DecodeReport()
     for start, stop in segment_bounds(info.frame_count, info.keyframes, segment_frames):

@@ -18,7 +18,7 @@ from posecluster.infer.predictor import Predictor
 from posecluster.model.pose_model import PoseModel
 from posecluster.train.checkpoint import load_model, save_model
 from tests.data import video_matrix
-from tests.data.test_video_conformance import NAMES, matrix, oracles  # noqa: F401 (session fixtures)
+from tests.data.test_video_conformance import NAMES
 
 # The archive leg runs on the videos whose numbering is hardest; `analyze` runs on all of them.
 ARCHIVE_NAMES = ["h264_bf_avi", "editlist_mp4", "hevc_mp4", "highfps_mkv", "rotated_mp4", "truncated_mp4"]
