@@ -347,6 +347,7 @@ class ArchiveRun:
             "frames": record.frames, "missing_frames": missing, "outputs": outputs, "job_id": self.job_id,
             "segments": [asdict(s) for s in record.segments],
             "rotation": info.rotation, "numbering": info.numbering, "warnings": info.warnings,
+            "notes": info.notes,
         }
         storage.atomic_write_bytes(f"{self._bases[video]}_meta.json", json.dumps(meta, indent=1).encode())
 

@@ -69,7 +69,8 @@ class VideoInfo:
     present: int = -1  # frames actually in the file; frames present..frame_count-1 are missing
     seek_ts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # per keyframe: seek target
     seek_pos: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # per keyframe: byte pos, -1 unknown
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # damage: a video read with these is done-with-warnings
+    notes: list[str] = field(default_factory=list)  # how it is read (one piece, leading frames dropped)
 
     def __post_init__(self):
         if self.present < 0:
@@ -90,7 +91,7 @@ class VideoInfo:
     def to_bytes(self) -> bytes:
         meta = {"frame_count": self.frame_count, "fps": self.fps, "width": self.width, "height": self.height,
                 "codec": self.codec, "rotation": self.rotation, "numbering": self.numbering,
-                "present": self.present, "warnings": self.warnings}
+                "present": self.present, "warnings": self.warnings, "notes": self.notes}
         buffer = io.BytesIO()
         np.savez_compressed(buffer, pts=self.pts, keyframes=self.keyframes, seek_ts=self.seek_ts,
                             seek_pos=self.seek_pos, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
@@ -189,15 +190,15 @@ class VideoReader:
             fmt = container.format.name
             rate = stream.average_rate or stream.guessed_rate
             codec = stream.codec_context.name
-        warnings = []
+        warnings, notes = [], []
         unflagged = first_key is None
         if unflagged:
             # No keyframe flags at all (some AVI writers): nothing is known about where decoding may
             # start, so count what the decoder gives from the top, in one piece.
             first_key = 0
-            warnings.append("no packet is flagged as a keyframe: decoded in one piece")
+            notes.append("no packet is flagged as a keyframe: decoded in one piece")
         if any(not p.discard for p in packets[:first_key]):
-            warnings.append(f"the first {first_key} packets precede the first keyframe and cannot be decoded; "
+            notes.append(f"the first {first_key} packets precede the first keyframe and cannot be decoded; "
                             "frame 0 is the first keyframe, as in OpenCV")
         # Packets before the first keyframe never leave the decoder, nor do those the edit list discards.
         shown = [p for p in packets[first_key:] if not p.discard]
@@ -229,7 +230,7 @@ class VideoReader:
                 seek_ts = [_seek_stamp(shown[i]) for i in keyframes]
                 seek_pos = [shown[i].pos for i in keyframes]
             if reorders:
-                warnings.append("timestamps cannot be trusted and frames are reordered: decoded in one piece")
+                notes.append("timestamps cannot be trusted and frames are reordered: decoded in one piece")
         present = len(pts)
         frame_count = max(present, declared)
         if frame_count > present:
@@ -241,7 +242,7 @@ class VideoReader:
             uri=uri, frame_count=frame_count, fps=float(rate) if rate else 0.0, width=width, height=height,
             codec=codec, pts=pts, keyframes=np.asarray(keyframes, dtype=np.int64), rotation=rotation,
             numbering=numbering, present=present, seek_ts=np.asarray(seek_ts, dtype=np.int64),
-            seek_pos=np.asarray(seek_pos, dtype=np.int64), warnings=warnings,
+            seek_pos=np.asarray(seek_pos, dtype=np.int64), warnings=warnings, notes=notes,
         )
 
     # -- reading ---------------------------------------------------------------------------------------

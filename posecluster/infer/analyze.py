@@ -77,6 +77,7 @@ def analyze_video(
         "fps_video": info.fps,
         "rotation": info.rotation,  # degrees counter-clockwise applied to decoded frames (as OpenCV)
         "frame_numbering": info.numbering,
+        "video_notes": info.notes,
         "config": predictor.config.model_dump(mode="json"),
     }
     storage.atomic_write_bytes(f"{base}_meta.json", json.dumps(meta, indent=1, default=str).encode())

@@ -93,6 +93,7 @@ def test_analyze_gives_every_row_the_pose_of_its_frame(name, analyzed, expected)
 def test_analyze_records_rotation_and_marks_damaged_videos(analyzed):
     results = analyzed["_results"]
     assert results["h264_bf_mp4"].status == "done" and not results["h264_bf_mp4"].missing_frames
+    assert results["h264_bf_avi"].status == "done"  # read in one piece is how, not a warning
     truncated = results["truncated_mp4"]
     assert truncated.status == "done-with-warnings"
     assert set(truncated.missing_frames) == set(range(19, 48)) and "truncated" in truncated.missing_frames[47]
@@ -119,5 +120,6 @@ def test_the_archive_gives_the_same_rows_as_analyze_for_any_segment_length(segme
         np.testing.assert_allclose(table, analyzed[name], rtol=1e-5, atol=1e-4,
                                    err_msg=f"{name}: infer and analyze tables differ")
     assert len(by_name["editlist_mp4"].segments) >= 2, "the planner must really cut videos mid-file"
+    assert by_name["h264_bf_avi"].status == "done" and len(by_name["h264_bf_avi"].segments) == 1
     truncated = by_name["truncated_mp4"]
     assert truncated.status == "done-with-warnings" and len(truncated.missing_frames) == 48 - 19
