@@ -2,19 +2,20 @@
 
 openfield's m3v1mp4.mp4 (2,330 frames, 640x480 H.264) is remuxed with PyAV (no re-encoding) into mp4, mov,
 mkv, avi and ts in a temporary folder. For each container and each implementation this measures
-- probe: the best of --repeat probes (demux, no decoding; the new one also decodes the first frame for
-  the display rotation and size),
-- read: the best of --repeat reads of --frames frames starting at the keyframe nearest the middle that
+- probe: the best of --repeat probes (demux, no decoding; the new one also decodes the first keyframe
+  for the display rotation and size),
+- read: the best of --repeat/3 reads of --frames frames starting at the keyframe nearest the middle that
   the implementation offers as a segment start (seek + decode + RGB conversion),
 and prints new/old ratios. The baseline is posecluster/data/video.py at BASELINE_COMMIT, loaded from git.
 Other engineers load the same CPU: compare the ratios, which are measured within one run.
 
-    .venv/bin/python benchmarks/video_probe.py [--repeat 3] [--frames 120]
+    .venv/bin/python benchmarks/video_probe.py [--repeat 9] [--frames 120]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -58,33 +59,46 @@ def remux(source: str, path: str, fmt: str | None) -> str:
     return path
 
 
-def best_of(repeat: int, call) -> tuple[float, object]:
-    times, value = [], None
+def interleaved(repeat: int, calls: dict) -> dict:
+    """Best time of each call over `repeat` rounds, the calls alternating within a round so that the
+    load other processes put on the CPU falls on both alike."""
+    best, values = {name: float("inf") for name in calls}, {}
     for _ in range(repeat):
-        began = time.perf_counter()
-        value = call()
-        times.append(time.perf_counter() - began)
-    return min(times), value
+        for name, call in calls.items():
+            began = time.perf_counter()
+            values[name] = call()
+            best[name] = min(best[name], time.perf_counter() - began)
+    return {name: (best[name], values[name]) for name in calls}
 
 
-def measure(module, path: str, repeat: int, frames: int) -> dict:
-    probe_s, info = best_of(repeat, lambda: module.probe(path))
+def reader(module, info, frames: int):
     keyframes = np.asarray(info.keyframes)
     start = int(keyframes[np.argmin(np.abs(keyframes - info.frame_count // 2))])
     stop = min(start + frames, info.frame_count)
 
     def read():
         report = module.DecodeReport()
-        return [index for index, _ in module.read_frames(info, start, stop, report)], report
+        return start, [index for index, _ in module.read_frames(info, start, stop, report)], report
 
-    read_s, (indices, report) = best_of(repeat, read)
-    return {"probe_s": probe_s, "read_s": read_s, "frames": info.frame_count, "keyframes": len(keyframes),
-            "read_start": start, "read_frames": len(indices), "missing": len(report.missing)}
+    return read
+
+
+def measure(modules: dict, path: str, repeat: int, frames: int) -> dict:
+    probes = interleaved(repeat, {name: (lambda m=m: m.probe(path)) for name, m in modules.items()})
+    reads = interleaved(max(1, repeat // 3), {name: reader(m, probes[name][1], frames) for name, m in modules.items()})
+    out = {}
+    for name in modules:
+        info = probes[name][1]
+        start, indices, report = reads[name][1]
+        out[name] = {"probe_s": probes[name][0], "read_s": reads[name][0], "frames": info.frame_count,
+                     "keyframes": len(info.keyframes), "read_start": start, "read_frames": len(indices),
+                     "missing": len(report.missing)}
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=9)
     parser.add_argument("--frames", type=int, default=120)
     args = parser.parse_args()
     video = f"{require_openfield()}/videos/m3v1mp4.mp4"
@@ -93,8 +107,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         for suffix, fmt in CONTAINERS.items():
             path = remux(video, f"{folder}/m3v1.{suffix}", fmt)
-            rows[suffix] = {"new": measure(new, path, args.repeat, args.frames),
-                            "old": measure(old, path, args.repeat, args.frames)}
+            rows[suffix] = measure({"new": new, "old": old}, path, args.repeat, args.frames)
     print(f"{'container':>9} {'probe new':>10} {'probe old':>10} {'ratio':>6} {'read new':>9} {'read old':>9} "
           f"{'ratio':>6}  frames new/old  keyframes new/old  read frames new/old")
     for suffix, row in rows.items():
@@ -104,7 +117,10 @@ def main() -> None:
         print(f"{suffix:>9} {n['probe_s'] * 1e3:9.1f}ms {o['probe_s'] * 1e3:9.1f}ms {row['probe_ratio']:6.2f} "
               f"{n['read_s'] * 1e3:8.1f}ms {o['read_s'] * 1e3:8.1f}ms {row['read_ratio']:6.2f}  "
               f"{n['frames']}/{o['frames']}  {n['keyframes']}/{o['keyframes']}  {n['read_frames']}/{o['read_frames']}")
+    print(f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; avi reads decode from "
+          "frame 0 (one piece: B-frames behind invented timestamps); the old ts read returned 0 frames")
     save("video_probe", {"machine": machine(), "args": vars(args), "baseline_commit": BASELINE_COMMIT,
+                         "load_average": os.getloadavg()[0],
                          "note": "ratios are new/old measured in the same run on a shared, loaded CPU",
                          "containers": rows})
 
