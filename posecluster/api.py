@@ -258,7 +258,8 @@ def label_videos(inputs: list[str], out_folder: str, options: LabelOptions, draw
                          skeleton=skeleton if draw_skeleton else ())
         table = _table(record, filtered)
         labeled = label_video(require_video(record), read_track(table), targets[table], chosen)
-        return {"video": labeled.uri, "frames": labeled.frames, "missing_frames": labeled.missing_frames}
+        return {"video": labeled.uri, "frames": labeled.frames, "missing_frames": labeled.missing_frames,
+                "notes": labeled.notes}
 
     return _each([(r.video, lambda r=r: run(r)) for r in records])
 

@@ -146,3 +146,19 @@ def copy_analysis(poses: str, dest) -> str:
         meta["outputs"] = {k: str(Path(dest) / Path(v).name) for k, v in meta["outputs"].items()}
         meta_path.write_text(json.dumps(meta))
     return str(dest)
+
+
+@pytest.fixture(scope="session")
+def matrix(tmp_path_factory) -> dict[str, str]:
+    """The frame-numbering conformance videos (tests/data/video_matrix.py): name -> local path."""
+    from tests.data import video_matrix
+
+    return video_matrix.render_matrix(str(tmp_path_factory.mktemp("video-matrix")))
+
+
+@pytest.fixture(scope="session")
+def oracles(matrix) -> dict:
+    """Each matrix video's frames from a plain sequential PyAV decode (the numbering every reader keeps)."""
+    from tests.data import video_matrix
+
+    return {name: video_matrix.oracle(path) for name, path in matrix.items()}

@@ -142,8 +142,10 @@ def cmd_analyze(args) -> int:
                           progress=not args.quiet)
     failed = 0
     for result in results:
-        note = f", {len(result.missing_frames)} frames not decodable" if result.missing_frames else ""
-        print(f"{result.video}: {result.frames} frames, {result.fps:.1f} frames/s{note} -> {result.outputs['h5']}")
+        note = f", {len(result.missing_frames)} frames missing (NaN rows, listed in _meta.json)" if result.missing_frames else ""
+        print(f"{result.video}: {result.status}, {result.frames} frames, {result.fps:.1f} frames/s{note} -> {result.outputs['h5']}")
+        for warning in result.warnings:
+            print(f"  warning: {warning}")
         failed += bool(result.missing_frames)
     return 1 if failed else 0
 
@@ -159,9 +161,11 @@ def cmd_infer(args) -> int:
         max_retries=args.max_retries, progress=not args.quiet,
     )
     report = api.infer_archive(args.inputs, options)
-    counts = {s: sum(v.status == s for v in report.videos) for s in ("done", "skipped", "failed")}
+    counts = {s: sum(v.status == s for v in report.videos) for s in ("done", "done-with-warnings", "skipped", "failed")}
+    warned = counts["done-with-warnings"]
+    warned = f", {warned} done with warnings (missing frames listed in the manifest)" if warned else ""
     print(f"{len(report.videos)} videos: {counts['done']} done, {counts['skipped']} already done, "
-          f"{counts['failed']} failed; {report.frames_computed} frames in {report.seconds:.0f} s "
+          f"{counts['failed']} failed{warned}; {report.frames_computed} frames in {report.seconds:.0f} s "
           f"({report.fps:.1f} frames/s) on {report.workers} workers")
     for video in report.failed:
         print(f"  FAILED {video.uri}: {video.error}")

@@ -338,12 +338,16 @@ class ArchiveRun:
         except Exception as exc:
             record.status, record.error = "failed", f"joining segments: {_error_text(exc)}"
             return
-        record.outputs, record.missing_frames, record.status = outputs, missing, "done"
+        info = self._infos[video]
+        record.outputs, record.missing_frames = outputs, missing
+        record.status = "done-with-warnings" if missing or info.warnings else "done"
         meta = {
             "video": video, "video_key": record.video_key, "video_identity": asdict(self._identities[video]),
             "model": self.report.model, "scorer": self.scorer, "bodyparts": self.trained.bodyparts,
             "frames": record.frames, "missing_frames": missing, "outputs": outputs, "job_id": self.job_id,
             "segments": [asdict(s) for s in record.segments],
+            "rotation": info.rotation, "numbering": info.numbering, "warnings": info.warnings,
+            "notes": info.notes,
         }
         storage.atomic_write_bytes(f"{self._bases[video]}_meta.json", json.dumps(meta, indent=1).encode())
 

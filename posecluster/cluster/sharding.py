@@ -8,7 +8,6 @@ identity, so a changed video or model is recomputed and nothing else is.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from dataclasses import asdict, dataclass
 
@@ -72,21 +71,8 @@ def plan_to_json(segments: list[Segment], extra: dict) -> bytes:
 
 
 def save_probe(uri: str, info: VideoInfo) -> None:
-    buffer = io.BytesIO()
-    np.savez_compressed(
-        buffer,
-        pts=info.pts,
-        keyframes=info.keyframes,
-        meta=np.frombuffer(
-            json.dumps({"frame_count": info.frame_count, "fps": info.fps, "width": info.width,
-                        "height": info.height, "codec": info.codec}).encode(),
-            dtype=np.uint8,
-        ),
-    )
-    storage.atomic_write_bytes(uri, buffer.getvalue())
+    storage.atomic_write_bytes(uri, info.to_bytes())
 
 
 def load_probe(uri: str, video_uri: str) -> VideoInfo:
-    with np.load(io.BytesIO(storage.read_bytes(uri))) as data:
-        meta = json.loads(data["meta"].tobytes().decode())
-        return VideoInfo(uri=video_uri, pts=data["pts"], keyframes=data["keyframes"], **meta)
+    return VideoInfo.from_bytes(storage.read_bytes(uri), video_uri)

@@ -1,15 +1,29 @@
-"""Videos streamed from storage with PyAV: probe cheaply, then decode just a frame range.
+"""Videos streamed from storage with PyAV, through one seam (`VideoReader`) that decides frame numbering.
 
-Probing demuxes packets without decoding (milliseconds for a typical behaviour video) to get the exact
-frame count, every frame's timestamp and the keyframes. Reading seeks to the keyframe at or before the
-range and decodes packet by packet, so a corrupt packet costs its frames (reported) and not the video.
-Frame indices come from timestamps, so frames lost to errors leave gaps rather than shift later frames.
+Frame i is the i-th frame a plain sequential decode of the whole file yields (what OpenCV, DeepLabCut and
+`ffprobe -count_frames` count), after the container's edit list, in display orientation.
+
+Probing demuxes packets without decoding them and picks one of two ways to number frames:
+
+- by presentation timestamp ("pts"), where every packet carries a distinct pts (MP4, MOV, MKV, TS, PS
+  with real timestamps): frame i is the i-th smallest pts among the frames the decoder will show (no
+  packets the edit list discards, none before the first keyframe). A frame lost to a damaged packet leaves
+  a gap (a missing row), never a shift.
+- by decode order ("decoder"), where timestamps cannot be trusted (AVI and other containers whose pts are
+  invented in decode order, missing pts, equal pts for distinct frames in a coarse time base): frames are
+  counted as they leave the decoder, from a keyframe whose index is known.
+
+A segment may start only at a keyframe whose frame index is exact and after which nothing decoded is shown
+before it (closed GOP): `VideoInfo.keyframes` lists exactly those. Decode-order streams whose codec
+reorders frames (B-frames) cannot prove that, so they get `keyframes == [0]`: decoded in one piece.
 """
 
 from __future__ import annotations
 
+import io
+import json
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import IO, Callable, Iterator
 
 import av
 import numpy as np
@@ -18,7 +32,12 @@ from posecluster import storage
 from posecluster.errors import InputError
 
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".mpg", ".mpeg", ".m4v", ".webm")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".mpg", ".mpeg", ".m4v", ".webm", ".ts")
+
+Source = Callable[[], IO[bytes]]  # returns a seekable binary file object holding the video
+
+# Containers whose packet timestamps FFmpeg invents in decode order (B-frames come out misnumbered).
+_INVENTED_PTS_FORMATS = ("avi",)
 
 
 def find_videos(inputs: list[str]) -> list[str]:
@@ -38,17 +57,52 @@ def find_videos(inputs: list[str]) -> list[str]:
 @dataclass
 class VideoInfo:
     uri: str
-    frame_count: int
-    fps: float
-    width: int
+    frame_count: int  # frames the container declares (truncated files: more than are present)
+    fps: float  # 0.0 when the container does not say
+    width: int  # in display orientation (after rotation)
     height: int
     codec: str
-    pts: np.ndarray  # presentation timestamps of frames 0..n-1, ascending
-    keyframes: np.ndarray  # frame indices where decoding can start
+    pts: np.ndarray  # timestamps of the present frames 0..present-1 in display order (numbering "pts")
+    keyframes: np.ndarray  # frame indices where a segment may start (exact index, closed GOP); [0] at least
+    rotation: int = 0  # degrees counter-clockwise applied to decoded frames (display matrix), 0/90/180/270
+    numbering: str = "pts"  # "pts" or "decoder" (see the module docstring)
+    present: int = -1  # frames actually in the file; frames present..frame_count-1 are missing
+    seek_ts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # per keyframe: seek target
+    seek_pos: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # per keyframe: byte pos, -1 unknown
+    warnings: list[str] = field(default_factory=list)  # damage: a video read with these is done-with-warnings
+    notes: list[str] = field(default_factory=list)  # how it is read (one piece, leading frames dropped)
+
+    def __post_init__(self):
+        if self.present < 0:
+            self.present = self.frame_count
 
     @property
     def duration_s(self) -> float:
         return self.frame_count / self.fps if self.fps else 0.0
+
+    @property
+    def absent(self) -> dict[int, str]:
+        """Frames the container declares but the file does not hold (a truncated recording)."""
+        if self.present >= self.frame_count:
+            return {}
+        reason = f"not in the file (truncated after {self.present} of {self.frame_count} frames)"
+        return dict.fromkeys(range(self.present, self.frame_count), reason)
+
+    def to_bytes(self) -> bytes:
+        meta = {"frame_count": self.frame_count, "fps": self.fps, "width": self.width, "height": self.height,
+                "codec": self.codec, "rotation": self.rotation, "numbering": self.numbering,
+                "present": self.present, "warnings": self.warnings, "notes": self.notes}
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, pts=self.pts, keyframes=self.keyframes, seek_ts=self.seek_ts,
+                            seek_pos=self.seek_pos, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, uri: str) -> "VideoInfo":
+        with np.load(io.BytesIO(data)) as arrays:
+            meta = json.loads(arrays["meta"].tobytes().decode())
+            extra = {k: arrays[k] for k in ("seek_ts", "seek_pos") if k in arrays.files}
+            return cls(uri=uri, pts=arrays["pts"], keyframes=arrays["keyframes"], **extra, **meta)
 
 
 @dataclass
@@ -66,47 +120,320 @@ def _open(uri: str, handle) -> av.container.InputContainer:
         raise InputError(uri, f"not a readable video ({exc})") from None
 
 
-def probe(uri: str) -> VideoInfo:
-    """Frame count, timestamps and keyframes by demuxing (no decoding)."""
-    with storage.open_uri(uri, "rb") as handle, _open(uri, handle) as container:
-        if not container.streams.video:
-            raise InputError(uri, "no video stream")
-        stream = container.streams.video[0]
-        pts, keyframe_pts = [], []
-        try:
-            for packet in container.demux(stream):
-                if packet.size == 0:
-                    continue  # flush packet
-                stamp = packet.pts if packet.pts is not None else packet.dts
-                if stamp is None:
-                    raise InputError(uri, "packets carry no timestamps; remux the video (e.g. to mp4)")
-                pts.append(stamp)
-                if packet.is_keyframe:
-                    keyframe_pts.append(stamp)
-        except av.error.FFmpegError as exc:
-            if not pts:
-                raise InputError(uri, f"cannot demux video ({exc})") from None
-            # A truncated file: keep what was readable; missing frames show up when decoding.
-        if not pts:
-            raise InputError(uri, "video has no frames")
-        declared = stream.frames  # from the container's index, where it has one (0 otherwise)
-        if declared and len(pts) < declared:
-            raise InputError(uri, f"truncated: the container declares {declared} frames, only {len(pts)} are present")
-        pts_sorted = np.sort(np.asarray(pts, dtype=np.int64))
-        keyframes = np.searchsorted(pts_sorted, np.asarray(sorted(keyframe_pts), dtype=np.int64))
-        if len(keyframes) == 0 or keyframes[0] != 0:
-            keyframes = np.concatenate([[0], keyframes]).astype(np.int64)
-        rate = stream.average_rate or stream.guessed_rate
+def _rotation(frame: av.VideoFrame) -> int:
+    """The display matrix's rotation as OpenCV applies it: a multiple of 90 degrees counter-clockwise."""
+    return int(round((frame.rotation or 0) / 90.0)) * 90 % 360
+
+
+def upright(array: np.ndarray, rotation: int) -> np.ndarray:
+    return np.ascontiguousarray(np.rot90(array, k=rotation // 90)) if rotation else array
+
+
+@dataclass(slots=True)
+class _Packet:
+    pts: int | None
+    dts: int | None
+    pos: int
+    key: bool
+    discard: bool  # pre-roll an edit list cuts away: decoded, never shown
+
+
+class VideoReader:
+    """One video: probe it once, then read any frame range with the numbering described above.
+
+    `source`, when given, is a zero-argument callable returning a seekable binary file object with the
+    video's bytes (used instead of opening `uri` from storage, e.g. for bytes already in memory).
+    """
+
+    def __init__(self, uri: str, source: Source | None = None, info: VideoInfo | None = None):
+        self.uri, self.source, self._info = uri, source, info
+
+    def _handle(self) -> IO[bytes]:
+        return self.source() if self.source is not None else storage.open_uri(self.uri, "rb")
+
+    @property
+    def info(self) -> VideoInfo:
+        if self._info is None:
+            self._info = self._probe()
+        return self._info
+
+    # -- probing ---------------------------------------------------------------------------------------
+
+    def _probe(self) -> VideoInfo:
+        uri = self.uri
+        with self._handle() as handle, _open(uri, handle) as container:
+            if not container.streams.video:
+                raise InputError(uri, "no video stream")
+            stream = container.streams.video[0]
+            packets, demux_error, first_frame = [], None, None
+            stream.thread_count = 1  # one frame to decode: starting and joining a thread pool costs more
+            try:
+                for packet in container.demux(stream):
+                    if packet.size:
+                        key = packet.is_keyframe
+                        packets.append(_Packet(packet.pts, packet.dts, -1 if packet.pos is None else packet.pos,
+                                               key, packet.is_discard))
+                        if key and first_frame is None:
+                            # The display matrix travels with decoded frames in PyAV: decode the first
+                            # keyframe in the same pass, no second read.
+                            first_frame = _first_frame(stream, packet)
+            except av.error.FFmpegError as exc:
+                demux_error = str(exc)  # truncated or damaged: keep what was readable
+            # The container's own index says how many frames there should be; read it only when the
+            # demuxed packets fall short of the header's count (a truncated file).
+            declared = _declared_frames(container, stream) if len(packets) < (stream.frames or 0) else 0
+            if not packets:
+                raise InputError(uri, f"video has no frames{f' ({demux_error})' if demux_error else ''}")
+            first_key = next((i for i, p in enumerate(packets) if p.key), None)
+            rotation, size = _display_facts(first_frame, stream)
+            reorders = bool(stream.codec_context.has_b_frames)
+            fmt = container.format.name
+            rate = stream.average_rate or stream.guessed_rate
+            codec = stream.codec_context.name
+        warnings, notes = [], []
+        unflagged = first_key is None
+        if unflagged:
+            # No keyframe flags at all (some AVI writers): nothing is known about where decoding may
+            # start, so count what the decoder gives from the top, in one piece.
+            first_key = 0
+            notes.append("no packet is flagged as a keyframe: decoded in one piece")
+        if any(not p.discard for p in packets[:first_key]):
+            notes.append(f"the first {first_key} packets precede the first keyframe and cannot be decoded; "
+                            "frame 0 is the first keyframe, as in OpenCV")
+        # Packets before the first keyframe never leave the decoder, nor do those the edit list discards.
+        shown = [p for p in packets[first_key:] if not p.discard]
+        if declared:
+            declared -= sum(1 for p in packets[:first_key] if not p.discard)
+        stamps = [p.pts for p in shown]
+        trusted = not unflagged and (not any(name in fmt.split(",") for name in _INVENTED_PTS_FORMATS)
+                   and all(s is not None for s in stamps) and len(set(stamps)) == len(stamps))
+        if trusted:
+            numbering = "pts"
+            key_pts = shown[0].pts
+            # Leading pictures of an open GOP at the very start (shown before the first keyframe) are dropped.
+            kept = [p for p in shown if p.pts >= key_pts]
+            pts = np.sort(np.asarray([p.pts for p in kept], dtype=np.int64))
+            if declared > len(kept):
+                # Truncated mid-GOP: frames shown before some lost packet's frame may be present while it
+                # is not. Keep the leading run without a hole in the frame grid; the rest are missing.
+                pts = _contiguous_prefix(pts)
+                kept = [p for p in kept if p.pts <= pts[-1]]
+            keyframes, seek_ts, seek_pos = _safe_starts_by_pts(kept, pts)
+        else:
+            numbering = "decoder"
+            pts = np.sort(np.asarray([p.pts if p.pts is not None else (p.dts or 0) for p in shown], dtype=np.int64))
+            if unflagged or reorders or any(p.pos < 0 for p in shown):
+                keyframes, seek_ts, seek_pos = [0], [0], [-1]  # no exact index after a seek: one piece
+            else:
+                # No reordering: a keyframe's index is its position in decode order.
+                keyframes = [i for i, p in enumerate(shown) if p.key]
+                seek_ts = [_seek_stamp(shown[i]) for i in keyframes]
+                seek_pos = [shown[i].pos for i in keyframes]
+            if reorders:
+                notes.append("timestamps cannot be trusted and frames are reordered: decoded in one piece")
+        present = len(pts)
+        frame_count = max(present, declared)
+        if frame_count > present:
+            warnings.append(f"truncated: the container declares {frame_count} frames, only {present} are present")
+        elif demux_error:
+            warnings.append(f"the container ends early ({demux_error})")
+        width, height = size
         return VideoInfo(
-            uri=uri,
-            frame_count=len(pts_sorted),
-            fps=float(rate) if rate else 0.0,
-            width=stream.codec_context.width,
-            height=stream.codec_context.height,
-            codec=stream.codec_context.name,
-            pts=pts_sorted,
-            keyframes=np.unique(keyframes),
+            uri=uri, frame_count=frame_count, fps=float(rate) if rate else 0.0, width=width, height=height,
+            codec=codec, pts=pts, keyframes=np.asarray(keyframes, dtype=np.int64), rotation=rotation,
+            numbering=numbering, present=present, seek_ts=np.asarray(seek_ts, dtype=np.int64),
+            seek_pos=np.asarray(seek_pos, dtype=np.int64), warnings=warnings, notes=notes,
         )
+
+    # -- reading ---------------------------------------------------------------------------------------
+
+    def read(self, start: int, stop: int, report: DecodeReport, threads: int = 0,
+             convert: Callable[[av.VideoFrame], np.ndarray] | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield (frame index, RGB uint8 (H,W,3) in display orientation) for frames in [start, stop),
+        ascending and each once; `convert` turns each decoded frame into something else instead (e.g. a
+        small grayscale thumbnail, done in FFmpeg), rotated the same way.
+
+        Frames that could not be decoded (or are not in the file) are absent and listed in `report.missing`.
+        """
+        info = self.info
+        stop = min(stop, info.frame_count)
+        if start >= stop:
+            return
+        produced: set[int] = set()
+        readable_stop = min(stop, info.present)
+        if start < readable_stop:
+            for index, frame in self._decode(start, readable_stop, report, threads):
+                if index in produced or not start <= index < readable_stop:
+                    continue
+                produced.add(index)
+                out = convert(frame) if convert else frame.to_ndarray(format="rgb24")
+                yield index, upright(out, info.rotation)
+        absent = info.absent
+        for index in range(start, stop):
+            if index not in produced:
+                if index in absent:
+                    report.missing[index] = absent[index]
+                else:
+                    report.missing[index] = report.errors[-1] if report.errors else "frame not produced by the decoder"
+
+    def _decode(self, start: int, stop: int, report: DecodeReport, threads: int):
+        """(index, av frame) pairs covering [start, stop), possibly a few outside it; ascending."""
+        info = self.info
+        position = int(np.searchsorted(info.keyframes, start, side="right")) - 1
+        first = int(info.keyframes[max(position, 0)])
+        for attempt in ("seek", "from the start") if first > 0 else ("from the start",):
+            with self._handle() as handle, _open(info.uri, handle) as container:
+                stream = container.streams.video[0]
+                # Frame threading can drop frames around a damaged packet without a word: fine where
+                # frames are numbered by timestamp and a healthy file, not where they are counted.
+                healthy = info.numbering == "pts" and not info.warnings
+                stream.thread_type = "AUTO" if healthy else "SLICE"
+                if threads:
+                    stream.thread_count = threads
+                if attempt == "seek":
+                    packets = self._seek(container, stream, position, report)
+                    if packets is None:
+                        continue  # the seek did not land on the keyframe: decode from the start instead
+                else:
+                    first, packets = 0, _packets(container, stream, report)
+                if info.numbering == "pts":
+                    yield from self._number_by_pts(stream, packets, start, stop, report)
+                else:
+                    yield from self._number_by_order(stream, packets, first, stop, report)
+                return
+
+    def _seek(self, container, stream, key_position: int, report: DecodeReport):
+        """Packets from the keyframe at `key_position` on, or None when the seek cannot be verified."""
+        info = self.info
+        _prime_decoder(container, stream)
+        try:
+            container.seek(int(info.seek_ts[key_position]), stream=stream, backward=True, any_frame=False)
+        except av.error.FFmpegError as exc:
+            report.errors.append(f"seek failed ({exc}); decoding from the start")
+            return None
+        target = int(info.seek_pos[key_position]) if len(info.seek_pos) > key_position else -1
+        packets = _packets(container, stream, report)
+        if target < 0:
+            return packets
+        # Skip (without decoding) packets before the keyframe when the seek landed early; give up when it
+        # landed past it, since then the index of what follows would not be known.
+        for packet in packets:
+            if packet.size == 0:
+                return None
+            if packet.pos == target:
+                return _chain(packet, packets)
+            if packet.pos is not None and packet.pos > target:
+                return None
+        return None
+
+    def _number_by_pts(self, stream, packets, start, stop, report):
+        info = self.info
+        wanted = info.pts[start:stop]
+        index_of = {int(p): start + i for i, p in enumerate(wanted)}
+        last_pts = int(wanted[-1])
+        for packet in packets:
+            for frame in _decode_packet(stream, packet, report):
+                stamp = frame.pts
+                if stamp is not None and stamp > last_pts:
+                    return  # frames leave the decoder in presentation order: the range is over
+                index = index_of.get(stamp) if stamp is not None else None
+                if index is not None:
+                    yield index, frame
+
+    def _number_by_order(self, stream, packets, first, stop, report):
+        index, seen_key = first, first > 0
+        reorders = bool(stream.codec_context.has_b_frames)
+        for packet in packets:
+            seen_key = seen_key or packet.is_keyframe
+            errors = len(report.errors)
+            frames = _decode_packet(stream, packet, report)
+            if len(report.errors) > errors and seen_key and packet.size and not reorders:
+                # An intra-ordered stream lost this packet's frame: keep later frames on their index.
+                index += 1
+            for frame in frames:
+                if index >= stop:
+                    return
+                yield index, frame
+                index += 1
+
+
+def _declared_frames(container, stream) -> int:
+    """Frames the container's own index declares (MP4/MOV sample tables, AVI idx1; read at open, no
+    demuxing), 0 where it has no per-frame index (MKV cues list keyframes only)."""
+    formats = set(container.format.name.split(","))
+    if formats & {"mov", "mp4", "avi"}:
+        entries = stream.index_entries
+        if entries is not None and len(entries):
+            # zero-size entries are placeholders (an AVI's dropped frames): the decoder never sees them
+            return sum(1 for entry in entries if entry.size > 0 and not entry.is_discard)
+    return stream.frames or 0
+
+
+def _first_frame(stream, packet) -> av.VideoFrame | None:
+    """The frame of a keyframe packet: decoded, then the decoder drained (it holds frames back when it
+    reorders), which ends its use for this probe."""
+    try:
+        frames = stream.decode(packet) or stream.decode(None)
+    except av.error.FFmpegError:
+        return None
+    return frames[0] if frames else None
+
+
+def _display_facts(frame: av.VideoFrame | None, stream) -> tuple[int, tuple[int, int]]:
+    """Rotation and display size from the first decoded frame; the stream's coded size without one."""
+    rotation = _rotation(frame) if frame is not None else 0
+    width, height = (frame.width, frame.height) if frame is not None else (stream.codec_context.width,
+                                                                             stream.codec_context.height)
+    return rotation, ((height, width) if rotation in (90, 270) else (width, height))
+
+
+def _seek_stamp(packet: _Packet) -> int:
+    candidates = [s for s in (packet.pts, packet.dts) if s is not None]
+    return min(candidates) if candidates else 0
+
+
+def _contiguous_prefix(pts: np.ndarray) -> np.ndarray:
+    if len(pts) < 3:
+        return pts
+    steps = np.diff(pts)
+    holes = np.flatnonzero(steps > 1.5 * np.median(steps))
+    return pts[: holes[0] + 1] if len(holes) else pts
+
+
+def _safe_starts_by_pts(kept: list[_Packet], pts: np.ndarray):
+    """Keyframes (frame index, seek timestamp, byte position) after which every decoded frame is shown
+    after them and before which every frame is shown before them: there a decoder can start cold and
+    the frame index is exact."""
+    order_pts = np.asarray([p.pts for p in kept], dtype=np.int64)
+    later_min = np.minimum.accumulate(order_pts[::-1])[::-1]  # min pts from here on, in decode order
+    earlier_max = np.maximum.accumulate(np.concatenate([[np.iinfo(np.int64).min], order_pts[:-1]]))
+    keyframes, seek_ts, seek_pos = [0], [0], [-1]
+    for i, packet in enumerate(kept):
+        if i == 0 or not packet.key:
+            continue
+        if later_min[i] == packet.pts and earlier_max[i] < packet.pts:
+            keyframes.append(int(np.searchsorted(pts, packet.pts)))
+            seek_ts.append(_seek_stamp(packet))
+            seek_pos.append(packet.pos)
+    return keyframes, seek_ts, seek_pos
+
+
+def _decode_packet(stream, packet, report: DecodeReport) -> list[av.VideoFrame]:
+    try:
+        return stream.decode(packet)
+    except av.error.FFmpegError as exc:
+        report.errors.append(f"decode error near pts {packet.pts}: {exc}")
+        return []
+
+
+def _chain(first, rest):
+    yield first
+    yield from rest
+
+
+def probe(uri: str, source: Source | None = None) -> VideoInfo:
+    """Frame count, numbering, safe segment starts, rotation (demuxing; decodes one frame)."""
+    return VideoReader(uri, source).info
 
 
 def keyframe_at_or_before(info: VideoInfo, frame: int) -> int:
@@ -121,49 +448,10 @@ def read_frames(
     report: DecodeReport,
     threads: int = 0,
     convert: Callable[[av.VideoFrame], np.ndarray] | None = None,
+    source: Source | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield (frame index, RGB uint8 (H,W,3)) for frames in [start, stop), ascending; `convert` turns
-    each decoded frame into something else instead (e.g. a small grayscale thumbnail, done in FFmpeg).
-
-    Frames that could not be decoded are absent from the output and listed in `report.missing`.
-    """
-    wanted = info.pts[start:stop]
-    index_of = {int(p): start + i for i, p in enumerate(wanted)}
-    last_pts = int(wanted[-1]) if len(wanted) else None
-    produced: set[int] = set()
-    with storage.open_uri(info.uri, "rb") as handle, _open(info.uri, handle) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        if threads:
-            stream.thread_count = threads
-        seek_frame = keyframe_at_or_before(info, start)
-        if seek_frame > 0:
-            _prime_decoder(container, stream)
-            container.seek(int(info.pts[seek_frame]), stream=stream, backward=True, any_frame=False)
-        done = False
-        for packet in _packets(container, stream, report):
-            try:
-                frames = stream.decode(packet)
-            except av.error.FFmpegError as exc:
-                report.errors.append(f"decode error near pts {packet.pts}: {exc}")
-                continue
-            for frame in frames:
-                stamp = frame.pts
-                if stamp is not None and last_pts is not None and stamp > last_pts:
-                    done = True  # the decoder emits frames in presentation order: the range is over
-                    break
-                index = index_of.get(stamp) if stamp is not None else None
-                if index is None or index in produced:
-                    continue
-                produced.add(index)
-                yield index, convert(frame) if convert else frame.to_ndarray(format="rgb24")
-            if done or len(produced) == len(wanted):
-                break
-    if len(produced) < len(wanted):
-        reason = report.errors[-1] if report.errors else "frame not produced by the decoder"
-        for index in range(start, stop):
-            if index not in produced:
-                report.missing[index] = reason
+    """Frames [start, stop) of a probed video: see VideoReader.read."""
+    return VideoReader(info.uri, source, info).read(start, stop, report, threads=threads, convert=convert)
 
 
 def _prime_decoder(container, stream) -> None:

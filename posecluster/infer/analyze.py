@@ -25,6 +25,8 @@ class AnalysisResult:
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
     fps: float = 0.0
+    status: str = "done"  # or "done-with-warnings": frames missing (NaN rows, listed) or a damaged file
+    warnings: list[str] = field(default_factory=list)
 
 
 def analyze_video(
@@ -61,6 +63,8 @@ def analyze_video(
         errors=ranged.errors,
         seconds=ranged.seconds,
         fps=ranged.fps,
+        status="done-with-warnings" if ranged.missing or info.warnings else "done",
+        warnings=list(info.warnings),
     )
     meta = {
         **asdict(result),
@@ -69,6 +73,9 @@ def analyze_video(
         "scorer": predictor.scorer,
         "bodyparts": predictor.bodyparts,
         "fps_video": info.fps,
+        "rotation": info.rotation,  # degrees counter-clockwise applied to decoded frames (as OpenCV)
+        "frame_numbering": info.numbering,
+        "video_notes": info.notes,
         "config": predictor.config.model_dump(mode="json"),
     }
     storage.atomic_write_bytes(f"{base}_meta.json", json.dumps(meta, indent=1, default=str).encode())

@@ -16,6 +16,7 @@ import numpy as np
 
 from posecluster import metrics
 from posecluster.data.video import DecodeReport, VideoInfo, read_frames
+from posecluster.errors import InputError
 from posecluster.infer.predictor import Predictor
 
 _DONE = object()
@@ -82,6 +83,7 @@ def predict_range(
         daemon=True,
     )
     result = RangeResult()
+    expected_after = start - 1  # the last frame handed to the sink
     exporter = metrics.current()
     began = time.perf_counter()
     producer.start()
@@ -97,6 +99,12 @@ def predict_range(
             if isinstance(item, BaseException):
                 raise item
             indices, frames = item
+            out_of_order = np.flatnonzero(np.diff(np.concatenate([[expected_after], indices])) <= 0)
+            if len(out_of_order) or indices[-1] >= stop:
+                bad = int(indices[out_of_order[0]]) if len(out_of_order) else int(indices[-1])
+                raise InputError(info.uri, f"the reader produced frames out of order or twice, or outside "
+                                 f"[{start}, {stop}); refusing to write rows for them", frame=bad)
+            expected_after = int(indices[-1])
             computed = time.perf_counter()
             poses = predictor.predict(frames)
             spent = time.perf_counter() - computed

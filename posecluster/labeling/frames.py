@@ -41,9 +41,11 @@ def thumbnails(info: VideoInfo, first: int, last: int, max_frames: int = 20000,
     is tiny even for hour-long videos."""
     height = max(1, round(width * info.height / info.width))
     step = max(1, math.ceil((last - first) / max_frames))
+    # The reader turns what `convert` returns upright: scale the stored (unrotated) frame accordingly.
+    coded = (height, width) if info.rotation in (90, 270) else (width, height)
 
     def small_gray(frame: av.VideoFrame) -> np.ndarray:
-        return frame.reformat(width=width, height=height, format="gray").to_ndarray()
+        return frame.reformat(width=coded[0], height=coded[1], format="gray").to_ndarray()
 
     indices, rows = [], []
     for index, gray in read_frames(info, first, last, DecodeReport(), convert=small_gray):

@@ -27,11 +27,17 @@ class LabelOptions:
     crf: int = 20
 
 
+# Written when the source does not say its frame rate (the frames and their count are what matter).
+FALLBACK_FPS = 30
+
+
 @dataclass
 class LabeledVideo:
     uri: str
     frames: int
-    missing_frames: list[int] = field(default_factory=list)
+    missing_frames: list[int] = field(default_factory=list)  # written as the previous frame (or blank)
+    fps: float = 0.0
+    notes: list[str] = field(default_factory=list)
 
 
 class FrameLabeler:
@@ -79,21 +85,39 @@ def label_video(video_uri: str, track: PoseTrack, out_uri: str, options: LabelOp
     # libx264 with yuv420p needs even sizes: odd frames get one replicated edge row/column.
     width, height = info.width + info.width % 2, info.height + info.height % 2
     report = DecodeReport()
+    notes = []
+    fps = info.fps
+    if not fps or not np.isfinite(fps):
+        fps = FALLBACK_FPS
+        notes.append(f"{video_uri}: frame rate unknown; written at {FALLBACK_FPS} frames/s")
     written = 0
     with storage.scratch_dir() as scratch:
         local = f"{scratch}/labeled.mp4"
         with av.open(local, mode="w", options={"movflags": "+faststart"}) as container:
-            stream = container.add_stream("libx264", rate=Fraction(info.fps).limit_denominator(1001))
+            stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
             stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
             stream.options = {"crf": str(options.crf), "preset": "veryfast"}
-            for index, rgb in read_frames(info, 0, info.frame_count, report):
-                labeled = labeler.draw(rgb, index)
-                if labeled.shape[:2] != (height, width):
-                    labeled = np.pad(labeled, ((0, height - labeled.shape[0]), (0, width - labeled.shape[1]), (0, 0)), mode="edge")
-                for packet in stream.encode(av.VideoFrame.from_ndarray(labeled, format="rgb24")):
+
+            def write(rgb: np.ndarray) -> None:
+                if rgb.shape[:2] != (height, width):
+                    rgb = np.pad(rgb, ((0, height - rgb.shape[0]), (0, width - rgb.shape[1]), (0, 0)), mode="edge")
+                for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
                     container.mux(packet)
+
+            # Frame i of the output is frame i of the source: a frame that cannot be decoded is written as
+            # the previous one (blank at the start), never dropped, so the counts stay equal.
+            previous = np.zeros((info.height, info.width, 3), np.uint8)
+            for index, rgb in read_frames(info, 0, info.frame_count, report):
+                while written < index:
+                    write(previous)
+                    written += 1
+                previous = rgb
+                write(labeler.draw(rgb, index))
+                written += 1
+            while written < info.frame_count:
+                write(previous)
                 written += 1
             for packet in stream.encode():
                 container.mux(packet)
         storage.atomic_upload(local, out_uri)
-    return LabeledVideo(uri=out_uri, frames=written, missing_frames=sorted(report.missing))
+    return LabeledVideo(uri=out_uri, frames=written, missing_frames=sorted(report.missing), fps=fps, notes=notes)

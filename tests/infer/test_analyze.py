@@ -68,7 +68,8 @@ def test_frames_the_decoder_never_produces_are_reported_and_left_empty(predictor
     real = probe(video.uri)
     # A timestamp no packet carries stands for a frame lost to a decoding error.
     ghost = np.insert(real.pts, 10, real.pts[9] + 1)
-    monkeypatch.setattr(analyze_module, "probe", lambda uri: type(real)(**{**real.__dict__, "pts": ghost, "frame_count": len(ghost)}))
+    monkeypatch.setattr(analyze_module, "probe", lambda uri: type(real)(**{**real.__dict__, "pts": ghost, "frame_count": len(ghost),
+                                                                                         "present": len(ghost)}))
     result = analyze_video(predictor, video.uri, str(tmp_path), progress=False)
     assert list(result.missing_frames) == [10]
     table = read_pose_table(result.outputs["h5"])

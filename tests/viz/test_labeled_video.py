@@ -68,3 +68,18 @@ def test_markers_sit_where_the_poses_say_and_hidden_parts_are_not_drawn(analysed
                 assert to_frame < 20, (f, k, got, before)  # the frame itself, no marker
                 checked["hidden"] += 1
     assert checked["drawn"] >= 100 and checked["hidden"] >= 10, checked
+
+
+def test_a_truncated_source_keeps_its_frame_count_in_the_labeled_video(matrix, oracles, tmp_path):
+    """Rows and labeled frames stay aligned: frames the source cannot give are written, not dropped."""
+    from tests.data import video_matrix
+    from posecluster.data.tracks import PoseTrack
+
+    info = probe(matrix["truncated_mp4"])
+    track = PoseTrack("scorer", ["a"], np.full((info.frame_count, 1, 3), np.nan))
+    result = label_video(matrix["truncated_mp4"], track, str(tmp_path / "labeled.mp4"), LabelOptions())
+    frames = decode_all(str(tmp_path / "labeled.mp4"))
+    assert result.frames == len(frames) == info.frame_count == 48
+    assert result.missing_frames == list(range(19, 48))
+    decoded = oracles["truncated_mp4"]
+    assert [video_matrix.read_barcode(f) for f in frames[:19]] == [video_matrix.read_barcode(f) for f in decoded]
