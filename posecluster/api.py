@@ -21,6 +21,7 @@ from posecluster.infer.analyze import AnalysisResult, analyze_video
 from posecluster.infer.predictor import Predictor
 from posecluster.infer.results import find_results
 from posecluster.labeling.extract import ExtractOptions, extract_video, register_videos
+from posecluster.labeling.folder_table import FolderTable, read_folder_table, save_folder_table
 from posecluster.labeling.merge import MergeReport, merge
 from posecluster.labeling.outliers import extract_outliers
 from posecluster.model.export import ExportOptions, ExportReport, export_model
@@ -217,6 +218,16 @@ def extract_outlier_frames(inputs: list[str], project_uri: str, options: Outlier
 
 def merge_labels(project_uri: str, refined_only: bool = False) -> MergeReport:
     return merge(project_uri, refined_only)
+
+
+def folder_table(project_uri: str, folder: str) -> FolderTable:
+    """A labeled-data folder for a labeling tool: its frames, labels, machine labels, proposals, version."""
+    return read_folder_table(project_uri, folder)
+
+
+def save_labels(project_uri: str, folder: str, keypoints: dict[str, list], version: str) -> str:
+    """Save labels into the folder's CollectedData table if it is still at `version` (else TableConflict)."""
+    return save_folder_table(project_uri, folder, keypoints, version)
 
 
 def _project_settings(records) -> dict:
