@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from posecluster import api, storage
+from posecluster.config import PoseclusterConfig
 from posecluster.data.formats.poses import read_track
 from posecluster.data.video import DecodeReport, probe, read_frames
 from posecluster.errors import InputError
@@ -76,6 +77,22 @@ def _png(rgb) -> bytes:
 class JobRoutes:
     def __init__(self, root: str):
         self.root = root
+        self._pcutoffs: dict[str, float] = {}
+
+    def _pcutoff(self, request: Request, meta: dict) -> float:
+        """?pcutoff=, else the p-cutoff of the model's project (DLC's default for what is drawn), read
+        from the resolved config.yaml beside the model, else 0.6."""
+        if "pcutoff" in request.query_params:
+            return float(request.query_params["pcutoff"])
+        model = meta.get("model") or {}
+        uri = model.get("uri", "") if isinstance(model, dict) else str(model)
+        if uri not in self._pcutoffs:
+            try:
+                config = PoseclusterConfig.load(storage.join(storage.parent(uri), "config.yaml"))
+                self._pcutoffs[uri] = float(config.project.pcutoff)
+            except (OSError, ValueError):
+                self._pcutoffs[uri] = 0.6
+        return self._pcutoffs[uri]
 
     def routes(self) -> list[Route]:
         return [
@@ -110,6 +127,7 @@ class JobRoutes:
         except ValueError:
             raise InputError(table, "frame must be an integer") from None
         track = read_track(table)
+        pcutoff = self._pcutoff(request, meta)
         if not 0 <= index < len(track):
             raise InputError(table, f"frame {index} is outside the table's {len(track)} frames")
 
@@ -118,21 +136,21 @@ class JobRoutes:
             frames = list(read_frames(info, index, index + 1, DecodeReport()))
             if not frames:
                 raise InputError(meta["video"], "could not be decoded", frame=index)
-            labeler = FrameLabeler(track, LabelOptions(pcutoff=float(request.query_params.get("pcutoff", 0.6))),
-                                   info.width, info.height)
+            labeler = FrameLabeler(track, LabelOptions(pcutoff=pcutoff), info.width, info.height)
             return _png(labeler.draw(frames[0][1], index))
 
-        return self._cached(request, f"{storage.identity(table).key()}|{index}|{request.url.query}", build, "image/png")
+        return self._cached(request, f"{storage.identity(table).key()}|{index}|{pcutoff}", build, "image/png")
 
     def plot(self, request: Request):
         table, meta = self._table(request)
+        pcutoff = self._pcutoff(request, meta)
 
         def build() -> bytes:
             with storage.scratch_dir() as tmp:
-                written = plot_track(read_track(table), tmp, title=storage.stem(meta.get("video", table)))
+                written = plot_track(read_track(table), tmp, pcutoff, title=storage.stem(meta.get("video", table)))
                 return storage.read_bytes(written["trajectory.png"])
 
-        return self._cached(request, f"{storage.identity(table).key()}|trajectory", build, "image/png")
+        return self._cached(request, f"{storage.identity(table).key()}|trajectory|{pcutoff}", build, "image/png")
 
     def file(self, request: Request):
         uri = resolve(self.root, request.query_params.get("path"))

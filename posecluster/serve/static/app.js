@@ -3,6 +3,9 @@
 
 const main = document.getElementById("main");
 let current = null;  // the active Labeler
+let generation = 0;  // a page whose data arrives after the user moved on must not draw over the new one
+
+function stale(gen) { return gen !== generation; }
 
 async function api(path, options) {
   const r = await fetch(path, options);
@@ -13,8 +16,9 @@ async function api(path, options) {
 
 function q(params) { return new URLSearchParams(params).toString(); }
 
-async function projectsPage() {
+async function projectsPage(gen) {
   const data = await api("/api/projects");
+  if (stale(gen)) return;
   document.getElementById("root").textContent = data.root;
   if (!data.projects.length) { main.innerHTML = `<p>No DeepLabCut projects (config.yaml with labeled-data/) under ${esc(data.root)}.</p>`; return; }
   main.innerHTML = data.projects.map((p) => p.error ? `<h2>${esc(p.path)}</h2><p class="error">${esc(p.error)}</p>` : `
@@ -29,8 +33,9 @@ async function projectsPage() {
     </table>`).join("");
 }
 
-async function labelPage(params, mode) {
+async function labelPage(params, mode, gen) {
   const data = await api("/api/labels?" + q({ project: params.get("project"), folder: params.get("folder") }));
+  if (stale(gen)) return;
   main.innerHTML = `<h2>${mode === "refine" ? "Refine" : "Label"}: ${esc(data.project)} / ${esc(data.folder)}</h2>
     <p class="muted">scorer ${esc(data.scorer)}, iteration ${data.iteration}${mode === "refine" ?
       ` &middot; frames proposed by <code>posecluster outliers</code>; dashed circles: the network's prediction (p = likelihood); then run <code>posecluster merge</code>` : ""}</p>
@@ -41,11 +46,12 @@ async function labelPage(params, mode) {
 
 function bar(done, total) {
   const pct = total ? Math.round((100 * done) / total) : 0;
-  return `<span class="progress"><div style="width:${pct}%"></div></span> ${done}/${total}`;
+  return `<span class="progress"><span style="width:${pct}%"></span></span> ${done}/${total}`;
 }
 
-async function jobsPage() {
+async function jobsPage(gen) {
   const data = await api("/api/jobs");
+  if (stale(gen)) return;
   if (!data.jobs.length) { main.innerHTML = "<p>No archive jobs (posecluster infer manifests) under the root.</p>"; return; }
   main.innerHTML = data.jobs.map((j, n) => `
     <div class="job" data-job="${esc(j.job_id)}">
@@ -69,7 +75,7 @@ async function jobsPage() {
       const v = data.jobs[n].videos[i];
       const frame = Math.floor(v.frames / 2);
       document.getElementById("preview-" + n).innerHTML = `<p>${esc(v.video)}, frame ${frame}</p>
-        <img alt="frame with poses" src="/api/jobs/frame?${q({ table: v.outputs.h5.path, frame })}">
+        <img class="frame" alt="frame with poses" src="/api/jobs/frame?${q({ table: v.outputs.h5.path, frame })}">
         <img alt="trajectory" src="/api/jobs/plot?${q({ table: v.outputs.h5.path })}">`;
     };
   });
@@ -78,19 +84,20 @@ async function jobsPage() {
 }
 
 async function route() {
+  const gen = ++generation;
   if (current) { current.destroy(); current = null; }
   const [path, query] = (location.hash.slice(1) || "/projects").split("?");
   const params = new URLSearchParams(query || "");
   document.querySelectorAll("header nav a").forEach((a) => a.classList.toggle("active", a.getAttribute("href") === "#" + path));
   main.innerHTML = "<p class='muted'>loading…</p>";
   try {
-    if (path === "/label") await labelPage(params, "label");
-    else if (path === "/refine") await labelPage(params, "refine");
-    else if (path === "/jobs") await jobsPage();
-    else await projectsPage();
-    document.body.dataset.page = path;
+    if (path === "/label") await labelPage(params, "label", gen);
+    else if (path === "/refine") await labelPage(params, "refine", gen);
+    else if (path === "/jobs") await jobsPage(gen);
+    else await projectsPage(gen);
+    if (!stale(gen)) document.body.dataset.page = path;
   } catch (err) {
-    main.innerHTML = `<p class="error">${esc(err.message)}</p>`;
+    if (!stale(gen)) main.innerHTML = `<p class="error">${esc(err.message)}</p>`;
   }
 }
 
