@@ -77,8 +77,11 @@ def read_folder_table(project_uri: str, folder: str) -> FolderTable:
     version = table_version(project_uri, folder, project.scorer)
     labels = folder_labels(project_uri, project, folder)
     folder_uri = storage.join(project_uri, folder)
-    files = storage.list_files(folder_uri, suffixes=IMAGE_SUFFIXES, recursive=False) if storage.exists(folder_uri) else []
-    images = sorted(set(labels.images) | {f"{folder}/{storage.basename(f)}" for f in files})
+    # One recursive listing (a single paginated LIST on S3); the non-recursive one asks about every entry.
+    files = storage.list_files(folder_uri, suffixes=IMAGE_SUFFIXES) if storage.exists(folder_uri) else []
+    prefix = folder_uri.rstrip("/") + "/"
+    direct = [f for f in files if "/" not in f[len(prefix):]] if all(f.startswith(prefix) for f in files) else files
+    images = sorted(set(labels.images) | {f"{folder}/{storage.basename(f)}" for f in direct})
     table = FolderTable(project=project, folder=folder, images=images, labels=labels, version=version)
     machine_uri = storage.join(project_uri, folder, f"machinelabels-iter{project.iteration}.h5")
     if storage.exists(machine_uri):
