@@ -7,6 +7,8 @@ import json
 import mimetypes
 import threading
 
+import numpy as np
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -47,7 +49,7 @@ def find_projects(root: str, files: list[str]) -> list[dict]:
             labeled_rows, error = 0, ""
             try:
                 table = api.folder_table(project_uri, folder)
-                labeled_rows = int((~_all_nan(table.labels.keypoints)).sum())
+                labeled_rows = int((~np.isnan(table.labels.keypoints).all(axis=(1, 2))).sum())
                 proposed = len(table.proposed)
             except (InputError, ValueError, OSError) as exc:
                 error, proposed = str(exc), 0
@@ -57,12 +59,6 @@ def find_projects(root: str, files: list[str]) -> list[dict]:
                          "scorer": config.scorer, "iteration": config.iteration,
                          "bodyparts": list(config.bodyparts), "folders": rows})
     return projects
-
-
-def _all_nan(keypoints):
-    import numpy as np
-
-    return np.isnan(keypoints).all(axis=(1, 2))
 
 
 class ProjectRoutes:
@@ -115,8 +111,6 @@ class ProjectRoutes:
         if not isinstance(body, dict) or not isinstance(body.get("labels"), dict) or not isinstance(body.get("version"), str):
             return JSONResponse({"error": 'expected {"version": "<as loaded>", "labels": {"<image>": '
                                           '[[x, y] or null per body part]}}'}, status_code=400)
-        from starlette.concurrency import run_in_threadpool
-
         def write():
             with self._lock(project + "|" + folder):  # one save of a folder at a time in this server
                 return api.save_labels(project, folder, body["labels"], body["version"])
