@@ -281,5 +281,35 @@ def plot_poses(inputs: list[str], out_folder: str, pcutoff: float | None = None,
     return _each([(r.video, lambda r=r: run(r)) for r in records])
 
 
+def pose_frame_image(table_uri: str, video_uri: str, index: int, pcutoff: float) -> bytes:
+    """PNG of one video frame with the table's poses drawn (parts below `pcutoff` hidden), as label-video draws them."""
+    import io
+
+    from PIL import Image
+
+    from posecluster.data.video import DecodeReport, probe, read_frames
+    from posecluster.errors import InputError
+    from posecluster.viz.labeled_video import FrameLabeler
+
+    track = read_track(table_uri)
+    if not 0 <= index < len(track):
+        raise InputError(table_uri, f"frame {index} is outside the table's {len(track)} frames")
+    info = probe(video_uri)
+    frames = list(read_frames(info, index, index + 1, DecodeReport()))
+    if not frames:
+        raise InputError(video_uri, "could not be decoded", frame=index)
+    drawn = FrameLabeler(track, LabelOptions(pcutoff=pcutoff), info.width, info.height).draw(frames[0][1], index)
+    buffer = io.BytesIO()
+    Image.fromarray(drawn).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def trajectory_image(table_uri: str, pcutoff: float, title: str = "") -> bytes:
+    """PNG of the trajectory plot that `posecluster plot` writes, for one pose table."""
+    with storage.scratch_dir() as tmp:
+        written = plot_track(read_track(table_uri), tmp, pcutoff, title=title)
+        return storage.read_bytes(written["trajectory.png"])
+
+
 def export_detector(run_uri: str, out_folder: str, options: ExportOptions) -> ExportReport:
     return export_model(run_uri, out_folder, options)

@@ -4,22 +4,16 @@ its trajectory plot; downloads of outputs."""
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 
-from PIL import Image
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from posecluster import api, storage
 from posecluster.config import PoseclusterConfig
-from posecluster.data.formats.poses import read_track
-from posecluster.data.video import DecodeReport, probe, read_frames
 from posecluster.errors import InputError
 from posecluster.serve.paths import PathRefused, relative_to, resolve
-from posecluster.viz.labeled_video import FrameLabeler, LabelOptions
-from posecluster.viz.plots import plot_track
 
 MANIFEST = "posecluster-manifest.json"
 
@@ -66,12 +60,6 @@ def job_summary(root: str, manifest: dict) -> dict:
         "segments_done": sum(s.get("status") in ("done", "cached") for s in segments),
         "videos": rows,
     }
-
-
-def _png(rgb) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(rgb).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 class JobRoutes:
@@ -126,31 +114,16 @@ class JobRoutes:
             index = int(request.query_params.get("frame", "0"))
         except ValueError:
             raise InputError(table, "frame must be an integer") from None
-        track = read_track(table)
         pcutoff = self._pcutoff(request, meta)
-        if not 0 <= index < len(track):
-            raise InputError(table, f"frame {index} is outside the table's {len(track)} frames")
-
-        def build() -> bytes:
-            info = probe(meta["video"])
-            frames = list(read_frames(info, index, index + 1, DecodeReport()))
-            if not frames:
-                raise InputError(meta["video"], "could not be decoded", frame=index)
-            labeler = FrameLabeler(track, LabelOptions(pcutoff=pcutoff), info.width, info.height)
-            return _png(labeler.draw(frames[0][1], index))
-
-        return self._cached(request, f"{storage.identity(table).key()}|{index}|{pcutoff}", build, "image/png")
+        return self._cached(request, f"{storage.identity(table).key()}|{index}|{pcutoff}",
+                            lambda: api.pose_frame_image(table, meta["video"], index, pcutoff), "image/png")
 
     def plot(self, request: Request):
         table, meta = self._table(request)
         pcutoff = self._pcutoff(request, meta)
-
-        def build() -> bytes:
-            with storage.scratch_dir() as tmp:
-                written = plot_track(read_track(table), tmp, pcutoff, title=storage.stem(meta.get("video", table)))
-                return storage.read_bytes(written["trajectory.png"])
-
-        return self._cached(request, f"{storage.identity(table).key()}|trajectory|{pcutoff}", build, "image/png")
+        title = storage.stem(meta.get("video", table))
+        return self._cached(request, f"{storage.identity(table).key()}|trajectory|{pcutoff}",
+                            lambda: api.trajectory_image(table, pcutoff, title), "image/png")
 
     def file(self, request: Request):
         uri = resolve(self.root, request.query_params.get("path"))

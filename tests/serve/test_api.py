@@ -51,6 +51,8 @@ def pandas_table(site: str, project: str, folder: str) -> pd.DataFrame:
     with open(local, "wb") as fh:
         fh.write(s3_object(key))
     try:
+        with pd.HDFStore(local, mode="r") as store:
+            assert store.keys() == ["/df_with_missing"]  # DeepLabCut's key
         return pd.read_hdf(local)
     finally:
         os.remove(local)
@@ -265,3 +267,24 @@ def test_serve_prints_one_url_with_a_random_token_and_answers_on_it(site):
     finally:
         process.terminate()
         process.wait(10)
+
+
+def test_a_save_keeps_a_tuple_indexed_table_tuple_indexed(client, site):
+    """DLC >= 2.2 (napari-deeplabcut) indexes rows by (labeled-data, video, image): a save keeps that style."""
+    from posecluster.data.formats import dlc
+
+    project = copy_project(site, "tuple")
+    config = dlc.read_project_config(f"{site}/{project}/config.yaml")
+    images, keypoints = labels_of(f"{site}/{project}", "labeled-data/arena0")
+    from posecluster.data.labels import LabeledDataset
+
+    dlc.write_tables(LabeledDataset(root=f"{site}/{project}", scorer=config.scorer, bodyparts=list(config.bodyparts),
+                                    images=images, keypoints=keypoints, index_styles={"labeled-data/arena0": "tuple"}))
+    url = f"/api/labels?project={project}&folder=arena0"
+    loaded = client.get(url).json()
+    assert loaded["images"] == images
+    assert client.put(url, json={"version": loaded["version"], "labels": {images[0]: [[7, 8]] * PARTS}}).status_code == 200
+    table = pandas_table(site, project, "labeled-data/arena0")
+    assert isinstance(table.index, pd.MultiIndex) and table.index.nlevels == 3
+    assert table.index[0] == tuple(images[0].split("/"))
+    np.testing.assert_allclose(table.iloc[0].to_numpy(), [7, 8] * PARTS)
