@@ -1,5 +1,6 @@
 # posecluster: Ray 2.60 + CUDA PyTorch, one image for the Ray head, GPU workers and `ray job submit`.
 # Build:   docker build -t posecluster:0.1.0 .
+# Web app: docker run -p 8888:8888 -e POSECLUSTER_SERVE_TOKEN=... posecluster:0.1.0 serve s3://lab/ --host 0.0.0.0 --port 8888
 # Weights: docker build --build-arg IMAGENET_WEIGHTS="resnet50 resnet101" -t posecluster:0.1.0 .
 #          (needs internet at build time; baked into $TORCH_HOME so training starts offline)
 # Ray's own image: its Python, its Ray (the version pyproject pins; tests/deploy checks they agree),
@@ -18,18 +19,21 @@ ENV TORCH_HOME=/home/ray/.cache/torch \
 USER 1000:100
 WORKDIR /home/ray/posecluster
 
-# Dependencies first, so code edits do not reinstall torch: install pyproject's pins, then the package.
+# Dependencies first, so code edits do not reinstall torch: install pyproject's pins (with the web app's
+# `serve` extra), then the package.
 COPY --chown=1000:100 pyproject.toml README.md ./
 RUN mkdir -p posecluster && touch posecluster/__init__.py \
-    && pip install . \
+    && pip install "./[serve]" \
     && pip uninstall -y posecluster
 COPY --chown=1000:100 posecluster ./posecluster
 RUN pip install --no-deps . \
-    && python -c "import posecluster, ray, torch; print('posecluster', posecluster.__version__, 'ray', ray.__version__, 'torch', torch.__version__)"
+    && python -c "import posecluster.serve, uvicorn, ray, torch; import posecluster; print('posecluster', posecluster.__version__, 'ray', ray.__version__, 'torch', torch.__version__)"
 
 # Optional: torchvision's ImageNet files for the named backbones, where torch.hub looks for them.
 RUN for name in ${IMAGENET_WEIGHTS}; do posecluster download-weights "$name" || exit 1; done
 
 WORKDIR /home/ray
+# `posecluster serve` (the web app) listens here when started with --port 8888.
+EXPOSE 8888
 ENTRYPOINT ["posecluster"]
 CMD ["--help"]

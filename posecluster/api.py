@@ -22,6 +22,7 @@ from posecluster.infer.naming import labeled_video_uris, plot_folders, relative_
 from posecluster.infer.predictor import Predictor
 from posecluster.infer.results import find_results, require_video
 from posecluster.labeling.extract import ExtractOptions, extract_video, register_videos
+from posecluster.labeling.folder_table import FolderTable, read_folder_table, save_folder_table
 from posecluster.labeling.merge import MergeReport, merge
 from posecluster.labeling.outliers import extract_outliers
 from posecluster.model.export import ExportOptions, ExportReport, export_model
@@ -224,6 +225,16 @@ def merge_labels(project_uri: str, refined_only: bool = False) -> MergeReport:
     return merge(project_uri, refined_only)
 
 
+def folder_table(project_uri: str, folder: str) -> FolderTable:
+    """A labeled-data folder for a labeling tool: its frames, labels, machine labels, proposals, version."""
+    return read_folder_table(project_uri, folder)
+
+
+def save_labels(project_uri: str, folder: str, keypoints: dict[str, list], version: str) -> str:
+    """Save labels into the folder's CollectedData table if it is still at `version` (else TableConflict)."""
+    return save_folder_table(project_uri, folder, keypoints, version)
+
+
 def _project_settings(records) -> dict:
     """{model URI: (pcutoff, skeleton) of its training project}, each model read once here in the driver
     rather than once per video task; a model that cannot be read fails its videos alone (as the error)."""
@@ -276,6 +287,36 @@ def plot_poses(inputs: list[str], out_folder: str, pcutoff: float | None = None,
         return plot_track(read_track(_table(record, filtered)), folder, cutoff, title=storage.stem(record.video))
 
     return _each([(r.video, lambda r=r: run(r)) for r in records])
+
+
+def pose_frame_image(table_uri: str, video_uri: str, index: int, pcutoff: float) -> bytes:
+    """PNG of one video frame with the table's poses drawn (parts below `pcutoff` hidden), as label-video draws them."""
+    import io
+
+    from PIL import Image
+
+    from posecluster.data.video import DecodeReport, probe, read_frames
+    from posecluster.errors import InputError
+    from posecluster.viz.labeled_video import FrameLabeler
+
+    track = read_track(table_uri)
+    if not 0 <= index < len(track):
+        raise InputError(table_uri, f"frame {index} is outside the table's {len(track)} frames")
+    info = probe(video_uri)
+    frames = list(read_frames(info, index, index + 1, DecodeReport()))
+    if not frames:
+        raise InputError(video_uri, "could not be decoded", frame=index)
+    drawn = FrameLabeler(track, LabelOptions(pcutoff=pcutoff), info.width, info.height).draw(frames[0][1], index)
+    buffer = io.BytesIO()
+    Image.fromarray(drawn).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def trajectory_image(table_uri: str, pcutoff: float, title: str = "") -> bytes:
+    """PNG of the trajectory plot that `posecluster plot` writes, for one pose table."""
+    with storage.scratch_dir() as tmp:
+        written = plot_track(read_track(table_uri), tmp, pcutoff, title=title)
+        return storage.read_bytes(written["trajectory.png"])
 
 
 def export_detector(run_uri: str, out_folder: str, options: ExportOptions) -> ExportReport:

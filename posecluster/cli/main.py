@@ -35,6 +35,9 @@ AWS_ENDPOINT_URL / AWS_* in the environment).
   posecluster plot POSES... --out F         trajectory, x/y, likelihood, jump histogram PNGs
   posecluster export RUN --out F            TorchScript + ONNX, checked against PyTorch
 
+  posecluster serve ROOT                    the web app: label, refine and watch jobs in the browser
+                                            (ROOT: a local folder or s3:// prefix; prints a URL with a token)
+
   posecluster download-weights resnet50     torchvision's ImageNet weights into TORCH_HOME (image builds)
 """
 
@@ -173,6 +176,15 @@ def cmd_infer(args) -> int:
     return 1 if report.failed else 0
 
 
+def cmd_serve(args) -> int:
+    try:
+        from posecluster.serve import serve
+    except ImportError as exc:
+        raise ValueError(f"the web app needs the serve extra: pip install 'posecluster[serve]' ({exc})") from None
+    serve(args.root, host=args.host, port=args.port, token=args.token or os.environ.get("POSECLUSTER_SERVE_TOKEN"))
+    return 0
+
+
 def cmd_download_weights(args) -> int:
     from posecluster.model.weights import download_imagenet
 
@@ -247,6 +259,16 @@ def build_parser() -> argparse.ArgumentParser:
     infer.set_defaults(func=cmd_infer)
 
     add_labeling_commands(commands)
+
+    serve = commands.add_parser("serve", help="the web app: projects, labeling, refining and archive jobs "
+                                "in the browser, on a local folder or an s3:// prefix")
+    serve.add_argument("root", help="folder or prefix whose DeepLabCut projects and archive jobs are served; "
+                                    "nothing outside it is reachable")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 in a container)")
+    serve.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    serve.add_argument("--token", help="access token (default: $POSECLUSTER_SERVE_TOKEN, else a random one, "
+                                       "printed once in the URL)")
+    serve.set_defaults(func=cmd_serve)
 
     weights = commands.add_parser("download-weights", help="fetch torchvision's ImageNet weights into TORCH_HOME "
                                   "(needs internet; the Dockerfile's IMAGENET_WEIGHTS build arg runs this)")

@@ -49,7 +49,8 @@ def test_the_base_image_carries_the_ray_and_python_that_pyproject_asks_for():
 
 
 def test_the_image_installs_pyprojects_pins_and_runs_as_a_non_root_user():
-    assert re.search(r"pip install \.\s", DOCKERFILE), "dependencies come from pyproject (its pins)"
+    assert re.search(r'pip install "?\./?(\[serve\])?"?\s', DOCKERFILE), "dependencies come from pyproject (its pins)"
+    assert 'pip install "./[serve]"' in DOCKERFILE, "the image can run the web app (`posecluster serve`)"
     assert not re.search(r"pip install[^\n]*(torch|ray)==", DOCKERFILE), "no second list of pins to drift"
     users = re.findall(r"^USER (\S+)$", DOCKERFILE, re.M)
     assert users and users[-1].split(":")[0].isdigit() and users[-1].split(":")[0] != "0"
@@ -59,6 +60,7 @@ def test_the_image_installs_pyprojects_pins_and_runs_as_a_non_root_user():
 
 
 @pytest.mark.parametrize("path, sent", [("posecluster/api.py", True), ("pyproject.toml", True),
+                                        ("posecluster/serve/static/app.js", True),
                                         ("tests/conftest.py", False), (".venv/bin/python", False),
                                         ("benchmarks/results/x.json", False), ("posecluster/__pycache__/a.pyc", False)])
 def test_dockerignore_sends_only_the_package(path, sent):

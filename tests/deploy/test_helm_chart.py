@@ -15,7 +15,7 @@ from posecluster.cli.main import build_parser
 from tests.deploy.conftest import CHART
 from tests.deploy.tooling import REPO
 
-VALUES = [(), ("cpu-values.yaml",), ("gpu-job-values.yaml",)]
+VALUES = [(), ("cpu-values.yaml",), ("gpu-job-values.yaml",), ("serve-values.yaml",)]
 KUBERNETES = "1.35"
 CRD_SCHEMAS = {
     ("ray.io/v1", "RayCluster"): "raycluster-ray-v1.json",
@@ -187,7 +187,32 @@ def test_monitors_scrape_the_ray_metrics_port_and_strip_rays_prefix(render):
     ("job.enabled=true", "job.inputs"),
     ("rayAuth.mode=open", "token"),
     ("s3.createSecret=true", "accessKeyId"),
+    ("serve.enabled=true", "/serve/root"),
+    ("serve.root=lab-bucket", "pattern"),
 ])
 def test_bad_values_are_refused_with_the_field_named(helm, pair, message):
     result = helm("template", "lab", str(CHART), "--set", pair, check=False)
     assert result.returncode != 0 and message in result.stderr, result.stderr
+
+
+def test_the_web_app_runs_posecluster_serve_with_its_token_and_s3_credentials_from_secrets(render):
+    assert not [d for d in render() if d["metadata"]["name"].endswith("-serve")], "off by default"
+    docs = render("serve-values.yaml")
+    (deployment,) = by_kind(docs, "Deployment")
+    spec = deployment["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    args = build_parser().parse_args(container["args"])
+    assert (args.command, args.root, args.host, args.port) == ("serve", "s3://lab/", "0.0.0.0", 8888)
+    env = {v["name"]: v for v in container["env"]}
+    assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "lab-s3"
+    token_ref = env["POSECLUSTER_SERVE_TOKEN"]["valueFrom"]["secretKeyRef"]
+    (token_secret,) = [s for s in by_kind(docs, "Secret") if s["metadata"]["name"] == token_ref["name"]]
+    assert len(token_secret["data"][token_ref["key"]]) > 20
+    assert not {"RAY_AUTH_TOKEN", "POSECLUSTER_CONFIG"} & set(env)  # the app needs storage, not Ray
+    assert all("value" not in v for k, v in env.items() if k.startswith("AWS_") and "KEY" in k)
+    assert spec["securityContext"]["runAsNonRoot"] is True and container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    (service,) = [s for s in by_kind(docs, "Service") if s["metadata"]["name"] == deployment["metadata"]["name"]]
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    (ingress,) = by_kind(docs, "Ingress")
+    assert ingress["spec"]["rules"][0]["host"] == "pose.lab.example.org"
+    assert ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"] == service["metadata"]["name"]

@@ -42,6 +42,14 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/* Environment of every posecluster container: storage endpoint, credentials (Secret only), Ray auth. */}}
 {{- define "posecluster.env" -}}
+{{- include "posecluster.s3Env" . }}
+{{- include "posecluster.authEnv" . }}
+- name: POSECLUSTER_CONFIG
+  value: /etc/posecluster/config.yaml
+{{- end -}}
+
+{{/* Storage endpoint and credentials (from the Secret only): Ray pods and the web app. */}}
+{{- define "posecluster.s3Env" -}}
 {{- if .Values.s3.endpoint }}
 - name: AWS_ENDPOINT_URL
   value: {{ .Values.s3.endpoint | quote }}
@@ -60,9 +68,6 @@ app.kubernetes.io/instance: {{ .Release.Name }}
       name: {{ include "posecluster.s3SecretName" . }}
       key: {{ .Values.s3.secretAccessKeyKey }}
 {{- end }}
-{{- include "posecluster.authEnv" . }}
-- name: POSECLUSTER_CONFIG
-  value: /etc/posecluster/config.yaml
 {{- end -}}
 
 {{/* Ray's token auth set by hand: for KubeRay < 1.5.1, or auth disabled. With rayAuth.kuberayManaged the
