@@ -154,6 +154,11 @@ def identity(uri: str) -> ObjectIdentity:
         info = fs.info(path)
     except FileNotFoundError:
         raise FileNotFoundError(f"{uri}: no such object") from None
+    return identity_from_info(uri, info)
+
+
+def identity_from_info(uri: str, info: dict) -> ObjectIdentity:
+    """An identity from a filesystem's details of one object (an info() call or a listing's entry)."""
     version = info.get("ETag") or info.get("etag") or info.get("mtime") or info.get("LastModified") or ""
     return ObjectIdentity(uri=uri, size=int(info.get("size") or 0), version=str(version).strip('"'))
 
