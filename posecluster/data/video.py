@@ -9,7 +9,7 @@ Frame indices come from timestamps, so frames lost to errors leave gaps rather t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import IO, Callable, Iterator
 
 import av
 import numpy as np
@@ -66,9 +66,14 @@ def _open(uri: str, handle) -> av.container.InputContainer:
         raise InputError(uri, f"not a readable video ({exc})") from None
 
 
-def probe(uri: str) -> VideoInfo:
+def _source(uri: str, source: Callable[[], IO] | None) -> IO:
+    """`source()` when given (e.g. bytes already in memory), else the object streamed from storage."""
+    return source() if source is not None else storage.open_uri(uri, "rb")
+
+
+def probe(uri: str, source: Callable[[], IO] | None = None) -> VideoInfo:
     """Frame count, timestamps and keyframes by demuxing (no decoding)."""
-    with storage.open_uri(uri, "rb") as handle, _open(uri, handle) as container:
+    with _source(uri, source) as handle, _open(uri, handle) as container:
         if not container.streams.video:
             raise InputError(uri, "no video stream")
         stream = container.streams.video[0]
@@ -121,6 +126,7 @@ def read_frames(
     report: DecodeReport,
     threads: int = 0,
     convert: Callable[[av.VideoFrame], np.ndarray] | None = None,
+    source: Callable[[], IO] | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield (frame index, RGB uint8 (H,W,3)) for frames in [start, stop), ascending; `convert` turns
     each decoded frame into something else instead (e.g. a small grayscale thumbnail, done in FFmpeg).
@@ -131,7 +137,7 @@ def read_frames(
     index_of = {int(p): start + i for i, p in enumerate(wanted)}
     last_pts = int(wanted[-1]) if len(wanted) else None
     produced: set[int] = set()
-    with storage.open_uri(info.uri, "rb") as handle, _open(info.uri, handle) as container:
+    with _source(info.uri, source) as handle, _open(info.uri, handle) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         if threads:

@@ -28,14 +28,14 @@ class SegmentResult(RangeResult):
 
 
 def predict_segment(predictor: Predictor, info: VideoInfo, start: int, stop: int,
-                    on_batch=None) -> tuple[np.ndarray, SegmentResult]:
+                    on_batch=None, source=None) -> tuple[np.ndarray, SegmentResult]:
     """Poses (stop-start, K, 3) with NaN rows for frames that could not be decoded."""
     poses = np.full((stop - start, len(predictor.bodyparts), 3), np.nan, dtype=np.float32)
 
     def sink(first: int, chunk: np.ndarray) -> None:
         poses[first - start : first - start + len(chunk)] = chunk
 
-    ranged = predict_range(predictor, info, start, stop, sink, on_batch=on_batch)
+    ranged = predict_range(predictor, info, start, stop, sink, on_batch=on_batch, source=source)
     return poses, SegmentResult(video_uri=info.uri, start=start, stop=stop, **asdict(ranged))
 
 

@@ -72,3 +72,70 @@ def retrying(patience_s: float = DEFAULT_PATIENCE_S, initial_s: float = 0.2, max
 def call(fn: Callable[..., T], *args, patience_s: float = DEFAULT_PATIENCE_S, **kwargs) -> T:
     """fn(*args, **kwargs), retried through transient storage faults."""
     return retrying(patience_s)(fn, *args, **kwargs)
+
+
+class RetryingReader:
+    """A seekable read-only file over an object that reopens at the same offset after a transient
+    fault, so a decoder streaming a large video survives a storage hiccup instead of losing frames.
+    Counts the bytes it returns (`bytes_read`)."""
+
+    def __init__(self, uri: str, patience_s: float = DEFAULT_PATIENCE_S):
+        from posecluster import storage
+
+        self.uri, self.patience_s = uri, patience_s
+        self._open = lambda: storage.open_uri(uri, "rb")
+        self._fh = call(self._open, patience_s=patience_s)
+        self._pos = 0
+        self.bytes_read = 0
+
+    def read(self, size: int = -1) -> bytes:
+        for attempt in retrying(self.patience_s):
+            with attempt:
+                if self._fh is None:  # dropped by the previous attempt's fault
+                    self._fh = self._open()
+                    self._fh.seek(self._pos)
+                try:
+                    data = self._fh.read(size)
+                except Exception as exc:
+                    if is_transient(exc):
+                        self._drop()
+                    raise
+        self._pos += len(data)
+        self.bytes_read += len(data)
+        return data
+
+    def _drop(self) -> None:
+        try:
+            self._fh.close()
+        except Exception:  # the connection is already gone; nothing to flush on a reader
+            pass
+        self._fh = None
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if self._fh is None:
+            self._fh = call(self._open, patience_s=self.patience_s)
+        self._pos = self._fh.seek(offset, whence)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._drop()
+
+    def __enter__(self) -> "RetryingReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def open_retrying(uri: str, patience_s: float = DEFAULT_PATIENCE_S) -> RetryingReader:
+    return RetryingReader(uri, patience_s)
