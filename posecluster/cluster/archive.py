@@ -98,8 +98,10 @@ class JobReport:
     workers: int = 0
     refused_workers: int = 0  # workers that found the model file changed and would not start
     busy_seconds: float = 0.0  # summed over workers: predicting and writing segments
-    first_table_s: float | None = None
-    manifest_bytes: int = 0
+    first_table_s: float | None = None  # seconds from the job's start (Ray already up)
+    first_segment_started: float | None = None  # seconds from the job's start
+    manifest_bytes: int = 0  # written by this job's manifest
+    bytes_read: int = 0  # video bytes the workers fetched
     videos: list[VideoRecord] = field(default_factory=list)
 
     @property

@@ -73,11 +73,13 @@ class ManifestWriter:
     def add(self, record: dict) -> None:
         self._pending.append(record)
 
+    def due(self) -> bool:
+        return time.time() - self._last >= self.interval_s
+
     def flush(self, summary: dict, force: bool = False) -> bool:
-        now = time.time()
-        if not force and now - self._last < self.interval_s:
+        if not force and not self.due():
             return False
-        self._last = now
+        self._last = time.time()
         try:
             if self._pending:
                 body = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in self._pending).encode()

@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from posecluster import metrics, storage
 from posecluster.cluster.actors import SegmentDone, SegmentWorker, VideoPlanned, WorkerContext
 from posecluster.cluster.join import JoinResult, JoinSpec, join_video, warm_up
-from posecluster.cluster.manifest import ManifestWriter, frame_ranges
+from posecluster.cluster.manifest import SUMMARY_FAILURES, ManifestWriter, frame_ranges
 from posecluster.cluster.plan import (
     DoneIndex,
     PlanContext,
@@ -95,6 +95,8 @@ class ArchiveRun:
         self.listed = listed
         self.bar = None
         self.generation: list[int] = []
+        self._counts: dict[str, int] = {}
+        self._failures: list[dict] = []
         self.actors: list = []
         self._records: dict[str, object] = {}
         self._tasks: dict[str, VideoTask] = {}
@@ -113,6 +115,9 @@ class ArchiveRun:
             return  # a video reaches one outcome (several failing segments report once)
         record.status, record.error = status, error
         record.finished_at = time.time()
+        self._counts[status] = self._counts.get(status, 0) + 1
+        if status == "failed" and len(self._failures) < SUMMARY_FAILURES:
+            self._failures.append({"uri": record.uri, "error": error})
         metrics.current().inc(metrics.VIDEOS, status=status)
         entry = {"uri": record.uri, "status": status, "key": record.video_key, "frames": record.frames,
                  "t": round(record.finished_at - self.report.started, 3)}
@@ -132,12 +137,11 @@ class ArchiveRun:
             self.bar.update(1)
 
     def summary(self) -> dict:
-        counts: dict[str, int] = {}
-        failures = []
-        for record in self.report.videos:
-            counts[record.status] = counts.get(record.status, 0) + 1
-            if record.status == "failed" and len(failures) < 20:
-                failures.append({"uri": record.uri, "error": record.error})
+        """O(1): counts are kept as videos finish (the loop asks for this after every event)."""
+        counts = {k: v for k, v in self._counts.items() if v}
+        pending = len(self.report.videos) - sum(counts.values())
+        if pending:
+            counts["pending"] = pending
         seconds = time.time() - self.report.started
         return {
             "job_id": self.job_id, "out": self.options.out, "status": self.report.status,
@@ -149,7 +153,7 @@ class ArchiveRun:
             "workers": self.report.workers,
             "first_table_s": None if self._first_table is None else round(self._first_table - self.report.started, 3),
             "last_planned_s": None if self._last_planned is None else round(self._last_planned - self.report.started, 3),
-            "failures": failures,
+            "failures": self._failures,
         }
 
     # -- planning ---------------------------------------------------------------------------------
@@ -290,7 +294,8 @@ class ArchiveRun:
                 ready, _ = ray.wait(list(self._inflight), num_returns=1, timeout=self.manifest.interval_s)
                 for ref in ready:
                     self._handle(ref)
-                self.manifest.flush(self.summary())
+                if self.manifest.due():
+                    self.manifest.flush(self.summary())
             self.report.status = "finished"
             if not self.report.failed:
                 metrics.current().set(metrics.LAST_SUCCESS, time.time())
@@ -307,6 +312,7 @@ class ArchiveRun:
             self.report.first_table_s = self.summary()["first_table_s"]
             self.manifest.flush(self.summary(), force=True)
             self.report.manifest_bytes = self.manifest.bytes_written
+            self.report.bytes_read = self.bytes_read
         return self.report
 
     def _handle(self, ref) -> None:
@@ -387,6 +393,8 @@ class ArchiveRun:
             self.report.segments_computed += 1
             self.report.frames_computed += event.frames
             self.report.busy_seconds += event.seconds + event.write_s
+            began = time.time() - event.seconds - event.write_s - self.report.started
+            self.report.first_segment_started = min(self.report.first_segment_started or began, began)
             self.bytes_read += event.bytes_read
         if self.on_progress is not None:
             self.on_progress(self)
