@@ -85,7 +85,7 @@ class SegmentWorker:
             info = probe(task.uri, source=source)
             bounds = segment_bounds(info.frame_count, info.keyframes, ctx.segment_frames)
             cached: tuple[str, ...] = ()
-            if not ctx.overwrite:
+            if not ctx.overwrite and task.maybe_cached:
                 names = {i.uri.rsplit("/", 1)[-1].removesuffix(".npz") for i in with_retries(
                     list_identities, folder, (".npz",), patience_s=WORKER_PATIENCE_S)}
                 cached = tuple(segment_name(a, b) for a, b in bounds if segment_name(a, b) in names)

@@ -74,7 +74,8 @@ class VideoRecord:
     missing_frames: dict[int, str] = field(default_factory=dict)
     error: str = ""
     compute_seconds: float = 0.0
-    planned_at: float = 0.0
+    planned_at: float = 0.0  # when its segments were known (unix time)
+    first_segment_at: float = 0.0  # when the driver saw its first computed segment
     finished_at: float = 0.0
     segments: list[SegmentRecord] = field(default_factory=list)
 

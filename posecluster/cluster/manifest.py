@@ -4,12 +4,13 @@ Layout under the output URI:
   .posecluster/jobs/<job id>/records/<seq>.jsonl   one object per flush, holding only the videos that
                                                    reached an outcome since the last flush
   .posecluster/jobs/<job id>/summary.json          counts, timings, the first failures (a few kB at most)
-  posecluster-manifest.json                        the latest job's summary (where `status` starts)
+  posecluster-manifest.json                        the latest job's summary as of its start and its end
+                                                   (`status` follows it to the job's current summary)
 
 Nothing is ever rewritten in full, so what a job writes stays O(its videos) in total, and a reader (the
 `posecluster status` command, the web app) reads the summary and then streams the chunks one at a
 time; a 100,000-video job is never loaded whole. Readers on other machines see the job as of its last
-flush (every few seconds while it runs).
+flush (every 10 s while it runs).
 
 Per-video record statuses: done, done-with-warnings (frames the decoder could not produce, listed as
 ranges), skipped (done by an earlier job for the same request), failed (with the error text).
@@ -59,7 +60,7 @@ class ManifestWriter:
     the job, and nothing is lost while storage is away.
     """
 
-    def __init__(self, out: str, job_id: str, interval_s: float = 5.0):
+    def __init__(self, out: str, job_id: str, interval_s: float = 10.0):
         self.out, self.job_id, self.interval_s = out, job_id, interval_s
         self.folder = job_folder(out, job_id)
         self.summary_uri = storage.join(self.folder, "summary.json")
@@ -90,7 +91,9 @@ class ManifestWriter:
                 self._chunks += 1
                 self._pending = []
             text = json.dumps({**summary, "chunks": self._chunks}, indent=1, default=str).encode()
-            for uri in (self.summary_uri, self.latest_uri):
+            # The latest-job pointer is written at the job's start and end only: readers follow it to
+            # the job's own summary, which every flush updates.
+            for uri in (self.summary_uri, self.latest_uri) if force else (self.summary_uri,):
                 with_retries(storage.atomic_write_bytes, uri, text, patience_s=60 if force else 0)
                 self._count(text)
             return True
@@ -106,9 +109,12 @@ class ManifestWriter:
 
 
 def read_summary(out: str, job: str | None = None) -> dict:
-    """The summary of job `job`, or of the latest job written under `out`."""
-    uri = storage.join(job_folder(out, job), "summary.json") if job else storage.join(out, LATEST)
+    """The current summary of job `job`, or of the latest job started under `out`."""
+    uri = storage.join(out, LATEST)
     try:
+        if job is None:
+            job = json.loads(storage.read_bytes(uri))["job_id"]
+        uri = storage.join(job_folder(out, job), "summary.json")
         return json.loads(storage.read_bytes(uri))
     except FileNotFoundError:
         what = f"job {job}" if job else "any archive job"

@@ -93,6 +93,9 @@ class VideoTask:
     bounds: list[tuple[int, int]] | None = None
     cached: tuple[str, ...] = ()
     planned_at: float = 0.0
+    # Whether any segment of this video may be cached (the driver's one listing of the segments folder
+    # says which videos have some): a worker lists the video's own folder only then.
+    maybe_cached: bool = True
 
 
 @dataclass

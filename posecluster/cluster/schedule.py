@@ -45,12 +45,14 @@ from posecluster.cluster.plan import (
     VideoTask,
     plan_batch,
     segment_name,
+    state_uri,
     video_key_of,
 )
 from posecluster.cluster.runtime import cluster_slots
 from posecluster.cluster.sharding import relative_names
 from posecluster.errors import InputError
 from posecluster.model.artifact import ModelMismatchError, pin_model
+from posecluster.storage.listing import list_folders
 from posecluster.storage.retry import call as with_retries
 from posecluster.storage.retry import is_transient
 
@@ -123,6 +125,8 @@ class ArchiveRun:
                  "t": round(record.finished_at - self.report.started, 3)}
         if record.planned_at:
             entry["planned"] = round(record.planned_at - self.report.started, 3)
+        if record.first_segment_at:
+            entry["first_segment"] = round(record.first_segment_at - self.report.started, 3)
         if status in ("done", "done-with-warnings"):
             entry["outputs"] = record.outputs
             entry["cuts"] = [record.segments[0].start, *[s.stop for s in record.segments]] if record.segments else []
@@ -160,6 +164,8 @@ class ArchiveRun:
     def _classify_listed(self) -> None:
         opts = self.options
         index = DoneIndex(opts.out) if opts.overwrite else DoneIndex(opts.out).load()
+        # Videos with any cached segment, from one delimited listing (not one request per video).
+        with_segments = set() if opts.overwrite else with_retries(list_folders, state_uri(opts.out, "segments"))
         names = relative_names([uri for uri, _ in self.listed])
         for uri, identity in self.listed:
             record = self._VideoRecord(uri=uri)
@@ -175,6 +181,7 @@ class ArchiveRun:
                 self._to_plan.append(task)
                 continue
             task.identity, task.size, task.video_key = vars(identity), identity.size, video_key_of(identity)
+            task.maybe_cached = task.video_key in with_segments
             record.video_key = task.video_key
             self._route(Planned(task, *index.classify(task.video_key, self.request)) if not opts.overwrite
                         else Planned(task, "work"))
@@ -387,6 +394,7 @@ class ArchiveRun:
             exporter.inc(metrics.SEGMENTS, status="done")
             exporter.set(metrics.FPS, event.frames / event.seconds if event.seconds else 0.0)
             segment.status, segment.seconds, segment.attempts = "done", event.seconds, item.attempt
+            record.first_segment_at = record.first_segment_at or time.time()
             segment.fps = event.frames / event.seconds if event.seconds else 0.0
             segment.missing_frames = len(event.missing)
             record.compute_seconds += event.seconds

@@ -103,8 +103,11 @@ def open_uri(uri: str, mode: str = "rb", **options) -> IO:
 
 
 def read_bytes(uri: str) -> bytes:
-    with open_uri(uri, "rb") as fh:
-        return fh.read()
+    fs, path = filesystem(uri)
+    try:
+        return fs.cat_file(path)  # one GET (opening a file first costs a HEAD on object stores)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{uri}: no such object") from None
 
 
 def exists(uri: str) -> bool:
