@@ -139,6 +139,15 @@ def infer_archive(inputs: list[str], options, on_progress=None):
     return run_archive(inputs, options, on_progress)
 
 
+def job_status(out: str, job: str | None = None, failures: int = 20) -> dict:
+    """An archive job's summary (counts, frames, timings) plus up to `failures` failed videos and videos
+    with missing frames, read from its manifest under `out` (the latest job unless `job` names one).
+    Works while the job runs; never loads a whole 100,000-video manifest."""
+    from posecluster.cluster.manifest import job_status as read_status
+
+    return read_status(out, job, failures)
+
+
 # --- the labeling loop (issue: extract frames, filter, outliers, merge, labeled videos, plots, export) ---
 
 

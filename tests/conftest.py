@@ -28,14 +28,22 @@ def openfield_video(openfield) -> str:
 
 
 @pytest.fixture(scope="session")
-def s3_endpoint():
-    """A moto S3 server on 127.0.0.1, reached over HTTP exactly as a real endpoint."""
+def s3_server():
+    """The moto S3 server object behind s3_endpoint (for tests that stop and restart it: its buckets
+    live in this process, so they survive a restart on the same port)."""
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
-    host, port = server.get_host_and_port()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(s3_server):
+    """A moto S3 server on 127.0.0.1, reached over HTTP exactly as a real endpoint."""
+    host, port = s3_server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
     saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
     os.environ.update(
@@ -45,7 +53,6 @@ def s3_endpoint():
         AWS_DEFAULT_REGION="us-east-1",
     )
     yield endpoint
-    server.stop()
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)

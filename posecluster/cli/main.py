@@ -25,6 +25,7 @@ AWS_ENDPOINT_URL / AWS_* in the environment).
   posecluster infer ARCHIVE... --model RUN --out PREFIX
                                             the same over a whole archive, sharded on a Ray cluster
                                             (RAY_ADDRESS or inside `ray job submit`; else a local Ray)
+  posecluster status PREFIX                 progress and failures of the latest archive job there
 
   The labeling loop (DeepLabCut's refinement cycle, over an archive):
   posecluster extract-frames VIDEO... --project P   frames to label (k-means or uniform), Ray over videos
@@ -161,18 +162,18 @@ def cmd_infer(args) -> int:
         model=args.model, out=args.out, formats=tuple(args.format), workers=args.workers,
         cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker,
         infer_overrides=_infer_overrides(args), segment_frames=args.segment_frames, overwrite=args.overwrite,
-        max_retries=args.max_retries, progress=not args.quiet,
+        max_retries=args.max_retries, progress=not args.quiet, small_video_bytes=int(args.small_video_mb * (1 << 20)),
     )
     report = api.infer_archive(args.inputs, options)
-    counts = {s: sum(v.status == s for v in report.videos) for s in ("done", "done-with-warnings", "skipped", "failed")}
-    warned = counts["done-with-warnings"]
-    warned = f", {warned} done with warnings (missing frames listed in the manifest)" if warned else ""
-    print(f"{len(report.videos)} videos: {counts['done']} done, {counts['skipped']} already done, "
-          f"{counts['failed']} failed{warned}; {report.frames_computed} frames in {report.seconds:.0f} s "
+    counts = {s: sum(v.status == s for v in report.videos) for s in ("skipped", "failed", "done-with-warnings")}
+    done = sum(v.done for v in report.videos)
+    warned = f" ({counts['done-with-warnings']} with missing frames)" if counts["done-with-warnings"] else ""
+    print(f"{len(report.videos)} videos: {done} done{warned}, {counts['skipped']} already done, "
+          f"{counts['failed']} failed; {report.frames_computed} frames in {report.seconds:.0f} s "
           f"({report.fps:.1f} frames/s) on {report.workers} workers")
     for video in report.failed:
         print(f"  FAILED {video.uri}: {video.error}")
-    print(f"manifest: {report.manifest_uri}")
+    print(f"manifest: {report.manifest_uri} (posecluster status {args.out})")
     return 1 if report.failed else 0
 
 
@@ -183,6 +184,20 @@ def cmd_serve(args) -> int:
         raise ValueError(f"the web app needs the serve extra: pip install 'posecluster[serve]' ({exc})") from None
     serve(args.root, host=args.host, port=args.port, token=args.token or os.environ.get("POSECLUSTER_SERVE_TOKEN"))
     return 0
+
+
+def cmd_status(args) -> int:
+    import json
+
+    from posecluster import api
+    from posecluster.cluster.manifest import format_status
+
+    status = api.job_status(args.out, job=args.job, failures=args.failures)
+    if args.json:
+        print(json.dumps(status, indent=1, default=str))
+    else:
+        print("\n".join(format_status(status)))
+    return 1 if status.get("counts", {}).get("failed") else 0
 
 
 def cmd_download_weights(args) -> int:
@@ -256,7 +271,18 @@ def build_parser() -> argparse.ArgumentParser:
                        help="frames per segment (cut at the next keyframe); long videos spread over workers")
     infer.add_argument("--overwrite", action="store_true", help="recompute even what is already done")
     infer.add_argument("--max-retries", type=int, default=2, help="retries of a segment whose worker died")
+    infer.add_argument("--small-video-mb", type=float, default=64,
+                       help="videos below this size are fetched whole by a worker (one read); larger ones "
+                            "are probed first and streamed by segment")
     infer.set_defaults(func=cmd_infer)
+
+    status = commands.add_parser("status", help="progress and failures of an archive job, from its manifest "
+                                                "(works while the job runs, from any machine)")
+    status.add_argument("out", help="the --out prefix of `posecluster infer`")
+    status.add_argument("--job", help="a job id (default: the latest job under OUT)")
+    status.add_argument("--failures", type=int, default=20, help="list at most this many failed videos")
+    status.add_argument("--json", action="store_true", help="the summary and failures as JSON")
+    status.set_defaults(func=cmd_status)
 
     add_labeling_commands(commands)
 

@@ -1,54 +1,118 @@
-"""Ray actors and tasks: one SegmentWorker per GPU (or CPU slot) holding the model; probing as tasks."""
+"""The GPU stage: one SegmentWorker actor per GPU (or CPU slot), holding the pinned model.
+
+`run` is a Ray streaming generator: it yields a `VideoPlanned` (small videos, probed here from the bytes
+the worker fetched once) and then one `SegmentDone` per segment as each is written, so the driver sees
+progress, metrics and timings segment by segment while the worker goes on.
+"""
 
 from __future__ import annotations
 
+import io
 import time
+from dataclasses import dataclass, field
 
 import ray
 import torch
 
-from posecluster import metrics
-from posecluster.cluster.sharding import Segment, load_probe, save_probe
-from posecluster.data.video import VideoInfo, probe
+from posecluster import metrics, storage
+from posecluster.cluster.plan import VideoTask, segment_name, segments_folder
+from posecluster.cluster.sharding import segment_bounds
+from posecluster.data.video import probe
 from posecluster.infer.predictor import Predictor
-from posecluster.infer.segments import SegmentResult, predict_segment, write_segment
-from posecluster.train.checkpoint import load_model
+from posecluster.infer.segments import predict_segment, write_segment
+from posecluster.model.artifact import PinnedModel, load_pinned
+from posecluster.storage.listing import list_identities
+from posecluster.storage.retry import call as with_retries
+from posecluster.storage.retry import open_retrying
+
+# How long a worker rides out a storage outage inside one fetch or write before giving up the item
+# (the driver then pauses dispatch until storage answers again).
+WORKER_PATIENCE_S = 120.0
 
 
-@ray.remote
-def probe_video(video_uri: str, probe_uri: str) -> VideoInfo:
-    """Demux one video (no decoding) and cache the result beside the job's other state."""
-    info = probe(video_uri)
-    save_probe(probe_uri, info)
-    return info
+@dataclass(frozen=True)
+class WorkerContext:
+    out: str
+    model_key: str
+    segment_frames: int
+    overwrite: bool
 
 
-@ray.remote
+@dataclass
+class VideoPlanned:
+    frames: int
+    bounds: list[tuple[int, int]]
+    cached: tuple[str, ...]
+    planned_at: float
+    bytes_read: int
+
+
+@dataclass
+class SegmentDone:
+    start: int
+    stop: int
+    cached: bool = False
+    frames: int = 0
+    missing: dict[int, str] = field(default_factory=dict)
+    seconds: float = 0.0
+    decode_wait_s: float = 0.0
+    infer_s: float = 0.0
+    write_s: float = 0.0
+    bytes_read: int = 0
+    metrics: list = field(default_factory=list)  # the Relay's records, replayed by the driver
+
+
+@ray.remote(max_restarts=0)
 class SegmentWorker:
-    """Loads the model once, then predicts segments streamed straight from storage."""
+    """Loads exactly the pinned model (refusing to start on a hash mismatch), then predicts work items."""
 
-    def __init__(self, model_uri: str, infer_overrides: dict, threads: int):
+    def __init__(self, pinned: PinnedModel, infer_overrides: dict, threads: int):
         torch.set_num_threads(max(1, threads))
-        metrics.use(metrics.RayExporter())  # scraped from this node's metrics endpoint
-        trained = load_model(model_uri)
-        infer = trained.config.infer.with_overrides(infer_overrides)
-        self.predictor = Predictor(trained, infer)
-        self._probes: dict[str, VideoInfo] = {}
+        self.relay = metrics.Relay(gauges=metrics.RayExporter())
+        metrics.use(self.relay)
+        trained = load_pinned(pinned)  # ModelMismatchError: this actor never starts
+        self.predictor = Predictor(trained, trained.config.infer.with_overrides(infer_overrides))
 
     def ready(self) -> str:
-        return self.predictor.trained.identity
+        return self.predictor.trained.sha256
 
-    def run(self, segment: Segment, probe_uri: str, output_uri: str) -> SegmentResult:
-        info = self._probes.get(segment.video_key)
-        if info is None:
-            info = load_probe(probe_uri, segment.video_uri)
-            self._probes = {segment.video_key: info}  # segments of one video tend to come together
-        poses, result = predict_segment(self.predictor, info, segment.start, segment.stop)
-        written = time.perf_counter()
-        write_segment(output_uri, poses, result)
-        exporter = metrics.current()
-        exporter.observe(metrics.WRITE_TIME, time.perf_counter() - written)
-        exporter.set(metrics.FPS, result.fps)
-        if self.predictor.device.type == "cuda":
-            exporter.set(metrics.ACCELERATOR_MEMORY, torch.cuda.memory_allocated(self.predictor.device))
-        return result
+    def run(self, task: VideoTask, bounds: list[tuple[int, int]] | None, ctx: WorkerContext):
+        """Predict `bounds` of a planned (large) video, or the whole of a small one (bounds None)."""
+        folder = segments_folder(ctx.out, task.video_key, ctx.model_key)
+        if bounds is None:
+            data = with_retries(storage.read_bytes, task.uri, patience_s=WORKER_PATIENCE_S)
+            source = lambda: io.BytesIO(data)  # noqa: E731  (probe and decode from memory: one GET)
+            info = probe(task.uri, source=source)
+            bounds = segment_bounds(info.frame_count, info.keyframes, ctx.segment_frames)
+            cached: tuple[str, ...] = ()
+            if not ctx.overwrite and task.maybe_cached:
+                names = {i.uri.rsplit("/", 1)[-1].removesuffix(".npz") for i in with_retries(
+                    list_identities, folder, (".npz",), patience_s=WORKER_PATIENCE_S)}
+                cached = tuple(segment_name(a, b) for a, b in bounds if segment_name(a, b) in names)
+            yield VideoPlanned(info.frame_count, bounds, cached, time.time(), len(data))
+            readers: list = []
+        else:
+            info, cached, readers = task.info, task.cached, []
+
+            def source():
+                readers.append(open_retrying(task.uri, WORKER_PATIENCE_S))
+                return readers[-1]
+
+        for start, stop in bounds:
+            name = segment_name(start, stop)
+            if name in cached:
+                yield SegmentDone(start, stop, cached=True)
+                continue
+            poses, result = predict_segment(self.predictor, info, start, stop, source=source)
+            began = time.perf_counter()
+            with_retries(write_segment, storage.join(folder, f"{name}.npz"), poses, result,
+                         patience_s=WORKER_PATIENCE_S)
+            write_s = time.perf_counter() - began
+            self.relay.observe(metrics.WRITE_TIME, write_s)
+            if self.predictor.device.type == "cuda":
+                self.relay.set(metrics.ACCELERATOR_MEMORY, torch.cuda.memory_allocated(self.predictor.device))
+            read = sum(r.bytes_read for r in readers)
+            readers.clear()
+            yield SegmentDone(start, stop, frames=result.frames, missing=result.missing, seconds=result.seconds,
+                              decode_wait_s=result.decode_wait_s, infer_s=result.infer_s, write_s=write_s,
+                              bytes_read=read, metrics=self.relay.drain())

@@ -1,15 +1,12 @@
-"""Planning an archive run: videos cut into segments (frame ranges starting at keyframes). Pure, no Ray.
+"""Cutting videos into segments (frame ranges starting at keyframes), output names, probe caches. Pure, no Ray.
 
-The plan is a deterministic function of the probed videos and the segment length, saved with the job;
-segment and output keys come from the video's identity (URI + size + etag/mtime) and the model's
-identity, so a changed video or model is recomputed and nothing else is.
+Segments are a deterministic function of the probed video and the segment length, so a rerun (or a
+retried worker) cuts a video exactly as before and finds its cached segments by name.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -20,22 +17,6 @@ from posecluster.infer.naming import relative_names  # noqa: F401  (re-exported:
 
 def short_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-@dataclass(frozen=True)
-class Segment:
-    video_uri: str
-    video_key: str  # hash of the video's identity
-    start: int
-    stop: int
-
-    @property
-    def frames(self) -> int:
-        return self.stop - self.start
-
-    @property
-    def name(self) -> str:
-        return f"{self.start:09d}-{self.stop:09d}"
 
 
 def segment_bounds(frame_count: int, keyframes: list[int] | np.ndarray, segment_frames: int) -> list[tuple[int, int]]:
@@ -57,17 +38,6 @@ def segment_bounds(frame_count: int, keyframes: list[int] | np.ndarray, segment_
         last = bounds.pop()
         bounds[-1] = (bounds[-1][0], last[1])
     return bounds
-
-
-def plan_video(video_uri: str, video_key: str, info: VideoInfo, segment_frames: int) -> list[Segment]:
-    return [
-        Segment(video_uri=video_uri, video_key=video_key, start=a, stop=b)
-        for a, b in segment_bounds(info.frame_count, info.keyframes, segment_frames)
-    ]
-
-
-def plan_to_json(segments: list[Segment], extra: dict) -> bytes:
-    return json.dumps({**extra, "segments": [asdict(s) for s in segments]}, indent=1).encode()
 
 
 def save_probe(uri: str, info: VideoInfo) -> None:

@@ -10,7 +10,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import IO, Callable
 
 import numpy as np
 
@@ -45,10 +45,10 @@ def consecutive_runs(indices: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(edges[:-1], edges[1:]))
 
 
-def _produce(info, start, stop, batch_size, threads, report, out: queue.Queue, stop_event) -> None:
+def _produce(info, start, stop, batch_size, threads, report, out: queue.Queue, stop_event, source=None) -> None:
     try:
         indices, frames = [], []
-        for index, frame in read_frames(info, start, stop, report, threads=threads):
+        for index, frame in read_frames(info, start, stop, report, threads=threads, source=source):
             if stop_event.is_set():
                 return
             indices.append(index)
@@ -70,6 +70,7 @@ def predict_range(
     stop: int,
     sink: Callable[[int, np.ndarray], None],
     on_batch: Callable[[int], None] | None = None,
+    source: Callable[[], IO] | None = None,
 ) -> RangeResult:
     """Predict frames [start, stop) of a video; `sink(first_frame, poses)` gets consecutive runs in order."""
     cfg = predictor.infer
@@ -78,7 +79,7 @@ def predict_range(
     stop_event = threading.Event()
     producer = threading.Thread(
         target=_produce,
-        args=(info, start, stop, cfg.batch_size, cfg.decode_threads, report, batches, stop_event),
+        args=(info, start, stop, cfg.batch_size, cfg.decode_threads, report, batches, stop_event, source),
         name="posecluster-decode",
         daemon=True,
     )

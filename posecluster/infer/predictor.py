@@ -11,7 +11,7 @@ from posecluster.model.backbone import fold_batchnorm
 from posecluster.model.decode import decode
 from posecluster.model.device import autocast, resolve_device, wanted
 from posecluster.model.pose_model import PoseModel
-from posecluster.train.checkpoint import TrainedModel
+from posecluster.model.artifact import TrainedModel
 
 
 class Predictor:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -25,18 +25,26 @@ class SegmentResult(RangeResult):
     video_uri: str
     start: int
     stop: int
+    # How the video is read (rotation, numbering, notes) and its damage warnings: written into _meta.json
+    # by the join, which never probes the video itself.
+    video: dict = field(default_factory=dict)
+
+
+def video_facts(info: VideoInfo) -> dict:
+    return {"rotation": info.rotation, "frame_numbering": info.numbering, "video_notes": list(info.notes),
+            "warnings": list(info.warnings)}
 
 
 def predict_segment(predictor: Predictor, info: VideoInfo, start: int, stop: int,
-                    on_batch=None) -> tuple[np.ndarray, SegmentResult]:
+                    on_batch=None, source=None) -> tuple[np.ndarray, SegmentResult]:
     """Poses (stop-start, K, 3) with NaN rows for frames that could not be decoded."""
     poses = np.full((stop - start, len(predictor.bodyparts), 3), np.nan, dtype=np.float32)
 
     def sink(first: int, chunk: np.ndarray) -> None:
         poses[first - start : first - start + len(chunk)] = chunk
 
-    ranged = predict_range(predictor, info, start, stop, sink, on_batch=on_batch)
-    return poses, SegmentResult(video_uri=info.uri, start=start, stop=stop, **asdict(ranged))
+    ranged = predict_range(predictor, info, start, stop, sink, on_batch=on_batch, source=source)
+    return poses, SegmentResult(video_uri=info.uri, start=start, stop=stop, video=video_facts(info), **asdict(ranged))
 
 
 def write_segment(uri: str, poses: np.ndarray, result: SegmentResult) -> None:
@@ -57,13 +65,15 @@ def read_segment(uri: str) -> tuple[np.ndarray, SegmentResult]:
 
 
 def join_segments(segment_uris: list[str], scorer: str, bodyparts: list[str], frame_count: int,
-                  base_uri: str, formats: tuple[str, ...] = ()) -> tuple[dict[str, str], dict[int, str]]:
+                  base_uri: str, formats: tuple[str, ...] = ()) -> tuple[dict[str, str], dict[int, str], dict]:
     """Stream the segments (in frame order) into one table with global frame indices; publish it whole.
 
-    Returns the outputs and the frames missing across all segments. Only one segment is in memory at a
-    time, so joining is flat in video length too.
+    Returns the outputs, the frames missing across all segments and the video's facts (video_facts) as
+    the first segment recorded them. Only one segment is in memory at a time, so joining is flat in
+    video length too.
     """
     missing: dict[int, str] = {}
+    facts: dict = {}
     with storage.scratch_dir() as scratch:
         writer = PoseTableWriter(scorer, bodyparts, scratch, formats=formats)
         try:
@@ -74,10 +84,11 @@ def join_segments(segment_uris: list[str], scorer: str, bodyparts: list[str], fr
                     raise ValueError(f"{uri}: segment starts at frame {result.start}, expected {expected}")
                 writer.append(result.start, poses.astype(np.float64))
                 missing.update(result.missing)
+                facts = facts or result.video
                 expected = result.stop
             if expected != frame_count:
                 raise ValueError(f"{base_uri}: segments cover {expected} of {frame_count} frames")
             outputs = writer.publish(base_uri)
         finally:
             writer.close()
-    return outputs, missing
+    return outputs, missing, facts

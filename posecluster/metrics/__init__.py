@@ -4,6 +4,13 @@ and bounded labels (never a video URI). Where they go is chosen at the edge of e
   - the standalone CLI: prometheus-client on --metrics-port (and an optional Pushgateway push at the end);
   - inside Ray (actors, Ray Train workers): Ray's metrics, scraped from each node's metrics endpoint;
   - otherwise: nowhere (the null exporter), so library code can always record.
+
+Archive jobs count work exactly once, in the driver: an archive worker records into a `Relay`, which keeps
+its counters and histogram observations (frames, decode wait, infer and write times) and hands them back
+with each segment result; the driver `replay`s them into whatever exporter it uses (--metrics-port,
+the Pushgateway, or Ray's endpoint inside `ray job submit`). Workers export only their per-process
+gauges (decode queue depth, accelerator memory) through Ray's endpoint. So a Prometheus that scrapes
+both the CLI's port and Ray's endpoints never sees a frame twice.
 """
 
 from __future__ import annotations
@@ -116,6 +123,38 @@ class RayExporter:
 
     def observe(self, spec: Spec, value: float, **labels: str) -> None:
         self._metrics[spec.name].observe(value, tags=labels or None)
+
+
+class Relay:
+    """A worker's exporter: counters and histograms are kept for the driver to replay (see the module
+    docstring); gauges go straight to `gauges` (this process's own endpoint)."""
+
+    def __init__(self, gauges=None):
+        self.gauges = gauges if gauges is not None else NullExporter()
+        self._records: list[tuple[str, str, float, dict]] = []
+
+    def inc(self, spec: Spec, value: float = 1.0, **labels: str) -> None:
+        self._records.append(("inc", spec.name, float(value), labels))
+
+    def set(self, spec: Spec, value: float, **labels: str) -> None:
+        self.gauges.set(spec, value, **labels)
+
+    def observe(self, spec: Spec, value: float, **labels: str) -> None:
+        self._records.append(("observe", spec.name, float(value), labels))
+
+    def drain(self) -> list[tuple[str, str, float, dict]]:
+        records, self._records = self._records, []
+        return records
+
+
+BY_NAME = {spec.name: spec for spec in ALL}
+
+
+def replay(records: list[tuple[str, str, float, dict]], exporter=None) -> None:
+    """Record what a Relay kept into `exporter` (default: this process's)."""
+    exporter = exporter or current()
+    for kind, name, value, labels in records:
+        getattr(exporter, kind)(BY_NAME[name], value, **labels)
 
 
 # The exporter of this process, chosen at its edge (CLI start-up, actor start-up); like logging's root.

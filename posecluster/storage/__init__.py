@@ -158,8 +158,12 @@ def open_uri(uri: str, mode: str = "rb", **options) -> IO:
 
 
 def read_bytes(uri: str) -> bytes:
-    with open_uri(uri, "rb") as fh, _operation("read", uri):
-        return fh.read()
+    fs, path = filesystem(uri)
+    with _operation("read", uri):
+        try:
+            return fs.cat_file(path)  # one GET (opening a file first costs a HEAD on object stores)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{uri}: no such object") from None
 
 
 def exists(uri: str) -> bool:
@@ -213,6 +217,11 @@ def identity(uri: str) -> ObjectIdentity:
             info = fs.info(path)
         except FileNotFoundError:
             raise FileNotFoundError(f"{uri}: no such object") from None
+    return identity_from_info(uri, info)
+
+
+def identity_from_info(uri: str, info: dict) -> ObjectIdentity:
+    """An identity from a filesystem's details of one object (an info() call or a listing's entry)."""
     version = info.get("ETag") or info.get("etag") or info.get("mtime") or info.get("LastModified") or ""
     return ObjectIdentity(uri=uri, size=int(info.get("size") or 0), version=str(version).strip('"'))
 

@@ -8,33 +8,24 @@ everything inference needs, nothing else).
 
 from __future__ import annotations
 
-import hashlib
-import io
-import re
-from dataclasses import dataclass
 from typing import Protocol
 
-import torch
-
 from posecluster import storage
-from posecluster.config import PoseclusterConfig
 
-MODEL_FILE = "model.pt"
-STATE_FILE = "state.pt"
-_EPOCH_FILE = re.compile(r"epoch-(\d+)/state\.pt$")
-
-
-def to_bytes(obj) -> bytes:
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    return buffer.getvalue()
-
-
-def from_bytes(data: bytes, source: str):
-    try:
-        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"{source}: not a readable posecluster checkpoint ({exc})") from None
+# The trained-model artifact lives in posecluster.model.artifact (inference must not import train);
+# re-exported here so existing imports keep working.
+from posecluster.model.artifact import (  # noqa: F401
+    EPOCH_FILE as _EPOCH_FILE,
+    MODEL_FILE,
+    STATE_FILE,
+    TrainedModel,
+    checkpoint_files,
+    from_bytes,
+    load_model,
+    resolve_model_uri,
+    save_model,
+    to_bytes,
+)
 
 
 class CheckpointStore(Protocol):
@@ -47,18 +38,12 @@ class CheckpointStore(Protocol):
 
 class UriCheckpointStore:
     def __init__(self, run_uri: str, keep: int = 3):
+        self.run_uri = run_uri
         self.folder = storage.join(run_uri, "checkpoints")
         self.keep = keep
 
     def epochs(self) -> list[tuple[int, str]]:
-        if not storage.exists(self.folder):
-            return []
-        found = []
-        for uri in storage.list_files(self.folder, suffixes=(".pt",)):
-            match = _EPOCH_FILE.search(uri)
-            if match:
-                found.append((int(match.group(1)), uri))
-        return sorted(found)
+        return checkpoint_files(self.run_uri)
 
     def latest(self) -> dict | None:
         epochs = self.epochs()
@@ -71,58 +56,3 @@ class UriCheckpointStore:
         storage.atomic_write_bytes(storage.join(self.folder, f"epoch-{epoch:04d}", STATE_FILE), to_bytes(state))
         for _, old in self.epochs()[: -self.keep]:
             storage.remove(storage.parent(old), recursive=True)
-
-
-@dataclass
-class TrainedModel:
-    """What inference needs: the config, the body parts, the weights, and an identity for caching."""
-
-    config: PoseclusterConfig
-    bodyparts: list[str]
-    state_dict: dict
-    identity: str
-    uri: str = ""
-
-    @property
-    def scorer(self) -> str:
-        """DeepLabCut's scorer naming, so DLC's own tools recognise the outputs."""
-        project, split = self.config.project, self.config.split
-        net = self.config.model.backbone.name.replace("resnet", "resnet_")
-        return f"DLC_{net}_{project.task}{project.date}shuffle{split.shuffle}_posecluster"
-
-
-def save_model(run_uri: str, config: PoseclusterConfig, bodyparts: list[str], state_dict: dict) -> str:
-    uri = storage.join(run_uri, MODEL_FILE)
-    payload = {"config": config.to_yaml(), "bodyparts": list(bodyparts), "model": state_dict}
-    storage.atomic_write_bytes(uri, to_bytes(payload))
-    return uri
-
-
-def resolve_model_uri(uri: str) -> str:
-    """A run folder means its model.pt, else its latest checkpoint; a file URI is used as is."""
-    if uri.endswith(".pt"):
-        return uri
-    candidate = storage.join(uri, MODEL_FILE)
-    if storage.exists(candidate):
-        return candidate
-    store = UriCheckpointStore(uri)
-    epochs = store.epochs()
-    if epochs:
-        return epochs[-1][1]
-    raise FileNotFoundError(f"{uri}: no {MODEL_FILE} and no checkpoints/epoch-*/{STATE_FILE}")
-
-
-def load_model(uri: str) -> TrainedModel:
-    uri = resolve_model_uri(uri)
-    data = storage.read_bytes(uri)
-    payload = from_bytes(data, uri)
-    if not isinstance(payload, dict) or "model" not in payload or "config" not in payload:
-        raise ValueError(f"{uri}: not a posecluster model (expected keys model, config, bodyparts)")
-    config = PoseclusterConfig.from_yaml_text(payload["config"], source=uri)
-    return TrainedModel(
-        config=config,
-        bodyparts=list(payload["bodyparts"]),
-        state_dict=payload["model"],
-        identity=hashlib.sha256(data).hexdigest()[:16],
-        uri=uri,
-    )

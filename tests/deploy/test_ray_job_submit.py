@@ -22,6 +22,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from posecluster import storage
+from posecluster.cluster.manifest import iter_records
 from posecluster.data import synthetic
 from posecluster.data.formats.poses import read_pose_table
 from posecluster.train.checkpoint import load_model, save_model
@@ -176,12 +177,13 @@ def test_a_submitted_infer_job_writes_its_tables_and_its_counters_move_by_the_wo
     assert "Job 'posecluster-test-1' succeeded" in status, status
 
     manifest = json.loads(storage.read_bytes(f"{archive}/poses/posecluster-manifest.json"))
-    (video,) = manifest["videos"]
+    (video,) = iter_records(f"{archive}/poses", manifest["job_id"])
     scorer = load_model(f"{archive}/models/tiny").scorer
     assert video["outputs"]["h5"] == f"{archive}/poses/session1{scorer}.h5"
     table = read_pose_table(video["outputs"]["h5"])
     assert len(table) == FRAMES and table.notna().all().all()
-    segments = len(video["segments"])
+    bounds = list(zip(video["cuts"], video["cuts"][1:]))
+    segments = len(bounds)
     assert manifest["status"] == "finished" and segments > 10
 
     time.sleep(1.5)  # three report intervals: the last increments reach the agent
@@ -190,7 +192,7 @@ def test_a_submitted_infer_job_writes_its_tables_and_its_counters_move_by_the_wo
     assert after["posecluster_frames_processed_total"] == FRAMES
     assert after["posecluster_segments_total{status=done}"] == segments
     assert after["posecluster_videos_total{status=done}"] == 1
-    assert after["posecluster_infer_seconds_count"] == sum(-(-(s["stop"] - s["start"]) // 4) for s in video["segments"])
+    assert after["posecluster_infer_seconds_count"] == sum(-(-(b - a) // 4) for a, b in bounds)
     assert any(0 < value < FRAMES for value in seen), f"no partial count seen while the job ran: {sorted(set(seen))}"
     assert seen == sorted(seen)  # counters only grow
 

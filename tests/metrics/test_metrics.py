@@ -112,7 +112,7 @@ def test_a_batch_job_pushes_its_final_counts_to_a_pushgateway(trained_run, synth
 
 
 def test_an_archive_job_pushes_its_summary_from_the_driver(ray_local, trained_run, synthetic_project, tmp_path, pushgateway):
-    """Frames are counted in the actors (Ray's endpoints); the driver's push carries the job's outcome."""
+    """Workers hand their counts back with each segment: the driver's push carries the whole job."""
     from posecluster.cli.main import main
 
     address, received = pushgateway
@@ -123,4 +123,5 @@ def test_an_archive_job_pushes_its_summary_from_the_driver(ray_local, trained_ru
     assert code == 0 and received["path"] == "/metrics/job/posecluster_infer"
     assert samples["posecluster_videos_total{status=done}"] == 1
     assert samples["posecluster_segments_total{status=done}"] >= 1
+    assert samples["posecluster_frames_processed_total"] == 64
     assert samples["posecluster_last_success_timestamp_seconds"] >= before

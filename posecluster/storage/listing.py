@@ -1,0 +1,43 @@
+"""Listings with details: one paginated LIST gives every object's identity (size + ETag/mtime), so a
+planner never needs a HEAD per object."""
+
+from __future__ import annotations
+
+from posecluster.storage import ObjectIdentity, _is_local, _unstrip, filesystem, identity_from_info
+
+
+def _find(fs, path: str) -> dict:
+    """fs.find(path, detail=True) in one LIST request where possible: given a server-side prefix, s3fs
+    does not follow an empty listing with a HEAD of the folder itself."""
+    parent, _, name = path.rstrip("/").rpartition("/")
+    protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+    if _is_local(fs) or not parent or not protocols & {"s3", "s3a"}:
+        return fs.find(path, detail=True)
+    return fs.find(parent, prefix=f"{name}/", detail=True)
+
+
+def list_identities(prefix: str, suffixes: tuple[str, ...] = ()) -> list[ObjectIdentity]:
+    """Identities of the files under `prefix` (recursive) whose names end with one of `suffixes`, sorted
+    by URI; an absent prefix is an empty list (an output folder that no job wrote yet)."""
+    fs, path = filesystem(prefix)
+    try:
+        found = _find(fs, path)
+    except FileNotFoundError:
+        return []
+    wanted = tuple(s.lower() for s in suffixes)
+    out = [
+        identity_from_info(_unstrip(prefix, fs, name), info)
+        for name, info in found.items()
+        if info.get("type", "file") != "directory" and (not wanted or name.lower().endswith(wanted))
+    ]
+    return sorted(out, key=lambda o: o.uri)
+
+
+def list_folders(prefix: str) -> set[str]:
+    """Names of the folders directly under `prefix` (one delimited LIST per 1,000); none if absent."""
+    fs, path = filesystem(prefix)
+    try:
+        entries = fs.ls(path, detail=True)
+    except FileNotFoundError:
+        return set()
+    return {entry["name"].rstrip("/").rsplit("/", 1)[-1] for entry in entries if entry.get("type") == "directory"}
