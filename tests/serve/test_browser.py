@@ -6,6 +6,7 @@ Screenshots of each page go to $POSECLUSTER_SCREENSHOTS when set (docs/screensho
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import socket
@@ -24,12 +25,17 @@ INSTALL = ("needs a browser: `apt-get install -y chromium` (Debian) and `pip ins
            "or POSECLUSTER_CHROMIUM=/path/to/chromium")
 
 
+# Checked at collection, so that no fixture (S3 site, Ray, archive run) is built for tests that cannot run.
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("playwright") is None or not shutil.which(CHROMIUM),
+    reason=f"{CHROMIUM} or playwright missing: {INSTALL}")
+
+
 @pytest.fixture(scope="module")
 def browser():
-    playwright = pytest.importorskip("playwright.sync_api", reason=INSTALL)
-    if not shutil.which(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} not found: {INSTALL}")
-    with playwright.sync_playwright() as p:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
         yield chromium
         chromium.close()
