@@ -21,7 +21,7 @@ WORKDIR /home/ray/posecluster
 # Dependencies first, so code edits do not reinstall torch: install pyproject's pins, then the package.
 COPY --chown=1000:100 pyproject.toml README.md ./
 RUN mkdir -p posecluster && touch posecluster/__init__.py \
-    && pip install . \
+    && pip install ".[ensemble]" \
     && pip uninstall -y posecluster
 COPY --chown=1000:100 posecluster ./posecluster
 RUN pip install --no-deps . \
