@@ -40,6 +40,7 @@ class EnsembleModel:
     uri: str
     identity: str  # changes when any member changes
     scorer: str
+    bodyparts: list[str]
 
 
 class EnsemblePredictor:
@@ -59,12 +60,17 @@ class EnsemblePredictor:
                                  "batch feeds them all)")
         self.infer, self.config, self.bodyparts, self.device = first.infer, first.config, first.bodyparts, first.device
         identity = hashlib.sha256("".join(m.trained.identity for m in self.members).encode()).hexdigest()[:16]
-        self.trained = EnsembleModel(uri=uri, identity=identity,
+        self.trained = EnsembleModel(uri=uri, identity=identity, bodyparts=list(first.bodyparts),
                                      scorer=f"{first.scorer}_ensemble{len(self.members)}")
 
     @property
     def scorer(self) -> str:
         return self.trained.scorer
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        """Per frame: (members, body parts, 3)."""
+        return (len(self.members), len(self.bodyparts), 3)
 
     def predict(self, frames: np.ndarray) -> np.ndarray:
         batch, factors = self.members[0]._prepare(frames)  # decoded and resized once for every member
@@ -80,6 +86,17 @@ def load_predictor(model_uri: str, infer: InferConfig | None = None):
     if is_ensemble(model_uri):
         return EnsemblePredictor([load_model(uri) for uri in member_uris(model_uri)], infer, uri=model_uri)
     return Predictor(load_model(model_uri), infer)
+
+
+def describe_model(model_uri: str):
+    """What a driver needs to name and key outputs (uri, identity, scorer, bodyparts) without a device:
+    the TrainedModel of a run, or the EnsembleModel of an ensemble folder."""
+    if not is_ensemble(model_uri):
+        return load_model(model_uri)
+    members = [load_model(uri) for uri in member_uris(model_uri)]
+    identity = hashlib.sha256("".join(m.identity for m in members).encode()).hexdigest()[:16]
+    return EnsembleModel(uri=model_uri, identity=identity, bodyparts=list(members[0].bodyparts),
+                         scorer=f"{members[0].scorer}_ensemble{len(members)}")
 
 
 def load_infer_config(model_uri: str) -> InferConfig:
@@ -145,3 +162,24 @@ def analyze_ensemble_video(predictor: EnsemblePredictor, video_uri: str, out_fol
     }
     storage.atomic_write_bytes(f"{base}_meta.json", json.dumps(meta, indent=1, default=str).encode())
     return result
+
+
+def join_ensemble_segments(segment_uris: list[str], scorer: str, bodyparts: list[str], frame_count: int,
+                           base_uri: str, formats: tuple[str, ...] = ()) -> tuple[dict[str, str], dict[int, str]]:
+    """The archive's join for an ensemble: segments hold (frames, members, parts, 3); the smoother needs
+    the whole track, so the members' predictions are gathered, smoothed and written as in analyze."""
+    from posecluster.infer.segments import read_segment
+
+    chunks, missing, expected = [], {}, 0
+    for uri in segment_uris:
+        poses, result = read_segment(uri)
+        if result.start != expected:
+            raise ValueError(f"{uri}: segment starts at frame {result.start}, expected {expected}")
+        chunks.append(poses)
+        missing.update(result.missing)
+        expected = result.stop
+    if expected != frame_count:
+        raise ValueError(f"{base_uri}: segments cover {expected} of {frame_count} frames")
+    members = np.concatenate(chunks).transpose(1, 0, 2, 3)
+    outputs, _ = write_ensemble_outputs(base_uri, scorer, bodyparts, members, formats)
+    return outputs, missing

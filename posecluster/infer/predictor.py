@@ -36,6 +36,11 @@ class Predictor:
     def scorer(self) -> str:
         return self.trained.scorer
 
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        """Per frame: (body parts, 3)."""
+        return (len(self.bodyparts), 3)
+
     def _prepare(self, frames: np.ndarray) -> tuple[torch.Tensor, tuple[float, float]]:
         batch = torch.from_numpy(np.ascontiguousarray(frames))
         if self.device.type == "cuda":  # uint8 crosses the bus (4x less than float), from pinned memory
