@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 pytest.importorskip("eks", reason="the `ensemble` extra (ensemble-kalman-smoother) is not installed")
 
@@ -15,25 +14,6 @@ from posecluster.data.formats.poses import read_pose_table, read_track  # noqa: 
 from posecluster.data.video import probe  # noqa: E402
 from posecluster.infer import pipeline  # noqa: E402
 from posecluster.infer.ensemble import EnsemblePredictor, analyze_ensemble_video, load_predictor  # noqa: E402
-from posecluster.model.ensemble import write_manifest  # noqa: E402
-from posecluster.train.checkpoint import load_model, save_model  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def ensemble_folder(trained_run, tmp_path_factory) -> str:
-    """Three members: the session's detector and two copies with perturbed weights (real model.pt files)."""
-    folder = str(tmp_path_factory.mktemp("ensemble"))
-    base = load_model(trained_run[0])
-    records = []
-    for k in range(3):
-        generator = torch.Generator().manual_seed(k)
-        weights = {name: value + 0.02 * value.std() * torch.randn(value.shape, generator=generator)
-                   if k and value.is_floating_point() and value.numel() > 1 else value
-                   for name, value in base.state_dict.items()}
-        save_model(f"{folder}/member-{k}", base.config, base.bodyparts, weights)
-        records.append({"folder": f"member-{k}", "seed": k})
-    write_manifest(folder, records)
-    return folder
 
 
 def test_each_frame_is_decoded_once_and_every_member_sees_the_same_batch(ensemble_folder, analysed_video,
