@@ -10,9 +10,8 @@ import torch
 from posecluster import metrics
 from posecluster.cluster.sharding import Segment, load_probe, save_probe
 from posecluster.data.video import VideoInfo, probe
-from posecluster.infer.predictor import Predictor
+from posecluster.infer.ensemble import load_infer_config, load_predictor
 from posecluster.infer.segments import SegmentResult, predict_segment, write_segment
-from posecluster.train.checkpoint import load_model
 
 
 @ray.remote
@@ -30,9 +29,8 @@ class SegmentWorker:
     def __init__(self, model_uri: str, infer_overrides: dict, threads: int):
         torch.set_num_threads(max(1, threads))
         metrics.use(metrics.RayExporter())  # scraped from this node's metrics endpoint
-        trained = load_model(model_uri)
-        infer = trained.config.infer.with_overrides(infer_overrides)
-        self.predictor = Predictor(trained, infer)
+        # A run or an ensemble folder (then K members on each decoded batch).
+        self.predictor = load_predictor(model_uri, load_infer_config(model_uri).with_overrides(infer_overrides))
         self._probes: dict[str, VideoInfo] = {}
 
     def ready(self) -> str:

@@ -40,7 +40,8 @@ from posecluster.cluster.sharding import (
 from posecluster.data.video import VIDEO_SUFFIXES, find_videos
 from posecluster.errors import InputError
 from posecluster.infer.segments import join_segments
-from posecluster.train.checkpoint import load_model
+from posecluster.infer.ensemble import describe_model, join_ensemble_segments
+from posecluster.model.ensemble import is_ensemble
 
 log = logging.getLogger(__name__)
 STATE = ".posecluster"
@@ -126,7 +127,8 @@ class ArchiveRun:
         self.videos = videos
         self.options = options
         self.on_progress = on_progress
-        self.trained = load_model(options.model)
+        self.trained = describe_model(options.model)  # a run, or an ensemble folder
+        self._join = join_ensemble_segments if is_ensemble(options.model) else join_segments
         self.model_id = self.trained.identity
         self.scorer = self.trained.scorer
         self.job_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
@@ -331,7 +333,7 @@ class ArchiveRun:
             return
         segments = self._segments[video]
         try:
-            outputs, missing = join_segments(
+            outputs, missing = self._join(
                 [self._segment_uri(s) for s in segments], self.scorer, self.trained.bodyparts,
                 self._infos[video].frame_count, self._bases[video], self.options.formats,
             )
