@@ -18,7 +18,7 @@ from posecluster.data.project import read_project
 from posecluster.data.video import find_videos
 from posecluster.errors import PER_INPUT_ERRORS
 from posecluster.infer.analyze import AnalysisResult, analyze_video
-from posecluster.infer.ensemble import VARIANCE_SUFFIX, EnsemblePredictor, analyze_ensemble_video, load_infer_config, load_predictor
+from posecluster.infer.ensemble import VARIANCE_SUFFIX, EnsemblePredictor, analyze_ensemble_video, load_predictor
 from posecluster.infer.results import find_results
 from posecluster.labeling.extract import ExtractOptions, extract_video, register_videos
 from posecluster.labeling.merge import MergeReport, merge
@@ -126,8 +126,7 @@ def evaluate_run(run_uri: str, project_uri: str | None = None) -> Evaluation:
 def analyze(videos: list[str], model_uri: str, out_folder: str, formats: tuple[str, ...] = (),
             overrides: dict | None = None, progress: bool = True) -> list[AnalysisResult]:
     """One pose table per video; an ensemble folder (ensemble.json) gives the EKS track and its variance."""
-    infer = load_infer_config(model_uri).with_overrides(overrides or {})
-    predictor = load_predictor(model_uri, infer)
+    predictor = load_predictor(model_uri, overrides)
     results = []
     for video in find_videos(videos):
         if isinstance(predictor, EnsemblePredictor):

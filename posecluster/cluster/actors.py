@@ -10,7 +10,7 @@ import torch
 from posecluster import metrics
 from posecluster.cluster.sharding import Segment, load_probe, save_probe
 from posecluster.data.video import VideoInfo, probe
-from posecluster.infer.ensemble import load_infer_config, load_predictor
+from posecluster.infer.ensemble import load_predictor
 from posecluster.infer.segments import SegmentResult, predict_segment, write_segment
 
 
@@ -30,7 +30,7 @@ class SegmentWorker:
         torch.set_num_threads(max(1, threads))
         metrics.use(metrics.RayExporter())  # scraped from this node's metrics endpoint
         # A run or an ensemble folder (then K members on each decoded batch).
-        self.predictor = load_predictor(model_uri, load_infer_config(model_uri).with_overrides(infer_overrides))
+        self.predictor = load_predictor(model_uri, infer_overrides)
         self._probes: dict[str, VideoInfo] = {}
 
     def ready(self) -> str:

@@ -59,9 +59,7 @@ class EnsemblePredictor:
                 raise ValueError(f"{member.trained.uri}: members must share model.global_scale (one input "
                                  "batch feeds them all)")
         self.infer, self.config, self.bodyparts, self.device = first.infer, first.config, first.bodyparts, first.device
-        identity = hashlib.sha256("".join(m.trained.identity for m in self.members).encode()).hexdigest()[:16]
-        self.trained = EnsembleModel(uri=uri, identity=identity, bodyparts=list(first.bodyparts),
-                                     scorer=f"{first.scorer}_ensemble{len(self.members)}")
+        self.trained = _ensemble_model(uri, members)
 
     @property
     def scorer(self) -> str:
@@ -81,11 +79,15 @@ class EnsemblePredictor:
         return np.stack([member.predict_images(images) for member in self.members], axis=1)
 
 
-def load_predictor(model_uri: str, infer: InferConfig | None = None):
-    """A Predictor for a run folder or model.pt; an EnsemblePredictor for an ensemble folder."""
+def load_predictor(model_uri: str, infer_overrides: dict | None = None):
+    """A Predictor for a run folder or model.pt; an EnsemblePredictor for an ensemble folder. The infer
+    section is the model's own (an ensemble's: its first member's) with `infer_overrides` applied."""
+    uris = member_uris(model_uri) if is_ensemble(model_uri) else [model_uri]
+    models = [load_model(uri) for uri in uris]
+    infer = models[0].config.infer.with_overrides(infer_overrides or {})
     if is_ensemble(model_uri):
-        return EnsemblePredictor([load_model(uri) for uri in member_uris(model_uri)], infer, uri=model_uri)
-    return Predictor(load_model(model_uri), infer)
+        return EnsemblePredictor(models, infer, uri=model_uri)
+    return Predictor(models[0], infer)
 
 
 def describe_model(model_uri: str):
@@ -93,16 +95,13 @@ def describe_model(model_uri: str):
     the TrainedModel of a run, or the EnsembleModel of an ensemble folder."""
     if not is_ensemble(model_uri):
         return load_model(model_uri)
-    members = [load_model(uri) for uri in member_uris(model_uri)]
+    return _ensemble_model(model_uri, [load_model(uri) for uri in member_uris(model_uri)])
+
+
+def _ensemble_model(uri: str, members: list[TrainedModel]) -> EnsembleModel:
     identity = hashlib.sha256("".join(m.identity for m in members).encode()).hexdigest()[:16]
-    return EnsembleModel(uri=model_uri, identity=identity, bodyparts=list(members[0].bodyparts),
+    return EnsembleModel(uri=uri, identity=identity, bodyparts=list(members[0].bodyparts),
                          scorer=f"{members[0].scorer}_ensemble{len(members)}")
-
-
-def load_infer_config(model_uri: str) -> InferConfig:
-    """The model's own `infer` section (for an ensemble: its first member's)."""
-    first = member_uris(model_uri)[0] if is_ensemble(model_uri) else model_uri
-    return load_model(first).config.infer
 
 
 def predict_members(predictor: EnsemblePredictor, video_uri: str, start: int = 0, stop: int | None = None,
