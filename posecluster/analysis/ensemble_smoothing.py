@@ -13,6 +13,8 @@ posterior variance (px²: how sure the smoothed position is).
 from __future__ import annotations
 
 import os
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,7 +51,7 @@ class SmoothedEnsemble:
 
 def ensemble_stats(members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """members (M, frames, K, 3) -> (mean poses (frames, K, 3), ensemble variance (frames, K, 2))."""
-    with np.errstate(invalid="ignore"), _quiet_nan_warnings():
+    with _quiet_nan_warnings():
         mean = np.nanmean(members, axis=0)
         var = np.nanvar(members[..., :2], axis=0)
     return mean, var
@@ -119,15 +121,9 @@ def read_ensemble_variance(frame: pd.DataFrame, bodyparts: list[str]) -> np.ndar
     return frame[cols].to_numpy(dtype=np.float64).reshape(len(frame), len(bodyparts), 2)
 
 
-class _quiet_nan_warnings:
+@contextmanager
+def _quiet_nan_warnings():
     """All-NaN slices (frames the decoder lost) are expected here; they stay NaN without a warning."""
-
-    def __enter__(self):
-        import warnings
-
-        self._catch = warnings.catch_warnings()
-        self._catch.__enter__()
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc):
-        return self._catch.__exit__(*exc)
+        yield
