@@ -126,19 +126,19 @@ def openfield_rows(args, tmp: str) -> tuple[list[dict], dict]:
 
 
 def rendered_rows(args, tmp: str) -> list[dict]:
-    scene = synthetic.Scene(width=128, height=96, seed=5, body_length=0.35)
+    scene = synthetic.Scene(width=96, height=80, seed=5, body_length=0.4)
     made = synthetic.write_project(f"{tmp}/rendered", labeled_frames=args.rendered_labels, scene=scene, video_frames=16)
     project = read_project(made.uri)
-    config = base_config(project, made.uri, args, args.rendered_epochs, 1.0, (96, 96)).with_overrides(
+    config = base_config(project, made.uri, args, args.rendered_epochs, 1.0, (80, 80)).with_overrides(
         {"split": {"training_fraction": 0.9}})
     split = prepare_split(config, project.labels, f"{tmp}/rendered-split", is_main=False)
     members = [train_member(config, project.labels, f"{tmp}/rendered-seed{seed}", split, seed)[0] for seed in SEEDS]
-    noisy = synthetic.Scene(width=128, height=96, seed=11, body_length=0.35, noise_sigma=args.video_noise)
+    noisy = synthetic.Scene(width=96, height=80, seed=11, body_length=0.4, noise_sigma=args.video_noise)
     video = synthetic.render_video(f"{tmp}/rendered-video.mp4", noisy, args.video_frames)
     _, poses, _ = predict_members(EnsemblePredictor([load_model(run) for run in members]), video.uri)
     smoothed = smooth_ensemble(poses).poses
     budget = (f"resnet18 scratch, {args.rendered_epochs} epochs x {len(split.train_images)} rendered images "
-              f"128x96, video {args.video_frames} frames, pixel noise sigma {args.video_noise}")
+              f"96x80, video {args.video_frames} frames, pixel noise sigma {args.video_noise}")
     rows = []
     for label, track in (("one network", poses[0]), ("ensemble mean", ensemble_stats(poses)[0]),
                          ("ensemble + EKS", smoothed)):
@@ -170,7 +170,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         rendered = rendered_rows(args, tmp)
         for row in rendered:
-            print("(b)", row)
+            print("(b)", row, flush=True)
+        save(args.name, {"rendered_video": rendered, "openfield": "not measured yet in this run",
+                         "wall_seconds": time.perf_counter() - started, "args": vars(args)})
         openfield, timings = ([], {}) if args.skip_openfield else openfield_rows(args, tmp)
         for row in openfield:
             print("(a/c)", row)
