@@ -23,7 +23,7 @@ WORKDIR /home/ray/posecluster
 # `serve` extra), then the package.
 COPY --chown=1000:100 pyproject.toml README.md ./
 RUN mkdir -p posecluster && touch posecluster/__init__.py \
-    && pip install "./[serve]" \
+    && pip install "./[serve,ensemble]" \
     && pip uninstall -y posecluster
 COPY --chown=1000:100 posecluster ./posecluster
 RUN pip install --no-deps . \

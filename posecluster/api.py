@@ -18,13 +18,14 @@ from posecluster.data.project import read_project
 from posecluster.data.video import find_videos
 from posecluster.errors import PER_INPUT_ERRORS
 from posecluster.infer.analyze import AnalysisResult, analyze_video
+from posecluster.infer.ensemble import VARIANCE_SUFFIX, EnsemblePredictor, analyze_ensemble_video, load_predictor
 from posecluster.infer.naming import labeled_video_uris, plot_folders, relative_names
-from posecluster.infer.predictor import Predictor
 from posecluster.infer.results import find_results, require_video
 from posecluster.labeling.extract import ExtractOptions, extract_video, register_videos
 from posecluster.labeling.folder_table import FolderTable, read_folder_table, save_folder_table
 from posecluster.labeling.merge import MergeReport, merge
 from posecluster.labeling.outliers import extract_outliers
+from posecluster.model.ensemble import is_ensemble, member_uris
 from posecluster.model.export import ExportOptions, ExportReport, export_model
 from posecluster.train.checkpoint import UriCheckpointStore, load_model
 from posecluster.train.evaluate import Evaluation, evaluate
@@ -97,6 +98,18 @@ def train_project(project_uri: str, run_uri: str, config: PoseclusterConfig, res
     return train(config, project.labels, run_uri)
 
 
+def train_ensemble(project_uri: str, out_uri: str, config: PoseclusterConfig, members: int,
+                   vary_shuffles: bool = False, cpus_per_member: float = 1.0,
+                   gpus_per_member: float = 0.0) -> list[dict]:
+    """K members as parallel Ray trials into <out>/member-<k>/ plus <out>/ensemble.json (see
+    posecluster.cluster.ensemble); returns the members' records."""
+    from posecluster.cluster.ensemble import train_ensemble as run
+
+    if is_ensemble(out_uri) or UriCheckpointStore(storage.join(out_uri, "member-0")).epochs():
+        raise ValueError(f"{out_uri} already holds an ensemble; choose another --out")
+    return run(config, project_uri, out_uri, members, vary_shuffles, cpus_per_member, gpus_per_member)
+
+
 def sweep(project_uri: str, out_uri: str, config: PoseclusterConfig, fractions: list[float],
           shuffles: list[int], cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0):
     """The learning-curve experiment (paper Fig. 2) as parallel trials on Ray."""
@@ -115,15 +128,18 @@ def evaluate_run(run_uri: str, project_uri: str | None = None) -> Evaluation:
 
 def analyze(videos: list[str], model_uri: str, out_folder: str, formats: tuple[str, ...] = (),
             overrides: dict | None = None, progress: bool = True) -> list[AnalysisResult]:
-    trained = load_model(model_uri)
-    infer = trained.config.infer.with_overrides(overrides or {})
-    predictor = Predictor(trained, infer)
+    """One pose table per video; an ensemble folder (ensemble.json) gives the EKS track and its variance."""
+    predictor = load_predictor(model_uri, overrides)
     results = []
     found = find_videos(videos)
     names = relative_names(found)
     for video in found:
-        result = analyze_video(predictor, video, out_folder, formats=formats, progress=progress,
-                               relative=names[video])
+        if isinstance(predictor, EnsemblePredictor):
+            result = analyze_ensemble_video(predictor, video, out_folder, formats=formats, progress=progress,
+                                            relative=names[video])
+        else:
+            result = analyze_video(predictor, video, out_folder, formats=formats, progress=progress,
+                                   relative=names[video])
         log.info("%s: %d frames at %.1f frames/s -> %s", video, result.frames, result.fps, result.outputs["h5"])
         results.append(result)
     return results
@@ -223,7 +239,8 @@ def filter_poses(inputs: list[str], options: FilterOptions, formats: tuple[str, 
 def extract_outlier_frames(inputs: list[str], project_uri: str, options: OutlierOptions, n: int = 20,
                            filtered: bool = False, seed: int = 0, videos: list[str] | None = None) -> list[Outcome]:
     def run(record):
-        found = extract_outliers(require_video(record), _table(record, filtered), project_uri, options, n, seed)
+        found = extract_outliers(require_video(record), _table(record, filtered), project_uri, options, n, seed,
+                                 variance_uri=sibling(record.table, VARIANCE_SUFFIX))
         return {"candidates": found.candidates, "frames": found.indices, "new_images": found.new_images,
                 "reasons": found.reasons}
 
@@ -250,7 +267,7 @@ def _project_settings(records) -> dict:
     settings: dict = {}
     for uri in dict.fromkeys(r.model for r in records):
         try:
-            project = load_model(uri).config.project
+            project = load_model(member_uris(uri)[0] if is_ensemble(uri) else uri).config.project
             settings[uri] = (project.pcutoff, tuple(tuple(pair) for pair in project.skeleton))
         except PER_INPUT_ERRORS as exc:
             settings[uri] = exc

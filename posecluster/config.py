@@ -7,7 +7,7 @@ written here. YAML in and out; the resolved config is written beside every check
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Union
 
 import annotated_types
 import yaml
@@ -293,6 +293,46 @@ class InferConfig(Section):
     channels_last: Literal["auto", "on", "off"] = "auto"
 
 
+class TemporalLossConfig(Section):
+    """Lightning Pose's temporal-difference loss: consecutive frames' soft-argmax positions (original
+    pixels) that move more than epsilon_px are penalised by the excess; parts whose confidence is below
+    prob_threshold in either frame are left out. Weight = 1 / (2 exp(log_weight)), as in Lightning Pose."""
+
+    kind: Literal["temporal"] = "temporal"
+    log_weight: float = 5.0  # Lightning Pose's published configs (Biderman et al. 2024)
+    epsilon_px: float = Field(20.0, ge=0)
+    prob_threshold: float = Field(0.05, ge=0, le=1)
+
+
+class PcaLossConfig(Section):
+    """Lightning Pose's Pose-PCA loss: the distance (per body part, original pixels) between a predicted
+    pose and its projection onto the PCA subspace of the labeled poses, beyond epsilon_px."""
+
+    kind: Literal["pca"] = "pca"
+    log_weight: float = 5.0
+    # Components explaining this fraction of the labels' variance (or an integer count >= 1).
+    components_to_keep: float = Field(0.99, gt=0)
+    # None: the empirical_percentile-th percentile of the labeled poses' own reprojection errors.
+    epsilon_px: float | None = None
+    empirical_percentile: float = Field(99.0, ge=0, le=100)
+
+
+UnsupervisedLossConfig = Annotated[Union[TemporalLossConfig, PcaLossConfig], Field(discriminator="kind")]
+
+
+class UnsupervisedConfig(Section):
+    """Losses on unlabeled clips of consecutive frames, besides the supervised loss. Off (no losses) by
+    default; e.g. --set 'unsupervised.losses=[{kind: temporal}, {kind: pca}]'."""
+
+    losses: list[UnsupervisedLossConfig] = Field(default_factory=list)
+    # Video URIs, folders or prefixes to draw clips from; empty: the project's own videos/ folder.
+    videos: list[str] = Field(default_factory=list)
+    clip_frames: int = Field(4, ge=2)
+    clips_per_step: int = Field(1, ge=1)
+    # Soft-argmax over the score-map logits divided by this (smaller: closer to the hard argmax).
+    softargmax_temperature: float = Field(1.0, gt=0)
+
+
 class PoseclusterConfig(Section):
     # Where the labeled project lives (set by training; lets evaluation find it again).
     project_uri: str = ""
@@ -302,6 +342,7 @@ class PoseclusterConfig(Section):
     split: SplitConfig = Field(default_factory=SplitConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     infer: InferConfig = Field(default_factory=InferConfig)
+    unsupervised: UnsupervisedConfig = Field(default_factory=UnsupervisedConfig)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

@@ -169,3 +169,23 @@ def oracles(matrix) -> dict:
     from tests.data import video_matrix
 
     return {name: video_matrix.oracle(path) for name, path in matrix.items()}
+
+
+@pytest.fixture(scope="session")
+def ensemble_folder(trained_run, tmp_path_factory) -> str:
+    """Three members: the session's detector and two copies with perturbed weights (real model.pt files)."""
+    from posecluster.model.ensemble import write_manifest
+    from posecluster.train.checkpoint import load_model, save_model
+
+    folder = str(tmp_path_factory.mktemp("ensemble"))
+    base = load_model(trained_run[0])
+    records = []
+    for k in range(3):
+        generator = torch.Generator().manual_seed(k)
+        weights = {name: value + 0.02 * value.std() * torch.randn(value.shape, generator=generator)
+                   if k and value.is_floating_point() and value.numel() > 1 else value
+                   for name, value in base.state_dict.items()}
+        save_model(f"{folder}/member-{k}", base.config, base.bodyparts, weights)
+        records.append({"folder": f"member-{k}", "seed": k})
+    write_manifest(folder, records)
+    return folder

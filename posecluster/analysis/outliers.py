@@ -4,7 +4,9 @@
   p_bound likely, so a lost-and-found part is left to `uncertain`);
 - uncertain: some body part's likelihood is below p_bound;
 - fitting: the mean distance over body parts between the detection and a SARIMAX fit of its track
-  exceeds epsilon.
+  exceeds epsilon;
+- ensemble: the members of an ensemble disagree (Lightning Pose's ensemble-variance criterion): for some
+  body part, the spread sqrt(var_x + var_y) of the members' predictions exceeds ensemble_std_px.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 from posecluster.analysis.filtering import arima, masked_xy
 from posecluster.data.tracks import PoseTrack
 
-ALGORITHMS = ("jump", "uncertain", "fitting")
+ALGORITHMS = ("jump", "uncertain", "fitting", "ensemble")
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,7 @@ class OutlierOptions:
     p_bound: float = 0.01
     ar_degree: int = 3
     ma_degree: int = 1
+    ensemble_std_px: float = 5.0
 
 
 def jump_frames(track: PoseTrack, epsilon: float, p_bound: float) -> np.ndarray:
@@ -59,8 +62,20 @@ def fitting_frames(track: PoseTrack, epsilon: float, p_bound: float, ar_degree: 
     return (counted > 0) & (mean > epsilon)
 
 
-def find_outliers(track: PoseTrack, options: OutlierOptions) -> dict[int, list[str]]:
-    """{frame index: the criteria that flagged it}, ascending by frame."""
+def ensemble_spread(ensemble_var: np.ndarray) -> np.ndarray:
+    """(frames, K, 2) variance of the members' x, y (px²) -> (frames, K) spread in px."""
+    return np.sqrt(ensemble_var.sum(axis=-1))
+
+
+def ensemble_frames(ensemble_var: np.ndarray, std_px: float) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        return np.nan_to_num(ensemble_spread(ensemble_var), nan=0.0).max(axis=1) > std_px
+
+
+def find_outliers(track: PoseTrack, options: OutlierOptions,
+                  ensemble_var: np.ndarray | None = None) -> dict[int, list[str]]:
+    """{frame index: the criteria that flagged it}, ascending by frame. `ensemble_var` (frames, K, 2):
+    the members' variance from an ensemble analysis, needed by the "ensemble" criterion."""
     unknown = set(options.algorithms) - set(ALGORITHMS)
     if unknown:
         raise ValueError(f"unknown outlier algorithm(s) {sorted(unknown)}; choose from {ALGORITHMS}")
@@ -71,6 +86,11 @@ def find_outliers(track: PoseTrack, options: OutlierOptions) -> dict[int, list[s
         masks["uncertain"] = uncertain_frames(track, options.p_bound)
     if "fitting" in options.algorithms:
         masks["fitting"] = fitting_frames(track, options.epsilon, options.p_bound, options.ar_degree, options.ma_degree)
+    if "ensemble" in options.algorithms:
+        if ensemble_var is None or len(ensemble_var) != len(track):
+            raise ValueError("the ensemble criterion needs the ensemble variance table of the same video "
+                             "(analyze with an ensemble model)")
+        masks["ensemble"] = ensemble_frames(ensemble_var, options.ensemble_std_px)
     undecoded = np.isnan(track.likelihood).all(axis=1)  # frames the decoder lost are not the network's fault
     flagged: dict[int, list[str]] = {}
     for name, mask in masks.items():

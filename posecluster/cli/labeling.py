@@ -41,7 +41,7 @@ def cmd_outliers(args) -> int:
     from posecluster.analysis.outliers import OutlierOptions
 
     options = OutlierOptions(algorithms=tuple(args.algorithm or ("jump", "uncertain")), epsilon=args.epsilon,
-                             p_bound=args.p_bound)
+                             p_bound=args.p_bound, ensemble_std_px=args.ensemble_std)
     outcomes = api.extract_outlier_frames(args.poses, args.project, options, n=args.n, filtered=args.filtered,
                                           seed=args.seed, videos=args.video)
     return _report(outcomes, lambda out: f"{out['candidates']} candidate frames, {len(out['frames'])} written "
@@ -124,9 +124,12 @@ def add_commands(commands) -> None:
     outliers = commands.add_parser("outliers", help="frames the network got wrong, into the project for labeling")
     _poses_argument(outliers)
     outliers.add_argument("--project", required=True, help="DeepLabCut project URI")
-    outliers.add_argument("--algorithm", action="append", choices=["jump", "uncertain", "fitting"],
-                          help="repeatable; default: jump and uncertain")
+    outliers.add_argument("--algorithm", action="append", choices=["jump", "uncertain", "fitting", "ensemble"],
+                          help="repeatable; default: jump and uncertain; ensemble: frames where an ensemble's "
+                               "members disagree (needs tables analyzed with an ensemble model)")
     outliers.add_argument("--epsilon", type=float, default=20.0, help="jump/fitting threshold in pixels")
+    outliers.add_argument("--ensemble-std", type=float, default=5.0,
+                          help="ensemble: flag a frame when some part's members' spread exceeds this (px)")
     outliers.add_argument("--p-bound", type=float, default=0.01, help="likelihood below which a part is uncertain")
     outliers.add_argument("--n", type=int, default=20, help="at most this many frames per video (k-means)")
     outliers.add_argument("--filtered", action="store_true", help="use the _filtered.h5 tables")

@@ -17,7 +17,8 @@ AWS_ENDPOINT_URL / AWS_* in the environment).
 
   posecluster demo                          render data, train, evaluate and analyze on this machine
   posecluster train PROJECT --out RUN       train the part detector on a DeepLabCut project
-                                            (--workers N: data-parallel on Ray Train)
+                                            (--workers N: data-parallel on Ray Train;
+                                             --ensemble K: K members as parallel Ray trials)
   posecluster sweep PROJECT --out FOLDER    learning curve over training fractions x shuffles
   posecluster evaluate RUN                  pixel errors on the run's train/test split, per body part
   posecluster analyze VIDEO... --model RUN --out FOLDER
@@ -104,6 +105,14 @@ def cmd_train(args) -> int:
     if args.weights:
         overrides.setdefault("model", {}).setdefault("backbone", {})["weights"] = args.weights
     config = api.resolve_config(args.project, args.config, overrides)
+    if args.ensemble > 1:
+        members = api.train_ensemble(args.project, args.out, config, args.ensemble, args.vary_shuffles,
+                                     args.cpus_per_worker, args.gpus_per_worker)
+        for k, member in enumerate(members):
+            print(f"member {k} (seed {member['seed']}, shuffle {member['shuffle']}): test error "
+                  f"{member['test_error_px']:.2f} px, train {member['train_error_px']:.2f} px")
+        print(f"ensemble of {len(members)}: {args.out}/ensemble.json (analyze/infer take --model {args.out})")
+        return 0
     result = api.train_project(args.project, args.out, config, resume=args.resume, workers=args.workers,
                                gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker)
     print(f"trained {result.epochs} epochs in {result.seconds:.0f} s ({result.images_per_second:.1f} images/s), "
@@ -234,6 +243,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue the run folder's last checkpoint")
     train.add_argument("--workers", type=int, default=1,
                        help="data-parallel workers on Ray Train (DDP); 1 trains in this process")
+    train.add_argument("--ensemble", type=int, default=1, metavar="K",
+                       help="train K members (seeds seed..seed+K-1) as parallel Ray trials into "
+                            "OUT/member-<k>/ plus OUT/ensemble.json; 1 is an ordinary run")
+    train.add_argument("--vary-shuffles", action="store_true",
+                       help="with --ensemble: member k also uses split shuffle + k")
     train.add_argument("--gpus-per-worker", type=float, default=0.0)
     train.add_argument("--cpus-per-worker", type=float, default=1.0)
     _add_config_options(train)

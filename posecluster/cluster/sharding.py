@@ -12,7 +12,6 @@ import numpy as np
 
 from posecluster import storage
 from posecluster.data.video import VideoInfo
-from posecluster.infer.naming import relative_names  # noqa: F401  (re-exported: output names have one owner)
 
 
 def short_hash(text: str) -> str:

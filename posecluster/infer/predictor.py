@@ -36,6 +36,11 @@ class Predictor:
     def scorer(self) -> str:
         return self.trained.scorer
 
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        """Per frame: (body parts, 3)."""
+        return (len(self.bodyparts), 3)
+
     def _prepare(self, frames: np.ndarray) -> tuple[torch.Tensor, tuple[float, float]]:
         batch = torch.from_numpy(np.ascontiguousarray(frames))
         if self.device.type == "cuda":  # uint8 crosses the bus (4x less than float), from pinned memory
@@ -50,7 +55,12 @@ class Predictor:
     @torch.inference_mode()
     def predict(self, frames: np.ndarray) -> np.ndarray:
         """frames uint8 (B,H,W,3) of one size -> (B,K,3): x, y in DLC pixel coordinates, likelihood."""
-        batch, (sx, sy) = self._prepare(frames)
+        return self.predict_prepared(*self._prepare(frames))
+
+    @torch.inference_mode()
+    def predict_prepared(self, batch: torch.Tensor, factors: tuple[float, float]) -> np.ndarray:
+        """The forward pass and decode on a batch `_prepare` made (ensemble members share one)."""
+        sx, sy = factors
         with autocast(self.device, self.amp):
             out = self.model(batch)
         target = self.config.model.target

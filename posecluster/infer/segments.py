@@ -38,7 +38,8 @@ def video_facts(info: VideoInfo) -> dict:
 def predict_segment(predictor: Predictor, info: VideoInfo, start: int, stop: int,
                     on_batch=None, source=None) -> tuple[np.ndarray, SegmentResult]:
     """Poses (stop-start, K, 3) with NaN rows for frames that could not be decoded."""
-    poses = np.full((stop - start, len(predictor.bodyparts), 3), np.nan, dtype=np.float32)
+    # (frames, parts, 3); an ensemble's (frames, members, parts, 3): its join smooths the members.
+    poses = np.full((stop - start, *predictor.output_shape), np.nan, dtype=np.float32)
 
     def sink(first: int, chunk: np.ndarray) -> None:
         poses[first - start : first - start + len(chunk)] = chunk

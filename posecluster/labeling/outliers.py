@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from posecluster import storage
+from posecluster.analysis.ensemble_smoothing import read_ensemble_variance
 from posecluster.analysis.outliers import OutlierOptions, find_outliers
 from posecluster.data.formats import dlc
 from posecluster.data.formats.poses import pose_frame, read_pose_table, read_track
@@ -46,7 +47,8 @@ def proposals_uri(project_uri: str, folder: str, iteration: int) -> str:
 
 
 def extract_outliers(video_uri: str, table_uri: str, project_uri: str, options: OutlierOptions, n: int = 20,
-                     seed: int = 0) -> OutlierFrames:
+                     seed: int = 0, variance_uri: str | None = None) -> OutlierFrames:
+    """`variance_uri`: an ensemble analysis's variance table, read for the "ensemble" criterion."""
     project = dlc.read_project_config(storage.join(project_uri, "config.yaml"))
     track = read_track(table_uri)
     if list(track.bodyparts) != list(project.bodyparts):
@@ -57,7 +59,15 @@ def extract_outliers(video_uri: str, table_uri: str, project_uri: str, options: 
                                     "not this video's table?")
     folder = labeled_folder(video_uri)
     result = OutlierFrames(video=video_uri, folder=folder)
-    flagged = find_outliers(track, options)
+    ensemble_var = None
+    if "ensemble" in options.algorithms:
+        if not variance_uri or not storage.exists(variance_uri):
+            raise InputError(table_uri, f"the ensemble criterion needs {variance_uri or 'a variance table'} "
+                                        "beside it: analyze the video with an ensemble model")
+        ensemble_var = read_ensemble_variance(read_pose_table(variance_uri), list(project.bodyparts))
+        if len(ensemble_var) != len(track):
+            raise InputError(variance_uri, f"{len(ensemble_var)} rows but the pose table has {len(track)}")
+    flagged = find_outliers(track, options, ensemble_var)
     result.candidates = len(flagged)
     if not flagged:
         return result

@@ -27,3 +27,32 @@ def decode(
         x = x + dxy[..., 0]
         y = y + dxy[..., 1]
     return torch.stack([x, y, torch.sigmoid(best)], dim=-1)
+
+
+def soft_argmax(
+    scoremap_logits: torch.Tensor,
+    locref: torch.Tensor | None,
+    stride: float,
+    locref_stdev: float,
+    temperature: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Differentiable keypoints for the unsupervised losses: (B,K,h,w) logits [+ offsets] ->
+    ((B,K,2) x, y in network-input edge coordinates, (B,K) confidence = sigmoid of the peak logit).
+
+    The expected cell position (plus its location refinement) under a softmax over each map's cells."""
+    batch, parts, height, width = scoremap_logits.shape
+    weights = torch.softmax(scoremap_logits.float().reshape(batch, parts, -1) / temperature, dim=-1)
+    ys, xs = torch.meshgrid(
+        torch.arange(height, device=weights.device, dtype=torch.float32) * stride + stride / 2,
+        torch.arange(width, device=weights.device, dtype=torch.float32) * stride + stride / 2,
+        indexing="ij",
+    )
+    px = xs.reshape(1, 1, -1)
+    py = ys.reshape(1, 1, -1)
+    if locref is not None:
+        offsets = locref.float().reshape(batch, parts, 2, height * width) * locref_stdev
+        px = px + offsets[:, :, 0]
+        py = py + offsets[:, :, 1]
+    xy = torch.stack([(weights * px).sum(-1), (weights * py).sum(-1)], dim=-1)
+    confidence = torch.sigmoid(scoremap_logits.float().reshape(batch, parts, -1).amax(-1))
+    return xy, confidence

@@ -20,7 +20,7 @@ from torch import nn
 from posecluster import storage
 from posecluster.model.backbone import fold_batchnorm
 from posecluster.model.pose_model import PoseModel
-from posecluster.train.checkpoint import load_model
+from posecluster.model.artifact import load_model
 
 FORMATS = ("torchscript", "onnx")
 

@@ -7,6 +7,7 @@ from torch import nn
 
 from posecluster.config import ModelConfig
 from posecluster.model.backbone import ResNetBackbone
+from posecluster.model.decode import soft_argmax
 from posecluster.model.heads import DeconvHead
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -39,3 +40,9 @@ class PoseModel(nn.Module):
             if self.locref_head is not None:
                 out["locref"] = self.locref_head(features)
         return out
+
+    def soft_keypoints(self, outputs: dict[str, torch.Tensor], temperature: float = 1.0):
+        """Differentiable (B,K,2) positions (network-input edge coordinates) and (B,K) confidences from
+        this model's outputs: what the unsupervised losses penalise."""
+        return soft_argmax(outputs["scoremap"], outputs.get("locref"), self.stride,
+                           self.config.target.locref_stdev, temperature)

@@ -36,6 +36,7 @@ from posecluster.model.pose_model import PoseModel
 from posecluster.model.targets import make_targets
 from posecluster.model.weights import load_backbone_weights
 from posecluster.train.checkpoint import CheckpointStore, UriCheckpointStore, save_model
+from posecluster.train.unlabeled import UnlabeledTerm
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +163,8 @@ def train(
         config.save(storage.join(run_uri, "config.yaml"))
     trained = context.wrap_model(model)
 
+    # Off unless config.unsupervised.losses names some; Pose PCA is fitted on the training labels.
+    unlabeled = UnlabeledTerm.maybe(config, labels.keypoints[train_rows], context.rank)
     amp = wanted(tcfg.mixed_precision, device)
     scaler = torch.amp.GradScaler("cuda") if needs_grad_scaler(device, amp) else None
     frozen_bn = config.model.backbone.batchnorm_frozen()
@@ -182,6 +185,7 @@ def train(
         trained.train()
         set_batchnorm_frozen(trained, frozen_bn)
         epoch_loss, epoch_batches, epoch_start = 0.0, 0, time.perf_counter()
+        epoch_unlabeled: dict[str, float] = {}
         step_started = epoch_start
         for batch in loader:
             lr = learning_rate(tcfg.optimizer, step, total_steps)
@@ -200,6 +204,12 @@ def train(
                 config.model.target,
             )
             loss, parts = pose_loss(outputs, targets, config.model.loss, config.model.target)
+            if unlabeled is not None:
+                extra, extra_parts = unlabeled(trained, model, device, channels_last, amp)
+                loss = loss + extra
+                parts.update(extra_parts, total=float(loss.detach()))
+                for name, value in extra_parts.items():
+                    epoch_unlabeled[name] = epoch_unlabeled.get(name, 0.0) + value
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()
@@ -225,6 +235,8 @@ def train(
             "lr": lr,
             "images_per_second": epoch_batches * tcfg.batch_size * context.world_size
             / max(time.perf_counter() - epoch_start, 1e-9),
+            # The unsupervised losses' mean (unweighted) values, when they are on.
+            **{f"unsupervised_{name}": total / max(epoch_batches, 1) for name, total in epoch_unlabeled.items()},
         }
         history.append(record)
         if context.is_main:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from posecluster.cluster.sharding import load_probe, relative_names, save_probe, segment_bounds
+from posecluster.cluster.sharding import load_probe, save_probe, segment_bounds
+from posecluster.infer.naming import relative_names
 from posecluster.data.video import VideoInfo
 
 OPENFIELD_KEYFRAMES = [0, 182, 366, 548, 797, 985, 1173, 1383, 1588, 1794, 2016, 2219]

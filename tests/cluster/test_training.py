@@ -93,3 +93,17 @@ def test_a_tiny_sweep_writes_its_table_and_plot(ray_local, synthetic_project, tm
     assert result.table["train_images"].tolist() == [16, 24]
     assert storage.read_bytes(result.plot_uri)[:4] == b"\x89PNG"
     assert "test_error_px" in storage.read_bytes(result.table_uri).decode()
+
+
+def test_two_workers_train_with_the_unsupervised_losses_on(ray_local, synthetic_project, tmp_path):
+    """Clips from the project's own video on each worker, temporal + Pose PCA losses, DDP over gloo."""
+    project = read_project(synthetic_project.uri)
+    config = deterministic_config(project, epochs=1, batch=4).with_overrides(
+        {"unsupervised": {"losses": [{"kind": "temporal", "epsilon_px": 0.0, "prob_threshold": 0.0},
+                                     {"kind": "pca", "epsilon_px": 0.0}], "clip_frames": 3}})
+    result = train_distributed(config, project.uri, str(tmp_path / "unsupervised"), workers=2)
+    last = result.history[-1]
+    # With epsilon 0 neither loss can be exactly zero on a barely trained network: both ran, on every rank.
+    assert last["unsupervised_temporal"] > 0 and last["unsupervised_pca"] > 0
+    trained = load_model(str(tmp_path / "unsupervised"))
+    assert trained.config.unsupervised.losses[0].kind == "temporal"

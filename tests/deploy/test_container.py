@@ -49,8 +49,9 @@ def test_the_base_image_carries_the_ray_and_python_that_pyproject_asks_for():
 
 
 def test_the_image_installs_pyprojects_pins_and_runs_as_a_non_root_user():
-    assert re.search(r'pip install "?\./?(\[serve\])?"?\s', DOCKERFILE), "dependencies come from pyproject (its pins)"
-    assert 'pip install "./[serve]"' in DOCKERFILE, "the image can run the web app (`posecluster serve`)"
+    assert re.search(r'pip install "?\./?(\[[a-z,]+\])?"?\s', DOCKERFILE), "dependencies come from pyproject (its pins)"
+    assert re.search(r'pip install "\./\[[a-z,]*serve[a-z,]*\]"', DOCKERFILE), "the image can run the web app (`posecluster serve`)"
+    assert re.search(r'pip install "\./\[[a-z,]*ensemble[a-z,]*\]"', DOCKERFILE), "the image can smooth ensembles (EKS)"
     assert not re.search(r"pip install[^\n]*(torch|ray)==", DOCKERFILE), "no second list of pins to drift"
     users = re.findall(r"^USER (\S+)$", DOCKERFILE, re.M)
     assert users and users[-1].split(":")[0].isdigit() and users[-1].split(":")[0] != "0"

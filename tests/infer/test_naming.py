@@ -54,9 +54,9 @@ def test_label_video_and_plot_keep_same_named_videos_apart(ray_local, two_mice, 
 
 
 def test_the_archive_names_outputs_by_the_same_rule():
-    from posecluster.cluster import sharding
+    from posecluster.cluster import schedule
 
     videos = ["s3://lab/v/day1/mouse.mp4", "s3://lab/v/day2/mouse.mp4"]
-    assert sharding.relative_names is naming.relative_names
+    assert schedule.relative_names is naming.relative_names
     bases = naming.output_bases(videos, "s3://out", "DLC_x")
     assert bases == {videos[0]: "s3://out/day1/mouseDLC_x", videos[1]: "s3://out/day2/mouseDLC_x"}

@@ -1,0 +1,37 @@
+"""Short clips of consecutive frames from unlabeled videos (local or S3), for the unsupervised losses.
+
+Each draw picks a video and a start frame at random (seeded per worker), and decodes the clip through
+posecluster.data.video (the one seam that numbers frames). A clip the decoder cannot give whole (damaged
+stretch, too short a video) is skipped and another is drawn.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from posecluster.data.video import DecodeReport, VideoInfo, find_videos, probe, read_frames
+from posecluster.errors import InputError
+
+
+class ClipSampler:
+    def __init__(self, videos: list[str], clip_frames: int, seed: int = 0):
+        uris = find_videos(videos)
+        if not uris:
+            raise InputError(", ".join(videos) or "<no videos>", "no videos to draw unlabeled clips from "
+                                                                  "(set unsupervised.videos)")
+        self.infos: list[VideoInfo] = [info for info in map(probe, uris) if info.frame_count >= clip_frames]
+        if not self.infos:
+            raise InputError(uris[0], f"no video has the {clip_frames} frames a clip needs")
+        self.clip_frames = clip_frames
+        self.rng = np.random.default_rng(seed)
+
+    def sample(self, attempts: int = 8) -> np.ndarray:
+        """uint8 (clip_frames, H, W, 3) consecutive frames."""
+        for _ in range(attempts):
+            info = self.infos[int(self.rng.integers(len(self.infos)))]
+            start = int(self.rng.integers(0, info.frame_count - self.clip_frames + 1))
+            report = DecodeReport()
+            frames = [frame for _, frame in read_frames(info, start, start + self.clip_frames, report)]
+            if len(frames) == self.clip_frames:
+                return np.stack(frames)
+        raise InputError(self.infos[0].uri, f"no whole clip of {self.clip_frames} frames in {attempts} draws")

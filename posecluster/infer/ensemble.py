@@ -1,0 +1,185 @@
+"""Ensembles at inference: K members run on the SAME decoded, resized batch (each frame is decoded once),
+and their predictions are combined by the Ensemble Kalman Smoother (posecluster.analysis.ensemble_smoothing).
+
+`analyze` on an ensemble writes, beside each other (DLC naming, `<video><scorer>` as base):
+  <base>.h5 (+ csv/parquet)       the EKS-smoothed track; likelihood = the members' mean likelihood
+  <base>_ensemble_variance.h5     per frame and body part: ensemble_var_x/y, posterior_var_x/y (px²)
+  <base>_member<k>.h5             each member's raw predictions
+  <base>_meta.json                as for a single model, plus the members and the smoothing parameters
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from posecluster import storage
+from posecluster.analysis.ensemble_smoothing import smooth_ensemble, variance_frame
+from posecluster.config import InferConfig
+from posecluster.data.formats.dlc import write_hdf
+from posecluster.data.formats.poses import write_track
+from posecluster.data.tracks import PoseTrack
+from posecluster.data.video import probe
+from posecluster.infer.analyze import AnalysisResult, output_base
+from posecluster.infer.pipeline import predict_range
+from posecluster.infer.predictor import Predictor
+from posecluster.model.ensemble import is_ensemble, member_uris
+from posecluster.model.artifact import TrainedModel, load_model
+
+VARIANCE_SUFFIX = "_ensemble_variance.h5"
+
+
+@dataclass(frozen=True)
+class EnsembleModel:
+    """What outputs and caches need to know about an ensemble (the counterpart of TrainedModel)."""
+
+    uri: str
+    identity: str  # changes when any member changes
+    scorer: str
+    bodyparts: list[str]
+
+
+class EnsemblePredictor:
+    """K members, one input pipeline: `predict(frames)` -> (B, K members, body parts, 3)."""
+
+    def __init__(self, members: list[TrainedModel], infer: InferConfig | None = None, uri: str = ""):
+        if not members:
+            raise ValueError(f"{uri}: an ensemble needs at least one member")
+        self.members = [Predictor(member, infer) for member in members]
+        first = self.members[0]
+        for member in self.members[1:]:
+            if member.bodyparts != first.bodyparts:
+                raise ValueError(f"{member.trained.uri}: body parts {member.bodyparts} differ from "
+                                 f"{first.trained.uri}'s {first.bodyparts}")
+            if member.config.model.global_scale != first.config.model.global_scale:
+                raise ValueError(f"{member.trained.uri}: members must share model.global_scale (one input "
+                                 "batch feeds them all)")
+        self.infer, self.config, self.bodyparts, self.device = first.infer, first.config, first.bodyparts, first.device
+        self.trained = _ensemble_model(uri, members)
+
+    @property
+    def scorer(self) -> str:
+        return self.trained.scorer
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        """Per frame: (members, body parts, 3)."""
+        return (len(self.members), len(self.bodyparts), 3)
+
+    def predict(self, frames: np.ndarray) -> np.ndarray:
+        batch, factors = self.members[0]._prepare(frames)  # decoded and resized once for every member
+        return np.stack([member.predict_prepared(batch, factors) for member in self.members], axis=1)
+
+    def predict_images(self, images: list[np.ndarray]) -> np.ndarray:
+        """Images of any sizes -> (N, K members, body parts, 3)."""
+        return np.stack([member.predict_images(images) for member in self.members], axis=1)
+
+
+def load_predictor(model_uri: str, infer_overrides: dict | None = None):
+    """A Predictor for a run folder or model.pt; an EnsemblePredictor for an ensemble folder. The infer
+    section is the model's own (an ensemble's: its first member's) with `infer_overrides` applied."""
+    uris = member_uris(model_uri) if is_ensemble(model_uri) else [model_uri]
+    models = [load_model(uri) for uri in uris]
+    infer = models[0].config.infer.with_overrides(infer_overrides or {})
+    if is_ensemble(model_uri):
+        return EnsemblePredictor(models, infer, uri=model_uri)
+    return Predictor(models[0], infer)
+
+
+def describe_model(model_uri: str):
+    """What a driver needs to name and key outputs (uri, identity, scorer, bodyparts) without a device:
+    the TrainedModel of a run, or the EnsembleModel of an ensemble folder."""
+    if not is_ensemble(model_uri):
+        return load_model(model_uri)
+    return _ensemble_model(model_uri, [load_model(uri) for uri in member_uris(model_uri)])
+
+
+def _ensemble_model(uri: str, members: list[TrainedModel]) -> EnsembleModel:
+    identity = hashlib.sha256("".join(m.identity for m in members).encode()).hexdigest()[:16]
+    return EnsembleModel(uri=uri, identity=identity, bodyparts=list(members[0].bodyparts),
+                         scorer=f"{members[0].scorer}_ensemble{len(members)}")
+
+
+def predict_members(predictor: EnsemblePredictor, video_uri: str, start: int = 0, stop: int | None = None,
+                    progress: bool = False):
+    """(info, members (K, frames, body parts, 3) with NaN where a frame could not be decoded, RangeResult)."""
+    info = probe(video_uri)
+    stop = info.frame_count if stop is None else min(stop, info.frame_count)
+    members = np.full((len(predictor.members), stop - start, len(predictor.bodyparts), 3), np.nan, np.float32)
+
+    def sink(first: int, chunk: np.ndarray) -> None:
+        members[:, first - start : first - start + len(chunk)] = chunk.transpose(1, 0, 2, 3)
+
+    with tqdm(total=stop - start, disable=not progress, unit="frame", desc=storage.basename(video_uri)) as bar:
+        ranged = predict_range(predictor, info, start, stop, sink, on_batch=bar.update)
+    return info, members, ranged
+
+
+def write_ensemble_outputs(base: str, scorer: str, bodyparts: list[str], members: np.ndarray,
+                           formats: tuple[str, ...] = (), smooth_param: float | None = None) -> tuple[dict, list]:
+    """Smooth the members and write the tables named in the module docstring; returns (outputs, params)."""
+    smoothed = smooth_ensemble(members, smooth_param=smooth_param)
+    outputs = {"h5": f"{base}.h5"}
+    outputs.update({fmt: f"{base}.{fmt}" for fmt in formats})
+    for uri in outputs.values():
+        write_track(PoseTrack(scorer, list(bodyparts), smoothed.poses), uri)
+    outputs["ensemble_variance"] = f"{base}{VARIANCE_SUFFIX}"
+    write_hdf(variance_frame(scorer, bodyparts, smoothed.ensemble_var, smoothed.posterior_var),
+              outputs["ensemble_variance"])
+    for k, member in enumerate(members):
+        outputs[f"member{k}"] = f"{base}_member{k}.h5"
+        write_track(PoseTrack(scorer, list(bodyparts), member), outputs[f"member{k}"])
+    return outputs, smoothed.smooth_params
+
+
+def analyze_ensemble_video(predictor: EnsemblePredictor, video_uri: str, out_folder: str,
+                           formats: tuple[str, ...] = (), progress: bool = True,
+                           smooth_param: float | None = None, relative: str | None = None) -> AnalysisResult:
+    """Every frame of one video through all members (one decode), smoothed, tables published."""
+    info, members, ranged = predict_members(predictor, video_uri, progress=progress)
+    base = output_base(video_uri, out_folder, predictor.scorer, relative)
+    outputs, params = write_ensemble_outputs(base, predictor.scorer, predictor.bodyparts, members, formats,
+                                             smooth_param)
+    result = AnalysisResult(video=storage.absolute(video_uri),
+                            outputs={fmt: storage.absolute(uri) for fmt, uri in outputs.items()}, frames=info.frame_count, frames_predicted=ranged.frames,
+                            missing_frames=ranged.missing, errors=ranged.errors, seconds=ranged.seconds,
+                            fps=ranged.fps)
+    meta = {
+        **asdict(result),
+        "video_identity": asdict(storage.identity(video_uri)),
+        "model": {"uri": predictor.trained.uri, "identity": predictor.trained.identity},
+        "ensemble": {"members": [{"uri": m.trained.uri, "identity": m.trained.identity} for m in predictor.members],
+                     "smoother": "ensemble-kalman-smoother (singlecam)", "smooth_params": params,
+                     "likelihood": "mean of the members' likelihoods"},
+        "scorer": predictor.scorer,
+        "bodyparts": predictor.bodyparts,
+        "fps_video": info.fps,
+        "config": predictor.config.model_dump(mode="json"),
+    }
+    storage.atomic_write_bytes(f"{base}_meta.json", json.dumps(meta, indent=1, default=str).encode())
+    return result
+
+
+def join_ensemble_segments(segment_uris: list[str], scorer: str, bodyparts: list[str], frame_count: int,
+                           base_uri: str, formats: tuple[str, ...] = ()) -> tuple[dict[str, str], dict[int, str]]:
+    """The archive's join for an ensemble: segments hold (frames, members, parts, 3); the smoother needs
+    the whole track, so the members' predictions are gathered, smoothed and written as in analyze."""
+    from posecluster.infer.segments import read_segment
+
+    chunks, missing, expected = [], {}, 0
+    for uri in segment_uris:
+        poses, result = read_segment(uri)
+        if result.start != expected:
+            raise ValueError(f"{uri}: segment starts at frame {result.start}, expected {expected}")
+        chunks.append(poses)
+        missing.update(result.missing)
+        expected = result.stop
+    if expected != frame_count:
+        raise ValueError(f"{base_uri}: segments cover {expected} of {frame_count} frames")
+    members = np.concatenate(chunks).transpose(1, 0, 2, 3)
+    outputs, _ = write_ensemble_outputs(base_uri, scorer, bodyparts, members, formats)
+    return outputs, missing
