@@ -164,6 +164,22 @@ def job_status(out: str, job: str | None = None, failures: int = 20) -> dict:
     return read_status(out, job, failures)
 
 
+def find_jobs(root: str) -> list[tuple[str, str]]:
+    """(output URI, job id) of every archive job under `root` (at any depth), newest first: one listing."""
+    from posecluster.cluster.manifest import find_jobs as find
+
+    return find(root)
+
+
+def job_videos(out: str, job: str, status: str | None = None, offset: int = 0, limit: int = 100) -> list[dict]:
+    """One page of job `job`'s per-video records under `out` (uri, status, frames, outputs, missing frame
+    ranges, error), in the order the videos finished, of one status when `status` is given. Pages with
+    the counts of `job_status(out, job, failures=0)`; never holds more than a page and one chunk."""
+    from posecluster.cluster.manifest import read_records
+
+    return read_records(out, job, status, offset, limit)
+
+
 # --- the labeling loop (issue: extract frames, filter, outliers, merge, labeled videos, plots, export) ---
 
 

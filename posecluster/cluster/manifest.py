@@ -18,6 +18,7 @@ ranges), skipped (done by an earlier job for the same request), failed (with the
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import time
@@ -133,6 +134,27 @@ def list_jobs(out: str) -> list[str]:
     """Job ids under `out`, oldest first (ids start with their start time)."""
     summaries = list_identities(storage.join(out, STATE, "jobs"), ("/summary.json",))
     return sorted(s.uri.rsplit("/", 2)[-2] for s in summaries)
+
+
+def find_jobs(root: str) -> list[tuple[str, str]]:
+    """(output URI, job id) of every job anywhere under `root`, newest first, from ONE listing of `root`
+    (a web app over a whole bucket does not know where the jobs' outputs are)."""
+    marker = f"/{STATE}/jobs/"
+    found = []
+    for summary in list_identities(root, ("/summary.json",)):
+        out, sep, rest = summary.uri.rpartition(marker)
+        if sep and rest.count("/") == 1:  # exactly <out>/.posecluster/jobs/<job>/summary.json
+            found.append((out, rest.split("/", 1)[0]))
+    return sorted(found, key=lambda job: job[1], reverse=True)  # ids start with their start time
+
+
+def read_records(out: str, job: str, status: str | None = None, offset: int = 0, limit: int = 100) -> list[dict]:
+    """One page of a job's per-video records (in the order they finished), of one status when `status`
+    is given: the chunks are streamed and reading stops once the page is full."""
+    records = iter_records(out, job)
+    if status:
+        records = (r for r in records if r.get("status") == status)
+    return list(itertools.islice(records, offset, offset + limit))
 
 
 def job_status(out: str, job: str | None = None, failures: int = 20) -> dict:

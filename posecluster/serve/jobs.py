@@ -1,10 +1,12 @@
-"""Archive jobs under the root, read from their manifests; a finished video's frame with its poses and
+"""Archive jobs under the root, read from their manifests through the api (summaries, then the per-video
+records a page at a time); a finished video's frame with its poses and
 its trajectory plot; downloads of outputs."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -15,51 +17,64 @@ from posecluster.config import PoseclusterConfig
 from posecluster.errors import InputError
 from posecluster.serve.paths import PathRefused, relative_to, resolve
 
-MANIFEST = "posecluster-manifest.json"
+JOBS_SHOWN = 20  # newest jobs on the page; each costs one read of its small summary
+PAGE_MAX = 500  # per-video rows per request: a 100,000-video job is read page by page
+STATUSES = ("done", "done-with-warnings", "skipped", "failed", "pending")
+JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
-def read_job_manifests(files: list[str]) -> list[dict]:
-    """Every archive job's manifest among `files`, newest first, as JobReport dicts.
+def read_jobs(root: str) -> tuple[list[dict], int]:
+    """The newest archive jobs under `root` as the page shows them (summaries only, no per-video rows),
+    and how many older ones are not shown. One listing finds them; an unreadable summary is shown as
+    such and never hides the other jobs.
 
-    The ONE place that knows the manifest layout (today `<out>/.posecluster/jobs/<job>/manifest.json` and
-    `<out>/posecluster-manifest.json` for the latest job): re-point it when the format changes."""
-    jobs: dict[str, dict] = {}
-    candidates = [f for f in files if f.endswith("/manifest.json") and "/.posecluster/jobs/" in f]
-    candidates += [f for f in files if storage.basename(f) == MANIFEST]
-    for uri in candidates:
+    The ONE place in the app that knows what a job's summary holds (posecluster.cluster.manifest writes
+    it: `<out>/.posecluster/jobs/<job>/summary.json` with `counts`, plus JSON-lines records)."""
+    found = api.find_jobs(root)
+    jobs = []
+    for out, job_id in found[:JOBS_SHOWN]:
         try:
-            manifest = json.loads(storage.read_bytes(uri))
+            summary = api.job_status(out, job_id, failures=0)
         except (ValueError, OSError) as exc:
-            jobs[uri] = {"job_id": uri, "status": "unreadable", "error": f"{uri}: {exc}", "videos": []}
-            continue
-        jobs.setdefault(str(manifest.get("job_id", uri)), {**manifest, "manifest_uri": uri})
-    return sorted(jobs.values(), key=lambda j: j.get("started") or 0, reverse=True)
+            summary = {"job_id": job_id, "status": "unreadable", "error": f"{out}: job {job_id}: {exc}"}
+        jobs.append(job_summary(root, out, summary))
+    return jobs, max(0, len(found) - JOBS_SHOWN)
 
 
-def job_summary(root: str, manifest: dict) -> dict:
-    videos = manifest.get("videos", [])
-    segments = [s for v in videos for s in v.get("segments", [])]
-    seconds = float(manifest.get("seconds") or 0)
-    counts = {status: sum(v.get("status") == status for v in videos) for status in ("done", "skipped", "failed", "pending")}
-    rows = []
-    for video in videos:
-        outputs = {fmt: {"uri": uri, "path": relative_to(root, uri)} for fmt, uri in (video.get("outputs") or {}).items()}
-        rows.append({"video": video.get("uri", ""), "status": video.get("status", ""), "frames": video.get("frames", 0),
-                     "error": video.get("error", ""), "outputs": outputs,
-                     "missing_frames": len(video.get("missing_frames") or {}),
-                     "segments": len(video.get("segments", [])),
-                     "segments_done": sum(s.get("status") in ("done", "cached") for s in video.get("segments", []))})
+def job_summary(root: str, out: str, summary: dict) -> dict:
+    counts = {status: int((summary.get("counts") or {}).get(status, 0)) for status in STATUSES}
+    model = summary.get("model") or {}
     return {
-        "job_id": manifest.get("job_id"), "status": manifest.get("status"), "error": manifest.get("error", ""),
-        "out": manifest.get("out"), "model": (manifest.get("model") or {}).get("uri", ""),
-        "manifest": relative_to(root, manifest.get("manifest_uri", "")), "started": manifest.get("started"),
-        "seconds": seconds, "workers": manifest.get("workers", 0),
-        "fps": manifest.get("frames_computed", 0) / seconds if seconds else 0.0,
-        "videos_total": len(videos), **{f"videos_{k}": n for k, n in counts.items()},
-        "segments_total": len(segments),
-        "segments_done": sum(s.get("status") in ("done", "cached") for s in segments),
-        "videos": rows,
+        "job_id": summary.get("job_id"), "status": summary.get("status"), "error": summary.get("error", ""),
+        "out": out, "out_path": "" if out == root else relative_to(root, out),
+        "model": model.get("uri", "") if isinstance(model, dict) else str(model),
+        "started": summary.get("started"), "seconds": float(summary.get("seconds") or 0),
+        "workers": summary.get("workers", 0), "fps": float(summary.get("fps") or 0),
+        "frames_computed": summary.get("frames_computed", 0),
+        "segments_computed": summary.get("segments_computed", 0), "segments_cached": summary.get("segments_cached", 0),
+        "first_table_s": summary.get("first_table_s"),
+        "videos_total": int(summary.get("videos_total") or 0), "counts": counts,
+        "videos_finished": sum(n for status, n in counts.items() if status != "pending"),
+        **{f"videos_{status.replace('-', '_')}": n for status, n in counts.items()},
     }
+
+
+def missing_count(ranges: str) -> int:
+    """"3-5,9" (the records' compact missing frames) -> 4."""
+    total = 0
+    for run in filter(None, ranges.split(",")):
+        first, _, last = run.partition("-")
+        total += int(last or first) - int(first) + 1
+    return total
+
+
+def video_row(root: str, record: dict) -> dict:
+    outputs = {fmt: {"uri": uri, "path": relative_to(root, uri)} for fmt, uri in (record.get("outputs") or {}).items()}
+    cuts = record.get("cuts") or []
+    return {"video": record.get("uri", ""), "status": record.get("status", ""), "frames": record.get("frames", 0),
+            "error": record.get("error", ""), "outputs": outputs, "missing": record.get("missing", ""),
+            "missing_frames": missing_count(record.get("missing", "")),
+            "segments": max(0, len(cuts) - 1), "segments_computed": record.get("computed", 0)}
 
 
 class JobRoutes:
@@ -85,14 +100,38 @@ class JobRoutes:
     def routes(self) -> list[Route]:
         return [
             Route("/api/jobs", self.jobs),
+            Route("/api/jobs/videos", self.videos),
             Route("/api/jobs/frame", self.frame),
             Route("/api/jobs/plot", self.plot),
             Route("/api/file", self.file),
         ]
 
     def jobs(self, request: Request):
-        manifests = read_job_manifests(storage.list_files(self.root))
-        return JSONResponse({"jobs": [job_summary(self.root, m) for m in manifests]})
+        jobs, older = read_jobs(self.root)
+        return JSONResponse({"jobs": jobs, "older": older})
+
+    def videos(self, request: Request):
+        """?out=<path under the root, empty for the root>&job=<id>[&status=][&offset=][&limit=]: one page
+        of a job's per-video rows, with the count of its status (from the summary) for paging."""
+        params = request.query_params
+        out = self.root if not params.get("out") else resolve(self.root, params["out"])
+        job = params.get("job", "")
+        if not JOB_ID.fullmatch(job):
+            raise PathRefused(f"{job!r}: not a job id")
+        status = params.get("status") or None
+        if status is not None and status not in STATUSES:
+            raise ValueError(f"status must be one of {', '.join(STATUSES)}")
+        try:
+            offset, limit = int(params.get("offset", "0")), int(params.get("limit", "50"))
+        except ValueError:
+            raise ValueError("offset and limit must be integers") from None
+        if offset < 0 or not 0 < limit <= PAGE_MAX:
+            raise ValueError(f"offset must be >= 0 and limit between 1 and {PAGE_MAX}")
+        summary = job_summary(self.root, out, api.job_status(out, job, failures=0))
+        total = summary["counts"][status] if status else summary["videos_finished"]
+        records = [] if status == "pending" else api.job_videos(out, job, status, offset, limit)
+        return JSONResponse({"job_id": job, "status": status or "", "offset": offset, "limit": limit, "total": total,
+                             "videos": [video_row(self.root, r) for r in records]})
 
     def _table(self, request: Request) -> tuple[str, dict]:
         table = resolve(self.root, request.query_params.get("table"))

@@ -195,23 +195,37 @@ def test_frames_are_served_as_images_with_caching_headers(client, site, project)
     assert client.get(f"/api/image?path={project}/{FRESH}/nope.png").status_code == 404
 
 
+def job_videos(client, job: dict, **params) -> dict:
+    query = "&".join(f"{k}={quote(str(v), safe='')}" for k, v in {"out": job["out_path"], "job": job["job_id"], **params}.items())
+    response = client.get(f"/api/jobs/videos?{query}")
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
 def test_jobs_show_a_finished_and_a_failed_video_from_the_manifest(client, site):
     (job,) = client.get("/api/jobs").json()["jobs"]
     manifest = json.loads(s3_object(f"{site}/poses/posecluster-manifest.json"))
-    assert job["job_id"] == manifest["job_id"] and job["status"] == "finished"
-    assert (job["videos_total"], job["videos_done"], job["videos_failed"]) == (2, 1, 1)
-    videos = {v["video"].rsplit("/", 1)[1]: v for v in job["videos"]}
+    assert job["job_id"] == manifest["job_id"] and job["status"] == "finished" and job["out_path"] == "poses"
+    assert (job["videos_total"], job["videos_done"], job["videos_failed"], job["videos_pending"]) == (2, 1, 1, 0)
+    page = job_videos(client, job)
+    assert page["total"] == 2
+    videos = {v["video"].rsplit("/", 1)[1]: v for v in page["videos"]}
     assert videos["broken.mp4"]["status"] == "failed" and "not a readable video" in videos["broken.mp4"]["error"]
     good = videos["good.mp4"]
-    assert good["status"] == "done" and good["frames"] == 24 and job["fps"] > 0
-    assert good["outputs"]["h5"]["path"].startswith("poses/good") and good["segments_done"] == good["segments"]
+    assert good["status"] == "done" and good["frames"] == 24 and job["fps"] > 0 and good["missing_frames"] == 0
+    assert good["outputs"]["h5"]["path"].startswith("poses/good") and good["segments"] == 1
+    (failed,) = job_videos(client, job, status="failed")["videos"]
+    assert failed["video"] == videos["broken.mp4"]["video"]
     download = client.get(f"/api/file?path={good['outputs']['h5']['path']}")
     assert download.status_code == 200 and download.content == s3_object(good["outputs"]["h5"]["uri"])
+    for bad in ("job=../x", "job=a/b", f"job={job['job_id']}&out=../x", f"job={job['job_id']}&out=s3://other",
+                f"job={job['job_id']}&status=bogus", f"job={job['job_id']}&limit=100000"):
+        assert client.get(f"/api/jobs/videos?{bad}").status_code == 400, bad
 
 
 def test_a_finished_videos_frame_has_its_poses_drawn_and_a_trajectory_plot(client, site):
     (job,) = client.get("/api/jobs").json()["jobs"]
-    table = next(v for v in job["videos"] if v["status"] == "done")["outputs"]["h5"]["path"]
+    table = job_videos(client, job, status="done")["videos"][0]["outputs"]["h5"]["path"]
     response = client.get(f"/api/jobs/frame?table={table}&frame=12&pcutoff=0")
     assert response.status_code == 200 and response.headers["etag"]
     drawn = np.asarray(Image.open(io.BytesIO(response.content)).convert("RGB")).astype(int)

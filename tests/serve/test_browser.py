@@ -151,7 +151,8 @@ def test_labeling_three_frames_by_clicking_saves_what_was_clicked(page, server, 
         np.testing.assert_allclose(got, points, atol=0.01)
     assert "not visible" not in page.inner_text("#parts")  # frame 1 (all four placed) is shown again
     page.keyboard.press("ArrowRight")
-    page.wait_for_function("labeler.frame === 1")
+    # The part list is redrawn when the frame's image has loaded, not when the frame number changes.
+    page.wait_for_function("labeler.frame === 1 && document.querySelector('canvas').dataset.loaded === labeler.image")
     assert page.inner_text("#coords-2") == "not visible"
 
 
@@ -183,7 +184,8 @@ def test_refining_an_outlier_frame_by_dragging_gives_merge_a_correction(page, se
 
 def test_jobs_page_shows_a_finished_and_a_failed_video_with_poses_and_trajectory(page, server):
     page.goto(f"{server}/#/jobs")
-    page.wait_for_selector("table.videos")
+    page.wait_for_selector("table.videos tr.video-failed")  # the rows come a page at a time, after the summary
+    assert "1 done" in page.inner_text("div.job") and "1 failed" in page.inner_text("div.job")
     assert page.locator("tr.video-done").count() == 1 and page.locator("tr.video-failed").count() == 1
     assert "not a readable video" in page.inner_text("tr.video-failed")
     assert "good.mp4" in page.inner_text("tr.video-done")
