@@ -188,6 +188,7 @@ class ArchiveRun:
 
     def _route(self, planned: Planned) -> None:
         task = planned.task
+        self._tasks[task.uri] = task  # a planning task's copy carries what it found (identity, probe)
         record = self._records[task.uri]
         record.video_key = task.video_key
         if planned.outcome == "skip":
