@@ -27,7 +27,7 @@ import ray
 
 from posecluster import storage
 from posecluster.cluster.sharding import load_probe, save_probe, segment_bounds, short_hash
-from posecluster.data.video import VIDEO_SUFFIXES, VideoInfo, probe
+from posecluster.data.video import VIDEO_SUFFIXES, StaleProbeError, VideoInfo, probe
 from posecluster.errors import InputError
 from posecluster.model.artifact import PinnedModel
 from posecluster.storage.listing import list_identities
@@ -194,7 +194,7 @@ def plan_one(task: VideoTask, ctx: PlanContext) -> Planned:
         probe_uri = state_uri(ctx.out, "probes", f"{task.video_key}.npz")
         try:
             info = with_retries(load_probe, probe_uri, task.uri)
-        except FileNotFoundError:
+        except (FileNotFoundError, StaleProbeError):
             info = with_retries(lambda: probe(task.uri, source=lambda: open_retrying(task.uri)))
             with_retries(save_probe, probe_uri, info)
         task.info = info

@@ -88,8 +88,12 @@ class VideoInfo:
         reason = f"not in the file (truncated after {self.present} of {self.frame_count} frames)"
         return dict.fromkeys(range(self.present, self.frame_count), reason)
 
+    # Bumped whenever a probe's meaning changes: a cached probe from an older reader (with its frame
+    # numbering and segment starts) must be probed again, never trusted.
+    CACHE_VERSION = 2
+
     def to_bytes(self) -> bytes:
-        meta = {"frame_count": self.frame_count, "fps": self.fps, "width": self.width, "height": self.height,
+        meta = {"version": self.CACHE_VERSION, "frame_count": self.frame_count, "fps": self.fps, "width": self.width, "height": self.height,
                 "codec": self.codec, "rotation": self.rotation, "numbering": self.numbering,
                 "present": self.present, "warnings": self.warnings, "notes": self.notes}
         buffer = io.BytesIO()
@@ -101,8 +105,14 @@ class VideoInfo:
     def from_bytes(cls, data: bytes, uri: str) -> "VideoInfo":
         with np.load(io.BytesIO(data)) as arrays:
             meta = json.loads(arrays["meta"].tobytes().decode())
+            if meta.pop("version", None) != cls.CACHE_VERSION:
+                raise StaleProbeError(f"{uri}: cached probe written by an older reader; probe again")
             extra = {k: arrays[k] for k in ("seek_ts", "seek_pos") if k in arrays.files}
             return cls(uri=uri, pts=arrays["pts"], keyframes=arrays["keyframes"], **extra, **meta)
+
+
+class StaleProbeError(ValueError):
+    """A cached probe that this reader must not trust (written by an older version)."""
 
 
 @dataclass

@@ -45,3 +45,23 @@ def test_probe_cache_round_trips(tmp_path):
     save_probe(str(tmp_path / "p.npz"), info)
     again = load_probe(str(tmp_path / "p.npz"), "v.mp4")
     assert again.frame_count == 3 and again.pts.tolist() == [0, 512, 1024] and again.codec == "h264"
+
+
+def test_a_probe_cached_by_an_older_reader_is_not_trusted(tmp_path):
+    """Caches written before frame numbering was decided by VideoReader (no version, no numbering) carry
+    keyframes that may not be safe segment starts: loading one must fail so the planner probes again."""
+    import io
+    import json
+
+    import pytest
+
+    from posecluster.data.video import StaleProbeError
+
+    buffer = io.BytesIO()
+    meta = {"frame_count": 10, "fps": 30.0, "width": 8, "height": 8, "codec": "h264"}
+    np.savez_compressed(buffer, pts=np.arange(10), keyframes=np.array([0, 3]),
+                        meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
+    old = tmp_path / "old.npz"
+    old.write_bytes(buffer.getvalue())
+    with pytest.raises(StaleProbeError, match="older reader"):
+        load_probe(str(old), "v.mp4")
