@@ -16,10 +16,10 @@ from posecluster.data.formats.dlc import read_project_config
 from posecluster.data.formats.poses import read_track, write_track
 from posecluster.data.project import read_project
 from posecluster.data.video import find_videos
-from posecluster.errors import PER_INPUT_ERRORS
+from posecluster.errors import PER_INPUT_ERRORS, InputError
 from posecluster.infer.analyze import AnalysisResult, analyze_video
 from posecluster.infer.ensemble import VARIANCE_SUFFIX, EnsemblePredictor, analyze_ensemble_video, load_predictor
-from posecluster.infer.naming import labeled_video_uris, plot_folders, relative_names
+from posecluster.infer.naming import collisions, labeled_video_uris, output_base, plot_folders, relative_names
 from posecluster.infer.results import find_results, require_video
 from posecluster.labeling.extract import ExtractOptions, extract_video, register_videos
 from posecluster.labeling.folder_table import FolderTable, read_folder_table, save_folder_table
@@ -133,6 +133,11 @@ def analyze(videos: list[str], model_uri: str, out_folder: str, formats: tuple[s
     results = []
     found = find_videos(videos)
     names = relative_names(found)
+    clashes = collisions({v: output_base(v, out_folder, predictor.scorer, names[v]) for v in found})
+    if clashes:
+        video, earlier = next(iter(clashes.items()))
+        raise InputError(video, f"would write the same pose table as {earlier} (same folder and file stem); "
+                         "analyze them into different --out folders")
     for video in found:
         if isinstance(predictor, EnsemblePredictor):
             result = analyze_ensemble_video(predictor, video, out_folder, formats=formats, progress=progress,

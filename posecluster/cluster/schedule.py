@@ -49,7 +49,7 @@ from posecluster.cluster.plan import (
     video_key_of,
 )
 from posecluster.cluster.runtime import cluster_slots
-from posecluster.infer.naming import relative_names
+from posecluster.infer.naming import collisions, output_base, relative_names
 from posecluster.errors import InputError
 from posecluster.model.artifact import ModelMismatchError, pin_model
 from posecluster.storage.listing import list_folders
@@ -167,16 +167,17 @@ class ArchiveRun:
         # Videos with any cached segment, from one delimited listing (not one request per video).
         with_segments = set() if opts.overwrite else with_retries(list_folders, state_uri(opts.out, "segments"))
         names = relative_names([uri for uri, _ in self.listed])
+        clashes = collisions({uri: output_base(uri, opts.out, self.scorer, names[uri]) for uri, _ in self.listed})
         for uri, identity in self.listed:
             record = self._VideoRecord(uri=uri)
             self.report.videos.append(record)
             self._records[uri] = record
-            relative = names[uri]
-            folder = relative.rsplit("/", 1)[0] if "/" in relative else ""
-            base = storage.join(opts.out, folder, f"{storage.stem(uri)}{self.scorer}") if folder else \
-                storage.join(opts.out, f"{storage.stem(uri)}{self.scorer}")
-            task = VideoTask(uri=uri, base=base)
+            task = VideoTask(uri=uri, base=output_base(uri, opts.out, self.scorer, names[uri]))
             self._tasks[uri] = task
+            if uri in clashes:  # never overwrite another video's table: this one fails, by name
+                self._final(record, "failed", f"InputError: {uri}: would write the same pose table as "
+                            f"{clashes[uri]} (same folder and file stem)")
+                continue
             if identity is None:  # named one by one: a planning task looks it up
                 self._to_plan.append(task)
                 continue

@@ -35,6 +35,19 @@ def output_base(video_uri: str, out_folder: str, scorer: str, relative: str | No
     return _in(out_folder, relative_folder(relative or ""), f"{storage.stem(video_uri)}{scorer}")
 
 
+def collisions(bases: dict[str, str]) -> dict[str, str]:
+    """Videos whose output base another video already has (day1/mouse.mp4 and day1/mouse.avi): each such
+    video -> the earlier video it would overwrite. Outputs must never silently replace each other."""
+    first: dict[str, str] = {}
+    clashes: dict[str, str] = {}
+    for video, base in bases.items():
+        if base in first:
+            clashes[video] = first[base]
+        else:
+            first[base] = video
+    return clashes
+
+
 def output_bases(videos: list[str], out_folder: str, scorer: str) -> dict[str, str]:
     """output_base for each of a command's videos, folders taken relative to their common folder."""
     names = relative_names(videos)

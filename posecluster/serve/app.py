@@ -25,7 +25,10 @@ STATIC = __file__.rsplit("/", 1)[0] + "/static"
 def _error(status: int):
     async def handler(request: Request, exc: Exception):
         if status >= 500:
-            log.exception("%s %s failed", request.method, request.url.path)
+            # The browser gets no library internals; the log has the (storage-redacted) message.
+            log.error("%s %s failed: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
+            return JSONResponse({"error": f"internal error ({type(exc).__name__}); see the server log"},
+                                status_code=status)
         return JSONResponse({"error": str(exc) or type(exc).__name__}, status_code=status)
 
     return handler

@@ -15,7 +15,7 @@ from starlette.routing import Route
 from posecluster import api, storage
 from posecluster.config import PoseclusterConfig
 from posecluster.errors import InputError
-from posecluster.serve.paths import PathRefused, relative_to, resolve
+from posecluster.serve.paths import PathRefused, relative_to, require_under, resolve
 
 JOBS_SHOWN = 20  # newest jobs on the page; each costs one read of its small summary
 PAGE_MAX = 500  # per-video rows per request: a 100,000-video job is read page by page
@@ -91,9 +91,11 @@ class JobRoutes:
         uri = model.get("uri", "") if isinstance(model, dict) else str(model)
         if uri not in self._pcutoffs:
             try:
-                config = PoseclusterConfig.load(storage.join(storage.parent(uri), "config.yaml"))
+                # Only a model under the root is read; elsewhere DLC's default p-cutoff applies.
+                config = PoseclusterConfig.load(require_under(self.root, storage.join(storage.parent(uri), "config.yaml"),
+                                                              "the model's config"))
                 self._pcutoffs[uri] = float(config.project.pcutoff)
-            except (OSError, ValueError):
+            except (OSError, ValueError):  # PathRefused is a ValueError
                 self._pcutoffs[uri] = 0.6
         return self._pcutoffs[uri]
 
@@ -153,9 +155,10 @@ class JobRoutes:
             index = int(request.query_params.get("frame", "0"))
         except ValueError:
             raise InputError(table, "frame must be an integer") from None
+        video = require_under(self.root, meta.get("video", ""), f"the video that {storage.basename(table)}'s _meta.json names")
         pcutoff = self._pcutoff(request, meta)
         return self._cached(request, f"{storage.identity(table).key()}|{index}|{pcutoff}",
-                            lambda: api.pose_frame_image(table, meta["video"], index, pcutoff), "image/png")
+                            lambda: api.pose_frame_image(table, video, index, pcutoff), "image/png")
 
     def plot(self, request: Request):
         table, meta = self._table(request)

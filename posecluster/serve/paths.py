@@ -31,7 +31,21 @@ def resolve(root: str, relative: str | None) -> str:
     parts = relative.rstrip("/").split("/")
     if any(part in ("", ".", "..") for part in parts):
         raise PathRefused(f"{relative!r}: '.', '..' and empty segments are not allowed")
-    return storage.join(root, *parts)
+    uri = storage.join(root, *parts)
+    # A symbolic link inside a local root must not lead the server outside it.
+    real_root, real = storage.resolved_local_path(root), storage.resolved_local_path(uri)
+    if real is not None and real_root is not None and real != real_root and not real.startswith(real_root.rstrip("/") + "/"):
+        raise PathRefused(f"{relative!r}: leads outside the served root (a symbolic link)")
+    return uri
+
+
+def require_under(root: str, uri: str, what: str) -> str:
+    """A URI read from a file under the root (e.g. the video a `_meta.json` names): served only when it
+    lies under the root too, so a stored file cannot make the server read elsewhere with its credentials."""
+    relative = relative_to(root, uri or "")
+    if relative is None:
+        raise PathRefused(f"{what} {uri!r} lies outside the served root; it is not read")
+    return resolve(root, relative)
 
 
 def relative_to(root: str, uri: str) -> str | None:

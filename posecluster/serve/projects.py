@@ -61,6 +61,9 @@ def find_projects(root: str, files: list[str]) -> list[dict]:
     return projects
 
 
+MAX_SAVE_BYTES = 8 << 20
+
+
 class ProjectRoutes:
     def __init__(self, root: str):
         self.root = root
@@ -104,8 +107,11 @@ class ProjectRoutes:
 
     async def save(self, request: Request):
         project, folder = self._project_and_folder(request)
+        raw = await request.body()
+        if len(raw) > MAX_SAVE_BYTES:  # a folder's labels are kilobytes; refuse before parsing
+            return JSONResponse({"error": f"request body of {len(raw)} bytes exceeds {MAX_SAVE_BYTES}"}, status_code=413)
         try:
-            body = json.loads(await request.body())
+            body = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             return JSONResponse({"error": f"request body is not valid JSON: {exc}"}, status_code=400)
         if not isinstance(body, dict) or not isinstance(body.get("labels"), dict) or not isinstance(body.get("version"), str):

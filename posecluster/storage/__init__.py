@@ -38,6 +38,7 @@ __all__ = [
     "parent",
     "read_bytes",
     "remove",
+    "resolved_local_path",
     "scratch_dir",
     "set_default_options",
     "stem",
@@ -318,6 +319,14 @@ def local_path(uri: str) -> str | None:
     """The local filesystem path of `uri`, or None when it lives elsewhere."""
     fs, path = filesystem(uri)
     return path if _is_local(fs) else None
+
+
+def resolved_local_path(uri: str) -> str | None:
+    """A local URI's path with every symbolic link followed (where it really is), or None elsewhere."""
+    if _protocol(uri) != "file":
+        return None  # decided from the URI alone: no filesystem is touched for object stores
+    path = local_path(uri)
+    return os.path.realpath(path) if path is not None else None
 
 
 def arrow_filesystem(uri: str):

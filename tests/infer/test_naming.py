@@ -60,3 +60,18 @@ def test_the_archive_names_outputs_by_the_same_rule():
     assert schedule.relative_names is naming.relative_names
     bases = naming.output_bases(videos, "s3://out", "DLC_x")
     assert bases == {videos[0]: "s3://out/day1/mouseDLC_x", videos[1]: "s3://out/day2/mouseDLC_x"}
+
+
+def test_videos_that_would_share_a_table_are_refused_before_any_work(trained_run, tmp_path):
+    """day1/mouse.mp4 and day1/mouse.avi map to one `mouse<scorer>.h5`: analyze names both, writes nothing."""
+    from posecluster.errors import InputError
+
+    folder = tmp_path / "videos" / "day1"
+    for suffix in ("mp4", "avi"):
+        synthetic.render_video(str(folder / f"mouse.{suffix}"), synthetic.Scene(seed=1, **SCENE), 4)
+    out = tmp_path / "poses"
+    with pytest.raises(InputError, match=r"mouse\.(avi|mp4).*same pose table as .*mouse\.(avi|mp4)"):
+        api.analyze([str(tmp_path / "videos")], trained_run[0], str(out), progress=False)
+    assert not out.exists() or not list(out.rglob("*.h5"))
+    bases = {"s3://v/a.mp4": "s3://o/aX", "s3://v/a.avi": "s3://o/aX", "s3://v/b.mp4": "s3://o/bX"}
+    assert naming.collisions(bases) == {"s3://v/a.avi": "s3://v/a.mp4"}

@@ -60,7 +60,8 @@ def pandas_table(site: str, project: str, folder: str) -> pd.DataFrame:
 
 ENDPOINTS = [("GET", "/"), ("GET", "/static/app.js"), ("GET", "/api/projects"), ("GET", "/api/labels?project=projects/mice&folder=fresh"),
              ("PUT", "/api/labels?project=projects/mice&folder=fresh"), ("GET", "/api/image?path=projects/mice/labeled-data/fresh/img00.png"),
-             ("GET", "/api/jobs"), ("GET", "/api/jobs/frame?table=x.h5"), ("GET", "/api/jobs/plot?table=x.h5"), ("GET", "/api/file?path=x")]
+             ("GET", "/api/jobs"), ("GET", "/api/jobs/frame?table=x.h5"), ("GET", "/api/jobs/plot?table=x.h5"), ("GET", "/api/file?path=x"),
+             ("GET", "/api/jobs/videos?out=poses&job=x")]
 
 
 @pytest.mark.parametrize("method, path", ENDPOINTS)
@@ -99,7 +100,8 @@ def test_paths_outside_the_root_are_refused_before_anything_is_read(client, site
     for url in (f"/api/image?path={quote(path, safe='')}", f"/api/file?path={quote(path, safe='')}",
                 f"/api/labels?project={quote(path, safe='')}&folder=fresh",
                 f"/api/labels?project=projects/mice&folder={quote(path, safe='')}",
-                f"/api/jobs/frame?table={quote(path, safe='')}&frame=0", f"/api/jobs/plot?table={quote(path, safe='')}"):
+                f"/api/jobs/frame?table={quote(path, safe='')}&frame=0", f"/api/jobs/plot?table={quote(path, safe='')}",
+                f"/api/jobs/videos?out={quote(path, safe='')}&job=x"):
         response = client.get(url)
         assert 400 <= response.status_code < 500, (url, response.status_code, response.text)
         assert b"SECRET" not in response.content and "error" in response.json()
@@ -302,3 +304,31 @@ def test_a_save_keeps_a_tuple_indexed_table_tuple_indexed(client, site):
     assert isinstance(table.index, pd.MultiIndex) and table.index.nlevels == 3
     assert table.index[0] == tuple(images[0].split("/"))
     np.testing.assert_allclose(table.iloc[0].to_numpy(), [7, 8] * PARTS)
+
+
+def test_a_meta_file_naming_a_video_outside_the_root_cannot_make_the_server_read_it(client, site, outside, monkeypatch):
+    """A _meta.json under the root is user-writable data: the video it names is read only under the root."""
+    (job,) = client.get("/api/jobs").json()["jobs"]
+    table = next(v["outputs"]["h5"]["path"] for v in job_videos(client, job, status="done")["videos"])
+    meta = json.loads(storage.read_bytes(f"{site}/{table[:-3]}_meta.json"))
+    forged = f"{site}/poses/forged/{table.rsplit('/', 1)[1]}"
+    storage.atomic_write_bytes(forged, storage.read_bytes(f"{site}/{table}"))
+    storage.atomic_write_bytes(forged[:-3] + "_meta.json", json.dumps({**meta, "video": f"{outside}/secret.mp4"}).encode())
+    touched: list[str] = []
+    real = storage.filesystem
+    monkeypatch.setattr(storage, "filesystem", lambda uri, **kw: (touched.append(uri), real(uri, **kw))[1])
+    response = client.get(f"/api/jobs/frame?table={quote(forged[len(site) + 1:], safe='')}&frame=0&pcutoff=0")
+    assert response.status_code == 400 and "outside the served root" in response.json()["error"]
+    assert not [u for u in touched if u.startswith(outside)], touched
+
+
+def test_a_symbolic_link_under_a_local_root_does_not_lead_outside_it(tmp_path):
+    root, elsewhere = tmp_path / "root", tmp_path / "elsewhere"
+    (root / "labeled-data" / "v").mkdir(parents=True)
+    elsewhere.mkdir()
+    (elsewhere / "secret.png").write_bytes(b"SECRET")
+    (root / "labeled-data" / "v" / "img0.png").symlink_to(elsewhere / "secret.png")
+    with TestClient(create_app(str(root), TOKEN), headers=AUTH) as local:
+        for url in ("/api/image?path=labeled-data/v/img0.png", "/api/file?path=labeled-data/v/img0.png"):
+            response = local.get(url)
+            assert response.status_code == 400 and b"SECRET" not in response.content, (url, response.text)
