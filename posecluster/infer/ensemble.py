@@ -90,14 +90,6 @@ def load_predictor(model_uri: str, infer_overrides: dict | None = None):
     return Predictor(models[0], infer)
 
 
-def describe_model(model_uri: str):
-    """What a driver needs to name and key outputs (uri, identity, scorer, bodyparts) without a device:
-    the TrainedModel of a run, or the EnsembleModel of an ensemble folder."""
-    if not is_ensemble(model_uri):
-        return load_model(model_uri)
-    return _ensemble_model(model_uri, [load_model(uri) for uri in member_uris(model_uri)])
-
-
 def _ensemble_model(uri: str, members: list[TrainedModel]) -> EnsembleModel:
     identity = hashlib.sha256("".join(m.identity for m in members).encode()).hexdigest()[:16]
     return EnsembleModel(uri=uri, identity=identity, bodyparts=list(members[0].bodyparts),
@@ -162,24 +154,3 @@ def analyze_ensemble_video(predictor: EnsemblePredictor, video_uri: str, out_fol
     }
     storage.atomic_write_bytes(f"{base}_meta.json", json.dumps(meta, indent=1, default=str).encode())
     return result
-
-
-def join_ensemble_segments(segment_uris: list[str], scorer: str, bodyparts: list[str], frame_count: int,
-                           base_uri: str, formats: tuple[str, ...] = ()) -> tuple[dict[str, str], dict[int, str]]:
-    """The archive's join for an ensemble: segments hold (frames, members, parts, 3); the smoother needs
-    the whole track, so the members' predictions are gathered, smoothed and written as in analyze."""
-    from posecluster.infer.segments import read_segment
-
-    chunks, missing, expected = [], {}, 0
-    for uri in segment_uris:
-        poses, result = read_segment(uri)
-        if result.start != expected:
-            raise ValueError(f"{uri}: segment starts at frame {result.start}, expected {expected}")
-        chunks.append(poses)
-        missing.update(result.missing)
-        expected = result.stop
-    if expected != frame_count:
-        raise ValueError(f"{base_uri}: segments cover {expected} of {frame_count} frames")
-    members = np.concatenate(chunks).transpose(1, 0, 2, 3)
-    outputs, _ = write_ensemble_outputs(base_uri, scorer, bodyparts, members, formats)
-    return outputs, missing
