@@ -12,6 +12,7 @@ posterior variance (px²: how sure the smoothed position is).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import warnings
 from contextlib import contextmanager
@@ -24,6 +25,13 @@ from posecluster.data.formats.dlc import LEVELS
 
 EXTRA = "ensemble"
 VARIANCE_COORDS = ("ensemble_var_x", "ensemble_var_y", "posterior_var_x", "posterior_var_y")
+
+
+def check_smoother_installed() -> None:
+    """Fail fast, without importing JAX, when the optional extra is missing."""
+    if importlib.util.find_spec("eks") is None:
+        raise ImportError(f"ensemble smoothing needs the optional extra: pip install 'posecluster[{EXTRA}]' "
+                          "(ensemble-kalman-smoother)")
 
 
 def _import_eks():

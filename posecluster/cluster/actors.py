@@ -18,9 +18,10 @@ from posecluster import metrics, storage
 from posecluster.cluster.plan import VideoTask, segment_name, segments_folder
 from posecluster.cluster.sharding import segment_bounds
 from posecluster.data.video import probe
-from posecluster.infer.predictor import Predictor
+from posecluster.infer.ensemble import pinned_predictor
 from posecluster.infer.segments import predict_segment, write_segment
-from posecluster.model.artifact import PinnedModel, load_pinned
+from posecluster.model.artifact import PinnedModel
+from posecluster.model.ensemble import PinnedEnsemble
 from posecluster.storage.listing import list_identities
 from posecluster.storage.retry import call as with_retries
 from posecluster.storage.retry import open_retrying
@@ -64,17 +65,18 @@ class SegmentDone:
 
 @ray.remote(max_restarts=0)
 class SegmentWorker:
-    """Loads exactly the pinned model (refusing to start on a hash mismatch), then predicts work items."""
+    """Loads exactly the pinned model (refusing to start on a hash mismatch), then predicts work items.
+    An ensemble's members are all loaded here and run on each decoded batch: every frame is decoded once."""
 
-    def __init__(self, pinned: PinnedModel, infer_overrides: dict, threads: int):
+    def __init__(self, pinned: PinnedModel | PinnedEnsemble, infer_overrides: dict, threads: int):
         torch.set_num_threads(max(1, threads))
         self.relay = metrics.Relay(gauges=metrics.RayExporter())
         metrics.use(self.relay)
-        trained = load_pinned(pinned)  # ModelMismatchError: this actor never starts
-        self.predictor = Predictor(trained, trained.config.infer.with_overrides(infer_overrides))
+        self.pinned = pinned
+        self.predictor = pinned_predictor(pinned, infer_overrides)  # ModelMismatchError: never starts
 
     def ready(self) -> str:
-        return self.predictor.trained.sha256
+        return self.pinned.sha256
 
     def run(self, task: VideoTask, bounds: list[tuple[int, int]] | None, ctx: WorkerContext):
         """Predict `bounds` of a planned (large) video, or the whole of a small one (bounds None)."""

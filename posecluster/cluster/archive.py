@@ -8,6 +8,8 @@ holds what users see: ArchiveOptions and the JobReport.
 Storage layout under the output URI:
   <relative dir>/<video stem><scorer>.h5 (+ .csv/.parquet)   the pose tables, DLC naming
   <relative dir>/<video stem><scorer>_meta.json              the video, model, settings, outputs
+  <relative dir>/<video stem><scorer>_ensemble_variance.h5,  with an ensemble folder as the model: the
+      _member<k>.h5                                          EKS track above, its variance, each member
   .posecluster/done/<video key>/<model key>.<formats>.json   done markers (written last), by request
   .posecluster/segments/<video key>/<model key>/<range>.npz  segment results
   .posecluster/probes/<video key>.npz                        probes of large videos

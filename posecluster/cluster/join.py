@@ -16,6 +16,7 @@ import ray
 
 from posecluster import storage
 from posecluster.cluster.plan import Request, marker_uri, segment_name, segments_folder
+from posecluster.infer.ensemble import join_ensemble_segments, smoothing_meta
 from posecluster.infer.segments import join_segments
 from posecluster.storage.retry import call as with_retries
 
@@ -35,6 +36,7 @@ class JoinSpec:
     bounds: list[tuple[int, int]] = field(default_factory=list)
     identity: dict | None = None
     rejoin_from: str = ""  # a done marker of the same model with fewer formats: bounds come from it
+    ensemble: list[dict] | None = None  # the members (uri, sha256) when the model is an ensemble
 
 
 @dataclass
@@ -54,13 +56,20 @@ def _join(spec: JoinSpec) -> JoinResult:
         spec.identity = previous.get("video_identity")
     folder = segments_folder(spec.out, spec.video_key, spec.request.model_key)
     uris = [storage.join(folder, f"{segment_name(a, b)}.npz") for a, b in spec.bounds]
-    outputs, missing, facts = join_segments(uris, spec.scorer, spec.bodyparts, spec.frames, spec.base, spec.request.formats)
+    extra = {}
+    if spec.ensemble is None:
+        outputs, missing, facts = join_segments(uris, spec.scorer, spec.bodyparts, spec.frames, spec.base,
+                                                spec.request.formats)
+    else:
+        outputs, missing, facts, params = join_ensemble_segments(uris, spec.scorer, spec.bodyparts, spec.frames,
+                                                                 spec.base, spec.request.formats)
+        extra["ensemble"] = smoothing_meta(spec.ensemble, params)
     meta = {
         "video": spec.video, "video_key": spec.video_key, "video_identity": spec.identity,
         "model": {**spec.model, "identity": spec.model["sha256"][:16]}, "model_key": spec.request.model_key,
         "scorer": spec.scorer, "bodyparts": spec.bodyparts, "frames": spec.frames,
         "missing_frames": missing, "outputs": outputs, "job_id": spec.job_id,
-        "bounds": [list(b) for b in spec.bounds], **facts,
+        "bounds": [list(b) for b in spec.bounds], **facts, **extra,
     }
     body = json.dumps(meta, indent=1, default=str).encode()
     storage.atomic_write_bytes(f"{spec.base}_meta.json", body)

@@ -30,6 +30,7 @@ from posecluster.cluster.sharding import load_probe, save_probe, segment_bounds,
 from posecluster.data.video import VIDEO_SUFFIXES, StaleProbeError, VideoInfo, probe
 from posecluster.errors import InputError
 from posecluster.model.artifact import PinnedModel
+from posecluster.model.ensemble import PinnedEnsemble
 from posecluster.storage.listing import list_identities
 from posecluster.storage.retry import call as with_retries
 from posecluster.storage.retry import open_retrying
@@ -53,7 +54,7 @@ class Request:
     formats: tuple[str, ...]
 
     @classmethod
-    def of(cls, pinned: PinnedModel, infer_overrides: dict, formats: tuple[str, ...]) -> "Request":
+    def of(cls, pinned: PinnedModel | PinnedEnsemble, infer_overrides: dict, formats: tuple[str, ...]) -> "Request":
         settings = {k: infer_overrides[k] for k in RESULT_SETTINGS if k in infer_overrides}
         key = short_hash(pinned.sha256 + json.dumps(settings, sort_keys=True, default=str))
         return cls(model_key=key, formats=tuple(sorted(set(formats) - {"h5"})))

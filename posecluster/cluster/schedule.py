@@ -34,6 +34,7 @@ import ray
 from tqdm.auto import tqdm
 
 from posecluster import metrics, storage
+from posecluster.analysis.ensemble_smoothing import check_smoother_installed
 from posecluster.cluster.actors import SegmentDone, SegmentWorker, VideoPlanned, WorkerContext
 from posecluster.cluster.join import JoinResult, JoinSpec, join_video, warm_up
 from posecluster.cluster.manifest import SUMMARY_FAILURES, ManifestWriter, frame_ranges
@@ -49,9 +50,11 @@ from posecluster.cluster.plan import (
     video_key_of,
 )
 from posecluster.cluster.runtime import cluster_slots
-from posecluster.infer.naming import collisions, output_base, relative_names
 from posecluster.errors import InputError
-from posecluster.model.artifact import ModelMismatchError, pin_model
+from posecluster.infer.ensemble import pin
+from posecluster.infer.naming import collisions, output_base, relative_names
+from posecluster.model.artifact import ModelMismatchError
+from posecluster.model.ensemble import PinnedEnsemble
 from posecluster.storage.listing import list_folders
 from posecluster.storage.retry import call as with_retries
 from posecluster.storage.retry import is_transient
@@ -84,14 +87,17 @@ class ArchiveRun:
         self._SegmentRecord, self._VideoRecord = SegmentRecord, VideoRecord
         self.options = options
         self.on_progress = on_progress
-        self.pinned, trained = pin_model(options.model)
-        self.scorer, self.bodyparts = trained.scorer, trained.bodyparts
-        del trained  # the driver needs the names, not the weights
+        self.pinned, self.scorer, self.bodyparts = pin(options.model)  # names and hashes, not the weights
+        self.members = None
+        if isinstance(self.pinned, PinnedEnsemble):
+            check_smoother_installed()  # before any work: the joins would fail on every video
+            self.members = [{"uri": m.uri, "sha256": m.sha256} for m in self.pinned.members]
         self.request = Request.of(self.pinned, options.infer_overrides, tuple(options.formats))
         self.job_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         self.report = JobReport(job_id=self.job_id, out=options.out,
                                 model={"uri": self.pinned.uri, "sha256": self.pinned.sha256,
-                                       "identity": self.pinned.identity})
+                                       "identity": self.pinned.identity,
+                                       **({"members": self.members} if self.members else {})})
         self.manifest = ManifestWriter(options.out, self.job_id)
         self.report.manifest_uri = self.manifest.summary_uri
         self.listed = listed
@@ -267,7 +273,7 @@ class ArchiveRun:
                         request=self.request, scorer=self.scorer, bodyparts=self.bodyparts,
                         model={"uri": self.pinned.uri, "sha256": self.pinned.sha256}, job_id=self.job_id,
                         frames=record.frames, bounds=[(s.start, s.stop) for s in record.segments],
-                        identity=task.identity, rejoin_from=rejoin_from)
+                        identity=task.identity, rejoin_from=rejoin_from, ensemble=self.members)
 
     def _maybe_join(self, uri: str) -> None:
         record = self._records[uri]

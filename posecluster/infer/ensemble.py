@@ -27,8 +27,9 @@ from posecluster.data.video import probe
 from posecluster.infer.analyze import AnalysisResult, output_base
 from posecluster.infer.pipeline import predict_range
 from posecluster.infer.predictor import Predictor
-from posecluster.model.ensemble import is_ensemble, member_uris
-from posecluster.model.artifact import TrainedModel, load_model
+from posecluster.infer.segments import read_segments
+from posecluster.model.artifact import PinnedModel, TrainedModel, load_model, load_pinned, pin_model
+from posecluster.model.ensemble import PinnedEnsemble, is_ensemble, load_pinned_members, member_uris, pin_ensemble
 
 VARIANCE_SUFFIX = "_ensemble_variance.h5"
 
@@ -49,15 +50,9 @@ class EnsemblePredictor:
     def __init__(self, members: list[TrainedModel], infer: InferConfig | None = None, uri: str = ""):
         if not members:
             raise ValueError(f"{uri}: an ensemble needs at least one member")
+        check_members(members)
         self.members = [Predictor(member, infer) for member in members]
         first = self.members[0]
-        for member in self.members[1:]:
-            if member.bodyparts != first.bodyparts:
-                raise ValueError(f"{member.trained.uri}: body parts {member.bodyparts} differ from "
-                                 f"{first.trained.uri}'s {first.bodyparts}")
-            if member.config.model.global_scale != first.config.model.global_scale:
-                raise ValueError(f"{member.trained.uri}: members must share model.global_scale (one input "
-                                 "batch feeds them all)")
         self.infer, self.config, self.bodyparts, self.device = first.infer, first.config, first.bodyparts, first.device
         self.trained = _ensemble_model(uri, members)
 
@@ -77,6 +72,39 @@ class EnsemblePredictor:
     def predict_images(self, images: list[np.ndarray]) -> np.ndarray:
         """Images of any sizes -> (N, K members, body parts, 3)."""
         return np.stack([member.predict_images(images) for member in self.members], axis=1)
+
+
+def check_members(members: list[TrainedModel]) -> None:
+    """Members must predict the same body parts from the same input batch."""
+    first = members[0]
+    for member in members[1:]:
+        if list(member.bodyparts) != list(first.bodyparts):
+            raise ValueError(f"{member.uri}: body parts {member.bodyparts} differ from {first.uri}'s "
+                             f"{first.bodyparts}")
+        if member.config.model.global_scale != first.config.model.global_scale:
+            raise ValueError(f"{member.uri}: members must share model.global_scale (one input batch feeds "
+                             "them all)")
+
+
+def pin(model_uri: str) -> tuple[PinnedModel | PinnedEnsemble, str, list[str]]:
+    """What an archive job's workers must load (a run's model file, or every member's), with the scorer
+    and body parts its outputs carry. Refuses mismatched members here, before any worker starts."""
+    if is_ensemble(model_uri):
+        pinned, models = pin_ensemble(model_uri)
+        check_members(models)
+        described = _ensemble_model(model_uri, models)
+        return pinned, described.scorer, described.bodyparts
+    single, trained = pin_model(model_uri)
+    return single, trained.scorer, list(trained.bodyparts)
+
+
+def pinned_predictor(pinned: PinnedModel | PinnedEnsemble, infer_overrides: dict | None = None):
+    """A worker's predictor for exactly the pinned bytes (ModelMismatchError if a file changed)."""
+    models = load_pinned_members(pinned) if isinstance(pinned, PinnedEnsemble) else [load_pinned(pinned)]
+    infer = models[0].config.infer.with_overrides(infer_overrides or {})
+    if isinstance(pinned, PinnedEnsemble):
+        return EnsemblePredictor(models, infer, uri=pinned.uri)
+    return Predictor(models[0], infer)
 
 
 def load_predictor(model_uri: str, infer_overrides: dict | None = None):
@@ -128,6 +156,29 @@ def write_ensemble_outputs(base: str, scorer: str, bodyparts: list[str], members
     return outputs, smoothed.smooth_params
 
 
+def smoothing_meta(members: list[dict], params) -> dict:
+    """The `ensemble` record of an ensemble's `_meta.json` (analyze and archive alike)."""
+    return {"members": members, "smoother": "ensemble-kalman-smoother (singlecam)", "smooth_params": params,
+            "likelihood": "mean of the members' likelihoods"}
+
+
+def join_ensemble_segments(segment_uris: list[str], scorer: str, bodyparts: list[str], frame_count: int,
+                           base_uri: str, formats: tuple[str, ...] = ()) -> tuple[dict, dict[int, str], dict, list]:
+    """An archive video's ensemble segments -> the smoothed, variance and member tables (as analyze
+    writes them). The smoother needs the whole track, so the members' poses are held in memory:
+    frames x members x body parts x 3 float32 (72 MB for 100,000 frames, 3 members, 20 parts)."""
+    chunks, missing, facts = [], {}, {}
+    for poses, result in read_segments(segment_uris, frame_count, base_uri):
+        chunks.append(poses)
+        missing.update(result.missing)
+        facts = facts or result.video
+    if not chunks:
+        raise ValueError(f"{base_uri}: a video without frames cannot be smoothed")
+    members = np.concatenate(chunks).transpose(1, 0, 2, 3)  # (members, frames, body parts, 3)
+    outputs, params = write_ensemble_outputs(base_uri, scorer, bodyparts, members, formats)
+    return outputs, missing, facts, params
+
+
 def analyze_ensemble_video(predictor: EnsemblePredictor, video_uri: str, out_folder: str,
                            formats: tuple[str, ...] = (), progress: bool = True,
                            smooth_param: float | None = None, relative: str | None = None) -> AnalysisResult:
@@ -144,9 +195,8 @@ def analyze_ensemble_video(predictor: EnsemblePredictor, video_uri: str, out_fol
         **asdict(result),
         "video_identity": asdict(storage.identity(video_uri)),
         "model": {"uri": predictor.trained.uri, "identity": predictor.trained.identity},
-        "ensemble": {"members": [{"uri": m.trained.uri, "identity": m.trained.identity} for m in predictor.members],
-                     "smoother": "ensemble-kalman-smoother (singlecam)", "smooth_params": params,
-                     "likelihood": "mean of the members' likelihoods"},
+        "ensemble": smoothing_meta([{"uri": m.trained.uri, "identity": m.trained.identity}
+                                    for m in predictor.members], params),
         "scorer": predictor.scorer,
         "bodyparts": predictor.bodyparts,
         "fps_video": info.fps,

@@ -65,6 +65,20 @@ def read_segment(uri: str) -> tuple[np.ndarray, SegmentResult]:
         return data["poses"], SegmentResult(**raw)
 
 
+def read_segments(segment_uris: list[str], frame_count: int, base_uri: str):
+    """Yield (poses, SegmentResult) of each segment in frame order, one at a time, checking that they
+    tile [0, frame_count) without gap or overlap."""
+    expected = 0
+    for uri in segment_uris:
+        poses, result = read_segment(uri)
+        if result.start != expected:
+            raise ValueError(f"{uri}: segment starts at frame {result.start}, expected {expected}")
+        yield poses, result
+        expected = result.stop
+    if expected != frame_count:
+        raise ValueError(f"{base_uri}: segments cover {expected} of {frame_count} frames")
+
+
 def join_segments(segment_uris: list[str], scorer: str, bodyparts: list[str], frame_count: int,
                   base_uri: str, formats: tuple[str, ...] = ()) -> tuple[dict[str, str], dict[int, str], dict]:
     """Stream the segments (in frame order) into one table with global frame indices; publish it whole.
@@ -78,17 +92,10 @@ def join_segments(segment_uris: list[str], scorer: str, bodyparts: list[str], fr
     with storage.scratch_dir() as scratch:
         writer = PoseTableWriter(scorer, bodyparts, scratch, formats=formats)
         try:
-            expected = 0
-            for uri in segment_uris:
-                poses, result = read_segment(uri)
-                if result.start != expected:
-                    raise ValueError(f"{uri}: segment starts at frame {result.start}, expected {expected}")
+            for poses, result in read_segments(segment_uris, frame_count, base_uri):
                 writer.append(result.start, poses.astype(np.float64))
                 missing.update(result.missing)
                 facts = facts or result.video
-                expected = result.stop
-            if expected != frame_count:
-                raise ValueError(f"{base_uri}: segments cover {expected} of {frame_count} frames")
             outputs = writer.publish(base_uri)
         finally:
             writer.close()

@@ -3,10 +3,13 @@ folder (`member-<k>/`). Written by `posecluster train --ensemble K`; read by ana
 
 from __future__ import annotations
 
+import hashlib
 import json
+from dataclasses import dataclass
 
 from posecluster import storage
 from posecluster.errors import InputError
+from posecluster.model.artifact import PinnedModel, TrainedModel, load_pinned, pin_model
 
 ENSEMBLE_FILE = "ensemble.json"
 
@@ -37,3 +40,31 @@ def member_uris(ensemble_uri: str) -> list[str]:
     if not folders:
         raise InputError(uri, "an ensemble needs at least one member")
     return [storage.join(ensemble_uri, folder) for folder in folders]
+
+
+@dataclass(frozen=True)
+class PinnedEnsemble:
+    """Every member's model file and the hash of its bytes: what every worker of a job must load."""
+
+    uri: str
+    members: tuple[PinnedModel, ...]
+
+    @property
+    def sha256(self) -> str:
+        """Changes when any member changes (or the members' order does)."""
+        return hashlib.sha256("".join(m.sha256 for m in self.members).encode()).hexdigest()
+
+    @property
+    def identity(self) -> str:
+        return self.sha256[:16]
+
+
+def pin_ensemble(uri: str) -> tuple[PinnedEnsemble, list[TrainedModel]]:
+    """Resolve and hash every member once (refusing a member still training)."""
+    pinned, models = zip(*(pin_model(member) for member in member_uris(uri)))
+    return PinnedEnsemble(uri, tuple(pinned)), list(models)
+
+
+def load_pinned_members(pinned: PinnedEnsemble) -> list[TrainedModel]:
+    """Exactly the pinned bytes of every member, or ModelMismatchError naming the changed file."""
+    return [load_pinned(member) for member in pinned.members]
