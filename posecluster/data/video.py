@@ -29,6 +29,7 @@ import av
 import numpy as np
 
 from posecluster import storage
+from posecluster.data.mp4_rotation import track_rotation
 from posecluster.errors import InputError
 
 
@@ -175,6 +176,8 @@ class VideoReader:
             if not container.streams.video:
                 raise InputError(uri, "no video stream")
             stream = container.streams.video[0]
+            fmt = container.format.name
+            rotation = _header_rotation(handle, fmt, stream)
             packets, demux_error, first_frame = [], None, None
             stream.thread_count = 1  # one frame to decode: starting and joining a thread pool costs more
             try:
@@ -183,9 +186,9 @@ class VideoReader:
                         key = packet.is_keyframe
                         packets.append(_Packet(packet.pts, packet.dts, -1 if packet.pos is None else packet.pos,
                                                key, packet.is_discard))
-                        if key and first_frame is None:
-                            # The display matrix travels with decoded frames in PyAV: decode the first
-                            # keyframe in the same pass, no second read.
+                        if key and rotation is None and first_frame is None:
+                            # The container may hold a display matrix the header walk could not read:
+                            # PyAV gives it on decoded frames, so decode the first keyframe in this pass.
                             first_frame = _first_frame(stream, packet)
             except av.error.FFmpegError as exc:
                 demux_error = str(exc)  # truncated or damaged: keep what was readable
@@ -195,9 +198,8 @@ class VideoReader:
             if not packets:
                 raise InputError(uri, f"video has no frames{f' ({demux_error})' if demux_error else ''}")
             first_key = next((i for i, p in enumerate(packets) if p.key), None)
-            rotation, size = _display_facts(first_frame, stream)
+            rotation, size = _display_facts(rotation, first_frame, stream)
             reorders = bool(stream.codec_context.has_b_frames)
-            fmt = container.format.name
             rate = stream.average_rate or stream.guessed_rate
             codec = stream.codec_context.name
         warnings, notes = [], []
@@ -389,9 +391,30 @@ def _first_frame(stream, packet) -> av.VideoFrame | None:
     return frames[0] if frames else None
 
 
-def _display_facts(frame: av.VideoFrame | None, stream) -> tuple[int, tuple[int, int]]:
-    """Rotation and display size from the first decoded frame; the stream's coded size without one."""
-    rotation = _rotation(frame) if frame is not None else 0
+def _header_rotation(handle, fmt: str, stream) -> int | None:
+    """The display rotation known without decoding, or None: decode a frame to learn it.
+
+    Only the container's display matrix counts (what OpenCV, and so DeepLabCut, applies). MP4/MOV carry
+    it in the track header, read here directly; Matroska may carry one that only a decoded frame shows;
+    the other containers (AVI, MPEG-PS/TS, ...) have none.
+    """
+    formats = set(fmt.split(","))
+    if not stream.codec_context.width:
+        return None  # the size, too, is only known from a frame
+    if formats & {"mov", "mp4"}:
+        position = handle.tell()  # PyAV reads on from where it left the handle: put it back
+        try:
+            return track_rotation(handle, stream.id)
+        finally:
+            handle.seek(position)
+    return None if formats & {"matroska", "webm"} else 0
+
+
+def _display_facts(rotation: int | None, frame: av.VideoFrame | None, stream) -> tuple[int, tuple[int, int]]:
+    """Rotation and display size: from the header when it said, else from the first decoded frame, else
+    the stream's coded size unrotated."""
+    if rotation is None:
+        rotation = _rotation(frame) if frame is not None else 0
     width, height = (frame.width, frame.height) if frame is not None else (stream.codec_context.width,
                                                                              stream.codec_context.height)
     return rotation, ((height, width) if rotation in (90, 270) else (width, height))
@@ -442,7 +465,8 @@ def _chain(first, rest):
 
 
 def probe(uri: str, source: Source | None = None) -> VideoInfo:
-    """Frame count, numbering, safe segment starts, rotation (demuxing; decodes one frame)."""
+    """Frame count, numbering, safe segment starts, rotation (demuxing; decodes one frame only where the
+    container may hold a display matrix that its header walk could not read, e.g. Matroska)."""
     return VideoReader(uri, source).info
 
 

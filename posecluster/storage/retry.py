@@ -62,7 +62,7 @@ def retrying(patience_s: float = DEFAULT_PATIENCE_S, initial_s: float = 0.2, max
     for at most patience_s; then the last error is raised as it was."""
     return Retrying(
         retry=retry_if_exception(is_transient),
-        wait=wait_exponential_jitter(initial=initial_s, max=max_wait_s, jitter=initial_s),
+        wait=wait_exponential_jitter(multiplier=initial_s, max=max_wait_s, jitter=initial_s),
         stop=stop_after_delay(patience_s),
         before_sleep=before_sleep_log(log, logging.WARNING),
         reraise=True,
