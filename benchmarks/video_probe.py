@@ -2,8 +2,8 @@
 
 openfield's m3v1mp4.mp4 (2,330 frames, 640x480 H.264) is remuxed with PyAV (no re-encoding) into mp4, mov,
 mkv, avi and ts in a temporary folder. For each container and each implementation this measures
-- probe: the best of --repeat probes (demux, no decoding; the new one also decodes the first keyframe
-  for the display rotation and size),
+- probe: the best of --repeat probes (demux, no decoding; the new one reads MP4/MOV rotation from the
+  track header and decodes the first keyframe of an MKV, whose display matrix only a frame shows),
 - read: the best of --repeat/3 reads of --frames frames starting at the keyframe nearest the middle that
   the implementation offers as a segment start (seek + decode + RGB conversion),
 and prints new/old ratios. The baseline is posecluster/data/video.py at BASELINE_COMMIT, loaded from git.

@@ -91,7 +91,7 @@ class VideoInfo:
 
     # Bumped whenever a probe's meaning changes: a cached probe from an older reader (with its frame
     # numbering and segment starts) must be probed again, never trusted.
-    CACHE_VERSION = 2
+    CACHE_VERSION = 3
 
     def to_bytes(self) -> bytes:
         meta = {"version": self.CACHE_VERSION, "frame_count": self.frame_count, "fps": self.fps, "width": self.width, "height": self.height,
@@ -140,13 +140,27 @@ def upright(array: np.ndarray, rotation: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(array, k=rotation // 90)) if rotation else array
 
 
-@dataclass(slots=True)
-class _Packet:
-    pts: int | None
-    dts: int | None
-    pos: int
-    key: bool
-    discard: bool  # pre-roll an edit list cuts away: decoded, never shown
+_NO_PTS = np.iinfo(np.int64).min  # a packet without a presentation timestamp
+
+
+@dataclass
+class _Demuxed:
+    """The packets of a probe, in decode order: pts (_NO_PTS where absent), keyframe and discard flags
+    (pre-roll an edit list cuts away: decoded, never shown) for all; dts and byte position (-1 unknown)
+    only where they are used, for keyframes and packets without pts."""
+
+    pts: np.ndarray
+    key: np.ndarray
+    discard: np.ndarray
+    extra: dict[int, tuple[int | None, int]]
+
+    def seek_stamp(self, i: int) -> int:
+        dts = self.extra[i][0]
+        candidates = [s for s in (None if self.pts[i] == _NO_PTS else int(self.pts[i]), dts) if s is not None]
+        return min(candidates) if candidates else 0
+
+    def pos(self, i: int) -> int:
+        return self.extra[i][1]
 
 
 class VideoReader:
@@ -178,26 +192,34 @@ class VideoReader:
             stream = container.streams.video[0]
             fmt = container.format.name
             rotation = _header_rotation(handle, fmt, stream)
-            packets, demux_error, first_frame = [], None, None
+            stamps, keys, discards, extra = [], [], [], {}  # keys, discards: packet indices (few)
+            demux_error, first_frame = None, None
             stream.thread_count = 1  # one frame to decode: starting and joining a thread pool costs more
             try:
-                for packet in container.demux(stream):
+                for packet in container.demux(stream):  # the hot loop of a probe: read only what is used
                     if packet.size:
-                        key = packet.is_keyframe
-                        packets.append(_Packet(packet.pts, packet.dts, -1 if packet.pos is None else packet.pos,
-                                               key, packet.is_discard))
-                        if key and rotation is None and first_frame is None:
-                            # The container may hold a display matrix the header walk could not read:
-                            # PyAV gives it on decoded frames, so decode the first keyframe in this pass.
-                            first_frame = _first_frame(stream, packet)
+                        key, stamp = packet.is_keyframe, packet.pts
+                        if key or stamp is None:
+                            extra[len(stamps)] = (packet.dts, -1 if packet.pos is None else packet.pos)
+                            if key:
+                                keys.append(len(stamps))
+                                if rotation is None and first_frame is None:
+                                    # The container may hold a display matrix the header walk could not
+                                    # read: PyAV shows it on decoded frames, so decode this keyframe.
+                                    first_frame = _first_frame(stream, packet)
+                        if packet.is_discard:
+                            discards.append(len(stamps))
+                        stamps.append(_NO_PTS if stamp is None else stamp)
             except av.error.FFmpegError as exc:
                 demux_error = str(exc)  # truncated or damaged: keep what was readable
             # The container's own index says how many frames there should be; read it only when the
             # demuxed packets fall short of the header's count (a truncated file).
-            declared = _declared_frames(container, stream) if len(packets) < (stream.frames or 0) else 0
-            if not packets:
+            declared = _declared_frames(container, stream) if len(stamps) < (stream.frames or 0) else 0
+            if not stamps:
                 raise InputError(uri, f"video has no frames{f' ({demux_error})' if demux_error else ''}")
-            first_key = next((i for i, p in enumerate(packets) if p.key), None)
+            packets = _Demuxed(np.asarray(stamps, dtype=np.int64), _flags(len(stamps), keys),
+                               _flags(len(stamps), discards), extra)
+            first_key = int(np.argmax(packets.key)) if packets.key.any() else None
             rotation, size = _display_facts(rotation, first_frame, stream)
             reorders = bool(stream.codec_context.has_b_frames)
             rate = stream.average_rate or stream.guessed_rate
@@ -209,38 +231,41 @@ class VideoReader:
             # start, so count what the decoder gives from the top, in one piece.
             first_key = 0
             notes.append("no packet is flagged as a keyframe: decoded in one piece")
-        if any(not p.discard for p in packets[:first_key]):
+        before_key = int(np.count_nonzero(~packets.discard[:first_key]))
+        if before_key:
             notes.append(f"the first {first_key} packets precede the first keyframe and cannot be decoded; "
                             "frame 0 is the first keyframe, as in OpenCV")
         # Packets before the first keyframe never leave the decoder, nor do those the edit list discards.
-        shown = [p for p in packets[first_key:] if not p.discard]
+        shown = first_key + np.flatnonzero(~packets.discard[first_key:])  # packet indices, decode order
         if declared:
-            declared -= sum(1 for p in packets[:first_key] if not p.discard)
-        stamps = [p.pts for p in shown]
+            declared -= before_key
+        stamps = packets.pts[shown]
         trusted = not unflagged and (not any(name in fmt.split(",") for name in _INVENTED_PTS_FORMATS)
-                   and all(s is not None for s in stamps) and len(set(stamps)) == len(stamps))
+                   and not (stamps == _NO_PTS).any() and bool(np.all(np.diff(np.sort(stamps)))))
         if trusted:
             numbering = "pts"
-            key_pts = shown[0].pts
             # Leading pictures of an open GOP at the very start (shown before the first keyframe) are dropped.
-            kept = [p for p in shown if p.pts >= key_pts]
-            pts = np.sort(np.asarray([p.pts for p in kept], dtype=np.int64))
+            kept = shown[stamps >= stamps[0]]
+            pts = np.sort(packets.pts[kept])
             if declared > len(kept):
                 # Truncated mid-GOP: frames shown before some lost packet's frame may be present while it
                 # is not. Keep the leading run without a hole in the frame grid; the rest are missing.
                 pts = _contiguous_prefix(pts)
-                kept = [p for p in kept if p.pts <= pts[-1]]
-            keyframes, seek_ts, seek_pos = _safe_starts_by_pts(kept, pts)
+                kept = kept[packets.pts[kept] <= pts[-1]]
+            keyframes, seek_ts, seek_pos = _safe_starts_by_pts(packets, kept, pts)
         else:
             numbering = "decoder"
-            pts = np.sort(np.asarray([p.pts if p.pts is not None else (p.dts or 0) for p in shown], dtype=np.int64))
-            if unflagged or reorders or any(p.pos < 0 for p in shown):
+            stamps = np.asarray([s if s != _NO_PTS else (packets.extra[i][0] or 0) for i, s in zip(shown, stamps)],
+                                dtype=np.int64)
+            pts = np.sort(stamps)
+            starts = np.flatnonzero(packets.key[shown])  # positions in decode order = frame indices
+            if unflagged or reorders or any(packets.pos(shown[j]) < 0 for j in starts):
                 keyframes, seek_ts, seek_pos = [0], [0], [-1]  # no exact index after a seek: one piece
             else:
                 # No reordering: a keyframe's index is its position in decode order.
-                keyframes = [i for i, p in enumerate(shown) if p.key]
-                seek_ts = [_seek_stamp(shown[i]) for i in keyframes]
-                seek_pos = [shown[i].pos for i in keyframes]
+                keyframes = starts.tolist()
+                seek_ts = [packets.seek_stamp(shown[j]) for j in starts]
+                seek_pos = [packets.pos(shown[j]) for j in starts]
             if reorders:
                 notes.append("timestamps cannot be trusted and frames are reordered: decoded in one piece")
         present = len(pts)
@@ -420,9 +445,10 @@ def _display_facts(rotation: int | None, frame: av.VideoFrame | None, stream) ->
     return rotation, ((height, width) if rotation in (90, 270) else (width, height))
 
 
-def _seek_stamp(packet: _Packet) -> int:
-    candidates = [s for s in (packet.pts, packet.dts) if s is not None]
-    return min(candidates) if candidates else 0
+def _flags(count: int, indices: list[int]) -> np.ndarray:
+    flags = np.zeros(count, dtype=bool)
+    flags[indices] = True
+    return flags
 
 
 def _contiguous_prefix(pts: np.ndarray) -> np.ndarray:
@@ -433,22 +459,18 @@ def _contiguous_prefix(pts: np.ndarray) -> np.ndarray:
     return pts[: holes[0] + 1] if len(holes) else pts
 
 
-def _safe_starts_by_pts(kept: list[_Packet], pts: np.ndarray):
+def _safe_starts_by_pts(packets: _Demuxed, kept: np.ndarray, pts: np.ndarray):
     """Keyframes (frame index, seek timestamp, byte position) after which every decoded frame is shown
     after them and before which every frame is shown before them: there a decoder can start cold and
-    the frame index is exact."""
-    order_pts = np.asarray([p.pts for p in kept], dtype=np.int64)
+    the frame index is exact. `kept`: the packets that become frames, in decode order."""
+    order_pts = packets.pts[kept]
     later_min = np.minimum.accumulate(order_pts[::-1])[::-1]  # min pts from here on, in decode order
     earlier_max = np.maximum.accumulate(np.concatenate([[np.iinfo(np.int64).min], order_pts[:-1]]))
-    keyframes, seek_ts, seek_pos = [0], [0], [-1]
-    for i, packet in enumerate(kept):
-        if i == 0 or not packet.key:
-            continue
-        if later_min[i] == packet.pts and earlier_max[i] < packet.pts:
-            keyframes.append(int(np.searchsorted(pts, packet.pts)))
-            seek_ts.append(_seek_stamp(packet))
-            seek_pos.append(packet.pos)
-    return keyframes, seek_ts, seek_pos
+    safe = packets.key[kept] & (later_min == order_pts) & (earlier_max < order_pts)
+    safe[:1] = False  # the first frame is always a start, listed below
+    chosen = kept[safe]
+    keyframes = [0, *np.searchsorted(pts, packets.pts[chosen]).tolist()]
+    return keyframes, [0, *(packets.seek_stamp(i) for i in chosen)], [-1, *(packets.pos(i) for i in chosen)]
 
 
 def _decode_packet(stream, packet, report: DecodeReport) -> list[av.VideoFrame]:
