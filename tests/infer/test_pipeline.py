@@ -28,3 +28,28 @@ def test_batches_arrive_in_frame_order_and_cover_the_range(trained_run, syntheti
     seen = []
     result = predict_range(predictor, info, 5, 40, lambda first, poses: seen.extend(range(first, first + len(poses))))
     assert seen == list(range(5, 40)) and result.frames == 35 and result.fps > 0
+
+
+def test_rows_from_a_reader_that_repeats_or_reorders_frames_are_refused_not_written(trained_run, synthetic_project,
+                                                                                   monkeypatch):
+    """The sink is the last line of defence for frame numbering: a reader bug must stop the video with
+    the frame named, never write a pose into another frame's row."""
+    from posecluster.errors import InputError
+    from posecluster.infer import pipeline
+
+    real = pipeline.read_frames
+
+    def swapping_reader(*args, **kwargs):  # the real decoder, with frames 12 and 13 handed over swapped
+        frames = list(real(*args, **kwargs))
+        frames[12], frames[13] = frames[13], frames[12]
+        yield from frames
+
+    monkeypatch.setattr(pipeline, "read_frames", swapping_reader)
+    predictor = Predictor(load_model(trained_run[0]), load_model(trained_run[0]).config.infer.with_overrides(
+        {"batch_size": 4}))
+    info = probe(synthetic_project.videos[0].uri)
+    written = []
+    with pytest.raises(InputError, match="out of order") as refused:
+        predict_range(predictor, info, 0, 30, lambda first, poses: written.extend(range(first, first + len(poses))))
+    assert "frame 12" in str(refused.value) and info.uri in str(refused.value)
+    assert written == list(range(12))  # the batches before the swap, and nothing of the bad one

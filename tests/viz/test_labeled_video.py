@@ -83,3 +83,22 @@ def test_a_truncated_source_keeps_its_frame_count_in_the_labeled_video(matrix, o
     assert result.missing_frames == list(range(19, 48))
     decoded = oracles["truncated_mp4"]
     assert [video_matrix.read_barcode(f) for f in frames[:19]] == [video_matrix.read_barcode(f) for f in decoded]
+
+
+def test_a_source_without_a_frame_rate_is_written_at_the_fallback_rate_with_every_frame(analysed_video, tmp_path,
+                                                                                        monkeypatch):
+    """FFmpeg guesses a rate for nearly every file; where the probe still has none, the encoder must not
+    break and the frames must all be there (the rate is the one thing the output cannot know)."""
+    import dataclasses
+
+    from posecluster.viz import labeled_video
+    from posecluster.viz.labeled_video import FALLBACK_FPS
+
+    video, poses = analysed_video
+    real = labeled_video.probe
+    monkeypatch.setattr(labeled_video, "probe", lambda uri: dataclasses.replace(real(uri), fps=0.0))
+    [table] = glob.glob(f"{poses}/*.h5")
+    result = label_video(video.uri, read_track(table), str(tmp_path / "labeled.mp4"), LabelOptions())
+    assert result.fps == FALLBACK_FPS and "frame rate unknown" in result.notes[0]
+    assert len(decode_all(str(tmp_path / "labeled.mp4"))) == result.frames == 90
+    assert probe(str(tmp_path / "labeled.mp4")).fps == FALLBACK_FPS
