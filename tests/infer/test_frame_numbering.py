@@ -103,7 +103,7 @@ def test_analyze_records_rotation_and_marks_damaged_videos(analyzed):
     assert meta["rotation"] == 90 and meta["frame_numbering"] == "pts"
 
 
-@pytest.mark.parametrize("segment_frames", [5, pytest.param(12, marks=pytest.mark.slow), pytest.param(24, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("segment_frames", [5, 12, pytest.param(24, marks=pytest.mark.slow)])
 def test_the_archive_gives_the_same_rows_as_analyze_for_any_segment_length(segment_frames, ray_local, random_model,
                                                                            matrix, analyzed, expected, tmp_path):
     options = ArchiveOptions(model=random_model, out=str(tmp_path / "poses"), workers=2,
