@@ -29,7 +29,7 @@ import av
 import numpy as np
 
 from posecluster import storage
-from posecluster.data.mp4_rotation import track_rotation
+from posecluster.data.container_rotation import matroska_video_rotation, mp4_track_rotation
 from posecluster.errors import InputError
 
 
@@ -419,20 +419,24 @@ def _first_frame(stream, packet) -> av.VideoFrame | None:
 def _header_rotation(handle, fmt: str, stream) -> int | None:
     """The display rotation known without decoding, or None: decode a frame to learn it.
 
-    Only the container's display matrix counts (what OpenCV, and so DeepLabCut, applies). MP4/MOV carry
-    it in the track header, read here directly; Matroska may carry one that only a decoded frame shows;
-    the other containers (AVI, MPEG-PS/TS, ...) have none.
+    Only the container's display matrix counts (what OpenCV, and so DeepLabCut, applies). MP4/MOV and
+    Matroska carry it in their track headers, read here directly (container_rotation); the other
+    containers (AVI, MPEG-PS/TS, ...) have none.
     """
     formats = set(fmt.split(","))
     if not stream.codec_context.width:
         return None  # the size, too, is only known from a frame
     if formats & {"mov", "mp4"}:
-        position = handle.tell()  # PyAV reads on from where it left the handle: put it back
-        try:
-            return track_rotation(handle, stream.id)
-        finally:
-            handle.seek(position)
-    return None if formats & {"matroska", "webm"} else 0
+        walk = lambda: mp4_track_rotation(handle, stream.id)  # noqa: E731  (FFmpeg's id: the track ID)
+    elif formats & {"matroska", "webm"}:
+        walk = lambda: matroska_video_rotation(handle)  # noqa: E731
+    else:
+        return 0
+    position = handle.tell()  # PyAV reads on from where it left the handle: put it back
+    try:
+        return walk()
+    finally:
+        handle.seek(position)
 
 
 def _display_facts(rotation: int | None, frame: av.VideoFrame | None, stream) -> tuple[int, tuple[int, int]]:
@@ -488,7 +492,7 @@ def _chain(first, rest):
 
 def probe(uri: str, source: Source | None = None) -> VideoInfo:
     """Frame count, numbering, safe segment starts, rotation (demuxing; decodes one frame only where the
-    container may hold a display matrix that its header walk could not read, e.g. Matroska)."""
+    container's header walk could not tell the rotation)."""
     return VideoReader(uri, source).info
 
 
