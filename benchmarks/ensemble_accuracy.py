@@ -99,7 +99,7 @@ def openfield_rows(args, tmp: str) -> tuple[list[dict], dict]:
         budget = (f"resnet18 scratch, {epochs} epochs x {len(train_images)} images, batch 8, global_scale "
                   f"{args.global_scale}, crops {args.crop[0]}x{args.crop[1]}, CPU")
         members = []
-        for seed in SEEDS:
+        for seed in SEEDS[:1] if args.only_unsupervised else SEEDS:
             run, seconds = train_member(cfg, labels, f"{tmp}/{name}-seed{seed}", split, seed)
             members.append(run)
             timings[f"{name} seed{seed}"] = seconds
@@ -107,9 +107,11 @@ def openfield_rows(args, tmp: str) -> tuple[list[dict], dict]:
         timings[f"{name} unsupervised"] = seconds
         predictions = np.stack([Predictor(load_model(run)).predict_images(test_images) for run in members])
         unsup = Predictor(load_model(unsup_run)).predict_images(test_images)
-        for label, poses in (("one network", predictions[0]), ("ensemble of 3, mean", ensemble_stats(predictions)[0]),
-                             ("ensemble of 3, median", ensemble_median(predictions)),
-                             ("one network + unsupervised losses", unsup)):
+        compared = [("one network", predictions[0])]
+        if len(members) > 1:
+            compared += [("ensemble of 3, mean", ensemble_stats(predictions)[0]),
+                         ("ensemble of 3, median", ensemble_median(predictions))]
+        for label, poses in (*compared, ("one network + unsupervised losses", unsup)):
             error, error_p = errors(poses, truth, pcutoff)
             rows.append({"labels": name, "model": label, "test_error_px": error,
                          "test_error_pcutoff_px": error_p, "budget": budget})
@@ -117,9 +119,11 @@ def openfield_rows(args, tmp: str) -> tuple[list[dict], dict]:
         ensemble = EnsemblePredictor([load_model(run) for run in members])
         _, video_members, _ = predict_members(ensemble, video)
         _, video_unsup, _ = predict_members(EnsemblePredictor([load_model(unsup_run)]), video)
-        smoothed = smooth_ensemble(video_members).poses
-        for label, poses in (("one network", video_members[0]), ("ensemble of 3, mean", ensemble_stats(video_members)[0]),
-                             ("ensemble of 3 + EKS", smoothed), ("one network + unsupervised losses", video_unsup[0])):
+        compared = [("one network", video_members[0])]
+        if len(members) > 1:
+            compared += [("ensemble of 3, mean", ensemble_stats(video_members)[0]),
+                         ("ensemble of 3 + EKS", smooth_ensemble(video_members).poses)]
+        for label, poses in (*compared, ("one network + unsupervised losses", video_unsup[0])):
             rows.append({"labels": name, "model": label, "jump_rate_m3v1mp4": jump_rate(poses, pcutoff),
                          "budget": budget})
     return rows, timings
@@ -206,6 +210,8 @@ def main() -> None:
     parser.add_argument("--video-noise", type=float, default=12.0)
     parser.add_argument("--skip-openfield", action="store_true")
     parser.add_argument("--skip-rendered", action="store_true")
+    parser.add_argument("--only-unsupervised", action="store_true",
+                        help="openfield: one supervised network (seed 0) and one with the losses per fraction")
     parser.add_argument("--name", default="ensemble_accuracy")
     args = parser.parse_args()
     torch.manual_seed(0)

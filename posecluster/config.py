@@ -320,6 +320,17 @@ class PcaLossConfig(Section):
 UnsupervisedLossConfig = Annotated[Union[TemporalLossConfig, PcaLossConfig], Field(discriminator="kind")]
 
 
+class AnnealConfig(Section):
+    """Lightning Pose's AnnealWeight (its defaults): the unsupervised losses' total importance is `initial`
+    through epoch `hold_epochs` (0-based), then rises by `per_epoch` each epoch up to `final`. Starting at
+    0 lets the supervised loss shape the score maps before the losses judge what they predict."""
+
+    initial: float = Field(0.0, ge=0)
+    per_epoch: float = Field(0.01, ge=0)
+    final: float = Field(1.0, ge=0)
+    hold_epochs: int = Field(0, ge=0)
+
+
 class UnsupervisedConfig(Section):
     """Losses on unlabeled clips of consecutive frames, besides the supervised loss. Off (no losses) by
     default; e.g. --set 'unsupervised.losses=[{kind: temporal}, {kind: pca}]'."""
@@ -331,6 +342,7 @@ class UnsupervisedConfig(Section):
     clips_per_step: int = Field(1, ge=1)
     # Soft-argmax over the score-map logits divided by this (smaller: closer to the hard argmax).
     softargmax_temperature: float = Field(1.0, gt=0)
+    anneal: AnnealConfig = Field(default_factory=AnnealConfig)
 
 
 class PoseclusterConfig(Section):

@@ -186,6 +186,7 @@ def train(
         set_batchnorm_frozen(trained, frozen_bn)
         epoch_loss, epoch_batches, epoch_start = 0.0, 0, time.perf_counter()
         epoch_unlabeled: dict[str, float] = {}
+        importance = unlabeled.importance(epoch) if unlabeled is not None else 0.0
         step_started = epoch_start
         for batch in loader:
             lr = learning_rate(tcfg.optimizer, step, total_steps)
@@ -205,7 +206,7 @@ def train(
             )
             loss, parts = pose_loss(outputs, targets, config.model.loss, config.model.target)
             if unlabeled is not None:
-                extra, extra_parts = unlabeled(trained, model, device, channels_last, amp)
+                extra, extra_parts = unlabeled(trained, model, device, channels_last, amp, importance)
                 loss = loss + extra
                 parts.update(extra_parts, total=float(loss.detach()))
                 for name, value in extra_parts.items():
@@ -235,9 +236,12 @@ def train(
             "lr": lr,
             "images_per_second": epoch_batches * tcfg.batch_size * context.world_size
             / max(time.perf_counter() - epoch_start, 1e-9),
-            # The unsupervised losses' mean (unweighted) values, when they are on.
-            **{f"unsupervised_{name}": total / max(epoch_batches, 1) for name, total in epoch_unlabeled.items()},
         }
+        if unlabeled is not None:
+            # The unsupervised losses' mean (unweighted) values (NaN while their importance is 0: not run).
+            record["unsupervised_importance"] = importance
+            record.update({f"unsupervised_{loss.name}": epoch_unlabeled.get(loss.name, float("nan"))
+                           / max(epoch_batches, 1) for loss in unlabeled.losses})
         history.append(record)
         if context.is_main:
             exporter.set(metrics.TRAINING_LOSS, record["loss"])

@@ -25,14 +25,25 @@ class UnlabeledTerm:
         self.clips_per_step = section.clips_per_step
         self.temperature = section.softargmax_temperature
         self.global_scale = config.model.global_scale
+        self.anneal = section.anneal
+
+    def importance(self, epoch: int) -> float:
+        """The losses' total importance in `epoch` (0-based), as Lightning Pose's AnnealWeight sets it."""
+        anneal = self.anneal
+        if epoch <= anneal.hold_epochs:
+            return anneal.initial
+        return min(anneal.initial + (epoch - anneal.hold_epochs) * anneal.per_epoch, anneal.final)
 
     @classmethod
     def maybe(cls, config: PoseclusterConfig, labeled_keypoints: np.ndarray, rank: int = 0) -> "UnlabeledTerm | None":
         return cls(config, labeled_keypoints, rank) if config.unsupervised.losses else None
 
     def __call__(self, trained: torch.nn.Module, model, device: torch.device, channels_last: bool,
-                 amp: bool) -> tuple[torch.Tensor, dict[str, float]]:
-        """(weighted sum of the losses, their unweighted values) on freshly drawn clips."""
+                 amp: bool, importance: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
+        """(importance x the weighted sum of the losses, their unweighted values) on freshly drawn clips;
+        nothing is drawn or run while the importance is 0."""
+        if importance == 0:
+            return torch.zeros((), device=device), {}
         clips = np.stack([self.sampler.sample() for _ in range(self.clips_per_step)])  # (C,T,H,W,3)
         count, frames = clips.shape[:2]
         batch = torch.from_numpy(clips.reshape(count * frames, *clips.shape[2:])).to(device)
@@ -53,4 +64,4 @@ class UnlabeledTerm:
             value = loss(xy, confidence)
             total = total + loss.weight * value
             parts[loss.name] = float(value.detach())
-        return total, parts
+        return importance * total, parts
