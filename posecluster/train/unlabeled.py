@@ -4,6 +4,8 @@ DDP the clips' forward goes through the same wrapped model, so gradients are ave
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 import torch
 
@@ -13,6 +15,22 @@ from posecluster.data.augment import resize_batch
 from posecluster.data.clips import ClipSampler
 from posecluster.model.device import autocast
 from posecluster.model.unsupervised import build_losses
+
+
+@contextmanager
+def _batchnorm_stats_kept(module: torch.nn.Module):
+    """Run a forward without moving BatchNorm's running statistics: a clip is a few near-identical
+    frames of one video, and averaging its statistics in would leave inference normalising with
+    statistics no labeled batch had (training loss unchanged, test error up)."""
+    layers = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in layers]
+    for layer in layers:
+        layer.momentum = 0.0  # running = (1 - 0) * running + 0 * batch
+    try:
+        yield
+    finally:
+        for layer, momentum in zip(layers, momenta):
+            layer.momentum = momentum
 
 
 class UnlabeledTerm:
@@ -51,7 +69,7 @@ class UnlabeledTerm:
         batch, (sx, sy) = resize_batch(batch, self.global_scale)
         if channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
-        with autocast(device, amp):
+        with autocast(device, amp), _batchnorm_stats_kept(trained):
             outputs = trained(batch)
         xy, confidence = model.soft_keypoints(outputs, self.temperature)
         # Network-input edge coordinates -> original pixel indices, as the predictor reports them.

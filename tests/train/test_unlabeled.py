@@ -41,3 +41,22 @@ def test_at_zero_importance_no_clip_is_drawn_and_the_term_adds_nothing(config):
     value, parts = term(model, model, torch.device("cpu"), False, False, importance=0.5)
     assert drawn and set(parts) == {"temporal"} and np.isfinite(float(value.detach()))
     assert float(value.detach()) == pytest.approx(0.5 * term.losses[0].weight * parts["temporal"], rel=1e-5)
+
+
+def test_the_clip_pass_leaves_batchnorm_running_statistics_as_the_labeled_batches_left_them(config):
+    """Otherwise inference normalises with statistics of a few near-identical clip frames: the training
+    loss looks the same and the test error is not (a benchmark found this)."""
+    cfg, project = config
+    cfg = cfg.with_overrides({"unsupervised": {"losses": [{"kind": "temporal", "epsilon_px": 0.0,
+                                                           "prob_threshold": 0.0}]}})  # never exactly 0
+    term = UnlabeledTerm(cfg, project.labels.keypoints)
+    model = build_model(cfg, len(project.config.bodyparts), pretrained=False)
+    model.train()
+    before = {name: value.clone() for name, value in model.state_dict().items() if "running" in name}
+    momenta = [m.momentum for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    value, _ = term(model, model, torch.device("cpu"), False, False, importance=1.0)
+    value.backward()  # the losses still reach the weights
+    after = model.state_dict()
+    assert before and all(torch.equal(before[name], after[name]) for name in before)
+    assert [m.momentum for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)] == momenta
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
