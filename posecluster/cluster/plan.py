@@ -47,8 +47,9 @@ def state_uri(out: str, *parts: str) -> str:
 
 @dataclass(frozen=True)
 class Request:
-    """What makes a video's outputs "done": the pinned model with its result-changing settings, and
-    the formats asked for (the .h5 always)."""
+    """What makes a video's outputs "done": the pinned model with its result-changing settings, the
+    video reader's version (how frames are numbered and turned upright: outputs of an older reader are
+    recomputed, never trusted), and the formats asked for (the .h5 always)."""
 
     model_key: str
     formats: tuple[str, ...]
@@ -56,6 +57,7 @@ class Request:
     @classmethod
     def of(cls, pinned: PinnedModel | PinnedEnsemble, infer_overrides: dict, formats: tuple[str, ...]) -> "Request":
         settings = {k: infer_overrides[k] for k in RESULT_SETTINGS if k in infer_overrides}
+        settings["video_reader"] = VideoInfo.CACHE_VERSION
         key = short_hash(pinned.sha256 + json.dumps(settings, sort_keys=True, default=str))
         return cls(model_key=key, formats=tuple(sorted(set(formats) - {"h5"})))
 

@@ -119,7 +119,8 @@ def load_predictor(model_uri: str, infer_overrides: dict | None = None):
 
 
 def _ensemble_model(uri: str, members: list[TrainedModel]) -> EnsembleModel:
-    identity = hashlib.sha256("".join(m.identity for m in members).encode()).hexdigest()[:16]
+    # As PinnedEnsemble.identity: the same ensemble carries one identity in analyze's and infer's outputs.
+    identity = hashlib.sha256("".join(m.sha256 for m in members).encode()).hexdigest()[:16]
     return EnsembleModel(uri=uri, identity=identity, bodyparts=list(members[0].bodyparts),
                          scorer=f"{members[0].scorer}_ensemble{len(members)}")
 
@@ -195,7 +196,7 @@ def analyze_ensemble_video(predictor: EnsemblePredictor, video_uri: str, out_fol
         **asdict(result),
         "video_identity": asdict(storage.identity(video_uri)),
         "model": {"uri": predictor.trained.uri, "identity": predictor.trained.identity},
-        "ensemble": smoothing_meta([{"uri": m.trained.uri, "identity": m.trained.identity}
+        "ensemble": smoothing_meta([{"uri": m.trained.uri, "sha256": m.trained.sha256}
                                     for m in predictor.members], params),
         "scorer": predictor.scorer,
         "bodyparts": predictor.bodyparts,
