@@ -27,11 +27,14 @@ EXTRA = "ensemble"
 VARIANCE_COORDS = ("ensemble_var_x", "ensemble_var_y", "posterior_var_x", "posterior_var_y")
 
 
+MISSING_EXTRA = (f"ensemble smoothing needs the optional extra: pip install 'posecluster[{EXTRA}]' "
+                 "(ensemble-kalman-smoother)")
+
+
 def check_smoother_installed() -> None:
     """Fail fast, without importing JAX, when the optional extra is missing."""
     if importlib.util.find_spec("eks") is None:
-        raise ImportError(f"ensemble smoothing needs the optional extra: pip install 'posecluster[{EXTRA}]' "
-                          "(ensemble-kalman-smoother)")
+        raise ImportError(MISSING_EXTRA)
 
 
 def _import_eks():
@@ -42,10 +45,7 @@ def _import_eks():
         from eks.marker_array import MarkerArray
         from eks.singlecam_smoother import ensemble_kalman_smoother_singlecam
     except ImportError as exc:
-        raise ImportError(
-            f"ensemble smoothing needs the optional extra: pip install 'posecluster[{EXTRA}]' "
-            f"(ensemble-kalman-smoother) ({exc})"
-        ) from None
+        raise ImportError(f"{MISSING_EXTRA} ({exc})") from None
     return MarkerArray, ensemble_kalman_smoother_singlecam
 
 

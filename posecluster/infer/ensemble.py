@@ -10,7 +10,6 @@ and their predictions are combined by the Ensemble Kalman Smoother (posecluster.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass
 
@@ -29,7 +28,7 @@ from posecluster.infer.pipeline import predict_range
 from posecluster.infer.predictor import Predictor
 from posecluster.infer.segments import read_segments
 from posecluster.model.artifact import PinnedModel, TrainedModel, load_model, load_pinned, pin_model
-from posecluster.model.ensemble import PinnedEnsemble, is_ensemble, load_pinned_members, member_uris, pin_ensemble
+from posecluster.model.ensemble import PinnedEnsemble, ensemble_sha256, is_ensemble, member_uris, pin_ensemble
 
 VARIANCE_SUFFIX = "_ensemble_variance.h5"
 
@@ -100,27 +99,29 @@ def pin(model_uri: str) -> tuple[PinnedModel | PinnedEnsemble, str, list[str]]:
 
 def pinned_predictor(pinned: PinnedModel | PinnedEnsemble, infer_overrides: dict | None = None):
     """A worker's predictor for exactly the pinned bytes (ModelMismatchError if a file changed)."""
-    models = load_pinned_members(pinned) if isinstance(pinned, PinnedEnsemble) else [load_pinned(pinned)]
-    infer = models[0].config.infer.with_overrides(infer_overrides or {})
     if isinstance(pinned, PinnedEnsemble):
-        return EnsemblePredictor(models, infer, uri=pinned.uri)
-    return Predictor(models[0], infer)
+        return _predictor([load_pinned(member) for member in pinned.members], infer_overrides, pinned.uri)
+    return _predictor([load_pinned(pinned)], infer_overrides)
 
 
 def load_predictor(model_uri: str, infer_overrides: dict | None = None):
     """A Predictor for a run folder or model.pt; an EnsemblePredictor for an ensemble folder. The infer
     section is the model's own (an ensemble's: its first member's) with `infer_overrides` applied."""
-    uris = member_uris(model_uri) if is_ensemble(model_uri) else [model_uri]
-    models = [load_model(uri) for uri in uris]
-    infer = models[0].config.infer.with_overrides(infer_overrides or {})
     if is_ensemble(model_uri):
-        return EnsemblePredictor(models, infer, uri=model_uri)
+        return _predictor([load_model(uri) for uri in member_uris(model_uri)], infer_overrides, model_uri)
+    return _predictor([load_model(model_uri)], infer_overrides)
+
+
+def _predictor(models: list[TrainedModel], infer_overrides: dict | None, ensemble_uri: str | None = None):
+    infer = models[0].config.infer.with_overrides(infer_overrides or {})
+    if ensemble_uri is not None:
+        return EnsemblePredictor(models, infer, uri=ensemble_uri)
     return Predictor(models[0], infer)
 
 
 def _ensemble_model(uri: str, members: list[TrainedModel]) -> EnsembleModel:
     # As PinnedEnsemble.identity: the same ensemble carries one identity in analyze's and infer's outputs.
-    identity = hashlib.sha256("".join(m.sha256 for m in members).encode()).hexdigest()[:16]
+    identity = ensemble_sha256([m.sha256 for m in members])[:16]
     return EnsembleModel(uri=uri, identity=identity, bodyparts=list(members[0].bodyparts),
                          scorer=f"{members[0].scorer}_ensemble{len(members)}")
 

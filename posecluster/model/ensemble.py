@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from posecluster import storage
 from posecluster.errors import InputError
-from posecluster.model.artifact import PinnedModel, TrainedModel, load_pinned, pin_model
+from posecluster.model.artifact import PinnedModel, TrainedModel, pin_model
 
 ENSEMBLE_FILE = "ensemble.json"
 
@@ -42,6 +42,11 @@ def member_uris(ensemble_uri: str) -> list[str]:
     return [storage.join(ensemble_uri, folder) for folder in folders]
 
 
+def ensemble_sha256(member_sha256s: list[str]) -> str:
+    """An ensemble's hash: changes when any member's bytes change (or the members' order does)."""
+    return hashlib.sha256("".join(member_sha256s).encode()).hexdigest()
+
+
 @dataclass(frozen=True)
 class PinnedEnsemble:
     """Every member's model file and the hash of its bytes: what every worker of a job must load."""
@@ -51,8 +56,7 @@ class PinnedEnsemble:
 
     @property
     def sha256(self) -> str:
-        """Changes when any member changes (or the members' order does)."""
-        return hashlib.sha256("".join(m.sha256 for m in self.members).encode()).hexdigest()
+        return ensemble_sha256([m.sha256 for m in self.members])
 
     @property
     def identity(self) -> str:
@@ -63,8 +67,3 @@ def pin_ensemble(uri: str) -> tuple[PinnedEnsemble, list[TrainedModel]]:
     """Resolve and hash every member once (refusing a member still training)."""
     pinned, models = zip(*(pin_model(member) for member in member_uris(uri)))
     return PinnedEnsemble(uri, tuple(pinned)), list(models)
-
-
-def load_pinned_members(pinned: PinnedEnsemble) -> list[TrainedModel]:
-    """Exactly the pinned bytes of every member, or ModelMismatchError naming the changed file."""
-    return [load_pinned(member) for member in pinned.members]
