@@ -24,15 +24,15 @@ def mp4_track_rotation(handle: IO[bytes], track_id: int) -> int | None:
     try:
         handle.seek(0, 2)
         end = handle.tell()
-        moov = _find(handle, 0, end, b"moov")
+        moov = _first(_boxes(handle, 0, end), b"moov")
         if moov is None:
             return None
         movie = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
-        mvhd = _find(handle, *moov, b"mvhd")
+        mvhd = _first(_boxes(handle, *moov), b"mvhd")
         if mvhd is not None:
             movie = _matrix(handle, mvhd[0], {0: 36, 1: 48})
-        for trak in _children(handle, *moov, b"trak"):
-            tkhd = _find(handle, *trak, b"tkhd")
+        for trak in _every(_boxes(handle, *moov), b"trak"):
+            tkhd = _first(_boxes(handle, *trak), b"tkhd")
             if tkhd is None:
                 continue
             handle.seek(tkhd[0])
@@ -90,15 +90,18 @@ def _boxes(handle: IO[bytes], start: int, end: int):
     raise ValueError("too many boxes")
 
 
-def _children(handle: IO[bytes], start: int, end: int, kind: bytes):
-    return [(a, b) for k, a, b in list(_boxes(handle, start, end)) if k == kind]
+def _first(items, kind) -> tuple[int, int] | None:
+    """(payload start, end) of the first box or element of `kind` among (kind, start, end) items."""
+    return next(((start, stop) for k, start, stop in items if k == kind), None)
 
 
-def _find(handle: IO[bytes], start: int, end: int, kind: bytes) -> tuple[int, int] | None:
-    for k, payload, stop in _boxes(handle, start, end):
-        if k == kind:
-            return payload, stop
-    return None
+def _every(items, kind) -> list[tuple[int, int]]:
+    return [(start, stop) for k, start, stop in list(items) if k == kind]
+
+
+def _fields(items) -> dict:
+    """kind -> (payload start, end) of each child (the last one of a kind)."""
+    return {k: (start, stop) for k, start, stop in items}
 
 
 # Matroska element IDs (RFC 9559), marker bits included, as they appear in the file.
@@ -113,7 +116,7 @@ def matroska_video_rotation(handle: IO[bytes]) -> int | None:
     try:
         handle.seek(0, 2)
         end = handle.tell()
-        segment = next(((a, b) for k, a, b in _elements(handle, 0, end) if k == _SEGMENT), None)
+        segment = _first(_elements(handle, 0, end), _SEGMENT)
         if segment is None:
             return None
         tracks = None
@@ -125,15 +128,14 @@ def matroska_video_rotation(handle: IO[bytes]) -> int | None:
                 return None  # the frames began before any track list: not a layout this walk follows
         if tracks is None:
             return None
-        entries = [{k: (a, b) for k, a, b in _elements(handle, start, stop)}
-                   for _, start, stop in _elements_of(handle, *tracks, _TRACK_ENTRY)]
+        entries = [_fields(_elements(handle, *entry)) for entry in _every(_elements(handle, *tracks), _TRACK_ENTRY)]
         videos = [entry for entry in entries if _TRACK_TYPE in entry and _uint(handle, *entry[_TRACK_TYPE]) == 1]
         if len(videos) != 1:
             return None
-        video = {k: (a, b) for k, a, b in _elements(handle, *videos[0][_VIDEO])} if _VIDEO in videos[0] else {}
+        video = _fields(_elements(handle, *videos[0][_VIDEO])) if _VIDEO in videos[0] else {}
         if _PROJECTION not in video:
             return 0
-        pose = {k: (a, b) for k, a, b in _elements(handle, *video[_PROJECTION])}
+        pose = _fields(_elements(handle, *video[_PROJECTION]))
         if _PROJECTION_TYPE in pose and _uint(handle, *pose[_PROJECTION_TYPE]) != 0:
             return None  # spherical, cube map, ...: not a plain rotation
         yaw, pitch, roll = (_float(handle, *pose[k]) if k in pose else 0.0 for k in (_YAW, _PITCH, _ROLL))
@@ -175,10 +177,6 @@ def _elements(handle: IO[bytes], start: int, end: int):
             return
         position = stop
     raise ValueError("too many elements")
-
-
-def _elements_of(handle: IO[bytes], start: int, end: int, kind: int):
-    return [(k, a, b) for k, a, b in list(_elements(handle, start, end)) if k == kind]
 
 
 def _uint(handle: IO[bytes], start: int, stop: int) -> int:

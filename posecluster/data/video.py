@@ -426,15 +426,13 @@ def _header_rotation(handle, fmt: str, stream) -> int | None:
     formats = set(fmt.split(","))
     if not stream.codec_context.width:
         return None  # the size, too, is only known from a frame
-    if formats & {"mov", "mp4"}:
-        walk = lambda: mp4_track_rotation(handle, stream.id)  # noqa: E731  (FFmpeg's id: the track ID)
-    elif formats & {"matroska", "webm"}:
-        walk = lambda: matroska_video_rotation(handle)  # noqa: E731
-    else:
+    mp4 = bool(formats & {"mov", "mp4"})
+    if not mp4 and not formats & {"matroska", "webm"}:
         return 0
     position = handle.tell()  # PyAV reads on from where it left the handle: put it back
     try:
-        return walk()
+        # FFmpeg's stream id in MP4 is the track ID; in Matroska it is not the track number.
+        return mp4_track_rotation(handle, stream.id) if mp4 else matroska_video_rotation(handle)
     finally:
         handle.seek(position)
 
