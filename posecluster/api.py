@@ -27,7 +27,8 @@ from posecluster.labeling.merge import MergeReport, merge
 from posecluster.labeling.outliers import extract_outliers
 from posecluster.model.ensemble import is_ensemble, member_uris
 from posecluster.model.export import ExportOptions, ExportReport, export_model
-from posecluster.train.checkpoint import UriCheckpointStore, load_model
+from posecluster.train.calibrate import calibrate_run as calibrate_model
+from posecluster.train.checkpoint import TrainedModel, UriCheckpointStore, load_model
 from posecluster.train.evaluate import Evaluation, evaluate
 from posecluster.train.loop import TrainResult, train
 from posecluster.viz.labeled_video import LabelOptions, label_video
@@ -124,6 +125,16 @@ def evaluate_run(run_uri: str, project_uri: str | None = None) -> Evaluation:
     if not project_uri:
         raise ValueError(f"{run_uri}: say which project to evaluate on (--project)")
     return evaluate(run_uri, read_project(project_uri).labels)
+
+
+def calibrate_run(run_uri: str, project_uri: str | None = None, images: int | None = None) -> TrainedModel:
+    """Calibrate a trained run's int8 version and check bf16/int8 poses against fp32 on its project's
+    labeled frames; model.pt is rewritten with them (training does this itself when it ends)."""
+    trained = load_model(run_uri)
+    project_uri = project_uri or trained.config.project_uri
+    if not project_uri:
+        raise ValueError(f"{run_uri}: say which project's labeled frames to calibrate on (--project)")
+    return calibrate_model(run_uri, read_project(project_uri).labels, count=images)
 
 
 def analyze(videos: list[str], model_uri: str, out_folder: str, formats: tuple[str, ...] = (),

@@ -270,9 +270,14 @@ class TrainConfig(Section):
     batch_size: int = Field(8, ge=1)
     seed: int = 42
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
-    # "auto": mixed precision and channels_last on CUDA only.
+    # "auto": autocast where the hardware runs it fast (CUDA; a CPU with bf16 instructions: bf16), with
+    # the heads, loss and decoding in fp32; "on"/"off" force it (model.precision decides and records it).
     mixed_precision: Literal["auto", "on", "off"] = "auto"
+    # "auto": channels_last on CUDA and on CPUs with bf16 instructions (where oneDNN's kernels want it).
     channels_last: Literal["auto", "on", "off"] = "auto"
+    # After training: calibrate an int8 version of the backbone on up to this many of the project's
+    # labeled frames (0: none) and check bf16 and int8 poses against fp32 (model.quantize).
+    int8_calibration_images: int = Field(64, ge=0)
     loader_workers: int = Field(0, ge=0)
     checkpoint_every_epochs: int = Field(10, ge=1)
     keep_checkpoints: int = Field(3, ge=1)
@@ -283,13 +288,18 @@ class TrainConfig(Section):
 
 
 class InferConfig(Section):
-    batch_size: int = Field(8, ge=1)
+    # "auto": what is fastest for the device (model.precision.default_batch_size); an int forces it.
+    batch_size: Union[Literal["auto"], Annotated[int, Field(ge=1)]] = "auto"
     # Output formats besides the DLC .h5, which is always written.
     extra_formats: list[Literal["csv", "parquet"]] = Field(default_factory=list)
     decode_threads: int = Field(0, ge=0)  # 0: let FFmpeg choose
     queue_batches: int = Field(4, ge=1)
     device: str = "auto"
-    mixed_precision: Literal["auto", "on", "off"] = "auto"
+    # "auto": the fastest path whose poses match fp32 on this model (model.precision.choose_inference):
+    # on CUDA autocast; on a CPU int8 (a calibrated version that passed its pose check, VNNI/AMX), else
+    # bf16 (bf16 instructions), else fp32. "on": autocast (bf16 on CPU), "off": fp32, "int8": the
+    # calibrated int8 backbone. The path that ran is in the log and in _meta.json.
+    mixed_precision: Literal["auto", "on", "off", "int8"] = "auto"
     channels_last: Literal["auto", "on", "off"] = "auto"
 
 

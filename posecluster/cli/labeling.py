@@ -80,7 +80,7 @@ def cmd_export(args) -> int:
     from posecluster import api
     from posecluster.model.export import ExportOptions
 
-    report = api.export_detector(args.run, args.out, ExportOptions(formats=tuple(args.format or ("torchscript", "onnx")),
+    report = api.export_detector(args.run, args.out, ExportOptions(formats=tuple(args.format or ()) or None,
                                                                    height=args.height, width=args.width))
     for fmt, difference in report.max_abs_difference.items():
         print(f"{fmt}: {report.files[fmt]} (max |difference| from PyTorch {difference:.2e}, "
@@ -164,8 +164,10 @@ def add_commands(commands) -> None:
 
     export = commands.add_parser("export", help="the trained detector as TorchScript and ONNX, checked")
     export.add_argument("run", help="run folder or model.pt URI")
-    export.add_argument("--out", required=True, help="folder URI for model.torchscript.pt, model.onnx, export.json")
-    export.add_argument("--format", action="append", choices=["torchscript", "onnx"], help="default: both")
+    export.add_argument("--out", required=True, help="folder URI for model.torchscript.pt, model.onnx, model.int8.onnx, export.json")
+    export.add_argument("--format", action="append", choices=["torchscript", "onnx", "onnx-int8"],
+                        help="default: torchscript and onnx, and onnx-int8 (model.int8.onnx, the calibrated "
+                             "int8 graph analyze runs) when the model carries one")
     export.add_argument("--height", type=int, default=256, help="example input height (any size works later)")
     export.add_argument("--width", type=int, default=256)
     export.set_defaults(func=cmd_export)

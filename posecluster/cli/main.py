@@ -21,6 +21,8 @@ AWS_ENDPOINT_URL / AWS_* in the environment).
                                              --ensemble K: K members as parallel Ray trials)
   posecluster sweep PROJECT --out FOLDER    learning curve over training fractions x shuffles
   posecluster evaluate RUN                  pixel errors on the run's train/test split, per body part
+  posecluster calibrate RUN                 int8 version + bf16/int8 pose checks into model.pt (training
+                                            does it when it ends; for models trained before)
   posecluster analyze VIDEO... --model RUN --out FOLDER
                                             one DLC-compatible pose table per video, on this machine
   posecluster infer ARCHIVE... --model RUN --out PREFIX
@@ -148,6 +150,18 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_calibrate(args) -> int:
+    from posecluster import api
+
+    trained = api.calibrate_run(args.run, args.project, args.images)
+    reduced = trained.reduced
+    print(f"{trained.uri}: int8 graph sha256 {reduced.int8_sha256[:16]}... calibrated on "
+          f"{reduced.calibration['frames']} labeled frames; model sha256 now {trained.sha256[:16]}...")
+    for path, check in reduced.checks.items():
+        print(f"  {path} vs fp32: {check.describe()}")
+    return 0
+
+
 def cmd_analyze(args) -> int:
     from posecluster import api
 
@@ -268,6 +282,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run", help="run folder URI written by `posecluster train`")
     evaluate.add_argument("--project", help="project URI (default: the one the run was trained on)")
     evaluate.set_defaults(func=cmd_evaluate)
+
+    calibrate = commands.add_parser("calibrate", help="int8 version and reduced-precision pose checks of a run")
+    calibrate.add_argument("run", help="run folder URI written by `posecluster train`")
+    calibrate.add_argument("--project", help="project URI (default: the one the run was trained on)")
+    calibrate.add_argument("--images", type=int, help="calibrate on up to this many training images "
+                                                       "(default: train.int8_calibration_images, 64)")
+    calibrate.set_defaults(func=cmd_calibrate)
 
     analyze = commands.add_parser("analyze", help="pose tables for videos on this machine (no cluster)")
     analyze.add_argument("videos", nargs="+", help="video URIs, folders/prefixes, or .txt lists of URIs")

@@ -76,6 +76,8 @@ def analyze_video(
         "rotation": info.rotation,  # degrees counter-clockwise applied to decoded frames (as OpenCV)
         "frame_numbering": info.numbering,
         "video_notes": info.notes,
+        # Which arithmetic ran (fp32, bf16, fp16, int8), why, and the int8 graph's sha256 when it ran.
+        "precision": predictor.precision_record(),
         "config": predictor.config.model_dump(mode="json"),
     }
     storage.atomic_write_bytes(f"{base}_meta.json", json.dumps(meta, indent=1, default=str).encode())

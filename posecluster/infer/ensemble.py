@@ -53,7 +53,13 @@ class EnsemblePredictor:
         self.members = [Predictor(member, infer) for member in members]
         first = self.members[0]
         self.infer, self.config, self.bodyparts, self.device = first.infer, first.config, first.bodyparts, first.device
+        self.batch_size = first.batch_size
+        # Members choose their own path (one may carry a calibrated int8 version, another not).
+        self.precision = "+".join(dict.fromkeys(member.precision for member in self.members))
         self.trained = _ensemble_model(uri, members)
+
+    def precision_record(self) -> dict:
+        return {"path": self.precision, "members": [member.precision_record() for member in self.members]}
 
     @property
     def scorer(self) -> str:
@@ -65,7 +71,7 @@ class EnsemblePredictor:
         return (len(self.members), len(self.bodyparts), 3)
 
     def predict(self, frames: np.ndarray) -> np.ndarray:
-        batch, factors = self.members[0]._prepare(frames)  # decoded and resized once for every member
+        batch, factors = self.members[0].prepare(frames)  # decoded and resized once for every member
         return np.stack([member.predict_prepared(batch, factors) for member in self.members], axis=1)
 
     def predict_images(self, images: list[np.ndarray]) -> np.ndarray:
@@ -202,6 +208,7 @@ def analyze_ensemble_video(predictor: EnsemblePredictor, video_uri: str, out_fol
         "scorer": predictor.scorer,
         "bodyparts": predictor.bodyparts,
         "fps_video": info.fps,
+        "precision": predictor.precision_record(),
         "config": predictor.config.model_dump(mode="json"),
     }
     storage.atomic_write_bytes(f"{base}_meta.json", json.dumps(meta, indent=1, default=str).encode())

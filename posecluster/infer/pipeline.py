@@ -30,6 +30,8 @@ class RangeResult:
     decode_wait_s: float = 0.0
     infer_s: float = 0.0
     seconds: float = 0.0
+    # The arithmetic the poses came from (model.precision: fp32, bf16, fp16, int8); a segment carries it.
+    precision: str = ""
 
     @property
     def fps(self) -> float:
@@ -79,11 +81,11 @@ def predict_range(
     stop_event = threading.Event()
     producer = threading.Thread(
         target=_produce,
-        args=(info, start, stop, cfg.batch_size, cfg.decode_threads, report, batches, stop_event, source),
+        args=(info, start, stop, predictor.batch_size, cfg.decode_threads, report, batches, stop_event, source),
         name="posecluster-decode",
         daemon=True,
     )
-    result = RangeResult()
+    result = RangeResult(precision=predictor.precision)
     expected_after = start - 1  # the last frame handed to the sink
     exporter = metrics.current()
     began = time.perf_counter()

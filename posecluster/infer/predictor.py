@@ -2,35 +2,61 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 
 from posecluster.config import InferConfig
 from posecluster.data.augment import resize_batch
-from posecluster.model.backbone import fold_batchnorm
-from posecluster.model.decode import decode
-from posecluster.model.device import autocast, resolve_device, wanted
-from posecluster.model.pose_model import PoseModel
 from posecluster.model.artifact import TrainedModel
+from posecluster.model.decode import decode
+from posecluster.model.device import resolve_device, wanted
+from posecluster.model.pose_model import PoseModel
+from posecluster.model.precision import CpuCapability, choose_inference, default_batch_size, probe_cpu
+from posecluster.model.quantize import Int8Runner
+
+log = logging.getLogger(__name__)
 
 
 class Predictor:
-    def __init__(self, trained: TrainedModel, infer: InferConfig | None = None):
+    """`cpu` is the seam for the CPU's abilities (default: this machine's, model.precision.probe_cpu)."""
+
+    def __init__(self, trained: TrainedModel, infer: InferConfig | None = None, cpu: CpuCapability | None = None):
         self.trained = trained
         self.infer = infer or trained.config.infer
         # The config actually used (what _meta.json records): the model's, with this analysis's infer section.
         self.config = trained.config.model_copy(update={"infer": self.infer})
         self.bodyparts = trained.bodyparts
         self.device = resolve_device(self.infer.device)
-        # channels_last also speeds up the CPU forward pass (ResNet-50 at 384x512: +8% here).
-        self.channels_last = wanted(self.infer.channels_last, self.device, on_cpu_too=True)
-        self.amp = wanted(self.infer.mixed_precision, self.device)
-        model = PoseModel(self.config.model, len(self.bodyparts))
-        model.load_state_dict(trained.state_dict)
-        model.eval()
-        fold_batchnorm(model.backbone)
+        self.cpu = cpu or probe_cpu()
+        self.choice = choose_inference(self.infer.mixed_precision, self.device, self.cpu, trained.reduced,
+                                       source=trained.uri or "the model")
+        self.precision = self.choice.path  # fp32, bf16, fp16 or int8: what ran, for outputs and caches
+        size = self.infer.batch_size
+        self.batch_size = default_batch_size(self.device) if size == "auto" else size
+        # channels_last also speeds up the CPU forward pass (ResNet-50 at 384x512: +8% here); ONNX
+        # Runtime (int8) takes plain NCHW.
+        self.channels_last = self.precision != "int8" and wanted(self.infer.channels_last, self.device, on_cpu_too=True)
+        model = PoseModel.for_inference(self.config.model, len(self.bodyparts), trained.state_dict)
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         self.model = model.to(self.device, memory_format=fmt)
+        self.int8 = Int8Runner(trained.reduced.int8_onnx, torch.get_num_threads()) if self.precision == "int8" else None
+        log.info("inference precision %s on %s: %s", self.precision, self.device, self.choice.reason)
+
+    @property
+    def amp(self) -> bool:
+        """Whether autocast runs (bf16/fp16)."""
+        return self.precision in ("bf16", "fp16")
+
+    def precision_record(self) -> dict:
+        """What _meta.json says about the arithmetic: the path that ran, why, and the int8 graph's hash."""
+        record = {"path": self.precision, "reason": self.choice.reason, "requested": self.infer.mixed_precision,
+                  "cpu": self.cpu.describe() if self.device.type == "cpu" else str(self.device),
+                  "batch_size": self.batch_size}
+        if self.precision == "int8":
+            record["int8_sha256"] = self.trained.reduced.int8_sha256
+        return record
 
     @property
     def scorer(self) -> str:
@@ -41,7 +67,8 @@ class Predictor:
         """Per frame: (body parts, 3)."""
         return (len(self.bodyparts), 3)
 
-    def _prepare(self, frames: np.ndarray) -> tuple[torch.Tensor, tuple[float, float]]:
+    def prepare(self, frames: np.ndarray) -> tuple[torch.Tensor, tuple[float, float]]:
+        """uint8 frames (B,H,W,3) -> the network's input batch (resized by global_scale) and the factors."""
         batch = torch.from_numpy(np.ascontiguousarray(frames))
         if self.device.type == "cuda":  # uint8 crosses the bus (4x less than float), from pinned memory
             batch = batch.pin_memory()
@@ -55,26 +82,32 @@ class Predictor:
     @torch.inference_mode()
     def predict(self, frames: np.ndarray) -> np.ndarray:
         """frames uint8 (B,H,W,3) of one size -> (B,K,3): x, y in DLC pixel coordinates, likelihood."""
-        return self.predict_prepared(*self._prepare(frames))
+        return self.predict_prepared(*self.prepare(frames))
 
     @torch.inference_mode()
     def predict_prepared(self, batch: torch.Tensor, factors: tuple[float, float]) -> np.ndarray:
-        """The forward pass and decode on a batch `_prepare` made (ensemble members share one)."""
+        """The forward pass and decode on a batch `prepare` made (ensemble members share one)."""
         sx, sy = factors
-        with autocast(self.device, self.amp):
-            out = self.model(batch)
+        out = self.forward(batch)
         target = self.config.model.target
         poses = decode(out["scoremap"], out.get("locref"), self.model.stride, target.locref_stdev)
         poses[..., 0] = poses[..., 0] / sx - 0.5  # edge coordinates of the input -> pixel indices
         poses[..., 1] = poses[..., 1] / sy - 0.5
         return poses.cpu().numpy().astype(np.float64)
 
+    def forward(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Score maps and location refinement in fp32, by the chosen path."""
+        if self.int8 is not None:
+            return self.int8(batch)
+        with self.choice.autocast(self.device):
+            return self.model(batch)
+
     @torch.inference_mode()
     def backbone_only(self, frames: np.ndarray) -> None:
-        """The backbone's forward pass alone on the same input (for throughput comparisons)."""
-        batch, _ = self._prepare(frames)
-        with autocast(self.device, self.amp):
-            self.model.backbone(batch)
+        """The network's forward pass alone on the same input, without decoding (for throughput
+        comparisons; the int8 graph cannot be cut, so its heads, about 2% of the work, are included)."""
+        batch, _ = self.prepare(frames)
+        self.forward(batch)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
@@ -84,7 +117,7 @@ class Predictor:
         by_shape: dict[tuple, list[int]] = {}
         for i, image in enumerate(images):
             by_shape.setdefault(image.shape, []).append(i)
-        size = self.infer.batch_size
+        size = self.batch_size
         for indices in by_shape.values():
             for start in range(0, len(indices), size):
                 chunk = indices[start : start + size]

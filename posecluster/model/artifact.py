@@ -7,6 +7,8 @@ module, never `posecluster.train`.
 A long job must use one set of weights from start to end: `pin_model` resolves what the user named once
 to an immutable file URI plus the sha256 of its bytes; `load_pinned` loads exactly those bytes and refuses
 anything else (a model.pt replaced mid-job, a truncated upload), so no output mixes weights under one id.
+model.pt also carries the calibrated int8 graph and the reduced-precision checks (`reduced`), so the one
+hash pins them too: a model re-calibrated mid-job is a changed file like any other.
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ import torch
 
 from posecluster import storage
 from posecluster.config import PoseclusterConfig
+from posecluster.model.precision import ReducedPrecision
 
 MODEL_FILE = "model.pt"
 STATE_FILE = "state.pt"
 EPOCH_FILE = re.compile(r"epoch-(\d+)/state\.pt$")
+REDUCED_KEY = "reduced_precision"
 
 
 class ModelMismatchError(RuntimeError):
@@ -53,6 +57,8 @@ class TrainedModel:
     identity: str
     uri: str = ""
     sha256: str = ""
+    # The calibrated int8 graph and each reduced path's agreement with fp32 (None: never calibrated).
+    reduced: ReducedPrecision | None = None
 
     @property
     def scorer(self) -> str:
@@ -111,8 +117,9 @@ def model_from_bytes(data: bytes, uri: str) -> TrainedModel:
         raise ValueError(f"{uri}: not a posecluster model (expected keys model, config, bodyparts)")
     config = PoseclusterConfig.from_yaml_text(payload["config"], source=uri)
     digest = hashlib.sha256(data).hexdigest()
+    reduced = ReducedPrecision.from_payload(payload[REDUCED_KEY], uri) if payload.get(REDUCED_KEY) else None
     return TrainedModel(config=config, bodyparts=list(payload["bodyparts"]), state_dict=payload["model"],
-                        identity=digest[:16], uri=uri, sha256=digest)
+                        identity=digest[:16], uri=uri, sha256=digest, reduced=reduced)
 
 
 def load_model(uri: str) -> TrainedModel:
@@ -137,8 +144,22 @@ def load_pinned(pinned: PinnedModel) -> TrainedModel:
     return model_from_bytes(data, pinned.uri)
 
 
-def save_model(run_uri: str, config: PoseclusterConfig, bodyparts: list[str], state_dict: dict) -> str:
+def save_model(run_uri: str, config: PoseclusterConfig, bodyparts: list[str], state_dict: dict,
+               reduced: ReducedPrecision | None = None) -> str:
     uri = storage.join(run_uri, MODEL_FILE)
     payload = {"config": config.to_yaml(), "bodyparts": list(bodyparts), "model": state_dict}
+    if reduced is not None:
+        payload[REDUCED_KEY] = reduced.to_payload()
     storage.atomic_write_bytes(uri, to_bytes(payload))
     return uri
+
+
+def save_reduced_precision(model_uri: str, reduced: ReducedPrecision) -> TrainedModel:
+    """Rewrite a model file (whole, atomically) with this reduced-precision section; weights, config and
+    body parts unchanged. Its sha256 changes: jobs pinned to the old bytes refuse the new file."""
+    uri = resolve_model_uri(model_uri, allow_checkpoint=False)
+    payload = from_bytes(storage.read_bytes(uri), uri)
+    payload[REDUCED_KEY] = reduced.to_payload()
+    data = to_bytes(payload)
+    storage.atomic_write_bytes(uri, data)
+    return model_from_bytes(data, uri)

@@ -1,4 +1,5 @@
-"""The trained detector as TorchScript and ONNX, each checked against the PyTorch model.
+"""The trained detector as TorchScript and ONNX, each checked against the PyTorch model, and the
+calibrated int8 ONNX graph a model carries (model.quantize), exactly the bytes analyze runs.
 
 Exported graph: images (B, 3, H, W) float RGB in [0, 1] -> score maps (B, K, H/8, W/8) logits and, when
 the model has them, location refinement (B, 2K, H/8, W/8). Normalisation is inside the graph; resizing by
@@ -18,11 +19,11 @@ import torch
 from torch import nn
 
 from posecluster import storage
-from posecluster.model.backbone import fold_batchnorm
 from posecluster.model.pose_model import PoseModel
-from posecluster.model.artifact import load_model
+from posecluster.model.artifact import TrainedModel, load_model
 
-FORMATS = ("torchscript", "onnx")
+FORMATS = ("torchscript", "onnx", "onnx-int8")
+FILE_NAMES = {"torchscript": "model.torchscript.pt", "onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
 
 
 class ExportedDetector(nn.Module):
@@ -39,7 +40,8 @@ class ExportedDetector(nn.Module):
 
 @dataclass(frozen=True)
 class ExportOptions:
-    formats: tuple[str, ...] = FORMATS
+    # None: torchscript and onnx, plus onnx-int8 when the model carries a calibrated version.
+    formats: tuple[str, ...] | None = None
     height: int = 256  # example input size; both exports accept other sizes and batch sizes
     width: int = 256
     opset: int = 18
@@ -53,12 +55,8 @@ class ExportReport:
     output_range: float = 0.0
 
 
-def build_detector(run_uri: str) -> tuple[ExportedDetector, dict]:
-    trained = load_model(run_uri)
-    model = PoseModel(trained.config.model, len(trained.bodyparts))
-    model.load_state_dict(trained.state_dict)
-    model.eval()
-    fold_batchnorm(model.backbone)
+def build_detector(trained: TrainedModel) -> tuple[ExportedDetector, dict]:
+    model = PoseModel.for_inference(trained.config.model, len(trained.bodyparts), trained.state_dict)
     meta = {
         "model": trained.uri, "model_identity": trained.identity, "scorer": trained.scorer,
         "bodyparts": trained.bodyparts, "stride": model.stride, "input": "images (B,3,H,W) float RGB in [0,1]",
@@ -109,9 +107,8 @@ def _to_torchscript(detector: ExportedDetector, example: torch.Tensor) -> tuple[
     return buffer.getvalue(), lambda x: [t.detach().numpy() for t in loaded(x)]
 
 
-def _to_onnx(detector: ExportedDetector, example: torch.Tensor, outputs: list[str], opset: int) -> tuple[bytes, callable]:
-    import onnxruntime
-
+def onnx_graph(detector: ExportedDetector, example: torch.Tensor, outputs: list[str], opset: int = 18) -> bytes:
+    """The detector as an ONNX graph with dynamic batch and image size (input "images")."""
     buffer = io.BytesIO()
     axes = {"images": {0: "batch", 2: "height", 3: "width"}}
     axes.update({name: {0: "batch", 2: "map_height", 3: "map_width"} for name in outputs})
@@ -119,33 +116,68 @@ def _to_onnx(detector: ExportedDetector, example: torch.Tensor, outputs: list[st
         warnings.simplefilter("ignore", (FutureWarning, DeprecationWarning))
         torch.onnx.export(detector, (example,), buffer, input_names=["images"], output_names=outputs,
                           dynamic_axes=axes, opset_version=opset, dynamo=False)
-    session = onnxruntime.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
-    return buffer.getvalue(), lambda x: session.run(None, {"images": x.numpy()})
+    return buffer.getvalue()
+
+
+def _onnx_runner(blob: bytes) -> callable:
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(blob, providers=["CPUExecutionProvider"])
+    return lambda x: session.run(None, {"images": x.numpy()})
+
+
+def _to_onnx(detector: ExportedDetector, example: torch.Tensor, outputs: list[str], opset: int) -> tuple[bytes, callable]:
+    blob = onnx_graph(detector, example, outputs, opset)
+    return blob, _onnx_runner(blob)
+
+
+def _int8_graph(trained: TrainedModel) -> bytes:
+    """The calibrated graph, refused when the model has none or its poses strayed from fp32's."""
+    reduced = trained.reduced
+    if reduced is None or not reduced.int8_onnx:
+        raise ValueError(f"{trained.uri}: no calibrated int8 version to export; run `posecluster calibrate` first")
+    check = reduced.checks.get("int8")
+    if check is not None and not check.passed:
+        raise RuntimeError(f"{trained.uri}: the int8 version's poses differ from fp32's ({check.describe()}); "
+                           f"not written")
+    return reduced.int8_onnx
 
 
 def export_model(run_uri: str, out_folder: str, options: ExportOptions = ExportOptions()) -> ExportReport:
-    unknown = set(options.formats) - set(FORMATS)
+    trained = load_model(run_uri)
+    has_int8 = trained.reduced is not None and bool(trained.reduced.int8_onnx)
+    formats = options.formats or ("torchscript", "onnx", *(("onnx-int8",) if has_int8 else ()))
+    unknown = set(formats) - set(FORMATS)
     if unknown:
         raise ValueError(f"unknown export format(s) {sorted(unknown)}; choose from {FORMATS}")
-    detector, meta = build_detector(run_uri)
+    detector, meta = build_detector(trained)
     example = torch.rand(2, 3, options.height, options.width, generator=torch.Generator().manual_seed(1))
     report = ExportReport()
     checks = _check_inputs(options)
     with torch.no_grad():
         expected = [[t.numpy() for t in detector(x)] for x in checks]
     report.output_range = float(max(np.ptp(o) for outs in expected for o in outs))
-    names = {"torchscript": "model.torchscript.pt", "onnx": "model.onnx"}
-    for fmt in options.formats:
-        blob, run = _to_torchscript(detector, example) if fmt == "torchscript" else _to_onnx(detector, example, meta["outputs"], options.opset)
+    for fmt in formats:
+        if fmt == "torchscript":
+            blob, run = _to_torchscript(detector, example)
+        elif fmt == "onnx":
+            blob, run = _to_onnx(detector, example, meta["outputs"], options.opset)
+        else:
+            blob = _int8_graph(trained)
+            run = _onnx_runner(blob)
         difference = max(float(np.max(np.abs(got - want)))
                          for x, outs in zip(checks, expected) for got, want in zip(run(x), outs))
         report.max_abs_difference[fmt] = difference
-        if difference > options.tolerance * max(report.output_range, 1.0):
+        # int8 differs from fp32 by design: its check is the pose agreement on labeled frames, recorded
+        # when it was calibrated (meta["int8"]), not a float tolerance on random inputs.
+        if fmt != "onnx-int8" and difference > options.tolerance * max(report.output_range, 1.0):
             raise RuntimeError(f"{fmt} export disagrees with PyTorch: max |difference| {difference:.3g} "
                                f"(output range {report.output_range:.3g}); not written")
-        uri = storage.join(out_folder, names[fmt])
+        uri = storage.join(out_folder, FILE_NAMES[fmt])
         storage.atomic_write_bytes(uri, blob)
         report.files[fmt] = uri
+    if "onnx-int8" in formats:
+        meta["int8"] = trained.reduced.describe()
     meta["check"] = asdict(report)
     storage.atomic_write_bytes(storage.join(out_folder, "export.json"), json.dumps(meta, indent=1).encode())
     report.files["metadata"] = storage.join(out_folder, "export.json")

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from posecluster.config import ModelConfig
-from posecluster.model.backbone import ResNetBackbone
+from posecluster.model.backbone import ResNetBackbone, fold_batchnorm
 from posecluster.model.decode import soft_argmax
 from posecluster.model.heads import DeconvHead
 
@@ -24,6 +24,15 @@ class PoseModel(nn.Module):
         self.locref_head = DeconvHead(self.backbone.out_channels, 2 * num_bodyparts) if config.locref else None
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    @classmethod
+    def for_inference(cls, config: ModelConfig, num_bodyparts: int, state_dict: dict) -> "PoseModel":
+        """Trained weights in eval mode with BatchNorm folded into the convolutions (fp32, CPU)."""
+        model = cls(config, num_bodyparts)
+        model.load_state_dict(state_dict)
+        model.eval()
+        fold_batchnorm(model.backbone)
+        return model
 
     @property
     def stride(self) -> float:

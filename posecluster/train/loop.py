@@ -24,17 +24,14 @@ from posecluster.config import OptimizerConfig, PoseclusterConfig
 from posecluster.data.dataset import TrainingDataset
 from posecluster.data.labels import LabeledDataset
 from posecluster.data.split import Split, indices_of, make_split
-from posecluster.model.device import (
-    autocast,
-    needs_grad_scaler,
-    resolve_device,
-    set_batchnorm_frozen,
-    wanted,
-)
+from posecluster.model.artifact import TrainedModel
+from posecluster.model.device import resolve_device, set_batchnorm_frozen, wanted
 from posecluster.model.losses import pose_loss
 from posecluster.model.pose_model import PoseModel
+from posecluster.model.precision import CpuCapability, ReducedPrecision, choose_training, probe_cpu
 from posecluster.model.targets import make_targets
 from posecluster.model.weights import load_backbone_weights
+from posecluster.train.calibrate import load_rows, pick_rows, reduced_precision
 from posecluster.train.checkpoint import CheckpointStore, UriCheckpointStore, save_model
 from posecluster.train.unlabeled import UnlabeledTerm
 
@@ -48,6 +45,8 @@ class TrainContext:
     device: torch.device | None = None
     wrap_model: Callable[[torch.nn.Module], torch.nn.Module] = lambda model: model
     on_epoch: Callable[[dict], None] | None = None
+    # The CPU's abilities (None: this machine's, probed); the seam for playing another CPU.
+    cpu: CpuCapability | None = None
 
     @property
     def is_main(self) -> bool:
@@ -149,7 +148,12 @@ def train(
 
     resume_state = store.latest()
     model = build_model(config, len(labels.bodyparts), pretrained=resume_state is None)
-    channels_last = wanted(tcfg.channels_last, device)
+    cpu = context.cpu or probe_cpu()
+    precision = choose_training(tcfg.mixed_precision, device, cpu)
+    if context.is_main:
+        log.info("training precision %s on %s: %s", precision.path, device, precision.reason)
+    # oneDNN's bf16 kernels want channels_last on CPU as cuDNN's do on CUDA.
+    channels_last = wanted(tcfg.channels_last, device, on_cpu_too=precision.path == "bf16")
     model = model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     optimizer = make_optimizer(model, tcfg.optimizer)
     start_epoch, step, history = 0, 0, []
@@ -165,8 +169,7 @@ def train(
 
     # Off unless config.unsupervised.losses names some; Pose PCA is fitted on the training labels.
     unlabeled = UnlabeledTerm.maybe(config, labels.keypoints[train_rows], context.rank)
-    amp = wanted(tcfg.mixed_precision, device)
-    scaler = torch.amp.GradScaler("cuda") if needs_grad_scaler(device, amp) else None
+    scaler = torch.amp.GradScaler("cuda") if precision.needs_grad_scaler else None
     frozen_bn = config.model.backbone.batchnorm_frozen()
     total_steps = tcfg.epochs * len(loader)
     bar = tqdm(
@@ -195,7 +198,7 @@ def train(
             batch_images = batch["image"].to(device, non_blocking=True)
             if channels_last:
                 batch_images = batch_images.contiguous(memory_format=torch.channels_last)
-            with autocast(device, amp):
+            with precision.autocast(device):  # the heads and the loss stay fp32 (PoseModel.forward)
                 outputs = trained(batch_images)
             targets = make_targets(
                 batch["keypoints"].to(device),
@@ -206,7 +209,7 @@ def train(
             )
             loss, parts = pose_loss(outputs, targets, config.model.loss, config.model.target)
             if unlabeled is not None:
-                extra, extra_parts = unlabeled(trained, model, device, channels_last, amp, importance)
+                extra, extra_parts = unlabeled(trained, model, device, channels_last, precision, importance)
                 loss = loss + extra
                 parts.update(extra_parts, total=float(loss.detach()))
                 for name, value in extra_parts.items():
@@ -234,6 +237,7 @@ def train(
             "step": step,
             "loss": epoch_loss / max(epoch_batches, 1),
             "lr": lr,
+            "precision": precision.path,
             "images_per_second": epoch_batches * tcfg.batch_size * context.world_size
             / max(time.perf_counter() - epoch_start, 1e-9),
         }
@@ -266,7 +270,9 @@ def train(
     seconds = time.perf_counter() - started
     model_uri = None
     if context.is_main:
-        model_uri = save_model(run_uri, config, labels.bodyparts, {k: v.cpu() for k, v in model.state_dict().items()})
+        state = {k: v.cpu() for k, v in model.state_dict().items()}
+        reduced = _calibrate(config, labels, state, split, images, cpu)
+        model_uri = save_model(run_uri, config, labels.bodyparts, state, reduced)
     return TrainResult(
         run_uri=run_uri,
         model_uri=model_uri,
@@ -276,3 +282,22 @@ def train(
         seconds=seconds,
         history=history,
     )
+
+
+def _calibrate(config: PoseclusterConfig, labels: LabeledDataset, state: dict, split: Split,
+               images: list | None, cpu: CpuCapability) -> ReducedPrecision | None:
+    """The int8 version and the bf16/int8 pose checks that model.pt will carry (train.calibrate), or None
+    when turned off or when calibration fails: the trained weights are saved either way."""
+    count = config.train.int8_calibration_images
+    if not count:
+        return None
+    calibration, check = pick_rows(indices_of(labels.images, split.train_images),
+                                   indices_of(labels.images, split.test_images), count)
+    images = images if images is not None else load_rows(labels, calibration + check)
+    trained = TrainedModel(config, list(labels.bodyparts), state, identity="calibrating")
+    try:
+        return reduced_precision(trained, images, calibration, check, cpu)
+    except Exception as exc:  # noqa: BLE001 - a failed calibration must not lose the trained model
+        log.warning("int8 calibration failed, model saved without it (auto uses bf16/fp32): %s: %s",
+                    type(exc).__name__, exc)
+        return None

@@ -13,7 +13,7 @@ from posecluster import storage
 from posecluster.config import PoseclusterConfig
 from posecluster.data.augment import resize_batch
 from posecluster.data.clips import ClipSampler
-from posecluster.model.device import autocast
+from posecluster.model.precision import Precision
 from posecluster.model.unsupervised import build_losses
 
 
@@ -57,7 +57,7 @@ class UnlabeledTerm:
         return cls(config, labeled_keypoints, rank) if config.unsupervised.losses else None
 
     def __call__(self, trained: torch.nn.Module, model, device: torch.device, channels_last: bool,
-                 amp: bool, importance: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
+                 precision: Precision, importance: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
         """(importance x the weighted sum of the losses, their unweighted values) on freshly drawn clips;
         nothing is drawn or run while the importance is 0."""
         if importance == 0:
@@ -69,7 +69,7 @@ class UnlabeledTerm:
         batch, (sx, sy) = resize_batch(batch, self.global_scale)
         if channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
-        with autocast(device, amp), _batchnorm_stats_kept(trained):
+        with precision.autocast(device), _batchnorm_stats_kept(trained):
             outputs = trained(batch)
         xy, confidence = model.soft_keypoints(outputs, self.temperature)
         # Network-input edge coordinates -> original pixel indices, as the predictor reports them.

@@ -53,3 +53,31 @@ def test_rows_from_a_reader_that_repeats_or_reorders_frames_are_refused_not_writ
         predict_range(predictor, info, 0, 30, lambda first, poses: written.extend(range(first, first + len(poses))))
     assert "frame 12" in str(refused.value) and info.uri in str(refused.value)
     assert written == list(range(12))  # the batches before the swap, and nothing of the bad one
+
+
+def test_the_path_that_ran_is_recorded_in_the_range_result_and_in_analyze_meta(trained_run, synthetic_project,
+                                                                               tmp_path):
+    import json
+
+    from posecluster import storage
+    from posecluster.infer.analyze import analyze_video
+    from posecluster.model.precision import CpuCapability
+
+    trained = load_model(trained_run[0])
+    info = probe(synthetic_project.videos[0].uri)
+    vnni = CpuCapability(isa="AVX512", bf16=True, int8=True)
+    for cpu, setting, path in ((vnni, "auto", "int8"), (CpuCapability(isa="AVX2"), "auto", "fp32"),
+                               (vnni, "on", "bf16"), (vnni, "off", "fp32")):
+        predictor = Predictor(trained, trained.config.infer.model_copy(update={"mixed_precision": setting}), cpu=cpu)
+        assert predict_range(predictor, info, 0, 4, lambda first, poses: None).precision == path
+    analysis = analyze_video(Predictor(trained, cpu=vnni), info.uri, str(tmp_path), progress=False, stop=4)
+    meta = json.loads(storage.read_bytes(analysis.outputs["h5"].removesuffix(".h5") + "_meta.json"))
+    assert meta["precision"]["path"] == "int8" and meta["precision"]["requested"] == "auto"
+    assert meta["precision"]["int8_sha256"] == trained.reduced.int8_sha256
+    assert "poses vs fp32" in meta["precision"]["reason"] and meta["precision"]["batch_size"] == 16
+
+
+def test_batch_size_auto_is_one_frame_at_a_time_on_cpu(trained_run):
+    trained = load_model(trained_run[0])
+    predictor = Predictor(trained, trained.config.infer.model_copy(update={"batch_size": "auto", "device": "cpu"}))
+    assert predictor.batch_size == 1

@@ -29,7 +29,8 @@ def test_the_command_exports_both_formats_with_their_check(trained_run, tmp_path
 
 def test_exported_models_predict_the_same_poses_as_pytorch_on_video_frames(trained_run, synthetic_project, tmp_path):
     report = export_model(trained_run[0], str(tmp_path), ExportOptions(height=80, width=96))
-    predictor = Predictor(load_model(trained_run[0]))
+    trained = load_model(trained_run[0])
+    predictor = Predictor(trained, trained.config.infer.model_copy(update={"mixed_precision": "off"}))
     info = probe(synthetic_project.videos[0].uri)
     frames = np.stack([rgb for _, rgb in read_frames(info, 0, 6, DecodeReport())])
     images = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255.0  # global_scale 1.0 in this model
@@ -70,7 +71,8 @@ def test_following_export_json_literally_reproduces_analyze(trained_run, synthet
     run = str(tmp_path / "run")
     save_model(run, rescaled, trained.bodyparts, trained.state_dict)
     video = synthetic_project.videos[0].uri
-    analysis = analyze_video(Predictor(load_model(run)), video, str(tmp_path / "poses"), progress=False, stop=4)
+    fp32 = rescaled.infer.model_copy(update={"mixed_precision": "off"})
+    analysis = analyze_video(Predictor(load_model(run), fp32), video, str(tmp_path / "poses"), progress=False, stop=4)
     expected = read_track(analysis.outputs["h5"]).poses[:4]
 
     report = export_model(run, str(tmp_path / "export"), ExportOptions(formats=("onnx",), height=64, width=64))

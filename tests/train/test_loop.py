@@ -70,3 +70,19 @@ def test_learning_rate_follows_the_schedule_by_fraction_of_steps():
     assert learning_rate(schedule, 799, 1000) == 5e-4
     assert learning_rate(schedule, 800, 1000) == 1e-4
     assert learning_rate(schedule, 960, 1000) == 1e-5
+
+
+def test_training_takes_bf16_where_the_cpu_has_it_and_fp32_where_not(synthetic_project, tmp_path):
+    from posecluster.model.precision import CpuCapability
+    from posecluster.train.loop import TrainContext
+
+    project = read_project(synthetic_project.uri)
+    config = tiny_config(project.config, synthetic_project.uri, epochs=1).with_overrides(
+        {"train": {"int8_calibration_images": 0}})
+    for cpu, path in ((CpuCapability(isa="AVX2"), "fp32"), (CpuCapability(isa="AVX512", bf16=True), "bf16")):
+        result = train(config, project.labels, str(tmp_path / path), TrainContext(cpu=cpu))
+        assert [h["precision"] for h in result.history] == [path]
+        trained = load_model(str(tmp_path / path))
+        # Master weights stay fp32 whatever the forward pass ran in; no calibration was asked for.
+        assert all(v.dtype == torch.float32 for v in trained.state_dict.values() if v.is_floating_point())
+        assert trained.reduced is None

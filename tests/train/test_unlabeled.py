@@ -7,9 +7,12 @@ import pytest
 import torch
 
 from posecluster.data.project import read_project
+from posecluster.model.precision import Precision
 from posecluster.train.loop import build_model
 from posecluster.train.unlabeled import UnlabeledTerm
 from tests.conftest import tiny_config
+
+FP32 = Precision("fp32", "test")
 
 
 @pytest.fixture
@@ -36,9 +39,9 @@ def test_at_zero_importance_no_clip_is_drawn_and_the_term_adds_nothing(config):
     real = term.sampler.sample
     term.sampler.sample = lambda: drawn.append(1) or real()
     model = build_model(cfg, len(project.config.bodyparts), pretrained=False)
-    value, parts = term(model, model, torch.device("cpu"), False, False, importance=0.0)
+    value, parts = term(model, model, torch.device("cpu"), False, FP32, importance=0.0)
     assert float(value) == 0.0 and parts == {} and not drawn
-    value, parts = term(model, model, torch.device("cpu"), False, False, importance=0.5)
+    value, parts = term(model, model, torch.device("cpu"), False, FP32, importance=0.5)
     assert drawn and set(parts) == {"temporal"} and np.isfinite(float(value.detach()))
     assert float(value.detach()) == pytest.approx(0.5 * term.losses[0].weight * parts["temporal"], rel=1e-5)
 
@@ -54,7 +57,7 @@ def test_the_clip_pass_leaves_batchnorm_running_statistics_as_the_labeled_batche
     model.train()
     before = {name: value.clone() for name, value in model.state_dict().items() if "running" in name}
     momenta = [m.momentum for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    value, _ = term(model, model, torch.device("cpu"), False, False, importance=1.0)
+    value, _ = term(model, model, torch.device("cpu"), False, FP32, importance=1.0)
     value.backward()  # the losses still reach the weights
     after = model.state_dict()
     assert before and all(torch.equal(before[name], after[name]) for name in before)

@@ -1,0 +1,196 @@
+"""Which arithmetic a forward pass uses: what the hardware runs fast, and what keeps the poses.
+
+Paths:
+  fp32   plain float32.
+  bf16   torch.autocast: convolutions in bfloat16 (CPU with AVX-512 BF16/AMX, or CUDA), the heads,
+         the loss and decoding in fp32 (PoseModel.forward), so argmax and likelihood are fp32's.
+  fp16   the same on CUDA devices without bf16 (training needs a GradScaler there).
+  int8   the backbone quantised to int8 after training and calibrated on the project's labeled frames
+         (model.quantize, ONNX Runtime), heads fp32; on CPUs with int8 dot products (VNNI, AMX).
+
+`auto` picks the fastest path whose poses match fp32 on this model: a model carries the agreement its
+reduced-precision versions showed with fp32 on its labeled frames (ReducedPrecision.checks); a path
+whose check failed is never chosen by `auto`. The CPU's abilities come from `probe_cpu`, or from a
+CpuCapability handed in (the seam tests use to play a CPU without bf16).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+# What "the same poses" means (issue 22): mean |reduced - fp32| over every (frame, body part), and the
+# share of (frame, body part) whose p-cutoff decision flips.
+MAX_MEAN_PX = 0.5
+MAX_FLIP_SHARE = 0.005
+PATHS = ("fp32", "bf16", "fp16", "int8")
+
+
+@dataclass(frozen=True)
+class CpuCapability:
+    """The CPU's vector instructions that matter for the precision paths."""
+
+    isa: str = "DEFAULT"  # torch.backends.cpu.get_cpu_capability(): DEFAULT, AVX2, AVX512, ...
+    bf16: bool = False  # native bf16 dot products (AVX-512 BF16, AMX-BF16)
+    int8: bool = False  # int8 dot products (AVX-512 VNNI, AVX-VNNI, AMX-INT8)
+    amx: bool = False
+
+    def describe(self) -> str:
+        found = [name for name, present in (("bf16", self.bf16), ("int8", self.int8), ("amx", self.amx)) if present]
+        return f"{self.isa}" + (f" + {'/'.join(found)}" if found else " (no bf16/int8 instructions)")
+
+
+def probe_cpu() -> CpuCapability:
+    """What this process's CPU can do, as PyTorch's cpuinfo sees it (portable: no /proc parsing)."""
+
+    def says(name: str) -> bool:
+        probe = getattr(torch.cpu, name, None)
+        try:
+            return bool(probe()) if probe is not None else False
+        except Exception:  # an old torch or an exotic platform: assume the instructions are absent
+            return False
+
+    return CpuCapability(isa=torch.backends.cpu.get_cpu_capability(), bf16=says("_is_avx512_bf16_supported"),
+                         int8=says("_is_vnni_supported"), amx=says("_is_amx_tile_supported"))
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How close a reduced-precision path's poses are to fp32's on the same images."""
+
+    images: int
+    mean_px: float  # mean Euclidean |reduced - fp32| over every (image, body part)
+    max_px: float
+    flip_share: float  # share of (image, body part) on the other side of the p-cutoff
+    pcutoff: float
+
+    @property
+    def passed(self) -> bool:
+        return self.mean_px <= MAX_MEAN_PX and self.flip_share <= MAX_FLIP_SHARE
+
+    def describe(self) -> str:
+        verdict = "within" if self.passed else "outside"
+        return (f"mean {self.mean_px:.3f} px, max {self.max_px:.2f} px, {100 * self.flip_share:.2f}% p-cutoff flips "
+                f"on {self.images} labeled images: {verdict} tolerance ({MAX_MEAN_PX} px, {100 * MAX_FLIP_SHARE}%)")
+
+
+def agreement(reference: np.ndarray, other: np.ndarray, pcutoff: float) -> Agreement:
+    """(N,K,3) fp32 poses vs (N,K,3) reduced-precision poses of the same images."""
+    distance = np.linalg.norm(other[..., :2] - reference[..., :2], axis=-1)
+    flips = (other[..., 2] >= pcutoff) != (reference[..., 2] >= pcutoff)
+    return Agreement(images=int(len(reference)), mean_px=float(distance.mean()), max_px=float(distance.max()),
+                     flip_share=float(flips.mean()), pcutoff=float(pcutoff))
+
+
+@dataclass(frozen=True)
+class ReducedPrecision:
+    """What model.pt carries beyond the fp32 weights: the calibrated int8 graph (ONNX, heads fp32) with
+    its hash and how it was made, and each reduced path's agreement with fp32 on the labeled frames."""
+
+    int8_onnx: bytes = b""
+    calibration: dict = field(default_factory=dict)
+    checks: dict[str, Agreement] = field(default_factory=dict)
+
+    @property
+    def int8_sha256(self) -> str:
+        return hashlib.sha256(self.int8_onnx).hexdigest() if self.int8_onnx else ""
+
+    def to_payload(self) -> dict:
+        return {"int8_onnx": self.int8_onnx, "int8_sha256": self.int8_sha256, "calibration": dict(self.calibration),
+                "checks": {path: asdict(check) for path, check in self.checks.items()}}
+
+    @classmethod
+    def from_payload(cls, raw: dict, source: str) -> "ReducedPrecision":
+        try:
+            reduced = cls(int8_onnx=bytes(raw.get("int8_onnx") or b""), calibration=dict(raw.get("calibration") or {}),
+                          checks={path: Agreement(**check) for path, check in (raw.get("checks") or {}).items()})
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"{source}: unreadable reduced-precision section ({exc})") from None
+        if raw.get("int8_sha256", "") != reduced.int8_sha256:
+            raise ValueError(f"{source}: the int8 graph does not match its recorded sha256 (damaged file)")
+        return reduced
+
+    def describe(self) -> dict:
+        """For _meta.json and logs: no bytes."""
+        return {"int8_sha256": self.int8_sha256, "calibration": self.calibration,
+                "checks": {path: {**asdict(check), "passed": check.passed} for path, check in self.checks.items()}}
+
+
+@dataclass(frozen=True)
+class Precision:
+    """The path a forward pass takes, and why (for the log and _meta.json)."""
+
+    path: str
+    reason: str
+
+    def autocast(self, device: torch.device):
+        if self.path not in ("bf16", "fp16"):
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16 if self.path == "bf16" else torch.float16)
+
+    @property
+    def needs_grad_scaler(self) -> bool:
+        return self.path == "fp16"
+
+
+def _autocast_path(device: torch.device) -> str:
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return "fp16"
+    return "bf16"
+
+
+def choose_training(setting: str, device: torch.device, cpu: CpuCapability) -> Precision:
+    """train.mixed_precision: 'on'/'off' force autocast/fp32; 'auto' autocasts where it is fast."""
+    if setting == "off":
+        return Precision("fp32", "train.mixed_precision=off")
+    if setting == "on":
+        return Precision(_autocast_path(device), "train.mixed_precision=on")
+    if device.type == "cuda":
+        return Precision(_autocast_path(device), "auto: CUDA")
+    if device.type == "cpu" and cpu.bf16:
+        return Precision("bf16", f"auto: the CPU has bf16 instructions ({cpu.describe()})")
+    return Precision("fp32", f"auto: {device.type} without fast reduced precision ({cpu.describe()})")
+
+
+def choose_inference(setting: str, device: torch.device, cpu: CpuCapability,
+                     reduced: ReducedPrecision | None, source: str = "the model") -> Precision:
+    """infer.mixed_precision: 'off' fp32, 'on' autocast, 'int8' the calibrated graph; 'auto' the fastest
+    path the hardware runs fast whose poses matched fp32 on this model's labeled frames."""
+    checks = reduced.checks if reduced is not None else {}
+    has_int8 = reduced is not None and bool(reduced.int8_onnx)
+    if setting == "off":
+        return Precision("fp32", "infer.mixed_precision=off")
+    if setting == "on":
+        return Precision(_autocast_path(device), "infer.mixed_precision=on")
+    if setting == "int8":
+        if device.type != "cpu":
+            raise ValueError(f"infer.mixed_precision=int8 runs on CPU (ONNX Runtime); device is {device}")
+        if not has_int8:
+            raise ValueError(f"{source}: infer.mixed_precision=int8, but the model carries no calibrated int8 "
+                             f"version; run `posecluster calibrate` on its run folder first")
+        return Precision("int8", "infer.mixed_precision=int8")
+    if device.type == "cuda":
+        return Precision(_autocast_path(device), "auto: CUDA")
+    if device.type != "cpu":
+        return Precision("fp32", f"auto: {device.type}")
+    int8_check, bf16_check = checks.get("int8"), checks.get("bf16")
+    if has_int8 and cpu.int8 and int8_check is not None and int8_check.passed:
+        return Precision("int8", f"auto: calibrated int8 version on a CPU with int8 instructions ({cpu.describe()}); "
+                                 f"poses vs fp32: {int8_check.describe()}")
+    if cpu.bf16 and (bf16_check is None or bf16_check.passed):
+        checked = f"poses vs fp32: {bf16_check.describe()}" if bf16_check else "no pose check recorded in the model"
+        return Precision("bf16", f"auto: the CPU has bf16 instructions ({cpu.describe()}); {checked}")
+    failed = [f"{path}: {check.describe()}" for path, check in checks.items() if not check.passed]
+    why = f"reduced precision changed this model's poses ({'; '.join(failed)})" if failed else cpu.describe()
+    return Precision("fp32", f"auto: {why}")
+
+
+def default_batch_size(device: torch.device) -> int:
+    """infer.batch_size=auto. CPU: one frame at a time is fastest end to end (measured in
+    benchmarks/inference_speed.py: larger batches only add kernel time on 2 cores, and batch 1 keeps the
+    decode thread's queue short); GPUs want batches to fill the device."""
+    return 8 if device.type == "cuda" else 1

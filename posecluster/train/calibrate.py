@@ -1,0 +1,77 @@
+"""A trained model's reduced-precision versions, made and checked on the project's own labeled frames.
+
+int8: the backbone is calibrated (model.quantize) on training images, resized by global_scale exactly
+as analyze resizes video frames. Then bf16 and int8 poses are compared with fp32's on labeled images the
+calibration did not see (test images first): the agreements go into model.pt, and `auto` at inference
+uses a path only where its agreement is within tolerance (model.precision).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+import numpy as np
+
+from posecluster import storage
+from posecluster.data.dataset import load_images
+from posecluster.data.labels import LabeledDataset
+from posecluster.data.split import Split, indices_of
+from posecluster.infer.predictor import Predictor
+from posecluster.model.artifact import TrainedModel, load_model, save_reduced_precision
+from posecluster.model.pose_model import PoseModel
+from posecluster.model.precision import CpuCapability, ReducedPrecision, agreement
+from posecluster.model.quantize import quantize_detector
+
+log = logging.getLogger(__name__)
+
+
+def pick_rows(train_rows: list[int], test_rows: list[int], count: int) -> tuple[list[int], list[int]]:
+    """(calibration rows: up to `count` training rows evenly spread; check rows: the test rows, then the
+    training rows calibration left out, up to `count`; the calibration rows when nothing else is left)."""
+    spread = np.linspace(0, len(train_rows) - 1, num=min(count, len(train_rows))).round().astype(int)
+    calibration = [train_rows[i] for i in dict.fromkeys(spread.tolist())]
+    unseen = list(test_rows) + [row for row in train_rows if row not in set(calibration)]
+    return calibration, (unseen or calibration)[:count]
+
+
+def reduced_precision(trained: TrainedModel, images: list[np.ndarray], calibration_rows: list[int],
+                      check_rows: list[int], cpu: CpuCapability | None = None) -> ReducedPrecision:
+    """Calibrate the int8 graph on images[calibration_rows]; check bf16 and int8 against fp32 on
+    images[check_rows] (a list covering every row of the labels; rows not named may be None)."""
+    infer = trained.config.infer.model_copy(update={"device": "cpu", "batch_size": 1})
+    fp32 = Predictor(trained, infer.model_copy(update={"mixed_precision": "off"}), cpu=cpu)
+    batches = [fp32.prepare(images[row][None])[0] for row in calibration_rows]
+    model = PoseModel.for_inference(trained.config.model, len(trained.bodyparts), trained.state_dict)
+    graph, made = quantize_detector(model, batches)
+    candidate = replace(trained, reduced=ReducedPrecision(int8_onnx=graph, calibration=made))
+    check = [images[row] for row in check_rows]
+    reference = fp32.predict_images(check)
+    checks = {}
+    for path, setting in (("bf16", "on"), ("int8", "int8")):
+        reduced = Predictor(candidate, infer.model_copy(update={"mixed_precision": setting}), cpu=cpu)
+        checks[path] = agreement(reference, reduced.predict_images(check), trained.config.project.pcutoff)
+        log.info("%s vs fp32: %s", path, checks[path].describe())
+    return replace(candidate.reduced, checks=checks)
+
+
+def calibrate_run(run_uri: str, labels: LabeledDataset, images: list[np.ndarray] | None = None,
+                  count: int | None = None) -> TrainedModel:
+    """Calibrate a finished run's model.pt on its project's labeled frames (its own split) and rewrite it
+    with the reduced-precision section. `images`: the loaded images of every row of `labels`."""
+    trained = load_model(run_uri)
+    count = count or trained.config.train.int8_calibration_images or 64
+    split = Split.load(storage.join(run_uri, "split.json"))
+    train_rows = indices_of(labels.images, split.train_images)
+    calibration, check = pick_rows(train_rows, indices_of(labels.images, split.test_images), count)
+    images = images if images is not None else load_rows(labels, calibration + check)
+    return save_reduced_precision(trained.uri, reduced_precision(trained, images, calibration, check))
+
+
+def load_rows(labels: LabeledDataset, rows: list[int]) -> list[np.ndarray | None]:
+    """A list as long as `labels` with the images of `rows` loaded (None elsewhere)."""
+    needed = sorted(set(rows))
+    images: list[np.ndarray | None] = [None] * len(labels)
+    for row, image in zip(needed, load_images(labels.subset(needed))):
+        images[row] = image
+    return images

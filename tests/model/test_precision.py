@@ -1,0 +1,91 @@
+"""Which arithmetic runs: `auto` takes the fastest path the CPU runs fast and whose poses matched fp32 on
+the model's labeled frames; 'on'/'off'/'int8' force a path. CPUs are played through the CpuCapability
+seam (no patching of torch's own probes)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from posecluster.infer.predictor import Predictor
+from posecluster.model.artifact import load_model
+from posecluster.model.precision import (
+    Agreement,
+    CpuCapability,
+    ReducedPrecision,
+    agreement,
+    choose_inference,
+    choose_training,
+    probe_cpu,
+)
+
+CPU = torch.device("cpu")
+NO_BF16 = CpuCapability(isa="AVX2")  # e.g. a Zen 2 / Skylake node: neither bf16 nor VNNI
+BF16_ONLY = CpuCapability(isa="AVX512", bf16=True)
+BF16_INT8 = CpuCapability(isa="AVX512", bf16=True, int8=True)
+
+
+def check(mean_px: float, flip_share: float = 0.0) -> Agreement:
+    return Agreement(images=20, mean_px=mean_px, max_px=2 * mean_px, flip_share=flip_share, pcutoff=0.6)
+
+
+def reduced(int8: Agreement | None = None, bf16: Agreement | None = None) -> ReducedPrecision:
+    checks = {path: c for path, c in (("int8", int8), ("bf16", bf16)) if c is not None}
+    return ReducedPrecision(int8_onnx=b"graph", checks=checks)
+
+
+def test_a_cpu_without_bf16_falls_back_to_fp32_for_training_and_inference(trained_run):
+    assert choose_training("auto", CPU, NO_BF16).path == "fp32"
+    assert choose_training("auto", CPU, BF16_ONLY).path == "bf16"
+    trained = load_model(trained_run[0])
+    predictor = Predictor(trained, cpu=NO_BF16)
+    assert predictor.precision == "fp32" and not predictor.amp and predictor.int8 is None
+    assert "AVX2" in predictor.choice.reason
+    # The same model on a CPU with bf16 and VNNI: its calibrated int8 version passed its check.
+    assert Predictor(trained, cpu=BF16_INT8).precision == "int8"
+    assert Predictor(trained, cpu=BF16_ONLY).precision == "bf16"
+
+
+def test_auto_takes_int8_only_where_its_poses_matched_fp32():
+    assert choose_inference("auto", CPU, BF16_INT8, reduced(int8=check(0.2))).path == "int8"
+    failed = choose_inference("auto", CPU, BF16_INT8, reduced(int8=check(0.9), bf16=check(0.1)))
+    assert failed.path == "bf16"
+    flips = choose_inference("auto", CPU, BF16_INT8, reduced(int8=check(0.1, flip_share=0.02)))
+    assert flips.path == "bf16"
+    # Never checked (a graph without its agreement) is not trusted either.
+    assert choose_inference("auto", CPU, BF16_INT8, ReducedPrecision(int8_onnx=b"graph")).path == "bf16"
+    # bf16 whose check failed: fp32, and the reason says why.
+    neither = choose_inference("auto", CPU, BF16_INT8, reduced(int8=check(0.9), bf16=check(0.7)))
+    assert neither.path == "fp32" and "changed this model's poses" in neither.reason
+    # A model never calibrated (trained before calibration existed): bf16 where the CPU has it.
+    assert choose_inference("auto", CPU, BF16_INT8, None).path == "bf16"
+    assert choose_inference("auto", CPU, NO_BF16, None).path == "fp32"
+
+
+def test_on_off_and_int8_force_their_path_whatever_auto_would_take():
+    calibrated = reduced(int8=check(0.9), bf16=check(0.9))  # failed checks do not stop a forced path
+    assert choose_inference("off", CPU, BF16_INT8, calibrated).path == "fp32"
+    assert choose_inference("on", CPU, NO_BF16, calibrated).path == "bf16"
+    assert choose_inference("int8", CPU, NO_BF16, calibrated).path == "int8"
+    assert choose_training("off", CPU, BF16_INT8).path == "fp32"
+    assert choose_training("on", CPU, NO_BF16).path == "bf16"
+    with pytest.raises(ValueError, match="no calibrated int8 version.*posecluster calibrate"):
+        choose_inference("int8", CPU, BF16_INT8, None, source="s3://lab/run/model.pt")
+
+
+def test_agreement_counts_distance_and_p_cutoff_flips():
+    reference = np.zeros((2, 2, 3))
+    reference[..., 2] = [[0.9, 0.59], [0.2, 0.7]]
+    other = reference.copy()
+    other[0, 0, :2] = [3.0, 4.0]  # 5 px
+    other[0, 1, 2] = 0.61  # crosses 0.6
+    result = agreement(reference, other, pcutoff=0.6)
+    assert result.mean_px == pytest.approx(5 / 4) and result.max_px == pytest.approx(5.0)
+    assert result.flip_share == pytest.approx(1 / 4) and not result.passed
+
+
+def test_the_probe_reports_what_torch_sees_on_this_machine():
+    cpu = probe_cpu()
+    assert cpu.isa == torch.backends.cpu.get_cpu_capability()
+    assert isinstance(cpu.bf16, bool) and isinstance(cpu.int8, bool)

@@ -1,0 +1,102 @@
+"""The calibrated int8 version a trained model carries: backbone int8, heads fp32, poses as fp32's, and
+pinned by the model file's hash like the weights."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from posecluster import storage
+from posecluster.cli.main import main
+from posecluster.data.video import DecodeReport, probe, read_frames
+from posecluster.infer.ensemble import pinned_predictor
+from posecluster.infer.predictor import Predictor
+from posecluster.model.artifact import ModelMismatchError, REDUCED_KEY, from_bytes, load_model, load_pinned, \
+    model_from_bytes, pin_model, to_bytes
+from posecluster.model.export import ExportOptions, export_model
+from posecluster.model.precision import CpuCapability
+
+VNNI = CpuCapability(isa="AVX512", bf16=True, int8=True)
+
+
+def _initializers(graph) -> dict:
+    return {init.name: init for init in graph.initializer}
+
+
+def test_training_leaves_a_calibrated_int8_version_with_its_checks(trained_run):
+    reduced = load_model(trained_run[0]).reduced
+    assert reduced is not None and reduced.int8_sha256 == hashlib.sha256(reduced.int8_onnx).hexdigest()
+    assert set(reduced.checks) == {"bf16", "int8"} and all(c.passed for c in reduced.checks.values())
+    assert reduced.calibration["frames"] > 0 and reduced.calibration["method"] == "MinMax"
+
+
+def test_the_int8_graph_quantises_the_backbone_and_keeps_the_heads_fp32(trained_run):
+    graph = onnx.load_from_string(load_model(trained_run[0]).reduced.int8_onnx).graph
+    initializers = _initializers(graph)
+    produced_by = {out: node for node in graph.node for out in node.output}
+    convolutions = [n for n in graph.node if n.op_type == "Conv"]
+    heads = [n for n in graph.node if n.op_type == "ConvTranspose"]
+    assert len(heads) == 2 and convolutions
+    for conv in convolutions:  # every backbone weight arrives through DequantizeLinear from int8
+        source = produced_by[conv.input[1]]
+        assert source.op_type == "DequantizeLinear"
+        assert initializers[source.input[0]].data_type == onnx.TensorProto.INT8
+    for head in heads:  # the heads' weights are plain float32 initializers
+        assert head.input[1] in initializers and initializers[head.input[1]].data_type == onnx.TensorProto.FLOAT
+        assert produced_by[head.input[0]].op_type == "DequantizeLinear"  # fp32 features in
+    assert all(o.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for o in graph.output)
+
+
+def test_int8_poses_on_video_frames_match_fp32(trained_run, synthetic_project):
+    trained = load_model(trained_run[0])
+    frames = np.stack([rgb for _, rgb in read_frames(probe(synthetic_project.videos[0].uri), 0, 16, DecodeReport())])
+    fp32 = Predictor(trained, trained.config.infer.model_copy(update={"mixed_precision": "off"}), cpu=VNNI)
+    int8 = Predictor(trained, cpu=VNNI)
+    assert int8.precision == "int8" and int8.int8 is not None
+    a, b = fp32.predict(frames), int8.predict(frames)
+    assert b.dtype == np.float64 and np.isfinite(b).all()
+    distance = np.linalg.norm(a[..., :2] - b[..., :2], axis=-1)
+    assert distance.mean() < 1.0, distance  # a tiny network at 96x80: one cell is 8 px
+    assert np.abs(a[..., 2] - b[..., 2]).max() < 0.1
+
+
+def test_a_recalibrated_model_is_refused_by_a_worker_pinned_to_the_old_bytes(trained_run, tmp_path, capsys):
+    run = str(tmp_path / "run")
+    for name in ("model.pt", "split.json"):
+        storage.atomic_write_bytes(f"{run}/{name}", storage.read_bytes(f"{trained_run[0]}/{name}"))
+    pinned, trained = pin_model(run)
+    assert pinned_predictor(pinned).trained.reduced.int8_sha256 == trained.reduced.int8_sha256
+    assert main(["calibrate", run, "--images", "6"]) == 0  # another calibration: other int8 bytes
+    printed = capsys.readouterr().out
+    assert "int8 vs fp32" in printed and "bf16 vs fp32" in printed
+    recalibrated = load_model(run)
+    assert recalibrated.reduced.calibration["frames"] == 6
+    assert recalibrated.reduced.int8_sha256 != trained.reduced.int8_sha256
+    assert recalibrated.state_dict.keys() == trained.state_dict.keys()  # the weights are untouched
+    with pytest.raises(ModelMismatchError, match="changed since the job started"):
+        pinned_predictor(pinned)  # what an archive worker calls when it starts
+    with pytest.raises(ModelMismatchError):
+        load_pinned(pinned)
+
+
+def test_an_int8_graph_that_no_longer_matches_its_recorded_hash_is_refused(trained_run, tmp_path):
+    payload = from_bytes(storage.read_bytes(f"{trained_run[0]}/model.pt"), "model.pt")
+    graph = bytearray(payload[REDUCED_KEY]["int8_onnx"])
+    graph[-1] ^= 0xFF
+    payload[REDUCED_KEY]["int8_onnx"] = bytes(graph)
+    with pytest.raises(ValueError, match="does not match its recorded sha256"):
+        model_from_bytes(to_bytes(payload), f"{tmp_path}/model.pt")
+
+
+def test_export_offers_the_calibrated_graph_byte_for_byte(trained_run, tmp_path):
+    trained = load_model(trained_run[0])
+    report = export_model(trained_run[0], str(tmp_path), ExportOptions(height=80, width=96))
+    assert set(report.files) == {"torchscript", "onnx", "onnx-int8", "metadata"}
+    assert storage.read_bytes(report.files["onnx-int8"]) == trained.reduced.int8_onnx
+    meta = json.loads(storage.read_bytes(report.files["metadata"]))
+    assert meta["int8"]["int8_sha256"] == trained.reduced.int8_sha256
+    assert meta["int8"]["checks"]["int8"]["passed"]
