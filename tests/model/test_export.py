@@ -17,14 +17,15 @@ from posecluster.model.export import ExportOptions, export_model
 from posecluster.train.checkpoint import load_model
 
 
-def test_the_command_exports_both_formats_with_their_check(trained_run, tmp_path, capsys):
+def test_the_command_exports_every_format_the_model_has_with_its_check(trained_run, tmp_path, capsys):
     out = str(tmp_path / "export")
     assert main(["export", trained_run[0], "--out", out, "--height", "80", "--width", "96"]) == 0
     printed = capsys.readouterr().out
-    assert "torchscript" in printed and "onnx" in printed
+    assert "torchscript" in printed and "onnx" in printed and "model.int8.onnx" in printed
     meta = json.loads((tmp_path / "export" / "export.json").read_text())
     assert meta["outputs"] == ["scoremap", "locref"] and meta["stride"] == 8
-    assert set(meta["check"]["max_abs_difference"]) == {"torchscript", "onnx"}
+    # The trained run carries a calibrated int8 version (training makes one), so it is exported too.
+    assert set(meta["check"]["max_abs_difference"]) == {"torchscript", "onnx", "onnx-int8"}
 
 
 def test_exported_models_predict_the_same_poses_as_pytorch_on_video_frames(trained_run, synthetic_project, tmp_path):
