@@ -1,90 +1,186 @@
-"""Inference speed on DeepLabCut's openfield video (640x480 H.264): end to end vs backbone only vs decode only.
+"""Inference speed and poses by precision on DeepLabCut's openfield video (640x480 H.264), beside DeepLabCut
+3.0.2's analyze_videos on this machine (1.09 frames/s at batch 1, its best setting; ../shared/ENVIRONMENT.md).
 
-All three are measured in the same run, on the same frames, batch size and input size:
-  decode only   PyAV decode + RGB conversion of the frame range (what the decoding thread does)
-  backbone only the ResNet forward pass alone on a batch of those frames (resized as for inference)
-  end to end    analyze_video: decode thread + resize + full model + decode + streamed pose table
-On CPU the backbone is nearly the whole cost, so end-to-end/backbone should be close to 1.
+Speed, in one run on the same frames: end-to-end frames/s of analyze_video (decode thread + resize + network
++ decode + streamed pose table) for fp32, bf16 (autocast) and int8 (the calibrated graph on ONNX Runtime)
+and for the default (no flag: `auto`), at global_scale 1.0 and 0.8, batch 1; then a batch-size sweep of
+the reduced paths. Each figure is the median of --rounds passes, interleaved so that a load change on a
+shared machine hits every path alike.
 
-  python benchmarks/inference_speed.py --frames 96 --batch-size 1
+Poses (with --model RUN, a trained run such as train_scaling.py's fp32 run): bf16 and int8 against fp32
+on every --pose-stride-th frame of the whole video, at both scales (mean and max |difference| in pixels,
+share of (frame, body part) whose p-cutoff decision flips), and each path's error on the run's test
+images. The int8 graph is calibrated for each scale on the project's labeled frames, as training does.
+Without --model, a random ResNet-50 is timed (speed does not depend on the weights) and poses are skipped.
+
+  python benchmarks/inference_speed.py --model /tmp/pc-runs/fp32 --frames 96 --pose-stride 5
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
 import tempfile
 import time
+from dataclasses import replace
 
 import numpy as np
 import torch
 
 from _common import require_openfield, save
+from posecluster import storage
 from posecluster.config import PoseclusterConfig
+from posecluster.data.dataset import load_images
 from posecluster.data.project import read_project
+from posecluster.data.split import Split, indices_of
 from posecluster.data.video import DecodeReport, probe, read_frames
 from posecluster.infer.analyze import analyze_video
 from posecluster.infer.predictor import Predictor
+from posecluster.model.artifact import TrainedModel, load_model
 from posecluster.model.pose_model import PoseModel
-from posecluster.train.checkpoint import TrainedModel
+from posecluster.model.precision import agreement, probe_cpu
+from posecluster.train.calibrate import pick_rows, reduced_precision
+from posecluster.train.evaluate import pixel_errors
+
+DLC_ANALYZE_FPS = {"batch_1": 1.09, "batch_4": "0.70-0.75"}  # DeepLabCut 3.0.2 analyze_videos, this machine
+PATHS = {"fp32": "off", "bf16": "on", "int8": "int8", "default": "auto"}
+
+
+def at_scale(trained: TrainedModel, scale: float, images: list, rows: tuple[list[int], list[int]]) -> TrainedModel:
+    """The model at global_scale `scale`, with an int8 graph calibrated (and checked) at that scale."""
+    config = trained.config.with_overrides({"model": {"global_scale": scale}, "infer": {"batch_size": 1}})
+    scaled = replace(trained, config=config, reduced=None)
+    return replace(scaled, reduced=reduced_precision(scaled, images, *rows))
+
+
+def predictor(trained: TrainedModel, setting: str, batch_size: int | str = 1) -> Predictor:
+    infer = trained.config.infer.model_copy(update={"mixed_precision": setting, "batch_size": batch_size})
+    return Predictor(trained, infer)
+
+
+def end_to_end(p: Predictor, video: str, frames: int) -> float:
+    p.predict(np.zeros((p.batch_size, 480, 640, 3), np.uint8))  # warm-up (kernels, ONNX Runtime arenas)
+    with tempfile.TemporaryDirectory() as out:
+        return analyze_video(p, video, out, progress=False, stop=frames).fps
+
+
+def speed(models: dict[float, TrainedModel], video: str, args) -> dict:
+    figures: dict = {}
+    for scale, trained in models.items():
+        runs = {name: predictor(trained, setting) for name, setting in PATHS.items()}
+        measured = {name: [] for name in runs}
+        for _ in range(args.rounds):
+            for name, p in runs.items():
+                measured[name].append(end_to_end(p, video, args.frames))
+        row = {name: float(np.median(values)) for name, values in measured.items()}
+        row["default_path"] = runs["default"].precision
+        row["default_reason"] = runs["default"].choice.reason
+        for name in PATHS:
+            row[f"{name}_over_fp32"] = row[name] / row["fp32"]
+            row[f"{name}_over_dlc_batch_1"] = row[name] / DLC_ANALYZE_FPS["batch_1"]
+        sweep = {}
+        for name in ("bf16", "int8"):
+            sweep[name] = {size: end_to_end(predictor(trained, PATHS[name], size), video, args.frames)
+                           for size in args.batch_sizes}
+        best = max(((name, size, fps) for name, rates in sweep.items() for size, fps in rates.items()), key=lambda x: x[2])
+        row["batch_sweep_fps"] = sweep
+        row["best"] = {"path": best[0], "batch_size": best[1], "fps": best[2],
+                       "over_dlc_batch_1": best[2] / DLC_ANALYZE_FPS["batch_1"]}
+        figures[f"scale_{scale}"] = row
+        print(f"scale {scale}: " + ", ".join(f"{n} {row[n]:.2f}" for n in PATHS) +
+              f" frames/s (default = {row['default_path']}); best {best[0]} batch {best[1]}: {best[2]:.2f}", flush=True)
+    return figures
+
+
+def video_poses(trained: TrainedModel, video: str, stride: int) -> dict[str, np.ndarray]:
+    """(frames, K, 3) poses of every `stride`-th frame by each path, one frame at a time (memory flat)."""
+    runs = {name: predictor(trained, PATHS[name]) for name in ("fp32", "bf16", "int8")}
+    out = {name: [] for name in runs}
+    info = probe(video)
+    for index, frame in read_frames(info, 0, info.frame_count, DecodeReport()):
+        if index % stride == 0:
+            for name, p in runs.items():
+                out[name].append(p.predict(frame[None])[0])
+    return {name: np.stack(poses) for name, poses in out.items()}
+
+
+def poses(models: dict[float, TrainedModel], video: str, labels, images, test_rows, args) -> dict:
+    figures = {}
+    pcutoff = next(iter(models.values())).config.project.pcutoff
+    for scale, trained in models.items():
+        found = video_poses(trained, video, args.pose_stride)
+        row = {"frames": len(found["fp32"]), "pcutoff": pcutoff}
+        for name in ("bf16", "int8"):
+            check = agreement(found["fp32"], found[name], pcutoff)
+            row[f"{name}_vs_fp32"] = {"mean_px": check.mean_px, "max_px": check.max_px,
+                                      "flip_share": check.flip_share, "passed": check.passed}
+        test_images = [images[i] for i in test_rows]
+        for name in ("fp32", "bf16", "int8"):
+            predicted = predictor(trained, PATHS[name]).predict_images(test_images)
+            row[f"{name}_test_error_px"] = float(np.nanmean(pixel_errors(predicted, labels.keypoints[test_rows])))
+        for name in ("bf16", "int8"):
+            row[f"{name}_test_error_over_fp32"] = row[f"{name}_test_error_px"] / row["fp32_test_error_px"]
+        row["model_checks_on_labeled_frames"] = trained.reduced.describe()["checks"]
+        figures[f"scale_{scale}"] = row
+        print(f"scale {scale} poses over {row['frames']} frames: " + "; ".join(
+            f"{n}: mean {row[f'{n}_vs_fp32']['mean_px']:.3f} px, flips {100 * row[f'{n}_vs_fp32']['flip_share']:.2f}%, "
+            f"test error {row[f'{n}_test_error_px']:.2f} vs fp32 {row['fp32_test_error_px']:.2f} px" for n in ("bf16", "int8")),
+            flush=True)
+    return figures
+
+
+def random_model(openfield: str, project) -> TrainedModel:
+    config = PoseclusterConfig(project=project.config, project_uri=openfield).with_overrides(
+        {"model": {"backbone": {"name": "resnet50", "weights": "none"}}})
+    state = PoseModel(config.model, len(project.config.bodyparts)).state_dict()
+    return TrainedModel(config, list(project.config.bodyparts), state, identity="random")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--frames", type=int, default=96)
-    parser.add_argument("--batch-size", type=int, default=1)
-    parser.add_argument("--backbone", default="resnet50")
-    parser.add_argument("--global-scale", type=float, default=0.8)
-    parser.add_argument("--name", default=None)
+    parser.add_argument("--model", help="a trained run folder (ResNet-50); without it: a random ResNet-50, no poses")
+    parser.add_argument("--frames", type=int, default=96, help="frames per end-to-end measurement")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 2, 4, 8])
+    parser.add_argument("--scales", type=float, nargs="+", default=[1.0, 0.8])
+    parser.add_argument("--pose-stride", type=int, default=5, help="compare poses on every N-th frame (1: all)")
+    parser.add_argument("--calibration-images", type=int, default=64)
+    parser.add_argument("--name", default="inference_speed_precision")
     args = parser.parse_args()
 
     openfield = require_openfield()
     video = f"{openfield}/videos/m3v1mp4.mp4"
-    project = read_project(openfield, check_images=False).config
-    config = PoseclusterConfig(project=project).with_overrides(
-        {"model": {"backbone": {"name": args.backbone, "weights": "none"}, "global_scale": args.global_scale},
-         "infer": {"batch_size": args.batch_size}}
-    )
-    # Speed does not depend on the weights: a randomly initialised model of the real architecture.
-    state = PoseModel(config.model, len(project.bodyparts)).state_dict()
-    predictor = Predictor(TrainedModel(config, project.bodyparts, state, identity="random"))
-    info = probe(video)
-    n = min(args.frames, info.frame_count)
-
+    project = read_project(openfield)
+    images = load_images(project.labels)
+    if args.model:
+        trained = load_model(args.model)
+        split = Split.load(storage.join(args.model, "split.json"))
+        train_rows = indices_of(project.labels.images, split.train_images)
+        test_rows = indices_of(project.labels.images, split.test_images)
+    else:
+        trained = random_model(openfield, project)
+        train_rows, test_rows = list(range(len(images))), []
+    rows = pick_rows(train_rows, test_rows, args.calibration_images)
+    uptime_before = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     started = time.perf_counter()
-    frames = [f for _, f in read_frames(info, 0, info.frame_count, DecodeReport())]
-    decode_fps = len(frames) / (time.perf_counter() - started)
-    batch = np.stack(frames[: args.batch_size])
-    del frames
-
-    predictor.backbone_only(batch)  # warm-up
-    started = time.perf_counter()
-    for _ in range(n // args.batch_size):
-        predictor.backbone_only(batch)
-    backbone_fps = (n // args.batch_size) * args.batch_size / (time.perf_counter() - started)
-
-    with tempfile.TemporaryDirectory() as out:
-        predictor.predict(batch)  # warm-up
-        result = analyze_video(predictor, video, out, progress=False, stop=n)
-    e2e_fps = result.fps
-
+    models = {scale: at_scale(trained, scale, images, rows) for scale in args.scales}
     figures = {
         "video": "openfield m3v1mp4.mp4 (640x480 H.264, 2330 frames)",
-        "backbone": args.backbone,
-        "input": f"{round(480 * args.global_scale)}x{round(640 * args.global_scale)} (global_scale {args.global_scale})",
-        "batch_size": args.batch_size,
-        "frames_measured": n,
-        "decode_only_fps": decode_fps,
-        "backbone_only_fps": backbone_fps,
-        "end_to_end_fps": e2e_fps,
-        "end_to_end_over_backbone": e2e_fps / backbone_fps,
-        "device": str(predictor.device),
-        "channels_last": predictor.channels_last,
-        "mixed_precision": predictor.amp,
+        "model": args.model or "random resnet50 (speed only)",
+        "backbone": trained.config.model.backbone.name,
+        "cpu": probe_cpu().describe(),
+        "frames_per_measurement": args.frames,
+        "rounds": args.rounds,
+        "dlc_3_0_2_analyze_fps": DLC_ANALYZE_FPS,
+        "uptime_before": uptime_before,
+        "calibration_seconds": time.perf_counter() - started,
+        "speed": speed(models, video, args),
     }
-    for key, value in figures.items():
-        print(f"{key:>26}: {value:.3f}" if isinstance(value, float) else f"{key:>26}: {value}")
-    name = args.name or f"inference_speed_{args.backbone}_b{args.batch_size}_{predictor.device.type}"
-    save(name, figures)
+    if args.model:
+        figures["poses"] = poses(models, video, project.labels, images, test_rows, args)
+    figures["uptime_after"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    figures["seconds"] = time.perf_counter() - started
+    save(args.name, figures)
 
 
 if __name__ == "__main__":
