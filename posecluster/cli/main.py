@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 
-from posecluster import __version__
+from posecluster import __version__, storage
 from posecluster.cli.labeling import add_commands as add_labeling_commands
 
 DESCRIPTION = """\
@@ -165,13 +165,15 @@ def cmd_analyze(args) -> int:
 
 def cmd_infer(args) -> int:
     from posecluster import api
-    from posecluster.cluster.archive import ArchiveOptions
+    from posecluster.cluster.archive import ArchiveOptions, Patience
 
     options = ArchiveOptions(
         model=args.model, out=args.out, formats=tuple(args.format), workers=args.workers,
         cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker,
         infer_overrides=_infer_overrides(args), segment_frames=args.segment_frames, overwrite=args.overwrite,
         max_retries=args.max_retries, progress=not args.quiet, small_video_bytes=int(args.small_video_mb * (1 << 20)),
+        patience=Patience(storage_call_s=args.storage_patience, outage_s=args.outage_limit,
+                          capacity_s=args.outage_limit),
     )
     report = api.infer_archive(args.inputs, options)
     counts = {s: sum(v.status == s for v in report.videos) for s in ("skipped", "failed", "done-with-warnings")}
@@ -181,9 +183,11 @@ def cmd_infer(args) -> int:
           f"{counts['failed']} failed; {report.frames_computed} frames in {report.seconds:.0f} s "
           f"({report.fps:.1f} frames/s) on {report.workers} workers")
     for video in report.failed:
-        print(f"  FAILED {video.uri}: {video.error}")
+        print(f"  FAILED {storage.redact_uri(video.uri)}: {video.error}")
+    if report.stop_reason:
+        print(f"STOPPED: {report.stop_reason}")
     print(f"manifest: {report.manifest_uri} (posecluster status {args.out})")
-    return 1 if report.failed else 0
+    return 2 if report.stop_reason else 1 if report.failed else 0
 
 
 def cmd_serve(args) -> int:
@@ -284,7 +288,13 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--segment-frames", type=int, default=1000,
                        help="frames per segment (cut at the next keyframe); long videos spread over workers")
     infer.add_argument("--overwrite", action="store_true", help="recompute even what is already done")
-    infer.add_argument("--max-retries", type=int, default=2, help="retries of a segment whose worker died")
+    infer.add_argument("--max-retries", type=int, default=2,
+                       help="retries of a segment whose worker died running it (a lost node does not count)")
+    infer.add_argument("--outage-limit", type=float, default=3600.0, metavar="SECONDS",
+                       help="how long the job pauses for unavailable storage before stopping cleanly (a rerun "
+                            "resumes); default an hour")
+    infer.add_argument("--storage-patience", type=float, default=60.0, metavar="SECONDS",
+                       help="how long one storage call retries before its work item waits for the pause")
     infer.add_argument("--small-video-mb", type=float, default=64,
                        help="videos below this size are fetched whole by a worker (one read); larger ones "
                             "are probed first and streamed by segment")
@@ -354,11 +364,13 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("botocore", "s3fs", "aiobotocore", "urllib3", "fsspec"):
         logging.getLogger(noisy).setLevel(logging.WARNING)  # their debug output can carry request headers
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(storage.RedactingFilter())  # a presigned URL's signature never reaches a log
     exporter = _start_metrics(args)
     try:
         return args.func(args)
     except (ValueError, OSError) as exc:  # bad input, a missing object, a StorageError: one line, no traceback
-        print(f"posecluster {args.command}: error: {exc}", file=sys.stderr)
+        print(f"posecluster {args.command}: error: {storage.redact_uri(str(exc))}", file=sys.stderr)
         return 2
     finally:
         if exporter is not None and args.pushgateway:

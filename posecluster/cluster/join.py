@@ -1,9 +1,11 @@
-"""Joining a finished video: its segments -> one pose table (+ formats), `_meta.json`, the done marker.
+"""Joining a finished video: its segments -> one pose table (+ formats), `_meta.json`, the done record.
 
 Runs as a Ray task next to the data, never in the driver's scheduling loop, so workers never wait for a
-table to be written. The whole join is retried through transient storage faults (it only reads cached
-segments and writes outputs: no inference is repeated). The done marker is written last: a video whose
-marker exists has every output of its request in place.
+table to be written. The whole join is retried through transient storage faults for the job's storage
+patience (it only reads cached segments and writes outputs: no inference is repeated); past it, the
+driver puts the join back and pauses. The done record is written last, named by the state of the outputs
+it vouches for (plan.py): a video whose record matches its outputs has every output of its request in
+place. A table at the video's location whose `_meta.json` names another video is never overwritten.
 """
 
 from __future__ import annotations
@@ -15,10 +17,16 @@ from dataclasses import dataclass, field
 import ray
 
 from posecluster import storage
-from posecluster.cluster.plan import Request, marker_uri, segment_name, segments_folder
+from posecluster.cluster.plan import Request, expected_outputs, marker_uri, outputs_state, segment_name, segments_folder
+from posecluster.errors import InputError
 from posecluster.infer.ensemble import join_ensemble_segments, smoothing_meta
 from posecluster.infer.segments import join_segments
+from posecluster.storage.listing import list_named
 from posecluster.storage.retry import call as with_retries
+
+
+class SegmentCacheMissing(ValueError):
+    """A rejoin found cached segments gone (cleaned to save space): the video is computed again."""
 
 
 @dataclass
@@ -35,8 +43,10 @@ class JoinSpec:
     frames: int = 0
     bounds: list[tuple[int, int]] = field(default_factory=list)
     identity: dict | None = None
-    rejoin_from: str = ""  # a done marker of the same model with fewer formats: bounds come from it
+    rejoin_from: str = ""  # a done record of the same request: frames and bounds come from it
     ensemble: list[dict] | None = None  # the members (uri, sha256) when the model is an ensemble
+    recomputed: str = ""  # why an earlier output was not reused (written into _meta.json)
+    patience_s: float = 60.0
 
 
 @dataclass
@@ -49,37 +59,66 @@ class JoinResult:
     warnings: list[str] = field(default_factory=list)  # damage the reader reported (done-with-warnings)
 
 
+def _refuse_another_videos_table(spec: JoinSpec, present: dict[str, storage.ObjectIdentity]) -> None:
+    """A table at this location whose record names another video (mouse.mp4 and mouse.avi in one folder,
+    analysed by separate jobs) is that video's: refuse rather than overwrite it."""
+    meta_uri = f"{spec.base}_meta.json"
+    if meta_uri not in present:
+        return
+    try:
+        recorded = json.loads(storage.read_bytes(meta_uri)).get("video")
+    except (ValueError, AttributeError, FileNotFoundError):
+        return  # not a record we can read: the location is ours to write (it holds no other video's claim)
+    if isinstance(recorded, str) and storage.canonical_uri(recorded) != storage.canonical_uri(spec.video):
+        raise InputError(spec.video, f"would overwrite the pose table of {storage.redact_uri(recorded)} "
+                         f"at {storage.redact_uri(spec.base)}.h5 (same folder and file stem); rename one of them")
+
+
 def _join(spec: JoinSpec) -> JoinResult:
     if spec.rejoin_from:
         previous = json.loads(storage.read_bytes(spec.rejoin_from))
-        spec.frames, spec.bounds = previous["frames"], [tuple(b) for b in previous["bounds"]]
+        spec.frames, spec.bounds = int(previous["frames"]), [tuple(b) for b in previous["bounds"]]
         spec.identity = previous.get("video_identity")
-    folder = segments_folder(spec.out, spec.video_key, spec.request.model_key)
+    _refuse_another_videos_table(spec, {i.uri: i for i in list_named(spec.base)})
+    folder = segments_folder(spec.out, spec.video_key, spec.request.cache_key)
     uris = [storage.join(folder, f"{segment_name(a, b)}.npz") for a, b in spec.bounds]
     extra = {}
-    if spec.ensemble is None:
-        outputs, missing, facts = join_segments(uris, spec.scorer, spec.bodyparts, spec.frames, spec.base,
-                                                spec.request.formats)
-    else:
-        outputs, missing, facts, params = join_ensemble_segments(uris, spec.scorer, spec.bodyparts, spec.frames,
-                                                                 spec.base, spec.request.formats)
-        extra["ensemble"] = smoothing_meta(spec.ensemble, params)
+    try:
+        if spec.ensemble is None:
+            outputs, missing, facts = join_segments(uris, spec.scorer, spec.bodyparts, spec.frames, spec.base,
+                                                    spec.request.formats)
+        else:
+            outputs, missing, facts, params = join_ensemble_segments(uris, spec.scorer, spec.bodyparts, spec.frames,
+                                                                     spec.base, spec.request.formats)
+            extra["ensemble"] = smoothing_meta(spec.ensemble, params)
+    except FileNotFoundError as exc:
+        raise SegmentCacheMissing(f"{storage.redact_uri(spec.video)}: cached segments are gone ({exc})") from None
+    identity = dict(spec.identity or {})
+    if "uri" in identity:
+        identity["uri"] = storage.redact_uri(identity["uri"])
     meta = {
-        "video": spec.video, "video_key": spec.video_key, "video_identity": spec.identity,
+        "video": storage.redact_uri(spec.video), "video_key": spec.video_key, "video_identity": identity,
         "model": {**spec.model, "identity": spec.model["sha256"][:16]}, "model_key": spec.request.model_key,
+        "settings_key": spec.request.settings_key, "formats": ["h5", *spec.request.formats],
         "scorer": spec.scorer, "bodyparts": spec.bodyparts, "frames": spec.frames,
-        "missing_frames": missing, "outputs": outputs, "job_id": spec.job_id,
-        "bounds": [list(b) for b in spec.bounds], **facts, **extra,
+        "missing_frames": missing, "outputs": {k: storage.redact_uri(v) for k, v in outputs.items()},
+        "job_id": spec.job_id,
+        "bounds": [list(b) for b in spec.bounds], **({"recomputed": spec.recomputed} if spec.recomputed else {}),
+        **facts, **extra,
     }
     body = json.dumps(meta, indent=1, default=str).encode()
     storage.atomic_write_bytes(f"{spec.base}_meta.json", body)
-    storage.atomic_write_bytes(marker_uri(spec.out, spec.video_key, spec.request), body)
+    written = expected_outputs(spec.base, spec.request.formats, len(spec.ensemble or ()))
+    state = outputs_state(written, {i.uri: i for i in list_named(spec.base)})
+    if state is None:
+        raise OSError(f"{storage.redact_uri(spec.base)}: outputs not listed after writing them")
+    storage.atomic_write_bytes(marker_uri(spec.out, spec.video, spec.request.marker_name(spec.video_key, state)), body)
     return JoinResult(outputs, missing, spec.frames, spec.bounds, time.time(), facts.get("warnings", []))
 
 
 @ray.remote(num_cpus=0)
 def join_video(spec: JoinSpec) -> JoinResult:
-    return with_retries(_join, spec)
+    return with_retries(_join, spec, patience_s=spec.patience_s)
 
 
 @ray.remote(num_cpus=0)

@@ -78,16 +78,21 @@ class ManifestWriter:
     def due(self) -> bool:
         return time.time() - self._last >= self.interval_s
 
-    def flush(self, summary: dict, force: bool = False) -> bool:
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def flush(self, summary: dict, force: bool = False, patience_s: float = 0.0) -> bool:
+        """Append the buffered records as a chunk and rewrite the summary (when due, or `force`): False
+        when storage is away (the records stay buffered for the next flush; nothing is lost)."""
         if not force and not self.due():
-            return False
+            return True
         self._last = time.time()
         try:
             if self._pending:
                 body = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in self._pending).encode()
                 uri = storage.join(self.folder, "records", f"{self._chunks:06d}.jsonl")
-                # Retried briefly when forced (the job's end); otherwise the next flush tries again.
-                with_retries(storage.atomic_write_bytes, uri, body, patience_s=60 if force else 0)
+                with_retries(storage.atomic_write_bytes, uri, body, patience_s=patience_s)
                 self._count(body)
                 self._chunks += 1
                 self._pending = []
@@ -95,7 +100,7 @@ class ManifestWriter:
             # The latest-job pointer is written at the job's start and end only: readers follow it to
             # the job's own summary, which every flush updates.
             for uri in (self.summary_uri, self.latest_uri) if force else (self.summary_uri,):
-                with_retries(storage.atomic_write_bytes, uri, text, patience_s=60 if force else 0)
+                with_retries(storage.atomic_write_bytes, uri, text, patience_s=patience_s)
                 self._count(text)
             return True
         except Exception as exc:

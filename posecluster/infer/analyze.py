@@ -37,13 +37,12 @@ def analyze_video(
     progress: bool = True,
     start: int = 0,
     stop: int | None = None,
-    relative: str | None = None,
 ) -> AnalysisResult:
-    """Predict every frame (or [start, stop)) of one video and publish its pose table; `relative` is the
-    video's path relative to the command's other videos (infer.naming), which keeps same-named videos apart."""
+    """Predict every frame (or [start, stop)) of one video and publish its pose table where infer.naming
+    says (a function of the video's URI and `out_folder` alone)."""
     info = probe(video_uri)
     stop = info.frame_count if stop is None else min(stop, info.frame_count)
-    base = output_base(video_uri, out_folder, predictor.scorer, relative)
+    base = output_base(video_uri, out_folder, predictor.scorer)
     with storage.scratch_dir() as scratch:
         writer = PoseTableWriter(predictor.scorer, predictor.bodyparts, scratch, formats=formats)
         try:

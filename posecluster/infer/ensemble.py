@@ -183,10 +183,10 @@ def join_ensemble_segments(segment_uris: list[str], scorer: str, bodyparts: list
 
 def analyze_ensemble_video(predictor: EnsemblePredictor, video_uri: str, out_folder: str,
                            formats: tuple[str, ...] = (), progress: bool = True,
-                           smooth_param: float | None = None, relative: str | None = None) -> AnalysisResult:
+                           smooth_param: float | None = None) -> AnalysisResult:
     """Every frame of one video through all members (one decode), smoothed, tables published."""
     info, members, ranged = predict_members(predictor, video_uri, progress=progress)
-    base = output_base(video_uri, out_folder, predictor.scorer, relative)
+    base = output_base(video_uri, out_folder, predictor.scorer)
     outputs, params = write_ensemble_outputs(base, predictor.scorer, predictor.bodyparts, members, formats,
                                              smooth_param)
     result = AnalysisResult(video=storage.absolute(video_uri),

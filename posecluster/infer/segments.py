@@ -45,7 +45,7 @@ def predict_segment(predictor: Predictor, info: VideoInfo, start: int, stop: int
         poses[first - start : first - start + len(chunk)] = chunk
 
     ranged = predict_range(predictor, info, start, stop, sink, on_batch=on_batch, source=source)
-    return poses, SegmentResult(video_uri=info.uri, start=start, stop=stop, video=video_facts(info), **asdict(ranged))
+    return poses, SegmentResult(video_uri=storage.redact_uri(info.uri), start=start, stop=stop, video=video_facts(info), **asdict(ranged))
 
 
 def write_segment(uri: str, poses: np.ndarray, result: SegmentResult) -> None:

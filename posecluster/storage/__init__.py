@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import posixpath
+import re
 import tempfile
 import uuid
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ __all__ = [
     "arrow_filesystem",
     "atomic_write_bytes",
     "basename",
+    "canonical_uri",
     "create_exclusive",
     "exists",
     "filesystem",
@@ -34,9 +36,12 @@ __all__ = [
     "list_files",
     "local_copy",
     "local_path",
+    "ObjectChangedError",
     "open_uri",
     "parent",
     "read_bytes",
+    "redact_uri",
+    "RedactingFilter",
     "remove",
     "resolved_local_path",
     "scratch_dir",
@@ -51,7 +56,25 @@ _default_options: dict[str, dict] = {"s3": {"use_listings_cache": False}}
 
 class StorageError(OSError):
     """A storage operation failed; the message names the URI and the operation, never credentials.
-    The library's own exception stays attached as __cause__ (for retry policies and debugging)."""
+
+    `transient` says whether the fault may pass by itself (connection refused, timeout, 5xx, throttling).
+    It is data, not only the `__cause__` chain, because Ray pickles exceptions between processes and a
+    pickled exception loses its cause: a worker's outage must still reach the driver as an outage."""
+
+    def __init__(self, message: str, transient: bool = False):
+        super().__init__(message)
+        self.transient = transient
+
+    def __reduce__(self):
+        return (type(self), (str(self.args[0]), self.transient))
+
+
+class ObjectChangedError(StorageError):
+    """The object is no longer the version the job planned (rewritten, still uploading, replaced).
+    Permanent for this job: the video fails alone and the next run picks up the new version."""
+
+    def __init__(self, message: str, transient: bool = False):
+        super().__init__(message, transient=False)
 
 
 # Environment variables and storage options whose values must never reach a message.
@@ -69,7 +92,50 @@ def _secrets() -> list[str]:
 def _redact(text: str) -> str:
     for secret in _secrets():
         text = text.replace(secret, "***")
-    return text
+    return _URI_SECRETS.sub(_redact_match, text)
+
+
+# A URI's own secrets: user info (`scheme://user:password@host/...`) and query strings (presigned URLs
+# carry X-Amz-Signature, X-Amz-Credential, X-Amz-Security-Token; other stores sig=, token=, ...).
+_URI_SECRETS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/@\s?#]*@)?(?P<rest>[^\s?#'\"]*)"
+                          r"(?P<query>\?[^\s#'\"]*)?")
+
+
+def _redact_match(match: re.Match) -> str:
+    userinfo = "***@" if match.group("userinfo") else ""
+    query = match.group("query") or ""
+    if query:
+        pairs = [p.split("=", 1)[0] for p in query[1:].split("&") if p]
+        query = "?" + "&".join(f"{name}=***" for name in pairs)
+    return f"{match.group('scheme')}{userinfo}{match.group('rest')}{query}"
+
+
+def redact_uri(uri: str) -> str:
+    """`uri` fit for a log, a manifest or `_meta.json`: user info and query values replaced by ***
+    (a presigned URL's signature and credential, a password in `scheme://user:pass@host`)."""
+    return _redact(uri) if "://" in uri else uri
+
+
+class RedactingFilter:
+    """A logging filter (installed on the handlers at the command line's edge) that takes credentials and
+    URI secrets out of every record, whatever library wrote it."""
+
+    def filter(self, record) -> bool:
+        message = record.getMessage()
+        redacted = _redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, ()
+        return True
+
+
+def canonical_uri(uri: str) -> str:
+    """The object a URI names, without what only grants access to it (user info, query strings such as
+    a presigned URL's, which change with every signature): what identities and output names are built
+    from, so a video presigned twice is still one video."""
+    if "://" not in uri:
+        return uri
+    match = _URI_SECRETS.match(uri)
+    return f"{match.group('scheme')}{match.group('rest')}" if match else uri
 
 
 def _library_errors() -> tuple[type[BaseException], ...]:
@@ -90,11 +156,14 @@ def _operation(name: str, uri: str) -> Iterator[None]:
     except (FileNotFoundError, FileExistsError, StorageError):
         raise
     except _library_errors() as exc:
+        from posecluster.storage.retry import is_transient
+
         reason = _redact(str(exc).strip() or type(exc).__name__)
         hint = ""
         if any(w in reason.lower() for w in ("access key", "signature", "credential", "forbidden", "denied")):
             hint = " (check the storage credentials and endpoint: AWS_* / AWS_ENDPOINT_URL)"
-        raise StorageError(f"{uri}: {name} failed: {type(exc).__name__}: {reason}{hint}") from exc
+        raise StorageError(f"{redact_uri(uri)}: {name} failed: {type(exc).__name__}: {reason}{hint}",
+                           transient=is_transient(exc)) from exc
 
 
 def set_default_options(protocol: str, options: dict) -> None:
@@ -208,7 +277,8 @@ class ObjectIdentity:
     version: str
 
     def key(self) -> str:
-        return f"{self.uri}|{self.size}|{self.version}"
+        """The same object however it was reached (a presigned URL's signature is not part of it)."""
+        return f"{canonical_uri(self.uri)}|{self.size}|{self.version}"
 
 
 def identity(uri: str) -> ObjectIdentity:

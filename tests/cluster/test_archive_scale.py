@@ -206,9 +206,9 @@ def test_a_model_replaced_mid_job_is_refused_and_the_job_keeps_the_pinned_one(bu
         if not replaced:
             # Every worker has loaded the pinned model before it is replaced (a worker still starting
             # would refuse too, leaving none: that is the next test's case, not this one's).
-            ray.get([actor.__ray_ready__.remote() for actor in run.actors if actor is not None])
+            ray.get([slot.actor.__ray_ready__.remote() for slot in run.pool.slots if slot.actor is not None])
             save_model(f"{bucket}/models/pinned", trained.config, trained.bodyparts, changed)
-            ray.kill(run.actors[0])  # its replacement must load the model again: and refuses
+            ray.kill(run.pool.slots[0].actor)  # its replacement must load the model again: and refuses
             replaced.append(True)
 
     report = run_archive([f"{bucket}/videos/cage0/"], options(bucket, "poses-pinned", model="models/pinned"),

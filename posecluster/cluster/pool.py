@@ -1,0 +1,116 @@
+"""The pool of SegmentWorker actors: placement, readiness, replacement, and whose fault a death was.
+
+Why our own pool rather than `ray.util.ActorPool`: an item must go back to the queue when storage is away
+(uncounted), a worker that refuses the pinned model leaves the pool for good, a dead worker is replaced
+while the others go on, and a death is charged to the one item the worker was running, never to the items
+queued behind it. Ray still does placement (resources), restarts nothing by itself (`max_restarts=0`: a
+video that kills its worker must not loop), and moves objects.
+
+Each slot holds one actor at a time; `generation` counts its replacements, so the errors that a dead
+actor's queued items raise afterwards are recognised as that death's. A slot is dispatched to only once
+its actor answered `ready` (placed and holding the model): when the cluster shrinks below the pool's size,
+the replacement waits for capacity and the items go to the workers that remain.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import ray
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Slot:
+    actor: Any
+    generation: int = 0
+    state: str = "starting"  # starting (placing, loading the model), ready, refused
+    items: list = field(default_factory=list)  # (generation, item) in the order they were dispatched
+
+
+def died_with_node(exc: BaseException) -> bool:
+    """A worker lost with its node (spot reclaim, node drain, raylet gone): not the item's fault."""
+    text = str(exc).lower()
+    return bool(getattr(exc, "preempted", False)) or ("node" in text and ("died" in text or "dead" in text))
+
+
+class WorkerPool:
+    def __init__(self, make_actor: Callable[[], Any], size: int):
+        self.make_actor = make_actor
+        self.slots = [Slot(make_actor()) for _ in range(size)]
+        self.lost = 0
+        self.refused = 0
+
+    def readiness(self) -> list[tuple[Any, int, int]]:
+        """(ready ref, slot, generation) for every starting slot (watched by the caller's wait loop)."""
+        return [(slot.actor.ready.remote(), index, slot.generation)
+                for index, slot in enumerate(self.slots) if slot.state == "starting"]
+
+    def on_ready(self, index: int, generation: int, error: BaseException | None) -> tuple | None:
+        """A slot's readiness answered; returns a new readiness watch when its actor had to be replaced."""
+        slot = self.slots[index]
+        if generation != slot.generation:
+            return None
+        if error is None:
+            slot.state = "ready"
+            return None
+        if "ModelMismatchError" in str(error):
+            log.error("worker %d refused to start: %s", index, str(error).splitlines()[-1])
+            slot.state, slot.actor = "refused", None  # never replaced: the pinned file changed
+            self.refused += 1
+            return None
+        return self.replace(index, generation, error)
+
+    def replace(self, index: int, generation: int, error: BaseException) -> tuple | None:
+        """The slot's actor of `generation` died: start another (once per death)."""
+        slot = self.slots[index]
+        if generation != slot.generation or slot.state == "refused":
+            return None
+        self.lost += 1
+        log.warning("worker %d died%s; replacing it", index, " with its node" if died_with_node(error) else "")
+        try:
+            ray.kill(slot.actor)
+        except Exception:  # already gone
+            pass
+        slot.actor, slot.generation, slot.state = self.make_actor(), slot.generation + 1, "starting"
+        return slot.actor.ready.remote(), index, slot.generation
+
+    def free(self, per_worker: int) -> list[int]:
+        """Ready slots with room for another item, least loaded first."""
+        ready = [i for i, s in enumerate(self.slots) if s.state == "ready" and len(self._current(s)) < per_worker]
+        return sorted(ready, key=lambda i: len(self._current(self.slots[i])))
+
+    def _current(self, slot: Slot) -> list:
+        return [item for generation, item in slot.items if generation == slot.generation]
+
+    def load(self, index: int) -> int:
+        """Items the slot's current actor has been given and not finished."""
+        return len(self._current(self.slots[index]))
+
+    def dispatch(self, index: int, call: Callable[[Any], Any], item) -> tuple[Any, int]:
+        slot = self.slots[index]
+        slot.items.append((slot.generation, item))
+        return call(slot.actor), slot.generation
+
+    def finished(self, index: int, item) -> None:
+        slot = self.slots[index]
+        slot.items = [(g, other) for g, other in slot.items if other is not item]
+
+    @property
+    def alive(self) -> int:
+        return sum(slot.state != "refused" for slot in self.slots)
+
+    @property
+    def ready(self) -> int:
+        return sum(slot.state == "ready" for slot in self.slots)
+
+    def shutdown(self) -> None:
+        for slot in self.slots:
+            if slot.actor is not None:
+                try:
+                    ray.kill(slot.actor)
+                except Exception:  # already gone
+                    pass

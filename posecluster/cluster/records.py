@@ -1,0 +1,78 @@
+"""What an archive job reports: its options' outcome per video and per segment, and the job as a whole.
+
+A room of its own so that the entry point (archive.py), the loop (schedule.py) and the readers of job
+results share these records without importing each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class SegmentRecord:
+    start: int
+    stop: int
+    status: str = "pending"  # pending, done, cached
+    attempts: int = 0
+    seconds: float = 0.0
+    fps: float = 0.0
+    missing_frames: int = 0
+
+
+@dataclass
+class VideoRecord:
+    uri: str  # as the user named it; manifests and logs carry storage.redact_uri(uri)
+    status: str = "pending"  # pending, joining, then done, done-with-warnings, skipped, failed
+    video_key: str = ""
+    frames: int = 0
+    outputs: dict[str, str] = field(default_factory=dict)
+    missing_frames: dict[int, str] = field(default_factory=dict)
+    error: str = ""
+    # Why an earlier table of this video was not reused ("model changed", "video changed", "table
+    # missing", ...); empty for a video no job had done before.
+    recomputed: str = ""
+    compute_seconds: float = 0.0
+    planned_at: float = 0.0  # when its segments were known (unix time)
+    first_segment_at: float = 0.0  # when the driver saw its first computed segment
+    finished_at: float = 0.0
+    segments: list[SegmentRecord] = field(default_factory=list)  # released once the video has its outcome
+    segments_total: int = 0
+    segments_computed: int = 0
+
+    @property
+    def done(self) -> bool:
+        return self.status in ("done", "done-with-warnings")
+
+
+@dataclass
+class JobReport:
+    job_id: str
+    out: str
+    model: dict
+    manifest_uri: str = ""
+    status: str = "running"  # running, finished, interrupted
+    stop_reason: str = ""  # why an interrupted job stopped (a storage outage past the limit, no capacity)
+    started: float = 0.0
+    seconds: float = 0.0
+    segments_computed: int = 0
+    segments_cached: int = 0
+    frames_computed: int = 0
+    workers: int = 0
+    refused_workers: int = 0  # workers that found the model file changed and would not start
+    workers_lost: int = 0  # worker deaths (process crash, node lost); their segments were redone
+    busy_seconds: float = 0.0  # summed over workers: predicting and writing segments
+    storage_paused_s: float = 0.0  # time dispatch waited for storage to come back
+    first_table_s: float | None = None  # seconds from the job's start (Ray already up)
+    first_segment_started: float | None = None  # seconds from the job's start
+    manifest_bytes: int = 0  # written by this job's manifest
+    bytes_read: int = 0  # video bytes the workers and planners fetched
+    videos: list[VideoRecord] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[VideoRecord]:
+        return [v for v in self.videos if v.status == "failed"]
+
+    @property
+    def fps(self) -> float:
+        return self.frames_computed / self.seconds if self.seconds else 0.0
