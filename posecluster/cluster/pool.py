@@ -38,16 +38,19 @@ def died_with_node(exc: BaseException) -> bool:
 
 
 class WorkerPool:
-    def __init__(self, make_actor: Callable[[], Any], size: int):
+    def __init__(self, make_actor: Callable[[], Any]):
         self.make_actor = make_actor
-        self.slots = [Slot(make_actor()) for _ in range(size)]
+        self.slots: list[Slot] = []
         self.lost = 0
         self.refused = 0
 
-    def readiness(self) -> list[tuple[Any, int, int]]:
-        """(ready ref, slot, generation) for every starting slot (watched by the caller's wait loop)."""
-        return [(slot.actor.ready.remote(), index, slot.generation)
-                for index, slot in enumerate(self.slots) if slot.state == "starting"]
+    def grow(self, size: int) -> list[tuple[Any, int, int]]:
+        """Add slots up to `size`; (ready ref, slot, generation) of each new one, for the caller's wait
+        loop to watch. Slots start on demand: a job that only skips or rejoins needs no worker, and one
+        that began so may find work later (a rejoin whose cached segments are gone)."""
+        first = len(self.slots)
+        self.slots += [Slot(self.make_actor()) for _ in range(size - first)]
+        return [(self.slots[i].actor.ready.remote(), i, 0) for i in range(first, len(self.slots))]
 
     def on_ready(self, index: int, generation: int, error: BaseException | None) -> tuple | None:
         """A slot's readiness answered; returns a new readiness watch when its actor had to be replaced."""

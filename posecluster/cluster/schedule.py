@@ -302,9 +302,16 @@ class ArchiveRun:
     def _count(self, kind: str) -> int:
         return sum(v[0] == kind for v in self._inflight.values())
 
+    def _grow_pool(self) -> None:
+        if (self._work or self._to_plan or self._to_identify) and len(self.pool.slots) < self._max_workers:
+            for watch in self.pool.grow(self._max_workers):
+                self._watch_ready(watch)
+            self.report.workers = len(self.pool.slots)
+
     def _dispatch(self) -> None:
         if self._down_since is not None:
             return  # paused: nothing new starts until storage answers
+        self._grow_pool()
         while self._to_identify and self._count("identify") < 2:
             batch = [self._to_identify.popleft() for _ in range(min(IDENTIFY_BATCH, len(self._to_identify)))]
             self._inflight[identify.remote(batch, self.patience.storage_call_s)] = ("identify", batch)
@@ -374,7 +381,7 @@ class ArchiveRun:
         if not (self._work and self.pool and self.pool.ready == 0 and self._down_since is None):
             self._waiting_since = None
             return
-        if self.pool.alive == 0:
+        if self.pool.slots and self.pool.alive == 0:
             raise JobStopped(f"{storage.redact_uri(self.pinned.uri)}: every worker refused the pinned model "
                              "(its file changed); the job stopped")
         self._waiting_since = self._waiting_since or time.time()
@@ -393,15 +400,11 @@ class ArchiveRun:
             self.bar.update(sum(r.status != "pending" for r in self.report.videos))
             workers = opts.workers or cluster_slots(opts.cpus_per_worker, opts.gpus_per_worker)
             pending_videos = sum(r.status == "pending" for r in self.report.videos)
-            has_work = bool(self._work or self._to_plan or self._to_identify)
-            workers = max(1, min(workers, pending_videos)) if has_work else 0
+            self._max_workers = max(1, min(workers, pending_videos))
             self._planners = max(2, int(ray.cluster_resources().get("CPU", 2)))
-            self.pool = WorkerPool(self._new_actor, workers)
-            for watch in self.pool.readiness():
-                self._watch_ready(watch)
-            if workers:  # task processes start (imports) while the actors load the model
-                self._warming = [warm_up.remote() for _ in range(min(2, workers))]
-            self.report.workers = workers
+            # Workers start when there is something to compute (a job that only skips or rejoins needs none).
+            self.pool = WorkerPool(self._new_actor)
+            self._warming = [warm_up.remote() for _ in range(2)]  # task processes import while actors load
             self._flush(force=True)  # `posecluster status` works from the start
             while True:
                 self._check_storage()
