@@ -5,7 +5,8 @@ table to be written. The whole join is retried through transient storage faults 
 patience (it only reads cached segments and writes outputs: no inference is repeated); past it, the
 driver puts the join back and pauses. The done record is written last, named by the state of the outputs
 it vouches for (plan.py): a video whose record matches its outputs has every output of its request in
-place. A table at the video's location whose `_meta.json` names another video is never overwritten.
+place. A table at the video's location whose `_meta.json` names another video is never overwritten
+(infer.results.refuse_another_videos_table, as in `analyze`).
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import ray
 
 from posecluster import storage
 from posecluster.cluster.plan import Request, expected_outputs, marker_uri, outputs_state, segment_name, segments_folder
-from posecluster.errors import InputError
 from posecluster.infer.ensemble import join_ensemble_segments, smoothing_meta
+from posecluster.infer.results import refuse_another_videos_table
 from posecluster.infer.segments import join_segments
 from posecluster.storage.listing import list_named
 from posecluster.storage.retry import call as with_retries
@@ -59,27 +60,13 @@ class JoinResult:
     warnings: list[str] = field(default_factory=list)  # damage the reader reported (done-with-warnings)
 
 
-def _refuse_another_videos_table(spec: JoinSpec, present: dict[str, storage.ObjectIdentity]) -> None:
-    """A table at this location whose record names another video (mouse.mp4 and mouse.avi in one folder,
-    analysed by separate jobs) is that video's: refuse rather than overwrite it."""
-    meta_uri = f"{spec.base}_meta.json"
-    if meta_uri not in present:
-        return
-    try:
-        recorded = json.loads(storage.read_bytes(meta_uri)).get("video")
-    except (ValueError, AttributeError, FileNotFoundError):
-        return  # not a record we can read: the location is ours to write (it holds no other video's claim)
-    if isinstance(recorded, str) and storage.canonical_uri(recorded) != storage.canonical_uri(spec.video):
-        raise InputError(spec.video, f"would overwrite the pose table of {storage.redact_uri(recorded)} "
-                         f"at {storage.redact_uri(spec.base)}.h5 (same folder and file stem); rename one of them")
-
-
 def _join(spec: JoinSpec) -> JoinResult:
     if spec.rejoin_from:
         previous = json.loads(storage.read_bytes(spec.rejoin_from))
         spec.frames, spec.bounds = int(previous["frames"]), [tuple(b) for b in previous["bounds"]]
         spec.identity = previous.get("video_identity")
-    _refuse_another_videos_table(spec, {i.uri: i for i in list_named(spec.base)})
+    present = {i.uri for i in list_named(spec.base)}
+    refuse_another_videos_table(spec.video, spec.base, meta_exists=f"{spec.base}_meta.json" in present)
     folder = segments_folder(spec.out, spec.video_key, spec.request.cache_key)
     uris = [storage.join(folder, f"{segment_name(a, b)}.npz") for a, b in spec.bounds]
     extra = {}

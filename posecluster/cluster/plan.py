@@ -339,9 +339,10 @@ def plan_video(task: VideoTask, ctx: PlanContext) -> tuple[Planned, VideoInfo | 
         return Planned(task, error=error_text(exc), transient=is_transient(exc)), None
 
 
-@ray.remote(num_cpus=0, num_returns=2)
+@ray.remote(num_cpus=0, num_returns=2, scheduling_strategy="SPREAD")
 def plan_large(task: VideoTask, ctx: PlanContext):
-    """One large video per task, so that each plan reaches the queue as soon as it exists. Returns (plan,
-    probe): the driver gets the plan and leaves the probe in the object store for the workers; Ray rebuilds
-    it by running this task again if the node holding it is lost."""
+    """One large video per task, so that each plan reaches the queue as soon as it exists; spread over the
+    cluster's nodes (planning reads from storage). Returns (plan, probe): the driver gets the plan and
+    leaves the probe in the object store for the workers; Ray rebuilds it by running this task again
+    (lineage) if the node holding it is lost."""
     return plan_video(task, ctx)

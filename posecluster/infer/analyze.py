@@ -12,6 +12,7 @@ from posecluster.data.formats.poses import PoseTableWriter
 from posecluster.data.video import probe
 from posecluster.infer.naming import output_base
 from posecluster.infer.pipeline import predict_range
+from posecluster.infer.results import refuse_another_videos_table
 from posecluster.infer.predictor import Predictor
 
 
@@ -43,6 +44,7 @@ def analyze_video(
     info = probe(video_uri)
     stop = info.frame_count if stop is None else min(stop, info.frame_count)
     base = output_base(video_uri, out_folder, predictor.scorer)
+    refuse_another_videos_table(video_uri, base)
     with storage.scratch_dir() as scratch:
         writer = PoseTableWriter(predictor.scorer, predictor.bodyparts, scratch, formats=formats)
         try:

@@ -23,9 +23,11 @@ from posecluster.data.formats.dlc import write_hdf
 from posecluster.data.formats.poses import write_track
 from posecluster.data.tracks import PoseTrack
 from posecluster.data.video import probe
-from posecluster.infer.analyze import AnalysisResult, output_base
+from posecluster.infer.analyze import AnalysisResult
+from posecluster.infer.naming import output_base
 from posecluster.infer.pipeline import predict_range
 from posecluster.infer.predictor import Predictor
+from posecluster.infer.results import refuse_another_videos_table
 from posecluster.infer.segments import read_segments
 from posecluster.model.artifact import PinnedModel, TrainedModel, load_model, load_pinned, pin_model
 from posecluster.model.ensemble import PinnedEnsemble, ensemble_sha256, is_ensemble, member_uris, pin_ensemble
@@ -187,6 +189,7 @@ def analyze_ensemble_video(predictor: EnsemblePredictor, video_uri: str, out_fol
     """Every frame of one video through all members (one decode), smoothed, tables published."""
     info, members, ranged = predict_members(predictor, video_uri, progress=progress)
     base = output_base(video_uri, out_folder, predictor.scorer)
+    refuse_another_videos_table(video_uri, base)
     outputs, params = write_ensemble_outputs(base, predictor.scorer, predictor.bodyparts, members, formats,
                                              smooth_param)
     result = AnalysisResult(video=storage.absolute(video_uri),

@@ -95,3 +95,20 @@ def test_videos_that_would_share_a_table_are_refused_before_any_work(trained_run
     assert not out.exists() or not list(out.rglob("*.h5"))
     bases = {"s3://v/a.mp4": "s3://o/aX", "s3://v/a.avi": "s3://o/aX", "s3://v/b.mp4": "s3://o/bX"}
     assert naming.collisions(bases) == {"s3://v/a.avi": "s3://v/a.mp4"}
+
+
+def test_a_later_analysis_never_overwrites_another_videos_table(trained_run, tmp_path):
+    """mouse.mp4 analysed, then mouse.avi of the same folder in another command: the same table name,
+    so the second is refused by name and the first table stays."""
+    from posecluster.errors import InputError
+
+    folder = tmp_path / "videos" / "cam"
+    for suffix, frames in (("mp4", 6), ("avi", 9)):
+        synthetic.render_video(str(folder / f"mouse.{suffix}"), synthetic.Scene(seed=2, **SCENE), frames)
+    out = str(tmp_path / "poses")
+    first = api.analyze([str(folder / "mouse.mp4")], trained_run[0], out, progress=False)
+    with pytest.raises(InputError, match=r"mouse\.avi.*would overwrite the pose table of .*mouse\.mp4"):
+        api.analyze([str(folder / "mouse.avi")], trained_run[0], out, progress=False)
+    assert len(read_track(first[0].outputs["h5"])) == 6
+    again = api.analyze([str(folder / "mouse.mp4")], trained_run[0], out, progress=False)  # its own: rewritten
+    assert again[0].outputs == first[0].outputs
