@@ -60,11 +60,27 @@ class JoinResult:
     warnings: list[str] = field(default_factory=list)  # damage the reader reported (done-with-warnings)
 
 
+def _earlier_plan(record_uri: str) -> tuple[int, list[tuple[int, int]], dict | None]:
+    """Frames, segment bounds and identity from an earlier job's done record. A record that is not what
+    a join writes (edited, truncated, hostile) is no plan: the video is computed again."""
+    try:
+        previous = json.loads(storage.read_bytes(record_uri))
+        frames = previous["frames"]
+        bounds = [(int(a), int(b)) for a, b in previous["bounds"]]
+        if not isinstance(frames, int) or frames < 0 or not bounds or bounds[0][0] != 0 or bounds[-1][1] != frames \
+                or any(b[1] != a[0] or a[0] >= a[1] for b, a in zip(bounds, bounds[1:])):
+            raise ValueError("bounds do not tile the frames")
+        identity = previous.get("video_identity")
+        return frames, bounds, identity if isinstance(identity, dict) else None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        if getattr(exc, "transient", False):
+            raise  # storage away: the driver pauses and tries again
+        raise SegmentCacheMissing(f"{storage.redact_uri(record_uri)}: not a usable record ({exc})") from None
+
+
 def _join(spec: JoinSpec) -> JoinResult:
     if spec.rejoin_from:
-        previous = json.loads(storage.read_bytes(spec.rejoin_from))
-        spec.frames, spec.bounds = int(previous["frames"]), [tuple(b) for b in previous["bounds"]]
-        spec.identity = previous.get("video_identity")
+        spec.frames, spec.bounds, spec.identity = _earlier_plan(spec.rejoin_from)
     present = {i.uri for i in list_named(spec.base)}
     refuse_another_videos_table(spec.video, spec.base, meta_exists=f"{spec.base}_meta.json" in present)
     folder = segments_folder(spec.out, spec.video_key, spec.request.cache_key)

@@ -191,6 +191,10 @@ def format_status(status: dict) -> list[str]:
         f"({status.get('fps', 0):.1f} frames/s); segments: {status.get('segments_computed', 0)} computed, "
         f"{status.get('segments_cached', 0)} cached; workers: {status.get('workers', 0)}",
     ]
+    for reason, videos in sorted(status.get("recomputed", {}).items()):
+        lines.append(f"  recomputed ({reason}): {videos} videos")
+    if status.get("stop_reason"):
+        lines.append(f"  STOPPED: {status['stop_reason']}")
     if status.get("first_table_s") is not None:
         lines.append(f"  first table after {status['first_table_s']:.1f} s")
     for record in status.get("failed_videos", []):

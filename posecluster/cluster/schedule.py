@@ -115,6 +115,7 @@ class ArchiveRun:
         self.bar = None
         self.pool: WorkerPool | None = None
         self._counts: dict[str, int] = {}
+        self._recomputed: dict[str, int] = {}  # reason -> videos (a handful of fixed reasons)
         self._failures: list[dict] = []
         self._records: dict[str, VideoRecord] = {}
         self._tasks: dict[str, VideoTask] = {}
@@ -148,6 +149,7 @@ class ArchiveRun:
             entry["first_segment"] = round(record.first_segment_at - self.report.started, 3)
         if record.recomputed and status != "skipped":
             entry["recomputed"] = record.recomputed
+            self._recomputed[record.recomputed] = self._recomputed.get(record.recomputed, 0) + 1
         if record.done:
             entry["outputs"] = {k: storage.redact_uri(v) for k, v in record.outputs.items()}
             entry["cuts"] = [record.segments[0].start, *[s.stop for s in record.segments]] if record.segments else []
@@ -178,7 +180,7 @@ class ArchiveRun:
             "stop_reason": self.report.stop_reason,
             "model": self.report.model, "model_key": self.request.model_key, "settings_key": self.request.settings_key,
             "formats": ["h5", *self.request.formats], "started": self.report.started, "seconds": round(seconds, 3),
-            "videos_total": len(self.report.videos), "counts": counts,
+            "videos_total": len(self.report.videos), "counts": counts, "recomputed": dict(self._recomputed),
             "frames_computed": self.report.frames_computed, "fps": round(self.report.frames_computed / seconds, 2) if seconds else 0,
             "segments_computed": self.report.segments_computed, "segments_cached": self.report.segments_cached,
             "workers": self.report.workers, "workers_lost": self.pool.lost if self.pool else 0,

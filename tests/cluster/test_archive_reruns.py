@@ -199,3 +199,19 @@ def test_presigned_urls_never_reach_a_manifest_a_meta_file_or_a_log(lab, capsys,
                  "--quiet"])
     summary = read_summary(f"{lab}/poses-presigned")
     assert code == 0 and summary["counts"] == {"skipped": 1}
+
+
+def test_a_hostile_done_record_is_never_trusted(lab):
+    """A done record rewritten by someone else (a huge frame count, bounds that do not tile) and the
+    table deleted: the video is computed again, not failed and not skipped."""
+    infer(lab, "videos/day2/", out="poses-hostile")
+    table = table_of(lab, "day2", "poses-hostile")
+    before = poses(table)
+    records = storage.list_files(f"{lab}/poses-hostile/.posecluster/done", suffixes=(".json",))
+    assert len(records) == 1
+    storage.atomic_write_bytes(records[0], json.dumps({"frames": 10**12, "bounds": [[0, 5], [9, 10**12]]}).encode())
+    storage.atomic_write_bytes(f"{lab}/poses-hostile/.posecluster/done/not-a-record.json", b"<script>")
+    storage.remove(table)
+    code, rerun = infer(lab, "videos/day2/", out="poses-hostile")
+    assert code == 0 and rerun[0]["status"] == "done" and "recomputed" in rerun[0]
+    np.testing.assert_array_equal(poses(table), before)
