@@ -75,7 +75,7 @@ def measure(browser, base: str, repeats: int) -> dict:
             before = page.get_attribute("canvas", "data-loaded")
             started = time.perf_counter()
             page.keyboard.press("ArrowRight")
-            page.wait_for_function(f"document.querySelector('canvas').dataset.loaded !== {before!r}")
+            page.wait_for_function(f"() => document.querySelector('canvas').dataset.loaded !== {before!r}")
             steps.append(time.perf_counter() - started)
         box = page.locator("canvas").bounding_box()
         page.evaluate("delete document.querySelector('canvas').dataset.saved")

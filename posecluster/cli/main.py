@@ -37,8 +37,9 @@ AWS_ENDPOINT_URL / AWS_* in the environment).
   posecluster plot POSES... --out F         trajectory, x/y, likelihood, jump histogram PNGs
   posecluster export RUN --out F            TorchScript + ONNX, checked against PyTorch
 
-  posecluster serve ROOT                    the web app: label, refine and watch jobs in the browser
-                                            (ROOT: a local folder or s3:// prefix; prints a URL with a token)
+  posecluster serve ROOT                    the web app: label, refine, start and watch jobs in the browser
+                                            (ROOT: a local folder or s3:// prefix; prints a URL with a token;
+                                             --access FILE: behind a facility's sign-in proxy, per-lab prefixes)
 
   posecluster download-weights resnet50     torchvision's ImageNet weights into TORCH_HOME (image builds)
 """
@@ -188,10 +189,20 @@ def cmd_infer(args) -> int:
 
 def cmd_serve(args) -> int:
     try:
-        from posecluster.serve import serve
+        from posecluster.serve import Listen, ProxyAccess, ServeOptions, serve
     except ImportError as exc:
         raise ValueError(f"the web app needs the serve extra: pip install 'posecluster[serve]' ({exc})") from None
-    serve(args.root, host=args.host, port=args.port, token=args.token or os.environ.get("POSECLUSTER_SERVE_TOKEN"))
+    from posecluster import api
+
+    access = ProxyAccess.load(args.access) if args.access else None
+    # Ray's token for the cluster the browser's jobs go to: from the environment (the chart's Secret), never argv.
+    jobs = api.job_submission(args.ray_address, os.environ.get("RAY_AUTH_TOKEN") or None) if args.ray_address else None
+    options = ServeOptions(access=access, allowed_hosts=tuple(args.allowed_host), secure_cookies=args.secure_cookies,
+                           jobs=jobs)
+    listen = Listen(host=args.host, port=args.port, certfile=args.tls_certfile, keyfile=args.tls_keyfile,
+                    allow_remote=args.allow_remote)
+    token = args.token or os.environ.get("POSECLUSTER_SERVE_TOKEN") or None
+    serve(args.root, listen, token, options, local_ray=args.local_ray)
     return 0
 
 
@@ -307,7 +318,21 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 in a container)")
     serve.add_argument("--port", type=int, default=0, help="port (default: a free one)")
     serve.add_argument("--token", help="access token (default: $POSECLUSTER_SERVE_TOKEN, else a random one, "
-                                       "printed once in the URL)")
+                                       "printed once in the URL; behind --access only when given)")
+    serve.add_argument("--access", help="the facility mode: a YAML file of trusted proxy addresses and groups -> "
+                                        "prefixes; the proxy's X-Forwarded-User/-Groups decide what a caller sees")
+    serve.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                       help="a Host name the app answers to besides loopback (the Ingress host; repeatable)")
+    serve.add_argument("--tls-certfile", help="serve HTTPS with this certificate (PEM)")
+    serve.add_argument("--tls-keyfile", help="the certificate's private key (PEM)")
+    serve.add_argument("--allow-remote", action="store_true",
+                       help="listen beyond loopback on plain HTTP (TLS terminates in front: an Ingress, a proxy)")
+    serve.add_argument("--secure-cookies", action="store_true",
+                       help="the token cookie only over HTTPS (set when TLS terminates in front)")
+    serve.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS") or None,
+                       help="the Ray dashboard (http://head:8265) the browser's jobs go to (default: $RAY_ADDRESS)")
+    serve.add_argument("--local-ray", action="store_true",
+                       help="start a private Ray head on this machine for the browser's jobs")
     serve.set_defaults(func=cmd_serve)
 
     weights = commands.add_parser("download-weights", help="fetch torchvision's ImageNet weights into TORCH_HOME "

@@ -18,6 +18,7 @@ from posecluster.data.formats import dlc
 from posecluster.labeling.project_frames import add_frames
 
 TOKEN = "test-token-0123456789"
+LOCAL = "http://localhost"  # the app answers only to loopback names unless told others (DNS rebinding)
 PROJECT = "projects/mice"
 FRESH = "labeled-data/fresh"
 REFINE = "labeled-data/trial7"

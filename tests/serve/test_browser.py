@@ -79,7 +79,7 @@ def page(browser, server, project):
 
 def wait_saved(page) -> None:
     """Wait for the save to answer; fail with what the page said."""
-    page.wait_for_function("document.querySelector('canvas').dataset.saved !== undefined")
+    page.wait_for_function("() => document.querySelector('canvas').dataset.saved !== undefined")
     assert page.get_attribute("canvas", "data-saved") == "200", page.inner_text("#status")
 
 
@@ -130,7 +130,7 @@ def test_labeling_three_frames_by_clicking_saves_what_was_clicked(page, server, 
         expected[state["image"]] = points
         if frame < 2:
             page.keyboard.press("ArrowRight")
-            page.wait_for_function(f"document.querySelector('canvas').dataset.loaded !== {state['image']!r}")
+            page.wait_for_function(f"() => document.querySelector('canvas').dataset.loaded !== {state['image']!r}")
     assert state["zoom"] > 1.25 * min(box["width"] / 160, box["height"] / 120) - 1e-6
     screenshot(page, "label")
     page.keyboard.press("Control+s")
@@ -152,7 +152,7 @@ def test_labeling_three_frames_by_clicking_saves_what_was_clicked(page, server, 
     assert "not visible" not in page.inner_text("#parts")  # frame 1 (all four placed) is shown again
     page.keyboard.press("ArrowRight")
     # The part list is redrawn when the frame's image has loaded, not when the frame number changes.
-    page.wait_for_function("labeler.frame === 1 && document.querySelector('canvas').dataset.loaded === labeler.image")
+    page.wait_for_function("() => labeler.frame === 1 && document.querySelector('canvas').dataset.loaded === labeler.image")
     assert page.inner_text("#coords-2") == "not visible"
 
 
@@ -189,7 +189,7 @@ def test_jobs_page_shows_a_finished_and_a_failed_video_with_poses_and_trajectory
     assert page.locator("tr.video-done").count() == 1 and page.locator("tr.video-failed").count() == 1
     assert "not a readable video" in page.inner_text("tr.video-failed")
     assert "good.mp4" in page.inner_text("tr.video-done")
-    page.wait_for_function("[...document.querySelectorAll('.preview img')].length === 2 && "
+    page.wait_for_function("() => [...document.querySelectorAll('.preview img')].length === 2 && "
                            "[...document.querySelectorAll('.preview img')].every(i => i.complete && i.naturalWidth > 0)")
     sizes = page.evaluate("[...document.querySelectorAll('.preview img')].map(i => [i.naturalWidth, i.naturalHeight])")
     assert sizes[0] == [96, 80] and sizes[1][0] > 200

@@ -12,7 +12,7 @@ from starlette.testclient import TestClient
 from posecluster import storage
 from posecluster.cluster.manifest import ManifestWriter
 from posecluster.serve import create_app
-from tests.serve.conftest import TOKEN
+from tests.serve.conftest import LOCAL, TOKEN
 
 BIG = "20261125-100000-aaaaaa"
 SMALL = "20261125-110000-bbbbbb"
@@ -60,7 +60,7 @@ def jobs_root(tmp_path_factory):
     write_job(root, SMALL, made_up_records(1), pending=0, flushes=1)  # a job whose output is the root itself
     storage.atomic_write_bytes(storage.join(root, "old", ".posecluster", "jobs", BROKEN, "summary.json"), b"{not json")
     storage.atomic_write_bytes(storage.join(root, "notes", "summary.json"), b"{}")  # not a job
-    with TestClient(create_app(root, TOKEN), headers={"X-Posecluster-Token": TOKEN}) as client:
+    with TestClient(create_app(root, TOKEN), base_url=LOCAL, headers={"X-Posecluster-Token": TOKEN}) as client:
         yield client, big
 
 
