@@ -188,19 +188,22 @@ def cmd_infer(args) -> int:
 
 
 def cmd_serve(args) -> int:
+    from posecluster.serve.options import Listen, ServeOptions, exposure_warning
+
+    listen = Listen(host=args.host, port=args.port, certfile=args.tls_certfile, keyfile=args.tls_keyfile,
+                    allow_remote=args.allow_remote)
+    exposure_warning(listen)  # a bad --host is refused before the app's imports
     try:
-        from posecluster.serve import Listen, ProxyAccess, ServeOptions, serve
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
     except ImportError as exc:
         raise ValueError(f"the web app needs the serve extra: pip install 'posecluster[serve]' ({exc})") from None
-    from posecluster import api
+    from posecluster.serve import ProxyAccess, serve
 
     access = ProxyAccess.load(args.access) if args.access else None
     # Ray's token for the cluster the browser's jobs go to: from the environment (the chart's Secret), never argv.
-    jobs = api.job_submission(args.ray_address, os.environ.get("RAY_AUTH_TOKEN") or None) if args.ray_address else None
     options = ServeOptions(access=access, allowed_hosts=tuple(args.allowed_host), secure_cookies=args.secure_cookies,
-                           jobs=jobs)
-    listen = Listen(host=args.host, port=args.port, certfile=args.tls_certfile, keyfile=args.tls_keyfile,
-                    allow_remote=args.allow_remote)
+                           ray_address=args.ray_address, ray_token=os.environ.get("RAY_AUTH_TOKEN") or None)
     token = args.token or os.environ.get("POSECLUSTER_SERVE_TOKEN") or None
     serve(args.root, listen, token, options, local_ray=args.local_ray)
     return 0

@@ -1,73 +1,54 @@
-"""`posecluster serve`: the facility's web app (projects, labeling, refining, jobs) over one root."""
+"""`posecluster serve`: the facility's web app (projects, labeling, refining, jobs) over one root.
+
+The app's modules import the whole pipeline (torch among it); they load on first use, so that the command
+line can refuse a bad --host before paying for that."""
 
 from __future__ import annotations
 
-import ipaddress
+import importlib
 import socket
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from posecluster.serve.access import ProxyAccess
-from posecluster.serve.app import ServeOptions, create_app
-from posecluster.serve.auth import new_token
+from posecluster.serve.options import Listen, ServeOptions, exposure_warning, is_loopback
 
-__all__ = ["Listen", "ProxyAccess", "ServeOptions", "create_app", "exposure_warning", "new_token", "serve"]
-
-
-@dataclass(frozen=True)
-class Listen:
-    """Where the server listens. Beyond loopback, plain HTTP carries the token (or the proxy's headers)
-    in the clear: it needs TLS here (certfile/keyfile) or in front (an Ingress, oauth2-proxy), which
-    allow_remote acknowledges."""
-
-    host: str = "127.0.0.1"
-    port: int = 0
-    certfile: str | None = None
-    keyfile: str | None = None
-    allow_remote: bool = False
-
-    @property
-    def tls(self) -> bool:
-        return bool(self.certfile)
+__all__ = ["Listen", "ProxyAccess", "ServeOptions", "create_app", "exposure_warning", "is_loopback", "new_token", "serve"]
+_LAZY = {"create_app": "posecluster.serve.app", "new_token": "posecluster.serve.auth"}
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def exposure_warning(listen: Listen) -> str | None:
-    """None on loopback or with TLS; a warning with --allow-remote; otherwise a refusal (ValueError)."""
-    if is_loopback(listen.host) or listen.tls:
-        return None
-    if not listen.allow_remote:
-        raise ValueError(f"--host {listen.host} would serve plain HTTP beyond this machine: the token and every "
-                         "label would cross the network in the clear. Give --tls-certfile/--tls-keyfile, or put TLS "
-                         "in front (an Ingress with TLS, oauth2-proxy) and pass --allow-remote")
-    return (f"WARNING: serving plain HTTP on {listen.host}; only safe when TLS terminates in front of this server "
-            "(an Ingress with TLS, oauth2-proxy) and nothing else can reach this port")
+def _print(text: str) -> None:
+    print(text, flush=True)  # a pipe (a container log, a test) sees it now, not when a buffer fills
 
 
-def serve(root: str, listen: Listen = Listen(), token: str | None = None, options: ServeOptions = ServeOptions(),
-          local_ray: bool = False, announce=print) -> None:
+def serve(root: str, listen: Listen = Listen(), token: str | None = None, options=None, local_ray: bool = False,
+          announce=_print) -> None:
     """Run the app with uvicorn until interrupted. Port 0 picks a free one. In token mode the URL with the
     token is announced once (the access log is off, so the token never reaches a log); behind a proxy
     (options.access) no token is made unless one is given. local_ray: start a private Ray head for the
     jobs the browser starts (a folder served on one machine)."""
+    warning = exposure_warning(listen)  # before the app's imports: a refusal or a warning comes at once
+    if warning:
+        announce(warning)
     import uvicorn
 
-    warning = exposure_warning(listen)
+    from posecluster.serve.app import create_app
+    from posecluster.serve.auth import new_token
+
+    options = options or ServeOptions()
     if options.access is None:
         token = token or new_token()
     head = None
-    if local_ray and options.jobs is None:
+    if local_ray and options.ray_address is None:
         from posecluster import api
 
         head = api.start_local_ray()
-        options = replace(options, jobs=head.jobs())
+        options = replace(options, ray_address=head.address, ray_token=head.token)
     if listen.host not in ("0.0.0.0", "::", "") and listen.host not in options.allowed_hosts:
         options = replace(options, allowed_hosts=(*options.allowed_hosts, listen.host))
     try:
@@ -80,8 +61,6 @@ def serve(root: str, listen: Listen = Listen(), token: str | None = None, option
         shown = f"[{listen.host}]" if family == socket.AF_INET6 else listen.host
         scheme = "https" if listen.tls else "http"
         lines = [f"posecluster serve: {root}"]
-        if warning:
-            lines.append(warning)
         if options.access is not None:
             networks = ", ".join(str(n) for n in options.access.trusted_proxies)
             lines.append(f"    {scheme}://{shown}:{bound}/ behind the sign-in proxy (trusted from {networks})")

@@ -5,8 +5,6 @@ locations are made relative to the root or hidden; the server log keeps the full
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -14,35 +12,20 @@ from starlette.responses import FileResponse, JSONResponse, PlainTextResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from posecluster import api
 from posecluster.errors import InputError
 from posecluster.labeling.folder_table import TableConflict
-from posecluster.serve.access import ProxyAccess
 from posecluster.serve.auth import Authenticate
 from posecluster.serve.jobs import JobRoutes
 from posecluster.serve.labels import BadBody
 from posecluster.serve.launch import ClusterMissing, LaunchRoutes
 from posecluster.serve.paths import PathRefused, Scope, hide_locations, normalise_root
 from posecluster.serve.projects import ProjectRoutes
+from posecluster.serve.options import ServeOptions
 from posecluster.serve.security import BodyTooLarge, Guard, HostPolicy
 
 log = logging.getLogger(__name__)
 STATIC = __file__.rsplit("/", 1)[0] + "/static"
-
-
-@dataclass(frozen=True)
-class ServeOptions:
-    """How the app is reached and what it may start.
-
-    access: the facility's proxy access file (None: the token alone).
-    allowed_hosts: Host names besides loopback the app answers to (the Ingress host; '*': any).
-    secure_cookies: the token cookie only over HTTPS (TLS terminates in front of the app).
-    jobs: Ray's Job Submission API client (api.job_submission) the browser's work goes to; None: none.
-    """
-
-    access: ProxyAccess | None = None
-    allowed_hosts: tuple[str, ...] = field(default_factory=tuple)
-    secure_cookies: bool = False
-    jobs: object | None = None
 
 
 def _message(request: Request, exc: Exception, root: str) -> str:
@@ -72,6 +55,7 @@ def create_app(root: str, token: str | None = None, options: ServeOptions | None
     through the proxy that `options.access` trusts."""
     options = options or ServeOptions()
     root = normalise_root(root)
+    jobs = api.job_submission(options.ray_address, options.ray_token) if options.ray_address else None
 
     async def index(request: Request):
         return FileResponse(f"{STATIC}/index.html", headers={"Cache-Control": "no-cache"})
@@ -82,10 +66,10 @@ def create_app(root: str, token: str | None = None, options: ServeOptions | None
     async def me(request: Request):
         caller = request.state.caller
         return JSONResponse({"user": caller.name, "prefixes": list(caller.prefixes), "whole_root": caller.whole_root,
-                             "root": root if caller.whole_root else "", "jobs": options.jobs is not None})
+                             "root": root if caller.whole_root else "", "jobs": jobs is not None})
 
     routes = [Route("/", index), Route("/healthz", health), Route("/api/me", me),
-              *ProjectRoutes(root).routes(), *JobRoutes(root).routes(), *LaunchRoutes(root, options.jobs).routes(),
+              *ProjectRoutes(root).routes(), *JobRoutes(root).routes(), *LaunchRoutes(root, jobs).routes(),
               Mount("/static", StaticFiles(directory=STATIC), name="static")]
     handlers = {
         PathRefused: _error(400, root), BadBody: _error(400, root), BodyTooLarge: _error(413, root),
