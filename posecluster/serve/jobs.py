@@ -54,14 +54,15 @@ def number(value) -> float | None:
     return float(value)
 
 
-def job_summary(scope: Scope, out: str, summary: dict) -> dict:
+def job_summary(scope: Scope, out: str, job_id: str, summary: dict) -> dict:
+    """The page's view of a summary: the job's id from where it is stored (not from its content)."""
     if not isinstance(summary, dict):
         raise ValueError("the summary is not a JSON object")
     raw_counts = summary.get("counts") if isinstance(summary.get("counts"), dict) else {}
     counts = {status: count(raw_counts.get(status)) for status in STATUSES}
     model = summary.get("model")
     return {
-        "job_id": text(summary.get("job_id")), "status": text(summary.get("status"), 40), "error": "",
+        "job_id": text(job_id), "status": text(summary.get("status"), 40), "error": "",
         "out_path": scope.relative(out) or "",
         "model": text(model.get("uri")) if isinstance(model, dict) else text(model),
         "started": number(summary.get("started")), "seconds": number(summary.get("seconds")) or 0.0,
@@ -91,7 +92,7 @@ def read_jobs(scope: Scope) -> tuple[list[dict], int]:
     jobs = []
     for out, job_id in found[:JOBS_SHOWN]:
         try:
-            jobs.append(job_summary(scope, out, api.job_status(out, job_id, failures=0)))
+            jobs.append(job_summary(scope, out, job_id, api.job_status(out, job_id, failures=0)))
         except Exception as exc:  # noqa: BLE001 -- any malformed file is this job's problem alone
             log.warning("job %s under %s is unreadable: %s", job_id, out, exc)
             jobs.append(broken_job(scope, out, job_id, exc))
@@ -196,7 +197,7 @@ class JobRoutes:
         if offset < 0 or not 0 < limit <= PAGE_MAX:
             raise ValueError(f"offset must be >= 0 and limit between 1 and {PAGE_MAX}")
         try:
-            summary = job_summary(scope, out, api.job_status(out, job, failures=0))
+            summary = job_summary(scope, out, job, api.job_status(out, job, failures=0))
             records = [] if status == "pending" else api.job_videos(out, job, status, offset, limit)
         except (ValueError, TypeError, AttributeError, KeyError) as exc:  # malformed manifest files
             raise InputError(f"{params.get('out') or '.'}: job {job}", f"its manifest is unreadable: {exc}") from None

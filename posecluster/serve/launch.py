@@ -235,7 +235,8 @@ class LaunchRoutes:
         if meta.get("kind") == "infer" and meta.get("out"):
             try:
                 out = scope.resolve(meta["out"])
-                summary = job_summary(scope, out, api.job_status(out, failures=0))
+                status = api.job_status(out, failures=0)
+                summary = job_summary(scope, out, str(status.get("job_id", "")), status)
                 if (summary["started"] or 0) >= (job.start_time or 0) - 5:
                     return {"done": summary["videos_finished"], "total": summary["videos_total"], "unit": "videos"}
             except (ValueError, OSError):
