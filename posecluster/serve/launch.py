@@ -15,6 +15,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -199,6 +200,7 @@ class LaunchRoutes:
     def __init__(self, root: str, jobs=None):
         """`jobs`: the cluster's api.job_submission(...) client; None when the app runs without Ray."""
         self.root, self.jobs = root, jobs
+        self._settled: dict[str, dict | None] = {}  # a finished job's progress never changes: read once
 
     def routes(self) -> list[Route]:
         return [
@@ -231,19 +233,26 @@ class LaunchRoutes:
         return job
 
     def _progress(self, scope: Scope, job) -> dict | None:
-        meta = job.metadata
+        """Videos finished (an archive run's manifest), else the job's own progress bar in its log."""
+        if job.submission_id in self._settled:
+            return self._settled[job.submission_id]
+        progress, meta = None, job.metadata
         if meta.get("kind") == "infer" and meta.get("out"):
             try:
                 out = scope.resolve(meta["out"])
                 status = api.job_status(out, failures=0)
                 summary = job_summary(scope, out, str(status.get("job_id", "")), status)
                 if (summary["started"] or 0) >= (job.start_time or 0) - 5:
-                    return {"done": summary["videos_finished"], "total": summary["videos_total"], "unit": "videos"}
+                    progress = {"done": summary["videos_finished"], "total": summary["videos_total"], "unit": "videos"}
             except (ValueError, OSError):
                 pass  # no manifest yet
-        if job.status == "RUNNING":
-            return log_progress(self.jobs.logs(job.submission_id))
-        return None
+        if progress is None and job.status in ("RUNNING", *FINISHED):
+            progress = log_progress(self.jobs.logs(job.submission_id))
+        if job.status in FINISHED:
+            if len(self._settled) > 10_000:
+                self._settled.clear()
+            self._settled[job.submission_id] = progress
+        return progress
 
     def _row(self, scope: Scope, job) -> dict:
         meta = job.metadata
@@ -262,8 +271,6 @@ class LaunchRoutes:
         return JSONResponse({"enabled": True, "jobs": [self._row(scope, job) for job in jobs[:JOBS_SHOWN]]})
 
     async def submit(self, request: Request):
-        from starlette.concurrency import run_in_threadpool
-
         scope: Scope = request.state.scope
         body = parse_json_object(await read_body(request))
         launch = build_launch(scope, body)

@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -211,3 +212,23 @@ def screenshot(page, name: str) -> None:
     if folder:
         os.makedirs(folder, exist_ok=True)
         page.screenshot(path=f"{folder}/{name}.png")
+
+
+@pytest.fixture(scope="session")
+def ray_head(s3_endpoint):
+    """One private Ray head (`ray start --head` through posecluster's LocalRayHead: its own temp dir, free
+    ports, token authentication) for every test that submits jobs through Ray's Job Submission API. Started
+    after the S3 endpoint, so its job drivers and workers inherit the endpoint and credentials, as the
+    chart's pods get them; PYTHONPATH names this checkout, so jobs run this code."""
+    import tempfile
+
+    from posecluster.cluster.submission import LocalRayHead
+
+    repo = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")])))
+    temp = tempfile.mkdtemp(prefix="pc-ray-", dir=os.environ.get("RAY_TMPDIR") or "/tmp")
+    head = LocalRayHead(num_cpus=2, temp_dir=temp, env=env)
+    try:
+        yield head.wait_ready()
+    finally:
+        head.stop()

@@ -142,17 +142,34 @@ async function jobVideos(gen, holder, preview, j, status, offset, firstPreview) 
   if (firstPreview && first) showVideo(first);  // the newest job's first finished video, without a click
 }
 
+const ARCHIVE_REFRESH_MS = 5000;
+
+// Archive jobs: read again while one is running, and whenever a cluster job ends (it may have written one).
+async function archiveSection(holder, gen) {
+  let timer = null;
+  const load = async () => {
+    clearTimeout(timer);
+    if (stale(gen)) return;
+    const data = await api("/api/jobs");
+    if (stale(gen)) return;
+    show(holder, h("h2", {}, "Archive jobs"),
+      data.jobs.length ? data.jobs.map((j, n) => jobCard(gen, j, n === 0))
+        : h("p", {}, "No archive jobs (", h("code", {}, "posecluster infer"), " manifests) yet."),
+      data.older ? h("p", { class: "muted" }, `${data.older} older jobs not shown.`) : null);
+    holder.dataset.updated = String(Date.now());
+    if (data.jobs.some((j) => j.status === "running")) timer = setTimeout(load, ARCHIVE_REFRESH_MS);
+  };
+  await load();
+  return load;
+}
+
 async function jobsPage(gen) {
   const runs = h("section", { id: "runs" });
   const archive = h("section", { id: "archive-jobs" }, h("p", { class: "muted" }, "loading\u2026"));
   show(main, runs, archive);
-  if (me && me.jobs) runsSection(runs, gen);
-  const data = await api("/api/jobs");
-  if (stale(gen)) return;
-  show(archive, h("h2", {}, "Archive jobs"),
-    data.jobs.length ? data.jobs.map((j, n) => jobCard(gen, j, n === 0))
-      : h("p", {}, "No archive jobs (", h("code", {}, "posecluster infer"), " manifests) yet."),
-    data.older ? h("p", { class: "muted" }, `${data.older} older jobs not shown.`) : null);
+  let reloadArchive = null;
+  if (me && me.jobs) runsSection(runs, gen, () => reloadArchive && reloadArchive());
+  reloadArchive = await archiveSection(archive, gen);
 }
 
 async function route() {

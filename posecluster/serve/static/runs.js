@@ -38,7 +38,7 @@ function runForm(kind, title, fixed, inputs) {
         });
         status.textContent = `started ${started.id}`;
         status.className = "run-status ok";
-        location.hash = "#/jobs";
+        if (location.hash === "#/jobs") route(); else location.hash = "#/jobs";  // follow it on the Jobs page
       } catch (err) {
         status.textContent = err.message;
         status.className = "run-status error";
@@ -99,8 +99,9 @@ function runRow(run, refresh) {
   return [row, h("tr", { class: "log-row", hidden: !openLogs.has(run.id) }, h("td", { colspan: 7 }, logs))];
 }
 
-async function runsSection(holder, gen) {
+async function runsSection(holder, gen, onFinished) {
   let timer = null;
+  let unfinished = null;  // ids still running at the last look
   const refresh = async () => {
     clearTimeout(timer);
     if (stale(gen)) return;
@@ -119,7 +120,10 @@ async function runsSection(holder, gen) {
         data.jobs.map((run) => runRow(run, refresh)))
         : h("p", { class: "muted" }, "No jobs started from here yet."));
     holder.dataset.updated = String(Date.now());
-    if (data.jobs.some((run) => !run.finished)) timer = setTimeout(refresh, REFRESH_MS);
+    const running = new Set(data.jobs.filter((run) => !run.finished).map((run) => run.id));
+    if (unfinished && [...unfinished].some((id) => !running.has(id)) && onFinished) onFinished();
+    unfinished = running;
+    if (running.size) timer = setTimeout(refresh, REFRESH_MS);
   };
   await refresh();
 }
