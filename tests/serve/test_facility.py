@@ -100,3 +100,14 @@ def test_two_labs_in_the_browser_each_see_their_own(browser, facility):
             page.wait_for_selector("table.videos")
             text = page.inner_text("main")
             assert JOBS[lab] in text and JOBS[other] not in text
+
+
+def test_the_example_access_file_is_one_the_app_reads():
+    from tests.deploy.tooling import REPO
+
+    access = ProxyAccess.load(str(REPO / "deploy" / "serve" / "access.example.yaml"))
+    assert access.trusts("127.0.0.1") and access.groups["facility-staff"] == ("",)
+    with pytest.raises(ValueError, match="relative to the served root"):
+        ProxyAccess.from_mapping({"trusted_proxies": ["127.0.0.1"], "groups": {"x": ["../other"]}}, "bad")
+    with pytest.raises(ValueError, match="trusted_proxies"):
+        ProxyAccess.from_mapping({"groups": {"x": ["lab"]}}, "bad")
