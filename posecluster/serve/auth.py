@@ -36,10 +36,11 @@ class Authenticate:
         if not token and access is None:
             raise ValueError("an access token or a proxy access file is required")
         self.app, self.root, self.token, self.access, self.secure_cookies = app, root, token, access, secure_cookies
+        self.local = Scope(root, TOKEN_CALLER).local
 
     def _admit(self, scope, caller: Caller):
         state = scope.setdefault("state", {})
-        state["caller"], state["scope"] = caller, Scope(self.root, caller)
+        state["caller"], state["scope"] = caller, Scope(self.root, caller, self.local)
 
     def _valid(self, given: str | None) -> bool:
         return bool(self.token) and bool(given) and hmac.compare_digest(given.encode(), self.token.encode())

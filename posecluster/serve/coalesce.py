@@ -1,11 +1,10 @@
-"""Concurrent requests for the same expensive answer share one computation, and no request gets an answer
-computed before it arrived: a request that comes while a run is under way waits for the next run, which
-every request arriving meanwhile shares (at most two runs' time per request, however many requests)."""
+"""Concurrent requests for the same expensive answer share one computation (single flight): a request that
+arrives while a run is under way takes that run's answer, so 200 simultaneous page loads cost one listing,
+not 200. The answer a request gets is at most one run old (a listing started just before it arrived)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Callable, TypeVar
 
 from starlette.concurrency import run_in_threadpool
@@ -16,18 +15,12 @@ T = TypeVar("T")
 class Coalescer:
     def __init__(self):
         self._running: dict[str, asyncio.Future] = {}
-        self._next: dict[str, asyncio.Future] = {}
 
-    async def fresh(self, key: str, produce: Callable[[], T]) -> T:
-        if key in self._next:  # a run that starts after the current one: share it
-            return await asyncio.shield(self._next[key])
+    async def shared(self, key: str, produce: Callable[[], T]) -> T:
+        if key in self._running:
+            return await asyncio.shield(self._running[key])
         mine = asyncio.get_running_loop().create_future()
         mine.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved: no "never retrieved" noise
-        if key in self._running:
-            self._next[key] = mine
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self._running[key])
-            del self._next[key]
         self._running[key] = mine
         try:
             result = await run_in_threadpool(produce)
@@ -38,5 +31,4 @@ class Coalescer:
             mine.set_result(result)
             return result
         finally:
-            if self._running.get(key) is mine:
-                del self._running[key]
+            del self._running[key]

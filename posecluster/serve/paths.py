@@ -50,10 +50,15 @@ def _normal_key(relative: str) -> bool:
 class Scope:
     """The root as one caller may see it: the whole root (the token) or a lab's prefixes (the proxy)."""
 
-    def __init__(self, root: str, caller: Caller):
-        self.root = root  # already normalise_root()ed
+    def __init__(self, root: str, caller: Caller, local: bool | None = None):
+        """`root`: already normalise_root()ed; `local`: whether it is a local folder (decided once per app)."""
+        self.root = root
         self.caller = caller
-        self._local = storage.resolved_local_path(root) is not None
+        self._local = storage.resolved_local_path(root) is not None if local is None else local
+
+    @property
+    def local(self) -> bool:
+        return self._local
 
     def _relative(self, uri: str) -> str | None:
         prefix = self.root.rstrip("/") + "/"

@@ -67,22 +67,39 @@ def _is_image(name: str) -> bool:
 
 
 class Catalog:
-    """The projects a caller may see, rebuilt from one listing per request."""
+    """The projects a caller may see, from one listing per request. When the listing's identities are
+    those of the last answer for the same prefixes, that answer stands (nothing under them changed);
+    otherwise every file is confined again and only files whose identity changed are read again."""
 
     def __init__(self, root: str):
         self.root = root
         self.cache = IdentityCache()
         self.coalescer = Coalescer()
+        self._answers: dict[tuple[str, ...], tuple[str, bytes, str]] = {}
 
-    def _listing(self, scope: Scope) -> tuple[list, list[str]]:
+    def answer(self, scope: Scope) -> tuple[bytes, str]:
+        """(JSON, ETag) of the caller's projects."""
+        listing = [entry for prefix in scope.prefixes_to_list() for entry in list_identities(prefix)]
+        signature = hashlib.sha256("\n".join(e.key() for e in listing).encode()).hexdigest()
+        key = scope.caller.prefixes
+        last = self._answers.get(key)
+        if last is not None and last[0] == signature:
+            return last[1], last[2]
+        data, etag = self.build(scope, listing)
+        if len(self._answers) > 1000:
+            self._answers.clear()
+        self._answers[key] = (signature, data, etag)
+        return data, etag
+
+    @staticmethod
+    def _confined(scope: Scope, listing: list) -> tuple[list, list[str]]:
         """(identities the caller may read, URIs refused: links leading out, odd keys)."""
         allowed, refused = [], []
-        for prefix in scope.prefixes_to_list():
-            for entry in list_identities(prefix):
-                if scope.allows(entry.uri):
-                    allowed.append(entry)
-                else:
-                    refused.append(entry.uri)
+        for entry in listing:
+            if scope.allows(entry.uri):
+                allowed.append(entry)
+            else:
+                refused.append(entry.uri)
         return allowed, refused
 
     def _config(self, scope: Scope, entry) -> tuple[dict, ProjectConfig]:
@@ -104,8 +121,8 @@ class Catalog:
 
         return self.cache.get(f"folder|{project_uri}|{name}|{signature}", read)
 
-    def build(self, scope: Scope) -> tuple[bytes, str]:
-        entries, refused = self._listing(scope)
+    def build(self, scope: Scope, listing: list) -> tuple[bytes, str]:
+        entries, refused = self._confined(scope, listing)
         by_uri = {e.uri: e for e in entries}
         configs = sorted({u for u in list(by_uri) + refused
                           if storage.basename(u) == "config.yaml" and "/.posecluster/" not in u})
@@ -153,7 +170,7 @@ class Catalog:
                 rows.append(row)
             projects.append({"path": shown, "task": str(raw.get("Task", "")), "scorer": config.scorer,
                              "iteration": config.iteration, "bodyparts": list(config.bodyparts), "folders": rows})
-        body = {"user": scope.caller.name, "root": self.root if scope.caller.whole_root else "",
+        body = {"root": self.root if scope.caller.whole_root else "",
                 "prefixes": list(scope.caller.prefixes), "projects": projects}
         data = json.dumps(body).encode()
         return data, '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
@@ -182,7 +199,7 @@ class ProjectRoutes:
     async def projects(self, request: Request):
         scope: Scope = request.state.scope
         key = "|".join(scope.caller.prefixes)
-        data, etag = await self.catalog.coalescer.fresh(key, lambda: self.catalog.build(scope))
+        data, etag = await self.catalog.coalescer.shared(key, lambda: self.catalog.answer(scope))
         headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
         if request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers=headers)
