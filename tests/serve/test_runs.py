@@ -101,7 +101,7 @@ def test_frames_a_model_and_an_archive_run_started_from_the_browser_run_on_ray(b
         assert "1/1" in archived["progress"] and "videos" in archived["progress"]
         page.wait_for_selector("#archive-jobs tr.video-done")
         assert "session1.mp4" in page.inner_text("#archive-jobs tr.video-done")
-        screenshot(page, "jobs")
+        screenshot(page, "cluster-jobs")
 
     tables = storage.list_files(f"{lab}/lab/poses", (".h5",))
     assert len(tables) == 1 and "session1" in tables[0]
