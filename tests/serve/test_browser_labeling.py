@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from posecluster.data import synthetic
 from posecluster.data.formats import dlc
 from posecluster.labeling.project_frames import add_frames
 from posecluster.serve import create_app
@@ -24,10 +25,11 @@ def root(tmp_path_factory) -> str:
     root = tmp_path_factory.mktemp("labeling-root")
     project = small_project(str(root / "lab" / "demo"), frames=2)
     config = dlc.read_project_config(f"{project}/config.yaml")
-    rng = np.random.default_rng(0)
+    renderer = synthetic.Renderer(synthetic.Scene(width=96, height=80, seed=5, body_length=0.4))
+    frames = [renderer.render(state) for state in renderer.trajectory(30)[::10]]
     for folder in FOLDERS:
         add_frames(project, config, f"labeled-data/{folder}",
-                   {f"labeled-data/{folder}/img{i}.png": rng.integers(0, 255, (80, 96, 3), dtype=np.uint8) for i in range(3)})
+                   {f"labeled-data/{folder}/img{i}.png": frame for i, frame in enumerate(frames)})
     return str(root)
 
 

@@ -56,6 +56,8 @@ def start(page, server: str, kind: str, fields: dict, where: str = "#/projects")
             control.select_option(value)
         else:
             control.fill(str(value))
+    if kind == "extract-frames":
+        screenshot(page, "start-work")
     form.locator("button.start").click()
     page.wait_for_function("() => document.body.dataset.page === '/jobs' && location.hash === '#/jobs'")
 
