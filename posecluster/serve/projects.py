@@ -121,26 +121,43 @@ class Catalog:
 
         return self.cache.get(f"folder|{project_uri}|{name}|{signature}", read)
 
+    def _folder_row(self, scope: Scope, project_uri: str, name: str, folder: dict, config_key: str) -> dict:
+        """A video folder's counts; a folder whose table (or anything else read) leads out is an error row."""
+        row = {"name": name, "folder": f"labeled-data/{name}", "frames": folder["frames"], "labeled": 0,
+               "proposed": 0, "error": ""}
+        reads = [r for r in folder["refused"] if not _is_image(r)]
+        if reads or (folder["refused"] and not folder["files"]):
+            row["error"] = f"{(reads or folder['refused'])[0]}: leads outside the served root; not read"
+            return row
+        signature = hashlib.sha256("|".join(sorted(folder["files"]) + [config_key]).encode()).hexdigest()
+        try:
+            row["labeled"], row["proposed"] = self._folder_counts(scope.contain(project_uri), name, signature)
+        except (InputError, ValueError, OSError) as exc:
+            row["error"] = scope.redact(str(exc))
+        return row
+
     def build(self, scope: Scope, listing: list) -> tuple[bytes, str]:
         entries, refused = self._confined(scope, listing)
         by_uri = {e.uri: e for e in entries}
+        # One pass over the listing: <project>/labeled-data/<folder>/<file> grouped by project and folder.
+        folders_of: dict[str, dict[str, dict]] = {}
+        for uri in list(by_uri) + refused:
+            project_uri, sep, rest = uri.rpartition("/labeled-data/")
+            if not sep or rest.count("/") != 1:
+                continue
+            name, file = rest.split("/")
+            folder = folders_of.setdefault(project_uri, {}).setdefault(name, {"frames": 0, "files": [], "refused": []})
+            if uri in by_uri:
+                folder["frames"] += _is_image(file)
+                folder["files"].append(by_uri[uri].key())
+            else:
+                folder["refused"].append(f"labeled-data/{name}/{file}")
         configs = sorted({u for u in list(by_uri) + refused
                           if storage.basename(u) == "config.yaml" and "/.posecluster/" not in u})
         projects = []
         for config_uri in configs:
             project_uri = storage.parent(config_uri)
-            labeled = project_uri + "/labeled-data/"
-            folders: dict[str, dict] = {}
-            for uri in list(by_uri) + refused:
-                rest = uri[len(labeled):] if uri.startswith(labeled) else None
-                if rest and rest.count("/") == 1:
-                    name, file = rest.split("/")
-                    folder = folders.setdefault(name, {"frames": 0, "files": [], "refused": []})
-                    if uri in by_uri:
-                        folder["frames"] += _is_image(file)
-                        folder["files"].append(by_uri[uri].key())
-                    else:
-                        folder["refused"].append(f"labeled-data/{name}/{file}")
+            folders = folders_of.get(project_uri, {})
             if not folders:
                 continue  # a run folder's resolved config.yaml, not a DeepLabCut project
             shown = scope.relative(project_uri)
@@ -153,21 +170,8 @@ class Catalog:
             except (InputError, ValueError, OSError) as exc:
                 projects.append({"path": shown, "error": scope.redact(str(exc))})
                 continue
-            rows = []
-            for name, folder in sorted(folders.items()):
-                row = {"name": name, "folder": f"labeled-data/{name}", "frames": folder["frames"], "labeled": 0,
-                       "proposed": 0, "error": ""}
-                reads = [r for r in folder["refused"] if not _is_image(r)]
-                if reads or (folder["refused"] and not folder["files"]):
-                    row["error"] = f"{(reads or folder['refused'])[0]}: leads outside the served root; not read"
-                else:
-                    signature = hashlib.sha256("|".join(sorted(folder["files"]) + [by_uri[config_uri].key()]).encode())
-                    try:
-                        row["labeled"], row["proposed"] = self._folder_counts(
-                            scope.contain(project_uri), name, signature.hexdigest())
-                    except (InputError, ValueError, OSError) as exc:
-                        row["error"] = scope.redact(str(exc))
-                rows.append(row)
+            rows = [self._folder_row(scope, project_uri, name, folder, by_uri[config_uri].key())
+                    for name, folder in sorted(folders.items())]
             projects.append({"path": shown, "task": str(raw.get("Task", "")), "scorer": config.scorer,
                              "iteration": config.iteration, "bodyparts": list(config.bodyparts), "folders": rows})
         body = {"root": self.root if scope.caller.whole_root else "",
