@@ -18,7 +18,7 @@ from posecluster.labeling.folder_table import TableConflict
 from posecluster.serve.auth import Authenticate
 from posecluster.serve.jobs import JobRoutes
 from posecluster.serve.labels import BadBody
-from posecluster.serve.launch import ClusterMissing, LaunchRoutes
+from posecluster.serve.launch import ClusterUnavailable, LaunchRoutes
 from posecluster.serve.paths import PathRefused, Scope, hide_locations, normalise_root
 from posecluster.serve.projects import ProjectRoutes
 from posecluster.serve.options import ServeOptions
@@ -39,12 +39,12 @@ def _message(request: Request, exc: Exception, root: str) -> str:
 
 def _error(status: int, root: str):
     async def handler(request: Request, exc: Exception):
-        if status >= 500:
+        if status == 500:
             # The browser gets no library internals; the log has the (storage-redacted) message.
             log.error("%s %s failed: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
             return JSONResponse({"error": f"internal error ({type(exc).__name__}); see the server log"},
                                 status_code=status)
-        log.info("%s %s: %d %s", request.method, request.url.path, status, exc)
+        (log.warning if status >= 500 else log.info)("%s %s: %d %s", request.method, request.url.path, status, exc)
         return JSONResponse({"error": _message(request, exc, root)}, status_code=status)
 
     return handler
@@ -74,7 +74,7 @@ def create_app(root: str, token: str | None = None, options: ServeOptions | None
     handlers = {
         PathRefused: _error(400, root), BadBody: _error(400, root), BodyTooLarge: _error(413, root),
         TableConflict: _error(409, root), InputError: _error(422, root), ValueError: _error(400, root),
-        FileNotFoundError: _error(404, root), ClusterMissing: _error(503, root), OSError: _error(502, root),
+        FileNotFoundError: _error(404, root), ClusterUnavailable: _error(503, root), OSError: _error(502, root),
         Exception: _error(500, root),
     }
     middleware = [

@@ -210,10 +210,14 @@ class LaunchRoutes:
             Route("/api/runs/stop", self.stop, methods=["POST"]),
         ]
 
-    def _require_cluster(self):
+    def _ray(self, method: str, *args):
+        """A call of Ray's Job Submission API; a cluster that is missing or does not answer is a 503."""
         if self.jobs is None:
-            raise ClusterMissing("no Ray cluster is configured: start the app with --ray-address (or --local-ray)")
-        return self.jobs
+            raise ClusterUnavailable("no Ray cluster is configured: start the app with --ray-address (or --local-ray)")
+        try:
+            return getattr(self.jobs, method)(*args)
+        except Exception as exc:  # noqa: BLE001 -- connection refused, timeouts, the SDK's RuntimeErrors
+            raise ClusterUnavailable(f"the Ray cluster does not answer ({type(exc).__name__}); try again shortly") from exc
 
     def _owned(self, scope: Scope, job) -> bool:
         meta = job.metadata
@@ -227,10 +231,10 @@ class LaunchRoutes:
     def _job(self, scope: Scope, submission_id: str):
         if not SUBMISSION_ID.fullmatch(submission_id or ""):
             raise PathRefused(f"{(submission_id or '')[:80]!r}: not a job id of this app")
-        job = self._require_cluster().job(submission_id)
-        if not self._owned(scope, job):
-            raise FileNotFoundError(f"{submission_id}: no such job among yours")
-        return job
+        for job in self._ray("jobs"):
+            if job.submission_id == submission_id and self._owned(scope, job):
+                return job
+        raise FileNotFoundError(f"{submission_id}: no such job among yours")
 
     def _progress(self, scope: Scope, job) -> dict | None:
         """Videos finished (an archive run's manifest), else the job's own progress bar in its log."""
@@ -247,7 +251,7 @@ class LaunchRoutes:
             except (ValueError, OSError):
                 pass  # no manifest yet
         if progress is None and job.status in ("RUNNING", *FINISHED):
-            progress = log_progress(self.jobs.logs(job.submission_id))
+            progress = log_progress(self._ray("logs", job.submission_id))
         if job.status in FINISHED:
             if len(self._settled) > 10_000:
                 self._settled.clear()
@@ -266,7 +270,7 @@ class LaunchRoutes:
         if self.jobs is None:
             return JSONResponse({"enabled": False, "jobs": [],
                                  "reason": "no Ray cluster: start the app with --ray-address or --local-ray"})
-        jobs = [job for job in self.jobs.jobs() if self._owned(scope, job)]
+        jobs = [job for job in self._ray("jobs") if self._owned(scope, job)]
         jobs.sort(key=lambda job: job.start_time or 0, reverse=True)
         return JSONResponse({"enabled": True, "jobs": [self._row(scope, job) for job in jobs[:JOBS_SHOWN]]})
 
@@ -274,27 +278,26 @@ class LaunchRoutes:
         scope: Scope = request.state.scope
         body = parse_json_object(await read_body(request))
         launch = build_launch(scope, body)
-        cluster = self._require_cluster()
         submission_id = f"posecluster-{launch.kind}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
         metadata = {"posecluster": "1", "kind": launch.kind, "location": launch.location, "out": launch.out,
                     "user": scope.caller.name[:200]}
-        await run_in_threadpool(cluster.submit, launch.argv, submission_id, metadata)
+        await run_in_threadpool(self._ray, "submit", launch.argv, submission_id, metadata)
         return JSONResponse({"id": submission_id, "kind": launch.kind, "location": launch.location}, status_code=201)
 
     def logs(self, request: Request):
         scope: Scope = request.state.scope
         job = self._job(scope, request.query_params.get("id", ""))
         return JSONResponse({"id": job.submission_id, "status": job.status,
-                             "log": scope.redact(readable_log(self.jobs.logs(job.submission_id)))})
+                             "log": scope.redact(readable_log(self._ray("logs", job.submission_id)))})
 
     def stop(self, request: Request):
         scope: Scope = request.state.scope
         job = self._job(scope, request.query_params.get("id", ""))
-        stopped = self.jobs.stop(job.submission_id) if job.status not in FINISHED else False
+        stopped = self._ray("stop", job.submission_id) if job.status not in FINISHED else False
         return JSONResponse({"id": job.submission_id, "stopped": stopped})
 
 
-class ClusterMissing(RuntimeError):
+class ClusterUnavailable(RuntimeError):
     pass
 
 

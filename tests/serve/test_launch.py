@@ -74,3 +74,26 @@ def test_progress_and_logs_are_read_as_a_person_reads_them():
     assert log_progress(log) == {"done": 10, "total": 20, "unit": "steps"}
     assert readable_log(log) == "done\n"
     assert log_progress("no bar here") is None
+
+
+def test_a_cluster_that_does_not_answer_is_a_503_not_a_crash(tmp_path):
+    import socket
+
+    from starlette.testclient import TestClient
+
+    from posecluster.serve import ServeOptions, create_app
+    from tests.serve.conftest import LOCAL, TOKEN
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]  # nothing listens here once the probe closes
+    app = create_app(str(tmp_path), TOKEN, ServeOptions(ray_address=f"http://127.0.0.1:{closed}"))
+    with TestClient(app, base_url=LOCAL, headers={"X-Posecluster-Token": TOKEN}) as client:
+        listed = client.get("/api/runs")
+        assert listed.status_code == 503 and "does not answer" in listed.json()["error"]
+        (tmp_path / "p").mkdir()
+        started = client.post("/api/runs", json={"kind": "merge", "project": "p"})
+        assert started.status_code == 503
+    with TestClient(create_app(str(tmp_path), TOKEN), base_url=LOCAL, headers={"X-Posecluster-Token": TOKEN}) as client:
+        assert client.get("/api/runs").json() == {"enabled": False, "jobs": [], "reason": client.get("/api/runs").json()["reason"]}
+        assert client.post("/api/runs", json={"kind": "merge", "project": "p"}).status_code == 503
