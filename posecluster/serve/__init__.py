@@ -6,6 +6,7 @@ line can refuse a bad --host before paying for that."""
 from __future__ import annotations
 
 import importlib
+import signal
 import socket
 from dataclasses import replace
 
@@ -20,6 +21,12 @@ def __getattr__(name: str):
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _exit_on_sigterm(signum, frame):
+    # uvicorn shuts down gracefully on SIGTERM and then raises the signal again for the handler that was
+    # there before: this one turns it into SystemExit, so that the private Ray head is stopped too.
+    raise SystemExit(128 + signum)
 
 
 def _print(text: str) -> None:
@@ -49,6 +56,7 @@ def serve(root: str, listen: Listen = Listen(), token: str | None = None, option
 
         head = api.start_local_ray()
         options = replace(options, ray_address=head.address, ray_token=head.token)
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
     if listen.host not in ("0.0.0.0", "::", "") and listen.host not in options.allowed_hosts:
         options = replace(options, allowed_hosts=(*options.allowed_hosts, listen.host))
     try:

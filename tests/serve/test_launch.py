@@ -97,3 +97,37 @@ def test_a_cluster_that_does_not_answer_is_a_503_not_a_crash(tmp_path):
     with TestClient(create_app(str(tmp_path), TOKEN), base_url=LOCAL, headers={"X-Posecluster-Token": TOKEN}) as client:
         assert client.get("/api/runs").json() == {"enabled": False, "jobs": [], "reason": client.get("/api/runs").json()["reason"]}
         assert client.post("/api/runs", json={"kind": "merge", "project": "p"}).status_code == 503
+
+
+@pytest.mark.slow
+def test_serving_a_folder_with_a_private_ray_head_stops_the_head_on_sigterm(tmp_path):
+    """`posecluster serve ROOT --local-ray`: the browser's jobs have a cluster, and a SIGTERM (what a
+    container runtime sends) leaves no Ray process behind (uvicorn re-raises the signal after its own
+    graceful shutdown)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+    import psutil
+
+    process = subprocess.Popen([sys.executable, "-m", "posecluster", "serve", str(tmp_path), "--local-ray", "--token", "t0k"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        while not any("private Ray head" in line for line in lines) and process.poll() is None:
+            lines.append(process.stdout.readline())
+        base = next(line.strip().split("/?token=")[0] for line in lines if "?token=" in line)
+        head = next(line.split("(")[1].split(",")[0] for line in lines if "private Ray head" in line)
+        assert httpx.get(f"{base}/api/runs", headers={"Authorization": "Bearer t0k"}, timeout=60).json()["enabled"]
+        port = head.rsplit(":", 1)[1]
+        ray = [p for p in psutil.process_iter(["cmdline"]) if f"--dashboard-port={port}" in " ".join(p.info["cmdline"] or [])]
+        assert ray, "the head runs"
+        process.send_signal(signal.SIGTERM)
+        process.wait(60)
+        time.sleep(2)
+        assert not [p for p in ray if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    finally:
+        if process.poll() is None:
+            process.kill()
