@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import secrets
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -109,6 +110,7 @@ class LocalRayHead:
     dir, every port free, token authentication with a fresh token), stopped with stop()."""
 
     def __init__(self, num_cpus: int = 2, temp_dir: str | None = None, env: dict[str, str] | None = None):
+        self._owns_temp_dir = temp_dir is None
         self.temp_dir = temp_dir or tempfile.mkdtemp(prefix="posecluster-ray-")
         self.token = secrets.token_hex(24)
         self.dashboard_port, self.gcs_port = _free_port(), _free_port()
@@ -158,3 +160,5 @@ class LocalRayHead:
         except ProcessLookupError:
             pass
         self._log.close()
+        if self._owns_temp_dir:
+            shutil.rmtree(self.temp_dir, ignore_errors=True)

@@ -232,3 +232,4 @@ def ray_head(s3_endpoint):
         yield head.wait_ready()
     finally:
         head.stop()
+        shutil.rmtree(temp, ignore_errors=True)
