@@ -370,3 +370,23 @@ def trajectory_image(table_uri: str, pcutoff: float, title: str = "") -> bytes:
 
 def export_detector(run_uri: str, out_folder: str, options: ExportOptions) -> ExportReport:
     return export_model(run_uri, out_folder, options)
+
+
+# --- work the web app starts on a cluster: Ray's Job Submission API ---
+
+
+def job_submission(address: str, token: str | None = None):
+    """A client of Ray's Job Submission API on the cluster whose dashboard is at `address`
+    (http://head:8265): submit a posecluster command as a Ray job, list, read logs, stop
+    (posecluster.cluster.submission.RayJobs). `token`: Ray's auth token when the cluster has one."""
+    from posecluster.cluster.submission import RayJobs
+
+    return RayJobs(address, token)
+
+
+def start_local_ray(num_cpus: int = 2):
+    """A private Ray head on this machine (its own temp dir, free ports, a fresh token), ready for jobs:
+    what the web app submits to when it serves a local folder without a cluster. Stop it with .stop()."""
+    from posecluster.cluster.submission import LocalRayHead
+
+    return LocalRayHead(num_cpus=num_cpus).wait_ready()

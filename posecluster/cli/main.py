@@ -37,8 +37,9 @@ AWS_ENDPOINT_URL / AWS_* in the environment).
   posecluster plot POSES... --out F         trajectory, x/y, likelihood, jump histogram PNGs
   posecluster export RUN --out F            TorchScript + ONNX, checked against PyTorch
 
-  posecluster serve ROOT                    the web app: label, refine and watch jobs in the browser
-                                            (ROOT: a local folder or s3:// prefix; prints a URL with a token)
+  posecluster serve ROOT                    the web app: label, refine, start and watch jobs in the browser
+                                            (ROOT: a local folder or s3:// prefix; prints a URL with a token;
+                                             --access FILE: behind a facility's sign-in proxy, per-lab prefixes)
 
   posecluster download-weights resnet50     torchvision's ImageNet weights into TORCH_HOME (image builds)
 """
@@ -191,11 +192,24 @@ def cmd_infer(args) -> int:
 
 
 def cmd_serve(args) -> int:
+    from posecluster.serve.options import Listen, ServeOptions, exposure_warning
+
+    listen = Listen(host=args.host, port=args.port, certfile=args.tls_certfile, keyfile=args.tls_keyfile,
+                    allow_remote=args.allow_remote)
+    exposure_warning(listen)  # a bad --host is refused before the app's imports
     try:
-        from posecluster.serve import serve
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
     except ImportError as exc:
         raise ValueError(f"the web app needs the serve extra: pip install 'posecluster[serve]' ({exc})") from None
-    serve(args.root, host=args.host, port=args.port, token=args.token or os.environ.get("POSECLUSTER_SERVE_TOKEN"))
+    from posecluster.serve import ProxyAccess, serve
+
+    access = ProxyAccess.load(args.access) if args.access else None
+    # Ray's token for the cluster the browser's jobs go to: from the environment (the chart's Secret), never argv.
+    options = ServeOptions(access=access, allowed_hosts=tuple(args.allowed_host), secure_cookies=args.secure_cookies,
+                           ray_address=args.ray_address, ray_token=os.environ.get("RAY_AUTH_TOKEN") or None)
+    token = args.token or os.environ.get("POSECLUSTER_SERVE_TOKEN") or None
+    serve(args.root, listen, token, options, local_ray=args.local_ray)
     return 0
 
 
@@ -317,7 +331,21 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 in a container)")
     serve.add_argument("--port", type=int, default=0, help="port (default: a free one)")
     serve.add_argument("--token", help="access token (default: $POSECLUSTER_SERVE_TOKEN, else a random one, "
-                                       "printed once in the URL)")
+                                       "printed once in the URL; behind --access only when given)")
+    serve.add_argument("--access", help="the facility mode: a YAML file of trusted proxy addresses and groups -> "
+                                        "prefixes; the proxy's X-Forwarded-User/-Groups decide what a caller sees")
+    serve.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                       help="a Host name the app answers to besides loopback (the Ingress host; repeatable)")
+    serve.add_argument("--tls-certfile", help="serve HTTPS with this certificate (PEM)")
+    serve.add_argument("--tls-keyfile", help="the certificate's private key (PEM)")
+    serve.add_argument("--allow-remote", action="store_true",
+                       help="listen beyond loopback on plain HTTP (TLS terminates in front: an Ingress, a proxy)")
+    serve.add_argument("--secure-cookies", action="store_true",
+                       help="the token cookie only over HTTPS (set when TLS terminates in front)")
+    serve.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS") or None,
+                       help="the Ray dashboard (http://head:8265) the browser's jobs go to (default: $RAY_ADDRESS)")
+    serve.add_argument("--local-ray", action="store_true",
+                       help="start a private Ray head on this machine for the browser's jobs")
     serve.set_defaults(func=cmd_serve)
 
     weights = commands.add_parser("download-weights", help="fetch torchvision's ImageNet weights into TORCH_HOME "
