@@ -130,9 +130,18 @@ def read_summary(out: str, job: str | None = None) -> dict:
 def iter_records(out: str, job: str) -> Iterator[dict]:
     """Every per-video record of a job, streamed chunk by chunk (in the order they were written)."""
     for chunk in list_identities(storage.join(job_folder(out, job), "records"), (".jsonl",)):
-        for line in storage.read_bytes(chunk.uri).decode().splitlines():
-            if line.strip():
-                yield json.loads(line)
+        for number, line in enumerate(storage.read_bytes(chunk.uri).decode(errors="replace").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                record = None
+            if isinstance(record, dict):
+                yield record
+            else:  # a stored file is data, never trusted: one bad line is one broken record, not a broken job
+                yield {"uri": "", "status": "unreadable", "error": f"{chunk.uri.rsplit('/', 1)[-1]}, line {number}: "
+                       "not a record"}
 
 
 def list_jobs(out: str) -> list[str]:
