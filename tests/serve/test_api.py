@@ -215,7 +215,9 @@ def test_jobs_show_a_finished_and_a_failed_video_from_the_manifest(client, site)
     assert videos["broken.mp4"]["status"] == "failed" and "not a readable video" in videos["broken.mp4"]["error"]
     good = videos["good.mp4"]
     assert good["status"] == "done" and good["frames"] == 24 and job["fps"] > 0 and good["missing_frames"] == 0
-    assert good["outputs"]["h5"]["path"].startswith("poses/good") and good["segments"] == 1
+    # The video's own folder mirrored under the job's --out (infer.naming).
+    assert good["outputs"]["h5"]["path"].startswith(f"poses/{site.removeprefix('s3://')}/videos/good")
+    assert good["segments"] == 1
     (failed,) = job_videos(client, job, status="failed")["videos"]
     assert failed["video"] == videos["broken.mp4"]["video"]
     download = client.get(f"/api/file?path={good['outputs']['h5']['path']}")
