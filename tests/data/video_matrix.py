@@ -8,6 +8,7 @@ respond to. Everything is rendered with PyAV alone (never posecluster's reader).
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -84,6 +85,10 @@ class Spec:
     rotation: int = 0
     vfr: bool = False
     time_base: Fraction | None = None
+    size: tuple[int, int] = (WIDTH, HEIGHT)
+    first: int = 0  # the index drawn into the first frame
+    faststart: bool = True  # mp4/mov: the index (moov) before the media data
+    seekable: bool = True  # False: written through a pipe, as a live recording (Matroska: no cues)
 
 
 H264_BF = (("g", "12"), ("bf", "2"), ("crf", "23"), ("preset", "veryfast"))
@@ -107,12 +112,39 @@ MATRIX = [
 ]
 
 
+class _Pipe(io.RawIOBase):
+    """A file that cannot seek: muxers write as to a pipe (no index written back at the end)."""
+
+    def __init__(self, handle):
+        self.handle = handle
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def write(self, data) -> int:
+        return self.handle.write(data)
+
+
 def encode(spec: Spec, path: str) -> str:
-    """Render spec's frames into path (mp4s with the index first, as our own writer makes them)."""
-    options = {"movflags": "+faststart"} if spec.container in ("mp4", "mov") else {}
-    with av.open(path, mode="w", format=spec.fmt, options=options) as container:
+    """Render spec's frames into path (mp4s with the index first, as our own writer makes them, unless
+    spec.faststart is off)."""
+    if not spec.seekable:
+        with open(path, "wb") as handle:
+            _encode(spec, _Pipe(handle))
+        return path
+    return _encode(spec, path)
+
+
+def _encode(spec: Spec, target) -> str:
+    faststart = spec.faststart and spec.container in ("mp4", "mov")
+    with av.open(target, mode="w", format=spec.fmt or (None if isinstance(target, str) else "matroska"),
+                 options={"movflags": "+faststart"} if faststart else {}) as container:
         stream = container.add_stream(spec.codec, rate=spec.fps)
-        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, spec.pix_fmt
+        width, height = spec.size
+        stream.width, stream.height, stream.pix_fmt = width, height, spec.pix_fmt
         stream.options = dict(spec.options)
         if spec.vfr:
             stream.codec_context.time_base = Fraction(1, 1000)
@@ -120,7 +152,7 @@ def encode(spec: Spec, path: str) -> str:
             stream.set_display_rotation(spec.rotation)
         clock = 0
         for index in range(spec.frames):
-            frame = av.VideoFrame.from_ndarray(barcode_frame(index), format="rgb24")
+            frame = av.VideoFrame.from_ndarray(barcode_frame(spec.first + index, width, height), format="rgb24")
             if spec.vfr:
                 frame.pts, frame.time_base = clock, Fraction(1, 1000)
                 clock += (20, 40, 33, 70)[index % 4]
@@ -128,7 +160,7 @@ def encode(spec: Spec, path: str) -> str:
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
-    return path
+    return target
 
 
 def remux(source: str, path: str, keep=lambda i, packet: True, shift: int = 0) -> str:
@@ -158,6 +190,64 @@ def packet_layout(path: str) -> list[tuple[int, int, int, bool]]:
         return [(p.pos, p.size, p.pts, p.is_keyframe) for p in container.demux(video=0) if p.size]
 
 
+def remux_ts(source: str, path: str, shift: int = 0) -> str:
+    """Copy source's video packets (an MPEG-TS) into another MPEG-TS with pts/dts moved by `shift` (90 kHz
+    ticks); the muxer writes them modulo 2^33, as a camera's clock does."""
+    with av.open(source) as src, av.open(path, mode="w", format="mpegts") as dst:
+        in_stream = src.streams.video[0]
+        out_stream = dst.add_stream_from_template(in_stream)
+        for packet in src.demux(in_stream):
+            if packet.size:
+                packet.pts += shift
+                packet.dts += shift
+                packet.stream = out_stream
+                dst.mux(packet)
+    return path
+
+
+def join(parts: list[str], path: str) -> str:
+    """Recordings joined byte by byte, as `cat a.ts b.ts > c.ts` joins them."""
+    Path(path).write_bytes(b"".join(Path(part).read_bytes() for part in parts))
+    return path
+
+
+def trim_like_stream_copy(source: str, path: str) -> str:
+    """What `ffmpeg -ss T -i source -c copy path` makes of an mp4 with B-frames: the packets from the
+    keyframe before T on, with an edit list whose first shown frame (T) is a B-frame decoded after a
+    later-shown P-frame (T chosen as the first such frame)."""
+    order = [pts for _, _, pts, _ in packet_layout(source)]
+    cut = next(pts for i, pts in enumerate(order) if pts > 0 and any(p > pts for p in order[:i]))
+    return remux(source, path, shift=-cut)
+
+
+def damage_middle(source: str, path: str, seed: int = 0) -> tuple[str, int, int]:
+    """Random bytes over the middle fifth of an mp4's media data: (path, first, end) damaged bytes."""
+    layout = packet_layout(source)
+    start, end = layout[0][0], layout[-1][0] + layout[-1][1]
+    low, high = start + 2 * (end - start) // 5, start + 3 * (end - start) // 5
+    data = bytearray(Path(source).read_bytes())
+    data[low:high] = np.random.default_rng(seed).integers(0, 256, high - low, dtype=np.uint8).tobytes()
+    Path(path).write_bytes(bytes(data))
+    return path, low, high
+
+
+def uncertain_frames(damaged: str) -> set[int]:
+    """Frames (display order) of the GOPs whose packets overlap the bytes damage_middle changed: what a
+    decoder gives there is its own guess. Read from the undamaged source beside the file."""
+    source = damaged.replace("damaged_mp4.mp4", "damaged_src.mp4")
+    changed = np.flatnonzero(np.frombuffer(Path(source).read_bytes(), np.uint8) !=
+                             np.frombuffer(Path(damaged).read_bytes(), np.uint8))
+    low, high = int(changed[0]), int(changed[-1]) + 1
+    layout = packet_layout(source)
+    hit = [i for i, (pos, size, _, _) in enumerate(layout) if pos < high and pos + size > low]
+    keys = [i for i, (_, _, _, key) in enumerate(layout) if key]
+    first = max(k for k in keys if k <= hit[0])
+    after = [k for k in keys if k > hit[-1]]
+    stop = after[0] if after else len(layout)
+    rank = {pts: i for i, pts in enumerate(sorted(p for _, _, p, _ in layout))}
+    return {rank[layout[i][2]] for i in range(first, stop)}
+
+
 def render_matrix(folder: str) -> dict[str, str]:
     """Every spec of MATRIX plus the derived damage cases; name -> path."""
     Path(folder).mkdir(parents=True, exist_ok=True)
@@ -182,4 +272,34 @@ def render_matrix(folder: str) -> dict[str, str]:
     data[pos + 2 : pos + size] = bytes(np.random.default_rng(0).integers(0, 256, size - 2, dtype=np.uint8))
     Path(corrupt).write_bytes(bytes(data))
     paths["corrupt_mjpeg_mp4"] = corrupt
+    paths.update(render_camera_cases(folder))
+    return paths
+
+
+CAMERA_CASES = ("trimmed_bf_mp4", "moov_last_mp4", "damaged_mp4", "reset_ts", "wrap_ts", "resized_ts", "nocues_mkv")
+
+
+def render_camera_cases(folder: str) -> dict[str, str]:
+    """Streams as cameras and their tools write them (issue 19): name -> path."""
+    paths = {}
+    base = encode(Spec("trim_src", "mp4", options=H264_BF), f"{folder}/trim_src.mp4")
+    paths["trimmed_bf_mp4"] = trim_like_stream_copy(base, f"{folder}/trimmed_bf_mp4.mp4")
+    paths["moov_last_mp4"] = encode(Spec("moov_last_mp4", "mp4", options=H264_BF, faststart=False),
+                                    f"{folder}/moov_last_mp4.mp4")
+    clean = encode(Spec("damaged_src", "mp4", options=H264_BF, frames=120), f"{folder}/damaged_src.mp4")
+    paths["damaged_mp4"] = damage_middle(clean, f"{folder}/damaged_mp4.mp4")[0]
+    # two recordings joined with cat: the second camera's clock 20 s behind the first's
+    ts = dict(fmt="mpegts", options=H264_BF, frames=60)
+    first = remux_ts(encode(Spec("a", "ts", **ts), f"{folder}/reset_a0.ts"), f"{folder}/reset_a.ts", 20 * 90000)
+    second = encode(Spec("b", "ts", first=60, **ts), f"{folder}/reset_b.ts")
+    paths["reset_ts"] = join([first, second], f"{folder}/reset_ts.ts")
+    # the 33-bit clock wraps one second in
+    paths["wrap_ts"] = remux_ts(encode(Spec("w", "ts", **ts), f"{folder}/wrap_src.ts"), f"{folder}/wrap_ts.ts",
+                                (1 << 33) - 90000)
+    # a camera restarted at another resolution (its clock from zero again)
+    small = encode(Spec("s", "ts", **{**ts, "frames": 30}), f"{folder}/resized_a.ts")
+    large = encode(Spec("l", "ts", size=(192, 80), first=30, **{**ts, "frames": 30}), f"{folder}/resized_b.ts")
+    paths["resized_ts"] = join([small, large], f"{folder}/resized_ts.ts")
+    # a live recording: no cues (the muxer could not go back to write them)
+    paths["nocues_mkv"] = encode(Spec("nocues_mkv", "mkv", options=H264_BF, seekable=False), f"{folder}/nocues_mkv.mkv")
     return paths
