@@ -54,11 +54,14 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".mpg", ".mpeg", ".m4v", ".web
 
 Source = Callable[[], IO[bytes]]  # returns a seekable binary file object holding the video
 
-# How the reader opens objects itself (no `source`): planning reads an index by small ranges; decoding
-# streams media data in large blocks. Callers that build their own sources may use the same options.
-PLAN_READS = {"block_size": 64 * 1024, "cache_type": "readahead"}
-DECODE_READS = {"block_size": 8 * 1024 * 1024, "cache_type": "readahead"}
-_AVIO_BUFFER = 16 * 1024  # PyAV's read size: smaller than its 32 kB default keeps index reads tight
+# How the reader opens objects itself (no `source`; callers that build their own sources may use the same
+# options): planning reads an index by small ranges, going back and forth between the file's head and its
+# index (blocks kept, not one window that each jump refetches); decoding streams media data forward.
+PLAN_READS = {"block_size": 32 * 1024, "cache_type": "blockcache"}
+DECODE_READS = {"block_size": 1024 * 1024, "cache_type": "readahead"}
+# Opening to plan: PyAV reads in small pieces, and FFmpeg does not read ~20 frames ahead to guess a frame
+# rate the header already states (fpsprobesize): an index is read by ranges, not the media data.
+_PLAN_OPEN = {"buffer_size": 8 * 1024, "options": {"fpsprobesize": "0"}}
 _NO_END = 1 << 62  # the stop of a range whose end is unknown until the pass ends
 
 
@@ -76,9 +79,9 @@ def find_videos(inputs: list[str]) -> list[str]:
     return list(dict.fromkeys(videos))
 
 
-def _open(uri: str, handle) -> av.container.InputContainer:
+def _open(uri: str, handle, planning: bool = False) -> av.container.InputContainer:
     try:
-        return av.open(handle, mode="r", buffer_size=_AVIO_BUFFER)
+        return av.open(handle, mode="r", **(_PLAN_OPEN if planning else {}))
     except (av.error.FFmpegError, ValueError) as exc:
         raise InputError(uri, f"not a readable video ({exc})") from None
 
@@ -126,7 +129,7 @@ class VideoReader:
     # -- planning and probing --------------------------------------------------------------------------
 
     def _make_plan(self) -> VideoInfo:
-        with self._handle(PLAN_READS) as handle, _open(self.uri, handle) as container:
+        with self._handle(PLAN_READS) as handle, _open(self.uri, handle, planning=True) as container:
             stream = _video_stream(self.uri, container)
             first = next((packet for packet in container.demux(stream) if packet.size), None)
             if first is None:

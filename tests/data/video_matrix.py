@@ -303,3 +303,33 @@ def render_camera_cases(folder: str) -> dict[str, str]:
     # a live recording: no cues (the muxer could not go back to write them)
     paths["nocues_mkv"] = encode(Spec("nocues_mkv", "mkv", options=H264_BF, seekable=False), f"{folder}/nocues_mkv.mkv")
     return paths
+
+
+def render_long(path: str, frames: int, faststart: bool = True, fmt: str | None = None, bframes: int = 2,
+                seekable: bool = True) -> str:
+    """A long recording at a camera's bitrate in tiny frames: 64x48 noise encoded near-losslessly (about
+    4-5 kB per frame), so that a container's index and its media data are in a real proportion.
+    `seekable=False` writes as through a pipe (a live Matroska recording: no cues)."""
+    if not seekable:
+        with open(path, "wb") as handle:
+            _render_long(_Pipe(handle), frames, False, fmt or "matroska", bframes)
+        return path
+    return _render_long(path, frames, faststart, fmt, bframes)
+
+
+def _render_long(target, frames: int, faststart: bool, fmt: str | None, bframes: int):
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    mp4 = isinstance(target, str) and target.endswith((".mp4", ".mov"))
+    options = {"movflags": "+faststart"} if faststart and mp4 else {}
+    with av.open(target, mode="w", format=fmt, options=options) as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.options = {"g": "30", "bf": str(bframes), "crf": "0", "preset": "ultrafast"}
+        for _ in range(frames):
+            image = base ^ (rng.integers(0, 256, base.shape, dtype=np.uint8) & 0x3F)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return target

@@ -1,0 +1,97 @@
+"""Planning from the container's index reads at most 1% of a long recording (counted through the file
+object the reader reads from, and on S3 as the bytes the object store sends), and the plan it gives is the
+one a full demux gives."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from posecluster import storage
+from posecluster.data.video import PLAN_READS, DecodeReport, VideoReader
+from posecluster.storage.retry import open_retrying
+from tests.data import video_matrix
+
+FRAMES = 2400  # 80 s at 30 fps, about 12 MB: long enough that a fixed cost of opening a file is no excuse
+CONTAINERS = {  # name -> (file name, render options, the plan its index gives)
+    "mp4_moov_first": ("first.mp4", {}, "frames"),
+    "mp4_moov_last": ("last.mp4", {"faststart": False}, "frames"),
+    "mov": ("clip.mov", {}, "frames"),
+    "avi_idx1": ("clip.avi", {"bframes": 0}, "frames"),
+    "mkv_cues": ("clip.mkv", {}, "spans"),
+}
+
+
+@pytest.fixture(scope="module")
+def long_videos(tmp_path_factory) -> dict[str, str]:
+    folder = tmp_path_factory.mktemp("long-videos")
+    return {name: video_matrix.render_long(str(folder / file), FRAMES, **options)
+            for name, (file, options, _) in CONTAINERS.items()}
+
+
+class Counting:
+    """A source that opens the video through the project's retrying reader and keeps it, to count bytes."""
+
+    def __init__(self, uri: str, **reads):
+        self.uri, self.reads, self.opened = uri, reads, []
+
+    def __call__(self):
+        handle = open_retrying(self.uri, **self.reads)
+        self.opened.append(handle)
+        return handle
+
+    @property
+    def bytes_read(self) -> int:
+        return sum(handle.bytes_read for handle in self.opened)
+
+
+@pytest.mark.parametrize("name", CONTAINERS)
+def test_a_plan_reads_at_most_one_percent_of_a_long_video(name, long_videos):
+    path = long_videos[name]
+    size = storage.identity(path).size
+    source = Counting(path)
+    plan = VideoReader(path, source).plan()
+    assert plan.plan == CONTAINERS[name][2]
+    assert source.bytes_read <= 0.01 * size, f"{name}: planning read {source.bytes_read} of {size} bytes"
+    if plan.plan == "frames":
+        assert plan.frame_count == FRAMES and len(plan.keyframes) == FRAMES // 30
+    else:
+        assert plan.span_count == FRAMES // 30  # a cue per keyframe
+
+
+def test_a_plan_from_s3_fetches_at_most_one_percent(long_videos, s3_bucket):
+    """What the object store sends (fsspec's block fetches), not only what PyAV asks for."""
+    uri = f"{s3_bucket}/videos/last.mp4"
+    storage.atomic_upload(long_videos["mp4_moov_last"], uri)
+    caches = []
+
+    def source():
+        handle = storage.open_uri(uri, "rb", **PLAN_READS)
+        caches.append(handle.cache)  # closing the file drops it: keep it to read its count
+        return handle
+
+    plan = VideoReader(uri, source).plan()
+    fetched = sum(cache.total_requested_bytes for cache in caches)
+    assert plan.frame_count == FRAMES
+    assert fetched <= 0.01 * storage.identity(uri).size, f"fetched {fetched} bytes"
+
+
+@pytest.mark.parametrize("name", ["mp4_moov_last", "avi_idx1"])
+def test_the_index_plan_equals_the_demux_probe(name, long_videos):
+    reader = VideoReader(long_videos[name])
+    plan, probed = reader.plan(), reader._demux_probe()
+    assert (plan.frame_count, plan.numbering) == (probed.frame_count, probed.numbering)
+    assert np.array_equal(plan.keyframes, probed.keyframes) and np.array_equal(plan.pts, probed.pts)
+    assert np.array_equal(plan.seek_pos, probed.seek_pos) and np.array_equal(plan.seek_ts, probed.seek_ts)
+
+
+def test_a_segment_of_a_long_video_reads_about_its_share(long_videos):
+    """A worker decoding one segment reads its part of the media data, not the whole object."""
+    path = long_videos["mp4_moov_last"]
+    plan = VideoReader(path).plan()
+    source = Counting(path)
+    start, stop = int(plan.keyframes[40]), int(plan.keyframes[42])
+    report = DecodeReport()
+    assert [i for i, _ in VideoReader(path, source, plan).read(start, stop, report)] == list(range(start, stop))
+    share = (stop - start) / plan.frame_count * storage.identity(path).size
+    assert source.bytes_read < 3 * share + 256 * 1024, (source.bytes_read, share)
