@@ -110,9 +110,11 @@ def numbered_frames(stream, packets, stamps, numbering, out: InOrder, report: De
         index = numbering.place(frame.pts)
         if index is not None:
             yield from out.push(index, frame)
-    if isinstance(numbering, FedFrames | Counted):
+    end = None
+    if feed.learn:  # the pass has seen every packet: the frames it covered are known now
         report.frame_count = numbering.total
-    yield from out.finish(None if report.frame_count < 0 or not feed.learn else report.frame_count)
+        end = min(out.stop, numbering.total)
+    yield from out.finish(end)
 
 
 def _count_from_here(numbering, out: InOrder, report: DecodeReport, why: str) -> Counted:

@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 NO_PTS = np.iinfo(np.int64).min  # a packet without this timestamp (in packet tables)
-NOT_SHOWN = None  # the pts given to packets whose frames the decoder must not show (pre-roll)
 
 JUMP_THRESHOLD_S = 10.0  # FFmpeg's dts_delta_threshold for AVFMT_TS_DISCONT formats
 WRAP_BITS = 33  # MPEG-TS/PS timestamps

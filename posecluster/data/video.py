@@ -173,7 +173,7 @@ class VideoReader:
         out = InOrder(start, readable_stop)
         if start < readable_stop:
             frames = self._decode_range(out, report, threads)
-            yield from self._hand_over(frames, report, info.rotation, convert, 0)
+            yield from self._hand_over(frames, report, info.rotation, convert)
         absent = info.absent
         for first, end in [*out.gaps, (readable_stop, stop)]:
             for index in range(first, end):
@@ -207,7 +207,7 @@ class VideoReader:
             feed = Feed(from_top=k == 0, ends=ends, span_key=k > 0, learn=True)
             out = InOrder(0, _NO_END)
             frames = numbered_frames(stream, packets, stamps, numbering, out, report, feed)
-            yield from self._hand_over(frames, report, plan.rotation, convert, 0)
+            yield from self._hand_over(frames, report, plan.rotation, convert)
             ends.check_after(packets)
         report.jumps += feed.jumps
         _list_gaps(out, report)
@@ -231,11 +231,13 @@ class VideoReader:
             out = InOrder(start, stop)
             frames = numbered_frames(stream, packets_of(container, stream, report), stamps, numbering, out,
                                      report, feed)
-            yield from self._hand_over(frames, report, plan.rotation, convert, 0)
+            yield from self._hand_over(frames, report, plan.rotation, convert)
         report.jumps += feed.jumps
         _list_gaps(out, report)
         if stop == _NO_END:
             self._info = _facts_of_pass(plan, report, numbering)
+        else:  # a range of a pass: it ended at the range's end, or at the video's (frame_count known)
+            report.frame_count = max(min(stop, report.frame_count if report.frame_count >= 0 else stop) - start, 0)
 
     def _decode_range(self, out: InOrder, report: DecodeReport, threads: int):
         """(index, av frame) covering out's range, ascending; from the safe keyframe at or before its start."""
@@ -273,17 +275,15 @@ class VideoReader:
                 yield from numbered_frames(stream, packets, stamps, numbering, out, report, feed)
                 return
 
-    def _hand_over(self, frames, report: DecodeReport, rotation: int, convert, offset: int):
+    @staticmethod
+    def _hand_over(frames, report: DecodeReport, rotation: int, convert):
         """Convert and rotate each frame; note where the frame size changes."""
-        size = None
         for index, frame in frames:
             out = convert(frame) if convert else frame.to_ndarray(format="rgb24")
             shape = (frame.height, frame.width) if rotation in (90, 270) else (frame.width, frame.height)
-            if shape != size:
-                size = shape
-                if not report.sizes or report.sizes[-1][1:] != shape:
-                    report.sizes.append((index + offset, *shape))
-            yield index + offset, upright(out, rotation)
+            if not report.sizes or tuple(report.sizes[-1][1:]) != shape:
+                report.sizes.append((index, *shape))
+            yield index, upright(out, rotation)
 
 
 class _SpanEnd:
@@ -338,7 +338,7 @@ def _why(report: DecodeReport) -> str:
 
 def _list_gaps(out: InOrder, report: DecodeReport) -> None:
     for first, end in out.gaps:
-        for index in range(first, min(end, report.frame_count if report.frame_count >= 0 else end)):
+        for index in range(first, end):
             report.missing[index] = _why(report)
 
 
@@ -380,7 +380,8 @@ def _facts_of_pass(plan: VideoInfo, report: DecodeReport, numbering) -> VideoInf
     damaged = [e for e in report.errors if e.startswith("demux error")]
     return VideoInfo(uri=plan.uri, frame_count=count, fps=plan.fps, width=int(sizes[0, 1]), height=int(sizes[0, 2]),
                      codec=plan.codec, pts=np.zeros(0, np.int64), keyframes=np.zeros(1, np.int64),
-                     rotation=plan.rotation, numbering="decoder" if isinstance(numbering, Counted) else plan.numbering,
+                     rotation=plan.rotation, numbering="decoder" if isinstance(numbering, Counted) or any(
+                         "decoder order" in error for error in report.errors) else plan.numbering,
                      plan="sequential", reorders=plan.reorders, clock_rules=plan.clock_rules,
                      jumps=np.asarray(report.jumps, dtype=np.int64).reshape(-1, 4), sizes=sizes,
                      warnings=[f"the container ends early ({damaged[-1][len('demux error: '):]})"] if damaged else [],
