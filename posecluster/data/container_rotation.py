@@ -31,23 +31,30 @@ def mp4_track_rotation(handle: IO[bytes], track_id: int) -> int | None:
         mvhd = first_child(boxes(handle, *moov), b"mvhd")
         if mvhd is not None:
             movie = _matrix(handle, mvhd[0], {0: 36, 1: 48})
-        for trak in every_child(boxes(handle, *moov), b"trak"):
-            tkhd = first_child(boxes(handle, *trak), b"tkhd")
-            if tkhd is None:
-                continue
-            handle.seek(tkhd[0])
-            version = handle.read(1)[0]
-            handle.seek(tkhd[0] + (20 if version == 1 else 12))
-            if struct.unpack(">I", handle.read(4))[0] != track_id:
-                continue
-            track = _matrix(handle, tkhd[0], {0: 40, 1: 52})
-            if track is None or movie is None:
-                return None
-            combined = [[sum(track[i][e] * movie[e][j] for e in range(3)) for j in range(3)] for i in range(3)]
-            return _rotation_of(combined)
-        return None
+        found = mp4_track(handle, moov, track_id)
+        if found is None:
+            return None
+        track = _matrix(handle, found[1][0], {0: 40, 1: 52})
+        if track is None or movie is None:
+            return None
+        combined = [[sum(track[i][e] * movie[e][j] for e in range(3)) for j in range(3)] for i in range(3)]
+        return _rotation_of(combined)
     except (OSError, IndexError, struct.error, ValueError):
         return None
+
+
+def mp4_track(handle: IO[bytes], moov: tuple[int, int], track_id: int):
+    """(trak box, its tkhd box) of track `track_id` in `moov`, or None; boxes as (payload start, end)."""
+    for trak in every_child(boxes(handle, *moov), b"trak"):
+        tkhd = first_child(boxes(handle, *trak), b"tkhd")
+        if tkhd is None:
+            continue
+        handle.seek(tkhd[0])
+        version = handle.read(1)[0]
+        handle.seek(tkhd[0] + (20 if version == 1 else 12))
+        if struct.unpack(">I", handle.read(4))[0] == track_id:
+            return trak, tkhd
+    return None
 
 
 def _rotation_of(m: list[list[float]]) -> int | None:

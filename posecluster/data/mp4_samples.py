@@ -15,7 +15,7 @@ from typing import IO
 
 import numpy as np
 
-from posecluster.data.container_rotation import boxes, every_child, first_child
+from posecluster.data.container_rotation import boxes, first_child, mp4_track
 
 
 @dataclass
@@ -64,21 +64,11 @@ def _read(handle: IO[bytes], track_id: int) -> SampleTable | None:
     moov = first_child(top, b"moov")
     if moov is None:
         return None
-    movie = list(boxes(handle, *moov))
-    if first_child(movie, b"mvex") is not None:
+    if first_child(boxes(handle, *moov), b"mvex") is not None:
         return None
-    for trak in every_child(movie, b"trak"):
-        tkhd = first_child(boxes(handle, *trak), b"tkhd")
-        if tkhd is None:
-            continue
-        handle.seek(tkhd[0])
-        version = handle.read(1)[0]
-        handle.seek(tkhd[0] + (20 if version == 1 else 12))
-        if struct.unpack(">I", handle.read(4))[0] != track_id:
-            continue
-        stbl = _descend(handle, trak, (b"mdia", b"minf", b"stbl"))
-        return None if stbl is None else _samples(handle, {k: (a, b) for k, a, b in boxes(handle, *stbl)})
-    return None
+    found = mp4_track(handle, moov, track_id)
+    stbl = None if found is None else _descend(handle, found[0], (b"mdia", b"minf", b"stbl"))
+    return None if stbl is None else _samples(handle, {k: (a, b) for k, a, b in boxes(handle, *stbl)})
 
 
 def _descend(handle: IO[bytes], box: tuple[int, int], path: tuple[bytes, ...]) -> tuple[int, int] | None:

@@ -119,7 +119,7 @@ def test_the_matrix_offers_segment_starts_where_it_safely_can(matrix):
     cut = {name for name in NAMES if len(probe(matrix[name]).keyframes) > 2}
     assert {"h264_bf_mp4", "h264_nobf_mp4", "h264_bf_mov", "h264_bf_ts", "editlist_mp4", "vfr_mkv",
             "rotated_mp4", "highfps_mkv", "mjpeg_avi", "nokey_start_mkv", "trimmed_bf_mp4", "reset_ts",
-            "wrap_ts", "resized_ts", "nocues_mkv", "moov_last_mp4"} <= cut
+            "wrap_ts", "resized_ts", "nocues_mkv", "moov_last_mp4", "opendml_avi"} <= cut
     # reordered frames behind invented timestamps: no index is known after a seek, decoded in one piece
     assert list(probe(matrix["h264_bf_avi"]).keyframes) == [0]
     assert list(probe(matrix["mpeg4_bf_avi"]).keyframes) == [0]
@@ -128,7 +128,7 @@ def test_the_matrix_offers_segment_starts_where_it_safely_can(matrix):
 def test_plans_come_from_each_containers_index(matrix):
     kinds = {name: VideoReader(matrix[name]).plan().plan for name in NAMES}
     assert {kinds[n] for n in ("h264_bf_mp4", "moov_last_mp4", "h264_bf_mov", "trimmed_bf_mp4", "h264_bf_avi",
-                               "mjpeg_avi", "truncated_mp4")} == {"frames"}
+                               "mjpeg_avi", "truncated_mp4", "opendml_avi")} == {"frames"}
     assert {kinds[n] for n in ("vfr_mkv", "highfps_mkv", "h264_open_mkv")} == {"spans"}
     assert {kinds[n] for n in ("nocues_mkv", "h264_bf_ts", "reset_ts", "mpeg2_bf_mpg")} == {"sequential"}
 

@@ -19,14 +19,17 @@ CONTAINERS = {  # name -> (file name, render options, the plan its index gives)
     "mov": ("clip.mov", {}, "frames"),
     "avi_idx1": ("clip.avi", {"bframes": 0}, "frames"),
     "mkv_cues": ("clip.mkv", {}, "spans"),
+    "avi_opendml": ("odml.avi", {"bframes": 0}, "frames"),
 }
 
 
 @pytest.fixture(scope="module")
 def long_videos(tmp_path_factory) -> dict[str, str]:
     folder = tmp_path_factory.mktemp("long-videos")
-    return {name: video_matrix.render_long(str(folder / file), FRAMES, **options)
-            for name, (file, options, _) in CONTAINERS.items()}
+    videos = {name: video_matrix.render_long(str(folder / file), FRAMES, **options)
+              for name, (file, options, _) in CONTAINERS.items() if name != "avi_opendml"}
+    videos["avi_opendml"] = video_matrix.opendml(videos["avi_idx1"], str(folder / "odml.avi"))
+    return videos
 
 
 class Counting:
@@ -76,7 +79,7 @@ def test_a_plan_from_s3_fetches_at_most_one_percent(long_videos, s3_bucket):
     assert fetched <= 0.01 * storage.identity(uri).size, f"fetched {fetched} bytes"
 
 
-@pytest.mark.parametrize("name", ["mp4_moov_last", "avi_idx1"])
+@pytest.mark.parametrize("name", ["mp4_moov_last", "avi_idx1", "avi_opendml"])
 def test_the_index_plan_equals_the_demux_probe(name, long_videos):
     reader = VideoReader(long_videos[name])
     plan, probed = reader.plan(), reader._demux_probe()

@@ -9,6 +9,7 @@ respond to. Everything is rendered with PyAV alone (never posecluster's reader).
 from __future__ import annotations
 
 import io
+import struct
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -276,7 +277,8 @@ def render_matrix(folder: str) -> dict[str, str]:
     return paths
 
 
-CAMERA_CASES = ("trimmed_bf_mp4", "moov_last_mp4", "damaged_mp4", "reset_ts", "wrap_ts", "resized_ts", "nocues_mkv")
+CAMERA_CASES = ("trimmed_bf_mp4", "moov_last_mp4", "damaged_mp4", "reset_ts", "wrap_ts", "resized_ts", "nocues_mkv",
+                "opendml_avi")
 
 
 def render_camera_cases(folder: str) -> dict[str, str]:
@@ -302,6 +304,9 @@ def render_camera_cases(folder: str) -> dict[str, str]:
     paths["resized_ts"] = join([small, large], f"{folder}/resized_ts.ts")
     # a live recording: no cues (the muxer could not go back to write them)
     paths["nocues_mkv"] = encode(Spec("nocues_mkv", "mkv", options=H264_BF, seekable=False), f"{folder}/nocues_mkv.mkv")
+    # an AVI indexed the OpenDML way (files over 1 GB), made from a small one
+    odml_src = encode(Spec("odml_src", "avi", options=H264_NO_BF), f"{folder}/odml_src.avi")
+    paths["opendml_avi"] = opendml(odml_src, f"{folder}/opendml_avi.avi")
     return paths
 
 
@@ -333,3 +338,41 @@ def _render_long(target, frames: int, faststart: bool, fmt: str | None, bframes:
         for packet in stream.encode():
             container.mux(packet)
     return target
+
+
+def _riff_chunks(data: bytes, start: int, end: int):
+    """(fourcc, chunk start, payload start, payload end) of the RIFF chunks in [start, end); lists too."""
+    position = start
+    while position + 8 <= end:
+        kind, size = bytes(data[position : position + 4]), struct.unpack("<I", data[position + 4 : position + 8])[0]
+        yield kind, position, position + 8, position + 8 + size
+        position += 8 + size + (size & 1)
+
+
+def opendml(source: str, path: str) -> str:
+    """The AVI `source` (as FFmpeg writes one below 1 GB: legacy idx1 index) with an OpenDML index instead:
+    an `indx` super index in the stream header (in the space FFmpeg reserves there) pointing at one `ix00`
+    standard index where idx1 was (idx1 itself becomes JUNK), as writers of files over 1 GB make them."""
+    data = bytearray(Path(source).read_bytes())
+    chunks = {}
+    for kind, at, start, stop in _riff_chunks(data, 12, len(data)):
+        chunks[kind if kind != b"LIST" else bytes(data[start : start + 4])] = (at, start, stop)
+    hdrl, movi, idx1 = chunks[b"hdrl"], chunks[b"movi"], chunks[b"idx1"]
+    strl = next((start, stop) for kind, _, start, stop in _riff_chunks(data, hdrl[1] + 4, hdrl[2])
+                if kind == b"LIST" and data[start : start + 4] == b"strl")
+    junk = next((at, stop) for kind, at, _, stop in _riff_chunks(data, strl[0] + 4, strl[1]) if kind == b"JUNK")
+    entries = np.frombuffer(bytes(data[idx1[1] : idx1[2]]), dtype="<u4").reshape(-1, 4)  # ckid, flags, offset, size
+    movi_fourcc = movi[1]  # idx1 offsets count from the 'movi' fourcc
+    data_pos = movi_fourcc + entries[:, 2].astype(np.int64) + 8
+    sizes = entries[:, 3].astype(np.int64) | np.where(entries[:, 1] & 0x10, 0, 1 << 31)  # bit 31: not a keyframe
+    std = struct.pack("<HBBI4sQI", 2, 0, 1, len(entries), b"00dc", 0, 0) + np.column_stack(
+        [data_pos, sizes]).astype("<u4").tobytes()
+    ix00 = b"ix00" + struct.pack("<I", len(std)) + std
+    space = idx1[2] - idx1[0]
+    data[idx1[0] : idx1[2]] = ix00 + b"JUNK" + struct.pack("<I", space - len(ix00) - 8) + bytes(space - len(ix00) - 8)
+    indx_body = struct.pack("<HBBI4s12x", 4, 0, 0, 1, b"00dc") + struct.pack("<QII", idx1[0], len(ix00), len(entries))
+    indx = b"indx" + struct.pack("<I", len(indx_body)) + indx_body
+    room = junk[1] - junk[0]
+    data[junk[0] : junk[1]] = indx + b"JUNK" + struct.pack("<I", room - len(indx) - 8) + bytes(room - len(indx) - 8)
+    Path(path).write_bytes(bytes(data))
+    return path
