@@ -3,7 +3,8 @@ against the reader of BASELINE_COMMIT (a demux of every packet), in one run.
 
 Each container holds one long recording at a camera's bitrate in tiny frames (64x48 noise encoded
 near-losslessly, about 4-5 kB per frame; tests/data/video_matrix.render_long): MP4 with `moov` first and
-last, MOV, Matroska with and without cues, AVI (idx1), MPEG-TS. For each it measures
+last, MOV, Matroska with and without cues, AVI (idx1, and the same file indexed the OpenDML way),
+MPEG-TS. For each it measures
 - plan: `VideoReader.plan()` (what the index proves: "frames", "spans" or "sequential"), bytes read
   through the file object the reader reads from (storage.retry.RetryingReader.bytes_read) and time;
 - probe: `probe()` (every frame's facts: the plan where it has them, else a demux), bytes and time;
@@ -29,7 +30,7 @@ from _common import ROOT, save
 sys.path.insert(0, str(ROOT))
 from posecluster.data import video as new  # noqa: E402
 from posecluster.storage.retry import open_retrying  # noqa: E402
-from tests.data.video_matrix import render_long  # noqa: E402
+from tests.data.video_matrix import opendml, render_long  # noqa: E402
 
 BASELINE_COMMIT = "a9add49"  # the reader before plans from the container's index
 CONTAINERS = {  # name -> (file name, render options)
@@ -39,6 +40,7 @@ CONTAINERS = {  # name -> (file name, render options)
     "mkv cues": ("cues.mkv", {}),
     "mkv no cues": ("nocues.mkv", {"seekable": False}),
     "avi idx1": ("clip.avi", {"bframes": 0}),
+    "avi opendml": ("odml.avi", {"bframes": 0}),  # the idx1 file re-indexed the OpenDML way
     "mpeg-ts": ("clip.ts", {"fmt": "mpegts"}),
 }
 
@@ -97,7 +99,10 @@ def main() -> None:
     rows = {}
     with tempfile.TemporaryDirectory() as folder:
         for name, (file, options) in CONTAINERS.items():
-            path = render_long(f"{folder}/{file}", args.frames, **options)
+            if name == "avi opendml":
+                path = opendml(f"{folder}/clip.avi", f"{folder}/{file}")
+            else:
+                path = render_long(f"{folder}/{file}", args.frames, **options)
             rows[name] = measure(path, old, args.repeat)
             r = rows[name]
             print(f"{name:>15} {r['video_bytes'] / 1e6:7.1f} MB  plan {r['plan']['kind']:>10} "

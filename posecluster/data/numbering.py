@@ -167,6 +167,10 @@ class FedFrames:
             raise StampCollision(f"two packets carry timestamp {stamp}")
         self.kept.insert(at, stamp)
         self.total += 1
+        if len(self.kept) > 8 * self.horizon:  # the decoder stopped showing frames: those are missing
+            drop = len(self.kept) - 4 * self.horizon
+            del self.kept[:drop]
+            self.forgotten += drop
 
     def place(self, stamp: int | None) -> int | None:
         if stamp is None:

@@ -20,6 +20,7 @@ CONTAINERS = {  # name -> (file name, render options, the plan its index gives)
     "avi_idx1": ("clip.avi", {"bframes": 0}, "frames"),
     "mkv_cues": ("clip.mkv", {}, "spans"),
     "avi_opendml": ("odml.avi", {"bframes": 0}, "frames"),
+    "mkv_no_cues": ("live.mkv", {"seekable": False}, "sequential"),
 }
 
 
@@ -58,7 +59,7 @@ def test_a_plan_reads_at_most_one_percent_of_a_long_video(name, long_videos):
     assert source.bytes_read <= 0.01 * size, f"{name}: planning read {source.bytes_read} of {size} bytes"
     if plan.plan == "frames":
         assert plan.frame_count == FRAMES and len(plan.keyframes) == FRAMES // 30
-    else:
+    elif plan.plan == "spans":
         assert plan.span_count == FRAMES // 30  # a cue per keyframe
 
 
@@ -98,3 +99,15 @@ def test_a_segment_of_a_long_video_reads_about_its_share(long_videos):
     assert [i for i, _ in VideoReader(path, source, plan).read(start, stop, report)] == list(range(start, stop))
     share = (stop - start) / plan.frame_count * storage.identity(path).size
     assert source.bytes_read < 3 * share + 256 * 1024, (source.bytes_read, share)
+
+
+def test_a_matroska_without_cues_is_read_once_in_one_pass(long_videos):
+    """No index: no probe either; one pass numbers every frame and reads each byte about once (FFmpeg
+    would scan from the top for every segment's seek)."""
+    path = long_videos["mkv_no_cues"]
+    source = Counting(path)
+    reader = VideoReader(path, source)
+    report = DecodeReport()
+    count = sum(1 for _ in reader.read_all(report))
+    assert count == report.frame_count == reader.info.frame_count == FRAMES and not report.missing
+    assert source.bytes_read <= 1.05 * storage.identity(path).size, source.bytes_read
