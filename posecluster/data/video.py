@@ -24,6 +24,10 @@ are the same for every way in:
     reader.info                            # every frame's facts: the plan where it is of kind "frames",
                                            #   else a full demux of the packets (no decoding)
 
+A plan keeps what FFmpeg read to open the video (the index, the first packets: `index_ranges`,
+`index_bytes`; ranges.py), and every read given that plan opens the video from it: a segment reads media
+data from its keyframe on, never the index again.
+
 A span that cannot be decoded on its own (an open GOP at its keyframe, timestamps that repeat) raises
 `SpansUnsound` from read_span: read that video with read_all instead. Every read hands frames over
 ascending and once each; frames that cannot be decoded are absent and listed in `report.missing`, and each
@@ -44,6 +48,7 @@ from posecluster.data.decoding import (Feed, PositionStamps, PtsStamps, SpansUns
                                        numbered_frames, packets_of, seek_to)
 from posecluster.data.numbering import Clock, ClockRules, Counted, InOrder, KnownFrames
 from posecluster.data.packets import INVENTED_PTS_FORMATS, Header, demux_table, number_frames
+from posecluster.data.ranges import Overlay, Recorder
 from posecluster.data.video_info import DecodeReport, StaleProbeError, VideoInfo
 from posecluster.errors import InputError
 
@@ -59,9 +64,11 @@ Source = Callable[[], IO[bytes]]  # returns a seekable binary file object holdin
 # index (blocks kept, not one window that each jump refetches); decoding streams media data forward.
 PLAN_READS = {"block_size": 32 * 1024, "cache_type": "blockcache"}
 DECODE_READS = {"block_size": 1024 * 1024, "cache_type": "readahead"}
-# Opening to plan: PyAV reads in small pieces, and FFmpeg does not read ~20 frames ahead to guess a frame
-# rate the header already states (fpsprobesize): an index is read by ranges, not the media data.
-_PLAN_OPEN = {"buffer_size": 8 * 1024, "options": {"fpsprobesize": "0"}}
+# Every open: PyAV reads in small pieces, and FFmpeg does not read ~20 frames ahead to guess a frame rate
+# the header already states (fpsprobesize): an index is read by ranges, not the media data. Plans and
+# later reads open alike, so that a read finds in the plan's recorded ranges (ranges.py) all FFmpeg
+# reads to open the video.
+_OPEN = {"buffer_size": 8 * 1024, "options": {"fpsprobesize": "0"}}
 _NO_END = 1 << 62  # the stop of a range whose end is unknown until the pass ends
 
 
@@ -79,9 +86,9 @@ def find_videos(inputs: list[str]) -> list[str]:
     return list(dict.fromkeys(videos))
 
 
-def _open(uri: str, handle, planning: bool = False) -> av.container.InputContainer:
+def _open(uri: str, handle) -> av.container.InputContainer:
     try:
-        return av.open(handle, mode="r", **(_PLAN_OPEN if planning else {}))
+        return av.open(handle, mode="r", **_OPEN)
     except (av.error.FFmpegError, ValueError) as exc:
         raise InputError(uri, f"not a readable video ({exc})") from None
 
@@ -108,8 +115,10 @@ class VideoReader:
         self._plan = info
         self._info = info if info is not None and info.plan == "frames" else None
 
-    def _handle(self, reads: dict) -> IO[bytes]:
-        return self.source() if self.source is not None else storage.open_uri(self.uri, "rb", **reads)
+    def _handle(self, reads: dict, info: VideoInfo | None = None) -> IO[bytes]:
+        """The video's bytes; with `info`, the ranges its plan recorded come from memory (ranges.py)."""
+        handle = self.source() if self.source is not None else storage.open_uri(self.uri, "rb", **reads)
+        return Overlay(handle, info.index_ranges, info.index_bytes) if info is not None and len(info.index_ranges) else handle
 
     def plan(self) -> VideoInfo:
         """What the container's index proves, read by ranges (see the module doc)."""
@@ -129,17 +138,23 @@ class VideoReader:
     # -- planning and probing --------------------------------------------------------------------------
 
     def _make_plan(self) -> VideoInfo:
-        with self._handle(PLAN_READS) as handle, _open(self.uri, handle, planning=True) as container:
-            stream = _video_stream(self.uri, container)
-            first = next((packet for packet in container.demux(stream) if packet.size), None)
-            if first is None:
-                raise InputError(self.uri, "video has no frames")
-            head = _header(handle, container, stream, first)
-            table = index_table(container, stream, handle, first)
-            if table is not None:
-                return number_frames(self.uri, table, head)
-            cues = matroska_spans(container, stream, handle)
-        return _header_only(self.uri, head, "spans" if cues is not None else "sequential", cues)
+        with self._handle(PLAN_READS) as stored:
+            handle = Recorder(stored)
+            with _open(self.uri, handle) as container:
+                stream = _video_stream(self.uri, container)
+                first = next((packet for packet in container.demux(stream) if packet.size), None)
+                if first is None:
+                    raise InputError(self.uri, "video has no frames")
+                head = _header(handle, container, stream, first)
+                table = index_table(container, stream, handle, first)
+                if table is not None:
+                    plan = number_frames(self.uri, table, head)
+                else:
+                    cues = matroska_spans(container, stream, handle)
+                    plan = _header_only(self.uri, head, "spans" if cues is not None else "sequential", cues)
+        if plan.plan != "sequential":  # a pass from the top opens the video once: nothing to keep
+            plan.index_ranges, plan.index_bytes = handle.ranges()
+        return plan
 
     def _demux_probe(self) -> VideoInfo:
         with self._handle(DECODE_READS) as handle, _open(self.uri, handle) as container:
@@ -187,7 +202,7 @@ class VideoReader:
         if plan.plan != "spans" or not 0 <= k < plan.span_count:
             raise ValueError(f"{self.uri}: no span {k} in a plan of kind {plan.plan!r}")
         next_ts = int(plan.seek_ts[k + 1]) if k + 1 < plan.span_count else None
-        with self._handle(DECODE_READS) as handle, _open(self.uri, handle) as container:
+        with self._handle(DECODE_READS, plan) as handle, _open(self.uri, handle) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO" if not plan.reorders else "SLICE"
             if threads:
@@ -248,7 +263,7 @@ class VideoReader:
         end_stamp = int(info.pts[info.keyframes[after]]) if after < len(info.keyframes) else None
         counted = info.numbering == "decoder" and info.reorders
         for attempt in ("seek", "from the start") if info.keyframes[position] > 0 else ("from the start",):
-            with self._handle(DECODE_READS) as handle, _open(info.uri, handle) as container:
+            with self._handle(DECODE_READS, info) as handle, _open(info.uri, handle) as container:
                 stream = container.streams.video[0]
                 # Frame threading drops frames around damage without a word (stamps show a gap, never a
                 # shift, but fewer frames decode): where the probe saw damage, slice threads only.

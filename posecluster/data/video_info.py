@@ -52,6 +52,9 @@ class VideoInfo:
     clock_rules: tuple[int, int, bool] = (1, 1 << 62, False)  # ClockRules(step, threshold, wraps)
     jumps: np.ndarray = field(default_factory=lambda: _ints(0, 4))  # (frame, from ts, to ts, kind) per jump
     sizes: np.ndarray = field(default_factory=lambda: _ints(0, 3))  # (first frame, width, height) per size
+    # What FFmpeg read to open the video when it was planned (ranges.py): later opens are served from it.
+    index_ranges: np.ndarray = field(default_factory=lambda: _ints(0, 2))  # (offset, length) per range
+    index_bytes: bytes = b""
 
     def __post_init__(self):
         if self.present < 0:
@@ -90,8 +93,8 @@ class VideoInfo:
 
     # Bumped whenever a probe's meaning changes: a cached probe from an older reader (with its frame
     # numbering and segment starts) must be probed again, never trusted.
-    CACHE_VERSION = 4
-    _ARRAYS = ("pts", "keyframes", "seek_ts", "seek_pos", "seek_run", "clock_offsets", "jumps", "sizes")
+    CACHE_VERSION = 5
+    _ARRAYS = ("pts", "keyframes", "seek_ts", "seek_pos", "seek_run", "clock_offsets", "jumps", "sizes", "index_ranges")
 
     def to_bytes(self) -> bytes:
         meta = {"version": self.CACHE_VERSION, "frame_count": self.frame_count, "fps": self.fps, "width": self.width,
@@ -100,6 +103,7 @@ class VideoInfo:
                 "reorders": self.reorders, "clock_rules": list(self.clock_rules)}
         buffer = io.BytesIO()
         np.savez_compressed(buffer, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+                            index_bytes=np.frombuffer(self.index_bytes, dtype=np.uint8),
                             **{name: np.asarray(getattr(self, name), dtype=np.int64) for name in self._ARRAYS})
         return buffer.getvalue()
 
@@ -110,7 +114,8 @@ class VideoInfo:
             if meta.pop("version", None) != cls.CACHE_VERSION:
                 raise StaleProbeError(f"{uri}: cached probe written by an older reader; probe again")
             meta["clock_rules"] = tuple(meta["clock_rules"])
-            return cls(uri=uri, **{name: arrays[name] for name in cls._ARRAYS if name in arrays.files}, **meta)
+            return cls(uri=uri, **{name: arrays[name] for name in cls._ARRAYS if name in arrays.files},
+                       index_bytes=arrays["index_bytes"].tobytes(), **meta)
 
 
 class StaleProbeError(ValueError):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from posecluster import storage
-from posecluster.data.video import PLAN_READS, DecodeReport, VideoReader
+from posecluster.data.video import PLAN_READS, DecodeReport, VideoInfo, VideoReader
 from posecluster.storage.retry import open_retrying
 from tests.data import video_matrix
 
@@ -111,3 +111,56 @@ def test_a_matroska_without_cues_is_read_once_in_one_pass(long_videos):
     count = sum(1 for _ in reader.read_all(report))
     assert count == report.frame_count == reader.info.frame_count == FRAMES and not report.missing
     assert source.bytes_read <= 1.05 * storage.identity(path).size, source.bytes_read
+
+
+class Watching:
+    """A local file that notes each (offset, length) read from it."""
+
+    def __init__(self, path: str, reads: list):
+        self.handle, self.reads = open(path, "rb"), reads
+
+    def read(self, size: int = -1) -> bytes:
+        position = self.handle.tell()
+        data = self.handle.read(size)
+        self.reads.append((position, len(data)))
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.handle.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.handle.tell()
+
+    def close(self) -> None:
+        self.handle.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+@pytest.mark.parametrize("name", ["mp4_moov_last", "avi_idx1", "mkv_cues"])
+def test_a_segment_reads_media_data_only_never_the_index_again(name, long_videos):
+    """The plan keeps what FFmpeg read to open the video (the index and the first packets); a segment,
+    read on another worker from the shipped plan, reads from storage only from its keyframe on (a
+    24-hour MP4's moov is tens of MB: read once per video, not once per segment)."""
+    path = long_videos[name]
+    reader = VideoReader(path)
+    plan = VideoInfo.from_bytes(reader.plan().to_bytes(), path)  # as shipped to a worker
+    reads: list = []
+    worker = VideoReader(path, lambda: Watching(path, reads), plan)
+    report = DecodeReport()
+    if plan.plan == "frames":
+        start, stop = int(plan.keyframes[40]), int(plan.keyframes[42])
+        assert [i for i, _ in worker.read(start, stop, report)] == list(range(start, stop))
+        first = int(plan.seek_pos[40])
+    else:
+        assert sum(1 for _ in worker.read_span(40, report)) == report.frame_count == 30
+        first = int(plan.seek_pos[40])  # the cue's cluster
+    size = storage.identity(path).size
+    media = [(position, length) for position, length in reads if length]
+    assert media and min(position for position, _ in media) >= first - 8  # an AVI chunk's header is 8 bytes
+    read = sum(length for _, length in media)
+    assert read <= 60 / FRAMES * size + 64 * 1024, (read, 60 / FRAMES * size)
