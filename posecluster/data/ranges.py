@@ -13,7 +13,22 @@ from typing import IO
 import numpy as np
 
 
-class Recorder:
+class _File:
+    """The seekable read-only file protocol PyAV needs, over a position of its own."""
+
+    _position = 0
+
+    def tell(self) -> int:
+        return self._position
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+
+class Recorder(_File):
     """A file object that passes reads through and remembers every byte range it handed over."""
 
     def __init__(self, handle: IO[bytes]):
@@ -29,15 +44,6 @@ class Recorder:
     def seek(self, offset: int, whence: int = 0) -> int:
         self._position = self.handle.seek(offset, whence)
         return self._position
-
-    def tell(self) -> int:
-        return self._position
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
 
     def ranges(self) -> tuple[np.ndarray, bytes]:
         """Merged (start, length) rows and their bytes, concatenated."""
@@ -55,7 +61,7 @@ class Recorder:
         return rows, b"".join(data for _, data in merged)
 
 
-class Overlay:
+class Overlay(_File):
     """A file object over `handle` that serves the recorded ranges from memory and the rest from the
     handle (which it seeks only when it has to read from it)."""
 
@@ -106,15 +112,6 @@ class Overlay:
             offset += self._position
         self._position = offset
         return offset
-
-    def tell(self) -> int:
-        return self._position
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
 
     def close(self) -> None:
         self.handle.close()
