@@ -77,6 +77,8 @@ def analyze_video(
         "rotation": info.rotation,  # degrees counter-clockwise applied to decoded frames (as OpenCV)
         "frame_numbering": info.numbering,
         "video_notes": info.notes,
+        "clock_jumps": info.clock_jumps(),  # where the recording's clock jumped (frame: first on the new clock)
+        "frame_sizes": [{"frame": f, "width": w, "height": h} for f, w, h in ranged.sizes],
         "config": predictor.config.model_dump(mode="json"),
     }
     storage.atomic_write_bytes(f"{base}_meta.json", json.dumps(meta, indent=1, default=str).encode())

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import IO, Callable
 
 import numpy as np
+import torch
 
 from posecluster import metrics
 from posecluster.data.video import DecodeReport, VideoInfo, read_frames
@@ -27,6 +28,7 @@ class RangeResult:
     frames: int = 0
     missing: dict[int, str] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    sizes: list = field(default_factory=list)  # (first frame, width, height) of each frame size read
     decode_wait_s: float = 0.0
     infer_s: float = 0.0
     seconds: float = 0.0
@@ -51,6 +53,9 @@ def _produce(info, start, stop, batch_size, threads, report, out: queue.Queue, s
         for index, frame in read_frames(info, start, stop, report, threads=threads, source=source):
             if stop_event.is_set():
                 return
+            if frames and frame.shape != frames[0].shape:  # a batch never mixes frame sizes
+                out.put((np.asarray(indices), np.stack(frames)))
+                indices, frames = [], []
             indices.append(index)
             frames.append(frame)
             if len(frames) == batch_size:
@@ -107,7 +112,7 @@ def predict_range(
                                  f"[{start}, {stop}); refusing to write rows for them", frame=bad)
             expected_after = int(indices[-1])
             computed = time.perf_counter()
-            poses = predictor.predict(frames)
+            poses = _predict(predictor, info.uri, indices, frames)
             spent = time.perf_counter() - computed
             result.infer_s += spent
             exporter.observe(metrics.DECODE_WAIT, wait)
@@ -128,4 +133,18 @@ def predict_range(
     result.seconds = time.perf_counter() - began
     result.missing = dict(report.missing)
     result.errors = list(report.errors)
+    result.sizes = [list(size) for size in report.sizes]
     return result
+
+
+def _predict(predictor: Predictor, uri: str, indices: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """The model's poses for a batch; frames it cannot take (a size its layers cannot shrink) are the
+    video's fault: an InputError naming the frame, never retried."""
+    try:
+        return predictor.predict(frames)
+    except torch.cuda.OutOfMemoryError:
+        raise
+    except (RuntimeError, ValueError) as exc:
+        height, width = frames.shape[1:3]
+        raise InputError(uri, f"frames of {width}x{height} pixels cannot be processed by the model ({exc})",
+                         frame=int(indices[0])) from None

@@ -32,7 +32,7 @@ class SegmentResult(RangeResult):
 
 def video_facts(info: VideoInfo) -> dict:
     return {"rotation": info.rotation, "frame_numbering": info.numbering, "video_notes": list(info.notes),
-            "warnings": list(info.warnings)}
+            "warnings": list(info.warnings), "clock_jumps": info.clock_jumps()}
 
 
 def predict_segment(predictor: Predictor, info: VideoInfo, start: int, stop: int,

@@ -217,12 +217,16 @@ def parent(uri: str) -> str:
     return f"{scheme}{sep}{head}" if sep else head
 
 
-def open_uri(uri: str, mode: str = "rb", **options) -> IO:
-    """Open an object for streaming reads (or plain writes; prefer atomic_* for outputs)."""
+def open_uri(uri: str, mode: str = "rb", *, block_size: int | None = None, cache_type: str | None = None,
+             **options) -> IO:
+    """Open an object for streaming reads (or plain writes; prefer atomic_* for outputs). `block_size`
+    and `cache_type` shape an object store's reads (fsspec: each miss fetches a block; s3fs's default is
+    5 MB, too much for reading an index by ranges); local files ignore them."""
     with _operation("open", uri):
         fs, path = filesystem(uri, **options)
+        reads = {} if _is_local(fs) else {k: v for k, v in (("block_size", block_size), ("cache_type", cache_type)) if v}
         try:
-            return fs.open(path, mode)
+            return fs.open(path, mode, **reads)
         except FileNotFoundError:
             raise FileNotFoundError(f"{uri}: no such object") from None
 

@@ -83,11 +83,11 @@ class RetryingReader:
     fault, so a decoder streaming a large video survives a storage hiccup instead of losing frames.
     Counts the bytes it returns (`bytes_read`)."""
 
-    def __init__(self, uri: str, patience_s: float = DEFAULT_PATIENCE_S):
+    def __init__(self, uri: str, patience_s: float = DEFAULT_PATIENCE_S, **reads):
         from posecluster import storage
 
         self.uri, self.patience_s = uri, patience_s
-        self._open = lambda: storage.open_uri(uri, "rb")
+        self._open = lambda: storage.open_uri(uri, "rb", **reads)  # reads: block_size, cache_type
         self._fh = call(self._open, patience_s=patience_s)
         self._pos = 0
         self.bytes_read = 0
@@ -141,5 +141,5 @@ class RetryingReader:
         self.close()
 
 
-def open_retrying(uri: str, patience_s: float = DEFAULT_PATIENCE_S) -> RetryingReader:
-    return RetryingReader(uri, patience_s)
+def open_retrying(uri: str, patience_s: float = DEFAULT_PATIENCE_S, **reads) -> RetryingReader:
+    return RetryingReader(uri, patience_s, **reads)
