@@ -12,13 +12,14 @@ place. A table at the video's location whose `_meta.json` names another video is
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass, field
 
 import ray
 
 from posecluster import storage
-from posecluster.cluster.plan import Request, expected_outputs, marker_uri, outputs_state, segment_name, segments_folder
+from posecluster.cluster.plan import Request, expected_outputs, marker_uri, outputs_state, segments_folder
 from posecluster.infer.ensemble import join_ensemble_segments, smoothing_meta
 from posecluster.infer.results import refuse_another_videos_table
 from posecluster.infer.segments import join_segments
@@ -41,10 +42,11 @@ class JoinSpec:
     bodyparts: list[str]
     model: dict  # uri, sha256
     job_id: str
-    frames: int = 0
-    bounds: list[tuple[int, int]] = field(default_factory=list)
+    frames: int | None = 0  # None: counted by the join (pieces of spans)
+    segments: list[str] = field(default_factory=list)  # the pieces' names, in frame order (plan.piece_name)
     identity: dict | None = None
-    rejoin_from: str = ""  # a done record of the same request: frames and bounds come from it
+    rejoin_from: str = ""  # a done record of the same request: frames and pieces come from it
+    facts: dict = field(default_factory=dict)  # a one-pass video's facts (its worker learned them)
     ensemble: list[dict] | None = None  # the members (uri, sha256) when the model is an ensemble
     recomputed: str = ""  # why an earlier output was not reused (written into _meta.json)
     patience_s: float = 60.0
@@ -60,18 +62,20 @@ class JoinResult:
     warnings: list[str] = field(default_factory=list)  # damage the reader reported (done-with-warnings)
 
 
-def _earlier_plan(record_uri: str) -> tuple[int, list[tuple[int, int]], dict | None]:
-    """Frames, segment bounds and identity from an earlier job's done record. A record that is not what
-    a join writes (edited, truncated, hostile) is no plan: the video is computed again."""
+_PIECE = re.compile(r"(\d{9}-\d{9}|s\d{7}-\d{7})")
+
+
+def _earlier_plan(record_uri: str) -> tuple[int, list[str], dict | None]:
+    """Frames, pieces and identity from an earlier job's done record. A record that is not what a join
+    writes (edited, truncated, hostile) is no plan: the video is computed again."""
     try:
         previous = json.loads(storage.read_bytes(record_uri))
-        frames = previous["frames"]
-        bounds = [(int(a), int(b)) for a, b in previous["bounds"]]
-        if not isinstance(frames, int) or frames < 0 or not bounds or bounds[0][0] != 0 or bounds[-1][1] != frames \
-                or any(b[1] != a[0] or a[0] >= a[1] for b, a in zip(bounds, bounds[1:])):
-            raise ValueError("bounds do not tile the frames")
+        frames, names = previous["frames"], previous["segments"]
+        if not isinstance(frames, int) or frames < 0 or not isinstance(names, list) or not names \
+                or not all(isinstance(n, str) and _PIECE.fullmatch(n) for n in names):
+            raise ValueError("frames and pieces are not a join's")
         identity = previous.get("video_identity")
-        return frames, bounds, identity if isinstance(identity, dict) else None
+        return frames, names, identity if isinstance(identity, dict) else None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         if getattr(exc, "transient", False):
             raise  # storage away: the driver pauses and tries again
@@ -80,34 +84,33 @@ def _earlier_plan(record_uri: str) -> tuple[int, list[tuple[int, int]], dict | N
 
 def _join(spec: JoinSpec) -> JoinResult:
     if spec.rejoin_from:
-        spec.frames, spec.bounds, spec.identity = _earlier_plan(spec.rejoin_from)
+        spec.frames, spec.segments, spec.identity = _earlier_plan(spec.rejoin_from)
     present = {i.uri for i in list_named(spec.base)}
     refuse_another_videos_table(spec.video, spec.base, meta_exists=f"{spec.base}_meta.json" in present)
     folder = segments_folder(spec.out, spec.video_key, spec.request.cache_key)
-    uris = [storage.join(folder, f"{segment_name(a, b)}.npz") for a, b in spec.bounds]
+    uris = [storage.join(folder, f"{name}.npz") for name in spec.segments]
     extra = {}
     try:
         if spec.ensemble is None:
-            outputs, missing, facts = join_segments(uris, spec.scorer, spec.bodyparts, spec.frames, spec.base,
-                                                    spec.request.formats)
+            joined = join_segments(uris, spec.scorer, spec.bodyparts, spec.frames, spec.base, spec.request.formats)
         else:
-            outputs, missing, facts, params = join_ensemble_segments(uris, spec.scorer, spec.bodyparts, spec.frames,
-                                                                     spec.base, spec.request.formats)
+            joined, params = join_ensemble_segments(uris, spec.scorer, spec.bodyparts, spec.frames, spec.base,
+                                                    spec.request.formats)
             extra["ensemble"] = smoothing_meta(spec.ensemble, params)
     except FileNotFoundError as exc:
         raise SegmentCacheMissing(f"{storage.redact_uri(spec.video)}: cached segments are gone ({exc})") from None
     identity = dict(spec.identity or {})
     if "uri" in identity:
         identity["uri"] = storage.redact_uri(identity["uri"])
+    facts = {**joined.meta(), **spec.facts}  # a one-pass video's facts come from its worker's pass
     meta = {
         "video": storage.redact_uri(spec.video), "video_key": spec.video_key, "video_identity": identity,
         "model": {**spec.model, "identity": spec.model["sha256"][:16]}, "model_key": spec.request.model_key,
         "settings_key": spec.request.settings_key, "formats": ["h5", *spec.request.formats],
-        "scorer": spec.scorer, "bodyparts": spec.bodyparts, "frames": spec.frames,
-        "missing_frames": missing, "outputs": {k: storage.redact_uri(v) for k, v in outputs.items()},
-        "job_id": spec.job_id,
-        "bounds": [list(b) for b in spec.bounds], **({"recomputed": spec.recomputed} if spec.recomputed else {}),
-        **facts, **extra,
+        "scorer": spec.scorer, "bodyparts": spec.bodyparts, "frames": joined.frames,
+        "missing_frames": joined.missing, "outputs": {k: storage.redact_uri(v) for k, v in joined.outputs.items()},
+        "job_id": spec.job_id, "segments": spec.segments, "bounds": [list(b) for b in joined.bounds],
+        **({"recomputed": spec.recomputed} if spec.recomputed else {}), **facts, **extra,
     }
     body = json.dumps(meta, indent=1, default=str).encode()
     storage.atomic_write_bytes(f"{spec.base}_meta.json", body)
@@ -116,7 +119,7 @@ def _join(spec: JoinSpec) -> JoinResult:
     if state is None:
         raise OSError(f"{storage.redact_uri(spec.base)}: outputs not listed after writing them")
     storage.atomic_write_bytes(marker_uri(spec.out, spec.video, spec.request.marker_name(spec.video_key, state)), body)
-    return JoinResult(outputs, missing, spec.frames, spec.bounds, time.time(), facts.get("warnings", []))
+    return JoinResult(joined.outputs, joined.missing, joined.frames, joined.bounds, time.time(), facts.get("warnings", []))
 
 
 @ray.remote(num_cpus=0)

@@ -39,21 +39,6 @@ def job_folder(out: str, job_id: str) -> str:
     return storage.join(out, STATE, "jobs", job_id)
 
 
-def frame_ranges(frames) -> str:
-    """[3, 4, 5, 9] -> "3-5,9": missing frames listed compactly, whatever their number."""
-    frames = sorted(int(f) for f in frames)
-    runs: list[str] = []
-    start = prev = None
-    for frame in frames + [None]:
-        if frame is not None and prev is not None and frame == prev + 1:
-            prev = frame
-            continue
-        if start is not None:
-            runs.append(f"{start}-{prev}" if prev != start else f"{start}")
-        start = prev = frame
-    return ",".join(runs)
-
-
 class ManifestWriter:
     """Buffers per-video records; `flush` appends them as one chunk and rewrites the small summary.
 

@@ -31,17 +31,18 @@ import json
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 import ray
 
 from posecluster import storage
 from posecluster.cluster.sharding import load_probe, save_probe, segment_bounds, short_hash
-from posecluster.data.video import VIDEO_SUFFIXES, StaleProbeError, VideoInfo, probe
+from posecluster.data.video import VIDEO_SUFFIXES, StaleProbeError, VideoInfo, VideoReader
 from posecluster.errors import InputError
 from posecluster.infer.naming import mirror_folder
 from posecluster.model.artifact import PinnedModel
 from posecluster.model.ensemble import PinnedEnsemble
 from posecluster.storage.listing import list_identities, list_named
-from posecluster.storage.pinned import open_pinned
+from posecluster.storage.pinned import ReadAhead, open_pinned
 from posecluster.storage.retry import call as with_retries
 from posecluster.storage.retry import is_transient
 
@@ -49,7 +50,6 @@ STATE = ".posecluster"
 SMALL_VIDEO_BYTES = 64 << 20  # below this a worker holds the whole object in memory
 # Inference settings that can change predicted values (numerics); the others only change speed.
 RESULT_SETTINGS = ("device", "mixed_precision", "channels_last")
-PROBE_BLOCK = 256 << 10  # read-ahead while probing: headers and indexes are read in small pieces
 
 
 def state_uri(out: str, *parts: str) -> str:
@@ -120,7 +120,31 @@ def segments_folder(out: str, video_key: str, cache_key: str) -> str:
 
 
 def segment_name(start: int, stop: int) -> str:
+    """A piece of frames [start, stop): a planned range, or a window of a one-pass read."""
     return f"{start:09d}-{stop:09d}"
+
+
+def span_name(first: int, end: int) -> str:
+    """A piece of spans [first, end) of a "spans" plan (its frames are counted when it is read)."""
+    return f"s{first:07d}-{end:07d}"
+
+
+def piece_name(kind: str, first: int, end: int) -> str:
+    return span_name(first, end) if kind == "spans" else segment_name(first, end)
+
+
+def span_pieces(info: VideoInfo, segment_frames: int) -> list[tuple[int, int]]:
+    """Spans grouped into pieces of about `segment_frames` frames. Spans are counted only when read, so the
+    size of one is estimated from the cues' timestamps (Matroska's millisecond timescale, which FFmpeg and
+    mkvmerge write) and the frame rate; a wrong estimate changes only how finely the video is cut."""
+    count = info.span_count
+    if count == 0:
+        return []
+    steps = np.diff(np.asarray(info.seek_ts, dtype=np.int64))
+    seconds = float(np.median(steps)) / 1000.0 if len(steps) else 0.0
+    per_span = seconds * (info.fps or 30.0)
+    group = max(1, int(round(segment_frames / per_span))) if per_span > 0 else 1
+    return [(first, min(first + group, count)) for first in range(0, count, group)]
 
 
 def expected_outputs(base: str, formats, members: int = 0) -> list[str]:
@@ -296,11 +320,14 @@ def identify(tasks: list[VideoTask], patience_s: float) -> list[Identified]:
 
 @dataclass
 class Planned:
-    """A large video's plan: its frame count and cuts (the probe itself travels as a separate object)."""
+    """A large video's plan: its kind (the reader's: "frames", "spans" or "sequential"), its frame count
+    (-1 until read, for the last two) and its pieces, in frames or spans ("sequential": none until the
+    pass); the plan itself travels as a separate object."""
 
     task: VideoTask
+    kind: str = "frames"
     frames: int = 0
-    bounds: list[tuple[int, int]] = field(default_factory=list)
+    pieces: list[tuple[int, int]] = field(default_factory=list)
     cached: tuple[str, ...] = ()
     planned_at: float = 0.0
     bytes_read: int = 0
@@ -309,30 +336,35 @@ class Planned:
 
 
 def plan_video(task: VideoTask, ctx: PlanContext) -> tuple[Planned, VideoInfo | None]:
-    """Probe (or load the cached probe of) one large video and cut it; its cached segments."""
+    """Plan one large video from its container's index (or load the plan cached by an earlier job), cut
+    it into pieces, and find the pieces already computed."""
     try:
-        probe_uri = state_uri(ctx.out, "probes", f"{task.video_key}.npz")
+        plan_uri = state_uri(ctx.out, "probes", f"{task.video_key}.npz")
         read = 0
         try:
-            info = with_retries(load_probe, probe_uri, task.uri, patience_s=ctx.patience_s)
+            info = with_retries(load_probe, plan_uri, task.uri, patience_s=ctx.patience_s)
         except (FileNotFoundError, StaleProbeError):
             readers = []
 
             def source():
-                readers.append(open_pinned(task.identity, block_size=PROBE_BLOCK, patience_s=ctx.patience_s))
+                readers.append(open_pinned(task.identity, ReadAhead.planning(task.size), keep=16,
+                                           patience_s=ctx.patience_s))
                 return readers[-1]
 
-            info = probe(task.uri, source=source)
+            info = VideoReader(task.uri, source).plan()
             read = sum(r.bytes_read for r in readers)
-            with_retries(save_probe, probe_uri, info, patience_s=ctx.patience_s)
-        bounds = segment_bounds(info.frame_count, info.keyframes, ctx.segment_frames)
+            with_retries(save_probe, plan_uri, info, patience_s=ctx.patience_s)
+        if info.plan == "frames":
+            pieces = segment_bounds(info.frame_count, info.keyframes, ctx.segment_frames)
+        else:
+            pieces = span_pieces(info, ctx.segment_frames) if info.plan == "spans" else []
         cached: tuple[str, ...] = ()
-        if not ctx.overwrite and task.maybe_cached:
+        if not ctx.overwrite and task.maybe_cached and pieces:
             folder = segments_folder(ctx.out, task.video_key, ctx.request.cache_key)
             names = {item.uri.rsplit("/", 1)[-1].removesuffix(".npz")
                      for item in with_retries(list_identities, folder, (".npz",), patience_s=ctx.patience_s)}
-            cached = tuple(segment_name(a, b) for a, b in bounds if segment_name(a, b) in names)
-        return Planned(task, info.frame_count, bounds, cached, time.time(), read), info
+            cached = tuple(piece_name(info.plan, a, b) for a, b in pieces if piece_name(info.plan, a, b) in names)
+        return Planned(task, info.plan, info.frame_count, pieces, cached, time.time(), read), info
     except Exception as exc:  # this video alone (bad input, changed object, or storage away: retried later)
         if not isinstance(exc, (InputError, OSError, ValueError)) and not is_transient(exc):
             raise

@@ -8,6 +8,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from posecluster.storage import redact_uri
+
+
+def frame_ranges(frames) -> str:
+    """[3, 4, 5, 9] -> "3-5,9": missing frames listed compactly, whatever their number."""
+    frames = sorted(int(f) for f in frames)
+    runs: list[str] = []
+    start = prev = None
+    for frame in frames + [None]:
+        if frame is not None and prev is not None and frame == prev + 1:
+            prev = frame
+            continue
+        if start is not None:
+            runs.append(f"{start}-{prev}" if prev != start else f"{start}")
+        start = prev = frame
+    return ",".join(runs)
+
 
 @dataclass
 class SegmentRecord:
@@ -44,6 +61,27 @@ class VideoRecord:
     def done(self) -> bool:
         return self.status in ("done", "done-with-warnings")
 
+    def manifest_entry(self, job_started: float) -> dict:
+        """The video's record in its job's manifest (times from the job's start; URIs without secrets)."""
+        entry = {"uri": redact_uri(self.uri), "status": self.status, "key": self.video_key, "frames": self.frames,
+                 "t": round(self.finished_at - job_started, 3)}
+        if self.planned_at:
+            entry["planned"] = round(self.planned_at - job_started, 3)
+        if self.first_segment_at:
+            entry["first_segment"] = round(self.first_segment_at - job_started, 3)
+        if self.recomputed and self.status != "skipped":
+            entry["recomputed"] = self.recomputed
+        if self.done:
+            entry["outputs"] = {k: redact_uri(v) for k, v in self.outputs.items()}
+            entry["cuts"] = [self.segments[0].start, *[s.stop for s in self.segments]] if self.segments else []
+            entry["computed"] = sum(s.status == "done" for s in self.segments)
+            entry["attempts"] = max((s.attempts for s in self.segments), default=0)
+        if self.missing_frames:
+            entry["missing"] = frame_ranges(self.missing_frames)
+        if self.error:
+            entry["error"] = self.error
+        return entry
+
 
 @dataclass
 class JobReport:
@@ -67,6 +105,7 @@ class JobReport:
     first_segment_started: float | None = None  # seconds from the job's start
     manifest_bytes: int = 0  # written by this job's manifest
     bytes_read: int = 0  # video bytes the workers and planners fetched
+    planning_bytes: int = 0  # of which planning tasks fetched (a container's index, by range reads)
     videos: list[VideoRecord] = field(default_factory=list)
 
     @property

@@ -29,7 +29,7 @@ import time
 import traceback
 import uuid
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import ray
@@ -39,7 +39,8 @@ from posecluster import metrics, storage
 from posecluster.analysis.ensemble_smoothing import check_smoother_installed
 from posecluster.cluster.actors import SegmentDone, SegmentWorker, Started, VideoPlanned, WorkerContext
 from posecluster.cluster.join import JoinResult, JoinSpec, SegmentCacheMissing, join_video, warm_up
-from posecluster.cluster.manifest import SUMMARY_FAILURES, ManifestWriter, frame_ranges
+from posecluster.cluster.manifest import SUMMARY_FAILURES, ManifestWriter
+from posecluster.cluster.pause import CapacityWait, JobStopped, StoragePause
 from posecluster.cluster.plan import (
     Decision,
     DoneIndex,
@@ -52,13 +53,14 @@ from posecluster.cluster.plan import (
     identify,
     output_folders,
     plan_large,
-    segment_name,
+    piece_name,
     state_uri,
     video_key_of,
 )
 from posecluster.cluster.pool import WorkerPool, died_with_node
 from posecluster.cluster.records import JobReport, SegmentRecord, VideoRecord
 from posecluster.cluster.runtime import cluster_slots
+from posecluster.data.video import SpansUnsound
 from posecluster.errors import InputError
 from posecluster.infer.ensemble import pin
 from posecluster.infer.naming import collisions, output_base
@@ -74,20 +76,27 @@ ITEMS_PER_WORKER = 2
 FREE_REQUEUES = 8  # an item sent back this often without being charged is charged from then on
 
 
-class JobStopped(RuntimeError):
-    """The job stopped cleanly before finishing (storage away or no workers for longer than allowed);
-    what was done is recorded, and a rerun resumes from there."""
-
-
 @dataclass
 class _Item:
-    """A work item: a whole small video (bounds None) or one segment of a planned large one."""
+    """A work item: a small video whole ("small"), a piece of a planned one (frames or spans), or a
+    whole video in one pass ("sequential")."""
 
     task: VideoTask
-    bounds: list[tuple[int, int]] | None
+    kind: str
+    pieces: list[tuple[int, int]] | None
     attempt: int = 1
     requeued: int = 0  # times sent back without being charged
     started: bool = False  # its worker began it (a death from then on is charged to it)
+
+
+@dataclass
+class _Layout:
+    """How a video is being read (its plan's kind) and whether its list of pieces is final (a one-pass
+    video's is known only at the end of its pass)."""
+
+    kind: str = "small"
+    complete: bool = False
+    facts: dict = field(default_factory=dict)  # a one-pass video's facts, from its worker
 
 
 class ArchiveRun:
@@ -118,6 +127,7 @@ class ArchiveRun:
         self._recomputed: dict[str, int] = {}  # reason -> videos (a handful of fixed reasons)
         self._failures: list[dict] = []
         self._records: dict[str, VideoRecord] = {}
+        self._layouts: dict[str, _Layout] = {}
         self._tasks: dict[str, VideoTask] = {}
         self._work: deque[_Item] = deque()
         self._to_identify: deque[VideoTask] = deque()
@@ -126,9 +136,8 @@ class ArchiveRun:
         self._inflight: dict = {}  # ref -> (kind, ...): identify, plan, work, join, ready
         self._first_table: float | None = None
         self._last_planned: float | None = None
-        self._down_since: float | None = None
-        self._next_check = 0.0
-        self._waiting_since: float | None = None  # no worker ready while work waits
+        self.pause = StoragePause(lambda: storage.exists(options.out), options.patience.outage_s)
+        self.capacity = CapacityWait(options.patience.capacity_s)
         self.bytes_read = 0
 
     # -- records --------------------------------------------------------------------------------
@@ -141,24 +150,9 @@ class ArchiveRun:
         if status == "failed" and len(self._failures) < SUMMARY_FAILURES:
             self._failures.append({"uri": storage.redact_uri(record.uri), "error": record.error})
         metrics.current().inc(metrics.VIDEOS, status=status)
-        entry = {"uri": storage.redact_uri(record.uri), "status": status, "key": record.video_key,
-                 "frames": record.frames, "t": round(record.finished_at - self.report.started, 3)}
-        if record.planned_at:
-            entry["planned"] = round(record.planned_at - self.report.started, 3)
-        if record.first_segment_at:
-            entry["first_segment"] = round(record.first_segment_at - self.report.started, 3)
         if record.recomputed and status != "skipped":
-            entry["recomputed"] = record.recomputed
             self._recomputed[record.recomputed] = self._recomputed.get(record.recomputed, 0) + 1
-        if record.done:
-            entry["outputs"] = {k: storage.redact_uri(v) for k, v in record.outputs.items()}
-            entry["cuts"] = [record.segments[0].start, *[s.stop for s in record.segments]] if record.segments else []
-            entry["computed"] = sum(s.status == "done" for s in record.segments)
-            entry["attempts"] = max((s.attempts for s in record.segments), default=0)
-        if record.missing_frames:
-            entry["missing"] = frame_ranges(record.missing_frames)
-        if record.error:
-            entry["error"] = record.error
+        entry = record.manifest_entry(self.report.started)
         self.manifest.add(entry)
         # The driver holds O(videos in flight): a finished video keeps its counts, not its segments.
         record.segments_total = len(record.segments)
@@ -184,7 +178,7 @@ class ArchiveRun:
             "frames_computed": self.report.frames_computed, "fps": round(self.report.frames_computed / seconds, 2) if seconds else 0,
             "segments_computed": self.report.segments_computed, "segments_cached": self.report.segments_cached,
             "workers": self.report.workers, "workers_lost": self.pool.lost if self.pool else 0,
-            "storage_paused_s": round(self.report.storage_paused_s + (time.time() - self._down_since if self._down_since else 0), 1),
+            "storage_paused_s": round(self.pause.seconds(), 1),
             "first_table_s": None if self._first_table is None else round(self._first_table - self.report.started, 3),
             "last_planned_s": None if self._last_planned is None else round(self._last_planned - self.report.started, 3),
             "failures": self._failures,
@@ -236,7 +230,8 @@ class ArchiveRun:
         elif task.size >= self.options.small_video_bytes:
             self._to_plan.append(task)  # large: probed by a planning task first
         else:
-            self._work.append(_Item(task, None))
+            self._layouts[task.uri] = _Layout("small")
+            self._work.append(_Item(task, "small", None))
 
     def _identified(self, found: list[Identified]) -> None:
         for item in found:
@@ -244,7 +239,7 @@ class ArchiveRun:
             if item.error:
                 if item.transient:
                     self._to_identify.append(item.task)
-                    self._storage_down(item.error)
+                    self.pause.down(item.error)
                 else:
                     self._final(record, "failed", item.error)
                 continue
@@ -256,27 +251,33 @@ class ArchiveRun:
         task = planned.task
         record = self._records[task.uri]
         self.bytes_read += planned.bytes_read
+        self.report.planning_bytes += planned.bytes_read
         if planned.error:
             if planned.transient:
                 self._to_plan.append(task)
-                self._storage_down(planned.error)
+                self.pause.down(planned.error)
             else:
                 self._final(record, "failed", planned.error)
                 log.warning("%s: %s", storage.redact_uri(task.uri), planned.error)
             return
         task.info_ref = [info_ref]
         self._tasks[task.uri] = task
-        self._video_planned(record, planned.frames, planned.bounds, planned.cached, planned.planned_at)
-        todo = [b for b in planned.bounds if segment_name(*b) not in planned.cached]
-        for bounds in todo:
-            self._work.append(_Item(task, [bounds]))
+        self._layouts[task.uri] = _Layout(planned.kind, complete=planned.kind != "sequential")
+        if planned.kind == "sequential":  # pieces known only as the pass goes
+            record.planned_at = planned.planned_at
+            self._work.append(_Item(task, "sequential", None))
+            return
+        self._video_planned(record, planned.frames, planned.pieces, planned.cached, planned.planned_at, planned.kind)
+        todo = [b for b in planned.pieces if piece_name(planned.kind, *b) not in planned.cached]
+        for piece in todo:
+            self._work.append(_Item(task, planned.kind, [piece]))
         if not todo:
             self._maybe_join(task.uri)
 
-    def _video_planned(self, record: VideoRecord, frames, bounds, cached, planned_at) -> None:
+    def _video_planned(self, record: VideoRecord, frames, bounds, cached, planned_at, kind: str = "frames") -> None:
         record.frames = frames
         record.planned_at = planned_at
-        record.segments = [SegmentRecord(a, b, status="cached" if segment_name(a, b) in cached else "pending")
+        record.segments = [SegmentRecord(a, b, status="cached" if piece_name(kind, a, b) in cached else "pending")
                            for a, b in bounds]
         self.report.segments_cached += len(cached)
         self._last_planned = max(self._last_planned or 0.0, planned_at)
@@ -311,8 +312,8 @@ class ArchiveRun:
             self.report.workers = len(self.pool.slots)
 
     def _dispatch(self) -> None:
-        if self._down_since is not None:
-            return  # paused: nothing new starts until storage answers
+        if self.pause.paused:
+            return  # nothing new starts until storage answers
         self._grow_pool()
         while self._to_identify and self._count("identify") < 2:
             batch = [self._to_identify.popleft() for _ in range(min(IDENTIFY_BATCH, len(self._to_identify)))]
@@ -329,7 +330,7 @@ class ArchiveRun:
                 if self._records[item.task.uri].finished_at:
                     continue
                 generator, generation = self.pool.dispatch(
-                    slot, lambda actor, item=item: actor.run.remote(item.task, item.bounds, wctx), item)
+                    slot, lambda actor, item=item: actor.run.remote(item.task, item.kind, item.pieces, wctx), item)
                 self._inflight[generator] = ("work", slot, generation, item)
         while self._joins and self._count("join") < max(2, len(self.pool.slots) if self.pool else 2):
             spec = self._joins.popleft()
@@ -337,60 +338,23 @@ class ArchiveRun:
 
     def _join_spec(self, task: VideoTask, rejoin_from: str = "") -> JoinSpec:
         record = self._records[task.uri]
+        layout = self._layouts.get(task.uri, _Layout())
         identity = vars(task.identity) if task.identity else None
         return JoinSpec(out=self.options.out, video=task.uri, video_key=task.video_key, base=task.base,
                         request=self.request, scorer=self.scorer, bodyparts=self.bodyparts,
                         model={"uri": storage.redact_uri(self.pinned.uri), "sha256": self.pinned.sha256},
-                        job_id=self.job_id, frames=record.frames, bounds=[(s.start, s.stop) for s in record.segments],
-                        identity=identity, rejoin_from=rejoin_from, ensemble=self.members,
+                        job_id=self.job_id, frames=None if layout.kind == "spans" else record.frames,
+                        segments=[piece_name(layout.kind, s.start, s.stop) for s in record.segments],
+                        identity=identity, rejoin_from=rejoin_from, ensemble=self.members, facts=layout.facts,
                         recomputed=task.recomputed, patience_s=self.patience.storage_call_s)
 
     def _maybe_join(self, uri: str) -> None:
         record = self._records[uri]
+        if not self._layouts.get(uri, _Layout(complete=True)).complete:
+            return
         if record.status == "pending" and record.segments and all(s.status in ("done", "cached") for s in record.segments):
             record.status = "joining"
             self._joins.append(self._join_spec(self._tasks[uri]))
-
-    # -- storage outages and capacity ---------------------------------------------------------------
-    def _storage_down(self, why: str) -> None:
-        if self._down_since is None:
-            self._down_since = time.time()
-            self._next_check = time.time() + 1.0
-            log.warning("storage unavailable (%s); pausing dispatch for up to %.0f s", why, self.patience.outage_s)
-
-    def _check_storage(self) -> None:
-        """While paused, ask storage with backoff; resume when it answers, stop past the outage limit."""
-        if self._down_since is None or time.time() < self._next_check:
-            return
-        try:
-            storage.exists(self.options.out)
-        except Exception as exc:
-            if not is_transient(exc):
-                raise
-            down = time.time() - self._down_since
-            if down > self.patience.outage_s:
-                raise JobStopped(f"storage unavailable for {down:.0f} s (outage limit {self.patience.outage_s:.0f} s); "
-                                 "the job stopped cleanly: run it again to resume") from None
-            self._next_check = time.time() + min(30.0, max(1.0, down / 4))
-            return
-        paused = time.time() - self._down_since
-        self.report.storage_paused_s += paused
-        self._down_since = None
-        log.warning("storage is back after %.0f s; dispatch resumes", paused)
-
-    def _check_capacity(self) -> None:
-        """Work waits and no worker is ready (all starting: placing, loading): stop after the limit."""
-        if not (self._work and self.pool and self.pool.ready == 0 and self._down_since is None):
-            self._waiting_since = None
-            return
-        if self.pool.slots and self.pool.alive == 0:
-            raise JobStopped(f"{storage.redact_uri(self.pinned.uri)}: every worker refused the pinned model "
-                             "(its file changed); the job stopped")
-        self._waiting_since = self._waiting_since or time.time()
-        waited = time.time() - self._waiting_since
-        if waited > self.patience.capacity_s:
-            raise JobStopped(f"no worker could be placed for {waited:.0f} s (capacity limit {self.patience.capacity_s:.0f} s); "
-                             "the job stopped cleanly: run it again to resume")
 
     # -- the loop ---------------------------------------------------------------------------------
     def run(self) -> JobReport:
@@ -409,8 +373,9 @@ class ArchiveRun:
             self._warming = [warm_up.remote() for _ in range(2)]  # task processes import while actors load
             self._flush(force=True)  # `posecluster status` works from the start
             while True:
-                self._check_storage()
-                self._check_capacity()
+                self.pause.check()
+                waiting = bool(self._work) and self.pool.ready == 0 and not self.pause.paused
+                self.capacity.check(waiting, len(self.pool.slots), self.pool.alive, storage.redact_uri(self.pinned.uri))
                 self._dispatch()
                 busy = any(v[0] != "ready" for v in self._inflight.values())
                 if not busy and not (self._work or self._to_plan or self._to_identify or self._joins):
@@ -420,7 +385,7 @@ class ArchiveRun:
                     time.sleep(0.2)
                 for ref in ready:
                     self._handle(ref)
-                if self.manifest.due() and self._down_since is None:
+                if self.manifest.due() and not self.pause.paused:
                     self._flush()
             self.report.status = "finished"
             if not self.report.failed:
@@ -438,6 +403,7 @@ class ArchiveRun:
             if self.bar is not None:
                 self.bar.close()
             self.report.seconds = time.time() - self.report.started
+            self.report.storage_paused_s = self.pause.seconds()
             self.report.first_table_s = self.summary()["first_table_s"]
             # A finished job waits for storage to take its last records; a stopped one tries once.
             self._final_flush(wait=self.report.status == "finished")
@@ -447,7 +413,7 @@ class ArchiveRun:
 
     def _flush(self, force: bool = False) -> None:
         if not self.manifest.flush(self.summary(), force=force, patience_s=self.patience.storage_call_s if force else 0):
-            self._storage_down("the manifest could not be written")
+            self.pause.down("the manifest could not be written")
 
     def _final_flush(self, wait: bool) -> None:
         """The job's last records are written even when storage is away at the end: wait for it (up to the
@@ -513,15 +479,17 @@ class ArchiveRun:
                 self._route(task, Decision("work", reason=reason))
             elif is_transient(exc):
                 self._joins.append(spec)
-                self._storage_down(error_text(exc))
+                self.pause.down(error_text(exc))
             else:
                 self._final(record, "failed", f"joining segments: {error_text(exc)}")
             return
-        record.outputs, record.missing_frames = result.outputs, result.missing
-        if not record.segments:  # a rejoin: the bounds come from the earlier job's record
-            record.frames = result.frames
+        record.outputs, record.missing_frames, record.frames = result.outputs, result.missing, result.frames
+        if not record.segments:  # a rejoin: the pieces come from the earlier job's record
             record.segments = [SegmentRecord(a, b, status="cached") for a, b in result.bounds]
             self.report.segments_cached += len(result.bounds)
+        elif len(record.segments) == len(result.bounds):  # spans become the frames they held
+            for segment, (start, stop) in zip(record.segments, result.bounds):
+                segment.start, segment.stop = start, stop
         self._first_table = self._first_table or result.finished_at
         self._final(record, "done-with-warnings" if result.missing or result.warnings else "done")
 
@@ -549,26 +517,55 @@ class ArchiveRun:
             del self._inflight[generator]
             self.pool.finished(slot, item)
             cause = getattr(exc, "cause", None) or exc
-            if isinstance(cause, (InputError, ObjectChangedError)):
+            if self._stale(item):
+                return  # a piece of a plan given up since (spans read in one pass instead)
+            if isinstance(cause, SpansUnsound):
+                self._read_in_one_pass(item.task, error_text(exc))
+            elif isinstance(cause, (InputError, ObjectChangedError)):
                 self._final(record, "failed", error_text(exc))  # does not get better by retrying
                 log.warning("%s: %s", storage.redact_uri(item.task.uri), record.error)
             elif is_transient(exc):
                 self._work.appendleft(item)  # not the item's fault: no attempt counted
-                self._storage_down(error_text(exc))
+                self.pause.down(error_text(exc))
             else:
                 self._retry(item, record, exc)
             return
         if isinstance(event, Started):
             item.started = True
             return
+        if self._stale(item):
+            return
         if isinstance(event, VideoPlanned):
-            if not record.segments:
+            self.bytes_read += event.bytes_read
+            layout = self._layouts[item.task.uri]
+            if item.kind == "sequential":  # the end of the pass: every window is known now
+                layout.facts, layout.complete = event.facts, True
+                record.frames = event.frames
+                done = {(s.start, s.stop): s for s in record.segments}
+                record.segments = [done.get(tuple(b)) or SegmentRecord(*b, status="cached") for b in event.bounds]
+            elif not record.segments:
                 self._video_planned(record, event.frames, event.bounds, event.cached, event.planned_at)
+                layout.complete = True
             elif [(s.start, s.stop) for s in record.segments] != [tuple(b) for b in event.bounds]:
                 raise InputError(item.task.uri, "was cut differently on a second attempt; it changed during the job")
-            self.bytes_read += event.bytes_read
             return
+        if item.kind == "sequential" and not any((s.start, s.stop) == (event.start, event.stop) for s in record.segments):
+            record.segments.append(SegmentRecord(event.start, event.stop))
         self._segment_done(record, item, event)
+
+    def _stale(self, item: _Item) -> bool:
+        """An item of a plan the video no longer follows."""
+        layout = self._layouts.get(item.task.uri)
+        return layout is not None and layout.kind != item.kind
+
+    def _read_in_one_pass(self, task: VideoTask, why: str) -> None:
+        """Spans that cannot be read on their own (an open GOP at a cue): the whole video in one pass."""
+        log.warning("%s: %s; reading it in one pass", storage.redact_uri(task.uri), why)
+        self._layouts[task.uri] = _Layout("sequential")
+        record = self._records[task.uri]
+        record.segments, record.frames = [], -1
+        self._work = deque(item for item in self._work if item.task.uri != task.uri)
+        self._work.append(_Item(task, "sequential", None))
 
     def _segment_done(self, record: VideoRecord, item: _Item, event: SegmentDone) -> None:
         segment = next((s for s in record.segments if (s.start, s.stop) == (event.start, event.stop)), None)
@@ -604,7 +601,7 @@ class ArchiveRun:
             self._retry(item, record, exc)
             return
         log.warning("%s: %s; sent back without penalty", storage.redact_uri(item.task.uri), why)
-        self._work.appendleft(_Item(item.task, item.bounds, item.attempt, item.requeued + 1))
+        self._work.appendleft(_Item(item.task, item.kind, item.pieces, item.attempt, item.requeued + 1))
 
     def _retry(self, item: _Item, record: VideoRecord, exc: BaseException) -> None:
         error = error_text(exc)
@@ -612,7 +609,7 @@ class ArchiveRun:
         metrics.current().inc(metrics.SEGMENTS, status="retried" if retry else "failed")
         if retry:
             log.warning("%s failed (%s); retrying", storage.redact_uri(item.task.uri), error)
-            self._work.appendleft(_Item(item.task, item.bounds, item.attempt + 1, item.requeued))
+            self._work.appendleft(_Item(item.task, item.kind, item.pieces, item.attempt + 1, item.requeued))
             return
         self._final(record, "failed", error)
         log.error("%s failed: %s", storage.redact_uri(item.task.uri), error)

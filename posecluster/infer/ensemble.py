@@ -28,7 +28,7 @@ from posecluster.infer.naming import output_base
 from posecluster.infer.pipeline import predict_range
 from posecluster.infer.predictor import Predictor
 from posecluster.infer.results import refuse_another_videos_table
-from posecluster.infer.segments import read_segments
+from posecluster.infer.segments import Joined, read_segments
 from posecluster.model.artifact import PinnedModel, TrainedModel, load_model, load_pinned, pin_model
 from posecluster.model.ensemble import PinnedEnsemble, ensemble_sha256, is_ensemble, member_uris, pin_ensemble
 
@@ -166,21 +166,21 @@ def smoothing_meta(members: list[dict], params) -> dict:
             "likelihood": "mean of the members' likelihoods"}
 
 
-def join_ensemble_segments(segment_uris: list[str], scorer: str, bodyparts: list[str], frame_count: int,
-                           base_uri: str, formats: tuple[str, ...] = ()) -> tuple[dict, dict[int, str], dict, list]:
+def join_ensemble_segments(segment_uris: list[str], scorer: str, bodyparts: list[str], frame_count: int | None,
+                           base_uri: str, formats: tuple[str, ...] = ()) -> tuple[Joined, list]:
     """An archive video's ensemble segments -> the smoothed, variance and member tables (as analyze
-    writes them). The smoother needs the whole track, so the members' poses are held in memory:
-    frames x members x body parts x 3 float32 (72 MB for 100,000 frames, 3 members, 20 parts)."""
-    chunks, missing, facts = [], {}, {}
+    writes them); returns what the join found and the smoothing parameters. The smoother needs the whole
+    track, so the members' poses are held in memory: frames x members x body parts x 3 float32 (72 MB
+    for 100,000 frames, 3 members, 20 parts)."""
+    chunks, joined = [], Joined()
     for poses, result in read_segments(segment_uris, frame_count, base_uri):
         chunks.append(poses)
-        missing.update(result.missing)
-        facts = facts or result.video
+        joined.add(result)
     if not chunks:
         raise ValueError(f"{base_uri}: a video without frames cannot be smoothed")
     members = np.concatenate(chunks).transpose(1, 0, 2, 3)  # (members, frames, body parts, 3)
-    outputs, params = write_ensemble_outputs(base_uri, scorer, bodyparts, members, formats)
-    return outputs, missing, facts, params
+    joined.outputs, params = write_ensemble_outputs(base_uri, scorer, bodyparts, members, formats)
+    return joined, params
 
 
 def analyze_ensemble_video(predictor: EnsemblePredictor, video_uri: str, out_folder: str,

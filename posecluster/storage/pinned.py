@@ -14,9 +14,9 @@ checked against the identity the planner saw:
 
 A change raises ObjectChangedError (permanent for this job). Transient faults of a fetch are retried with
 backoff (storage.retry) for `patience_s`, then raised as a transient StorageError; nothing is re-decoded.
-`PinnedReader` is a seekable binary file for PyAV with a read-ahead buffer that stops at `limit` (the end
-of the byte range a segment needs), so a range read costs about its own bytes; `bytes_read` counts what
-was fetched, as the storage bill counts it.
+`PinnedReader` is a seekable binary file for PyAV whose read-ahead (`ReadAhead`) fits what it is read for
+(a segment's byte range in one request; an index by growing pieces and its tail in one), so a read costs
+about its own bytes; `bytes_read` and `requests` count what was fetched, as a storage bill counts them.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from __future__ import annotations
 import io
 import logging
 import os
+from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Callable
 
 from posecluster.storage import (
@@ -146,82 +148,90 @@ def read_pinned(identity: ObjectIdentity, patience_s: float = DEFAULT_PATIENCE_S
     return call(once, patience_s=patience_s)
 
 
-class HeaderCache:
-    """Blocks read outside a segment's own byte range (a container's header and index: an MP4's `moov`,
-    a Matroska's tracks and cues), kept per object so that the next segment of the same video on this
-    worker does not fetch them again. Bounded; the least recently used object goes first."""
+@dataclass(frozen=True)
+class ReadAhead:
+    """How much a PinnedReader fetches when a read misses what it holds.
 
-    def __init__(self, max_bytes: int = 256 << 20):
-        self.max_bytes = max_bytes
-        self._blocks: dict[str, dict[int, bytes]] = {}  # identity key -> start -> block
+    Decoding (media data, forward): `block` bytes, never past the end of `window` (the byte range the
+    caller came for: a segment's media, fetched in one request), small pieces (`beyond`) after it.
+    Planning (an index read in small pieces, back and forth between the head and the index): `block`
+    bytes at first, `grow` times more for each read that continues where the last fetch ended (a long
+    index in a few requests), and the whole rest of the object when it is at most `tail` bytes (an index
+    at the end: an MP4's `moov`, a Matroska's cues, an AVI's idx1, in one request).
+    """
 
-    def find(self, identity: ObjectIdentity, start: int, size: int) -> bytes | None:
-        blocks = self._blocks.get(identity.key())
-        if not blocks:
-            return None
-        self._blocks[identity.key()] = self._blocks.pop(identity.key())  # most recently used
-        for first, block in blocks.items():
-            if first <= start and start + size <= first + len(block):
-                return block[start - first : start - first + size]
-        return None
+    block: int = 1 << 20
+    window: tuple[int, int] | None = None
+    beyond: int = 64 << 10
+    grow: int = 1
+    most: int = 64 << 20
+    tail: int = 0
 
-    def add(self, identity: ObjectIdentity, start: int, block: bytes) -> None:
-        self._blocks.setdefault(identity.key(), {})[start] = block
-        while sum(len(b) for blocks in self._blocks.values() for b in blocks.values()) > self.max_bytes:
-            self._blocks.pop(next(iter(self._blocks)))
+    @classmethod
+    def planning(cls, size: int) -> "ReadAhead":
+        return cls(block=64 << 10, grow=4, tail=max(size // 100, 1 << 20))
 
 
 class PinnedReader(io.RawIOBase):
-    """A seekable read-only file over one pinned object, for PyAV.
+    """A seekable read-only file over one pinned object, for PyAV: reads are served from the last few
+    blocks fetched (`keep`), and a miss fetches as `ahead` says. Each fetch is retried through transient
+    faults for `patience_s`."""
 
-    Reads are served from one read-ahead block of `block_size` bytes. `window` (first, end) is the byte
-    range the caller came for (a segment's media): read-ahead never runs past its end, so a segment costs
-    about its own bytes, and blocks read outside it (the header, the index) go to `headers`, when given,
-    for the next reader of the same object. Each fetch is retried through transient faults for
-    `patience_s`.
-    """
-
-    def __init__(self, identity: ObjectIdentity, block_size: int = 1 << 20, window: tuple[int, int] | None = None,
-                 patience_s: float = DEFAULT_PATIENCE_S, headers: HeaderCache | None = None):
+    def __init__(self, identity: ObjectIdentity, ahead: ReadAhead = ReadAhead(), keep: int = 2,
+                 patience_s: float = DEFAULT_PATIENCE_S):
         super().__init__()
-        self.identity, self.block_size, self.patience_s, self.headers = identity, block_size, patience_s, headers
-        self.window = window
-        self.limit = window[1] if window else None
+        self.identity, self.ahead, self.keep, self.patience_s = identity, ahead, keep, patience_s
         self.size = identity.size
         self._pos = 0
-        self._start = self._end = 0
-        self._block = b""
+        self._blocks: OrderedDict[int, bytes] = OrderedDict()  # start -> bytes, least recently used first
+        self._last_end, self._last_length = -1, 0
         self.bytes_read = 0
         self.requests = 0
-        self._fetch, self._close = call(self._open, patience_s=patience_s)
+        self._fetch_range, self._close = call(self._open, patience_s=patience_s)
 
     def _open(self):
         with _operation("open", self.identity.uri):
             return _fetcher(self.identity)
 
-    def _load(self, start: int, wanted: int) -> bytes:
-        """Fetch [start, start + wanted) plus read-ahead; the new block replaces the old one."""
-        outside = self.window is not None and not self.window[0] <= start < self.window[1]
-        if outside and self.headers is not None:
-            cached = self.headers.find(self.identity, start, wanted)
-            if cached is not None:
-                return cached
-        end = start + max(wanted, self.block_size)
-        if self.limit is not None and start < self.limit:
-            end = min(end, max(self.limit, start + wanted))  # no read-ahead past the range's end
-        end = min(end, self.size)
-
+    def _fetch(self, start: int, end: int) -> bytes:
         def once() -> bytes:
             with _operation("read", self.identity.uri):
-                return self._fetch(start, end)
+                return self._fetch_range(start, end)
 
         data = call(once, patience_s=self.patience_s)
         self.requests += 1
         self.bytes_read += len(data)
-        self._block, self._start, self._end = data, start, start + len(data)
-        if outside and self.headers is not None:
-            self.headers.add(self.identity, start, data)
-        return data[:wanted]
+        return data
+
+    def _extent(self, start: int, wanted: int) -> int:
+        """Where a fetch from `start` for at least `wanted` bytes ends."""
+        ahead = self.ahead
+        if ahead.tail and self.size - start <= ahead.tail:
+            return self.size
+        length = ahead.block
+        if ahead.grow > 1 and start == self._last_end:
+            length = min(self._last_length * ahead.grow, ahead.most)
+        end = start + max(wanted, length)
+        if ahead.window is not None:
+            limit = ahead.window[1]
+            end = min(end, max(limit, start + wanted)) if start < limit else start + max(wanted, ahead.beyond)
+        return min(end, self.size)
+
+    def _block_at(self, position: int) -> tuple[int, bytes] | None:
+        for start, block in self._blocks.items():
+            if start <= position < start + len(block):
+                self._blocks.move_to_end(start)
+                return start, block
+        return None
+
+    def _load(self, start: int, wanted: int) -> tuple[int, bytes]:
+        end = self._extent(start, wanted)
+        block = self._fetch(start, end)
+        self._last_end, self._last_length = start + len(block), len(block)
+        self._blocks[start] = block
+        while len(self._blocks) > self.keep:
+            self._blocks.popitem(last=False)
+        return start, block
 
     def readinto(self, buffer) -> int:
         data = self.read(len(buffer))
@@ -232,15 +242,17 @@ class PinnedReader(io.RawIOBase):
         if size is None or size < 0:
             size = self.size - self._pos
         size = min(size, self.size - self._pos)
-        if size <= 0:
-            return b""
-        head = b""
-        if self._start <= self._pos < self._end:  # (part of) it is in the block: fetch only the rest
-            head = self._block[self._pos - self._start : self._pos - self._start + size]
-        rest = size - len(head)
-        data = head + (self._load(self._pos + len(head), rest) if rest else b"")
-        self._pos += len(data)
-        return data
+        parts = []
+        while size > 0:
+            found = self._block_at(self._pos) or self._load(self._pos, size)
+            start, block = found
+            part = block[self._pos - start : self._pos - start + size]
+            if not part:
+                break
+            parts.append(part)
+            self._pos += len(part)
+            size -= len(part)
+        return b"".join(parts)
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.size}[whence]
@@ -262,6 +274,6 @@ class PinnedReader(io.RawIOBase):
         super().close()
 
 
-def open_pinned(identity: ObjectIdentity, block_size: int = 1 << 20, window: tuple[int, int] | None = None,
-                patience_s: float = DEFAULT_PATIENCE_S, headers: HeaderCache | None = None) -> PinnedReader:
-    return PinnedReader(identity, block_size=block_size, window=window, patience_s=patience_s, headers=headers)
+def open_pinned(identity: ObjectIdentity, ahead: ReadAhead = ReadAhead(), keep: int = 2,
+                patience_s: float = DEFAULT_PATIENCE_S) -> PinnedReader:
+    return PinnedReader(identity, ahead=ahead, keep=keep, patience_s=patience_s)

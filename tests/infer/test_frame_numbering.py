@@ -123,14 +123,22 @@ def test_analyze_lists_clock_jumps_and_frame_sizes_in_meta(analyzed):
     assert meta("h264_bf_mp4")["clock_jumps"] == []
 
 
-@pytest.mark.parametrize("segment_frames", [5, 12, pytest.param(24, marks=pytest.mark.slow)])
-def test_the_archive_gives_the_same_rows_as_analyze_for_any_segment_length(segment_frames, ray_local, random_model,
-                                                                           matrix, analyzed, expected, tmp_path):
+# Every video planned by a task from its container's index instead of fetched whole by a worker: frame
+# ranges (MP4, AVI), spans between cues (Matroska), one pass (MPEG-TS, a Matroska without cues).
+PLANNED = ["nocues_mkv", "wrap_ts"]
+
+
+@pytest.mark.parametrize("segment_frames,small_video_bytes", [
+    (5, 64 << 20), (12, 64 << 20), (12, 0), pytest.param(24, 64 << 20, marks=pytest.mark.slow)],
+    ids=["5-whole", "12-whole", "12-planned", "24-whole"])
+def test_the_archive_gives_the_same_rows_as_analyze_for_any_segment_length(
+        segment_frames, small_video_bytes, ray_local, random_model, matrix, analyzed, expected, tmp_path):
     options = ArchiveOptions(model=random_model, out=str(tmp_path / "poses"), workers=2,
-                             segment_frames=segment_frames, progress=False)
-    report = api.infer_archive([matrix[n] for n in ARCHIVE_NAMES], options)
+                             segment_frames=segment_frames, progress=False, small_video_bytes=small_video_bytes)
+    names = ARCHIVE_NAMES + (PLANNED if small_video_bytes == 0 else [])
+    report = api.infer_archive([matrix[n] for n in names], options)
     by_name = {storage.stem(v.uri): v for v in report.videos}
-    for name in ARCHIVE_NAMES:
+    for name in names:
         video = by_name[name]
         assert video.status in ("done", "done-with-warnings"), (name, video.error)
         table = read_pose_table(video.outputs["h5"]).to_numpy()
@@ -141,6 +149,13 @@ def test_the_archive_gives_the_same_rows_as_analyze_for_any_segment_length(segme
         assert np.array_equal(np.isnan(table), np.isnan(analyzed_table)), f"{name}: NaN rows differ"
         np.testing.assert_allclose(table, analyzed_table, rtol=1e-5, atol=1e-4,
                                    err_msg=f"{name}: infer and analyze tables differ")
+    def meta(name):
+        return json.loads(storage.read_bytes(by_name[name].outputs["h5"][: -len(".h5")] + "_meta.json"))
+
+    # What analyze's _meta.json says, the archive's says too, however the video was read.
+    assert meta("resized_ts")["frame_sizes"] == [{"frame": 0, "width": 160, "height": 64},
+                                                 {"frame": 30, "width": 192, "height": 80}]
+    assert [jump["frame"] for jump in meta("reset_ts")["clock_jumps"]] == [60]
     assert len(by_name["editlist_mp4"].segments) >= 2, "the planner must really cut videos mid-file"
     assert by_name["h264_bf_avi"].status == "done" and len(by_name["h264_bf_avi"].segments) == 1
     truncated = by_name["truncated_mp4"]
