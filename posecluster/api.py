@@ -142,7 +142,7 @@ def analyze(videos: list[str], model_uri: str, out_folder: str, formats: tuple[s
             result = analyze_ensemble_video(predictor, video, out_folder, formats=formats, progress=progress)
         else:
             result = analyze_video(predictor, video, out_folder, formats=formats, progress=progress)
-        log.info("%s: %d frames at %.1f frames/s -> %s", video, result.frames, result.fps, result.outputs["h5"])
+        log.info("%s: %d frames at %.1f frames/s -> %s", result.video, result.frames, result.fps, result.outputs["h5"])
         results.append(result)
     return results
 

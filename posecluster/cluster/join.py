@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 import ray
 
 from posecluster import storage
-from posecluster.cluster.plan import Request, expected_outputs, marker_uri, outputs_state, segments_folder
+from posecluster.cluster.plan import Marker, Request, expected_outputs, marker_uri, outputs_state, segments_folder
+from posecluster.cluster.records import frame_ranges
 from posecluster.infer.ensemble import join_ensemble_segments, smoothing_meta
 from posecluster.infer.results import refuse_another_videos_table
 from posecluster.infer.segments import join_segments
@@ -54,8 +55,12 @@ class JoinSpec:
 
 @dataclass
 class JoinResult:
+    """What the driver keeps of a join: compact however long or damaged the video (the per-frame reasons
+    are in `_meta.json`)."""
+
     outputs: dict[str, str]
-    missing: dict[int, str]
+    missing: str  # frame ranges ("3-5,9")
+    missing_count: int
     frames: int
     bounds: list[tuple[int, int]]
     finished_at: float
@@ -67,13 +72,22 @@ _PIECE = re.compile(r"(\d{9}-\d{9}|s\d{7}-\d{7})")
 
 def _earlier_plan(record_uri: str) -> tuple[int, list[str], dict | None]:
     """Frames, pieces and identity from an earlier job's done record. A record that is not what a join
-    writes (edited, truncated, hostile) is no plan: the video is computed again."""
+    writes (edited, truncated, hostile: keys that differ from its name, pieces that do not tile its frames)
+    is no plan: the video is computed again."""
     try:
         previous = json.loads(storage.read_bytes(record_uri))
+        named = Marker.parse(record_uri)
         frames, names = previous["frames"], previous["segments"]
+        if named is None or (previous.get("video_key"), previous.get("model_key"), previous.get("settings_key")) != (
+                named.video_key, named.model_key, named.settings_key):
+            raise ValueError("its keys are not its name's")
         if not isinstance(frames, int) or frames < 0 or not isinstance(names, list) or not names \
                 or not all(isinstance(n, str) and _PIECE.fullmatch(n) for n in names):
             raise ValueError("frames and pieces are not a join's")
+        ranges = [tuple(map(int, n.split("-"))) for n in names if not n.startswith("s")]
+        if ranges and (len(ranges) != len(names) or ranges[0][0] != 0 or ranges[-1][1] != frames
+                       or any(a[1] != b[0] or b[0] >= b[1] for a, b in zip(ranges, ranges[1:]))):
+            raise ValueError("its pieces do not tile its frames")
         identity = previous.get("video_identity")
         return frames, names, identity if isinstance(identity, dict) else None
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -119,7 +133,8 @@ def _join(spec: JoinSpec) -> JoinResult:
     if state is None:
         raise OSError(f"{storage.redact_uri(spec.base)}: outputs not listed after writing them")
     storage.atomic_write_bytes(marker_uri(spec.out, spec.video, spec.request.marker_name(spec.video_key, state)), body)
-    return JoinResult(joined.outputs, joined.missing, joined.frames, joined.bounds, time.time(), facts.get("warnings", []))
+    return JoinResult(joined.outputs, frame_ranges(joined.missing), len(joined.missing), joined.frames, joined.bounds,
+                      time.time(), facts.get("warnings", []))
 
 
 @ray.remote(num_cpus=0)

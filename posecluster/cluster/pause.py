@@ -25,8 +25,8 @@ class StoragePause:
     """Paused while storage is away: `down(why)` starts a pause; `check()` asks storage (`probe`, one call,
     no retries) with backoff, ends the pause when it answers and raises JobStopped past `limit_s`."""
 
-    def __init__(self, probe: Callable[[], object], limit_s: float):
-        self.probe, self.limit_s = probe, limit_s
+    def __init__(self, probe: Callable[[], object], limit_s: float, clock: Callable[[], float] = time.time):
+        self.probe, self.limit_s, self.clock = probe, limit_s, clock
         self.since: float | None = None
         self.total_s = 0.0  # every pause of the job so far, ended ones
         self._next = 0.0
@@ -36,28 +36,28 @@ class StoragePause:
         return self.since is not None
 
     def seconds(self) -> float:
-        return self.total_s + (time.time() - self.since if self.since else 0.0)
+        return self.total_s + (self.clock() - self.since if self.since else 0.0)
 
     def down(self, why: str) -> None:
         if self.since is None:
-            self.since, self._next = time.time(), time.time() + 1.0
+            self.since, self._next = self.clock(), self.clock() + 1.0
             log.warning("storage unavailable (%s); pausing dispatch for up to %.0f s", why, self.limit_s)
 
     def check(self) -> None:
-        if self.since is None or time.time() < self._next:
+        if self.since is None or self.clock() < self._next:
             return
         try:
             self.probe()
         except Exception as exc:
             if not is_transient(exc):
                 raise
-            down = time.time() - self.since
+            down = self.clock() - self.since
             if down > self.limit_s:
                 raise JobStopped(f"storage unavailable for {down:.0f} s (outage limit {self.limit_s:.0f} s); "
                                  "the job stopped cleanly: run it again to resume") from None
-            self._next = time.time() + min(30.0, max(1.0, down / 4))
+            self._next = self.clock() + min(30.0, max(1.0, down / 4))
             return
-        paused = time.time() - self.since
+        paused = self.clock() - self.since
         self.total_s += paused
         self.since = None
         log.warning("storage is back after %.0f s; dispatch resumes", paused)
@@ -67,8 +67,8 @@ class CapacityWait:
     """Work waits and no worker is ready (all still being placed or loading the model): after `limit_s`
     the job stops cleanly; a pool whose every worker refused the pinned model stops it at once."""
 
-    def __init__(self, limit_s: float):
-        self.limit_s = limit_s
+    def __init__(self, limit_s: float, clock: Callable[[], float] = time.time):
+        self.limit_s, self.clock = limit_s, clock
         self.since: float | None = None
 
     def check(self, waiting: bool, slots: int, alive: int, model: str) -> None:
@@ -77,8 +77,8 @@ class CapacityWait:
             return
         if slots and alive == 0:
             raise JobStopped(f"{model}: every worker refused the pinned model (its file changed); the job stopped")
-        self.since = self.since or time.time()
-        waited = time.time() - self.since
+        self.since = self.since or self.clock()
+        waited = self.clock() - self.since
         if waited > self.limit_s:
             raise JobStopped(f"no worker could be placed for {waited:.0f} s (capacity limit {self.limit_s:.0f} s); "
                              "the job stopped cleanly: run it again to resume")

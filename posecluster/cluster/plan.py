@@ -37,6 +37,7 @@ import ray
 from posecluster import storage
 from posecluster.cluster.sharding import load_probe, save_probe, segment_bounds, short_hash
 from posecluster.data.video import VIDEO_SUFFIXES, StaleProbeError, VideoInfo, VideoReader
+from posecluster.data.video_info import PLAN_KINDS
 from posecluster.errors import InputError
 from posecluster.infer.naming import mirror_folder
 from posecluster.model.artifact import PinnedModel
@@ -203,12 +204,20 @@ class DoneIndex:
         self.markers: dict[str, list[Marker]] = {}
         self.outputs: dict[str, storage.ObjectIdentity] = {}
 
-    def load(self, patience_s: float) -> "DoneIndex":
+    def load(self, patience_s: float, keys: set[str] | None = None) -> "DoneIndex":
+        """The done records of the videos whose URI keys are `keys` (all when None), from one listing."""
         for item in with_retries(list_identities, state_uri(self.out, "done"), (".json",), patience_s=patience_s):
+            key = item.uri.rsplit("/", 2)[-2]
+            marker = Marker.parse(item.uri) if keys is None or key in keys else None
+            if marker is not None:
+                self.markers.setdefault(key, []).append(marker)
+        return self
+
+    def add_markers(self, key: str, identities) -> None:
+        for item in identities:
             marker = Marker.parse(item.uri)
             if marker is not None:
-                self.markers.setdefault(item.uri.rsplit("/", 2)[-2], []).append(marker)
-        return self
+                self.markers.setdefault(key, []).append(marker)
 
     def add_outputs(self, identities) -> None:
         self.outputs.update((i.uri, i) for i in identities)
@@ -256,8 +265,8 @@ def list_inputs(inputs: list[str], patience_s: float) -> list[tuple[str, storage
         if item.endswith(".txt"):
             lines = with_retries(storage.read_bytes, item, patience_s=patience_s).decode().splitlines()
             for line in lines:
-                if line.strip() and not line.startswith("#"):
-                    found.setdefault(line.strip(), None)
+                if line.strip() and not line.startswith("#"):  # a local path: made absolute, like the CLI's
+                    found.setdefault(storage.absolute(line.strip()), None)
         elif storage.canonical_uri(item).lower().endswith(VIDEO_SUFFIXES):
             found.setdefault(item, None)
         else:
@@ -296,23 +305,28 @@ class PlanContext:
 
 @dataclass
 class Identified:
-    """A video named one by one, looked up: its identity and the state of its outputs (or the error)."""
+    """A video named one by one, looked up: its identity, the state of its outputs and its done records
+    (or the error)."""
 
     task: VideoTask
     outputs: list[storage.ObjectIdentity] = field(default_factory=list)
+    markers: list[storage.ObjectIdentity] = field(default_factory=list)
     error: str = ""
     transient: bool = False
 
 
 @ray.remote(num_cpus=0)
-def identify(tasks: list[VideoTask], patience_s: float) -> list[Identified]:
-    """Identity and outputs of videos named one by one (a HEAD and a LIST each), off the driver."""
+def identify(tasks: list[VideoTask], out: str, patience_s: float) -> list[Identified]:
+    """Identity, outputs and done records of videos named one by one (a HEAD and two LISTs each), off the
+    driver."""
     found = []
     for task in tasks:
         try:
             task.identity = with_retries(storage.identity, task.uri, patience_s=patience_s)
             task.video_key = video_key_of(task.identity)
-            found.append(Identified(task, with_retries(list_named, task.base, patience_s=patience_s)))
+            records = with_retries(list_identities, state_uri(out, "done", uri_key(task.uri)), (".json",),
+                                   patience_s=patience_s)
+            found.append(Identified(task, with_retries(list_named, task.base, patience_s=patience_s), records))
         except Exception as exc:  # this video alone: reported, the others go on
             found.append(Identified(task, error=error_text(exc), transient=is_transient(exc)))
     return found
@@ -335,6 +349,28 @@ class Planned:
     transient: bool = False
 
 
+def sound_plan(info: VideoInfo, size: int) -> bool:
+    """Whether a stored plan is one this reader could have made of an object of `size` bytes: a plan
+    cached under .posecluster/probes is a stored file like any other (truncated, edited, hostile), and a
+    wrong one would put rows on the wrong frames."""
+    try:
+        keys, seek_pos = np.asarray(info.keyframes), np.asarray(info.seek_pos)
+        ranges = np.asarray(info.index_ranges).reshape(-1, 2)
+        if info.plan not in PLAN_KINDS or len(ranges) and (ranges.min() < 0 or (ranges.sum(axis=1) > size).any()
+                                                            or int(ranges[:, 1].sum()) != len(info.index_bytes)):
+            return False
+        if len(seek_pos) and (seek_pos.max() >= size or np.any(np.diff(seek_pos[seek_pos >= 0]) < 0)):
+            return False
+        if info.plan != "frames":
+            return len(info.seek_ts) == len(seek_pos) and (info.plan != "spans" or len(seek_pos) > 0)
+        present = info.present
+        return (0 <= present <= info.frame_count and len(info.pts) == present and len(keys) >= 1 and keys[0] == 0
+                and bool(np.all(np.diff(keys) > 0)) and int(keys[-1]) < max(info.frame_count, 1)
+                and len(info.seek_ts) == len(keys) == len(seek_pos))
+    except (TypeError, ValueError, AttributeError):
+        return False
+
+
 def plan_video(task: VideoTask, ctx: PlanContext) -> tuple[Planned, VideoInfo | None]:
     """Plan one large video from its container's index (or load the plan cached by an earlier job), cut
     it into pieces, and find the pieces already computed."""
@@ -343,7 +379,11 @@ def plan_video(task: VideoTask, ctx: PlanContext) -> tuple[Planned, VideoInfo | 
         read = 0
         try:
             info = with_retries(load_probe, plan_uri, task.uri, patience_s=ctx.patience_s)
-        except (FileNotFoundError, StaleProbeError):
+            if not sound_plan(info, task.size):
+                raise StaleProbeError(f"{storage.redact_uri(plan_uri)}: not a plan of this video")
+        except Exception as exc:  # absent, older, unreadable or not this video's: plan again
+            if is_transient(exc):
+                raise
             readers = []
 
             def source():

@@ -28,13 +28,18 @@ class Slot:
     actor: Any
     generation: int = 0
     state: str = "starting"  # starting (placing, loading the model), ready, refused
-    items: list = field(default_factory=list)  # (generation, item) in the order they were dispatched
+    items: list = field(default_factory=list)  # (generation, item, weight) in the order they were dispatched
 
 
 def died_with_node(exc: BaseException) -> bool:
-    """A worker lost with its node (spot reclaim, node drain, raylet gone): not the item's fault."""
+    """A worker lost with its node (spot reclaim, node drain, raylet gone): not the item's fault. Ray says
+    so as an unreachable actor (its node's raylet is gone), a preemption, or a death "because its node
+    has died"; a worker process that crashed on its own ("its worker process has died": a decoder's
+    segfault, the OOM killer) is the item's doing."""
+    if getattr(exc, "preempted", False) or isinstance(exc, ray.exceptions.ActorUnavailableError):
+        return True
     text = str(exc).lower()
-    return bool(getattr(exc, "preempted", False)) or ("node" in text and ("died" in text or "dead" in text))
+    return "node has died" in text or "node died" in text
 
 
 class WorkerPool:
@@ -83,24 +88,25 @@ class WorkerPool:
 
     def free(self, per_worker: int) -> list[int]:
         """Ready slots with room for another item, least loaded first."""
-        ready = [i for i, s in enumerate(self.slots) if s.state == "ready" and len(self._current(s)) < per_worker]
-        return sorted(ready, key=lambda i: len(self._current(self.slots[i])))
+        ready = [i for i, s in enumerate(self.slots) if s.state == "ready" and self.load(i) < per_worker]
+        return sorted(ready, key=self.load)
 
     def _current(self, slot: Slot) -> list:
-        return [item for generation, item in slot.items if generation == slot.generation]
+        return [(item, weight) for generation, item, weight in slot.items if generation == slot.generation]
 
     def load(self, index: int) -> int:
-        """Items the slot's current actor has been given and not finished."""
-        return len(self._current(self.slots[index]))
+        """How much the slot's current actor has been given and not finished (an item weighs 1, a long
+        one as much as a worker holds)."""
+        return sum(weight for _, weight in self._current(self.slots[index]))
 
-    def dispatch(self, index: int, call: Callable[[Any], Any], item) -> tuple[Any, int]:
+    def dispatch(self, index: int, call: Callable[[Any], Any], item, weight: int = 1) -> tuple[Any, int]:
         slot = self.slots[index]
-        slot.items.append((slot.generation, item))
+        slot.items.append((slot.generation, item, weight))
         return call(slot.actor), slot.generation
 
     def finished(self, index: int, item) -> None:
         slot = self.slots[index]
-        slot.items = [(g, other) for g, other in slot.items if other is not item]
+        slot.items = [(g, other, w) for g, other, w in slot.items if other is not item]
 
     @property
     def alive(self) -> int:

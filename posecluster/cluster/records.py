@@ -44,7 +44,8 @@ class VideoRecord:
     video_key: str = ""
     frames: int = 0
     outputs: dict[str, str] = field(default_factory=dict)
-    missing_frames: dict[int, str] = field(default_factory=dict)
+    missing: str = ""  # frames the table holds as NaN rows, as ranges ("3-5,9"): compact whatever the damage
+    missing_count: int = 0
     error: str = ""
     # Why an earlier table of this video was not reused ("model changed", "video changed", "table
     # missing", ...); empty for a video no job had done before.
@@ -76,8 +77,8 @@ class VideoRecord:
             entry["cuts"] = [self.segments[0].start, *[s.stop for s in self.segments]] if self.segments else []
             entry["computed"] = sum(s.status == "done" for s in self.segments)
             entry["attempts"] = max((s.attempts for s in self.segments), default=0)
-        if self.missing_frames:
-            entry["missing"] = frame_ranges(self.missing_frames)
+        if self.missing:
+            entry["missing"] = self.missing
         if self.error:
             entry["error"] = self.error
         return entry

@@ -51,6 +51,7 @@ from posecluster.cluster.plan import (
     VideoTask,
     error_text,
     identify,
+    uri_key,
     output_folders,
     plan_large,
     piece_name,
@@ -111,7 +112,12 @@ class ArchiveRun:
         if isinstance(self.pinned, PinnedEnsemble):
             check_smoother_installed()  # before any work: the joins would fail on every video
             self.members = [{"uri": storage.redact_uri(m.uri), "sha256": m.sha256} for m in self.pinned.members]
-        self.request = Request.of(self.pinned, options.infer_overrides, tuple(options.formats))
+        # The kind of device the job's workers compute on is part of what makes their results ("auto"
+        # resolves to it: a GPU job and a CPU job of one model never pass for each other).
+        device = options.infer_overrides.get("device", "auto")
+        if device == "auto":
+            device = "cuda" if options.gpus_per_worker > 0 else "cpu"
+        self.request = Request.of(self.pinned, {**options.infer_overrides, "device": device}, tuple(options.formats))
         self.job_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         self.report = JobReport(job_id=self.job_id, out=options.out,
                                 model={"uri": storage.redact_uri(self.pinned.uri), "sha256": self.pinned.sha256,
@@ -128,6 +134,7 @@ class ArchiveRun:
         self._failures: list[dict] = []
         self._records: dict[str, VideoRecord] = {}
         self._layouts: dict[str, _Layout] = {}
+        self._rerouted: dict[str, int] = {}  # videos computed again because their cached segments were gone
         self._tasks: dict[str, VideoTask] = {}
         self._work: deque[_Item] = deque()
         self._to_identify: deque[VideoTask] = deque()
@@ -136,7 +143,8 @@ class ArchiveRun:
         self._inflight: dict = {}  # ref -> (kind, ...): identify, plan, work, join, ready
         self._first_table: float | None = None
         self._last_planned: float | None = None
-        self.pause = StoragePause(lambda: storage.exists(options.out), options.patience.outage_s)
+        # A listing raises when storage is away (s3fs's exists() answers False instead, at a bucket's root).
+        self.pause = StoragePause(lambda: list_identities(self.manifest.folder), options.patience.outage_s)
         self.capacity = CapacityWait(options.patience.capacity_s)
         self.bytes_read = 0
 
@@ -159,6 +167,7 @@ class ArchiveRun:
         record.segments_computed = sum(s.status == "done" for s in record.segments)
         record.segments = [] if len(record.segments) > 64 else record.segments
         self._tasks.pop(record.uri, None)
+        self._layouts.pop(record.uri, None)
         if self.bar is not None:
             self.bar.update(1)
 
@@ -188,7 +197,7 @@ class ArchiveRun:
     def _classify_listed(self) -> None:
         opts = self.options
         if not opts.overwrite:
-            self.index.load(self.patience.outage_s)
+            self.index.load(self.patience.outage_s, {uri_key(uri) for uri, _ in self.listed})
             for folder in output_folders(self.inputs, opts.out):
                 self.index.add_outputs(with_retries(list_identities, folder, patience_s=self.patience.outage_s))
         # Videos with any cached segment, from one delimited listing (not one request per video).
@@ -245,6 +254,7 @@ class ArchiveRun:
                 continue
             self._tasks[item.task.uri] = item.task
             self.index.add_outputs(item.outputs)
+            self.index.add_markers(uri_key(item.task.uri), item.markers)
             self._route(item.task)
 
     def _planned(self, planned: Planned, info_ref) -> None:
@@ -275,6 +285,8 @@ class ArchiveRun:
             self._maybe_join(task.uri)
 
     def _video_planned(self, record: VideoRecord, frames, bounds, cached, planned_at, kind: str = "frames") -> None:
+        if not bounds:
+            raise InputError(record.uri, "no frame could be decoded")
         record.frames = frames
         record.planned_at = planned_at
         record.segments = [SegmentRecord(a, b, status="cached" if piece_name(kind, a, b) in cached else "pending")
@@ -306,8 +318,12 @@ class ArchiveRun:
         return sum(v[0] == kind for v in self._inflight.values())
 
     def _grow_pool(self) -> None:
-        if (self._work or self._to_plan or self._to_identify) and len(self.pool.slots) < self._max_workers:
-            for watch in self.pool.grow(self._max_workers):
+        """As many workers as there are items to run (queued or running, plans to come counting one each),
+        up to the job's number: one long video's pieces get the whole cluster."""
+        wanted = len(self._work) + self._count("work") + len(self._to_plan) + self._count("plan") + len(self._to_identify)
+        target = min(self._max_workers, wanted)
+        if target > len(self.pool.slots):
+            for watch in self.pool.grow(target):
                 self._watch_ready(watch)
             self.report.workers = len(self.pool.slots)
 
@@ -317,7 +333,7 @@ class ArchiveRun:
         self._grow_pool()
         while self._to_identify and self._count("identify") < 2:
             batch = [self._to_identify.popleft() for _ in range(min(IDENTIFY_BATCH, len(self._to_identify)))]
-            self._inflight[identify.remote(batch, self.patience.storage_call_s)] = ("identify", batch)
+            self._inflight[identify.remote(batch, self.options.out, self.patience.storage_call_s)] = ("identify", batch)
         ctx = self._plan_context()
         while self._to_plan and self._count("plan") < self._planners:
             task = self._to_plan.popleft()
@@ -326,15 +342,29 @@ class ArchiveRun:
         wctx = self._worker_context()
         for slot in self.pool.free(ITEMS_PER_WORKER) if self.pool else ():
             while self._work and self.pool.load(slot) < ITEMS_PER_WORKER:
-                item = self._work.popleft()
-                if self._records[item.task.uri].finished_at:
-                    continue
+                item = self._next_item(busy=self.pool.load(slot) > 0)
+                if item is None:
+                    break
                 generator, generation = self.pool.dispatch(
-                    slot, lambda actor, item=item: actor.run.remote(item.task, item.kind, item.pieces, wctx), item)
+                    slot, lambda actor, item=item: actor.run.remote(item.task, item.kind, item.pieces, wctx), item,
+                    weight=ITEMS_PER_WORKER if item.kind == "sequential" else 1)
                 self._inflight[generator] = ("work", slot, generation, item)
         while self._joins and self._count("join") < max(2, len(self.pool.slots) if self.pool else 2):
             spec = self._joins.popleft()
             self._inflight[join_video.remote(spec)] = ("join", spec)
+
+    def _next_item(self, busy: bool) -> _Item | None:
+        """The next item for a worker; a one-pass item (hours for a long video) only to an idle worker, so
+        nothing waits behind it while other workers are free: a busy worker takes the next other item."""
+        while self._work and self._records[self._work[0].task.uri].finished_at:
+            self._work.popleft()  # a video decided meanwhile (failed elsewhere)
+        for position, item in enumerate(self._work):
+            if position >= 64:
+                break
+            if not (busy and item.kind == "sequential") and not self._records[item.task.uri].finished_at:
+                del self._work[position]
+                return item
+        return None
 
     def _join_spec(self, task: VideoTask, rejoin_from: str = "") -> JoinSpec:
         record = self._records[task.uri]
@@ -364,9 +394,7 @@ class ArchiveRun:
             self._classify_listed()
             self.bar = tqdm(total=len(self.report.videos), unit="video", desc="infer", disable=not opts.progress)
             self.bar.update(sum(r.status != "pending" for r in self.report.videos))
-            workers = opts.workers or cluster_slots(opts.cpus_per_worker, opts.gpus_per_worker)
-            pending_videos = sum(r.status == "pending" for r in self.report.videos)
-            self._max_workers = max(1, min(workers, pending_videos))
+            self._max_workers = max(1, opts.workers or cluster_slots(opts.cpus_per_worker, opts.gpus_per_worker))
             self._planners = max(2, int(ray.cluster_resources().get("CPU", 2)))
             # Workers start when there is something to compute (a job that only skips or rejoins needs none).
             self.pool = WorkerPool(self._new_actor)
@@ -387,6 +415,10 @@ class ArchiveRun:
                     self._handle(ref)
                 if self.manifest.due() and not self.pause.paused:
                     self._flush()
+            for record in self.report.videos:  # never "finished" with a video left without an outcome
+                if not record.finished_at:
+                    log.error("%s: no outcome when the job ended (status %s)", storage.redact_uri(record.uri), record.status)
+                    self._final(record, "failed", "the job ended without an outcome for this video (a bug: please report it)")
             self.report.status = "finished"
             if not self.report.failed:
                 metrics.current().set(metrics.LAST_SUCCESS, time.time())
@@ -453,7 +485,12 @@ class ArchiveRun:
             # the job goes on.
             if not tasks:
                 raise
-            self._inflight.pop(ref, None)
+            if self._inflight.pop(ref, None) is not None and kind == "work":
+                self.pool.finished(rest[0], rest[2])  # the worker's slot is free again
+                try:
+                    ray.cancel(ref)
+                except Exception:  # already finished
+                    pass
             log.error("%s", traceback.format_exc())
             for task in tasks:
                 self._final(self._records[task.uri], "failed", f"while scheduling: {error_text(exc)}")
@@ -473,6 +510,10 @@ class ArchiveRun:
         except Exception as exc:
             cause = getattr(exc, "cause", None) or exc
             if isinstance(cause, SegmentCacheMissing):
+                self._rerouted[spec.video] = self._rerouted.get(spec.video, 0) + 1
+                if self._rerouted[spec.video] > 1:  # computed again in this job and still missing
+                    self._final(record, "failed", f"joining segments: {error_text(exc)} (after computing them again)")
+                    return
                 reason = "; ".join(r for r in (spec.recomputed, "segment cache missing") if r)
                 task = self._tasks[spec.video]
                 record.status, record.segments = "pending", []
@@ -483,7 +524,8 @@ class ArchiveRun:
             else:
                 self._final(record, "failed", f"joining segments: {error_text(exc)}")
             return
-        record.outputs, record.missing_frames, record.frames = result.outputs, result.missing, result.frames
+        record.outputs, record.frames = result.outputs, result.frames
+        record.missing, record.missing_count = result.missing, result.missing_count
         if not record.segments:  # a rejoin: the pieces come from the earlier job's record
             record.segments = [SegmentRecord(a, b, status="cached") for a, b in result.bounds]
             self.report.segments_cached += len(result.bounds)
@@ -507,6 +549,8 @@ class ArchiveRun:
             running = item.started  # else it was queued behind the item that was running
             self.pool.finished(slot, item)
             self._watch_ready(self.pool.replace(slot, generation, exc))
+            if self._stale(item) or record.finished_at:
+                return
             if running and not died_with_node(exc):
                 self._retry(item, record, exc)
             else:
@@ -517,8 +561,8 @@ class ArchiveRun:
             del self._inflight[generator]
             self.pool.finished(slot, item)
             cause = getattr(exc, "cause", None) or exc
-            if self._stale(item):
-                return  # a piece of a plan given up since (spans read in one pass instead)
+            if self._stale(item) or record.finished_at:
+                return  # a piece of a plan given up since (spans read in one pass instead), or a decided video
             if isinstance(cause, SpansUnsound):
                 self._read_in_one_pass(item.task, error_text(exc))
             elif isinstance(cause, (InputError, ObjectChangedError)):
@@ -533,12 +577,14 @@ class ArchiveRun:
         if isinstance(event, Started):
             item.started = True
             return
-        if self._stale(item):
-            return
+        if self._stale(item) or record.finished_at:
+            return  # a plan the video no longer follows, or a video already decided (failed elsewhere)
         if isinstance(event, VideoPlanned):
             self.bytes_read += event.bytes_read
             layout = self._layouts[item.task.uri]
             if item.kind == "sequential":  # the end of the pass: every window is known now
+                if not event.bounds:
+                    raise InputError(item.task.uri, "no frame could be decoded")
                 layout.facts, layout.complete = event.facts, True
                 record.frames = event.frames
                 done = {(s.start, s.stop): s for s in record.segments}
@@ -601,6 +647,7 @@ class ArchiveRun:
             self._retry(item, record, exc)
             return
         log.warning("%s: %s; sent back without penalty", storage.redact_uri(item.task.uri), why)
+        item.task.maybe_cached = True  # what it wrote before it was interrupted is reused
         self._work.appendleft(_Item(item.task, item.kind, item.pieces, item.attempt, item.requeued + 1))
 
     def _retry(self, item: _Item, record: VideoRecord, exc: BaseException) -> None:
@@ -609,6 +656,7 @@ class ArchiveRun:
         metrics.current().inc(metrics.SEGMENTS, status="retried" if retry else "failed")
         if retry:
             log.warning("%s failed (%s); retrying", storage.redact_uri(item.task.uri), error)
+            item.task.maybe_cached = True
             self._work.appendleft(_Item(item.task, item.kind, item.pieces, item.attempt + 1, item.requeued))
             return
         self._final(record, "failed", error)

@@ -49,14 +49,15 @@ def analyze_video(
         writer = PoseTableWriter(predictor.scorer, predictor.bodyparts, scratch, formats=formats)
         try:
             writer.pad_to(start)
-            with tqdm(total=stop - start, disable=not progress, unit="frame", desc=storage.basename(video_uri)) as bar:
+            with tqdm(total=stop - start, disable=not progress, unit="frame", desc=storage.basename(storage.canonical_uri(video_uri))) as bar:
                 ranged = predict_range(predictor, info, start, stop, writer.append, on_batch=bar.update)
             writer.pad_to(stop)
             outputs = writer.publish(base)
         finally:
             writer.close()
     result = AnalysisResult(
-        video=storage.absolute(video_uri),  # _meta.json must still find it from another working directory
+        # _meta.json must still find the video from another working directory, and never holds a secret
+        video=storage.redact_uri(storage.absolute(video_uri)),
         outputs={fmt: storage.absolute(uri) for fmt, uri in outputs.items()},
         frames=stop - start,
         frames_predicted=ranged.frames,
@@ -69,7 +70,7 @@ def analyze_video(
     )
     meta = {
         **asdict(result),
-        "video_identity": asdict(storage.identity(video_uri)),
+        "video_identity": {**asdict(storage.identity(video_uri)), "uri": result.video},
         "model": {"uri": predictor.trained.uri, "identity": predictor.trained.identity},
         "scorer": predictor.scorer,
         "bodyparts": predictor.bodyparts,

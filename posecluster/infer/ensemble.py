@@ -138,7 +138,7 @@ def predict_members(predictor: EnsemblePredictor, video_uri: str, start: int = 0
     def sink(first: int, chunk: np.ndarray) -> None:
         members[:, first - start : first - start + len(chunk)] = chunk.transpose(1, 0, 2, 3)
 
-    with tqdm(total=stop - start, disable=not progress, unit="frame", desc=storage.basename(video_uri)) as bar:
+    with tqdm(total=stop - start, disable=not progress, unit="frame", desc=storage.basename(storage.canonical_uri(video_uri))) as bar:
         ranged = predict_range(predictor, info, start, stop, sink, on_batch=bar.update)
     return info, members, ranged
 
@@ -192,13 +192,13 @@ def analyze_ensemble_video(predictor: EnsemblePredictor, video_uri: str, out_fol
     refuse_another_videos_table(video_uri, base)
     outputs, params = write_ensemble_outputs(base, predictor.scorer, predictor.bodyparts, members, formats,
                                              smooth_param)
-    result = AnalysisResult(video=storage.absolute(video_uri),
+    result = AnalysisResult(video=storage.redact_uri(storage.absolute(video_uri)),
                             outputs={fmt: storage.absolute(uri) for fmt, uri in outputs.items()}, frames=info.frame_count, frames_predicted=ranged.frames,
                             missing_frames=ranged.missing, errors=ranged.errors, seconds=ranged.seconds,
                             fps=ranged.fps)
     meta = {
         **asdict(result),
-        "video_identity": asdict(storage.identity(video_uri)),
+        "video_identity": {**asdict(storage.identity(video_uri)), "uri": result.video},
         "model": {"uri": predictor.trained.uri, "identity": predictor.trained.identity},
         "ensemble": smoothing_meta([{"uri": m.trained.uri, "sha256": m.trained.sha256}
                                     for m in predictor.members], params),

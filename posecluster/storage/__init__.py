@@ -110,10 +110,41 @@ def _redact_match(match: re.Match) -> str:
     return f"{match.group('scheme')}{userinfo}{match.group('rest')}{query}"
 
 
+_WEB = ("http", "https")  # where a query string is a query (an object store's key may hold "?" or "#")
+
+
+def _parts(uri: str) -> tuple[str, str, str, str]:
+    """(scheme, user info, the rest, query) of one URI. Only web URLs have a query: in `s3://b/a?b#c`,
+    `a?b#c` is the key (S3 keys and file names may hold '?', '#' and spaces)."""
+    scheme, _, rest = uri.partition("://")
+    authority, slash, path = rest.partition("/")
+    userinfo, at, host = authority.rpartition("@")
+    query = ""
+    if scheme.lower() in _WEB:
+        path, mark, query = path.partition("?")
+        path = path.split("#", 1)[0]
+        query = mark + query.split("#", 1)[0]
+    return scheme, userinfo + at, host + slash + path, query
+
+
 def redact_uri(uri: str) -> str:
-    """`uri` fit for a log, a manifest or `_meta.json`: user info and query values replaced by ***
-    (a presigned URL's signature and credential, a password in `scheme://user:pass@host`)."""
-    return _redact(uri) if "://" in uri else uri
+    """`uri` fit for a log, a manifest or `_meta.json`: user info and a web URL's query values replaced by
+    *** (a presigned URL's signature and credential, a password in `scheme://user:pass@host`); a text
+    that holds URIs among other words is scrubbed of the same (and of known secrets)."""
+    if "://" not in uri:
+        return uri
+    if any(ch.isspace() for ch in uri) and not uri.split("://", 1)[0].isalnum():
+        return _redact(uri)  # a message, not one URI
+    scheme, userinfo, rest, query = _parts(uri)
+    if query:
+        query = "?" + "&".join(f"{p.split('=', 1)[0]}=***" for p in query[1:].split("&") if p)
+    return _redact_known(f"{scheme}://{'***@' if userinfo else ''}{rest}{query}")
+
+
+def _redact_known(text: str) -> str:
+    for secret in _secrets():
+        text = text.replace(secret, "***")
+    return text
 
 
 class RedactingFilter:
@@ -129,13 +160,15 @@ class RedactingFilter:
 
 
 def canonical_uri(uri: str) -> str:
-    """The object a URI names, without what only grants access to it (user info, query strings such as
-    a presigned URL's, which change with every signature): what identities and output names are built
-    from, so a video presigned twice is still one video."""
+    """The object a URI names, without what only grants access to it (user info; a web URL's query, such
+    as a presigned URL's, which changes with every signature): what identities and output names are
+    built from, so a video presigned twice is still one video. `file:///x` and `/x` are one object."""
     if "://" not in uri:
         return uri
-    match = _URI_SECRETS.match(uri)
-    return f"{match.group('scheme')}{match.group('rest')}" if match else uri
+    scheme, _, rest, _ = _parts(uri)
+    if scheme.lower() == "file":
+        return "/" + rest.lstrip("/")
+    return f"{scheme}://{rest}"
 
 
 def _library_errors() -> tuple[type[BaseException], ...]:

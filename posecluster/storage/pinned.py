@@ -24,6 +24,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 _warned_if_match_ignored: set[str] = set()  # endpoints already reported (one warning per process)
 
 Fetch = Callable[[int, int], bytes]
+_ETAG = re.compile(r"[0-9A-Za-z+/=_-]{8,}")  # an entity tag as S3-compatible stores make them (no date, no spaces)
 
 
 def _changed(identity: ObjectIdentity, now: str) -> ObjectChangedError:
@@ -55,6 +57,8 @@ def _s3_fetcher(fs, path: str, identity: ObjectIdentity) -> Fetch:
 
     bucket, key, _ = fs.split_path(path)
     etag = identity.version.strip('"')
+    if not _ETAG.fullmatch(etag):
+        etag = ""  # a listing without ETags gave a date: no condition can be made of it (size is still checked)
     conditions = {"IfMatch": f'"{etag}"'} if etag else {}
 
     def get(start: int | None, end: int | None) -> bytes:

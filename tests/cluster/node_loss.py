@@ -36,7 +36,7 @@ def node_of(nodes: list, node_id: str):
 def archive(root: str) -> dict:
     from posecluster.cluster.archive import ArchiveOptions, run_archive
 
-    cluster, nodes = start_cluster()
+    cluster, nodes = start_cluster(worker_nodes=2)  # no spare: the cluster shrinks below --workers
     removed: dict = {}
 
     def remove_a_node(run) -> None:

@@ -134,6 +134,6 @@ def test_a_rerun_after_an_interrupted_job_recomputes_nothing_that_was_done(archi
     original = storage.read_bytes(f"{archive}/videos/day2/a.mp4")
     storage.atomic_write_bytes(f"{archive}/videos/day2/a.mp4", storage.read_bytes(f"{archive}/videos/day1/b.mp4"))
     fourth = run_archive(videos, options(archive, "poses-resume"))
-    assert {v.uri.split("/videos/")[1]: v.status for v in fourth.videos} == {
-        "day1/a.mp4": "skipped", "day1/b.mp4": "skipped", "day2/a.mp4": "done"}
+    assert {v.uri.split("/videos/")[1]: (v.status, v.recomputed) for v in fourth.videos} == {
+        "day1/a.mp4": ("skipped", ""), "day1/b.mp4": ("skipped", ""), "day2/a.mp4": ("done", "video changed")}
     storage.atomic_write_bytes(f"{archive}/videos/day2/a.mp4", original)

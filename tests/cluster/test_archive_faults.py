@@ -17,7 +17,7 @@ from posecluster.data import synthetic
 from posecluster.data.formats.poses import read_pose_table
 from posecluster.model.artifact import load_model, save_model
 
-VIDEOS = 6
+VIDEOS = 6  # in videos/; the crash test renders its own
 
 
 @pytest.fixture(scope="module")
@@ -120,33 +120,68 @@ def test_an_outage_past_the_limit_stops_the_job_cleanly_and_a_rerun_resumes(buck
         np.testing.assert_array_equal(table, clean[uri])
 
 
-def test_the_default_budgets_pause_for_an_hour(bucket):
-    """What a facility gets without flags: a call retries for a minute, the job waits an hour for
-    storage (and for workers) before stopping; the command line's defaults are the same."""
+def test_the_default_budgets_pause_for_an_hour_then_stop_cleanly():
+    """What a facility gets without flags, on a clock the test moves: storage away for 59 minutes is a
+    pause that ends when it answers again; away for more than an hour stops the job cleanly. The command
+    line's defaults are the same budgets."""
+    from posecluster.cluster.pause import JobStopped, StoragePause
+
+    now = [1000.0]
+    answers: list = []
+
+    def probe():
+        if not answers or not answers[-1]:
+            raise ConnectionRefusedError(111, "Connection refused")
+
+    pause = StoragePause(probe, Patience().outage_s, clock=lambda: now[0])
+    pause.down("a listing timed out")
+    for minute in range(1, 60):
+        now[0] = 1000.0 + 60 * minute
+        pause.check()  # still away: no stop before the hour
+        assert pause.paused
+    answers.append(True)
+    now[0] += 60
+    pause.check()
+    assert not pause.paused and pause.seconds() == pytest.approx(3600, abs=61)
+    answers.append(False)
+    pause.down("again")
+    now[0] += 3601
+    with pytest.raises(JobStopped, match="outage limit 3600 s"):
+        pause.check()
     assert Patience() == Patience(storage_call_s=60.0, outage_s=3600.0, capacity_s=3600.0)
     args = build_parser().parse_args(["infer", "s3://b/v/", "--model", "s3://b/m", "--out", "s3://b/o"])
     assert (args.storage_patience, args.outage_limit) == (60.0, 3600.0)
     assert ArchiveOptions(model="m", out="o").patience == Patience()
 
 
-def test_a_killed_worker_is_blamed_only_for_what_it_was_running(bucket, clean):
-    """No retries allowed: killing a worker may fail the one video it was running, never the video
-    queued behind it on the same worker."""
+def test_a_crashed_worker_is_blamed_only_for_what_it_was_running(bucket, tmp_path):
+    """No retries allowed, and a worker's process killed (SIGKILL, as the OOM killer or a decoder's crash
+    does) in the middle of a video with another queued behind it: exactly the video it was running fails,
+    with the death as its error, and the queued one completes."""
+    import os
+    import signal
+
     import ray
 
-    killed = []
+    for i in range(4):  # 8 segments each: a kill after one segment lands in the middle of its video
+        path = str(tmp_path / f"long{i}.mp4")
+        synthetic.render_video(path, synthetic.Scene(width=96, height=80, seed=70 + i), 48, gop=6)
+        storage.atomic_upload(path, f"{bucket}/crash/v{i}.mp4")
+    killed: list = []
 
-    def kill_a_busy_worker(run) -> None:
-        if not killed and run.report.segments_computed >= 1:
-            slot = max(range(len(run.pool.slots)), key=run.pool.load)  # one with an item queued behind
-            killed.append(run.pool.load(slot))
-            ray.kill(run.pool.slots[slot].actor)
+    def crash_a_busy_worker(run) -> None:
+        if killed or run.report.segments_computed < 1:
+            return
+        slot = max(range(len(run.pool.slots)), key=run.pool.load)  # one with an item queued behind
+        running = next(item for generation, item, _ in run.pool.slots[slot].items if item.started)
+        pid = ray.get(run.pool.slots[slot].actor.__ray_call__.remote(lambda actor: os.getpid()))
+        killed.append((run.pool.load(slot), running.task.uri))
+        os.kill(pid, signal.SIGKILL)
 
-    report = run_archive([f"{bucket}/videos/"], options(bucket, "poses-killed", max_retries=0),
-                         on_progress=kill_a_busy_worker)
-    assert killed and killed[0] == 2, "the killed worker had no item queued behind the running one"
-    failed = report.failed
-    assert len(failed) <= 1, [(v.uri, v.error) for v in failed]
-    assert report.workers_lost == 1
-    for uri, table in tables(report).items():
-        np.testing.assert_array_equal(table, clean[uri])
+    options = ArchiveOptions(model=f"{bucket}/models/tiny", out=f"{bucket}/poses-crash", workers=2, segment_frames=6,
+                             progress=False, infer_overrides={"batch_size": 4}, max_retries=0)
+    report = run_archive([f"{bucket}/crash/"], options, on_progress=crash_a_busy_worker)
+    assert killed and killed[0][0] == 2, "the killed worker had no item queued behind the running one"
+    assert [v.uri for v in report.failed] == [killed[0][1]], [(v.uri, v.error) for v in report.videos]
+    assert "died" in report.failed[0].error and report.workers_lost == 1
+    assert sum(v.done for v in report.videos) == 3

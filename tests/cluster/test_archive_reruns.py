@@ -215,3 +215,31 @@ def test_a_hostile_done_record_is_never_trusted(lab):
     code, rerun = infer(lab, "videos/day2/", out="poses-hostile")
     assert code == 0 and rerun[0]["status"] == "done" and "recomputed" in rerun[0]
     np.testing.assert_array_equal(poses(table), before)
+
+
+def test_names_with_spaces_and_hashes_keep_their_own_tables(lab):
+    """OBS names recordings '2024-01-05 10-30-00.mkv'; folders like 'cage#2' exist: every character of a
+    key is part of the video's place."""
+    names = ["rec/2024-01-05 10-30-00.mp4", "rec/2024-01-05 14-00-00.mp4", "cage#2/a.mp4", "cage#3/a.mp4"]
+    sources = ["day1", "day2", "day1", "day2"]
+    for name, day in zip(names, sources):
+        storage.atomic_write_bytes(f"{lab}/named/{name}", storage.read_bytes(f"{lab}/videos/{day}/mouse.mp4"))
+    code, records = infer(lab, "named/", out="poses-named")
+    assert code == 0 and sorted(r["status"] for r in records) == ["done"] * 4
+    tables = {r["uri"].split("/named/")[1]: r["outputs"]["h5"] for r in records}
+    assert len(set(tables.values())) == 4
+    for name, day in zip(names, sources):
+        assert len(poses(tables[name])) == FRAMES[day]
+    code, again = infer(lab, "named/", out="poses-named")
+    assert [r["status"] for r in again] == ["skipped"] * 4
+
+
+def test_a_table_with_no_record_is_computed_again_and_says_so(lab):
+    """A table at the video's place that no job recorded (an older posecluster's, copied there by hand)."""
+    scorer = load_model(f"{lab}/models/A").scorer
+    base = output_base(f"{lab}/videos/day1/mouse.mp4", f"{lab}/poses-norecord", scorer)
+    storage.atomic_write_bytes(f"{base}.h5", b"a table written by hand")
+    code, records = infer(lab, "videos/day1/", out="poses-norecord")
+    assert code == 0 and records[0]["status"] == "done"
+    assert records[0]["recomputed"].startswith("no record of the table there")
+    assert len(poses(f"{base}.h5")) == FRAMES["day1"]

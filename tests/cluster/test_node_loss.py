@@ -1,7 +1,8 @@
 """Losing a node mid-job on a real multi-node Ray cluster on one machine (tests/cluster/node_loss.py runs
-each scenario in a process of its own, against this session's moto S3 server): an archive job finishes
-with every table as a single-video analysis gives it, and a data-parallel training run resumes from its
-last checkpoint in storage and ends with a model that evaluates."""
+each scenario in a process of its own, against this session's moto S3 server): an archive job that loses
+a worker's node, with a plan its pieces need, and is left below --workers finishes with every table as a
+single-video analysis gives it; a data-parallel training run resumes from its last checkpoint in storage
+and ends with a model that evaluates."""
 
 from __future__ import annotations
 
@@ -43,6 +44,9 @@ def test_an_archive_job_survives_losing_a_node_with_its_worker_and_objects(s3_bu
         storage.atomic_upload(path, f"{s3_bucket}/videos/v{i}.mp4")
     outcome = scenario("archive", s3_bucket)
     assert outcome["removed"], "no node was removed"
+    # The node that went held a worker and a plan that pieces still waiting needed (Ray rebuilt it), and
+    # the cluster was left with one worker node for two workers: the other one finished the job.
+    assert outcome["removed"]["held_probe"], outcome["removed"]
     assert outcome["status"] == "finished" and outcome["workers_lost"] >= 1
     videos = outcome["videos"]
     assert [v["status"] for v in videos.values()] == ["done"] * 4, videos

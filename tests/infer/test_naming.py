@@ -56,12 +56,6 @@ def test_label_video_and_plot_keep_same_named_videos_apart(ray_local, two_mice, 
     assert len(folders) == 2
 
 
-def test_the_archive_names_outputs_by_the_same_rule():
-    from posecluster.cluster import schedule
-
-    assert schedule.output_base is naming.output_base
-
-
 def test_a_videos_output_place_depends_on_that_video_alone():
     day1, day2 = "s3://lab/v/day1/mouse.mp4", "s3://lab/v/day2/mouse.mp4"
     # The same video gets the same place whichever other videos a job lists.
@@ -71,6 +65,11 @@ def test_a_videos_output_place_depends_on_that_video_alone():
     assert together[day2] == "s3://out/lab/v/day2/mouseDLC_x"
     assert naming.output_base("/data/cam/mouse.avi", "/poses", "DLC_x") == "/poses/data/cam/mouseDLC_x"
     assert naming.output_base("file:///data/cam/mouse.avi", "/poses", "DLC_x") == "/poses/data/cam/mouseDLC_x"
+    # Every character of a key is the video's (OBS's '2024-01-05 10-30-00.mkv', a folder 'cage#2').
+    assert naming.output_base("s3://lab/rec/2024-01-05 10-30-00.mkv", "s3://out", "D") == (
+        "s3://out/lab/rec/2024-01-05 10-30-00D")
+    assert naming.output_base("s3://lab/cage#2/a.mp4", "s3://out", "D") != naming.output_base(
+        "s3://lab/cage#3/a.mp4", "s3://out", "D")
     # What only grants access (a presigned query, user info) is not part of the place.
     presigned = "https://store.example/lab/v/mouse.mp4?X-Amz-Signature=abc&X-Amz-Credential=k"
     assert naming.output_base(presigned, "s3://out", "D") == "s3://out/store.example/lab/v/mouseD"
