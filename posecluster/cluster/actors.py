@@ -250,8 +250,10 @@ class SegmentWorker:
         info, meter = self._plan_of(task), ByteMeter()
         window = ctx.segment_frames
         names = self._cached(folder, ctx, task)
-        skip = {int(name[:9]) // window for name in names if len(name) == 19 and name[:9].isdigit()
-                and int(name[10:]) - int(name[:9]) <= window}
+        # Only whole windows of this job's length, on its grid: the last (shorter) one is always redone,
+        # and a window of another --segment-frames is not this job's.
+        skip = {int(name[:9]) // window for name in names if name[:9].isdigit()
+                and name == segment_name(int(name[:9]), int(name[:9]) + window) and int(name[:9]) % window == 0}
         events: queue.Queue = queue.Queue()
 
         def write(poses, result) -> None:
