@@ -14,75 +14,28 @@ model is a randomly initialised ResNet-18 at a small input scale (speed does not
 
   python benchmarks/archive_scale.py --videos 1000 --frames 8
   python benchmarks/archive_scale.py --videos 40 --frames 300 --name archive_scale_300
+
+Long-video mode (benchmarks/_archive_long.py): 20 recordings of 10 minutes and 2 of 2 hours per container
+(MP4 with moov first and last, MKV with and without cues, MPEG-TS, AVI), each job's storage bill counted at
+the proxy:
+
+  python benchmarks/archive_scale.py --long [--containers mp4-moov-first ts] [--render-dir /tmp/long]
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import io
-import json
 import os
 import resource
-import subprocess
-import sys
 import tempfile
 import time
 
+import _storage
+from _archive_long import CONTAINERS, run_long
 from _common import require_openfield, save
 
-PROXY = r'''
-import asyncio, json, logging, sys, threading, time
-from moto.server import ThreadedMotoServer
-logging.getLogger("werkzeug").setLevel(logging.ERROR)
-server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-server.start()
-_, moto_port = server.get_host_and_port()
-latency, counts_file = float(sys.argv[1]), sys.argv[2]
-counts = {"workers": {"requests": 0, "bytes_down": 0}, "driver": {"requests": 0, "bytes_down": 0}}
-METHODS = (b"GET ", b"PUT ", b"HEAD", b"POST", b"DELE")
-
-async def pipe(reader, writer, who, upstream):
-    try:
-        while data := await reader.read(1 << 16):
-            if upstream:
-                if data[:4] in METHODS:
-                    counts[who]["requests"] += 1
-                    await asyncio.sleep(latency)  # one round trip's worth per request
-            else:
-                counts[who]["bytes_down"] += len(data)
-            writer.write(data)
-            await writer.drain()
-    except (ConnectionError, OSError):
-        pass
-    finally:
-        writer.close()
-
-def handler(who):
-    async def handle(reader, writer):
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", moto_port)
-        await asyncio.gather(pipe(reader, up_writer, who, True), pipe(up_reader, writer, who, False))
-    return handle
-
-async def main():
-    workers = await asyncio.start_server(handler("workers"), "127.0.0.1", 0)
-    driver = await asyncio.start_server(handler("driver"), "127.0.0.1", 0)
-    print(json.dumps({"moto": moto_port, "workers": workers.sockets[0].getsockname()[1],
-                      "driver": driver.sockets[0].getsockname()[1]}), flush=True)
-    while True:
-        await asyncio.sleep(0.5)
-        with open(counts_file + ".tmp", "w") as fh:
-            json.dump(counts, fh)
-        import os; os.replace(counts_file + ".tmp", counts_file)
-
-asyncio.run(main())
-'''
-
-
-def read_counts(path: str) -> dict:
-    time.sleep(1.2)  # two write intervals of the proxy
-    with open(path) as fh:
-        return json.load(fh)
+def requests(counts: dict, who: str) -> int:
+    return sum(kind["requests"] for kind in counts[who].values())
 
 
 def main() -> None:
@@ -93,15 +46,25 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--global-scale", type=float, default=0.5)
     parser.add_argument("--name", default=None)
+    long = parser.add_argument_group("long-video mode (--long): recordings as facilities keep them, every container")
+    long.add_argument("--long", action="store_true", help="run the long-video mode instead (benchmarks/_archive_long.py)")
+    long.add_argument("--containers", nargs="*", choices=list(CONTAINERS), help="default: all")
+    long.add_argument("--short", type=int, default=20, help="copies of the 10-minute recording")
+    long.add_argument("--short-frames", type=int, default=18000)
+    long.add_argument("--long-videos", dest="long_copies", type=int, default=2, help="copies of the 2-hour recording")
+    long.add_argument("--long-frames", type=int, default=216000)
+    long.add_argument("--segment-frames", type=int, default=1000)
+    long.add_argument("--render-dir", default=None, help="keep rendered recordings here between runs")
     args = parser.parse_args()
+    if args.long:
+        run_long(args)
+        return
     name = args.name or f"archive_scale_{args.videos}x{args.frames}"
 
     openfield = require_openfield()
     tmp = tempfile.mkdtemp(prefix="archive-scale-")
     counts_file = f"{tmp}/counts.json"
-    storage_proc = subprocess.Popen([sys.executable, "-c", PROXY, str(args.latency_ms / 1000), counts_file],
-                                    stdout=subprocess.PIPE, text=True)
-    ports = json.loads(storage_proc.stdout.readline())
+    storage_proc, ports = _storage.start(args.latency_ms / 1000, counts_file)
     creds = dict(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1")
     os.environ.update(creds, AWS_ENDPOINT_URL=f"http://127.0.0.1:{ports['moto']}")
     try:
@@ -145,15 +108,15 @@ def main() -> None:
         os.environ["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{ports['driver']}"
         from posecluster.cluster.archive import ArchiveOptions, run_archive
 
-        before = read_counts(counts_file)
+        before = _storage.read_counts(counts_file)
         job_started = time.perf_counter()
         report = run_archive(["s3://bench/videos/"], ArchiveOptions(
             model="s3://bench/model", out="s3://bench/poses", workers=args.workers, segment_frames=1000,
             progress=False))
         total = time.perf_counter() - job_started
-        after = read_counts(counts_file)
+        after = _storage.read_counts(counts_file)
         assert not report.failed, [(v.uri, v.error) for v in report.failed[:3]]
-        driver_requests = after["driver"]["requests"] - before["driver"]["requests"]
+        driver_requests = requests(after, "driver") - requests(before, "driver")
         window = report.seconds - (report.first_segment_started or 0.0)
         figures = {
             "videos": args.videos,
@@ -166,7 +129,7 @@ def main() -> None:
             "job_total_s": total,
             "driver_requests": driver_requests,
             "driver_requests_per_video": driver_requests / args.videos,
-            "worker_side_requests_per_video": (after["workers"]["requests"] - before["workers"]["requests"]) / args.videos,
+            "worker_side_requests_per_video": (requests(after, "workers") - requests(before, "workers")) / args.videos,
             "video_bytes_read_over_stored": report.bytes_read / stored,
             "manifest_bytes": report.manifest_bytes,
             "manifest_bytes_per_video": report.manifest_bytes / args.videos,

@@ -30,6 +30,7 @@ import torch
 from _common import require_openfield, save
 from posecluster import storage
 from posecluster.config import PoseclusterConfig
+from posecluster.data.clips import spread_frames
 from posecluster.data.dataset import load_images
 from posecluster.data.project import read_project
 from posecluster.data.split import Split, indices_of
@@ -46,11 +47,13 @@ DLC_ANALYZE_FPS = {"batch_1": 1.09, "batch_4": "0.70-0.75"}  # DeepLabCut 3.0.2 
 PATHS = {"fp32": "off", "bf16": "on", "int8": "int8", "default": "auto"}
 
 
-def at_scale(trained: TrainedModel, scale: float, images: list, rows: tuple[list[int], list[int]]) -> TrainedModel:
-    """The model at global_scale `scale`, with an int8 graph calibrated (and checked) at that scale."""
+def at_scale(trained: TrainedModel, scale: float, images: list, rows: tuple[list[int], list[int]],
+             frames: list) -> TrainedModel:
+    """The model at global_scale `scale`, with an int8 graph calibrated (and checked, on labeled images and
+    video frames, as training does) at that scale."""
     config = trained.config.with_overrides({"model": {"global_scale": scale}, "infer": {"batch_size": 1}})
     scaled = replace(trained, config=config, reduced=None)
-    return replace(scaled, reduced=reduced_precision(scaled, images, *rows))
+    return replace(scaled, reduced=reduced_precision(scaled, images, *rows, video_frames=frames))
 
 
 def predictor(trained: TrainedModel, setting: str, batch_size: int | str = 1) -> Predictor:
@@ -145,6 +148,8 @@ def main() -> None:
     parser.add_argument("--scales", type=float, nargs="+", default=[1.0, 0.8])
     parser.add_argument("--pose-stride", type=int, default=5, help="compare poses on every N-th frame (1: all)")
     parser.add_argument("--calibration-images", type=int, default=64)
+    parser.add_argument("--check-video-frames", type=int, default=100,
+                        help="video frames the pose checks (what auto decides on) include, as training's")
     parser.add_argument("--name", default="inference_speed_precision")
     args = parser.parse_args()
 
@@ -163,7 +168,8 @@ def main() -> None:
     rows = pick_rows(train_rows, test_rows, args.calibration_images)
     uptime_before = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     started = time.perf_counter()
-    models = {scale: at_scale(trained, scale, images, rows) for scale in args.scales}
+    frames = spread_frames([video], args.check_video_frames)
+    models = {scale: at_scale(trained, scale, images, rows, frames) for scale in args.scales}
     figures = {
         "video": "openfield m3v1mp4.mp4 (640x480 H.264, 2330 frames)",
         "model": args.model or "random resnet50 (speed only)",

@@ -1,15 +1,18 @@
-"""Probe + read cost per container: the VideoReader against the reader it replaced, in one run.
+"""Planning a long video: bytes read and time, the VideoReader's plan (the container's index, range reads)
+against the reader of BASELINE_COMMIT (a demux of every packet), in one run.
 
-openfield's m3v1mp4.mp4 (2,330 frames, 640x480 H.264) is remuxed with PyAV (no re-encoding) into mp4, mov,
-mkv, avi and ts in a temporary folder. For each container and each implementation this measures
-- probe: the best of --repeat probes (demux, no decoding; the new one reads MP4/MOV rotation from the
-  track header and decodes the first keyframe of an MKV, whose display matrix only a frame shows),
-- read: the best of --repeat/3 reads of --frames frames starting at the keyframe nearest the middle that
-  the implementation offers as a segment start (seek + decode + RGB conversion),
-and prints new/old ratios. The baseline is posecluster/data/video.py at BASELINE_COMMIT, loaded from git.
-Other engineers load the same CPU: compare the ratios, which are measured within one run.
+Each container holds one long recording at a camera's bitrate in tiny frames (64x48 noise encoded
+near-losslessly, about 4-5 kB per frame; tests/data/video_matrix.render_long): MP4 with `moov` first and
+last, MOV, Matroska with and without cues, AVI (idx1, and the same file indexed the OpenDML way),
+MPEG-TS. For each it measures
+- plan: `VideoReader.plan()` (what the index proves: "frames", "spans" or "sequential"), bytes read
+  through the file object the reader reads from (storage.retry.RetryingReader.bytes_read) and time;
+- probe: `probe()` (every frame's facts: the plan where it has them, else a demux), bytes and time;
+- old probe: BASELINE_COMMIT's `probe()` (demuxes every packet), bytes and time;
+best of --repeat each, interleaved so that other processes' load falls on all alike. Ratios are measured
+within one run; the machine is shared, so read the ratios, not the seconds.
 
-    .venv/bin/python benchmarks/video_probe.py [--repeat 9] [--frames 120]
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/video_probe.py [--frames 18000] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -22,14 +25,24 @@ import tempfile
 import time
 import types
 
-import av
-import numpy as np
+from _common import ROOT, save
 
-from _common import ROOT, machine, require_openfield, save
-from posecluster.data import video as new
+sys.path.insert(0, str(ROOT))
+from posecluster.data import video as new  # noqa: E402
+from posecluster.storage.retry import open_retrying  # noqa: E402
+from tests.data.video_matrix import opendml, render_long  # noqa: E402
 
-BASELINE_COMMIT = "14f700c"  # the last commit before VideoReader
-CONTAINERS = {"mp4": None, "mov": None, "mkv": None, "avi": "avi", "ts": "mpegts"}
+BASELINE_COMMIT = "a9add49"  # the reader before plans from the container's index
+CONTAINERS = {  # name -> (file name, render options)
+    "mp4 moov first": ("first.mp4", {}),
+    "mp4 moov last": ("last.mp4", {"faststart": False}),
+    "mov": ("clip.mov", {}),
+    "mkv cues": ("cues.mkv", {}),
+    "mkv no cues": ("nocues.mkv", {"seekable": False}),
+    "avi idx1": ("clip.avi", {"bframes": 0}),
+    "avi opendml": ("odml.avi", {"bframes": 0}),  # the idx1 file re-indexed the OpenDML way
+    "mpeg-ts": ("clip.ts", {"fmt": "mpegts"}),
+}
 
 
 def baseline_module() -> types.ModuleType:
@@ -41,89 +54,69 @@ def baseline_module() -> types.ModuleType:
     return module
 
 
-def remux(source: str, path: str, fmt: str | None) -> str:
-    with av.open(source) as src, av.open(path, mode="w", format=fmt) as dst:
-        in_stream = src.streams.video[0]
-        stream = dst.add_stream_from_template(in_stream)
-        if fmt == "avi":
-            stream.time_base = 1 / in_stream.average_rate  # one tick per frame, no placeholder chunks
-        # AVI and TS carry H.264 as an Annex B byte stream, MP4 as length-prefixed NAL units.
-        annexb = av.bitstream.BitStreamFilterContext("h264_mp4toannexb", in_stream) if fmt else None
-        for packet in src.demux(in_stream):
-            if packet.size:
-                key = packet.is_keyframe
-                for out in annexb.filter(packet) if annexb else [packet]:
-                    out.is_keyframe = key  # the filter does not carry the flag over
-                    out.stream = stream
-                    dst.mux(out)
-    return path
+def counted(call):
+    """call(source) -> result, with the bytes the source handed over and the time it took."""
+    opened = []
+
+    def source():
+        opened.append(open_retrying(path_of[0]))
+        return opened[-1]
+
+    began = time.perf_counter()
+    result = call(source)
+    return result, sum(h.bytes_read for h in opened), time.perf_counter() - began
 
 
-def interleaved(repeat: int, calls: dict) -> dict:
-    """Best time of each call over `repeat` rounds, the calls alternating within a round so that the
-    load other processes put on the CPU falls on both alike."""
-    best, values = {name: float("inf") for name in calls}, {}
+path_of = [""]
+
+
+def measure(path: str, old, repeat: int) -> dict:
+    path_of[0] = path
+    calls = {"plan": lambda s: new.VideoReader(path, s).plan(),
+             "probe": lambda s: new.probe(path, source=s),
+             "old probe": lambda s: old.probe(path, source=s)}
+    best: dict = {}
     for _ in range(repeat):
         for name, call in calls.items():
-            began = time.perf_counter()
-            values[name] = call()
-            best[name] = min(best[name], time.perf_counter() - began)
-    return {name: (best[name], values[name]) for name in calls}
-
-
-def reader(module, info, frames: int):
-    keyframes = np.asarray(info.keyframes)
-    start = int(keyframes[np.argmin(np.abs(keyframes - info.frame_count // 2))])
-    stop = min(start + frames, info.frame_count)
-
-    def read():
-        report = module.DecodeReport()
-        return start, [index for index, _ in module.read_frames(info, start, stop, report)], report
-
-    return read
-
-
-def measure(modules: dict, path: str, repeat: int, frames: int) -> dict:
-    probes = interleaved(repeat, {name: (lambda m=m: m.probe(path)) for name, m in modules.items()})
-    reads = interleaved(max(1, repeat // 3), {name: reader(m, probes[name][1], frames) for name, m in modules.items()})
-    out = {}
-    for name in modules:
-        info = probes[name][1]
-        start, indices, report = reads[name][1]
-        out[name] = {"probe_s": probes[name][0], "read_s": reads[name][0], "frames": info.frame_count,
-                     "keyframes": len(info.keyframes), "read_start": start, "read_frames": len(indices),
-                     "missing": len(report.missing)}
-    return out
+            result, read, seconds = counted(call)
+            if name not in best or seconds < best[name]["seconds"]:
+                best[name] = {"seconds": seconds, "bytes": read, "kind": getattr(result, "plan", "frames"),
+                              "frame_count": result.frame_count}
+    size = os.path.getsize(path)
+    for row in best.values():
+        row["bytes_over_video"] = row["bytes"] / size
+    return {"video_bytes": size, **best,
+            "plan_time_over_old_probe": best["plan"]["seconds"] / best["old probe"]["seconds"],
+            "probe_time_over_old_probe": best["probe"]["seconds"] / best["old probe"]["seconds"]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=9)
-    parser.add_argument("--frames", type=int, default=120)
+    parser.add_argument("--frames", type=int, default=18000, help="frames per video (18000: 10 min at 30 fps)")
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    video = f"{require_openfield()}/videos/m3v1mp4.mp4"
     old = baseline_module()
     rows = {}
     with tempfile.TemporaryDirectory() as folder:
-        for suffix, fmt in CONTAINERS.items():
-            path = remux(video, f"{folder}/m3v1.{suffix}", fmt)
-            rows[suffix] = measure({"new": new, "old": old}, path, args.repeat, args.frames)
-    print(f"{'container':>9} {'probe new':>10} {'probe old':>10} {'ratio':>6} {'read new':>9} {'read old':>9} "
-          f"{'ratio':>6} {'probe+read':>10}  frames new/old  keyframes new/old  read frames new/old")
-    for suffix, row in rows.items():
-        n, o = row["new"], row["old"]
-        row["probe_ratio"] = n["probe_s"] / o["probe_s"]
-        row["read_ratio"] = n["read_s"] / o["read_s"]
-        # What a segment costs a worker: probe the video, then read its frames.
-        row["probe_plus_read_ratio"] = (n["probe_s"] + n["read_s"]) / (o["probe_s"] + o["read_s"])
-        print(f"{suffix:>9} {n['probe_s'] * 1e3:9.1f}ms {o['probe_s'] * 1e3:9.1f}ms {row['probe_ratio']:6.2f} "
-              f"{n['read_s'] * 1e3:8.1f}ms {o['read_s'] * 1e3:8.1f}ms {row['read_ratio']:6.2f} {row['probe_plus_read_ratio']:10.2f}  "
-              f"{n['frames']}/{o['frames']}  {n['keyframes']}/{o['keyframes']}  {n['read_frames']}/{o['read_frames']}")
-    print(f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; avi reads decode from "
-          "frame 0 (one piece: B-frames behind invented timestamps); the old ts read returned 0 frames")
-    save("video_probe", {"machine": machine(), "args": vars(args), "baseline_commit": BASELINE_COMMIT,
-                         "load_average": os.getloadavg()[0],
-                         "note": "ratios are new/old measured in the same run",
+        for name, (file, options) in CONTAINERS.items():
+            if name == "avi opendml":
+                path = opendml(f"{folder}/clip.avi", f"{folder}/{file}")
+            else:
+                path = render_long(f"{folder}/{file}", args.frames, **options)
+            rows[name] = measure(path, old, args.repeat)
+            r = rows[name]
+            print(f"{name:>15} {r['video_bytes'] / 1e6:7.1f} MB  plan {r['plan']['kind']:>10} "
+                  f"{r['plan']['bytes'] / 1e3:8.1f} kB ({100 * r['plan']['bytes_over_video']:5.2f}%) "
+                  f"{r['plan']['seconds'] * 1e3:7.1f} ms | probe {r['probe']['bytes'] / 1e3:8.1f} kB "
+                  f"{r['probe']['seconds'] * 1e3:7.1f} ms | old probe {r['old probe']['bytes'] / 1e3:8.1f} kB "
+                  f"{r['old probe']['seconds'] * 1e3:7.1f} ms | plan/old time {r['plan_time_over_old_probe']:.3f}",
+                  flush=True)
+    load = os.getloadavg()[0]
+    print(f"load average during the run: {load:.1f} on {os.cpu_count()} cores")
+    save("video_probe", {"args": vars(args), "baseline_commit": BASELINE_COMMIT, "load_average": load,
+                         "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
+                         "note": "bytes counted through the reader's file object (RetryingReader.bytes_read); "
+                                 "times are best of --repeat, ratios within one run",
                          "containers": rows})
 
 

@@ -19,7 +19,7 @@ from posecluster.data.video import find_videos
 from posecluster.errors import PER_INPUT_ERRORS, InputError
 from posecluster.infer.analyze import AnalysisResult, analyze_video
 from posecluster.infer.ensemble import VARIANCE_SUFFIX, EnsemblePredictor, analyze_ensemble_video, load_predictor
-from posecluster.infer.naming import collisions, labeled_video_uris, output_base, plot_folders, relative_names
+from posecluster.infer.naming import collisions, labeled_video_uri, output_base, plot_folder
 from posecluster.infer.results import find_results, require_video
 from posecluster.labeling.extract import ExtractOptions, extract_video, register_videos
 from posecluster.labeling.folder_table import FolderTable, read_folder_table, save_folder_table
@@ -143,20 +143,17 @@ def analyze(videos: list[str], model_uri: str, out_folder: str, formats: tuple[s
     predictor = load_predictor(model_uri, overrides)
     results = []
     found = find_videos(videos)
-    names = relative_names(found)
-    clashes = collisions({v: output_base(v, out_folder, predictor.scorer, names[v]) for v in found})
+    clashes = collisions({v: output_base(v, out_folder, predictor.scorer) for v in found})
     if clashes:
         video, earlier = next(iter(clashes.items()))
         raise InputError(video, f"would write the same pose table as {earlier} (same folder and file stem); "
                          "analyze them into different --out folders")
     for video in found:
         if isinstance(predictor, EnsemblePredictor):
-            result = analyze_ensemble_video(predictor, video, out_folder, formats=formats, progress=progress,
-                                            relative=names[video])
+            result = analyze_ensemble_video(predictor, video, out_folder, formats=formats, progress=progress)
         else:
-            result = analyze_video(predictor, video, out_folder, formats=formats, progress=progress,
-                                   relative=names[video])
-        log.info("%s: %d frames at %.1f frames/s -> %s", video, result.frames, result.fps, result.outputs["h5"])
+            result = analyze_video(predictor, video, out_folder, formats=formats, progress=progress)
+        log.info("%s: %d frames at %.1f frames/s -> %s", result.video, result.frames, result.fps, result.outputs["h5"])
         results.append(result)
     return results
 
@@ -319,7 +316,8 @@ def label_videos(inputs: list[str], out_folder: str, options: LabelOptions, draw
     """`<video><scorer>_labeled.mp4` per analysed video; p-cutoff and skeleton default to the project's."""
     records = find_results(inputs, videos)
     settings = _project_settings(records) if pcutoff is None or draw_skeleton else {}
-    targets = labeled_video_uris([_table(r, filtered) for r in records], out_folder)
+    targets = {_table(r, filtered): labeled_video_uri(r.video, _table(r, filtered), out_folder) for r in records}
+    clashes = collisions(targets)
 
     def run(record):
         project_pcutoff, skeleton = _settings_of(settings, record.model) if settings else (pcutoff, ())
@@ -330,14 +328,18 @@ def label_videos(inputs: list[str], out_folder: str, options: LabelOptions, draw
         return {"video": labeled.uri, "frames": labeled.frames, "missing_frames": labeled.missing_frames,
                 "notes": labeled.notes}
 
-    return _each([(r.video, lambda r=r: run(r)) for r in records])
+    def refuse(table):  # never overwrite another table's labeled video
+        raise InputError(table, f"would write the same labeled video as {clashes[table]}")
+
+    return _each([(r.video, (lambda r=r: refuse(_table(r, filtered))) if _table(r, filtered) in clashes
+                   else (lambda r=r: run(r))) for r in records])
 
 
 def plot_poses(inputs: list[str], out_folder: str, pcutoff: float | None = None, filtered: bool = False) -> list[Outcome]:
     """DLC's plot-poses/<video>/ PNGs for each analysed video."""
     records = find_results(inputs)
     settings = _project_settings(records) if pcutoff is None else {}
-    folders = plot_folders({r.table: r.video for r in records}, out_folder)
+    folders = {r.table: plot_folder(r.video, out_folder) for r in records}
 
     def run(record):
         cutoff = _settings_of(settings, record.model)[0] if pcutoff is None else pcutoff
@@ -379,3 +381,23 @@ def trajectory_image(table_uri: str, pcutoff: float, title: str = "") -> bytes:
 
 def export_detector(run_uri: str, out_folder: str, options: ExportOptions) -> ExportReport:
     return export_model(run_uri, out_folder, options)
+
+
+# --- work the web app starts on a cluster: Ray's Job Submission API ---
+
+
+def job_submission(address: str, token: str | None = None):
+    """A client of Ray's Job Submission API on the cluster whose dashboard is at `address`
+    (http://head:8265): submit a posecluster command as a Ray job, list, read logs, stop
+    (posecluster.cluster.submission.RayJobs). `token`: Ray's auth token when the cluster has one."""
+    from posecluster.cluster.submission import RayJobs
+
+    return RayJobs(address, token)
+
+
+def start_local_ray(num_cpus: int = 2):
+    """A private Ray head on this machine (its own temp dir, free ports, a fresh token), ready for jobs:
+    what the web app submits to when it serves a local folder without a cluster. Stop it with .stop()."""
+    from posecluster.cluster.submission import LocalRayHead
+
+    return LocalRayHead(num_cpus=num_cpus).wait_ready()

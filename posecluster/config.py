@@ -96,6 +96,15 @@ class ProjectConfig(Section):
     pcutoff: float = Field(0.6, ge=0, le=1)
     iteration: int = Field(0, ge=0)
 
+    @field_validator("task", "scorer", "date")
+    @classmethod
+    def _file_name_piece(cls, value: str) -> str:
+        # These become parts of file names (CollectedData_<scorer>.h5, <video>DLC_..._<Task><date>...h5):
+        # a config.yaml written by someone else must not steer a write into another folder.
+        if value in (".", "..") or any(ch in value for ch in "/\\") or any(ord(ch) < 32 for ch in value):
+            raise ValueError(f"{value!r} must be usable in a file name (no '/', '\\', control characters)")
+        return value
+
     @field_validator("bodyparts")
     @classmethod
     def _unique_bodyparts(cls, value: list[str]) -> list[str]:
@@ -278,6 +287,8 @@ class TrainConfig(Section):
     # After training: calibrate an int8 version of the backbone on up to this many of the project's
     # labeled frames (0: none) and check bf16 and int8 poses against fp32 (model.quantize).
     int8_calibration_images: int = Field(64, ge=0)
+    # ...and on this many frames spread over the project's videos/ (0: labeled images only).
+    precision_check_video_frames: int = Field(100, ge=0)
     loader_workers: int = Field(0, ge=0)
     checkpoint_every_epochs: int = Field(10, ge=1)
     keep_checkpoints: int = Field(3, ge=1)

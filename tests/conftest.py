@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import uuid
 from pathlib import Path
 
@@ -27,15 +28,49 @@ def openfield_video(openfield) -> str:
     return f"{openfield}/videos/m3v1mp4.mp4"
 
 
+class RestartableMoto:
+    """The session's moto S3 server, which tests may take away for a while (an outage) and bring back on
+    the same port; its buckets live in this process, so they survive."""
+
+    def __init__(self):
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self.server.start()
+        self.host, self.port = self.server.get_host_and_port()
+
+    def get_host_and_port(self) -> tuple[str, int]:
+        return self.host, self.port
+
+    def outage(self, seconds: float) -> bool:
+        """Stop answering (connections refused) for `seconds`, then serve again; True when a connection
+        was indeed refused in between. Callers make requests use one connection each (HTTP/1.0) so that
+        no keep-alive connection outlives the stop."""
+        import socket
+
+        from moto.server import ThreadedMotoServer
+
+        self.server.stop()
+        self.server._server.server_close()  # stop listening: new connections are refused
+        try:
+            socket.create_connection((self.host, self.port), timeout=1).close()
+            refused = False
+        except OSError:
+            refused = True
+        time.sleep(seconds)
+        self.server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
+        self.server.start()
+        return refused
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
 @pytest.fixture(scope="session")
 def s3_server():
-    """The moto S3 server object behind s3_endpoint (for tests that stop and restart it: its buckets
-    live in this process, so they survive a restart on the same port)."""
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
+    """The moto S3 server behind s3_endpoint (tests may stop and restart it: RestartableMoto)."""
+    server = RestartableMoto()
     yield server
     server.stop()
 

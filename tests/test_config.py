@@ -79,3 +79,13 @@ def test_a_bad_value_in_a_dlc_config_names_file_field_and_range(tmp_path, line, 
         read_project_config(str(path))
     message = str(info.value)
     assert message.startswith(f"{path}: ") and field in message and allowed in message and "\n" not in message
+
+
+@pytest.mark.parametrize("field,value", [("Task", "../../elsewhere"), ("scorer", "lab/other"), ("date", "..")])
+def test_names_from_a_dlc_config_cannot_steer_a_write_into_another_folder(tmp_path, field, value):
+    """Task, scorer and date become parts of file names (CollectedData_<scorer>.h5, <video>DLC_..<Task><date>..)."""
+    from posecluster.config import ProjectConfig
+    from posecluster.errors import InputError
+
+    with pytest.raises(InputError, match=f"{field}.*usable in a file name"):
+        ProjectConfig.from_dlc({field: value, "bodyparts": ["snout"]}, str(tmp_path / "config.yaml"))

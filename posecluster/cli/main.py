@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 
-from posecluster import __version__
+from posecluster import __version__, storage
 from posecluster.cli.labeling import add_commands as add_labeling_commands
 
 DESCRIPTION = """\
@@ -39,8 +39,9 @@ AWS_ENDPOINT_URL / AWS_* in the environment).
   posecluster plot POSES... --out F         trajectory, x/y, likelihood, jump histogram PNGs
   posecluster export RUN --out F            TorchScript + ONNX, checked against PyTorch
 
-  posecluster serve ROOT                    the web app: label, refine and watch jobs in the browser
-                                            (ROOT: a local folder or s3:// prefix; prints a URL with a token)
+  posecluster serve ROOT                    the web app: label, refine, start and watch jobs in the browser
+                                            (ROOT: a local folder or s3:// prefix; prints a URL with a token;
+                                             --access FILE: behind a facility's sign-in proxy, per-lab prefixes)
 
   posecluster download-weights resnet50     torchvision's ImageNet weights into TORCH_HOME (image builds)
 """
@@ -179,13 +180,15 @@ def cmd_analyze(args) -> int:
 
 def cmd_infer(args) -> int:
     from posecluster import api
-    from posecluster.cluster.archive import ArchiveOptions
+    from posecluster.cluster.archive import ArchiveOptions, Patience
 
     options = ArchiveOptions(
         model=args.model, out=args.out, formats=tuple(args.format), workers=args.workers,
         cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker,
         infer_overrides=_infer_overrides(args), segment_frames=args.segment_frames, overwrite=args.overwrite,
         max_retries=args.max_retries, progress=not args.quiet, small_video_bytes=int(args.small_video_mb * (1 << 20)),
+        patience=Patience(storage_call_s=args.storage_patience, outage_s=args.outage_limit,
+                          capacity_s=args.outage_limit),
     )
     report = api.infer_archive(args.inputs, options)
     counts = {s: sum(v.status == s for v in report.videos) for s in ("skipped", "failed", "done-with-warnings")}
@@ -195,17 +198,32 @@ def cmd_infer(args) -> int:
           f"{counts['failed']} failed; {report.frames_computed} frames in {report.seconds:.0f} s "
           f"({report.fps:.1f} frames/s) on {report.workers} workers")
     for video in report.failed:
-        print(f"  FAILED {video.uri}: {video.error}")
+        print(f"  FAILED {storage.redact_uri(video.uri)}: {video.error}")
+    if report.stop_reason:
+        print(f"STOPPED: {report.stop_reason}")
     print(f"manifest: {report.manifest_uri} (posecluster status {args.out})")
-    return 1 if report.failed else 0
+    return 2 if report.stop_reason else 1 if report.failed else 0
 
 
 def cmd_serve(args) -> int:
+    from posecluster.serve.options import Listen, ServeOptions, exposure_warning
+
+    listen = Listen(host=args.host, port=args.port, certfile=args.tls_certfile, keyfile=args.tls_keyfile,
+                    allow_remote=args.allow_remote)
+    exposure_warning(listen)  # a bad --host is refused before the app's imports
     try:
-        from posecluster.serve import serve
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
     except ImportError as exc:
         raise ValueError(f"the web app needs the serve extra: pip install 'posecluster[serve]' ({exc})") from None
-    serve(args.root, host=args.host, port=args.port, token=args.token or os.environ.get("POSECLUSTER_SERVE_TOKEN"))
+    from posecluster.serve import ProxyAccess, serve
+
+    access = ProxyAccess.load(args.access) if args.access else None
+    # Ray's token for the cluster the browser's jobs go to: from the environment (the chart's Secret), never argv.
+    options = ServeOptions(access=access, allowed_hosts=tuple(args.allowed_host), secure_cookies=args.secure_cookies,
+                           ray_address=args.ray_address, ray_token=os.environ.get("RAY_AUTH_TOKEN") or None)
+    token = args.token or os.environ.get("POSECLUSTER_SERVE_TOKEN") or None
+    serve(args.root, listen, token, options, local_ray=args.local_ray)
     return 0
 
 
@@ -305,7 +323,13 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--segment-frames", type=int, default=1000,
                        help="frames per segment (cut at the next keyframe); long videos spread over workers")
     infer.add_argument("--overwrite", action="store_true", help="recompute even what is already done")
-    infer.add_argument("--max-retries", type=int, default=2, help="retries of a segment whose worker died")
+    infer.add_argument("--max-retries", type=int, default=2,
+                       help="retries of a segment whose worker died running it (a lost node does not count)")
+    infer.add_argument("--outage-limit", type=float, default=3600.0, metavar="SECONDS",
+                       help="how long the job pauses for unavailable storage before stopping cleanly (a rerun "
+                            "resumes); default an hour")
+    infer.add_argument("--storage-patience", type=float, default=60.0, metavar="SECONDS",
+                       help="how long one storage call retries before its work item waits for the pause")
     infer.add_argument("--small-video-mb", type=float, default=64,
                        help="videos below this size are fetched whole by a worker (one read); larger ones "
                             "are probed first and streamed by segment")
@@ -328,7 +352,21 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 in a container)")
     serve.add_argument("--port", type=int, default=0, help="port (default: a free one)")
     serve.add_argument("--token", help="access token (default: $POSECLUSTER_SERVE_TOKEN, else a random one, "
-                                       "printed once in the URL)")
+                                       "printed once in the URL; behind --access only when given)")
+    serve.add_argument("--access", help="the facility mode: a YAML file of trusted proxy addresses and groups -> "
+                                        "prefixes; the proxy's X-Forwarded-User/-Groups decide what a caller sees")
+    serve.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                       help="a Host name the app answers to besides loopback (the Ingress host; repeatable)")
+    serve.add_argument("--tls-certfile", help="serve HTTPS with this certificate (PEM)")
+    serve.add_argument("--tls-keyfile", help="the certificate's private key (PEM)")
+    serve.add_argument("--allow-remote", action="store_true",
+                       help="listen beyond loopback on plain HTTP (TLS terminates in front: an Ingress, a proxy)")
+    serve.add_argument("--secure-cookies", action="store_true",
+                       help="the token cookie only over HTTPS (set when TLS terminates in front)")
+    serve.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS") or None,
+                       help="the Ray dashboard (http://head:8265) the browser's jobs go to (default: $RAY_ADDRESS)")
+    serve.add_argument("--local-ray", action="store_true",
+                       help="start a private Ray head on this machine for the browser's jobs")
     serve.set_defaults(func=cmd_serve)
 
     weights = commands.add_parser("download-weights", help="fetch torchvision's ImageNet weights into TORCH_HOME "
@@ -375,11 +413,13 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("botocore", "s3fs", "aiobotocore", "urllib3", "fsspec"):
         logging.getLogger(noisy).setLevel(logging.WARNING)  # their debug output can carry request headers
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(storage.RedactingFilter())  # a presigned URL's signature never reaches a log
     exporter = _start_metrics(args)
     try:
         return args.func(args)
     except (ValueError, OSError) as exc:  # bad input, a missing object, a StorageError: one line, no traceback
-        print(f"posecluster {args.command}: error: {exc}", file=sys.stderr)
+        print(f"posecluster {args.command}: error: {storage.redact_uri(str(exc))}", file=sys.stderr)
         return 2
     finally:
         if exporter is not None and args.pushgateway:

@@ -1,24 +1,35 @@
-"""Joining a finished video: its segments -> one pose table (+ formats), `_meta.json`, the done marker.
+"""Joining a finished video: its segments -> one pose table (+ formats), `_meta.json`, the done record.
 
 Runs as a Ray task next to the data, never in the driver's scheduling loop, so workers never wait for a
-table to be written. The whole join is retried through transient storage faults (it only reads cached
-segments and writes outputs: no inference is repeated). The done marker is written last: a video whose
-marker exists has every output of its request in place.
+table to be written. The whole join is retried through transient storage faults for the job's storage
+patience (it only reads cached segments and writes outputs: no inference is repeated); past it, the
+driver puts the join back and pauses. The done record is written last, named by the state of the outputs
+it vouches for (plan.py): a video whose record matches its outputs has every output of its request in
+place. A table at the video's location whose `_meta.json` names another video is never overwritten
+(infer.results.refuse_another_videos_table, as in `analyze`).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass, field
 
 import ray
 
 from posecluster import storage
-from posecluster.cluster.plan import Request, marker_uri, segment_name, segments_folder
+from posecluster.cluster.plan import Marker, Request, expected_outputs, marker_uri, outputs_state, segments_folder
+from posecluster.cluster.records import frame_ranges
 from posecluster.infer.ensemble import join_ensemble_segments, smoothing_meta
+from posecluster.infer.results import refuse_another_videos_table
 from posecluster.infer.segments import join_segments
+from posecluster.storage.listing import list_named
 from posecluster.storage.retry import call as with_retries
+
+
+class SegmentCacheMissing(ValueError):
+    """A rejoin found cached segments gone (cleaned to save space): the video is computed again."""
 
 
 @dataclass
@@ -32,54 +43,103 @@ class JoinSpec:
     bodyparts: list[str]
     model: dict  # uri, sha256
     job_id: str
-    frames: int = 0
-    bounds: list[tuple[int, int]] = field(default_factory=list)
+    frames: int | None = 0  # None: counted by the join (pieces of spans)
+    segments: list[str] = field(default_factory=list)  # the pieces' names, in frame order (plan.piece_name)
     identity: dict | None = None
-    rejoin_from: str = ""  # a done marker of the same model with fewer formats: bounds come from it
+    rejoin_from: str = ""  # a done record of the same request: frames and pieces come from it
+    facts: dict = field(default_factory=dict)  # a one-pass video's facts (its worker learned them)
     ensemble: list[dict] | None = None  # the members (uri, sha256) when the model is an ensemble
+    recomputed: str = ""  # why an earlier output was not reused (written into _meta.json)
+    patience_s: float = 60.0
 
 
 @dataclass
 class JoinResult:
+    """What the driver keeps of a join: compact however long or damaged the video (the per-frame reasons
+    are in `_meta.json`)."""
+
     outputs: dict[str, str]
-    missing: dict[int, str]
+    missing: str  # frame ranges ("3-5,9")
+    missing_count: int
     frames: int
     bounds: list[tuple[int, int]]
     finished_at: float
     warnings: list[str] = field(default_factory=list)  # damage the reader reported (done-with-warnings)
 
 
+_PIECE = re.compile(r"(\d{9}-\d{9}|s\d{7}-\d{7})")
+
+
+def _earlier_plan(record_uri: str) -> tuple[int, list[str], dict | None]:
+    """Frames, pieces and identity from an earlier job's done record. A record that is not what a join
+    writes (edited, truncated, hostile: keys that differ from its name, pieces that do not tile its frames)
+    is no plan: the video is computed again."""
+    try:
+        previous = json.loads(storage.read_bytes(record_uri))
+        named = Marker.parse(record_uri)
+        frames, names = previous["frames"], previous["segments"]
+        if named is None or (previous.get("video_key"), previous.get("model_key"), previous.get("settings_key")) != (
+                named.video_key, named.model_key, named.settings_key):
+            raise ValueError("its keys are not its name's")
+        if not isinstance(frames, int) or frames < 0 or not isinstance(names, list) or not names \
+                or not all(isinstance(n, str) and _PIECE.fullmatch(n) for n in names):
+            raise ValueError("frames and pieces are not a join's")
+        ranges = [tuple(map(int, n.split("-"))) for n in names if not n.startswith("s")]
+        if ranges and (len(ranges) != len(names) or ranges[0][0] != 0 or ranges[-1][1] != frames
+                       or any(a[1] != b[0] or b[0] >= b[1] for a, b in zip(ranges, ranges[1:]))):
+            raise ValueError("its pieces do not tile its frames")
+        identity = previous.get("video_identity")
+        return frames, names, identity if isinstance(identity, dict) else None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        if getattr(exc, "transient", False):
+            raise  # storage away: the driver pauses and tries again
+        raise SegmentCacheMissing(f"{storage.redact_uri(record_uri)}: not a usable record ({exc})") from None
+
+
 def _join(spec: JoinSpec) -> JoinResult:
     if spec.rejoin_from:
-        previous = json.loads(storage.read_bytes(spec.rejoin_from))
-        spec.frames, spec.bounds = previous["frames"], [tuple(b) for b in previous["bounds"]]
-        spec.identity = previous.get("video_identity")
-    folder = segments_folder(spec.out, spec.video_key, spec.request.model_key)
-    uris = [storage.join(folder, f"{segment_name(a, b)}.npz") for a, b in spec.bounds]
+        spec.frames, spec.segments, spec.identity = _earlier_plan(spec.rejoin_from)
+    present = {i.uri for i in list_named(spec.base)}
+    refuse_another_videos_table(spec.video, spec.base, meta_exists=f"{spec.base}_meta.json" in present)
+    folder = segments_folder(spec.out, spec.video_key, spec.request.cache_key)
+    uris = [storage.join(folder, f"{name}.npz") for name in spec.segments]
     extra = {}
-    if spec.ensemble is None:
-        outputs, missing, facts = join_segments(uris, spec.scorer, spec.bodyparts, spec.frames, spec.base,
-                                                spec.request.formats)
-    else:
-        outputs, missing, facts, params = join_ensemble_segments(uris, spec.scorer, spec.bodyparts, spec.frames,
-                                                                 spec.base, spec.request.formats)
-        extra["ensemble"] = smoothing_meta(spec.ensemble, params)
+    try:
+        if spec.ensemble is None:
+            joined = join_segments(uris, spec.scorer, spec.bodyparts, spec.frames, spec.base, spec.request.formats)
+        else:
+            joined, params = join_ensemble_segments(uris, spec.scorer, spec.bodyparts, spec.frames, spec.base,
+                                                    spec.request.formats)
+            extra["ensemble"] = smoothing_meta(spec.ensemble, params)
+    except FileNotFoundError as exc:
+        raise SegmentCacheMissing(f"{storage.redact_uri(spec.video)}: cached segments are gone ({exc})") from None
+    identity = dict(spec.identity or {})
+    if "uri" in identity:
+        identity["uri"] = storage.redact_uri(identity["uri"])
+    facts = {**joined.meta(), **spec.facts}  # a one-pass video's facts come from its worker's pass
     meta = {
-        "video": spec.video, "video_key": spec.video_key, "video_identity": spec.identity,
+        "video": storage.redact_uri(spec.video), "video_key": spec.video_key, "video_identity": identity,
         "model": {**spec.model, "identity": spec.model["sha256"][:16]}, "model_key": spec.request.model_key,
-        "scorer": spec.scorer, "bodyparts": spec.bodyparts, "frames": spec.frames,
-        "missing_frames": missing, "outputs": outputs, "job_id": spec.job_id,
-        "bounds": [list(b) for b in spec.bounds], **facts, **extra,
+        "settings_key": spec.request.settings_key, "formats": ["h5", *spec.request.formats],
+        "scorer": spec.scorer, "bodyparts": spec.bodyparts, "frames": joined.frames,
+        "missing_frames": joined.missing, "outputs": {k: storage.redact_uri(v) for k, v in joined.outputs.items()},
+        "job_id": spec.job_id, "segments": spec.segments, "bounds": [list(b) for b in joined.bounds],
+        **({"recomputed": spec.recomputed} if spec.recomputed else {}), **facts, **extra,
     }
     body = json.dumps(meta, indent=1, default=str).encode()
     storage.atomic_write_bytes(f"{spec.base}_meta.json", body)
-    storage.atomic_write_bytes(marker_uri(spec.out, spec.video_key, spec.request), body)
-    return JoinResult(outputs, missing, spec.frames, spec.bounds, time.time(), facts.get("warnings", []))
+    written = expected_outputs(spec.base, spec.request.formats, len(spec.ensemble or ()))
+    state = outputs_state(written, {i.uri: i for i in list_named(spec.base)})
+    if state is None:
+        raise OSError(f"{storage.redact_uri(spec.base)}: outputs not listed after writing them")
+    storage.atomic_write_bytes(marker_uri(spec.out, spec.video, spec.request.marker_name(spec.video_key, state)), body)
+    return JoinResult(joined.outputs, frame_ranges(joined.missing), len(joined.missing), joined.frames, joined.bounds,
+                      time.time(), facts.get("warnings", []))
 
 
 @ray.remote(num_cpus=0)
 def join_video(spec: JoinSpec) -> JoinResult:
-    return with_retries(_join, spec)
+    return with_retries(_join, spec, patience_s=spec.patience_s)
 
 
 @ray.remote(num_cpus=0)

@@ -39,21 +39,6 @@ def job_folder(out: str, job_id: str) -> str:
     return storage.join(out, STATE, "jobs", job_id)
 
 
-def frame_ranges(frames) -> str:
-    """[3, 4, 5, 9] -> "3-5,9": missing frames listed compactly, whatever their number."""
-    frames = sorted(int(f) for f in frames)
-    runs: list[str] = []
-    start = prev = None
-    for frame in frames + [None]:
-        if frame is not None and prev is not None and frame == prev + 1:
-            prev = frame
-            continue
-        if start is not None:
-            runs.append(f"{start}-{prev}" if prev != start else f"{start}")
-        start = prev = frame
-    return ",".join(runs)
-
-
 class ManifestWriter:
     """Buffers per-video records; `flush` appends them as one chunk and rewrites the small summary.
 
@@ -78,16 +63,21 @@ class ManifestWriter:
     def due(self) -> bool:
         return time.time() - self._last >= self.interval_s
 
-    def flush(self, summary: dict, force: bool = False) -> bool:
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def flush(self, summary: dict, force: bool = False, patience_s: float = 0.0) -> bool:
+        """Append the buffered records as a chunk and rewrite the summary (when due, or `force`): False
+        when storage is away (the records stay buffered for the next flush; nothing is lost)."""
         if not force and not self.due():
-            return False
+            return True
         self._last = time.time()
         try:
             if self._pending:
                 body = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in self._pending).encode()
                 uri = storage.join(self.folder, "records", f"{self._chunks:06d}.jsonl")
-                # Retried briefly when forced (the job's end); otherwise the next flush tries again.
-                with_retries(storage.atomic_write_bytes, uri, body, patience_s=60 if force else 0)
+                with_retries(storage.atomic_write_bytes, uri, body, patience_s=patience_s)
                 self._count(body)
                 self._chunks += 1
                 self._pending = []
@@ -95,7 +85,7 @@ class ManifestWriter:
             # The latest-job pointer is written at the job's start and end only: readers follow it to
             # the job's own summary, which every flush updates.
             for uri in (self.summary_uri, self.latest_uri) if force else (self.summary_uri,):
-                with_retries(storage.atomic_write_bytes, uri, text, patience_s=60 if force else 0)
+                with_retries(storage.atomic_write_bytes, uri, text, patience_s=patience_s)
                 self._count(text)
             return True
         except Exception as exc:
@@ -125,9 +115,18 @@ def read_summary(out: str, job: str | None = None) -> dict:
 def iter_records(out: str, job: str) -> Iterator[dict]:
     """Every per-video record of a job, streamed chunk by chunk (in the order they were written)."""
     for chunk in list_identities(storage.join(job_folder(out, job), "records"), (".jsonl",)):
-        for line in storage.read_bytes(chunk.uri).decode().splitlines():
-            if line.strip():
-                yield json.loads(line)
+        for number, line in enumerate(storage.read_bytes(chunk.uri).decode(errors="replace").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                record = None
+            if isinstance(record, dict):
+                yield record
+            else:  # a stored file is data, never trusted: one bad line is one broken record, not a broken job
+                yield {"uri": "", "status": "unreadable", "error": f"{chunk.uri.rsplit('/', 1)[-1]}, line {number}: "
+                       "not a record"}
 
 
 def list_jobs(out: str) -> list[str]:
@@ -186,6 +185,10 @@ def format_status(status: dict) -> list[str]:
         f"({status.get('fps', 0):.1f} frames/s); segments: {status.get('segments_computed', 0)} computed, "
         f"{status.get('segments_cached', 0)} cached; workers: {status.get('workers', 0)}",
     ]
+    for reason, videos in sorted(status.get("recomputed", {}).items()):
+        lines.append(f"  recomputed ({reason}): {videos} videos")
+    if status.get("stop_reason"):
+        lines.append(f"  STOPPED: {status['stop_reason']}")
     if status.get("first_table_s") is not None:
         lines.append(f"  first table after {status['first_table_s']:.1f} s")
     for record in status.get("failed_videos", []):

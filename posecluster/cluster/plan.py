@@ -1,39 +1,51 @@
-"""Planning an archive job, streaming: which videos need work, and in what pieces.
+"""Planning an archive job, streaming: which videos need work, why, and in what pieces.
 
 The driver makes a constant number of requests however large the archive:
   - one listing (with details) of each input prefix gives every video's identity (URI + size + ETag or
     mtime): no HEAD per video;
-  - one listing of the output's `.posecluster/done/` folder gives the done-checks.
+  - one listing of the output's `.posecluster/done/` gives every done record's name;
+  - one listing of each input prefix's output folder gives the identity of every table there now.
 Everything that needs a request per video happens off the driver, in parallel:
   - small videos (below `small_video_bytes`) go to the workers as they are: a worker fetches the object
     once, probes it from memory, cuts it into segments and decodes it (one GET, every byte read once);
-  - large videos, and inputs named one by one (no listing gives their identity), are planned by Ray
-    tasks over batches: identity, done-check, probe (the container's index where #11's probe reads it),
-    cached segments; their segments enter the work queue as each batch returns.
+  - large videos are planned by one Ray task each (probe, cached segments); the probe goes to Ray's object
+    store once and workers fetch it by reference; the driver holds only the reference and the cuts;
+  - videos named one by one (no listing gives their identity) get their identity and the state of their
+    outputs from a planning task first.
 
-"Done" is what was asked: a video is done for a request when a done marker exists for its identity,
-for the model's sha256 plus the inference settings that change results, and for at least the formats
-asked now. A marker for the same model and settings with fewer formats means the segments are cached:
-the video is rejoined (no inference) to write the new format.
+"Done" is checked, not assumed. When a video's outputs are written, a done record is written last, named
+`done/<URI key>/<video key>.<model key>.<settings key>.<formats>.<state>.json`: the video's identity, the
+pinned model's sha256, the result-changing settings with the reader's version, the formats, and a hash of
+the size and ETag/mtime of every output as written (table, formats, `_meta.json`). A video is skipped only
+when such a record exists for this request and the outputs at the video's location still have exactly that
+state. Anything else is recomputed, and the record says why: "video changed", "model changed",
+"inference settings or video reader changed", "table missing", "table changed since it was written",
+"no record of the table there". When the record for this request exists but its outputs do not match
+(a format added, a table deleted or overwritten by another model's run), the video is rejoined from its
+cached segments (no inference); when those are gone too, it is computed again ("segment cache missing").
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import numpy as np
 import ray
 
 from posecluster import storage
 from posecluster.cluster.sharding import load_probe, save_probe, segment_bounds, short_hash
-from posecluster.data.video import VIDEO_SUFFIXES, StaleProbeError, VideoInfo, probe
+from posecluster.data.video import VIDEO_SUFFIXES, StaleProbeError, VideoInfo, VideoReader
+from posecluster.data.video_info import PLAN_KINDS
 from posecluster.errors import InputError
+from posecluster.infer.naming import mirror_folder
 from posecluster.model.artifact import PinnedModel
 from posecluster.model.ensemble import PinnedEnsemble
-from posecluster.storage.listing import list_identities
+from posecluster.storage.listing import list_identities, list_named
+from posecluster.storage.pinned import ReadAhead, open_pinned
 from posecluster.storage.retry import call as with_retries
-from posecluster.storage.retry import open_retrying
+from posecluster.storage.retry import is_transient
 
 STATE = ".posecluster"
 SMALL_VIDEO_BYTES = 64 << 20  # below this a worker holds the whole object in memory
@@ -45,129 +57,241 @@ def state_uri(out: str, *parts: str) -> str:
     return storage.join(out, STATE, *parts)
 
 
-@dataclass(frozen=True)
-class Request:
-    """What makes a video's outputs "done": the pinned model with its result-changing settings, the
-    video reader's version (how frames are numbered and turned upright: outputs of an older reader are
-    recomputed, never trusted), and the formats asked for (the .h5 always)."""
-
-    model_key: str
-    formats: tuple[str, ...]
-
-    @classmethod
-    def of(cls, pinned: PinnedModel | PinnedEnsemble, infer_overrides: dict, formats: tuple[str, ...]) -> "Request":
-        settings = {k: infer_overrides[k] for k in RESULT_SETTINGS if k in infer_overrides}
-        settings["video_reader"] = VideoInfo.CACHE_VERSION
-        key = short_hash(pinned.sha256 + json.dumps(settings, sort_keys=True, default=str))
-        return cls(model_key=key, formats=tuple(sorted(set(formats) - {"h5"})))
-
-    @property
-    def marker_name(self) -> str:
-        return f"{self.model_key}.{'+'.join(('h5', *self.formats))}.json"
-
-
-def marker_uri(out: str, video_key: str, request: Request) -> str:
-    return state_uri(out, "done", video_key, request.marker_name)
-
-
-def segments_folder(out: str, video_key: str, model_key: str) -> str:
-    return state_uri(out, "segments", video_key, model_key)
-
-
-def segment_name(start: int, stop: int) -> str:
-    return f"{start:09d}-{stop:09d}"
+def uri_key(uri: str) -> str:
+    return short_hash(storage.canonical_uri(uri))
 
 
 def video_key_of(identity: storage.ObjectIdentity) -> str:
     return short_hash(identity.key())
 
 
-@dataclass
-class VideoTask:
-    """One video as the scheduler sees it."""
+@dataclass(frozen=True)
+class Request:
+    """What a video's outputs must come from to count as done: the pinned model (its sha256), the
+    settings that change results together with the video reader's version (how frames are numbered and
+    turned upright: outputs of an older reader are recomputed, never trusted), and the formats asked for
+    (the .h5 always)."""
+
+    model_key: str
+    settings_key: str
+    formats: tuple[str, ...]
+
+    @classmethod
+    def of(cls, pinned: PinnedModel | PinnedEnsemble, infer_overrides: dict, formats: tuple[str, ...]) -> "Request":
+        settings = {k: infer_overrides[k] for k in RESULT_SETTINGS if k in infer_overrides}
+        settings["video_reader"] = VideoInfo.CACHE_VERSION
+        return cls(model_key=pinned.sha256[:16], settings_key=short_hash(json.dumps(settings, sort_keys=True, default=str))[:8],
+                   formats=tuple(sorted(set(formats) - {"h5"})))
+
+    @property
+    def cache_key(self) -> str:
+        """Segment results are reusable across jobs of the same model and settings (any formats)."""
+        return f"{self.model_key}-{self.settings_key}"
+
+    def marker_name(self, video_key: str, state: str) -> str:
+        return f"{video_key}.{self.model_key}.{self.settings_key}.{'+'.join(('h5', *self.formats))}.{state}.json"
+
+
+@dataclass(frozen=True)
+class Marker:
+    """A done record, from its name alone (a listing gives every one without reading them)."""
 
     uri: str
+    video_key: str
+    model_key: str
+    settings_key: str
+    formats: frozenset
+    state: str
+
+    @classmethod
+    def parse(cls, uri: str) -> "Marker | None":
+        parts = uri.rsplit("/", 1)[-1].split(".")
+        if len(parts) != 6 or parts[-1] != "json":
+            return None  # not ours (or a record of an older posecluster): ignored, never trusted
+        video_key, model_key, settings_key, formats, state, _ = parts
+        return cls(uri, video_key, model_key, settings_key, frozenset(formats.split("+")), state)
+
+
+def marker_uri(out: str, video_uri: str, name: str) -> str:
+    return state_uri(out, "done", uri_key(video_uri), name)
+
+
+def segments_folder(out: str, video_key: str, cache_key: str) -> str:
+    return state_uri(out, "segments", video_key, cache_key)
+
+
+def segment_name(start: int, stop: int) -> str:
+    """A piece of frames [start, stop): a planned range, or a window of a one-pass read."""
+    return f"{start:09d}-{stop:09d}"
+
+
+def span_name(first: int, end: int) -> str:
+    """A piece of spans [first, end) of a "spans" plan (its frames are counted when it is read)."""
+    return f"s{first:07d}-{end:07d}"
+
+
+def piece_name(kind: str, first: int, end: int) -> str:
+    return span_name(first, end) if kind == "spans" else segment_name(first, end)
+
+
+def span_pieces(info: VideoInfo, segment_frames: int) -> list[tuple[int, int]]:
+    """Spans grouped into pieces of about `segment_frames` frames. Spans are counted only when read, so the
+    size of one is estimated from the cues' timestamps (Matroska's millisecond timescale, which FFmpeg and
+    mkvmerge write) and the frame rate; a wrong estimate changes only how finely the video is cut."""
+    count = info.span_count
+    if count == 0:
+        return []
+    steps = np.diff(np.asarray(info.seek_ts, dtype=np.int64))
+    seconds = float(np.median(steps)) / 1000.0 if len(steps) else 0.0
+    per_span = seconds * (info.fps or 30.0)
+    group = max(1, int(round(segment_frames / per_span))) if per_span > 0 else 1
+    return [(first, min(first + group, count)) for first in range(0, count, group)]
+
+
+def expected_outputs(base: str, formats, members: int = 0) -> list[str]:
+    """Every object a video's join writes for `formats` (an ensemble of `members` adds its variance and
+    member tables), `_meta.json` included: what a done record's state covers."""
+    uris = [f"{base}.{fmt}" for fmt in sorted({"h5", *formats})]
+    if members:
+        uris += [f"{base}_ensemble_variance.h5", *(f"{base}_member{k}.h5" for k in range(members))]
+    return [*uris, f"{base}_meta.json"]
+
+
+def outputs_state(uris: list[str], found: dict[str, storage.ObjectIdentity]) -> str | None:
+    """A hash of the size and version of each output as they are now, or None when one is missing."""
+    if any(uri not in found for uri in uris):
+        return None
+    return short_hash("|".join(f"{uri.rsplit('/', 1)[-1]}:{found[uri].size}:{found[uri].version}" for uri in uris))[:12]
+
+
+@dataclass
+class VideoTask:
+    """One video as the scheduler sees it (pickled with every dispatch: kept small)."""
+
+    uri: str
+    base: str = ""  # output base URI: <out>/<video's folder>/<stem><scorer>
+    identity: storage.ObjectIdentity | None = None
     video_key: str = ""
-    size: int = 0
-    base: str = ""  # output base URI: <out>/<relative folder>/<stem><scorer>
-    identity: dict | None = None
-    # For large videos (planned by a task): the probe, every segment's bounds, and those already cached.
-    info: VideoInfo | None = None
-    bounds: list[tuple[int, int]] | None = None
-    cached: tuple[str, ...] = ()
-    planned_at: float = 0.0
+    recomputed: str = ""  # why an earlier output is not reused
     # Whether any segment of this video may be cached (the driver's one listing of the segments folder
     # says which videos have some): a worker lists the video's own folder only then.
     maybe_cached: bool = True
+    # A planned (large) video's probe in Ray's object store, nested in a list so that a dispatch passes
+    # the reference and the worker fetches the probe once (workers keep the probes they have).
+    info_ref: list = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return self.identity.size if self.identity else 0
 
 
 @dataclass
-class Planned:
-    """A planning outcome: `work` (task to run), `skip` (done before), `rejoin` (marker to rejoin from),
-    or `failed` (error)."""
+class Decision:
+    """`work` (compute), `skip` (done before, outputs intact), `rejoin` (segments cached: rewrite the
+    outputs from them), or `failed`; `reason` says why an earlier output was not reused."""
 
-    task: VideoTask
     outcome: str
     marker: str = ""
-    error: str = ""
+    reason: str = ""
 
 
 class DoneIndex:
-    """Markers under .posecluster/done/, from one listing: video key -> [(model key, formats, URI)]."""
+    """Done records (from one listing of .posecluster/done/) and the outputs' identities (from listings of
+    the output folders), deciding what each video needs."""
 
-    def __init__(self, out: str):
-        self.out = out
-        self.markers: dict[str, list[tuple[str, frozenset, str]]] = {}
+    def __init__(self, out: str, members: int = 0):
+        self.out, self.members = out, members
+        self.markers: dict[str, list[Marker]] = {}
+        self.outputs: dict[str, storage.ObjectIdentity] = {}
 
-    def load(self) -> "DoneIndex":
-        for item in with_retries(list_identities, state_uri(self.out, "done"), (".json",)):
-            video_key, name = item.uri.rsplit("/", 2)[-2:]
-            model_key, formats, _ = name.split(".", 2)
-            self.markers.setdefault(video_key, []).append((model_key, frozenset(formats.split("+")), item.uri))
+    def load(self, patience_s: float, keys: set[str] | None = None) -> "DoneIndex":
+        """The done records of the videos whose URI keys are `keys` (all when None), from one listing."""
+        for item in with_retries(list_identities, state_uri(self.out, "done"), (".json",), patience_s=patience_s):
+            key = item.uri.rsplit("/", 2)[-2]
+            marker = Marker.parse(item.uri) if keys is None or key in keys else None
+            if marker is not None:
+                self.markers.setdefault(key, []).append(marker)
         return self
 
-    def add_listing(self, video_key: str, items: list[storage.ObjectIdentity]) -> None:
-        for item in items:
-            model_key, formats, _ = item.uri.rsplit("/", 1)[-1].split(".", 2)
-            self.markers.setdefault(video_key, []).append((model_key, frozenset(formats.split("+")), item.uri))
+    def add_markers(self, key: str, identities) -> None:
+        for item in identities:
+            marker = Marker.parse(item.uri)
+            if marker is not None:
+                self.markers.setdefault(key, []).append(marker)
 
-    def classify(self, video_key: str, request: Request) -> tuple[str, str]:
-        """("skip", marker) when done for this request; ("rejoin", marker) when only formats are missing;
-        ("work", "") otherwise."""
+    def add_outputs(self, identities) -> None:
+        self.outputs.update((i.uri, i) for i in identities)
+
+    def classify(self, task: VideoTask, request: Request) -> Decision:
+        markers = self.markers.get(uri_key(task.uri), [])
         wanted = {"h5", *request.formats}
-        same_model = [(formats, uri) for key, formats, uri in self.markers.get(video_key, ()) if key == request.model_key]
-        for formats, uri in same_model:
-            if wanted <= formats:
-                return "skip", uri
-        if same_model:
-            return "rejoin", same_model[0][1]
-        return "work", ""
+        table = f"{task.base}.h5"
+
+        def state(formats) -> str | None:
+            return outputs_state(expected_outputs(task.base, formats, self.members), self.outputs)
+
+        same_video = [m for m in markers if m.video_key == task.video_key]
+        same_request = [m for m in same_video if (m.model_key, m.settings_key) == (request.model_key, request.settings_key)]
+        for marker in same_request:
+            if wanted <= marker.formats and state(marker.formats) == marker.state:
+                return Decision("skip", marker.uri)
+        if same_request:
+            marker = max(same_request, key=lambda m: len(m.formats))
+            if state(marker.formats) == marker.state:
+                return Decision("rejoin", marker.uri)  # only a format is new: not a recomputation
+            if table not in self.outputs:
+                reason = "table missing"
+            elif any(state(m.formats) == m.state for m in markers):
+                reason = "the table there holds another model's poses"
+            else:
+                reason = "table changed since it was written"
+            return Decision("rejoin", marker.uri, reason)
+        if same_video:
+            models = {m.model_key for m in same_video}
+            reason = "model changed" if request.model_key not in models else "inference settings or video reader changed"
+            return Decision("work", reason=reason)
+        if markers:
+            return Decision("work", reason="video changed")
+        if table in self.outputs:
+            return Decision("work", reason="no record of the table there (an older posecluster's, or written by hand)")
+        return Decision("work")
 
 
-def list_inputs(inputs: list[str]) -> list[tuple[str, storage.ObjectIdentity | None]]:
+def list_inputs(inputs: list[str], patience_s: float) -> list[tuple[str, storage.ObjectIdentity | None]]:
     """(video URI, identity or None) for prefixes (listed with details), video URIs and .txt lists of
     URIs (identity None: a planning task looks it up)."""
     found: dict[str, storage.ObjectIdentity | None] = {}
     for item in inputs:
         if item.endswith(".txt"):
-            lines = with_retries(storage.read_bytes, item).decode().splitlines()
+            lines = with_retries(storage.read_bytes, item, patience_s=patience_s).decode().splitlines()
             for line in lines:
-                if line.strip() and not line.startswith("#"):
-                    found.setdefault(line.strip(), None)
-        elif item.lower().endswith(VIDEO_SUFFIXES):
+                if line.strip() and not line.startswith("#"):  # a local path: made absolute, like the CLI's
+                    found.setdefault(storage.absolute(line.strip()), None)
+        elif storage.canonical_uri(item).lower().endswith(VIDEO_SUFFIXES):
             found.setdefault(item, None)
         else:
-            listed = with_retries(list_identities, item, VIDEO_SUFFIXES)
-            if not listed and not storage.exists(item):
-                raise FileNotFoundError(f"{item}: no such folder or prefix")
+            listed = with_retries(list_identities, item, VIDEO_SUFFIXES, patience_s=patience_s)
+            if not listed and not with_retries(storage.exists, item, patience_s=patience_s):
+                raise FileNotFoundError(f"{storage.redact_uri(item)}: no such folder or prefix")
             for identity in listed:
                 found.setdefault(identity.uri, identity)
     return list(found.items())
 
 
-def _error_text(exc: BaseException) -> str:
+def output_folders(inputs: list[str], out: str) -> list[str]:
+    """The output folder of each input prefix (its videos' tables are all below it): one listing each."""
+    folders = []
+    for item in inputs:
+        if item.endswith(".txt") or storage.canonical_uri(item).lower().endswith(VIDEO_SUFFIXES):
+            continue
+        folder = mirror_folder(storage.join(item, "x"))
+        folders.append(storage.join(out, folder) if folder else out)
+    return list(dict.fromkeys(folders))
+
+
+def error_text(exc: BaseException) -> str:
     cause = getattr(exc, "cause", None) or exc
-    return f"{type(cause).__name__}: {cause}"
+    return storage.redact_uri(f"{type(cause).__name__}: {cause}")
 
 
 @dataclass(frozen=True)
@@ -175,45 +299,122 @@ class PlanContext:
     out: str
     request: Request
     segment_frames: int
-    small_video_bytes: int
     overwrite: bool
+    patience_s: float
 
 
-def plan_one(task: VideoTask, ctx: PlanContext) -> Planned:
-    """Identity (when the listing did not give it), done-check, probe and cached segments of one video."""
-    try:
-        if not task.video_key:
-            identity = with_retries(storage.identity, task.uri)
-            task.identity, task.size, task.video_key = vars(identity), identity.size, video_key_of(identity)
-            if not ctx.overwrite:
-                index = DoneIndex(ctx.out)
-                index.add_listing(task.video_key, with_retries(
-                    list_identities, state_uri(ctx.out, "done", task.video_key), (".json",)))
-                outcome, marker = index.classify(task.video_key, ctx.request)
-                if outcome != "work":
-                    return Planned(task, outcome, marker=marker)
-        if task.size < ctx.small_video_bytes:
-            return Planned(task, "work")  # the worker fetches, probes and decodes it in one go
-        probe_uri = state_uri(ctx.out, "probes", f"{task.video_key}.npz")
-        try:
-            info = with_retries(load_probe, probe_uri, task.uri)
-        except (FileNotFoundError, StaleProbeError):
-            info = with_retries(lambda: probe(task.uri, source=lambda: open_retrying(task.uri)))
-            with_retries(save_probe, probe_uri, info)
-        task.info = info
-        task.bounds = segment_bounds(info.frame_count, info.keyframes, ctx.segment_frames)
-        if not ctx.overwrite:
-            folder = segments_folder(ctx.out, task.video_key, ctx.request.model_key)
-            names = {item.uri.rsplit("/", 1)[-1].removesuffix(".npz")
-                     for item in with_retries(list_identities, folder, (".npz",))}
-            task.cached = tuple(segment_name(a, b) for a, b in task.bounds if segment_name(a, b) in names)
-        task.planned_at = time.time()
-        return Planned(task, "work")
-    except (InputError, OSError, ValueError) as exc:  # this video fails alone
-        return Planned(task, "failed", error=_error_text(exc))
+@dataclass
+class Identified:
+    """A video named one by one, looked up: its identity, the state of its outputs and its done records
+    (or the error)."""
+
+    task: VideoTask
+    outputs: list[storage.ObjectIdentity] = field(default_factory=list)
+    markers: list[storage.ObjectIdentity] = field(default_factory=list)
+    error: str = ""
+    transient: bool = False
 
 
 @ray.remote(num_cpus=0)
-def plan_batch(tasks: list[VideoTask], ctx: PlanContext) -> list[Planned]:
-    """Plan a batch of videos in one Ray task (off the driver; a few run at once)."""
-    return [plan_one(task, ctx) for task in tasks]
+def identify(tasks: list[VideoTask], out: str, patience_s: float) -> list[Identified]:
+    """Identity, outputs and done records of videos named one by one (a HEAD and two LISTs each), off the
+    driver."""
+    found = []
+    for task in tasks:
+        try:
+            task.identity = with_retries(storage.identity, task.uri, patience_s=patience_s)
+            task.video_key = video_key_of(task.identity)
+            records = with_retries(list_identities, state_uri(out, "done", uri_key(task.uri)), (".json",),
+                                   patience_s=patience_s)
+            found.append(Identified(task, with_retries(list_named, task.base, patience_s=patience_s), records))
+        except Exception as exc:  # this video alone: reported, the others go on
+            found.append(Identified(task, error=error_text(exc), transient=is_transient(exc)))
+    return found
+
+
+@dataclass
+class Planned:
+    """A large video's plan: its kind (the reader's: "frames", "spans" or "sequential"), its frame count
+    (-1 until read, for the last two) and its pieces, in frames or spans ("sequential": none until the
+    pass); the plan itself travels as a separate object."""
+
+    task: VideoTask
+    kind: str = "frames"
+    frames: int = 0
+    pieces: list[tuple[int, int]] = field(default_factory=list)
+    cached: tuple[str, ...] = ()
+    planned_at: float = 0.0
+    bytes_read: int = 0
+    error: str = ""
+    transient: bool = False
+
+
+def sound_plan(info: VideoInfo, size: int) -> bool:
+    """Whether a stored plan is one this reader could have made of an object of `size` bytes: a plan
+    cached under .posecluster/probes is a stored file like any other (truncated, edited, hostile), and a
+    wrong one would put rows on the wrong frames."""
+    try:
+        keys, seek_pos = np.asarray(info.keyframes), np.asarray(info.seek_pos)
+        ranges = np.asarray(info.index_ranges).reshape(-1, 2)
+        if info.plan not in PLAN_KINDS or len(ranges) and (ranges.min() < 0 or (ranges.sum(axis=1) > size).any()
+                                                            or int(ranges[:, 1].sum()) != len(info.index_bytes)):
+            return False
+        if len(seek_pos) and (seek_pos.max() >= size or np.any(np.diff(seek_pos[seek_pos >= 0]) < 0)):
+            return False
+        if info.plan != "frames":
+            return len(info.seek_ts) == len(seek_pos) and (info.plan != "spans" or len(seek_pos) > 0)
+        present = info.present
+        return (0 <= present <= info.frame_count and len(info.pts) == present and len(keys) >= 1 and keys[0] == 0
+                and bool(np.all(np.diff(keys) > 0)) and int(keys[-1]) < max(info.frame_count, 1)
+                and len(info.seek_ts) == len(keys) == len(seek_pos))
+    except (TypeError, ValueError, AttributeError):
+        return False
+
+
+def plan_video(task: VideoTask, ctx: PlanContext) -> tuple[Planned, VideoInfo | None]:
+    """Plan one large video from its container's index (or load the plan cached by an earlier job), cut
+    it into pieces, and find the pieces already computed."""
+    try:
+        plan_uri = state_uri(ctx.out, "probes", f"{task.video_key}.npz")
+        read = 0
+        try:
+            info = with_retries(load_probe, plan_uri, task.uri, patience_s=ctx.patience_s)
+            if not sound_plan(info, task.size):
+                raise StaleProbeError(f"{storage.redact_uri(plan_uri)}: not a plan of this video")
+        except Exception as exc:  # absent, older, unreadable or not this video's: plan again
+            if is_transient(exc):
+                raise
+            readers = []
+
+            def source():
+                readers.append(open_pinned(task.identity, ReadAhead.planning(task.size), keep=16,
+                                           patience_s=ctx.patience_s))
+                return readers[-1]
+
+            info = VideoReader(task.uri, source).plan()
+            read = sum(r.bytes_read for r in readers)
+            with_retries(save_probe, plan_uri, info, patience_s=ctx.patience_s)
+        if info.plan == "frames":
+            pieces = segment_bounds(info.frame_count, info.keyframes, ctx.segment_frames)
+        else:
+            pieces = span_pieces(info, ctx.segment_frames) if info.plan == "spans" else []
+        cached: tuple[str, ...] = ()
+        if not ctx.overwrite and task.maybe_cached and pieces:
+            folder = segments_folder(ctx.out, task.video_key, ctx.request.cache_key)
+            names = {item.uri.rsplit("/", 1)[-1].removesuffix(".npz")
+                     for item in with_retries(list_identities, folder, (".npz",), patience_s=ctx.patience_s)}
+            cached = tuple(piece_name(info.plan, a, b) for a, b in pieces if piece_name(info.plan, a, b) in names)
+        return Planned(task, info.plan, info.frame_count, pieces, cached, time.time(), read), info
+    except Exception as exc:  # this video alone (bad input, changed object, or storage away: retried later)
+        if not isinstance(exc, (InputError, OSError, ValueError)) and not is_transient(exc):
+            raise
+        return Planned(task, error=error_text(exc), transient=is_transient(exc)), None
+
+
+@ray.remote(num_cpus=0, num_returns=2, scheduling_strategy="SPREAD")
+def plan_large(task: VideoTask, ctx: PlanContext):
+    """One large video per task, so that each plan reaches the queue as soon as it exists; spread over the
+    cluster's nodes (planning reads from storage). Returns (plan, probe): the driver gets the plan and
+    leaves the probe in the object store for the workers; Ray rebuilds it by running this task again
+    (lineage) if the node holding it is lost."""
+    return plan_video(task, ctx)

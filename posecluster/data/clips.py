@@ -35,3 +35,23 @@ class ClipSampler:
             if len(frames) == self.clip_frames:
                 return np.stack(frames)
         raise InputError(self.infos[0].uri, f"no whole clip of {self.clip_frames} frames in {attempts} draws")
+
+
+def spread_frames(videos: list[str], count: int) -> list[np.ndarray]:
+    """Up to `count` frames spread evenly over the videos (folders searched as find_videos does), for
+    checks that should see the frames inference will see, not only the labeled ones. Videos that cannot
+    be read are passed over: the check then rests on fewer frames."""
+    infos = []
+    for uri in find_videos(videos):
+        try:
+            info = probe(uri)
+        except InputError:
+            continue
+        if info.frame_count:
+            infos.append(info)
+    frames: list[np.ndarray] = []
+    for n, info in enumerate(infos):
+        share = count // len(infos) + (n < count % len(infos))
+        for index in np.linspace(0, info.frame_count - 1, num=min(share, info.frame_count)).round().astype(int):
+            frames += [frame for _, frame in read_frames(info, int(index), int(index) + 1, DecodeReport())]
+    return frames

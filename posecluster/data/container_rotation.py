@@ -24,30 +24,37 @@ def mp4_track_rotation(handle: IO[bytes], track_id: int) -> int | None:
     try:
         handle.seek(0, 2)
         end = handle.tell()
-        moov = _first(_boxes(handle, 0, end), b"moov")
+        moov = first_child(boxes(handle, 0, end), b"moov")
         if moov is None:
             return None
         movie = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
-        mvhd = _first(_boxes(handle, *moov), b"mvhd")
+        mvhd = first_child(boxes(handle, *moov), b"mvhd")
         if mvhd is not None:
             movie = _matrix(handle, mvhd[0], {0: 36, 1: 48})
-        for trak in _every(_boxes(handle, *moov), b"trak"):
-            tkhd = _first(_boxes(handle, *trak), b"tkhd")
-            if tkhd is None:
-                continue
-            handle.seek(tkhd[0])
-            version = handle.read(1)[0]
-            handle.seek(tkhd[0] + (20 if version == 1 else 12))
-            if struct.unpack(">I", handle.read(4))[0] != track_id:
-                continue
-            track = _matrix(handle, tkhd[0], {0: 40, 1: 52})
-            if track is None or movie is None:
-                return None
-            combined = [[sum(track[i][e] * movie[e][j] for e in range(3)) for j in range(3)] for i in range(3)]
-            return _rotation_of(combined)
-        return None
+        found = mp4_track(handle, moov, track_id)
+        if found is None:
+            return None
+        track = _matrix(handle, found[1][0], {0: 40, 1: 52})
+        if track is None or movie is None:
+            return None
+        combined = [[sum(track[i][e] * movie[e][j] for e in range(3)) for j in range(3)] for i in range(3)]
+        return _rotation_of(combined)
     except (OSError, IndexError, struct.error, ValueError):
         return None
+
+
+def mp4_track(handle: IO[bytes], moov: tuple[int, int], track_id: int):
+    """(trak box, its tkhd box) of track `track_id` in `moov`, or None; boxes as (payload start, end)."""
+    for trak in every_child(boxes(handle, *moov), b"trak"):
+        tkhd = first_child(boxes(handle, *trak), b"tkhd")
+        if tkhd is None:
+            continue
+        handle.seek(tkhd[0])
+        version = handle.read(1)[0]
+        handle.seek(tkhd[0] + (20 if version == 1 else 12))
+        if struct.unpack(">I", handle.read(4))[0] == track_id:
+            return trak, tkhd
+    return None
 
 
 def _rotation_of(m: list[list[float]]) -> int | None:
@@ -70,7 +77,7 @@ def _matrix(handle: IO[bytes], payload: int, offsets: dict[int, int]) -> list[li
     return [[raw[3 * i] / 65536.0, raw[3 * i + 1] / 65536.0, raw[3 * i + 2] / float(1 << 30)] for i in range(3)]
 
 
-def _boxes(handle: IO[bytes], start: int, end: int):
+def boxes(handle: IO[bytes], start: int, end: int):
     """(type, payload start, box end) of the boxes laid end to end in [start, end)."""
     position = start
     for _ in range(_MAX_BOXES):
@@ -90,12 +97,12 @@ def _boxes(handle: IO[bytes], start: int, end: int):
     raise ValueError("too many boxes")
 
 
-def _first(items, kind) -> tuple[int, int] | None:
+def first_child(items, kind) -> tuple[int, int] | None:
     """(payload start, end) of the first box or element of `kind` among (kind, start, end) items."""
     return next(((start, stop) for k, start, stop in items if k == kind), None)
 
 
-def _every(items, kind) -> list[tuple[int, int]]:
+def every_child(items, kind) -> list[tuple[int, int]]:
     return [(start, stop) for k, start, stop in list(items) if k == kind]
 
 
@@ -116,11 +123,11 @@ def matroska_video_rotation(handle: IO[bytes]) -> int | None:
     try:
         handle.seek(0, 2)
         end = handle.tell()
-        segment = _first(_elements(handle, 0, end), _SEGMENT)
+        segment = first_child(elements(handle, 0, end), _SEGMENT)
         if segment is None:
             return None
         tracks = None
-        for kind, start, stop in _elements(handle, *segment):
+        for kind, start, stop in elements(handle, *segment):
             if kind == _TRACKS:
                 tracks = (start, stop)
                 break
@@ -128,14 +135,14 @@ def matroska_video_rotation(handle: IO[bytes]) -> int | None:
                 return None  # the frames began before any track list: not a layout this walk follows
         if tracks is None:
             return None
-        entries = [_fields(_elements(handle, *entry)) for entry in _every(_elements(handle, *tracks), _TRACK_ENTRY)]
+        entries = [_fields(elements(handle, *entry)) for entry in every_child(elements(handle, *tracks), _TRACK_ENTRY)]
         videos = [entry for entry in entries if _TRACK_TYPE in entry and _uint(handle, *entry[_TRACK_TYPE]) == 1]
         if len(videos) != 1:
             return None
-        video = _fields(_elements(handle, *videos[0][_VIDEO])) if _VIDEO in videos[0] else {}
+        video = _fields(elements(handle, *videos[0][_VIDEO])) if _VIDEO in videos[0] else {}
         if _PROJECTION not in video:
             return 0
-        pose = _fields(_elements(handle, *video[_PROJECTION]))
+        pose = _fields(elements(handle, *video[_PROJECTION]))
         if _PROJECTION_TYPE in pose and _uint(handle, *pose[_PROJECTION_TYPE]) != 0:
             return None  # spherical, cube map, ...: not a plain rotation
         yaw, pitch, roll = (_float(handle, *pose[k]) if k in pose else 0.0 for k in (_YAW, _PITCH, _ROLL))
@@ -158,7 +165,7 @@ def _vint(handle: IO[bytes], keep_marker: bool) -> tuple[int, bool]:
     return value, (not keep_marker and value == (1 << (7 * length)) - 1)
 
 
-def _elements(handle: IO[bytes], start: int, end: int):
+def elements(handle: IO[bytes], start: int, end: int):
     """(ID, payload start, payload end) of the EBML elements laid end to end in [start, end). An element of
     unknown size (a live recording's segment or cluster) runs to `end` and ends the walk."""
     position = start

@@ -1,44 +1,75 @@
 """Videos streamed from storage with PyAV, through one seam (`VideoReader`) that decides frame numbering.
 
 Frame i is the i-th frame a plain sequential decode of the whole file yields (what OpenCV, DeepLabCut and
-`ffprobe -count_frames` count), after the container's edit list, in display orientation.
+`ffprobe -count_frames` count), after the container's edit list, in display orientation. The rules
+(packets.py: which packets become frames; numbering.py: stamps across clock resets and wraps, and how a
+decoded frame finds its index even when the decoder drops, repeats or reorders frames around damage)
+are the same for every way in:
 
-Probing demuxes packets without decoding them and picks one of two ways to number frames:
+    reader = VideoReader(uri)              # or VideoReader(uri, source, info) with a plan made elsewhere
+    plan = reader.plan()                   # what the container's index proves, by range reads:
+      plan.plan == "frames"                #   MP4/MOV (moov first or last), AVI (idx1/OpenDML): every frame,
+                                           #   plan.frame_count, plan.keyframes (safe segment starts)
+      plan.plan == "spans"                 #   Matroska/WebM cues: plan.span_count spans between keyframes,
+                                           #   their sizes known once decoded
+      plan.plan == "sequential"            #   no index (MPEG-TS/PS, Matroska without cues, raw streams,
+                                           #   fragmented MP4): only the header's facts
+    reader.read(start, stop, report)       # (index, frame) for frames [start, stop) ("frames" plans; any
+                                           #   other plan is read by a pass from the top)
+    reader.read_span(k, report)            # (local index, frame) of span k; report.frame_count = its size,
+                                           #   so span k's frame i is frame (sizes of spans < k) + i
+    reader.read_all(report)                # (index, frame) of the whole video in one pass; afterwards
+                                           #   reader.info holds what a probe would have said (frame count,
+                                           #   clock jumps, sizes, warnings; no per-frame stamps)
+    reader.info                            # every frame's facts: the plan where it is of kind "frames",
+                                           #   else a full demux of the packets (no decoding)
 
-- by presentation timestamp ("pts"), where every packet carries a distinct pts (MP4, MOV, MKV, TS, PS
-  with real timestamps): frame i is the i-th smallest pts among the frames the decoder will show (no
-  packets the edit list discards, none before the first keyframe). A frame lost to a damaged packet leaves
-  a gap (a missing row), never a shift.
-- by decode order ("decoder"), where timestamps cannot be trusted (AVI and other containers whose pts are
-  invented in decode order, missing pts, equal pts for distinct frames in a coarse time base): frames are
-  counted as they leave the decoder, from a keyframe whose index is known.
+A plan keeps what FFmpeg read to open the video (the index, the first packets: `index_ranges`,
+`index_bytes`; ranges.py), and every read given that plan opens the video from it: a segment reads media
+data from its keyframe on, never the index again.
 
-A segment may start only at a keyframe whose frame index is exact and after which nothing decoded is shown
-before it (closed GOP): `VideoInfo.keyframes` lists exactly those. Decode-order streams whose codec
-reorders frames (B-frames) cannot prove that, so they get `keyframes == [0]`: decoded in one piece.
+A span that cannot be decoded on its own (an open GOP at its keyframe, timestamps that repeat) raises
+`SpansUnsound` from read_span: read that video with read_all instead. Every read hands frames over
+ascending and once each; frames that cannot be decoded are absent and listed in `report.missing`, and each
+frame size with the first frame that has it in `report.sizes` (resolution changes mid-stream).
 """
 
 from __future__ import annotations
 
-import io
-import json
-from dataclasses import dataclass, field
 from typing import IO, Callable, Iterator
 
 import av
 import numpy as np
 
 from posecluster import storage
+from posecluster.data.container_index import index_table, matroska_spans
 from posecluster.data.container_rotation import matroska_video_rotation, mp4_track_rotation
+from posecluster.data.decoding import (Feed, PositionStamps, PtsStamps, SpansUnsound, learning_numbering,
+                                       numbered_frames, packets_of, seek_to)
+from posecluster.data.numbering import Clock, ClockRules, Counted, InOrder, KnownFrames
+from posecluster.data.packets import INVENTED_PTS_FORMATS, Header, demux_table, number_frames
+from posecluster.data.ranges import Overlay, Recorder
+from posecluster.data.video_info import DecodeReport, StaleProbeError, VideoInfo
 from posecluster.errors import InputError
 
+__all__ = ["VIDEO_SUFFIXES", "DecodeReport", "SpansUnsound", "StaleProbeError", "VideoInfo", "VideoReader",
+           "find_videos", "keyframe_at_or_before", "probe", "read_frames", "upright"]
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".mpg", ".mpeg", ".m4v", ".webm", ".ts")
 
 Source = Callable[[], IO[bytes]]  # returns a seekable binary file object holding the video
 
-# Containers whose packet timestamps FFmpeg invents in decode order (B-frames come out misnumbered).
-_INVENTED_PTS_FORMATS = ("avi",)
+# How the reader opens objects itself (no `source`; callers that build their own sources may use the same
+# options): planning reads an index by small ranges, going back and forth between the file's head and its
+# index (blocks kept, not one window that each jump refetches); decoding streams media data forward.
+PLAN_READS = {"block_size": 32 * 1024, "cache_type": "blockcache"}
+DECODE_READS = {"block_size": 1024 * 1024, "cache_type": "readahead"}
+# Every open: PyAV reads in small pieces, and FFmpeg does not read ~20 frames ahead to guess a frame rate
+# the header already states (fpsprobesize): an index is read by ranges, not the media data. Plans and
+# later reads open alike, so that a read finds in the plan's recorded ranges (ranges.py) all FFmpeg
+# reads to open the video.
+_OPEN = {"buffer_size": 8 * 1024, "options": {"fpsprobesize": "0"}}
+_NO_END = 1 << 62  # the stop of a range whose end is unknown until the pass ends
 
 
 def find_videos(inputs: list[str]) -> list[str]:
@@ -55,78 +86,9 @@ def find_videos(inputs: list[str]) -> list[str]:
     return list(dict.fromkeys(videos))
 
 
-@dataclass
-class VideoInfo:
-    uri: str
-    frame_count: int  # frames the container declares (truncated files: more than are present)
-    fps: float  # 0.0 when the container does not say
-    width: int  # in display orientation (after rotation)
-    height: int
-    codec: str
-    pts: np.ndarray  # timestamps of the present frames 0..present-1 in display order (numbering "pts")
-    keyframes: np.ndarray  # frame indices where a segment may start (exact index, closed GOP); [0] at least
-    rotation: int = 0  # degrees counter-clockwise applied to decoded frames (display matrix), 0/90/180/270
-    numbering: str = "pts"  # "pts" or "decoder" (see the module docstring)
-    present: int = -1  # frames actually in the file; frames present..frame_count-1 are missing
-    seek_ts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # per keyframe: seek target
-    seek_pos: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # per keyframe: byte pos, -1 unknown
-    warnings: list[str] = field(default_factory=list)  # damage: a video read with these is done-with-warnings
-    notes: list[str] = field(default_factory=list)  # how it is read (one piece, leading frames dropped)
-
-    def __post_init__(self):
-        if self.present < 0:
-            self.present = self.frame_count
-
-    @property
-    def duration_s(self) -> float:
-        return self.frame_count / self.fps if self.fps else 0.0
-
-    @property
-    def absent(self) -> dict[int, str]:
-        """Frames the container declares but the file does not hold (a truncated recording)."""
-        if self.present >= self.frame_count:
-            return {}
-        reason = f"not in the file (truncated after {self.present} of {self.frame_count} frames)"
-        return dict.fromkeys(range(self.present, self.frame_count), reason)
-
-    # Bumped whenever a probe's meaning changes: a cached probe from an older reader (with its frame
-    # numbering and segment starts) must be probed again, never trusted.
-    CACHE_VERSION = 3
-
-    def to_bytes(self) -> bytes:
-        meta = {"version": self.CACHE_VERSION, "frame_count": self.frame_count, "fps": self.fps, "width": self.width, "height": self.height,
-                "codec": self.codec, "rotation": self.rotation, "numbering": self.numbering,
-                "present": self.present, "warnings": self.warnings, "notes": self.notes}
-        buffer = io.BytesIO()
-        np.savez_compressed(buffer, pts=self.pts, keyframes=self.keyframes, seek_ts=self.seek_ts,
-                            seek_pos=self.seek_pos, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
-        return buffer.getvalue()
-
-    @classmethod
-    def from_bytes(cls, data: bytes, uri: str) -> "VideoInfo":
-        with np.load(io.BytesIO(data)) as arrays:
-            meta = json.loads(arrays["meta"].tobytes().decode())
-            if meta.pop("version", None) != cls.CACHE_VERSION:
-                raise StaleProbeError(f"{uri}: cached probe written by an older reader; probe again")
-            extra = {k: arrays[k] for k in ("seek_ts", "seek_pos") if k in arrays.files}
-            return cls(uri=uri, pts=arrays["pts"], keyframes=arrays["keyframes"], **extra, **meta)
-
-
-class StaleProbeError(ValueError):
-    """A cached probe that this reader must not trust (written by an older version)."""
-
-
-@dataclass
-class DecodeReport:
-    """What went wrong while decoding a range: frame -> message, and decoder errors by packet."""
-
-    missing: dict[int, str] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
-
-
 def _open(uri: str, handle) -> av.container.InputContainer:
     try:
-        return av.open(handle, mode="r")
+        return av.open(handle, mode="r", **_OPEN)
     except (av.error.FFmpegError, ValueError) as exc:
         raise InputError(uri, f"not a readable video ({exc})") from None
 
@@ -140,147 +102,69 @@ def upright(array: np.ndarray, rotation: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(array, k=rotation // 90)) if rotation else array
 
 
-_NO_PTS = np.iinfo(np.int64).min  # a packet without a presentation timestamp
-
-
-@dataclass
-class _Demuxed:
-    """The packets of a probe, in decode order: pts (_NO_PTS where absent), keyframe and discard flags
-    (pre-roll an edit list cuts away: decoded, never shown) for all; dts and byte position (-1 unknown)
-    only where they are used, for keyframes and packets without pts."""
-
-    pts: np.ndarray
-    key: np.ndarray
-    discard: np.ndarray
-    extra: dict[int, tuple[int | None, int]]
-
-    def seek_stamp(self, i: int) -> int:
-        dts = self.extra[i][0]
-        candidates = [s for s in (None if self.pts[i] == _NO_PTS else int(self.pts[i]), dts) if s is not None]
-        return min(candidates) if candidates else 0
-
-    def pos(self, i: int) -> int:
-        return self.extra[i][1]
-
-
 class VideoReader:
-    """One video: probe it once, then read any frame range with the numbering described above.
+    """One video: plan or probe it once, then read frame ranges, spans or the whole of it (module doc).
 
     `source`, when given, is a zero-argument callable returning a seekable binary file object with the
-    video's bytes (used instead of opening `uri` from storage, e.g. for bytes already in memory).
+    video's bytes (used instead of opening `uri` from storage, e.g. for bytes already in memory or a
+    reader that counts and retries). `info`, when given, is a plan or probe made before (any kind).
     """
 
     def __init__(self, uri: str, source: Source | None = None, info: VideoInfo | None = None):
-        self.uri, self.source, self._info = uri, source, info
+        self.uri, self.source = uri, source
+        self._plan = info
+        self._info = info if info is not None and info.plan == "frames" else None
 
-    def _handle(self) -> IO[bytes]:
-        return self.source() if self.source is not None else storage.open_uri(self.uri, "rb")
+    def _handle(self, reads: dict, info: VideoInfo | None = None) -> IO[bytes]:
+        """The video's bytes; with `info`, the ranges its plan recorded come from memory (ranges.py)."""
+        handle = self.source() if self.source is not None else storage.open_uri(self.uri, "rb", **reads)
+        return Overlay(handle, info.index_ranges, info.index_bytes) if info is not None and len(info.index_ranges) else handle
+
+    def plan(self) -> VideoInfo:
+        """What the container's index proves, read by ranges (see the module doc)."""
+        if self._plan is None:
+            self._plan = self._make_plan()
+            if self._plan.plan == "frames":
+                self._info = self._plan
+        return self._plan
 
     @property
     def info(self) -> VideoInfo:
+        """Every frame's facts: the plan where it has them, else a demux of every packet."""
         if self._info is None:
-            self._info = self._probe()
+            self._info = self.plan() if self.plan().plan == "frames" else self._demux_probe()
         return self._info
 
-    # -- probing ---------------------------------------------------------------------------------------
+    # -- planning and probing --------------------------------------------------------------------------
 
-    def _probe(self) -> VideoInfo:
-        uri = self.uri
-        with self._handle() as handle, _open(uri, handle) as container:
-            if not container.streams.video:
-                raise InputError(uri, "no video stream")
-            stream = container.streams.video[0]
-            fmt = container.format.name
-            rotation = _header_rotation(handle, fmt, stream)
-            stamps, keys, discards, extra = [], [], [], {}  # keys, discards: packet indices (few)
-            demux_error, first_frame = None, None
-            stream.thread_count = 1  # one frame to decode: starting and joining a thread pool costs more
-            try:
-                for packet in container.demux(stream):  # the hot loop of a probe: read only what is used
-                    if packet.size:
-                        key, stamp = packet.is_keyframe, packet.pts
-                        if key or stamp is None:
-                            extra[len(stamps)] = (packet.dts, -1 if packet.pos is None else packet.pos)
-                            if key:
-                                keys.append(len(stamps))
-                                if rotation is None and first_frame is None:
-                                    # The container may hold a display matrix the header walk could not
-                                    # read: PyAV shows it on decoded frames, so decode this keyframe.
-                                    first_frame = _first_frame(stream, packet)
-                        if packet.is_discard:
-                            discards.append(len(stamps))
-                        stamps.append(_NO_PTS if stamp is None else stamp)
-            except av.error.FFmpegError as exc:
-                demux_error = str(exc)  # truncated or damaged: keep what was readable
-            # The container's own index says how many frames there should be; read it only when the
-            # demuxed packets fall short of the header's count (a truncated file).
-            declared = _declared_frames(container, stream) if len(stamps) < (stream.frames or 0) else 0
-            if not stamps:
-                raise InputError(uri, f"video has no frames{f' ({demux_error})' if demux_error else ''}")
-            packets = _Demuxed(np.asarray(stamps, dtype=np.int64), _flags(len(stamps), keys),
-                               _flags(len(stamps), discards), extra)
-            first_key = int(np.argmax(packets.key)) if packets.key.any() else None
-            rotation, size = _display_facts(rotation, first_frame, stream)
-            reorders = bool(stream.codec_context.has_b_frames)
-            rate = stream.average_rate or stream.guessed_rate
-            codec = stream.codec_context.name
-        warnings, notes = [], []
-        unflagged = first_key is None
-        if unflagged:
-            # No keyframe flags at all (some AVI writers): nothing is known about where decoding may
-            # start, so count what the decoder gives from the top, in one piece.
-            first_key = 0
-            notes.append("no packet is flagged as a keyframe: decoded in one piece")
-        before_key = int(np.count_nonzero(~packets.discard[:first_key]))
-        if before_key:
-            notes.append(f"the first {first_key} packets precede the first keyframe and cannot be decoded; "
-                            "frame 0 is the first keyframe, as in OpenCV")
-        # Packets before the first keyframe never leave the decoder, nor do those the edit list discards.
-        shown = first_key + np.flatnonzero(~packets.discard[first_key:])  # packet indices, decode order
-        if declared:
-            declared -= before_key
-        stamps = packets.pts[shown]
-        trusted = not unflagged and (not any(name in fmt.split(",") for name in _INVENTED_PTS_FORMATS)
-                   and not (stamps == _NO_PTS).any() and bool(np.all(np.diff(np.sort(stamps)))))
-        if trusted:
-            numbering = "pts"
-            # Leading pictures of an open GOP at the very start (shown before the first keyframe) are dropped.
-            kept = shown[stamps >= stamps[0]]
-            pts = np.sort(packets.pts[kept])
-            if declared > len(kept):
-                # Truncated mid-GOP: frames shown before some lost packet's frame may be present while it
-                # is not. Keep the leading run without a hole in the frame grid; the rest are missing.
-                pts = _contiguous_prefix(pts)
-                kept = kept[packets.pts[kept] <= pts[-1]]
-            keyframes, seek_ts, seek_pos = _safe_starts_by_pts(packets, kept, pts)
-        else:
-            numbering = "decoder"
-            stamps = np.asarray([s if s != _NO_PTS else (packets.extra[i][0] or 0) for i, s in zip(shown, stamps)],
-                                dtype=np.int64)
-            pts = np.sort(stamps)
-            starts = np.flatnonzero(packets.key[shown])  # positions in decode order = frame indices
-            if unflagged or reorders or any(packets.pos(shown[j]) < 0 for j in starts):
-                keyframes, seek_ts, seek_pos = [0], [0], [-1]  # no exact index after a seek: one piece
-            else:
-                # No reordering: a keyframe's index is its position in decode order.
-                keyframes = starts.tolist()
-                seek_ts = [packets.seek_stamp(shown[j]) for j in starts]
-                seek_pos = [packets.pos(shown[j]) for j in starts]
-            if reorders:
-                notes.append("timestamps cannot be trusted and frames are reordered: decoded in one piece")
-        present = len(pts)
-        frame_count = max(present, declared)
-        if frame_count > present:
-            warnings.append(f"truncated: the container declares {frame_count} frames, only {present} are present")
-        elif demux_error:
-            warnings.append(f"the container ends early ({demux_error})")
-        width, height = size
-        return VideoInfo(
-            uri=uri, frame_count=frame_count, fps=float(rate) if rate else 0.0, width=width, height=height,
-            codec=codec, pts=pts, keyframes=np.asarray(keyframes, dtype=np.int64), rotation=rotation,
-            numbering=numbering, present=present, seek_ts=np.asarray(seek_ts, dtype=np.int64),
-            seek_pos=np.asarray(seek_pos, dtype=np.int64), warnings=warnings, notes=notes,
-        )
+    def _make_plan(self) -> VideoInfo:
+        with self._handle(PLAN_READS) as stored:
+            handle = Recorder(stored)
+            with _open(self.uri, handle) as container:
+                stream = _video_stream(self.uri, container)
+                first = next((packet for packet in container.demux(stream) if packet.size), None)
+                if first is None:
+                    raise InputError(self.uri, "video has no frames")
+                head = _header(handle, container, stream, first)
+                table = index_table(container, stream, handle, first)
+                if table is not None:
+                    plan = number_frames(self.uri, table, head)
+                else:
+                    cues = matroska_spans(container, stream, handle)
+                    plan = _header_only(self.uri, head, "spans" if cues is not None else "sequential", cues)
+        if plan.plan != "sequential":  # a pass from the top opens the video once: nothing to keep
+            plan.index_ranges, plan.index_bytes = handle.ranges()
+        return plan
+
+    def _demux_probe(self) -> VideoInfo:
+        with self._handle(DECODE_READS) as handle, _open(self.uri, handle) as container:
+            stream = _video_stream(self.uri, container)
+            stream.thread_count = 1  # at most one frame to decode: a thread pool costs more
+            first_key: list = []
+            table, error = demux_table(container, stream, lambda packet: first_key or first_key.append(packet))
+            head = _header(handle, container, stream, first_key[0] if first_key else None)
+            table.declared = _declared_frames(container, stream) if len(table) < (stream.frames or 0) else 0
+        return number_frames(self.uri, table, head, error)
 
     # -- reading ---------------------------------------------------------------------------------------
 
@@ -292,106 +176,231 @@ class VideoReader:
 
         Frames that could not be decoded (or are not in the file) are absent and listed in `report.missing`.
         """
+        if self._info is None and self.plan().plan != "frames":
+            yield from self._pass(report, threads, convert, start, stop)
+            return
         info = self.info
         stop = min(stop, info.frame_count)
         if start >= stop:
             return
-        produced: set[int] = set()
+        report.frame_count = stop - start
         readable_stop = min(stop, info.present)
+        out = InOrder(start, readable_stop)
         if start < readable_stop:
-            for index, frame in self._decode(start, readable_stop, report, threads):
-                if index in produced or not start <= index < readable_stop:
-                    continue
-                produced.add(index)
-                out = convert(frame) if convert else frame.to_ndarray(format="rgb24")
-                yield index, upright(out, info.rotation)
+            frames = self._decode_range(out, report, threads)
+            yield from self._hand_over(frames, report, info.rotation, convert)
         absent = info.absent
-        for index in range(start, stop):
-            if index not in produced:
-                if index in absent:
-                    report.missing[index] = absent[index]
-                else:
-                    report.missing[index] = report.errors[-1] if report.errors else "frame not produced by the decoder"
+        for first, end in [*out.gaps, (readable_stop, stop)]:
+            for index in range(first, end):
+                report.missing[index] = absent.get(index) or _why(report)
 
-    def _decode(self, start: int, stop: int, report: DecodeReport, threads: int):
-        """(index, av frame) pairs covering [start, stop), possibly a few outside it; ascending."""
+    def read_span(self, k: int, report: DecodeReport, threads: int = 0,
+                  convert: Callable[[av.VideoFrame], np.ndarray] | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """(index within span k, frame) of a "spans" plan; `report.frame_count` is the span's size once
+        the generator is exhausted. Raises SpansUnsound where spans cannot be decoded on their own."""
+        plan = self.plan()
+        if plan.plan != "spans" or not 0 <= k < plan.span_count:
+            raise ValueError(f"{self.uri}: no span {k} in a plan of kind {plan.plan!r}")
+        next_ts = int(plan.seek_ts[k + 1]) if k + 1 < plan.span_count else None
+        with self._handle(DECODE_READS, plan) as handle, _open(self.uri, handle) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO" if not plan.reorders else "SLICE"
+            if threads:
+                stream.thread_count = threads
+            if k == 0:
+                packets = packets_of(container, stream, report)
+            else:
+                ts = int(plan.seek_ts[k])
+                packets = seek_to(container, stream, ts, lambda p: _is_key_at(p, ts), report)
+                if packets is None:
+                    raise SpansUnsound(f"{self.uri}: seeking to span {k} (timestamp {ts}) missed its keyframe")
+            clock = Clock(plan.rules)
+            stamps, numbering = learning_numbering(plan.reorders, not _invented(container), clock)
+            if isinstance(numbering, Counted) and k:
+                raise SpansUnsound(f"{self.uri}: frames are reordered and timestamps cannot be trusted")
+            ends = _SpanEnd(next_ts, stamps, self.uri)
+            feed = Feed(from_top=k == 0, ends=ends, span_key=k > 0, learn=True)
+            out = InOrder(0, _NO_END)
+            frames = numbered_frames(stream, packets, stamps, numbering, out, report, feed)
+            yield from self._hand_over(frames, report, plan.rotation, convert)
+            ends.check_after(packets)
+        report.jumps += feed.jumps
+        _list_gaps(out, report)
+
+    def read_all(self, report: DecodeReport, threads: int = 0,
+                 convert: Callable[[av.VideoFrame], np.ndarray] | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """(index, frame) of every frame, in one pass from the top, numbered as it goes; afterwards
+        `self.info` holds the facts of the pass (kind "sequential", frame count known)."""
+        yield from self._pass(report, threads, convert, 0, _NO_END)
+
+    def _pass(self, report, threads, convert, start, stop):
+        plan = self.plan()
+        with self._handle(DECODE_READS) as handle, _open(self.uri, handle) as container:
+            stream = container.streams.video[0]
+            clock = Clock(plan.rules)
+            stamps, numbering = learning_numbering(plan.reorders, not _invented(container), clock)
+            stream.thread_type = "SLICE" if isinstance(numbering, Counted) else "AUTO"
+            if threads:
+                stream.thread_count = threads
+            feed = Feed(from_top=True, learn=True)
+            out = InOrder(start, stop)
+            frames = numbered_frames(stream, packets_of(container, stream, report), stamps, numbering, out,
+                                     report, feed)
+            yield from self._hand_over(frames, report, plan.rotation, convert)
+        report.jumps += feed.jumps
+        _list_gaps(out, report)
+        if stop == _NO_END:
+            self._info = _facts_of_pass(plan, report, numbering)
+        else:  # a range of a pass: it ended at the range's end, or at the video's (frame_count known)
+            report.frame_count = max(min(stop, report.frame_count if report.frame_count >= 0 else stop) - start, 0)
+
+    def _decode_range(self, out: InOrder, report: DecodeReport, threads: int):
+        """(index, av frame) covering out's range, ascending; from the safe keyframe at or before its start."""
         info = self.info
-        position = int(np.searchsorted(info.keyframes, start, side="right")) - 1
-        first = int(info.keyframes[max(position, 0)])
-        for attempt in ("seek", "from the start") if first > 0 else ("from the start",):
-            with self._handle() as handle, _open(info.uri, handle) as container:
+        position = int(np.searchsorted(info.keyframes, out.start, side="right")) - 1
+        position = max(position, 0)
+        after = int(np.searchsorted(info.keyframes, out.stop, side="left"))
+        end_stamp = int(info.pts[info.keyframes[after]]) if after < len(info.keyframes) else None
+        counted = info.numbering == "decoder" and info.reorders
+        for attempt in ("seek", "from the start") if info.keyframes[position] > 0 else ("from the start",):
+            with self._handle(DECODE_READS, info) as handle, _open(info.uri, handle) as container:
                 stream = container.streams.video[0]
-                # Frame threading can drop frames around a damaged packet without a word: fine where
-                # frames are numbered by timestamp and a healthy file, not where they are counted.
-                healthy = info.numbering == "pts" and not info.warnings
-                stream.thread_type = "AUTO" if healthy else "SLICE"
+                # Frame threading drops frames around damage without a word (stamps show a gap, never a
+                # shift, but fewer frames decode): where the probe saw damage, slice threads only.
+                stream.thread_type = "SLICE" if counted or info.warnings else "AUTO"
                 if threads:
                     stream.thread_count = threads
                 if attempt == "seek":
-                    packets = self._seek(container, stream, position, report)
+                    target = int(info.seek_pos[position]) if len(info.seek_pos) > position else -1
+                    packets = seek_to(container, stream, int(info.seek_ts[position]),
+                                      lambda p: _is_at(p, target), report)
                     if packets is None:
                         continue  # the seek did not land on the keyframe: decode from the start instead
+                    first, run = int(info.keyframes[position]), int(info.seek_run[position])
                 else:
-                    first, packets = 0, _packets(container, stream, report)
-                if info.numbering == "pts":
-                    yield from self._number_by_pts(stream, packets, start, stop, report)
+                    packets, first, run = packets_of(container, stream, report), 0, 0
+                if counted:
+                    stamps, numbering = PositionStamps(first), Counted(first)
+                elif info.numbering == "decoder":
+                    stamps, numbering = PositionStamps(first), KnownFrames(info.pts)
                 else:
-                    yield from self._number_by_order(stream, packets, first, stop, report)
+                    stamps, numbering = PtsStamps(Clock(info.rules, info.clock_offsets, run)), KnownFrames(info.pts)
+                ends = None if end_stamp is None else (lambda p, s: p.is_keyframe and s == end_stamp)
+                feed = Feed(from_top=attempt != "seek", ends=ends)
+                yield from numbered_frames(stream, packets, stamps, numbering, out, report, feed)
                 return
 
-    def _seek(self, container, stream, key_position: int, report: DecodeReport):
-        """Packets from the keyframe at `key_position` on, or None when the seek cannot be verified."""
-        info = self.info
-        _prime_decoder(container, stream)
-        try:
-            container.seek(int(info.seek_ts[key_position]), stream=stream, backward=True, any_frame=False)
-        except av.error.FFmpegError as exc:
-            report.errors.append(f"seek failed ({exc}); decoding from the start")
-            return None
-        target = int(info.seek_pos[key_position]) if len(info.seek_pos) > key_position else -1
-        packets = _packets(container, stream, report)
-        if target < 0:
-            return packets
-        # Skip (without decoding) packets before the keyframe when the seek landed early; give up when it
-        # landed past it, since then the index of what follows would not be known.
-        for packet in packets:
-            if packet.size == 0:
-                return None
-            if packet.pos == target:
-                return _chain(packet, packets)
-            if packet.pos is not None and packet.pos > target:
-                return None
+    @staticmethod
+    def _hand_over(frames, report: DecodeReport, rotation: int, convert):
+        """Convert and rotate each frame; note where the frame size changes."""
+        for index, frame in frames:
+            out = convert(frame) if convert else frame.to_ndarray(format="rgb24")
+            shape = (frame.height, frame.width) if rotation in (90, 270) else (frame.width, frame.height)
+            if not report.sizes or tuple(report.sizes[-1][1:]) != shape:
+                report.sizes.append((index, *shape))
+            yield index, upright(out, rotation)
+
+
+class _SpanEnd:
+    """Where a span ends (the next span's keyframe, not fed), and the check that the packets after it show
+    nothing before it (else that keyframe's GOP is open and spans are unsound)."""
+
+    def __init__(self, next_ts: int | None, stamps, uri: str):
+        self.next_ts, self.stamps, self.uri = next_ts, stamps, uri
+        self.stamp: int | None = None
+
+    def __call__(self, packet, stamp) -> bool:
+        if self.next_ts is not None and _is_key_at(packet, self.next_ts):
+            self.stamp = stamp if isinstance(self.stamps, PtsStamps) else None
+            return True
+        return False
+
+    def check_after(self, packets, look: int = 64) -> None:
+        if self.stamp is None:
+            return
+        for count, packet in enumerate(packets):
+            if not packet.size or count >= look or packet.is_keyframe:
+                return
+            stamp = self.stamps(packet, True)
+            if stamp is not None and stamp < self.stamp:
+                raise SpansUnsound(f"{self.uri}: frames after the keyframe at {self.next_ts} are shown before it "
+                                   "(open GOP): read the video in one pass")
+            if stamp is not None and stamp > self.stamp:
+                return
+
+
+def _is_key_at(packet, ts: int) -> bool | None:
+    """For a seek to a cue: True on its keyframe, False past it, None before it."""
+    if packet.pts is None:
         return None
+    if packet.is_keyframe and packet.pts == ts:
+        return True
+    return False if packet.pts > ts and packet.is_keyframe else None
 
-    def _number_by_pts(self, stream, packets, start, stop, report):
-        info = self.info
-        wanted = info.pts[start:stop]
-        index_of = {int(p): start + i for i, p in enumerate(wanted)}
-        last_pts = int(wanted[-1])
-        for packet in packets:
-            for frame in _decode_packet(stream, packet, report):
-                stamp = frame.pts
-                if stamp is not None and stamp > last_pts:
-                    return  # frames leave the decoder in presentation order: the range is over
-                index = index_of.get(stamp) if stamp is not None else None
-                if index is not None:
-                    yield index, frame
 
-    def _number_by_order(self, stream, packets, first, stop, report):
-        index, seen_key = first, first > 0
-        reorders = bool(stream.codec_context.has_b_frames)
-        for packet in packets:
-            seen_key = seen_key or packet.is_keyframe
-            errors = len(report.errors)
-            frames = _decode_packet(stream, packet, report)
-            if len(report.errors) > errors and seen_key and packet.size and not reorders:
-                # An intra-ordered stream lost this packet's frame: keep later frames on their index.
-                index += 1
-            for frame in frames:
-                if index >= stop:
-                    return
-                yield index, frame
-                index += 1
+def _is_at(packet, target: int) -> bool | None:
+    """For a seek to a keyframe at byte `target` (-1: unknown, take the first packet)."""
+    if target < 0:
+        return True
+    if packet.pos == target:
+        return True
+    return False if packet.pos is not None and packet.pos > target else None
+
+
+def _why(report: DecodeReport) -> str:
+    return report.errors[-1] if report.errors else "frame not produced by the decoder"
+
+
+def _list_gaps(out: InOrder, report: DecodeReport) -> None:
+    for first, end in out.gaps:
+        for index in range(first, end):
+            report.missing[index] = _why(report)
+
+
+def _invented(container) -> bool:
+    return any(name in container.format.name.split(",") for name in INVENTED_PTS_FORMATS)
+
+
+def _video_stream(uri: str, container):
+    if not container.streams.video:
+        raise InputError(uri, "no video stream")
+    return container.streams.video[0]
+
+
+def _header(handle, container, stream, key_packet) -> Header:
+    """Stream facts; decodes `key_packet` only where the header does not say the rotation or size."""
+    fmt = container.format.name
+    rotation = _header_rotation(handle, fmt, stream)
+    frame = _first_frame(stream, key_packet) if rotation is None and key_packet is not None else None
+    rotation, (width, height) = _display_facts(rotation, frame, stream)
+    rate = stream.average_rate or stream.guessed_rate
+    return Header(fmt=fmt, codec=stream.codec_context.name, fps=float(rate) if rate else 0.0, width=width,
+                  height=height, rotation=rotation, reorders=bool(stream.codec_context.has_b_frames),
+                  rules=ClockRules.of(stream, fmt))
+
+
+def _header_only(uri: str, head: Header, kind: str, cues) -> VideoInfo:
+    ts, pos = cues if cues is not None else (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    return VideoInfo(uri=uri, frame_count=-1, fps=head.fps, width=head.width, height=head.height, codec=head.codec,
+                     pts=np.zeros(0, np.int64), keyframes=np.zeros(1, np.int64), rotation=head.rotation,
+                     numbering="decoder" if head.invented_pts or not head.reorders else "pts", plan=kind,
+                     reorders=head.reorders, seek_ts=ts, seek_pos=pos,
+                     clock_rules=(head.rules.step, head.rules.threshold, head.rules.wraps))
+
+
+def _facts_of_pass(plan: VideoInfo, report: DecodeReport, numbering) -> VideoInfo:
+    """What a probe would have said, from a pass over the whole video."""
+    count = max(report.frame_count, 0)
+    sizes = np.asarray(report.sizes or [(0, plan.width, plan.height)], dtype=np.int64).reshape(-1, 3)
+    damaged = [e for e in report.errors if e.startswith("demux error")]
+    return VideoInfo(uri=plan.uri, frame_count=count, fps=plan.fps, width=int(sizes[0, 1]), height=int(sizes[0, 2]),
+                     codec=plan.codec, pts=np.zeros(0, np.int64), keyframes=np.zeros(1, np.int64),
+                     rotation=plan.rotation, numbering="decoder" if isinstance(numbering, Counted) or any(
+                         "decoder order" in error for error in report.errors) else plan.numbering,
+                     plan="sequential", reorders=plan.reorders, clock_rules=plan.clock_rules,
+                     jumps=np.asarray(report.jumps, dtype=np.int64).reshape(-1, 4), sizes=sizes,
+                     warnings=[f"the container ends early ({damaged[-1][len('demux error: '):]})"] if damaged else [],
+                     notes=["read in one sequential pass (no index)"])
 
 
 def _declared_frames(container, stream) -> int:
@@ -447,50 +456,10 @@ def _display_facts(rotation: int | None, frame: av.VideoFrame | None, stream) ->
     return rotation, ((height, width) if rotation in (90, 270) else (width, height))
 
 
-def _flags(count: int, indices: list[int]) -> np.ndarray:
-    flags = np.zeros(count, dtype=bool)
-    flags[indices] = True
-    return flags
-
-
-def _contiguous_prefix(pts: np.ndarray) -> np.ndarray:
-    if len(pts) < 3:
-        return pts
-    steps = np.diff(pts)
-    holes = np.flatnonzero(steps > 1.5 * np.median(steps))
-    return pts[: holes[0] + 1] if len(holes) else pts
-
-
-def _safe_starts_by_pts(packets: _Demuxed, kept: np.ndarray, pts: np.ndarray):
-    """Keyframes (frame index, seek timestamp, byte position) after which every decoded frame is shown
-    after them and before which every frame is shown before them: there a decoder can start cold and
-    the frame index is exact. `kept`: the packets that become frames, in decode order."""
-    order_pts = packets.pts[kept]
-    later_min = np.minimum.accumulate(order_pts[::-1])[::-1]  # min pts from here on, in decode order
-    earlier_max = np.maximum.accumulate(np.concatenate([[np.iinfo(np.int64).min], order_pts[:-1]]))
-    safe = packets.key[kept] & (later_min == order_pts) & (earlier_max < order_pts)
-    safe[:1] = False  # the first frame is always a start, listed below
-    chosen = kept[safe]
-    keyframes = [0, *np.searchsorted(pts, packets.pts[chosen]).tolist()]
-    return keyframes, [0, *(packets.seek_stamp(i) for i in chosen)], [-1, *(packets.pos(i) for i in chosen)]
-
-
-def _decode_packet(stream, packet, report: DecodeReport) -> list[av.VideoFrame]:
-    try:
-        return stream.decode(packet)
-    except av.error.FFmpegError as exc:
-        report.errors.append(f"decode error near pts {packet.pts}: {exc}")
-        return []
-
-
-def _chain(first, rest):
-    yield first
-    yield from rest
-
-
 def probe(uri: str, source: Source | None = None) -> VideoInfo:
-    """Frame count, numbering, safe segment starts, rotation (demuxing; decodes one frame only where the
-    container's header walk could not tell the rotation)."""
+    """Frame count, numbering, safe segment starts, rotation: from the container's index where it has one
+    for every frame (MP4/MOV/AVI), else by demuxing (no decoding; one frame only where the header walk
+    could not tell the rotation)."""
     return VideoReader(uri, source).info
 
 
@@ -510,29 +479,3 @@ def read_frames(
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Frames [start, stop) of a probed video: see VideoReader.read."""
     return VideoReader(info.uri, source, info).read(start, stop, report, threads=threads, convert=convert)
-
-
-def _prime_decoder(container, stream) -> None:
-    """Feed the stream's first packet to the decoder before seeking.
-
-    Decoders keep stream-level facts that only the first packet carries: FFmpeg's H.264 decoder reads the
-    x264 build from an SEI there and works around old x264 bugs (4:4:4 intra prediction, as in
-    DeepLabCut's own example video). A decoder that starts at a later IDR misses it and emits garbage.
-    """
-    for packet in container.demux(stream):
-        if packet.size:
-            try:
-                stream.decode(packet)
-            except av.error.FFmpegError:
-                pass  # a broken first packet: decoding from the seek point reports its own errors
-            return
-
-
-def _packets(container, stream, report: DecodeReport):
-    """Demux packets, then a flush packet; a demuxer error ends the stream (recorded)."""
-    try:
-        for packet in container.demux(stream):
-            yield packet
-    except av.error.FFmpegError as exc:
-        report.errors.append(f"demux error: {exc}")
-        yield av.Packet()  # flush what the decoder holds

@@ -12,6 +12,7 @@ from posecluster.data.formats.poses import PoseTableWriter
 from posecluster.data.video import probe
 from posecluster.infer.naming import output_base
 from posecluster.infer.pipeline import predict_range
+from posecluster.infer.results import refuse_another_videos_table
 from posecluster.infer.predictor import Predictor
 
 
@@ -37,25 +38,26 @@ def analyze_video(
     progress: bool = True,
     start: int = 0,
     stop: int | None = None,
-    relative: str | None = None,
 ) -> AnalysisResult:
-    """Predict every frame (or [start, stop)) of one video and publish its pose table; `relative` is the
-    video's path relative to the command's other videos (infer.naming), which keeps same-named videos apart."""
+    """Predict every frame (or [start, stop)) of one video and publish its pose table where infer.naming
+    says (a function of the video's URI and `out_folder` alone)."""
     info = probe(video_uri)
     stop = info.frame_count if stop is None else min(stop, info.frame_count)
-    base = output_base(video_uri, out_folder, predictor.scorer, relative)
+    base = output_base(video_uri, out_folder, predictor.scorer)
+    refuse_another_videos_table(video_uri, base)
     with storage.scratch_dir() as scratch:
         writer = PoseTableWriter(predictor.scorer, predictor.bodyparts, scratch, formats=formats)
         try:
             writer.pad_to(start)
-            with tqdm(total=stop - start, disable=not progress, unit="frame", desc=storage.basename(video_uri)) as bar:
+            with tqdm(total=stop - start, disable=not progress, unit="frame", desc=storage.basename(storage.canonical_uri(video_uri))) as bar:
                 ranged = predict_range(predictor, info, start, stop, writer.append, on_batch=bar.update)
             writer.pad_to(stop)
             outputs = writer.publish(base)
         finally:
             writer.close()
     result = AnalysisResult(
-        video=storage.absolute(video_uri),  # _meta.json must still find it from another working directory
+        # _meta.json must still find the video from another working directory, and never holds a secret
+        video=storage.redact_uri(storage.absolute(video_uri)),
         outputs={fmt: storage.absolute(uri) for fmt, uri in outputs.items()},
         frames=stop - start,
         frames_predicted=ranged.frames,
@@ -68,7 +70,7 @@ def analyze_video(
     )
     meta = {
         **asdict(result),
-        "video_identity": asdict(storage.identity(video_uri)),
+        "video_identity": {**asdict(storage.identity(video_uri)), "uri": result.video},
         "model": {"uri": predictor.trained.uri, "identity": predictor.trained.identity},
         "scorer": predictor.scorer,
         "bodyparts": predictor.bodyparts,
@@ -76,6 +78,8 @@ def analyze_video(
         "rotation": info.rotation,  # degrees counter-clockwise applied to decoded frames (as OpenCV)
         "frame_numbering": info.numbering,
         "video_notes": info.notes,
+        "clock_jumps": info.clock_jumps(),  # where the recording's clock jumped (frame: first on the new clock)
+        "frame_sizes": [{"frame": f, "width": w, "height": h} for f, w, h in ranged.sizes],
         # Which arithmetic ran (fp32, bf16, fp16, int8), why, and the int8 graph's sha256 when it ran.
         "precision": predictor.precision_record(),
         "config": predictor.config.model_dump(mode="json"),

@@ -23,10 +23,12 @@ from posecluster.data.formats.dlc import write_hdf
 from posecluster.data.formats.poses import write_track
 from posecluster.data.tracks import PoseTrack
 from posecluster.data.video import probe
-from posecluster.infer.analyze import AnalysisResult, output_base
+from posecluster.infer.analyze import AnalysisResult
+from posecluster.infer.naming import output_base
 from posecluster.infer.pipeline import predict_range
 from posecluster.infer.predictor import Predictor
-from posecluster.infer.segments import read_segments
+from posecluster.infer.results import refuse_another_videos_table
+from posecluster.infer.segments import Joined, read_segments
 from posecluster.model.artifact import PinnedModel, TrainedModel, load_model, load_pinned, pin_model
 from posecluster.model.ensemble import PinnedEnsemble, ensemble_sha256, is_ensemble, member_uris, pin_ensemble
 
@@ -142,7 +144,7 @@ def predict_members(predictor: EnsemblePredictor, video_uri: str, start: int = 0
     def sink(first: int, chunk: np.ndarray) -> None:
         members[:, first - start : first - start + len(chunk)] = chunk.transpose(1, 0, 2, 3)
 
-    with tqdm(total=stop - start, disable=not progress, unit="frame", desc=storage.basename(video_uri)) as bar:
+    with tqdm(total=stop - start, disable=not progress, unit="frame", desc=storage.basename(storage.canonical_uri(video_uri))) as bar:
         ranged = predict_range(predictor, info, start, stop, sink, on_batch=bar.update)
     return info, members, ranged
 
@@ -170,38 +172,39 @@ def smoothing_meta(members: list[dict], params) -> dict:
             "likelihood": "mean of the members' likelihoods"}
 
 
-def join_ensemble_segments(segment_uris: list[str], scorer: str, bodyparts: list[str], frame_count: int,
-                           base_uri: str, formats: tuple[str, ...] = ()) -> tuple[dict, dict[int, str], dict, list]:
+def join_ensemble_segments(segment_uris: list[str], scorer: str, bodyparts: list[str], frame_count: int | None,
+                           base_uri: str, formats: tuple[str, ...] = ()) -> tuple[Joined, list]:
     """An archive video's ensemble segments -> the smoothed, variance and member tables (as analyze
-    writes them). The smoother needs the whole track, so the members' poses are held in memory:
-    frames x members x body parts x 3 float32 (72 MB for 100,000 frames, 3 members, 20 parts)."""
-    chunks, missing, facts = [], {}, {}
+    writes them); returns what the join found and the smoothing parameters. The smoother needs the whole
+    track, so the members' poses are held in memory: frames x members x body parts x 3 float32 (72 MB
+    for 100,000 frames, 3 members, 20 parts)."""
+    chunks, joined = [], Joined()
     for poses, result in read_segments(segment_uris, frame_count, base_uri):
         chunks.append(poses)
-        missing.update(result.missing)
-        facts = facts or result.video
+        joined.add(result)
     if not chunks:
         raise ValueError(f"{base_uri}: a video without frames cannot be smoothed")
     members = np.concatenate(chunks).transpose(1, 0, 2, 3)  # (members, frames, body parts, 3)
-    outputs, params = write_ensemble_outputs(base_uri, scorer, bodyparts, members, formats)
-    return outputs, missing, facts, params
+    joined.outputs, params = write_ensemble_outputs(base_uri, scorer, bodyparts, members, formats)
+    return joined, params
 
 
 def analyze_ensemble_video(predictor: EnsemblePredictor, video_uri: str, out_folder: str,
                            formats: tuple[str, ...] = (), progress: bool = True,
-                           smooth_param: float | None = None, relative: str | None = None) -> AnalysisResult:
+                           smooth_param: float | None = None) -> AnalysisResult:
     """Every frame of one video through all members (one decode), smoothed, tables published."""
     info, members, ranged = predict_members(predictor, video_uri, progress=progress)
-    base = output_base(video_uri, out_folder, predictor.scorer, relative)
+    base = output_base(video_uri, out_folder, predictor.scorer)
+    refuse_another_videos_table(video_uri, base)
     outputs, params = write_ensemble_outputs(base, predictor.scorer, predictor.bodyparts, members, formats,
                                              smooth_param)
-    result = AnalysisResult(video=storage.absolute(video_uri),
+    result = AnalysisResult(video=storage.redact_uri(storage.absolute(video_uri)),
                             outputs={fmt: storage.absolute(uri) for fmt, uri in outputs.items()}, frames=info.frame_count, frames_predicted=ranged.frames,
                             missing_frames=ranged.missing, errors=ranged.errors, seconds=ranged.seconds,
                             fps=ranged.fps)
     meta = {
         **asdict(result),
-        "video_identity": asdict(storage.identity(video_uri)),
+        "video_identity": {**asdict(storage.identity(video_uri)), "uri": result.video},
         "model": {"uri": predictor.trained.uri, "identity": predictor.trained.identity},
         "ensemble": smoothing_meta([{"uri": m.trained.uri, "sha256": m.trained.sha256}
                                     for m in predictor.members], params),

@@ -1,9 +1,20 @@
-"""Output names: the one owner of where each command writes what it makes from a video or a pose table.
+"""Output names: the one owner of where each command writes what it makes from a video.
 
-DeepLabCut names outputs by file stem (`<video stem><scorer>.h5`). Inputs are found recursively, so two
-videos with one file name (day1/mouse.mp4, day2/mouse.mp4) would write the same object; every command
-therefore keeps each input's folder relative to the inputs' common folder: `<out>/day1/mouse<scorer>.h5`.
-A single input, or inputs from one folder, keep DeepLabCut's flat names.
+Where a video's outputs go is a pure function of that video's URI and the command's `--out`, never of the
+other videos a job lists: a job over `day1/` and a later job over `day2/` into the same `--out` must not
+write the same object, and a rerun must find each video's table where the first run put it. So the output
+folder mirrors the video's own location under `--out`:
+
+    s3://lab/videos/2026/day1/mouse.mp4   ->  <out>/lab/videos/2026/day1/mouse<scorer>.h5
+    /data/cams/day1/mouse.mp4             ->  <out>/data/cams/day1/mouse<scorer>.h5
+    https://host/v/mouse.mp4?X-Amz-...    ->  <out>/host/v/mouse<scorer>.h5
+
+(bucket or host, then the key's folders; a local path's folders from the root). File names are
+DeepLabCut's (`<video stem><scorer>.h5`), so DeepLabCut's tools find them beside a copy of the video. The
+URI is taken without what only grants access (user info, a presigned URL's query: storage.canonical_uri).
+Two videos of one folder that differ only in their extension (mouse.mp4, mouse.avi) map to one table:
+callers refuse the second by name (`collisions` within a command; a table whose `_meta.json` names another
+video, across jobs), never overwrite.
 """
 
 from __future__ import annotations
@@ -11,28 +22,22 @@ from __future__ import annotations
 from posecluster import storage
 
 
-def relative_names(uris: list[str]) -> dict[str, str]:
-    """Each URI's path relative to the common folder of all of them (day1/a.mp4, day2/a.mp4)."""
-    folders = [storage.parent(u).rstrip("/") + "/" for u in uris]
-    common = folders[0] if folders else ""
-    for folder in folders[1:]:
-        while not folder.startswith(common):
-            common = common[: common.rstrip("/").rfind("/") + 1]
-    return {u: u[len(common):] for u in uris}
-
-
-def relative_folder(relative: str) -> str:
-    """'day1/mouse.mp4' -> 'day1'; 'mouse.mp4' -> ''."""
-    return relative.rsplit("/", 1)[0] if "/" in relative else ""
+def mirror_folder(uri: str) -> str:
+    """The folder of `uri` as a relative path: 's3://lab/a/b/v.mp4' -> 'lab/a/b'; '/data/a/v.mp4' -> 'data/a'."""
+    canonical = storage.canonical_uri(uri)
+    path = canonical.split("://", 1)[1] if "://" in canonical else canonical
+    folder = storage.parent(path) if "/" in path.strip("/") else ""
+    parts = [p for p in folder.split("/") if p not in ("", ".", "..")]
+    return "/".join(parts)
 
 
 def _in(out_folder: str, folder: str, name: str) -> str:
     return storage.join(out_folder, folder, name) if folder else storage.join(out_folder, name)
 
 
-def output_base(video_uri: str, out_folder: str, scorer: str, relative: str | None = None) -> str:
-    """`<out>/<relative folder>/<video stem><scorer>`: the pose table's URI without its suffix."""
-    return _in(out_folder, relative_folder(relative or ""), f"{storage.stem(video_uri)}{scorer}")
+def output_base(video_uri: str, out_folder: str, scorer: str) -> str:
+    """`<out>/<video's folder>/<video stem><scorer>`: the pose table's URI without its suffix."""
+    return _in(out_folder, mirror_folder(video_uri), f"{storage.stem(storage.canonical_uri(video_uri))}{scorer}")
 
 
 def collisions(bases: dict[str, str]) -> dict[str, str]:
@@ -49,19 +54,15 @@ def collisions(bases: dict[str, str]) -> dict[str, str]:
 
 
 def output_bases(videos: list[str], out_folder: str, scorer: str) -> dict[str, str]:
-    """output_base for each of a command's videos, folders taken relative to their common folder."""
-    names = relative_names(videos)
-    return {video: output_base(video, out_folder, scorer, names[video]) for video in videos}
+    return {video: output_base(video, out_folder, scorer) for video in videos}
 
 
-def labeled_video_uris(tables: list[str], out_folder: str) -> dict[str, str]:
-    """`<out>/<relative folder>/<table stem>_labeled.mp4` for each pose table (`<video><scorer>[_filtered].h5`)."""
-    names = relative_names(tables)
-    return {t: _in(out_folder, relative_folder(names[t]), f"{storage.stem(t)}_labeled.mp4") for t in tables}
+def labeled_video_uri(video_uri: str, table_uri: str, out_folder: str) -> str:
+    """`<out>/<video's folder>/<table stem>_labeled.mp4` (DeepLabCut's name; the stem carries the scorer)."""
+    return _in(out_folder, mirror_folder(video_uri), f"{storage.stem(table_uri)}_labeled.mp4")
 
 
-def plot_folders(videos_by_table: dict[str, str], out_folder: str) -> dict[str, str]:
-    """DeepLabCut's `<out>/plot-poses/<video stem>/`, under the table's relative folder when there are several."""
-    names = relative_names(list(videos_by_table))
-    return {table: _in(storage.join(out_folder, "plot-poses"), relative_folder(names[table]), storage.stem(video))
-            for table, video in videos_by_table.items()}
+def plot_folder(video_uri: str, out_folder: str) -> str:
+    """DeepLabCut's `plot-poses/<video stem>/`, under `<out>/plot-poses/<video's folder>/`."""
+    return _in(storage.join(out_folder, "plot-poses"), mirror_folder(video_uri),
+               storage.stem(storage.canonical_uri(video_uri)))

@@ -10,9 +10,10 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import IO, Callable
+from typing import IO, Callable, Iterator
 
 import numpy as np
+import torch
 
 from posecluster import metrics
 from posecluster.data.video import DecodeReport, VideoInfo, read_frames
@@ -27,6 +28,9 @@ class RangeResult:
     frames: int = 0
     missing: dict[int, str] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    sizes: list = field(default_factory=list)  # (first frame, width, height) of each frame size read
+    jumps: list = field(default_factory=list)  # (frame, from, to, kind) where the clock jumped (one-pass reads)
+    covered: int = -1  # frames the read covered, decoded or missing (a span's or a whole pass's size)
     decode_wait_s: float = 0.0
     infer_s: float = 0.0
     seconds: float = 0.0
@@ -47,12 +51,18 @@ def consecutive_runs(indices: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(edges[:-1], edges[1:]))
 
 
-def _produce(info, start, stop, batch_size, threads, report, out: queue.Queue, stop_event, source=None) -> None:
+Frames = Callable[[DecodeReport, int], Iterator[tuple[int, np.ndarray]]]  # (report, threads) -> (index, frame)
+
+
+def _produce(frames_of: Frames, batch_size, threads, report, out: queue.Queue, stop_event) -> None:
     try:
         indices, frames = [], []
-        for index, frame in read_frames(info, start, stop, report, threads=threads, source=source):
+        for index, frame in frames_of(report, threads):
             if stop_event.is_set():
                 return
+            if frames and frame.shape != frames[0].shape:  # a batch never mixes frame sizes
+                out.put((np.asarray(indices), np.stack(frames)))
+                indices, frames = [], []
             indices.append(index)
             frames.append(frame)
             if len(frames) == batch_size:
@@ -75,13 +85,21 @@ def predict_range(
     source: Callable[[], IO] | None = None,
 ) -> RangeResult:
     """Predict frames [start, stop) of a video; `sink(first_frame, poses)` gets consecutive runs in order."""
+    return predict_frames(predictor, info.uri, lambda report, threads: read_frames(
+        info, start, stop, report, threads=threads, source=source), start, stop, sink, on_batch)
+
+
+def predict_frames(predictor: Predictor, uri: str, frames_of: Frames, start: int, stop: int,
+                   sink: Callable[[int, np.ndarray], None], on_batch: Callable[[int], None] | None = None) -> RangeResult:
+    """Predict the frames `frames_of(report, threads)` yields (ascending indices in [start, stop): a range,
+    a span, a whole video in one pass) on a decoding thread while the model runs."""
     cfg = predictor.infer
     report = DecodeReport()
     batches: queue.Queue = queue.Queue(maxsize=cfg.queue_batches)
     stop_event = threading.Event()
     producer = threading.Thread(
         target=_produce,
-        args=(info, start, stop, predictor.batch_size, cfg.decode_threads, report, batches, stop_event, source),
+        args=(frames_of, predictor.batch_size, cfg.decode_threads, report, batches, stop_event),
         name="posecluster-decode",
         daemon=True,
     )
@@ -105,11 +123,11 @@ def predict_range(
             out_of_order = np.flatnonzero(np.diff(np.concatenate([[expected_after], indices])) <= 0)
             if len(out_of_order) or indices[-1] >= stop:
                 bad = int(indices[out_of_order[0]]) if len(out_of_order) else int(indices[-1])
-                raise InputError(info.uri, f"the reader produced frames out of order or twice, or outside "
+                raise InputError(uri, f"the reader produced frames out of order or twice, or outside "
                                  f"[{start}, {stop}); refusing to write rows for them", frame=bad)
             expected_after = int(indices[-1])
             computed = time.perf_counter()
-            poses = predictor.predict(frames)
+            poses = _predict(predictor, uri, indices, frames)
             spent = time.perf_counter() - computed
             result.infer_s += spent
             exporter.observe(metrics.DECODE_WAIT, wait)
@@ -130,4 +148,20 @@ def predict_range(
     result.seconds = time.perf_counter() - began
     result.missing = dict(report.missing)
     result.errors = list(report.errors)
+    result.sizes = [list(size) for size in report.sizes]
+    result.jumps = [list(jump) for jump in report.jumps]
+    result.covered = report.frame_count
     return result
+
+
+def _predict(predictor: Predictor, uri: str, indices: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """The model's poses for a batch; frames it cannot take (a size its layers cannot shrink) are the
+    video's fault: an InputError naming the frame, never retried."""
+    try:
+        return predictor.predict(frames)
+    except torch.cuda.OutOfMemoryError:
+        raise
+    except (RuntimeError, ValueError) as exc:
+        height, width = frames.shape[1:3]
+        raise InputError(uri, f"frames of {width}x{height} pixels cannot be processed by the model ({exc})",
+                         frame=int(indices[0])) from None

@@ -22,6 +22,22 @@ class AnalysisRecord:
     meta: str
 
 
+def refuse_another_videos_table(video_uri: str, base: str, meta_exists: bool | None = None) -> None:
+    """Raise InputError when the table at `base` is another video's (its `_meta.json` names another
+    video: mouse.mp4 and mouse.avi of one folder, analysed by separate commands). A record that cannot
+    be read claims nothing; `meta_exists` spares the existence check when a listing already said."""
+    meta_uri = f"{base}_meta.json"
+    try:
+        if meta_exists is False or (meta_exists is None and not storage.exists(meta_uri)):
+            return
+        recorded = json.loads(storage.read_bytes(meta_uri)).get("video")
+    except (ValueError, AttributeError, FileNotFoundError):
+        return
+    if isinstance(recorded, str) and storage.canonical_uri(recorded) != storage.canonical_uri(storage.absolute(video_uri)):
+        raise InputError(video_uri, f"would overwrite the pose table of {storage.redact_uri(recorded)} at "
+                         f"{storage.redact_uri(base)}.h5 (same folder and file stem); rename one of them")
+
+
 def table_beside(meta_uri: str) -> str:
     return meta_uri[: -len("_meta.json")] + ".h5"
 

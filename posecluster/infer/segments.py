@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
 from posecluster import storage
 from posecluster.data.formats.poses import PoseTableWriter
+from posecluster.data.numbering import WRAP
 from posecluster.data.video import VideoInfo
 from posecluster.infer.pipeline import RangeResult, predict_range
 from posecluster.infer.predictor import Predictor
@@ -20,19 +21,34 @@ from posecluster.infer.predictor import Predictor
 
 @dataclass(kw_only=True)
 class SegmentResult(RangeResult):
-    """A predicted frame range of one video: what predict_range measured, plus where it lies."""
+    """A predicted piece of one video: what predict_frames measured, plus where it lies.
+
+    `relative`: the piece's frame indices (start/stop, missing frames, sizes, clock jumps) count from the
+    piece's own first frame, because where it lies was not known when it was read (spans between a
+    Matroska file's cues): the join places it after the pieces before it (prefix sums)."""
 
     video_uri: str
     start: int
     stop: int
+    relative: bool = False
     # How the video is read (rotation, numbering, notes) and its damage warnings: written into _meta.json
     # by the join, which never probes the video itself.
     video: dict = field(default_factory=dict)
 
+    def placed_at(self, first: int) -> "SegmentResult":
+        """This piece with its frames numbered from `first` (a relative piece placed by the join)."""
+        if not self.relative:
+            return self
+        shift = first - self.start
+        return replace(self, start=first, stop=self.stop + shift, relative=False,
+                       missing={k + shift: v for k, v in self.missing.items()},
+                       sizes=[[f + shift, *rest] for f, *rest in self.sizes],
+                       jumps=[[f + shift, *rest] for f, *rest in self.jumps])
+
 
 def video_facts(info: VideoInfo) -> dict:
     return {"rotation": info.rotation, "frame_numbering": info.numbering, "video_notes": list(info.notes),
-            "warnings": list(info.warnings)}
+            "warnings": list(info.warnings), "clock_jumps": info.clock_jumps()}
 
 
 def predict_segment(predictor: Predictor, info: VideoInfo, start: int, stop: int,
@@ -45,7 +61,7 @@ def predict_segment(predictor: Predictor, info: VideoInfo, start: int, stop: int
         poses[first - start : first - start + len(chunk)] = chunk
 
     ranged = predict_range(predictor, info, start, stop, sink, on_batch=on_batch, source=source)
-    return poses, SegmentResult(video_uri=info.uri, start=start, stop=stop, video=video_facts(info), **asdict(ranged))
+    return poses, SegmentResult(video_uri=storage.redact_uri(info.uri), start=start, stop=stop, video=video_facts(info), **asdict(ranged))
 
 
 def write_segment(uri: str, poses: np.ndarray, result: SegmentResult) -> None:
@@ -65,38 +81,77 @@ def read_segment(uri: str) -> tuple[np.ndarray, SegmentResult]:
         return data["poses"], SegmentResult(**raw)
 
 
-def read_segments(segment_uris: list[str], frame_count: int, base_uri: str):
-    """Yield (poses, SegmentResult) of each segment in frame order, one at a time, checking that they
-    tile [0, frame_count) without gap or overlap."""
+def read_segments(segment_uris: list[str], frame_count: int | None, base_uri: str):
+    """Yield (poses, SegmentResult) of each segment in frame order, one at a time, numbered globally
+    (relative pieces placed after the ones before them), checking that they tile [0, frame_count)
+    without gap or overlap (`frame_count` None: as far as they go)."""
     expected = 0
     for uri in segment_uris:
         poses, result = read_segment(uri)
+        result = result.placed_at(expected)
         if result.start != expected:
             raise ValueError(f"{uri}: segment starts at frame {result.start}, expected {expected}")
         yield poses, result
         expected = result.stop
-    if expected != frame_count:
+    if frame_count is not None and expected != frame_count:
         raise ValueError(f"{base_uri}: segments cover {expected} of {frame_count} frames")
 
 
-def join_segments(segment_uris: list[str], scorer: str, bodyparts: list[str], frame_count: int,
-                  base_uri: str, formats: tuple[str, ...] = ()) -> tuple[dict[str, str], dict[int, str], dict]:
+@dataclass
+class Joined:
+    """What a join found across a video's segments, for its `_meta.json`."""
+
+    missing: dict[int, str] = field(default_factory=dict)
+    facts: dict = field(default_factory=dict)  # video_facts, as the first segment recorded them
+    bounds: list[tuple[int, int]] = field(default_factory=list)  # global frame range of each segment
+    sizes: list = field(default_factory=list)
+    jumps: list = field(default_factory=list)
+    outputs: dict[str, str] = field(default_factory=dict)
+    # Frames predicted by each arithmetic (fp32, bf16, int8...): workers choose by their own hardware.
+    precision: dict[str, int] = field(default_factory=dict)
+
+    def add(self, result: SegmentResult) -> None:
+        self.missing.update(result.missing)
+        self.facts = self.facts or dict(result.video)
+        self.bounds.append((result.start, result.stop))
+        for first, *size in result.sizes:
+            if not self.sizes or self.sizes[-1][1:] != size:
+                self.sizes.append([first, *size])
+        self.jumps += result.jumps
+        if result.frames:
+            path = result.precision or "unrecorded"  # segments cached by a posecluster before 22
+            self.precision[path] = self.precision.get(path, 0) + result.frames
+
+    @property
+    def frames(self) -> int:
+        return self.bounds[-1][1] if self.bounds else 0
+
+    def meta(self) -> dict:
+        """The video's facts with the sizes and clock jumps the segments saw (a one-pass read learns them
+        as it goes; a planned read's come with the plan)."""
+        facts = dict(self.facts)
+        facts["frame_sizes"] = [{"frame": int(f), "width": int(w), "height": int(h)} for f, w, h in self.sizes]
+        if self.jumps:
+            facts["clock_jumps"] = [{"frame": int(f), "from_pts": int(a), "to_pts": int(b),
+                                     "kind": "wrap" if k == WRAP else "jump"} for f, a, b, k in self.jumps]
+        facts["precision"] = {"frames_by_path": dict(self.precision)}
+        return facts
+
+
+def join_segments(segment_uris: list[str], scorer: str, bodyparts: list[str], frame_count: int | None,
+                  base_uri: str, formats: tuple[str, ...] = ()) -> Joined:
     """Stream the segments (in frame order) into one table with global frame indices; publish it whole.
 
-    Returns the outputs, the frames missing across all segments and the video's facts (video_facts) as
-    the first segment recorded them. Only one segment is in memory at a time, so joining is flat in
-    video length too.
+    Only one segment is in memory at a time, so joining is flat in video length too.
     """
-    missing: dict[int, str] = {}
-    facts: dict = {}
+    joined = Joined()
     with storage.scratch_dir() as scratch:
         writer = PoseTableWriter(scorer, bodyparts, scratch, formats=formats)
         try:
             for poses, result in read_segments(segment_uris, frame_count, base_uri):
                 writer.append(result.start, poses.astype(np.float64))
-                missing.update(result.missing)
-                facts = facts or result.video
-            outputs = writer.publish(base_uri)
+                joined.add(result)
+            joined.outputs = writer.publish(base_uri)
         finally:
             writer.close()
-    return outputs, missing, facts
+    return joined

@@ -9,9 +9,10 @@ Paths:
          (model.quantize, ONNX Runtime), heads fp32; on CPUs with int8 dot products (VNNI, AMX).
 
 `auto` picks the fastest path whose poses match fp32 on this model: a model carries the agreement its
-reduced-precision versions showed with fp32 on its labeled frames (ReducedPrecision.checks); a path
-whose check failed is never chosen by `auto`. The CPU's abilities come from `probe_cpu`, or from a
-CpuCapability handed in (the seam tests use to play a CPU without bf16).
+reduced-precision versions showed with fp32 on its held-out labeled frames and on frames of its project's
+videos (ReducedPrecision.checks); a path whose check failed is never chosen by `auto`. The CPU's
+abilities come from `probe_cpu`, or from a CpuCapability handed in (the seam tests use to play a CPU
+without bf16).
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ class Agreement:
     def describe(self) -> str:
         verdict = "within" if self.passed else "outside"
         return (f"mean {self.mean_px:.3f} px, max {self.max_px:.2f} px, {100 * self.flip_share:.2f}% p-cutoff flips "
-                f"on {self.images} labeled images: {verdict} tolerance ({MAX_MEAN_PX} px, {100 * MAX_FLIP_SHARE}%)")
+                f"on {self.images} images: {verdict} tolerance ({MAX_MEAN_PX} px, {100 * MAX_FLIP_SHARE}%)")
 
 
 def agreement(reference: np.ndarray, other: np.ndarray, pcutoff: float) -> Agreement:
@@ -89,7 +90,7 @@ def agreement(reference: np.ndarray, other: np.ndarray, pcutoff: float) -> Agree
 @dataclass(frozen=True)
 class ReducedPrecision:
     """What model.pt carries beyond the fp32 weights: the calibrated int8 graph (ONNX, heads fp32) with
-    its hash and how it was made, and each reduced path's agreement with fp32 on the labeled frames."""
+    its hash and how it was made, and each reduced path's agreement with fp32 (labeled and video frames)."""
 
     int8_onnx: bytes = b""
     calibration: dict = field(default_factory=dict)
@@ -159,7 +160,7 @@ def choose_training(setting: str, device: torch.device, cpu: CpuCapability) -> P
 def choose_inference(setting: str, device: torch.device, cpu: CpuCapability,
                      reduced: ReducedPrecision | None, source: str = "the model") -> Precision:
     """infer.mixed_precision: 'off' fp32, 'on' autocast, 'int8' the calibrated graph; 'auto' the fastest
-    path the hardware runs fast whose poses matched fp32 on this model's labeled frames."""
+    path the hardware runs fast whose poses matched fp32 on this model's checks."""
     checks = reduced.checks if reduced is not None else {}
     has_int8 = reduced is not None and bool(reduced.int8_onnx)
     if setting == "off":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import posixpath
+import re
 import tempfile
 import uuid
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ __all__ = [
     "arrow_filesystem",
     "atomic_write_bytes",
     "basename",
+    "canonical_uri",
     "create_exclusive",
     "exists",
     "filesystem",
@@ -34,9 +36,12 @@ __all__ = [
     "list_files",
     "local_copy",
     "local_path",
+    "ObjectChangedError",
     "open_uri",
     "parent",
     "read_bytes",
+    "redact_uri",
+    "RedactingFilter",
     "remove",
     "resolved_local_path",
     "scratch_dir",
@@ -51,7 +56,25 @@ _default_options: dict[str, dict] = {"s3": {"use_listings_cache": False}}
 
 class StorageError(OSError):
     """A storage operation failed; the message names the URI and the operation, never credentials.
-    The library's own exception stays attached as __cause__ (for retry policies and debugging)."""
+
+    `transient` says whether the fault may pass by itself (connection refused, timeout, 5xx, throttling).
+    It is data, not only the `__cause__` chain, because Ray pickles exceptions between processes and a
+    pickled exception loses its cause: a worker's outage must still reach the driver as an outage."""
+
+    def __init__(self, message: str, transient: bool = False):
+        super().__init__(message)
+        self.transient = transient
+
+    def __reduce__(self):
+        return (type(self), (str(self.args[0]), self.transient))
+
+
+class ObjectChangedError(StorageError):
+    """The object is no longer the version the job planned (rewritten, still uploading, replaced).
+    Permanent for this job: the video fails alone and the next run picks up the new version."""
+
+    def __init__(self, message: str, transient: bool = False):
+        super().__init__(message, transient=False)
 
 
 # Environment variables and storage options whose values must never reach a message.
@@ -69,7 +92,83 @@ def _secrets() -> list[str]:
 def _redact(text: str) -> str:
     for secret in _secrets():
         text = text.replace(secret, "***")
+    return _URI_SECRETS.sub(_redact_match, text)
+
+
+# A URI's own secrets: user info (`scheme://user:password@host/...`) and query strings (presigned URLs
+# carry X-Amz-Signature, X-Amz-Credential, X-Amz-Security-Token; other stores sig=, token=, ...).
+_URI_SECRETS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/@\s?#]*@)?(?P<rest>[^\s?#'\"]*)"
+                          r"(?P<query>\?[^\s#'\"]*)?")
+
+
+def _redact_match(match: re.Match) -> str:
+    userinfo = "***@" if match.group("userinfo") else ""
+    query = match.group("query") or ""
+    if query:
+        pairs = [p.split("=", 1)[0] for p in query[1:].split("&") if p]
+        query = "?" + "&".join(f"{name}=***" for name in pairs)
+    return f"{match.group('scheme')}{userinfo}{match.group('rest')}{query}"
+
+
+_WEB = ("http", "https")  # where a query string is a query (an object store's key may hold "?" or "#")
+
+
+def _parts(uri: str) -> tuple[str, str, str, str]:
+    """(scheme, user info, the rest, query) of one URI. Only web URLs have a query: in `s3://b/a?b#c`,
+    `a?b#c` is the key (S3 keys and file names may hold '?', '#' and spaces)."""
+    scheme, _, rest = uri.partition("://")
+    authority, slash, path = rest.partition("/")
+    userinfo, at, host = authority.rpartition("@")
+    query = ""
+    if scheme.lower() in _WEB:
+        path, mark, query = path.partition("?")
+        path = path.split("#", 1)[0]
+        query = mark + query.split("#", 1)[0]
+    return scheme, userinfo + at, host + slash + path, query
+
+
+def redact_uri(uri: str) -> str:
+    """`uri` fit for a log, a manifest or `_meta.json`: user info and a web URL's query values replaced by
+    *** (a presigned URL's signature and credential, a password in `scheme://user:pass@host`); a text
+    that holds URIs among other words is scrubbed of the same (and of known secrets)."""
+    if "://" not in uri:
+        return uri
+    if any(ch.isspace() for ch in uri) and not uri.split("://", 1)[0].isalnum():
+        return _redact(uri)  # a message, not one URI
+    scheme, userinfo, rest, query = _parts(uri)
+    if query:
+        query = "?" + "&".join(f"{p.split('=', 1)[0]}=***" for p in query[1:].split("&") if p)
+    return _redact_known(f"{scheme}://{'***@' if userinfo else ''}{rest}{query}")
+
+
+def _redact_known(text: str) -> str:
+    for secret in _secrets():
+        text = text.replace(secret, "***")
     return text
+
+
+class RedactingFilter:
+    """A logging filter (installed on the handlers at the command line's edge) that takes credentials and
+    URI secrets out of every record, whatever library wrote it."""
+
+    def filter(self, record) -> bool:
+        message = record.getMessage()
+        redacted = _redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, ()
+        return True
+
+
+def canonical_uri(uri: str) -> str:
+    """The object a URI names, without what only grants access to it (user info; a web URL's query, such
+    as a presigned URL's, which changes with every signature): what identities and output names are
+    built from, so a video presigned twice is still one video. `file:///x` and `/x` are one object."""
+    if "://" not in uri:
+        return uri
+    scheme, _, rest, _ = _parts(uri)
+    if scheme.lower() == "file":
+        return "/" + rest.lstrip("/")
+    return f"{scheme}://{rest}"
 
 
 def _library_errors() -> tuple[type[BaseException], ...]:
@@ -90,11 +189,14 @@ def _operation(name: str, uri: str) -> Iterator[None]:
     except (FileNotFoundError, FileExistsError, StorageError):
         raise
     except _library_errors() as exc:
+        from posecluster.storage.retry import is_transient
+
         reason = _redact(str(exc).strip() or type(exc).__name__)
         hint = ""
         if any(w in reason.lower() for w in ("access key", "signature", "credential", "forbidden", "denied")):
             hint = " (check the storage credentials and endpoint: AWS_* / AWS_ENDPOINT_URL)"
-        raise StorageError(f"{uri}: {name} failed: {type(exc).__name__}: {reason}{hint}") from exc
+        raise StorageError(f"{redact_uri(uri)}: {name} failed: {type(exc).__name__}: {reason}{hint}",
+                           transient=is_transient(exc)) from exc
 
 
 def set_default_options(protocol: str, options: dict) -> None:
@@ -148,12 +250,16 @@ def parent(uri: str) -> str:
     return f"{scheme}{sep}{head}" if sep else head
 
 
-def open_uri(uri: str, mode: str = "rb", **options) -> IO:
-    """Open an object for streaming reads (or plain writes; prefer atomic_* for outputs)."""
+def open_uri(uri: str, mode: str = "rb", *, block_size: int | None = None, cache_type: str | None = None,
+             **options) -> IO:
+    """Open an object for streaming reads (or plain writes; prefer atomic_* for outputs). `block_size`
+    and `cache_type` shape an object store's reads (fsspec: each miss fetches a block; s3fs's default is
+    5 MB, too much for reading an index by ranges); local files ignore them."""
     with _operation("open", uri):
         fs, path = filesystem(uri, **options)
+        reads = {} if _is_local(fs) else {k: v for k, v in (("block_size", block_size), ("cache_type", cache_type)) if v}
         try:
-            return fs.open(path, mode)
+            return fs.open(path, mode, **reads)
         except FileNotFoundError:
             raise FileNotFoundError(f"{uri}: no such object") from None
 
@@ -208,7 +314,8 @@ class ObjectIdentity:
     version: str
 
     def key(self) -> str:
-        return f"{self.uri}|{self.size}|{self.version}"
+        """The same object however it was reached (a presigned URL's signature is not part of it)."""
+        return f"{canonical_uri(self.uri)}|{self.size}|{self.version}"
 
 
 def identity(uri: str) -> ObjectIdentity:

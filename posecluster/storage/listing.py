@@ -41,3 +41,22 @@ def list_folders(prefix: str) -> set[str]:
     except FileNotFoundError:
         return set()
     return {entry["name"].rstrip("/").rsplit("/", 1)[-1] for entry in entries if entry.get("type") == "directory"}
+
+
+def list_named(base: str) -> list[ObjectIdentity]:
+    """Identities of the objects in `base`'s folder whose names start with `base`'s own name (a video's
+    outputs: `<base>.h5`, `<base>.csv`, `<base>_meta.json`, ...): one LIST request with a server-side
+    prefix on object stores, never a listing of the whole folder."""
+    folder, _, name = base.rstrip("/").rpartition("/")
+    fs, path = filesystem(folder)
+    protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+    try:
+        if not _is_local(fs) and protocols & {"s3", "s3a"}:
+            found = fs.find(path, prefix=name, detail=True, maxdepth=1)
+        else:
+            found = {entry["name"]: entry for entry in fs.ls(path, detail=True)}
+    except FileNotFoundError:
+        return []
+    return sorted((identity_from_info(_unstrip(folder, fs, p), info) for p, info in found.items()
+                   if info.get("type", "file") != "directory" and p.rsplit("/", 1)[-1].startswith(name)),
+                  key=lambda o: o.uri)

@@ -32,16 +32,20 @@ _TRANSIENT_ERRNOS = {errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED, e
 
 
 def _chain(exc: BaseException):
+    """The exception, then its causes (a Ray task error's `cause`: the exception the task raised)."""
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         yield exc
-        exc = exc.__cause__ or exc.__context__
+        exc = getattr(exc, "cause", None) or exc.__cause__ or exc.__context__
 
 
 def is_transient(exc: BaseException) -> bool:
     """Whether `exc` (or anything in its cause chain) is a storage fault that may pass by itself."""
     for item in _chain(exc):
+        flagged = getattr(item, "transient", None)
+        if isinstance(flagged, bool):
+            return flagged  # decided where the fault happened (StorageError), kept through pickling
         if isinstance(item, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)):
             return False  # NoSuchKey / AccessDenied do not get better with time
         if isinstance(item, (ConnectionError, TimeoutError)) or type(item).__name__ in _TRANSIENT_NAMES:
@@ -79,11 +83,11 @@ class RetryingReader:
     fault, so a decoder streaming a large video survives a storage hiccup instead of losing frames.
     Counts the bytes it returns (`bytes_read`)."""
 
-    def __init__(self, uri: str, patience_s: float = DEFAULT_PATIENCE_S):
+    def __init__(self, uri: str, patience_s: float = DEFAULT_PATIENCE_S, **reads):
         from posecluster import storage
 
         self.uri, self.patience_s = uri, patience_s
-        self._open = lambda: storage.open_uri(uri, "rb")
+        self._open = lambda: storage.open_uri(uri, "rb", **reads)  # reads: block_size, cache_type
         self._fh = call(self._open, patience_s=patience_s)
         self._pos = 0
         self.bytes_read = 0
@@ -137,5 +141,5 @@ class RetryingReader:
         self.close()
 
 
-def open_retrying(uri: str, patience_s: float = DEFAULT_PATIENCE_S) -> RetryingReader:
-    return RetryingReader(uri, patience_s)
+def open_retrying(uri: str, patience_s: float = DEFAULT_PATIENCE_S, **reads) -> RetryingReader:
+    return RetryingReader(uri, patience_s, **reads)

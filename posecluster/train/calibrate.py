@@ -2,7 +2,8 @@
 
 int8: the backbone is calibrated (model.quantize) on training images, resized by global_scale exactly
 as analyze resizes video frames. Then bf16 and int8 poses are compared with fp32's on labeled images the
-calibration did not see (test images first): the agreements go into model.pt, and `auto` at inference
+calibration did not see (test images first) and on frames spread over the project's videos: the
+agreements go into model.pt, and `auto` at inference
 uses a path only where its agreement is within tolerance (model.precision).
 """
 
@@ -14,6 +15,7 @@ from dataclasses import replace
 import numpy as np
 
 from posecluster import storage
+from posecluster.data.clips import spread_frames
 from posecluster.data.dataset import load_images
 from posecluster.data.labels import LabeledDataset
 from posecluster.data.split import Split, indices_of
@@ -36,16 +38,19 @@ def pick_rows(train_rows: list[int], test_rows: list[int], count: int) -> tuple[
 
 
 def reduced_precision(trained: TrainedModel, images: list[np.ndarray], calibration_rows: list[int],
-                      check_rows: list[int], cpu: CpuCapability | None = None) -> ReducedPrecision:
+                      check_rows: list[int], cpu: CpuCapability | None = None,
+                      video_frames: list[np.ndarray] = ()) -> ReducedPrecision:
     """Calibrate the int8 graph on images[calibration_rows]; check bf16 and int8 against fp32 on
-    images[check_rows] (a list covering every row of the labels; rows not named may be None)."""
+    images[check_rows] (a list covering every row of the labels; rows not named may be None) and on
+    `video_frames`: frames of the project's videos, where a less trained model's poses sit between two
+    peaks more often than on labeled frames, and where the poses that matter are."""
     infer = trained.config.infer.model_copy(update={"device": "cpu", "batch_size": 1})
     fp32 = Predictor(trained, infer.model_copy(update={"mixed_precision": "off"}), cpu=cpu)
     batches = [fp32.prepare(images[row][None])[0] for row in calibration_rows]
     model = PoseModel.for_inference(trained.config.model, len(trained.bodyparts), trained.state_dict)
     graph, made = quantize_detector(model, batches)
     candidate = replace(trained, reduced=ReducedPrecision(int8_onnx=graph, calibration=made))
-    check = [images[row] for row in check_rows]
+    check = [images[row] for row in check_rows] + list(video_frames)
     reference = fp32.predict_images(check)
     checks = {}
     for path, setting in (("bf16", "on"), ("int8", "int8")):
@@ -65,7 +70,19 @@ def calibrate_run(run_uri: str, labels: LabeledDataset, images: list[np.ndarray]
     train_rows = indices_of(labels.images, split.train_images)
     calibration, check = pick_rows(train_rows, indices_of(labels.images, split.test_images), count)
     images = images if images is not None else load_rows(labels, calibration + check)
-    return save_reduced_precision(trained.uri, reduced_precision(trained, images, calibration, check))
+    frames = project_video_frames(trained)
+    return save_reduced_precision(trained.uri, reduced_precision(trained, images, calibration, check, video_frames=frames))
+
+
+def project_video_frames(trained: TrainedModel) -> list[np.ndarray]:
+    """train.precision_check_video_frames frames spread over the project's videos/ folder (none when the
+    project has no videos there)."""
+    count, project = trained.config.train.precision_check_video_frames, trained.config.project_uri
+    if not count or not project:
+        return []
+    frames = spread_frames([storage.join(project, "videos")], count)
+    log.info("checking reduced precision on %d frames of the project's videos too", len(frames))
+    return frames
 
 
 def load_rows(labels: LabeledDataset, rows: list[int]) -> list[np.ndarray | None]:

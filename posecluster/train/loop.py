@@ -31,7 +31,7 @@ from posecluster.model.pose_model import PoseModel
 from posecluster.model.precision import CpuCapability, ReducedPrecision, choose_training, probe_cpu
 from posecluster.model.targets import make_targets
 from posecluster.model.weights import load_backbone_weights
-from posecluster.train.calibrate import load_rows, pick_rows, reduced_precision
+from posecluster.train.calibrate import load_rows, pick_rows, project_video_frames, reduced_precision
 from posecluster.train.checkpoint import CheckpointStore, UriCheckpointStore, save_model
 from posecluster.train.unlabeled import UnlabeledTerm
 
@@ -296,7 +296,7 @@ def _calibrate(config: PoseclusterConfig, labels: LabeledDataset, state: dict, s
     images = images if images is not None else load_rows(labels, calibration + check)
     trained = TrainedModel(config, list(labels.bodyparts), state, identity="calibrating")
     try:
-        return reduced_precision(trained, images, calibration, check, cpu)
+        return reduced_precision(trained, images, calibration, check, cpu, video_frames=project_video_frames(trained))
     except Exception as exc:  # noqa: BLE001 - a failed calibration must not lose the trained model
         log.warning("int8 calibration failed, model saved without it (auto uses bf16/fp32): %s: %s",
                     type(exc).__name__, exc)

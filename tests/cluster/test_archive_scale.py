@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
-import time
 import urllib.request
 
 import numpy as np
@@ -154,46 +152,6 @@ def test_a_rerun_that_adds_a_format_writes_it_from_cached_segments(bucket, cli_r
     assert [v.status for v in again.videos] == ["skipped"] * VIDEOS
 
 
-def test_a_storage_outage_mid_run_fails_nothing_and_changes_no_output(bucket, cli_run, s3_server, monkeypatch):
-    """The S3 server stops (connections refused) for several seconds after the first segment, then comes
-    back on the same port; writes and fetches are retried, inference is not."""
-    from moto.moto_server.werkzeug_app import MotoRequestHandler
-    from moto.server import ThreadedMotoServer
-
-    # One connection per request, so no keep-alive connection outlives the server's stop.
-    monkeypatch.setattr(MotoRequestHandler, "protocol_version", "HTTP/1.0")
-    host, port = s3_server.get_host_and_port()
-    refused: list[bool] = []
-
-    def outage() -> None:
-        s3_server.stop()
-        s3_server._server.server_close()  # stop listening: new connections are refused
-        try:
-            socket.create_connection((host, port), timeout=1).close()
-        except OSError:
-            refused.append(True)
-        time.sleep(8)
-        ThreadedMotoServer(ip_address=host, port=port, verbose=False).start()
-
-    outages: list[threading.Thread] = []
-
-    def start_outage(run) -> None:
-        if not outages:
-            outages.append(threading.Thread(target=outage, daemon=True))
-            outages[0].start()
-
-    report = run_archive([f"{bucket}/videos/cage0/"], options(bucket, "poses-outage"), on_progress=start_outage)
-    outages[0].join()
-    assert refused, "the outage did not happen"
-    assert not report.failed and all(v.status == "done" for v in report.videos)
-    assert all(s.attempts == 1 for v in report.videos for s in v.segments if s.status == "done")
-    _, _, _, clean = cli_run
-    outage_tables = tables(f"{bucket}/poses-outage", [{"uri": v.uri, "outputs": v.outputs} for v in report.videos])
-    assert len(outage_tables) == VIDEOS // 2
-    for uri, table in outage_tables.items():
-        np.testing.assert_array_equal(table, tables("", clean)[uri])
-
-
 def test_a_model_replaced_mid_job_is_refused_and_the_job_keeps_the_pinned_one(bucket, cli_run, trained_run):
     import ray
 
@@ -206,9 +164,9 @@ def test_a_model_replaced_mid_job_is_refused_and_the_job_keeps_the_pinned_one(bu
         if not replaced:
             # Every worker has loaded the pinned model before it is replaced (a worker still starting
             # would refuse too, leaving none: that is the next test's case, not this one's).
-            ray.get([actor.__ray_ready__.remote() for actor in run.actors if actor is not None])
+            ray.get([slot.actor.__ray_ready__.remote() for slot in run.pool.slots if slot.actor is not None])
             save_model(f"{bucket}/models/pinned", trained.config, trained.bodyparts, changed)
-            ray.kill(run.actors[0])  # its replacement must load the model again: and refuses
+            ray.kill(run.pool.slots[0].actor)  # its replacement must load the model again: and refuses
             replaced.append(True)
 
     report = run_archive([f"{bucket}/videos/cage0/"], options(bucket, "poses-pinned", model="models/pinned"),

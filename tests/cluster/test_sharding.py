@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 from posecluster.cluster.sharding import load_probe, save_probe, segment_bounds
-from posecluster.infer.naming import relative_names
 from posecluster.data.video import VideoInfo
 
 OPENFIELD_KEYFRAMES = [0, 182, 366, 548, 797, 985, 1173, 1383, 1588, 1794, 2016, 2219]
@@ -30,13 +29,6 @@ def test_videos_without_inner_keyframes_are_one_segment():
 def test_plan_is_deterministic():
     keyframes = np.arange(0, 10_000, 250)
     assert segment_bounds(10_000, keyframes, 1000) == segment_bounds(10_000, list(keyframes), 1000)
-
-
-def test_equal_names_in_different_folders_keep_their_folders():
-    names = relative_names(["s3://lab/v/day1/a.mp4", "s3://lab/v/day2/a.mp4", "s3://lab/v/b.mp4"])
-    assert names == {"s3://lab/v/day1/a.mp4": "day1/a.mp4", "s3://lab/v/day2/a.mp4": "day2/a.mp4",
-                     "s3://lab/v/b.mp4": "b.mp4"}
-    assert relative_names(["/x/only.mp4"]) == {"/x/only.mp4": "only.mp4"}
 
 
 def test_probe_cache_round_trips(tmp_path):

@@ -1,4 +1,5 @@
-"""Same-named videos in different folders never overwrite each other's outputs, in any command."""
+"""Where outputs go: a pure function of the video's own URI and --out, so same-named videos in different
+folders never share an output, whatever job names them, in any command."""
 
 from __future__ import annotations
 
@@ -30,7 +31,9 @@ def two_mice(trained_run, tmp_path_factory):
 def test_analyze_keeps_same_named_videos_apart(two_mice):
     _root, out = two_mice
     tables = sorted(p for p in glob.glob(f"{out}/**/*.h5", recursive=True))
-    assert [t.split("/poses/")[1].split("/")[0] for t in tables] == ["day1", "day2"]
+    # The video's own folder, mirrored under --out.
+    assert [t.removeprefix(out + "/") for t in tables] == [
+        f"{str(_root).strip('/')}/videos/{day}/mouse{read_track(t).scorer}.h5" for day, t in zip(("day1", "day2"), tables)]
     # Each table has its own video's frame count: neither replaced the other.
     assert sorted(len(read_track(t)) for t in tables) == [20, 30]
 
@@ -53,13 +56,29 @@ def test_label_video_and_plot_keep_same_named_videos_apart(ray_local, two_mice, 
     assert len(folders) == 2
 
 
-def test_the_archive_names_outputs_by_the_same_rule():
-    from posecluster.cluster import schedule
-
-    videos = ["s3://lab/v/day1/mouse.mp4", "s3://lab/v/day2/mouse.mp4"]
-    assert schedule.relative_names is naming.relative_names
-    bases = naming.output_bases(videos, "s3://out", "DLC_x")
-    assert bases == {videos[0]: "s3://out/day1/mouseDLC_x", videos[1]: "s3://out/day2/mouseDLC_x"}
+def test_a_videos_output_place_depends_on_that_video_alone():
+    day1, day2 = "s3://lab/v/day1/mouse.mp4", "s3://lab/v/day2/mouse.mp4"
+    # The same video gets the same place whichever other videos a job lists.
+    alone = naming.output_bases([day1], "s3://out", "DLC_x")
+    together = naming.output_bases([day1, day2], "s3://out", "DLC_x")
+    assert alone[day1] == together[day1] == "s3://out/lab/v/day1/mouseDLC_x"
+    assert together[day2] == "s3://out/lab/v/day2/mouseDLC_x"
+    assert naming.output_base("/data/cam/mouse.avi", "/poses", "DLC_x") == "/poses/data/cam/mouseDLC_x"
+    assert naming.output_base("file:///data/cam/mouse.avi", "/poses", "DLC_x") == "/poses/data/cam/mouseDLC_x"
+    # Every character of a key is the video's (OBS's '2024-01-05 10-30-00.mkv', a folder 'cage#2').
+    assert naming.output_base("s3://lab/rec/2024-01-05 10-30-00.mkv", "s3://out", "D") == (
+        "s3://out/lab/rec/2024-01-05 10-30-00D")
+    assert naming.output_base("s3://lab/cage#2/a.mp4", "s3://out", "D") != naming.output_base(
+        "s3://lab/cage#3/a.mp4", "s3://out", "D")
+    # What only grants access (a presigned query, user info) is not part of the place.
+    presigned = "https://store.example/lab/v/mouse.mp4?X-Amz-Signature=abc&X-Amz-Credential=k"
+    assert naming.output_base(presigned, "s3://out", "D") == "s3://out/store.example/lab/v/mouseD"
+    assert naming.output_base("s3://key:secret@lab/v/mouse.mp4", "s3://out", "D") == "s3://out/lab/v/mouseD"
+    # Folder names that would climb out of --out are dropped, never followed.
+    assert naming.output_base("s3://lab/../../etc/mouse.mp4", "s3://out", "D") == "s3://out/lab/etc/mouseD"
+    assert naming.labeled_video_uri(day1, "s3://p/x/mouseDLC_x.h5", "s3://lab-out") == (
+        "s3://lab-out/lab/v/day1/mouseDLC_x_labeled.mp4")
+    assert naming.plot_folder(day2, "s3://lab-out") == "s3://lab-out/plot-poses/lab/v/day2/mouse"
 
 
 def test_videos_that_would_share_a_table_are_refused_before_any_work(trained_run, tmp_path):
@@ -75,3 +94,20 @@ def test_videos_that_would_share_a_table_are_refused_before_any_work(trained_run
     assert not out.exists() or not list(out.rglob("*.h5"))
     bases = {"s3://v/a.mp4": "s3://o/aX", "s3://v/a.avi": "s3://o/aX", "s3://v/b.mp4": "s3://o/bX"}
     assert naming.collisions(bases) == {"s3://v/a.avi": "s3://v/a.mp4"}
+
+
+def test_a_later_analysis_never_overwrites_another_videos_table(trained_run, tmp_path):
+    """mouse.mp4 analysed, then mouse.avi of the same folder in another command: the same table name,
+    so the second is refused by name and the first table stays."""
+    from posecluster.errors import InputError
+
+    folder = tmp_path / "videos" / "cam"
+    for suffix, frames in (("mp4", 6), ("avi", 9)):
+        synthetic.render_video(str(folder / f"mouse.{suffix}"), synthetic.Scene(seed=2, **SCENE), frames)
+    out = str(tmp_path / "poses")
+    first = api.analyze([str(folder / "mouse.mp4")], trained_run[0], out, progress=False)
+    with pytest.raises(InputError, match=r"mouse\.avi.*would overwrite the pose table of .*mouse\.mp4"):
+        api.analyze([str(folder / "mouse.avi")], trained_run[0], out, progress=False)
+    assert len(read_track(first[0].outputs["h5"])) == 6
+    again = api.analyze([str(folder / "mouse.mp4")], trained_run[0], out, progress=False)  # its own: rewritten
+    assert again[0].outputs == first[0].outputs

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+import av
 import numpy as np
 import onnx
 import pytest
@@ -32,6 +33,17 @@ def test_training_leaves_a_calibrated_int8_version_with_its_checks(trained_run):
     assert reduced is not None and reduced.int8_sha256 == hashlib.sha256(reduced.int8_onnx).hexdigest()
     assert set(reduced.checks) == {"bf16", "int8"} and all(c.passed for c in reduced.checks.values())
     assert reduced.calibration["frames"] > 0 and reduced.calibration["method"] == "MinMax"
+
+
+def test_the_checks_cover_held_out_labeled_images_and_the_projects_video_frames(trained_run, synthetic_project):
+    # A less trained model sits between two peaks more often on video frames than on labeled ones; auto
+    # decides on both (the synthetic project: 8 test images, one 64-frame video, 100 frames asked for).
+    reduced = load_model(trained_run[0]).reduced
+    split = json.loads(storage.read_bytes(storage.join(trained_run[0], "split.json")))
+    with av.open(synthetic_project.videos[0].uri) as container:
+        video_frames = sum(1 for _ in container.decode(video=0))
+    assert video_frames < 100
+    assert all(check.images == len(split["test_images"]) + video_frames for check in reduced.checks.values())
 
 
 def test_the_int8_graph_quantises_the_backbone_and_keeps_the_heads_fp32(trained_run):

@@ -4,8 +4,15 @@ frames proposed from a real analysis, and a real archive run (local Ray) with a 
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import os
+import shutil
+import socket
+import threading
+import time
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,11 +20,21 @@ import pytest
 from posecluster import api, storage
 from posecluster.analysis.outliers import OutlierOptions
 from posecluster.cluster.archive import ArchiveOptions
+from posecluster.cluster.manifest import ManifestWriter
 from posecluster.data import synthetic
 from posecluster.data.formats import dlc
 from posecluster.labeling.project_frames import add_frames
 
+CHROMIUM = os.environ.get("POSECLUSTER_CHROMIUM", "/usr/bin/chromium")
+INSTALL = ("needs a browser: `apt-get install -y chromium` (Debian) and `pip install playwright==1.65.2`, "
+           "or POSECLUSTER_CHROMIUM=/path/to/chromium")
+# Checked at collection, so that no fixture (S3 site, Ray, archive run) is built for tests that cannot run.
+needs_browser = pytest.mark.skipif(
+    importlib.util.find_spec("playwright") is None or not shutil.which(CHROMIUM),
+    reason=f"{CHROMIUM} or playwright missing: {INSTALL}")
+
 TOKEN = "test-token-0123456789"
+LOCAL = "http://localhost"  # the app answers only to loopback names unless told others (DNS rebinding)
 PROJECT = "projects/mice"
 FRESH = "labeled-data/fresh"
 REFINE = "labeled-data/trial7"
@@ -97,3 +114,122 @@ def labels_of(project: str, folder: str) -> tuple[list[str], np.ndarray]:
     uri = dlc.table_uri(project, folder, config.scorer, "h5")
     dataset = dlc.table_to_dataset(dlc.read_table(uri), uri, project, config.bodyparts)
     return dataset.images, dataset.keypoints
+
+
+def made_up_records(n: int) -> list[dict]:
+    records = []
+    for i in range(n):
+        uri = f"s3://lab/videos/v{i:03d}.mp4"
+        if i % 10 == 3:
+            records.append({"uri": uri, "status": "failed", "key": f"k{i}", "frames": 0, "error": f"{uri}: frame {i}: bad"})
+        else:
+            status = "done-with-warnings" if i % 10 == 7 else "done"
+            record = {"uri": uri, "status": status, "key": f"k{i}", "frames": 100 + i, "cuts": [0, 50, 100 + i],
+                      "computed": 2, "outputs": {"h5": f"s3://lab/poses/v{i:03d}DLC.h5"}}
+            if status == "done-with-warnings":
+                record["missing"] = "3-5,9"
+            records.append(record)
+    return records
+
+
+def write_job(out: str, job_id: str, records: list[dict], pending: int, flushes: int) -> None:
+    """What schedule.py's driver does: records flushed as they finish, with the summary's counts."""
+    writer = ManifestWriter(out, job_id)
+    per_flush = -(-len(records) // flushes)
+    counts: dict[str, int] = {}
+    for start in range(0, len(records), per_flush):
+        for record in records[start:start + per_flush]:
+            writer.add(record)
+            counts[record["status"]] = counts.get(record["status"], 0) + 1
+        summary = {"job_id": job_id, "out": out, "status": "running" if pending else "finished",
+                   "model": {"uri": "s3://lab/models/m", "sha256": "0" * 64}, "started": 1.7e9, "seconds": 10.0,
+                   "videos_total": len(records) + pending, "counts": {**counts, **({"pending": pending} if pending else {})},
+                   "frames_computed": 5000, "fps": 500.0, "segments_computed": 7, "segments_cached": 1,
+                   "workers": 2, "first_table_s": 1.5, "failures": []}
+        writer.flush(summary, force=True)
+
+
+def small_project(uri: str, frames: int = 3, seed: int = 3) -> str:
+    """A DeepLabCut project of `frames` labeled 96x80 frames (labeled-data/arena0) and an 8-frame video."""
+    synthetic.write_project(uri, labeled_frames=frames, scene=synthetic.Scene(width=96, height=80, seed=seed, body_length=0.4),
+                            video_frames=8)
+    return uri
+
+
+@contextlib.contextmanager
+def running(app, host: str = "127.0.0.1"):
+    """A real uvicorn server for `app` on a free port, in a thread (what a browser or a raw socket talks
+    to); yields its base URL."""
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind((host, 0))
+    instance = uvicorn.Server(uvicorn.Config(app, access_log=False, log_level="warning", proxy_headers=False))
+    thread = threading.Thread(target=instance.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not instance.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        yield f"http://{host}:{sock.getsockname()[1]}"
+    finally:
+        instance.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Chromium for every browser test of the session (contexts keep tests apart)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
+        yield chromium
+        chromium.close()
+
+
+@contextlib.contextmanager
+def browser_page(browser, base: str, token: str | None = TOKEN, **context_options):
+    """A fresh browser context and page on the app at `base` (signed in with the printed-URL token when
+    given); fails the test if any script on the page threw."""
+    context = browser.new_context(**{"viewport": {"width": 1100, "height": 640}, **context_options})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    if token:
+        page.goto(f"{base}/?token={token}")  # sets the cookie, redirects to / without the token
+        assert "token" not in page.url
+    try:
+        yield page
+    finally:
+        context.close()
+    assert not errors, errors
+
+
+def screenshot(page, name: str) -> None:
+    """The page as docs/screenshots shows it, when POSECLUSTER_SCREENSHOTS names a folder."""
+    folder = os.environ.get("POSECLUSTER_SCREENSHOTS")
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+        page.screenshot(path=f"{folder}/{name}.png")
+
+
+@pytest.fixture(scope="session")
+def ray_head(s3_endpoint):
+    """One private Ray head (`ray start --head` through posecluster's LocalRayHead: its own temp dir, free
+    ports, token authentication) for every test that submits jobs through Ray's Job Submission API. Started
+    after the S3 endpoint, so its job drivers and workers inherit the endpoint and credentials, as the
+    chart's pods get them; PYTHONPATH names this checkout, so jobs run this code."""
+    import tempfile
+
+    from posecluster.cluster.submission import LocalRayHead
+
+    repo = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")])))
+    temp = tempfile.mkdtemp(prefix="pc-ray-", dir=os.environ.get("RAY_TMPDIR") or "/tmp")
+    head = LocalRayHead(num_cpus=2, temp_dir=temp, env=env)
+    try:
+        yield head.wait_ready()
+    finally:
+        head.stop()
+        shutil.rmtree(temp, ignore_errors=True)

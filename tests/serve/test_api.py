@@ -22,7 +22,7 @@ from starlette.testclient import TestClient
 from posecluster import api, storage
 from posecluster.data.project import read_project
 from posecluster.serve import create_app
-from tests.serve.conftest import FRESH, REFINE, TOKEN, copy_project, labels_of
+from tests.serve.conftest import FRESH, LOCAL, REFINE, TOKEN, copy_project, labels_of
 
 AUTH = {"X-Posecluster-Token": TOKEN}
 PARTS = 4
@@ -30,7 +30,7 @@ PARTS = 4
 
 @pytest.fixture(scope="module")
 def client(site):
-    with TestClient(create_app(site + "/", TOKEN), headers=AUTH) as c:
+    with TestClient(create_app(site + "/", TOKEN), base_url=LOCAL, headers=AUTH) as c:
         yield c
 
 
@@ -66,7 +66,7 @@ ENDPOINTS = [("GET", "/"), ("GET", "/static/app.js"), ("GET", "/api/projects"), 
 
 @pytest.mark.parametrize("method, path", ENDPOINTS)
 def test_every_endpoint_refuses_a_request_without_the_right_token(site, method, path):
-    with TestClient(create_app(site, TOKEN)) as anonymous:
+    with TestClient(create_app(site, TOKEN), base_url=LOCAL) as anonymous:
         assert anonymous.request(method, path).status_code == 401
         wrong = anonymous.request(method, path, headers={"Authorization": "Bearer not-the-token"})
         assert wrong.status_code == 401 and "token" in wrong.json()["error"]
@@ -76,7 +76,7 @@ def test_every_endpoint_refuses_a_request_without_the_right_token(site, method, 
 
 
 def test_the_printed_url_sets_a_cookie_and_leaves_the_token_out_of_the_address(site):
-    with TestClient(create_app(site, TOKEN)) as browser:
+    with TestClient(create_app(site, TOKEN), base_url=LOCAL) as browser:
         first = browser.get(f"/?token={TOKEN}", follow_redirects=False)
         assert first.status_code == 303 and first.headers["location"] == "/"
         assert "httponly" in first.headers["set-cookie"].lower() and "samesite=strict" in first.headers["set-cookie"].lower()
@@ -215,7 +215,9 @@ def test_jobs_show_a_finished_and_a_failed_video_from_the_manifest(client, site)
     assert videos["broken.mp4"]["status"] == "failed" and "not a readable video" in videos["broken.mp4"]["error"]
     good = videos["good.mp4"]
     assert good["status"] == "done" and good["frames"] == 24 and job["fps"] > 0 and good["missing_frames"] == 0
-    assert good["outputs"]["h5"]["path"].startswith("poses/good") and good["segments"] == 1
+    # The video's own folder mirrored under the job's --out (infer.naming).
+    assert good["outputs"]["h5"]["path"].startswith(f"poses/{site.removeprefix('s3://')}/videos/good")
+    assert good["segments"] == 1
     (failed,) = job_videos(client, job, status="failed")["videos"]
     assert failed["video"] == videos["broken.mp4"]["video"]
     download = client.get(f"/api/file?path={good['outputs']['h5']['path']}")
@@ -328,7 +330,7 @@ def test_a_symbolic_link_under_a_local_root_does_not_lead_outside_it(tmp_path):
     elsewhere.mkdir()
     (elsewhere / "secret.png").write_bytes(b"SECRET")
     (root / "labeled-data" / "v" / "img0.png").symlink_to(elsewhere / "secret.png")
-    with TestClient(create_app(str(root), TOKEN), headers=AUTH) as local:
+    with TestClient(create_app(str(root), TOKEN), base_url=LOCAL, headers=AUTH) as local:
         for url in ("/api/image?path=labeled-data/v/img0.png", "/api/file?path=labeled-data/v/img0.png"):
             response = local.get(url)
             assert response.status_code == 400 and b"SECRET" not in response.content, (url, response.text)

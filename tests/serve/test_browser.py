@@ -6,57 +6,22 @@ Screenshots of each page go to $POSECLUSTER_SCREENSHOTS when set (docs/screensho
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import shutil
-import socket
-import threading
-import time
-
 import numpy as np
 import pytest
 
 from posecluster import api
 from posecluster.serve import create_app
-from tests.serve.conftest import FRESH, REFINE, TOKEN, copy_project, labels_of
+from tests.serve.conftest import (FRESH, REFINE, TOKEN, browser_page, copy_project, labels_of, needs_browser, running,
+                                  screenshot)
 
-CHROMIUM = os.environ.get("POSECLUSTER_CHROMIUM", "/usr/bin/chromium")
-INSTALL = ("needs a browser: `apt-get install -y chromium` (Debian) and `pip install playwright==1.65.2`, "
-           "or POSECLUSTER_CHROMIUM=/path/to/chromium")
-
-
-# Checked at collection, so that no fixture (S3 site, Ray, archive run) is built for tests that cannot run.
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("playwright") is None or not shutil.which(CHROMIUM),
-    reason=f"{CHROMIUM} or playwright missing: {INSTALL}")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
-        yield chromium
-        chromium.close()
+pytestmark = needs_browser
 
 
 @pytest.fixture(scope="module")
 def server(site):
     """A real uvicorn server on a free port, in a thread, serving the site's bucket."""
-    import uvicorn
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    instance = uvicorn.Server(uvicorn.Config(create_app(site, TOKEN), access_log=False, log_level="warning"))
-    thread = threading.Thread(target=instance.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not instance.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    instance.should_exit = True
-    thread.join(10)
+    with running(create_app(site, TOKEN)) as base:
+        yield base
 
 
 @pytest.fixture(scope="module")
@@ -66,28 +31,14 @@ def project(site) -> str:
 
 @pytest.fixture
 def page(browser, server, project):
-    context = browser.new_context(viewport={"width": 1100, "height": 640})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(f"{server}/?token={TOKEN}")  # sets the cookie, redirects to / without the token
-    assert "token" not in page.url
-    yield page
-    context.close()
-    assert not errors, errors
+    with browser_page(browser, server) as page:
+        yield page
 
 
 def wait_saved(page) -> None:
     """Wait for the save to answer; fail with what the page said."""
-    page.wait_for_function("document.querySelector('canvas').dataset.saved !== undefined")
+    page.wait_for_function("() => document.querySelector('canvas').dataset.saved !== undefined")
     assert page.get_attribute("canvas", "data-saved") == "200", page.inner_text("#status")
-
-
-def screenshot(page, name: str) -> None:
-    folder = os.environ.get("POSECLUSTER_SCREENSHOTS")
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-        page.screenshot(path=f"{folder}/{name}.png")
 
 
 def open_labeler(page, server, mode: str, project: str, folder: str) -> None:
@@ -130,7 +81,7 @@ def test_labeling_three_frames_by_clicking_saves_what_was_clicked(page, server, 
         expected[state["image"]] = points
         if frame < 2:
             page.keyboard.press("ArrowRight")
-            page.wait_for_function(f"document.querySelector('canvas').dataset.loaded !== {state['image']!r}")
+            page.wait_for_function(f"() => document.querySelector('canvas').dataset.loaded !== {state['image']!r}")
     assert state["zoom"] > 1.25 * min(box["width"] / 160, box["height"] / 120) - 1e-6
     screenshot(page, "label")
     page.keyboard.press("Control+s")
@@ -152,7 +103,7 @@ def test_labeling_three_frames_by_clicking_saves_what_was_clicked(page, server, 
     assert "not visible" not in page.inner_text("#parts")  # frame 1 (all four placed) is shown again
     page.keyboard.press("ArrowRight")
     # The part list is redrawn when the frame's image has loaded, not when the frame number changes.
-    page.wait_for_function("labeler.frame === 1 && document.querySelector('canvas').dataset.loaded === labeler.image")
+    page.wait_for_function("() => labeler.frame === 1 && document.querySelector('canvas').dataset.loaded === labeler.image")
     assert page.inner_text("#coords-2") == "not visible"
 
 
@@ -189,7 +140,7 @@ def test_jobs_page_shows_a_finished_and_a_failed_video_with_poses_and_trajectory
     assert page.locator("tr.video-done").count() == 1 and page.locator("tr.video-failed").count() == 1
     assert "not a readable video" in page.inner_text("tr.video-failed")
     assert "good.mp4" in page.inner_text("tr.video-done")
-    page.wait_for_function("[...document.querySelectorAll('.preview img')].length === 2 && "
+    page.wait_for_function("() => [...document.querySelectorAll('.preview img')].length === 2 && "
                            "[...document.querySelectorAll('.preview img')].every(i => i.complete && i.naturalWidth > 0)")
     sizes = page.evaluate("[...document.querySelectorAll('.preview img')].map(i => [i.naturalWidth, i.naturalHeight])")
     assert sizes[0] == [96, 80] and sizes[1][0] > 200

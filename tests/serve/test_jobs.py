@@ -10,46 +10,12 @@ import pytest
 from starlette.testclient import TestClient
 
 from posecluster import storage
-from posecluster.cluster.manifest import ManifestWriter
 from posecluster.serve import create_app
-from tests.serve.conftest import TOKEN
+from tests.serve.conftest import LOCAL, TOKEN, made_up_records, write_job
 
 BIG = "20261125-100000-aaaaaa"
 SMALL = "20261125-110000-bbbbbb"
 BROKEN = "20261125-090000-cccccc"
-
-
-def made_up_records(n: int) -> list[dict]:
-    records = []
-    for i in range(n):
-        uri = f"s3://lab/videos/v{i:03d}.mp4"
-        if i % 10 == 3:
-            records.append({"uri": uri, "status": "failed", "key": f"k{i}", "frames": 0, "error": f"{uri}: frame {i}: bad"})
-        else:
-            status = "done-with-warnings" if i % 10 == 7 else "done"
-            record = {"uri": uri, "status": status, "key": f"k{i}", "frames": 100 + i, "cuts": [0, 50, 100 + i],
-                      "computed": 2, "outputs": {"h5": f"s3://lab/poses/v{i:03d}DLC.h5"}}
-            if status == "done-with-warnings":
-                record["missing"] = "3-5,9"
-            records.append(record)
-    return records
-
-
-def write_job(out: str, job_id: str, records: list[dict], pending: int, flushes: int) -> None:
-    """What schedule.py's driver does: records flushed as they finish, with the summary's counts."""
-    writer = ManifestWriter(out, job_id)
-    per_flush = -(-len(records) // flushes)
-    counts: dict[str, int] = {}
-    for start in range(0, len(records), per_flush):
-        for record in records[start:start + per_flush]:
-            writer.add(record)
-            counts[record["status"]] = counts.get(record["status"], 0) + 1
-        summary = {"job_id": job_id, "out": out, "status": "running" if pending else "finished",
-                   "model": {"uri": "s3://lab/models/m", "sha256": "0" * 64}, "started": 1.7e9, "seconds": 10.0,
-                   "videos_total": len(records) + pending, "counts": {**counts, **({"pending": pending} if pending else {})},
-                   "frames_computed": 5000, "fps": 500.0, "segments_computed": 7, "segments_cached": 1,
-                   "workers": 2, "first_table_s": 1.5, "failures": []}
-        writer.flush(summary, force=True)
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +26,7 @@ def jobs_root(tmp_path_factory):
     write_job(root, SMALL, made_up_records(1), pending=0, flushes=1)  # a job whose output is the root itself
     storage.atomic_write_bytes(storage.join(root, "old", ".posecluster", "jobs", BROKEN, "summary.json"), b"{not json")
     storage.atomic_write_bytes(storage.join(root, "notes", "summary.json"), b"{}")  # not a job
-    with TestClient(create_app(root, TOKEN), headers={"X-Posecluster-Token": TOKEN}) as client:
+    with TestClient(create_app(root, TOKEN), base_url=LOCAL, headers={"X-Posecluster-Token": TOKEN}) as client:
         yield client, big
 
 

@@ -1,136 +1,210 @@
-// Pages: Projects, Label, Refine, Jobs. Plain JS, no build step; the server's cookie carries the token.
+// Pages: Projects, Label, Refine, Jobs. Plain JS, no build step; the DOM is built with dom.js (text nodes
+// only). The server's cookie (or the facility's sign-in proxy) carries who the user is.
 "use strict";
 
 const main = document.getElementById("main");
 let current = null;  // the active Labeler
 let generation = 0;  // a page whose data arrives after the user moved on must not draw over the new one
+let me = null;       // /api/me: user, prefixes, whether jobs can be started
+let shownHash = location.hash;
 
 function stale(gen) { return gen !== generation; }
 
 async function api(path, options) {
   const r = await fetch(path, options);
   const body = await r.json().catch(() => ({}));
-  if (!r.ok) throw new Error(body.error || `${r.status} ${r.statusText}`);
+  if (!r.ok) {
+    const err = new Error(body.error || `${r.status} ${r.statusText}`);
+    err.status = r.status;
+    err.body = body;
+    throw err;
+  }
   return body;
 }
 
-function q(params) { return new URLSearchParams(params).toString(); }
+function folderRow(p, f) {
+  const params = { project: p.path, folder: f.name };
+  return h("tr", {},
+    h("td", {}, f.name), h("td", {}, String(f.frames)), h("td", {}, String(f.labeled)), h("td", {}, f.proposed ? String(f.proposed) : ""),
+    h("td", {},
+      f.error ? h("span", { class: "error" }, f.error) : [
+        h("a", { href: "#/label?" + q(params) }, "label"),
+        f.proposed ? [" \u00b7 ", h("a", { href: "#/refine?" + q(params) }, "refine")] : null,
+      ]));
+}
+
+function projectSection(p) {
+  if (p.error) return h("section", { class: "project" }, h("h2", {}, p.path), h("p", { class: "error" }, p.error));
+  return h("section", { class: "project", dataset: { project: p.path } },
+    h("h2", {}, p.path),
+    h("p", {}, p.task, " \u00b7 scorer ", h("b", {}, p.scorer), " \u00b7 iteration ", h("b", {}, String(p.iteration)),
+      " \u00b7 body parts: ", p.bodyparts.join(", ")),
+    h("table", { class: "folders" },
+      h("tr", {}, ["video folder", "frames", "labeled", "outliers proposed (this iteration)", ""].map((t) => h("th", {}, t))),
+      p.folders.map((f) => folderRow(p, f))),
+    me && me.jobs ? runPanel(p) : null);
+}
 
 async function projectsPage(gen) {
   const data = await api("/api/projects");
   if (stale(gen)) return;
-  document.getElementById("root").textContent = data.root;
-  if (!data.projects.length) { main.innerHTML = `<p>No DeepLabCut projects (config.yaml with labeled-data/) under ${esc(data.root)}.</p>`; return; }
-  main.innerHTML = data.projects.map((p) => p.error ? `<h2>${esc(p.path)}</h2><p class="error">${esc(p.error)}</p>` : `
-    <h2>${esc(p.path)}</h2>
-    <p>${esc(p.task)} &middot; scorer <b>${esc(p.scorer)}</b> &middot; iteration <b>${p.iteration}</b> &middot;
-       body parts: ${p.bodyparts.map(esc).join(", ")}</p>
-    <table class="folders"><tr><th>video folder</th><th>frames</th><th>labeled</th><th>outliers proposed (this iteration)</th><th></th></tr>
-    ${p.folders.map((f) => `<tr><td>${esc(f.name)}</td><td>${f.frames}</td><td>${f.labeled}</td><td>${f.proposed || ""}</td>
-      <td><a href="#/label?${q({ project: p.path, folder: f.name })}">label</a>
-      ${f.proposed ? ` &middot; <a href="#/refine?${q({ project: p.path, folder: f.name })}">refine</a>` : ""}
-      ${f.error ? `<span class="error">${esc(f.error)}</span>` : ""}</td></tr>`).join("")}
-    </table>`).join("");
+  if (!data.projects.length) {
+    show(main, h("p", {}, "No DeepLabCut projects (config.yaml with labeled-data/) in ",
+      data.root || data.prefixes.join(", "), "."));
+    return;
+  }
+  show(main, data.projects.map(projectSection));
 }
 
 async function labelPage(params, mode, gen) {
-  const data = await api("/api/labels?" + q({ project: params.get("project"), folder: params.get("folder") }));
+  const data = await api("/api/labels?" + q({ project: params.get("project") || "", folder: params.get("folder") || "" }));
   if (stale(gen)) return;
-  main.innerHTML = `<h2>${mode === "refine" ? "Refine" : "Label"}: ${esc(data.project)} / ${esc(data.folder)}</h2>
-    <p class="muted">scorer ${esc(data.scorer)}, iteration ${data.iteration}${mode === "refine" ?
-      ` &middot; frames proposed by <code>posecluster outliers</code>; dashed circles: the network's prediction (p = likelihood); then run <code>posecluster merge</code>` : ""}</p>
-    <div id="labeler"></div>`;
-  current = new Labeler(document.getElementById("labeler"), data, mode);
+  const holder = h("div", { id: "labeler" });
+  show(main,
+    h("h2", {}, mode === "refine" ? "Refine: " : "Label: ", data.project, " / ", data.folder),
+    h("p", { class: "muted" }, "scorer ", data.scorer, ", iteration ", String(data.iteration),
+      mode === "refine" ? [" \u00b7 frames proposed by ", h("code", {}, "posecluster outliers"),
+        "; dashed circles: the network's prediction (p = likelihood); then run ", h("code", {}, "posecluster merge")] : null),
+    holder);
+  current = new Labeler(holder, data, mode);
   window.labeler = current;
-}
-
-function bar(done, total) {
-  const pct = total ? Math.round((100 * done) / total) : 0;
-  return `<span class="progress"><span style="width:${pct}%"></span></span> ${done}/${total}`;
 }
 
 const PAGE = 50;  // per-video rows per page: a 100,000-video job is read a page at a time
 const FINISHED = [["done", "done"], ["done-with-warnings", "done with missing frames"], ["skipped", "already done"], ["failed", "failed"]];
 
-async function jobsPage(gen) {
-  const data = await api("/api/jobs");
-  if (stale(gen)) return;
-  if (!data.jobs.length) { main.innerHTML = "<p>No archive jobs (<code>posecluster infer</code> manifests) under the root.</p>"; return; }
-  main.innerHTML = data.jobs.map((j, n) => `
-    <div class="job" data-job="${esc(j.job_id)}">
-      <h3>Job ${esc(j.job_id)} &middot; <span class="${j.videos_failed || j.error ? "error" : "ok"}">${esc(j.status)}</span></h3>
-      ${j.error ? `<p class="error">${esc(j.error)}</p>` : ""}
-      <p>out ${esc(j.out)} &middot; model ${esc(j.model)} &middot; ${j.workers} workers &middot;
-         ${j.fps.toFixed(1)} frames/s over ${j.seconds.toFixed(0)} s<br>
-         videos ${bar(j.videos_finished, j.videos_total)}
-         (${FINISHED.map(([s, label]) => `${j.counts[s] || 0} ${label}`).join(", ")}, ${j.counts.pending || 0} pending)
-         &middot; segments: ${j.segments_computed} computed, ${j.segments_cached} cached
-         ${j.first_table_s != null ? `&middot; first table after ${j.first_table_s.toFixed(1)} s` : ""}</p>
-      <p class="filters">show: <button data-status="" class="active">all finished (${j.videos_finished})</button>
-        ${FINISHED.filter(([s]) => j.counts[s]).map(([s, label]) => `<button data-status="${s}">${label} (${j.counts[s]})</button>`).join(" ")}</p>
-      <div class="videos-of"></div>
-      <div class="preview"></div>
-    </div>`).join("") + (data.older ? `<p class="muted">${data.older} older jobs not shown.</p>` : "");
-  main.querySelectorAll("div.job").forEach((div, n) => {
-    const j = data.jobs[n];
-    const show = (status, offset) => jobVideos(gen, div, j, status, offset, n === 0 && offset === 0 && !status);
-    div.querySelectorAll("button[data-status]").forEach((b) => {
-      b.onclick = () => {
-        div.querySelectorAll("button[data-status]").forEach((o) => o.classList.toggle("active", o === b));
-        show(b.dataset.status, 0);
-      };
-    });
-    if (j.status !== "unreadable") show("", 0);
-  });
+function jobCard(gen, j, first) {
+  const videos = h("div", { class: "videos-of" });
+  const preview = h("div", { class: "preview" });
+  const card = h("div", { class: "job", dataset: { job: j.job_id } });
+  if (j.status === "unreadable") {
+    return show(card, h("h3", {}, "Job ", j.job_id, " \u00b7 ", h("span", { class: "error" }, "unreadable")),
+      h("p", { class: "error" }, j.error));
+  }
+  const filters = h("p", { class: "filters" }, "show: ");
+  const buttons = [["", `all finished (${j.videos_finished})`], ...FINISHED.filter(([s]) => j.counts[s]).map(([s, label]) => [s, `${label} (${j.counts[s]})`])]
+    .map(([status, label], n) => h("button", {
+      class: n === 0 ? "active" : "", dataset: { status },
+      onclick: (e) => {
+        filters.querySelectorAll("button").forEach((b) => b.classList.toggle("active", b === e.currentTarget));
+        jobVideos(gen, videos, preview, j, status, 0, false);
+      },
+    }, label));
+  append(filters, buttons);
+  show(card,
+    h("h3", {}, "Job ", j.job_id, " \u00b7 ", h("span", { class: j.videos_failed ? "error" : "ok" }, j.status)),
+    h("p", {}, "out ", j.out_path || ".", " \u00b7 model ", j.model, " \u00b7 ", String(j.workers), " workers \u00b7 ",
+      number(j.fps, 1), " frames/s over ", number(j.seconds, 0), " s", h("br"),
+      "videos ", bar(j.videos_finished, j.videos_total), " (",
+      FINISHED.map(([s, label]) => `${j.counts[s] || 0} ${label}`).join(", "), `, ${j.counts.pending || 0} pending)`,
+      ` \u00b7 segments: ${j.segments_computed} computed, ${j.segments_cached} cached`,
+      j.first_table_s !== null ? ` \u00b7 first table after ${number(j.first_table_s, 1)} s` : ""),
+    filters, videos, preview);
+  jobVideos(gen, videos, preview, j, "", 0, first);
+  return card;
 }
 
-async function jobVideos(gen, div, j, status, offset, preview) {
-  const page = await api("/api/jobs/videos?" + q({ out: j.out_path || "", job: j.job_id, status, offset, limit: PAGE }));
+function videoRow(v, i, onShow) {
+  const outputs = Object.entries(v.outputs).map(([fmt, o]) =>
+    [o.path ? h("a", { href: "/api/file?" + q({ path: o.path }) }, fmt) : fmt, " "]);
+  return h("tr", { class: "video-" + v.status },
+    h("td", {}, v.video), h("td", {}, v.status), h("td", {}, String(v.frames)),
+    h("td", {}, v.missing_frames ? `${v.missing_frames} (${v.missing})` : ""),
+    h("td", {}, v.segments ? `${v.segments} (${v.segments_computed} computed)` : ""),
+    h("td", { class: "error" }, v.error), h("td", {}, outputs),
+    h("td", {}, v.outputs.h5 && v.outputs.h5.path ? h("button", { dataset: { show: String(i) }, onclick: () => onShow(v) }, "show") : null));
+}
+
+async function jobVideos(gen, holder, preview, j, status, offset, firstPreview) {
+  let page;
+  try {
+    page = await api("/api/jobs/videos?" + q({ out: j.out_path || "", job: j.job_id, status, offset, limit: PAGE }));
+  } catch (err) {
+    if (!stale(gen)) show(holder, h("p", { class: "error" }, err.message));
+    return;
+  }
   if (stale(gen)) return;
-  const holder = div.querySelector(".videos-of");
   const last = Math.min(offset + page.videos.length, page.total);
-  holder.innerHTML = `
-    <table class="videos"><tr><th>video</th><th>status</th><th>frames</th><th>missing frames</th><th>segments</th><th>error</th><th>outputs</th><th></th></tr>
-    ${page.videos.map((v, i) => `<tr class="video-${esc(v.status)}"><td>${esc(v.video)}</td><td>${esc(v.status)}</td><td>${v.frames}</td>
-      <td>${v.missing_frames ? `${v.missing_frames} (${esc(v.missing)})` : ""}</td>
-      <td>${v.segments ? `${v.segments} (${v.segments_computed} computed)` : ""}</td><td class="error">${esc(v.error)}</td>
-      <td>${Object.entries(v.outputs).map(([fmt, o]) => o.path ? `<a href="/api/file?${q({ path: o.path })}">${esc(fmt)}</a>` : esc(fmt)).join(" ")}</td>
-      <td>${v.outputs.h5 && v.outputs.h5.path ? `<button data-show="${i}">show</button>` : ""}</td></tr>`).join("")}
-    </table>
-    <p class="pager">${page.total ? `${offset + 1}&ndash;${last} of ${page.total}` : "none yet"}
-      ${offset > 0 ? `<button data-page="${Math.max(0, offset - PAGE)}">previous</button>` : ""}
-      ${last < page.total ? `<button data-page="${offset + PAGE}">next</button>` : ""}</p>`;
-  holder.querySelectorAll("button[data-page]").forEach((b) => { b.onclick = () => jobVideos(gen, div, j, status, Number(b.dataset.page), false); });
-  holder.querySelectorAll("button[data-show]").forEach((b) => {
-    b.onclick = () => {
-      const v = page.videos[Number(b.dataset.show)];
-      const frame = Math.floor(v.frames / 2);
-      div.querySelector(".preview").innerHTML = `<p>${esc(v.video)}, frame ${frame}</p>
-        <img class="frame" alt="frame with poses" src="/api/jobs/frame?${q({ table: v.outputs.h5.path, frame })}">
-        <img alt="trajectory" src="/api/jobs/plot?${q({ table: v.outputs.h5.path })}">`;
-    };
-  });
-  const first = holder.querySelector("button[data-show]");
-  if (preview && first) first.click();  // the newest job's first finished video, without a click
+  const showVideo = (v) => {
+    const frame = Math.floor(v.frames / 2);
+    show(preview, h("p", {}, v.video, ", frame ", String(frame)),
+      h("img", { class: "frame", alt: "frame with poses", src: "/api/jobs/frame?" + q({ table: v.outputs.h5.path, frame }) }),
+      h("img", { alt: "trajectory", src: "/api/jobs/plot?" + q({ table: v.outputs.h5.path }) }));
+  };
+  show(holder,
+    h("table", { class: "videos" },
+      h("tr", {}, ["video", "status", "frames", "missing frames", "segments", "error", "outputs", ""].map((t) => h("th", {}, t))),
+      page.videos.map((v, i) => videoRow(v, i, showVideo))),
+    h("p", { class: "pager" }, page.total ? `${offset + 1}\u2013${last} of ${page.total}` : "none yet",
+      offset > 0 ? h("button", { onclick: () => jobVideos(gen, holder, preview, j, status, Math.max(0, offset - PAGE), false) }, "previous") : null,
+      last < page.total ? h("button", { onclick: () => jobVideos(gen, holder, preview, j, status, offset + PAGE, false) }, "next") : null));
+  const first = page.videos.find((v) => v.outputs.h5 && v.outputs.h5.path);
+  if (firstPreview && first) showVideo(first);  // the newest job's first finished video, without a click
+}
+
+const ARCHIVE_REFRESH_MS = 5000;
+
+// Archive jobs: read again while one is running, and whenever a cluster job ends (it may have written one).
+async function archiveSection(holder, gen) {
+  let timer = null;
+  const load = async () => {
+    clearTimeout(timer);
+    if (stale(gen)) return;
+    const data = await api("/api/jobs");
+    if (stale(gen)) return;
+    show(holder, h("h2", {}, "Archive jobs"),
+      data.jobs.length ? data.jobs.map((j, n) => jobCard(gen, j, n === 0))
+        : h("p", {}, "No archive jobs (", h("code", {}, "posecluster infer"), " manifests) yet."),
+      data.older ? h("p", { class: "muted" }, `${data.older} older jobs not shown.`) : null);
+    holder.dataset.updated = String(Date.now());
+    if (data.jobs.some((j) => j.status === "running")) timer = setTimeout(load, ARCHIVE_REFRESH_MS);
+  };
+  await load();
+  return load;
+}
+
+async function jobsPage(gen) {
+  const runs = h("section", { id: "runs" });
+  const archive = h("section", { id: "archive-jobs" }, h("p", { class: "muted" }, "loading\u2026"));
+  show(main, runs, archive);
+  let reloadArchive = null;
+  if (me && me.jobs) runsSection(runs, gen, () => reloadArchive && reloadArchive());
+  reloadArchive = await archiveSection(archive, gen);
 }
 
 async function route() {
   const gen = ++generation;
-  if (current) { current.destroy(); current = null; }
+  if (current) { current.destroy(); current = null; window.labeler = null; }
   const [path, query] = (location.hash.slice(1) || "/projects").split("?");
   const params = new URLSearchParams(query || "");
   document.querySelectorAll("header nav a").forEach((a) => a.classList.toggle("active", a.getAttribute("href") === "#" + path));
-  main.innerHTML = "<p class='muted'>loading…</p>";
+  show(main, h("p", { class: "muted" }, "loading\u2026"));
   try {
+    if (!me) {
+      me = await api("/api/me");
+      document.getElementById("root").textContent = me.whole_root ? me.root : `${me.user}: ${me.prefixes.join(", ")}`;
+    }
     if (path === "/label") await labelPage(params, "label", gen);
     else if (path === "/refine") await labelPage(params, "refine", gen);
     else if (path === "/jobs") await jobsPage(gen);
     else await projectsPage(gen);
     if (!stale(gen)) document.body.dataset.page = path;
   } catch (err) {
-    if (!stale(gen)) main.innerHTML = `<p class="error">${esc(err.message)}</p>`;
+    if (!stale(gen)) {
+      show(main, h("p", { class: "error", id: "page-error" }, err.message), h("p", {}, h("a", { href: "#/projects" }, "back to the projects")));
+      document.body.dataset.page = path;
+    }
   }
 }
 
-window.addEventListener("hashchange", route);
+// In-app navigation asks before leaving unsaved labels (a reload or closing the tab: beforeunload, labeler.js).
+window.addEventListener("hashchange", () => {
+  if (current && current.unsaved() &&
+      !window.confirm(`${current.unsaved()} frame(s) have labels that are not saved. Leave this page and lose them?`)) {
+    history.replaceState(null, "", shownHash || "#/projects");  // stay: no hashchange, no new history entry
+    return;
+  }
+  shownHash = location.hash;
+  route();
+});
 route();

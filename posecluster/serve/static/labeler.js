@@ -1,6 +1,7 @@
 // The labeling canvas: frames of one labeled-data folder, body parts in config order.
 // Image coordinates follow DeepLabCut's GUIs (matplotlib/napari): pixel i covers [i - 0.5, i + 0.5],
-// so a click at screen position s maps to x = (s - offsetX) / zoom - 0.5.
+// so a click at CSS position s maps to x = (s - offsetX) / zoom - 0.5. The canvas follows its box (a
+// ResizeObserver) and draws at devicePixelRatio, so markers stay sharp on HiDPI screens.
 "use strict";
 
 function partColor(k, n) {  // DLC's default colormap is rainbow: violet -> red
@@ -8,106 +9,153 @@ function partColor(k, n) {  // DLC's default colormap is rainbow: violet -> red
   return `hsl(${hue}, 90%, 55%)`;
 }
 
+function copyPoints(points) { return points ? points.map((p) => (p ? p.slice() : null)) : points; }
+
+function samePoints(a, b) {
+  if (!a || !b) return a === b;
+  return a.length === b.length && a.every((p, k) => (p === null || b[k] === null ? p === b[k]
+    : Math.abs(p[0] - b[k][0]) < 1e-6 && Math.abs(p[1] - b[k][1]) < 1e-6));
+}
+
 class Labeler {
-  constructor(container, data, mode, onStatus) {
+  constructor(container, data, mode) {
     this.data = data;
     this.mode = mode;  // "label" or "refine"
     this.images = mode === "refine" ? data.proposed.filter((i) => data.images.includes(i)) : data.images.slice();
-    this.labels = JSON.parse(JSON.stringify(data.labels));
+    this.labels = {};   // what this page shows and edits
+    this.stored = {};   // what the server last said is stored: the base of a per-frame merge
+    for (const image of data.images) { this.labels[image] = copyPoints(data.labels[image]); this.stored[image] = copyPoints(data.labels[image]); }
     this.version = data.version;
+    this.conflicts = new Map();  // image -> their labels, while the person chooses
     this.frame = 0;
     this.part = 0;
     this.history = [];
     this.dirty = new Set();
-    this.zoom = 1; this.offsetX = 0; this.offsetY = 0;
+    this.zoom = 1; this.offsetX = 0; this.offsetY = 0; this.fitted = true;
     this.drag = null;
     this.img = new Image();
+    this.listeners = [];
     this.build(container);
-    this.keyHandler = (e) => this.onKey(e);
-    document.addEventListener("keydown", this.keyHandler);
-    window.addEventListener("beforeunload", (e) => { if (this.dirty.size) { e.preventDefault(); e.returnValue = ""; } });
+    this.listen(document, "keydown", (e) => this.onKey(e));
+    this.listen(window, "mouseup", () => { this.drag = null; });
+    this.listen(window, "beforeunload", (e) => { if (this.unsaved()) { e.preventDefault(); e.returnValue = ""; } });
     this.show(0, true);
   }
 
-  destroy() { document.removeEventListener("keydown", this.keyHandler); }
+  listen(target, type, handler, options) { target.addEventListener(type, handler, options); this.listeners.push([target, type, handler, options]); }
+
+  destroy() {
+    this.listeners.forEach(([target, type, handler, options]) => target.removeEventListener(type, handler, options));
+    if (this.resizer) this.resizer.disconnect();
+  }
+
+  unsaved() { return this.dirty.size; }
 
   build(container) {
     const n = this.data.bodyparts.length;
-    container.innerHTML = `
-      <div class="labeler">
-        <div class="stage"><canvas id="canvas"></canvas></div>
-        <aside>
-          <div><b id="frame-name"></b></div>
-          <div class="muted" id="frame-count"></div>
-          <div><button id="prev">&larr; frame</button><button id="next">frame &rarr;</button></div>
-          <ul id="parts">${this.data.bodyparts.map((p, k) => `<li data-part="${k}"><span class="dot" style="background:${partColor(k, n)}"></span>${esc(p)}<span class="coords" id="coords-${k}"></span></li>`).join("")}</ul>
-          <div><button id="occluded">not visible (x)</button><button id="undo">undo</button></div>
-          <div><button id="zoom-in">+</button><button id="zoom-out">&minus;</button><button id="fit">fit</button></div>
-          <div><button id="save"><b>save</b></button> <span id="dirty" class="muted"></span></div>
-          <div id="status"></div>
-          <p class="muted">click: place the current part, then the next; drag a point to move it;
-          <kbd>x</kbd> not visible; <kbd>&larr;</kbd><kbd>&rarr;</kbd> / <kbd>p</kbd><kbd>n</kbd> frames;
-          <kbd>&uarr;</kbd><kbd>&darr;</kbd> parts; wheel or <kbd>+</kbd><kbd>-</kbd> zoom, <kbd>0</kbd> fit;
-          right/shift-drag pans; <kbd>Ctrl</kbd>+<kbd>z</kbd> undo; <kbd>Ctrl</kbd>+<kbd>s</kbd> save.</p>
-        </aside>
-      </div>`;
-    this.canvas = container.querySelector("#canvas");
-    const stage = container.querySelector(".stage");
-    this.canvas.width = Math.max(320, stage.clientWidth);
-    this.canvas.height = Math.max(240, window.innerHeight - 120);
-    this.canvas.style.width = this.canvas.width + "px";
-    this.canvas.style.height = this.canvas.height + "px";
-    this.ctx = this.canvas.getContext("2d");
     const $ = (id) => container.querySelector("#" + id);
-    $("prev").onclick = () => this.show(this.frame - 1);
-    $("next").onclick = () => this.show(this.frame + 1);
-    $("occluded").onclick = () => this.occlude();
-    $("undo").onclick = () => this.undo();
-    $("zoom-in").onclick = () => this.zoomAt(1.25);
-    $("zoom-out").onclick = () => this.zoomAt(0.8);
-    $("fit").onclick = () => { this.fit(); this.draw(); };
-    $("save").onclick = () => this.save();
-    container.querySelectorAll("#parts li").forEach((li) => { li.onclick = () => { this.part = +li.dataset.part; this.draw(); }; });
+    const button = (id, label, onclick, title) => h("button", { id, onclick, title }, label);
+    this.canvas = h("canvas", { id: "canvas", tabindex: 0, "aria-label": "frame to label" });
+    this.stage = h("div", { class: "stage" }, this.canvas);
+    show(container, h("div", { class: "labeler" }, this.stage,
+      h("aside", {},
+        h("div", {}, h("b", { id: "frame-name" })),
+        h("div", { class: "muted", id: "frame-count" }),
+        h("div", {}, button("prev", "\u2190 frame", () => this.show(this.frame - 1)), button("next", "frame \u2192", () => this.show(this.frame + 1))),
+        h("ul", { id: "parts" }, this.data.bodyparts.map((p, k) => h("li", { dataset: { part: String(k) }, onclick: () => { this.part = k; this.draw(); } },
+          h("span", { class: "dot", style: { background: partColor(k, n) } }), p, h("span", { class: "coords", id: "coords-" + k })))),
+        h("div", {}, button("occluded", "not visible (x)", () => this.occlude()), button("undo", "undo", () => this.undo())),
+        h("div", {}, button("zoom-in", "+", () => this.zoomAt(1.25)), button("zoom-out", "\u2212", () => this.zoomAt(0.8)),
+          button("fit", "fit", () => { this.fit(); this.draw(); })),
+        h("div", {}, button("save", h("b", {}, "save"), () => this.save()), " ", h("span", { id: "dirty", class: "muted" })),
+        h("div", { id: "status", role: "status" }),
+        h("div", { id: "conflicts" }),
+        h("p", { class: "muted help" }, "click: place the current part, then the next; drag a point to move it; ",
+          h("kbd", {}, "x"), " not visible; ", h("kbd", {}, "\u2190"), h("kbd", {}, "\u2192"), " / ", h("kbd", {}, "p"), h("kbd", {}, "n"), " frames; ",
+          h("kbd", {}, "\u2191"), h("kbd", {}, "\u2193"), " parts; wheel or ", h("kbd", {}, "+"), h("kbd", {}, "-"), " zoom, ", h("kbd", {}, "0"),
+          " fit; right/shift-drag pans; ", h("kbd", {}, "Ctrl"), "+", h("kbd", {}, "z"), " undo; ", h("kbd", {}, "Ctrl"), "+", h("kbd", {}, "s"),
+          " save. Browser shortcuts (Ctrl+0, Ctrl+\u00b1, Ctrl+x, Tab) stay the browser's."))));
     this.$ = $;
+    this.ctx = this.canvas.getContext("2d");
     this.canvas.addEventListener("mousedown", (e) => this.onDown(e));
     this.canvas.addEventListener("mousemove", (e) => this.onMove(e));
-    window.addEventListener("mouseup", (e) => this.onUp(e));
     this.canvas.addEventListener("contextmenu", (e) => e.preventDefault());
-    this.canvas.addEventListener("wheel", (e) => { e.preventDefault(); const p = this.screen(e); this.zoomAt(e.deltaY < 0 ? 1.25 : 0.8, p.sx, p.sy); }, { passive: false });
+    this.canvas.addEventListener("wheel", (e) => {
+      if (e.ctrlKey) return;  // the browser's page zoom
+      e.preventDefault();
+      const p = this.screen(e);
+      this.zoomAt(e.deltaY < 0 ? 1.25 : 0.8, p.sx, p.sy);
+    }, { passive: false });
+    this.resizer = new ResizeObserver(() => this.resize());
+    this.resizer.observe(this.stage);
+    this.listen(window, "resize", () => this.resize());
+    this.resize();
+  }
+
+  // The canvas takes its box's width and the window's remaining height, in CSS pixels, and a backing
+  // store of devicePixelRatio times that.
+  resize() {
+    const dpr = window.devicePixelRatio || 1;
+    const top = this.stage.getBoundingClientRect().top + window.scrollY;
+    const width = Math.max(160, Math.floor(this.stage.clientWidth));
+    const height = Math.max(200, Math.floor(window.innerHeight - top - 16));
+    if (width === this.width && height === this.height && dpr === this.dpr) return;
+    const centre = this.width ? this.toImage(this.width / 2, this.height / 2) : null;
+    this.width = width; this.height = height; this.dpr = dpr;
+    this.canvas.style.width = width + "px";
+    this.canvas.style.height = height + "px";
+    this.canvas.width = Math.round(width * dpr);
+    this.canvas.height = Math.round(height * dpr);
+    if (this.img.width && this.fitted) this.fit();
+    else if (centre) {  // keep what the person was looking at in the middle
+      this.offsetX = width / 2 - (centre[0] + 0.5) * this.zoom;
+      this.offsetY = height / 2 - (centre[1] + 0.5) * this.zoom;
+    }
+    this.canvas.dataset.size = `${width}x${height}@${dpr}`;
+    this.draw();
   }
 
   get image() { return this.images[this.frame]; }
   get points() { return this.labels[this.image]; }
 
   show(index, first) {
-    if (!this.images.length) { this.status("no frames in this folder", "muted"); return; }
+    if (!this.images.length) {
+      this.status(this.mode === "refine" ? "no proposed frames in this folder" : "no frames in this folder", "muted");
+      return;
+    }
     this.frame = Math.max(0, Math.min(this.images.length - 1, index));
     this.part = 0;
-    const src = "/api/image?path=" + encodeURIComponent(this.data.project + "/" + this.image);
+    const image = this.image;
     this.img.onload = () => {
+      if (image !== this.image) return;
       if (first || this.lastSize !== `${this.img.width}x${this.img.height}`) this.fit();
       this.lastSize = `${this.img.width}x${this.img.height}`;
       this.draw();
-      this.canvas.dataset.loaded = this.image;
+      this.canvas.dataset.loaded = image;
     };
-    this.img.src = src;
-    this.$("frame-name").textContent = this.image;
+    this.img.onerror = () => { if (image === this.image) this.status(`${image}: the frame could not be loaded`, "error"); };
+    this.img.src = "/api/image?" + q({ path: this.data.project + "/" + image });
+    this.$("frame-name").textContent = image;
     this.$("frame-count").textContent = `frame ${this.frame + 1} of ${this.images.length}`;
+    this.showConflicts();
   }
 
   fit() {
-    const z = Math.min(this.canvas.width / this.img.width, this.canvas.height / this.img.height);
+    if (!this.img.width) return;
+    const z = Math.min(this.width / this.img.width, this.height / this.img.height);
     this.zoom = z;
-    this.offsetX = (this.canvas.width - this.img.width * z) / 2;
-    this.offsetY = (this.canvas.height - this.img.height * z) / 2;
+    this.offsetX = (this.width - this.img.width * z) / 2;
+    this.offsetY = (this.height - this.img.height * z) / 2;
+    this.fitted = true;
   }
 
   zoomAt(factor, sx, sy) {
-    sx = sx ?? this.canvas.width / 2; sy = sy ?? this.canvas.height / 2;
+    sx = sx ?? this.width / 2; sy = sy ?? this.height / 2;
     const zoom = Math.max(0.05, Math.min(64, this.zoom * factor));
     this.offsetX = sx - ((sx - this.offsetX) * zoom) / this.zoom;
     this.offsetY = sy - ((sy - this.offsetY) * zoom) / this.zoom;
     this.zoom = zoom;
+    this.fitted = false;
     this.draw();
   }
 
@@ -117,6 +165,15 @@ class Labeler {
   }
   toImage(sx, sy) { return [(sx - this.offsetX) / this.zoom - 0.5, (sy - this.offsetY) / this.zoom - 0.5]; }
   toScreen(x, y) { return [this.offsetX + (x + 0.5) * this.zoom, this.offsetY + (y + 0.5) * this.zoom]; }
+
+  // A point on the image: the picture spans [-0.5, width - 0.5]; DeepLabCut keeps labels at x >= 0, so
+  // the outer half of the edge pixels snaps to 0. Outside the picture: no point (null).
+  onImage(sx, sy) {
+    const [x, y] = this.toImage(sx, sy);
+    const w = this.img.width, hgt = this.img.height;
+    if (!w || x < -0.5 || y < -0.5 || x > w - 0.5 || y > hgt - 0.5) return null;
+    return [Math.min(Math.max(x, 0), w - 0.5), Math.min(Math.max(y, 0), hgt - 0.5)];
+  }
 
   record(part) { this.history.push({ image: this.image, part, before: this.points[part] && this.points[part].slice() }); }
   set(part, value) { this.points[part] = value; this.dirty.add(this.image); }
@@ -133,6 +190,7 @@ class Labeler {
   }
 
   onDown(e) {
+    this.canvas.focus({ preventScroll: true });
     const { sx, sy } = this.screen(e);
     if (e.button !== 0 || e.shiftKey) {
       this.drag = { pan: true, sx, sy, ox: this.offsetX, oy: this.offsetY };
@@ -145,8 +203,10 @@ class Labeler {
       this.part = k;
       return;
     }
+    const point = this.onImage(sx, sy);
+    if (!point) { this.status("outside the frame: no point placed", "muted"); return; }
     this.record(this.part);
-    this.set(this.part, this.toImage(sx, sy));
+    this.set(this.part, point);
     this.part = Math.min(this.part + 1, this.data.bodyparts.length - 1);
     this.draw();
   }
@@ -157,13 +217,13 @@ class Labeler {
     if (this.drag.pan) {
       this.offsetX = this.drag.ox + sx - this.drag.sx;
       this.offsetY = this.drag.oy + sy - this.drag.sy;
+      this.fitted = false;
     } else {
-      this.set(this.drag.part, this.toImage(sx, sy));
+      const point = this.onImage(sx, sy);
+      if (point) this.set(this.drag.part, point);
     }
     this.draw();
   }
-
-  onUp() { this.drag = null; }
 
   occlude() {
     this.record(this.part);
@@ -178,21 +238,25 @@ class Labeler {
     const index = this.images.indexOf(last.image);
     this.labels[last.image][last.part] = last.before;
     this.dirty.add(last.image);
-    this.part = last.part;
     if (index !== this.frame) this.show(index); else this.draw();
     this.part = last.part;
+    this.draw();
   }
 
+  // Keys act only when the page (not a form field) has focus, and never with the browser's modifiers:
+  // Ctrl+x, Ctrl+0, Ctrl+plus/minus and Tab stay the browser's.
   onKey(e) {
-    if (e.target && ["INPUT", "TEXTAREA"].includes(e.target.tagName)) return;
+    const t = e.target;
+    if (t && (["INPUT", "TEXTAREA", "SELECT"].includes(t.tagName) || t.isContentEditable)) return;
     const ctrl = e.ctrlKey || e.metaKey;
     const n = this.data.bodyparts.length;
-    if (ctrl && e.key === "z") this.undo();
-    else if (ctrl && e.key === "s") this.save();
+    if (ctrl && !e.altKey && !e.shiftKey && e.key.toLowerCase() === "z") this.undo();
+    else if (ctrl && !e.altKey && e.key.toLowerCase() === "s") this.save();
+    else if (ctrl || e.altKey) return;
     else if (e.key === "ArrowRight" || e.key === "n") this.show(this.frame + 1);
     else if (e.key === "ArrowLeft" || e.key === "p") this.show(this.frame - 1);
-    else if (e.key === "ArrowDown" || (e.key === "Tab" && !e.shiftKey)) { this.part = (this.part + 1) % n; this.draw(); }
-    else if (e.key === "ArrowUp" || (e.key === "Tab" && e.shiftKey)) { this.part = (this.part + n - 1) % n; this.draw(); }
+    else if (e.key === "ArrowDown") { this.part = (this.part + 1) % n; this.draw(); }
+    else if (e.key === "ArrowUp") { this.part = (this.part + n - 1) % n; this.draw(); }
     else if (e.key === "x" || e.key === "Delete") this.occlude();
     else if (e.key === "+" || e.key === "=") this.zoomAt(1.25);
     else if (e.key === "-") this.zoomAt(0.8);
@@ -201,26 +265,32 @@ class Labeler {
     e.preventDefault();
   }
 
+  marker(c, x, y, radius, fill, stroke, width, square) {
+    const [sx, sy] = this.toScreen(x, y);
+    c.beginPath();
+    if (square) c.rect(sx - radius, sy - radius, 2 * radius, 2 * radius); else c.arc(sx, sy, radius, 0, 2 * Math.PI);
+    if (fill) { c.fillStyle = fill; c.fill(); }
+    c.strokeStyle = stroke; c.lineWidth = width; c.stroke();
+  }
+
   draw() {
     const c = this.ctx, n = this.data.bodyparts.length;
-    c.setTransform(1, 0, 0, 1, 0, 0);
-    c.clearRect(0, 0, this.canvas.width, this.canvas.height);
+    if (!c || !this.width) return;
+    c.setTransform(this.dpr, 0, 0, this.dpr, 0, 0);  // CSS pixels from here on
+    c.clearRect(0, 0, this.width, this.height);
     c.imageSmoothingEnabled = this.zoom < 2;
     if (this.img.complete && this.img.width) c.drawImage(this.img, this.offsetX, this.offsetY, this.img.width * this.zoom, this.img.height * this.zoom);
     const machine = this.mode === "refine" ? this.data.machine[this.image] : null;
     if (machine) {
       machine.forEach((m, k) => {
         if (m[0] === null) return;
-        const [sx, sy] = this.toScreen(m[0], m[1]);
-        c.strokeStyle = partColor(k, n); c.lineWidth = 1; c.setLineDash([3, 3]);
-        c.beginPath(); c.arc(sx, sy, 9, 0, 2 * Math.PI); c.stroke(); c.setLineDash([]);
+        c.setLineDash([3, 3]); this.marker(c, m[0], m[1], 9, null, partColor(k, n), 1); c.setLineDash([]);
       });
     }
+    const theirs = this.conflicts.get(this.image);
+    if (theirs) theirs.forEach((p, k) => { if (p) this.marker(c, p[0], p[1], 6, null, partColor(k, n), 2, true); });
     (this.points || []).forEach((p, k) => {
-      if (!p) return;
-      const [sx, sy] = this.toScreen(p[0], p[1]);
-      c.fillStyle = partColor(k, n); c.strokeStyle = k === this.part ? "#fff" : "#000"; c.lineWidth = k === this.part ? 2 : 1;
-      c.beginPath(); c.arc(sx, sy, 5, 0, 2 * Math.PI); c.fill(); c.stroke();
+      if (p) this.marker(c, p[0], p[1], 5, partColor(k, n), k === this.part ? "#fff" : "#000", k === this.part ? 2 : 1);
     });
     this.$("parts").querySelectorAll("li").forEach((li, k) => {
       li.classList.toggle("current", k === this.part);
@@ -234,28 +304,62 @@ class Labeler {
 
   status(text, cls) { const s = this.$("status"); s.textContent = text; s.className = cls || ""; }
 
+  // Conflicts: frames someone else saved while this page changed them too. Theirs are drawn as squares;
+  // the person keeps theirs or the page's, frame by frame.
+  showConflicts() {
+    const holder = this.$("conflicts");
+    show(holder, [...this.conflicts.keys()].map((image) => h("div", { class: "conflict", dataset: { image } },
+      h("span", { class: "error" }, "changed by someone else: "),
+      h("a", { href: "#", onclick: (e) => { e.preventDefault(); this.show(this.images.indexOf(image)); } }, image), " ",
+      h("button", { class: "keep-mine", onclick: () => this.resolve(image, "mine") }, "keep mine"),
+      h("button", { class: "take-theirs", onclick: () => this.resolve(image, "theirs") }, "take theirs (squares)"))));
+  }
+
+  resolve(image, choice) {
+    const theirs = this.conflicts.get(image);
+    this.conflicts.delete(image);
+    this.stored[image] = copyPoints(theirs);
+    if (choice === "theirs") {
+      this.labels[image] = copyPoints(theirs);
+      this.dirty.delete(image);
+    }
+    this.showConflicts();
+    this.draw();
+    if (choice === "mine") this.save();
+  }
+
+  // A save sends the changed frames with the labels they started from; the server merges frame by frame.
   async save() {
-    const labels = {};
-    this.dirty.forEach((image) => { labels[image] = this.labels[image]; });
-    const url = `/api/labels?project=${encodeURIComponent(this.data.project)}&folder=${encodeURIComponent(this.data.folder)}`;
+    const sent = {}, base = {};
+    this.dirty.forEach((image) => { sent[image] = copyPoints(this.labels[image]); base[image] = this.stored[image]; });
+    const url = "/api/labels?" + q({ project: this.data.project, folder: this.data.folder });
     const started = performance.now();
-    const r = await fetch(url, { method: "PUT", headers: { "Content-Type": "application/json" },
-                                 body: JSON.stringify({ version: this.version, labels }) });
-    const body = await r.json().catch(() => ({}));
-    if (r.ok) {
+    let r, body;
+    try {
+      r = await fetch(url, { method: "PUT", headers: { "Content-Type": "application/json" },
+                             body: JSON.stringify({ version: this.version, labels: sent, base }) });
+      body = await r.json().catch(() => ({}));
+    } catch (err) {
+      this.status(`Save failed: ${err.message}; your labels stay in this page.`, "error");
+      this.canvas.dataset.saved = "network";
+      return;
+    }
+    if (r.ok || (r.status === 409 && body.labels)) {
+      const conflicted = new Set((body.conflicts || []).map((c) => c.image));
       this.version = body.version;
-      this.dirty.clear();
-      this.status(`saved ${body.saved} frame(s) in ${Math.round(performance.now() - started)} ms`, "ok");
-    } else if (r.status === 409) {
-      this.status("Conflict: " + body.error + " Your unsaved labels stay in this page.", "error");
+      for (const [image, points] of Object.entries(body.labels)) {
+        this.stored[image] = copyPoints(points);
+        if (sent[image] && !conflicted.has(image) && samePoints(this.labels[image], sent[image])) this.dirty.delete(image);
+        if (!this.dirty.has(image)) this.labels[image] = copyPoints(points);  // others' frames come in
+      }
+      (body.conflicts || []).forEach((c) => this.conflicts.set(c.image, c.theirs));
+      this.showConflicts();
+      if (conflicted.size) this.status(`Saved ${body.saved} frame(s). ${body.error}`, "error");
+      else this.status(`saved ${body.saved} frame(s) in ${Math.round(performance.now() - started)} ms`, "ok");
     } else {
-      this.status(`Save failed (${r.status}): ${body.error || r.statusText}`, "error");
+      this.status(`Save failed (${r.status}): ${body.error || r.statusText}. Your labels stay in this page.`, "error");
     }
     this.draw();
     this.canvas.dataset.saved = String(r.status);
   }
-}
-
-function esc(text) {
-  return String(text ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
 }

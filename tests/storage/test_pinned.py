@@ -1,0 +1,154 @@
+"""Reads pinned to the identity a job planned, against the moto S3 server and local files: a range costs
+about its own bytes and requests, and an object that changes between reads is caught, also by a server
+that ignores If-Match; transient vs permanent survives pickling; secrets in URIs never show."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import pickle
+import threading
+
+import pytest
+
+from posecluster import storage
+from posecluster.storage import ObjectChangedError, StorageError
+from posecluster.storage.pinned import ReadAhead, open_pinned, read_pinned
+from posecluster.storage.retry import is_transient
+
+DATA = bytes(range(256)) * 4096  # 1 MiB, every offset recognisable
+
+
+@pytest.fixture(params=["local", "s3"])
+def stored(request, tmp_path) -> str:
+    uri = str(tmp_path / "video.bin") if request.param == "local" else request.getfixturevalue("s3_bucket") + "/video.bin"
+    storage.atomic_write_bytes(uri, DATA)
+    return uri
+
+
+def test_a_pinned_read_gives_the_bytes_at_any_offset(stored):
+    identity = storage.identity(stored)
+    with open_pinned(identity, ReadAhead(block=64 << 10)) as reader:
+        for offset, size in ((0, 10), (500_000, 70_000), (123, 5), (len(DATA) - 3, 10)):
+            reader.seek(offset)
+            assert reader.read(size) == DATA[offset : offset + size]
+    assert read_pinned(identity) == DATA
+
+
+def test_a_window_is_fetched_in_one_request_and_costs_about_its_bytes(s3_bucket):
+    uri = f"{s3_bucket}/segmented.bin"
+    storage.atomic_write_bytes(uri, DATA)
+    window = (300_000, 700_000)
+    with open_pinned(storage.identity(uri), ReadAhead(block=window[1] - window[0], window=window)) as reader:
+        reader.seek(window[0])
+        while reader.tell() < window[1] + 20_000:  # a decoder reads a little past the range's end
+            assert reader.read(8192) == DATA[reader.tell() - 8192 : reader.tell()]
+        assert reader.requests == 2  # the window, then one small piece beyond it
+        assert window[1] - window[0] <= reader.bytes_read <= window[1] - window[0] + (64 << 10)
+
+
+def test_planning_reads_an_index_at_the_end_in_one_request(s3_bucket):
+    uri = f"{s3_bucket}/indexed.bin"
+    storage.atomic_write_bytes(uri, DATA * 8)  # 8 MiB: an "index" in its last 1%
+    with open_pinned(storage.identity(uri), ReadAhead.planning(len(DATA) * 8), keep=16) as reader:
+        reader.read(8192)  # the header
+        reader.seek(len(DATA) * 8 - 60_000)
+        for _ in range(7):
+            reader.read(8192)
+        assert reader.requests == 2 and reader.bytes_read == (64 << 10) + 60_000
+
+
+def test_an_object_changed_between_reads_is_caught(stored):
+    identity = storage.identity(stored)
+    reader = open_pinned(identity, ReadAhead(block=64 << 10))
+    assert reader.read(100) == DATA[:100]
+    if "://" not in stored:
+        os.utime(stored, (1, 1))  # rewritten in place: a new mtime
+    else:
+        storage.atomic_write_bytes(stored, DATA[::-1])  # replaced: a new ETag
+    reader.seek(800_000)
+    with pytest.raises(ObjectChangedError, match="changed during the job"):
+        reader.read(100)
+    with pytest.raises(ObjectChangedError, match="changed during the job"):
+        read_pinned(identity)
+    assert not is_transient(ObjectChangedError("x"))
+
+
+class IfMatchStripper:
+    """A proxy in front of the moto server that drops If-Match from every request, as some S3-compatible
+    servers ignore it."""
+
+    def __init__(self, upstream_port: int):
+        self.upstream_port = upstream_port
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        threading.Thread(target=self._run, args=(ready,), daemon=True).start()
+        ready.wait(10)
+
+    def _run(self, ready: threading.Event) -> None:
+        asyncio.set_event_loop(self.loop)
+        server = self.loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", 0))
+        self.port = server.sockets[0].getsockname()[1]
+        ready.set()
+        self.loop.run_forever()
+
+    async def _handle(self, reader, writer):
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+
+        async def pipe(source, sink, strip):
+            try:
+                while data := await source.read(1 << 16):
+                    if strip:
+                        data = b"".join(line for line in data.splitlines(keepends=True)
+                                        if not line.lower().startswith(b"if-match:"))
+                    sink.write(data)
+                    await sink.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                sink.close()
+
+        await asyncio.gather(pipe(reader, up_writer, True), pipe(up_reader, writer, False))
+
+
+def test_a_server_that_ignores_if_match_is_reported_and_the_change_still_caught(s3_bucket, s3_server, monkeypatch,
+                                                                                  caplog):
+    from posecluster.storage import pinned
+
+    uri = f"{s3_bucket}/ignored.bin"
+    storage.atomic_write_bytes(uri, DATA)
+    identity = storage.identity(uri)
+    storage.atomic_write_bytes(uri, DATA[::-1])  # changed before the read
+    stripper = IfMatchStripper(s3_server.get_host_and_port()[1])
+    # A filesystem of its own for the proxy (fsspec keeps one per set of options).
+    monkeypatch.setitem(storage._default_options, "s3", {
+        "use_listings_cache": False, "client_kwargs": {"endpoint_url": f"http://127.0.0.1:{stripper.port}"}})
+    monkeypatch.setattr(pinned, "_warned_if_match_ignored", set())
+    with caplog.at_level(logging.WARNING, logger="posecluster.storage.pinned"):
+        with pytest.raises(ObjectChangedError, match="changed during the job"):
+            read_pinned(identity)
+    assert "ignored If-Match" in caplog.text
+
+
+def test_transient_or_not_survives_pickling_as_ray_moves_it():
+    outage = StorageError("s3://b/k: read failed: ConnectTimeoutError", transient=True)
+    refused = StorageError("s3://b/k: read failed: AccessDenied", transient=False)
+    for error, transient in ((outage, True), (refused, False)):
+        copy = pickle.loads(pickle.dumps(error))
+        assert type(copy) is StorageError and str(copy) == str(error) and is_transient(copy) is transient
+    changed = pickle.loads(pickle.dumps(ObjectChangedError("s3://b/k: changed during the job")))
+    assert isinstance(changed, ObjectChangedError) and not is_transient(changed)
+
+
+def test_secrets_in_uris_are_redacted_and_left_out_of_identities():
+    presigned = ("https://bucket.s3.amazonaws.com/v/a.mp4?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+                 "&X-Amz-Credential=AKIA%2F2026&X-Amz-Signature=abc123")
+    assert storage.redact_uri(presigned) == (
+        "https://bucket.s3.amazonaws.com/v/a.mp4?X-Amz-Algorithm=***&X-Amz-Credential=***&X-Amz-Signature=***")
+    assert storage.canonical_uri(presigned) == "https://bucket.s3.amazonaws.com/v/a.mp4"
+    assert storage.redact_uri("s3://AKIA:hunter2@bucket/k.mp4") == "s3://***@bucket/k.mp4"
+    assert "hunter2" not in storage.redact_uri("failed to read s3://AKIA:hunter2@bucket/k.mp4 (timeout)")
+    assert storage.redact_uri("/data/a.mp4") == "/data/a.mp4"
+    same = storage.ObjectIdentity(presigned, 10, "e").key()
+    assert same == storage.ObjectIdentity(presigned.replace("abc123", "def456"), 10, "e").key()
