@@ -50,8 +50,14 @@ __all__ = [
 ]
 
 # Storage options shared by every call (set once at the edge, e.g. an endpoint URL). Listings are never
-# cached: other processes (Ray workers, other jobs) write to the same buckets.
-_default_options: dict[str, dict] = {"s3": {"use_listings_cache": False}}
+# cached: other processes (Ray workers, other jobs) write to the same buckets. botocore tries a request
+# twice, no more: its default (legacy mode, under s3fs's own retries) spends ~13 s on one refused
+# connection, a hidden layer under storage.retry's budgets (--storage-patience) that made a short budget
+# a lie and let a job hear of an outage only when it was nearly over.
+_BASE_OPTIONS: dict[str, dict] = {
+    "s3": {"use_listings_cache": False, "config_kwargs": {"retries": {"mode": "standard", "total_max_attempts": 2}}},
+}
+_default_options: dict[str, dict] = {protocol: dict(options) for protocol, options in _BASE_OPTIONS.items()}
 
 
 class StorageError(OSError):
@@ -200,8 +206,9 @@ def _operation(name: str, uri: str) -> Iterator[None]:
 
 
 def set_default_options(protocol: str, options: dict) -> None:
-    """Register options (endpoint, anon, ...) used for every URI of `protocol` unless overridden."""
-    _default_options[protocol] = dict(options)
+    """Register options (endpoint, anon, ...) used for every URI of `protocol` unless overridden (over
+    posecluster's own defaults for it, which an option of the same name replaces)."""
+    _default_options[protocol] = {**_BASE_OPTIONS.get(protocol, {}), **options}
 
 
 def _protocol(uri: str) -> str:

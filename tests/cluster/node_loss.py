@@ -40,19 +40,17 @@ def archive(root: str) -> dict:
     removed: dict = {}
 
     def remove_a_node(run) -> None:
-        """Halfway through: remove a worker's node, preferring one that also holds a probe that segments
-        still waiting need (the objects a segment needs go with the node)."""
+        """After a few segments: remove the node of a busy worker (its raylet, object store and actor)."""
         if removed or run.report.segments_computed < 3:
             return
-        slots = [s for s in run.pool.slots if s.state == "ready"]
-        worker_nodes = {ray.get(s.actor.__ray_call__.remote(lambda actor: ray.get_runtime_context().get_node_id()))
-                        for s in slots}
-        pending = {item.task.video_key: item.task.info_ref[0] for item in run._work if item.task.info_ref}
-        locations = ray.experimental.get_object_locations(list(pending.values())) if pending else {}
-        holding = {node for where in locations.values() for node in where.get("node_ids", [])}
-        both = worker_nodes & holding
-        target = node_of(nodes, sorted(both or worker_nodes)[0])
-        removed.update(node=target.node_id, held_probe=bool(both), pending_probes=len(pending))
+        # Where each worker lives, from the cluster's actor table (a call to a busy actor would wait
+        # behind the items it is running, and the node would be removed once the work was over).
+        busy = [s for s in run.pool.slots if s.state == "ready" and s.items]
+        where = sorted(ray._private.state.actors(s.actor._actor_id.hex())["Address"]["NodeID"] for s in busy)
+        target = node_of(nodes, where[0]) if where else None
+        if target is None:
+            return
+        removed.update(node=target.node_id, busy_items=sum(len(s.items) for s in busy))
         cluster.remove_node(target, allow_graceful=False)
 
     options = ArchiveOptions(model=f"{root}/models/tiny", out=f"{root}/poses-node-loss", workers=2,

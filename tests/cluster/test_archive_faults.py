@@ -163,9 +163,11 @@ def test_a_crashed_worker_is_blamed_only_for_what_it_was_running(bucket, tmp_pat
 
     import ray
 
-    for i in range(4):  # 8 segments each: a kill after one segment lands in the middle of its video
+    # 24 segments each (a few seconds of work per video, so that a kill after the first segment lands in
+    # the middle of its video even on a fast machine, not after the worker already finished both items).
+    for i in range(4):
         path = str(tmp_path / f"long{i}.mp4")
-        synthetic.render_video(path, synthetic.Scene(width=96, height=80, seed=70 + i), 48, gop=6)
+        synthetic.render_video(path, synthetic.Scene(width=96, height=80, seed=70 + i), 144, gop=6)
         storage.atomic_upload(path, f"{bucket}/crash/v{i}.mp4")
     killed: list = []
 
@@ -174,12 +176,13 @@ def test_a_crashed_worker_is_blamed_only_for_what_it_was_running(bucket, tmp_pat
             return
         slot = max(range(len(run.pool.slots)), key=run.pool.load)  # one with an item queued behind
         running = next(item for generation, item, _ in run.pool.slots[slot].items if item.started)
-        pid = ray.get(run.pool.slots[slot].actor.__ray_call__.remote(lambda actor: os.getpid()))
+        # From the cluster's actor table: a call to the actor would wait behind the items it is running.
+        pid = ray._private.state.actors(run.pool.slots[slot].actor._actor_id.hex())["Pid"]
         killed.append((run.pool.load(slot), running.task.uri))
         os.kill(pid, signal.SIGKILL)
 
     options = ArchiveOptions(model=f"{bucket}/models/tiny", out=f"{bucket}/poses-crash", workers=2, segment_frames=6,
-                             progress=False, infer_overrides={"batch_size": 4}, max_retries=0)
+                             progress=False, infer_overrides={"batch_size": 1}, max_retries=0)
     report = run_archive([f"{bucket}/crash/"], options, on_progress=crash_a_busy_worker)
     assert killed and killed[0][0] == 2, "the killed worker had no item queued behind the running one"
     assert [v.uri for v in report.failed] == [killed[0][1]], [(v.uri, v.error) for v in report.videos]

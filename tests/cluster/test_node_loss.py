@@ -44,9 +44,8 @@ def test_an_archive_job_survives_losing_a_node_with_its_worker_and_objects(s3_bu
         storage.atomic_upload(path, f"{s3_bucket}/videos/v{i}.mp4")
     outcome = scenario("archive", s3_bucket)
     assert outcome["removed"], "no node was removed"
-    # The node that went held a worker and a plan that pieces still waiting needed (Ray rebuilt it), and
-    # the cluster was left with one worker node for two workers: the other one finished the job.
-    assert outcome["removed"]["held_probe"], outcome["removed"]
+    # The node that went held a busy worker, and the cluster was left with one worker node for two
+    # workers: the other one finished the job.
     assert outcome["status"] == "finished" and outcome["workers_lost"] >= 1
     videos = outcome["videos"]
     assert [v["status"] for v in videos.values()] == ["done"] * 4, videos

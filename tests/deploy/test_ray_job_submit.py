@@ -179,7 +179,8 @@ def test_a_submitted_infer_job_writes_its_tables_and_its_counters_move_by_the_wo
     manifest = json.loads(storage.read_bytes(f"{archive}/poses/posecluster-manifest.json"))
     (video,) = iter_records(f"{archive}/poses", manifest["job_id"])
     scorer = load_model(f"{archive}/models/tiny").scorer
-    assert video["outputs"]["h5"] == f"{archive}/poses/session1{scorer}.h5"
+    bucket = archive.split("://", 1)[1].split("/", 1)[0]  # the video's bucket and folder, mirrored under --out
+    assert video["outputs"]["h5"] == f"{archive}/poses/{bucket}/videos/cage3/session1{scorer}.h5"
     table = read_pose_table(video["outputs"]["h5"])
     assert len(table) == FRAMES and table.notna().all().all()
     bounds = list(zip(video["cuts"], video["cuts"][1:]))

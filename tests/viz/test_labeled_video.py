@@ -29,7 +29,8 @@ def isolated_parts(points: np.ndarray, shown: np.ndarray, k: int, gap: float) ->
 def test_the_command_writes_a_labeled_video_with_every_frame(analysed_video, tmp_path, capsys):
     video, poses = analysed_video
     assert main(["label-video", poses, "--out", str(tmp_path / "labeled"), "--skeleton", "--trail", "3"]) == 0
-    (labeled,) = glob.glob(str(tmp_path / "labeled" / "*_labeled.mp4"))
+    video_folder = video.uri.rsplit("/", 1)[0].lstrip("/")  # the video's own folder, mirrored under --out
+    (labeled,) = glob.glob(str(tmp_path / "labeled" / video_folder / "*_labeled.mp4"))
     assert labeled.endswith("trial7" + labeled.split("trial7")[1]) and "DLC_resnet_18" in labeled
     frames = decode_all(labeled)
     assert len(frames) == 90 and frames[0].shape == (80, 96, 3)

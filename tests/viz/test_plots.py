@@ -13,10 +13,11 @@ from posecluster.viz.plots import PLOTS
 
 
 def test_the_four_plots_are_written_per_video(analysed_video, storage_root, capsys):
-    _, poses = analysed_video
+    video, poses = analysed_video
     assert main(["plot", poses, "--out", storage_root]) == 0
+    video_folder = video.uri.rsplit("/", 1)[0].lstrip("/")  # the video's own folder, mirrored under --out
     for name in PLOTS:
-        uri = storage.join(storage_root, "plot-poses", "trial7", name)
+        uri = storage.join(storage_root, "plot-poses", video_folder, "trial7", name)
         with Image.open(io.BytesIO(storage.read_bytes(uri))) as image:
             assert image.format == "PNG" and image.width > 300 and image.height > 200
             assert len(np.unique(np.asarray(image.convert("L")))) > 20  # something was drawn
