@@ -157,6 +157,10 @@ def test_the_archive_gives_the_same_rows_as_analyze_for_any_segment_length(
     assert meta("resized_ts")["frame_sizes"] == [{"frame": 0, "width": 160, "height": 64},
                                                  {"frame": 30, "width": 192, "height": 80}]
     assert [jump["frame"] for jump in meta("reset_ts")["clock_jumps"]] == [60]
+    for name in names:  # which arithmetic predicted the rows: the path analyze took, for every predicted frame
+        analyze_meta = json.loads(storage.read_bytes(analyzed["_results"][name].outputs["h5"][: -len(".h5")] + "_meta.json"))
+        predicted = int((~np.isnan(read_pose_table(by_name[name].outputs["h5"]).to_numpy()).all(axis=1)).sum())
+        assert meta(name)["precision"]["frames_by_path"] == {analyze_meta["precision"]["path"]: predicted}, name
     assert len(by_name["editlist_mp4"].segments) >= 2, "the planner must really cut videos mid-file"
     assert by_name["h264_bf_avi"].status == "done" and len(by_name["h264_bf_avi"].segments) == 1
     truncated = by_name["truncated_mp4"]
