@@ -64,6 +64,7 @@ def test_analysis_takes_infer_settings_from_a_config_file_and_refuses_training_o
     assert '"batch_size": 3' in storage.read_bytes(meta[0]).decode()
 
 
+@pytest.mark.slow  # 22 s; DDP itself is tested in tests/cluster/test_training.py
 def test_data_parallel_training_from_relative_paths_reports_its_wall_time(ray_local, synthetic_project, tmp_path,
                                                                           monkeypatch, capsys):
     import shutil

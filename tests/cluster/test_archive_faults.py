@@ -163,11 +163,11 @@ def test_a_crashed_worker_is_blamed_only_for_what_it_was_running(bucket, tmp_pat
 
     import ray
 
-    # 24 segments each (a few seconds of work per video, so that a kill after the first segment lands in
+    # 16 segments each (a few seconds of work per video, so that a kill after the first segment lands in
     # the middle of its video even on a fast machine, not after the worker already finished both items).
     for i in range(4):
         path = str(tmp_path / f"long{i}.mp4")
-        synthetic.render_video(path, synthetic.Scene(width=96, height=80, seed=70 + i), 144, gop=6)
+        synthetic.render_video(path, synthetic.Scene(width=96, height=80, seed=70 + i), 96, gop=6)
         storage.atomic_upload(path, f"{bucket}/crash/v{i}.mp4")
     killed: list = []
 

@@ -56,6 +56,9 @@ def test_an_archive_job_survives_losing_a_node_with_its_worker_and_objects(s3_bu
                                    read_pose_table(single.outputs["h5"]).to_numpy(), rtol=1e-4, atol=1e-3)
 
 
+# Slow (84 s on 2 cores): the default run covers resuming from a storage checkpoint with a killed Ray
+# Train worker (tests/cluster/test_training.py); this adds the node (raylet, object store) going with it.
+@pytest.mark.slow
 def test_a_training_run_resumes_from_its_checkpoint_after_losing_a_node(s3_bucket, synthetic_project):
     from posecluster.data.project import read_project
     from posecluster.train.evaluate import evaluate

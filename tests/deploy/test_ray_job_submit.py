@@ -152,6 +152,9 @@ def submit(head: RayHead, root: str, config_file: Path, submission_id: str) -> s
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
 
 
+# Slow (60 s: a Ray head of its own and a job through its API); run with -m slow before changing the
+# recipe or the submission entry point.
+@pytest.mark.slow
 def test_a_submitted_infer_job_writes_its_tables_and_its_counters_move_by_the_work_done(head, archive, tmp_path):
     config = tmp_path / "posecluster.yaml"
     config.write_text("infer:\n  batch_size: 4\n")  # travels as the job's working dir (runtime env)

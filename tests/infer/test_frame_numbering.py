@@ -130,7 +130,7 @@ PLANNED = ["nocues_mkv", "wrap_ts", "h264_open_mkv", "vfr_mkv"]
 
 
 @pytest.mark.parametrize("segment_frames,small_video_bytes", [
-    (5, 64 << 20), (12, 64 << 20), (12, 0), pytest.param(24, 64 << 20, marks=pytest.mark.slow)],
+    (5, 64 << 20), pytest.param(12, 64 << 20, marks=pytest.mark.slow), (12, 0), pytest.param(24, 64 << 20, marks=pytest.mark.slow)],
     ids=["5-whole", "12-whole", "12-planned", "24-whole"])
 def test_the_archive_gives_the_same_rows_as_analyze_for_any_segment_length(
         segment_frames, small_video_bytes, ray_local, random_model, matrix, analyzed, expected, tmp_path):
