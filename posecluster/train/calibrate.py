@@ -3,8 +3,8 @@
 int8: the backbone is calibrated (model.quantize) on training images, resized by global_scale exactly
 as analyze resizes video frames. Then bf16 and int8 poses are compared with fp32's on labeled images the
 calibration did not see (test images first) and on frames spread over the project's videos: the
-agreements go into model.pt, and `auto` at inference
-uses a path only where its agreement is within tolerance (model.precision).
+agreements go into model.pt, and `auto` at inference uses a path only where its agreement is within
+tolerance (model.precision).
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ def pick_rows(train_rows: list[int], test_rows: list[int], count: int) -> tuple[
     training rows calibration left out, up to `count`; the calibration rows when nothing else is left)."""
     spread = np.linspace(0, len(train_rows) - 1, num=min(count, len(train_rows))).round().astype(int)
     calibration = [train_rows[i] for i in dict.fromkeys(spread.tolist())]
-    unseen = list(test_rows) + [row for row in train_rows if row not in set(calibration)]
+    calibrated = set(calibration)
+    unseen = list(test_rows) + [row for row in train_rows if row not in calibrated]
     return calibration, (unseen or calibration)[:count]
 
 
