@@ -39,6 +39,26 @@ def _full_box_entries(data: bytes, fmt: str, fields: int = 1) -> np.ndarray:
     return np.frombuffer(body, dtype=fmt).reshape(count, fields)
 
 
+def moov_extent(head: bytes) -> tuple[int, int] | None:
+    """(start, end) of the top-level `moov` box if its header lies in `head`, the first bytes of an
+    MP4/MOV; None for other containers, or when `moov` comes after the media data (at the end)."""
+    position = 0
+    while position + 8 <= len(head):
+        size, kind = struct.unpack(">I4s", head[position : position + 8])
+        if size == 1:
+            if position + 16 > len(head):
+                return None
+            size = struct.unpack(">Q", head[position + 8 : position + 16])[0]
+        if size < 8 or not all(32 <= c < 127 for c in kind):
+            return None  # not a box (another container), or a size 0 box running to the end
+        if kind == b"moov":
+            return position, position + size
+        if kind == b"mdat":
+            return None
+        position += size
+    return None
+
+
 def mp4_sample_table(handle: IO[bytes], track_id: int) -> SampleTable | None:
     """The sample table of track `track_id`, or None (fragmented, or not a layout this walk follows)."""
     position = handle.tell()  # PyAV reads on from where it left the handle: put it back

@@ -44,6 +44,7 @@ import numpy as np
 from posecluster import storage
 from posecluster.data.container_index import index_table, matroska_spans
 from posecluster.data.container_rotation import matroska_video_rotation, mp4_track_rotation
+from posecluster.data.mp4_samples import moov_extent
 from posecluster.data.decoding import (Feed, PositionStamps, PtsStamps, SpansUnsound, learning_numbering,
                                        numbered_frames, packets_of, seek_to)
 from posecluster.data.numbering import Clock, ClockRules, Counted, InOrder, KnownFrames
@@ -84,6 +85,22 @@ def find_videos(inputs: list[str]) -> list[str]:
         else:
             videos += storage.list_files(item, suffixes=VIDEO_SUFFIXES)
     return list(dict.fromkeys(videos))
+
+
+HEAD_BYTES = 64 << 10
+
+
+def _prefetch_index(stored: IO[bytes]) -> None:
+    """An MP4 with `moov` first: have a reader that can fetch ranges (storage.pinned) get the whole box in
+    one request after the head, where PyAV would read it in pieces (a 2-hour recording's is ~4 MB)."""
+    prefetch = getattr(stored, "prefetch", None)
+    if prefetch is None:
+        return
+    head = stored.read(HEAD_BYTES)
+    stored.seek(0)
+    extent = moov_extent(head)
+    if extent is not None and extent[1] > len(head):
+        prefetch(extent[0], extent[1] + HEAD_BYTES)  # and the first media packet after it
 
 
 def _open(uri: str, handle) -> av.container.InputContainer:
@@ -139,6 +156,7 @@ class VideoReader:
 
     def _make_plan(self) -> VideoInfo:
         with self._handle(PLAN_READS) as stored:
+            _prefetch_index(stored)
             handle = Recorder(stored)
             with _open(self.uri, handle) as container:
                 stream = _video_stream(self.uri, container)

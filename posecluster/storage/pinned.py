@@ -237,6 +237,18 @@ class PinnedReader(io.RawIOBase):
             self._blocks.popitem(last=False)
         return start, block
 
+    def prefetch(self, start: int, stop: int) -> None:
+        """Fetch [start, stop) in one request now, for a caller that knows where what it will read lies
+        (an MP4's `moov` after its head): PyAV would otherwise pull it in growing pieces. The next read
+        past it starts afresh at `block` bytes (media data follows, not more index)."""
+        start, stop = max(0, start), min(stop, self.size)
+        held = self._block_at(start)
+        if stop <= start or (held is not None and held[0] + len(held[1]) >= stop):
+            return
+        self._blocks[start] = self._fetch(start, stop)
+        while len(self._blocks) > self.keep:
+            self._blocks.popitem(last=False)
+
     def readinto(self, buffer) -> int:
         data = self.read(len(buffer))
         buffer[: len(data)] = data

@@ -9,6 +9,7 @@ import pytest
 
 from posecluster import storage
 from posecluster.data.video import PLAN_READS, DecodeReport, VideoInfo, VideoReader
+from posecluster.storage.pinned import ReadAhead, open_pinned
 from posecluster.storage.retry import open_retrying
 from tests.data import video_matrix
 
@@ -78,6 +79,25 @@ def test_a_plan_from_s3_fetches_at_most_one_percent(long_videos, s3_bucket):
     fetched = sum(cache.total_requested_bytes for cache in caches)
     assert plan.frame_count == FRAMES
     assert fetched <= 0.01 * storage.identity(uri).size, f"fetched {fetched} bytes"
+
+
+@pytest.mark.parametrize("name", ["mp4_moov_first", "mp4_moov_last", "mov", "avi_idx1", "mkv_cues"])
+def test_a_plan_from_pinned_storage_takes_at_most_two_requests(name, long_videos, s3_bucket):
+    """How an archive job plans (cluster.plan: a pinned reader over S3): the head, then the index in one
+    request, whether it comes first (an MP4's moov after ftyp) or last: a job's bill is at most 2 + segments
+    (a head that holds the whole index makes it 1 + segments)."""
+    uri = f"{s3_bucket}/videos/{name}"
+    storage.atomic_upload(long_videos[name], uri)
+    identity, readers = storage.identity(uri), []
+
+    def source():
+        readers.append(open_pinned(identity, ReadAhead.planning(identity.size), keep=16))
+        return readers[-1]
+
+    plan = VideoReader(uri, source).plan()
+    assert plan.plan == CONTAINERS[name][2]
+    assert len(readers) == 1 and readers[0].requests <= 2, (name, readers[0].requests)
+    assert readers[0].bytes_read <= 0.01 * identity.size + (64 << 10)  # the first block: a fixed cost
 
 
 @pytest.mark.parametrize("name", ["mp4_moov_last", "avi_idx1", "avi_opendml"])
@@ -164,3 +184,18 @@ def test_a_segment_reads_media_data_only_never_the_index_again(name, long_videos
     assert media and min(position for position, _ in media) >= first - 8  # an AVI chunk's header is 8 bytes
     read = sum(length for _, length in media)
     assert read <= 60 / FRAMES * size + 64 * 1024, (read, 60 / FRAMES * size)
+
+
+def test_the_moov_box_is_found_from_the_head_of_an_mp4_only(long_videos):
+    """Where an MP4's index lies, from its first bytes (what planning fetches first): moov's own box
+    header, followed by the next top-level box; None for moov at the end and for other formats."""
+    from posecluster.data.mp4_samples import moov_extent
+
+    with open(long_videos["mp4_moov_first"], "rb") as handle:
+        data = handle.read()
+    start, stop = moov_extent(data[: 64 << 10])
+    assert data[start + 4 : start + 8] == b"moov" and data[stop + 4 : stop + 8] in (b"mdat", b"free")
+    assert int.from_bytes(data[start : start + 4], "big") == stop - start
+    for name in ("mp4_moov_last", "mkv_cues", "avi_idx1"):
+        with open(long_videos[name], "rb") as handle:
+            assert moov_extent(handle.read(64 << 10)) is None, name

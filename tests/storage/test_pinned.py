@@ -59,6 +59,22 @@ def test_planning_reads_an_index_at_the_end_in_one_request(s3_bucket):
         assert reader.requests == 2 and reader.bytes_read == (64 << 10) + 60_000
 
 
+def test_a_prefetched_range_serves_the_reads_inside_it_in_one_request(stored):
+    storage.atomic_write_bytes(stored, DATA * 8)  # 8 MiB: planning's tail rule (the last 1%) stays out of it
+    identity = storage.identity(stored)
+    with open_pinned(identity, ReadAhead.planning(identity.size), keep=16) as reader:
+        assert reader.read(8192) == DATA[:8192]  # the head: one block
+        reader.prefetch(40_000, 600_000)  # what the caller knows it will read: one request
+        reader.prefetch(100_000, 200_000)  # already held: none
+        reader.seek(40_000)
+        while reader.tell() < 600_000:
+            size = min(8192, 600_000 - reader.tell())
+            assert reader.read(size) == DATA[reader.tell() - size : reader.tell()]
+        assert reader.requests == 2 and reader.bytes_read == (64 << 10) + 560_000
+        assert reader.read(100) == DATA[reader.tell() - 100 : reader.tell()]  # past it: a fresh block
+        assert reader.requests == 3 and reader.bytes_read <= (64 << 10) + 560_000 + (64 << 10) + 8192
+
+
 def test_an_object_changed_between_reads_is_caught(stored):
     identity = storage.identity(stored)
     reader = open_pinned(identity, ReadAhead(block=64 << 10))
