@@ -18,7 +18,8 @@ from posecluster.data.project import read_project
 from posecluster.data.video import find_videos
 from posecluster.errors import PER_INPUT_ERRORS, InputError
 from posecluster.infer.analyze import AnalysisResult, analyze_video
-from posecluster.infer.ensemble import VARIANCE_SUFFIX, EnsemblePredictor, analyze_ensemble_video, load_predictor
+from posecluster.infer.ensemble import EnsemblePredictor, analyze_ensemble_video, load_predictor
+from posecluster.infer.ensemble_tables import VARIANCE_SUFFIX
 from posecluster.infer.naming import collisions, labeled_video_uri, output_base, plot_folder
 from posecluster.infer.results import find_results, require_video
 from posecluster.labeling.extract import ExtractOptions, extract_video, register_videos

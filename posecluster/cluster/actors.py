@@ -33,7 +33,8 @@ from posecluster.cluster.sharding import segment_bounds
 from posecluster.data.video import VideoInfo, VideoReader, probe
 from posecluster.infer.ensemble import pinned_predictor
 from posecluster.infer.passes import predict_pass, predict_spans
-from posecluster.infer.segments import predict_segment, video_facts, write_segment
+from posecluster.infer.pipeline import predict_segment
+from posecluster.infer.segments import video_facts, write_segment
 from posecluster.model.artifact import PinnedModel
 from posecluster.model.ensemble import PinnedEnsemble
 from posecluster.storage.listing import list_identities

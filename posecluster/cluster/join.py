@@ -21,7 +21,7 @@ import ray
 from posecluster import storage
 from posecluster.cluster.plan import Marker, Request, expected_outputs, marker_uri, outputs_state, segments_folder
 from posecluster.cluster.records import frame_ranges
-from posecluster.infer.ensemble import join_ensemble_segments, smoothing_meta
+from posecluster.infer.ensemble_tables import join_ensemble_segments, smoothing_meta
 from posecluster.infer.results import refuse_another_videos_table
 from posecluster.infer.segments import join_segments
 from posecluster.storage.listing import list_named

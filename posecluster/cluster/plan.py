@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import ray
@@ -40,12 +41,14 @@ from posecluster.data.video import VIDEO_SUFFIXES, StaleProbeError, VideoInfo, V
 from posecluster.data.video_info import PLAN_KINDS
 from posecluster.errors import InputError
 from posecluster.infer.naming import mirror_folder
-from posecluster.model.artifact import PinnedModel
-from posecluster.model.ensemble import PinnedEnsemble
 from posecluster.storage.listing import list_identities, list_named
 from posecluster.storage.pinned import ReadAhead, open_pinned
 from posecluster.storage.retry import call as with_retries
 from posecluster.storage.retry import is_transient
+
+if TYPE_CHECKING:  # a planning task, the first in its Ray process, then starts without importing torch
+    from posecluster.model.artifact import PinnedModel
+    from posecluster.model.ensemble import PinnedEnsemble
 
 STATE = ".posecluster"
 SMALL_VIDEO_BYTES = 64 << 20  # below this a worker holds the whole object in memory

@@ -9,37 +9,20 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict
 from typing import IO, Callable, Iterator
 
 import numpy as np
 import torch
 
-from posecluster import metrics
+from posecluster import metrics, storage
 from posecluster.data.video import DecodeReport, VideoInfo, read_frames
 from posecluster.errors import InputError
 from posecluster.infer.predictor import Predictor
+from posecluster.infer.results import RangeResult
+from posecluster.infer.segments import SegmentResult, video_facts
 
 _DONE = object()
-
-
-@dataclass
-class RangeResult:
-    frames: int = 0
-    missing: dict[int, str] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
-    sizes: list = field(default_factory=list)  # (first frame, width, height) of each frame size read
-    jumps: list = field(default_factory=list)  # (frame, from, to, kind) where the clock jumped (one-pass reads)
-    covered: int = -1  # frames the read covered, decoded or missing (a span's or a whole pass's size)
-    decode_wait_s: float = 0.0
-    infer_s: float = 0.0
-    seconds: float = 0.0
-    # The arithmetic the poses came from (model.precision: fp32, bf16, fp16, int8); a segment carries it.
-    precision: str = ""
-
-    @property
-    def fps(self) -> float:
-        return self.frames / self.seconds if self.seconds else 0.0
 
 
 def consecutive_runs(indices: np.ndarray) -> list[tuple[int, int]]:
@@ -165,3 +148,16 @@ def _predict(predictor: Predictor, uri: str, indices: np.ndarray, frames: np.nda
         height, width = frames.shape[1:3]
         raise InputError(uri, f"frames of {width}x{height} pixels cannot be processed by the model ({exc})",
                          frame=int(indices[0])) from None
+
+
+def predict_segment(predictor: Predictor, info: VideoInfo, start: int, stop: int,
+                    on_batch=None, source=None) -> tuple[np.ndarray, SegmentResult]:
+    """Poses (stop-start, K, 3) with NaN rows for frames that could not be decoded."""
+    # (frames, parts, 3); an ensemble's (frames, members, parts, 3): its join smooths the members.
+    poses = np.full((stop - start, *predictor.output_shape), np.nan, dtype=np.float32)
+
+    def sink(first: int, chunk: np.ndarray) -> None:
+        poses[first - start : first - start + len(chunk)] = chunk
+
+    ranged = predict_range(predictor, info, start, stop, sink, on_batch=on_batch, source=source)
+    return poses, SegmentResult(video_uri=storage.redact_uri(info.uri), start=start, stop=stop, video=video_facts(info), **asdict(ranged))

@@ -7,11 +7,32 @@ copied elsewhere or downloaded from S3 still works; a video that moved can be na
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from posecluster import storage
 from posecluster.data.video import VIDEO_SUFFIXES
 from posecluster.errors import InputError
+
+
+@dataclass
+class RangeResult:
+    """What reading and predicting a range of a video found (predict_range's; a segment's base)."""
+
+    frames: int = 0
+    missing: dict[int, str] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    sizes: list = field(default_factory=list)  # (first frame, width, height) of each frame size read
+    jumps: list = field(default_factory=list)  # (frame, from, to, kind) where the clock jumped (one-pass reads)
+    covered: int = -1  # frames the read covered, decoded or missing (a span's or a whole pass's size)
+    decode_wait_s: float = 0.0
+    infer_s: float = 0.0
+    seconds: float = 0.0
+    # The arithmetic the poses came from (model.precision: fp32, bf16, fp16, int8); a segment carries it.
+    precision: str = ""
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds else 0.0
 
 
 @dataclass(frozen=True)

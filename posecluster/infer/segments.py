@@ -1,6 +1,5 @@
-"""Segments of a video: predicted on their own, stored atomically, joined into one pose table per video.
-
-Runs without Ray; posecluster.cluster places these calls on workers.
+"""Segments of a video: stored atomically, joined into one pose table per video (predicted by
+infer.pipeline.predict_segment). Runs without Ray and without torch: a join process needs neither.
 """
 
 from __future__ import annotations
@@ -15,8 +14,7 @@ from posecluster import storage
 from posecluster.data.formats.poses import PoseTableWriter
 from posecluster.data.numbering import WRAP
 from posecluster.data.video import VideoInfo
-from posecluster.infer.pipeline import RangeResult, predict_range
-from posecluster.infer.predictor import Predictor
+from posecluster.infer.results import RangeResult
 
 
 @dataclass(kw_only=True)
@@ -49,19 +47,6 @@ class SegmentResult(RangeResult):
 def video_facts(info: VideoInfo) -> dict:
     return {"rotation": info.rotation, "frame_numbering": info.numbering, "video_notes": list(info.notes),
             "warnings": list(info.warnings), "clock_jumps": info.clock_jumps()}
-
-
-def predict_segment(predictor: Predictor, info: VideoInfo, start: int, stop: int,
-                    on_batch=None, source=None) -> tuple[np.ndarray, SegmentResult]:
-    """Poses (stop-start, K, 3) with NaN rows for frames that could not be decoded."""
-    # (frames, parts, 3); an ensemble's (frames, members, parts, 3): its join smooths the members.
-    poses = np.full((stop - start, *predictor.output_shape), np.nan, dtype=np.float32)
-
-    def sink(first: int, chunk: np.ndarray) -> None:
-        poses[first - start : first - start + len(chunk)] = chunk
-
-    ranged = predict_range(predictor, info, start, stop, sink, on_batch=on_batch, source=source)
-    return poses, SegmentResult(video_uri=storage.redact_uri(info.uri), start=start, stop=stop, video=video_facts(info), **asdict(ranged))
 
 
 def write_segment(uri: str, poses: np.ndarray, result: SegmentResult) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import torch
 
 from posecluster import storage
-from posecluster.model.export import ExportedDetector, onnx_graph
 from posecluster.model.pose_model import PoseModel
 
 INPUT = "images"
@@ -31,6 +30,10 @@ def quantize_detector(model: PoseModel, batches: list[torch.Tensor]) -> tuple[by
     import onnxruntime
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    # Here, not at the top: the exporter pulls in torch.onnx and dynamo (~1 s), which a worker that only
+    # runs the int8 graph (Int8Runner) never needs.
+    from posecluster.model.export import ExportedDetector, onnx_graph
 
     if not batches:
         raise ValueError("int8 calibration needs at least one frame")
