@@ -3,8 +3,8 @@
 
 Speed, in one run on the same frames: end-to-end frames/s of analyze_video (decode thread + resize + network
 + decode + streamed pose table) for fp32, bf16 (autocast) and int8 (the calibrated graph on ONNX Runtime)
-and for the default (no flag: `auto`), at global_scale 1.0 and 0.8, batch 1; then a batch-size sweep of
-the reduced paths. Each figure is the median of --rounds passes, interleaved so that a load change on a
+at global_scale 1.0 and 0.8, batch 1, and the default as a user gets it (no flag: `auto` precision and
+`auto` batch size); then a batch-size sweep of the reduced paths. Each figure is the median of --rounds passes, interleaved so that a load change on a
 shared machine hits every path alike.
 
 Poses (with --model RUN, a trained run such as train_scaling.py's fp32 run): bf16 and int8 against fp32
@@ -70,13 +70,15 @@ def end_to_end(p: Predictor, video: str, frames: int) -> float:
 def speed(models: dict[float, TrainedModel], video: str, args) -> dict:
     figures: dict = {}
     for scale, trained in models.items():
-        runs = {name: predictor(trained, setting) for name, setting in PATHS.items()}
+        # Each path at batch 1 (DeepLabCut's best setting); the default as a user gets it: auto batch too.
+        runs = {name: predictor(trained, setting, "auto" if name == "default" else 1) for name, setting in PATHS.items()}
         measured = {name: [] for name in runs}
         for _ in range(args.rounds):
             for name, p in runs.items():
                 measured[name].append(end_to_end(p, video, args.frames))
         row = {name: float(np.median(values)) for name, values in measured.items()}
         row["default_path"] = runs["default"].precision
+        row["default_batch_size"] = runs["default"].batch_size
         row["default_reason"] = runs["default"].choice.reason
         for name in PATHS:
             row[f"{name}_over_fp32"] = row[name] / row["fp32"]
@@ -91,7 +93,7 @@ def speed(models: dict[float, TrainedModel], video: str, args) -> dict:
                        "over_dlc_batch_1": best[2] / DLC_ANALYZE_FPS["batch_1"]}
         figures[f"scale_{scale}"] = row
         print(f"scale {scale}: " + ", ".join(f"{n} {row[n]:.2f}" for n in PATHS) +
-              f" frames/s (default = {row['default_path']}); best {best[0]} batch {best[1]}: {best[2]:.2f}", flush=True)
+              f" frames/s (default = {row['default_path']} batch {row['default_batch_size']}); best {best[0]} batch {best[1]}: {best[2]:.2f}", flush=True)
     return figures
 
 

@@ -34,7 +34,7 @@ class Predictor:
                                        source=trained.uri or "the model")
         self.precision = self.choice.path  # fp32, bf16, fp16 or int8: what ran, for outputs and caches
         size = self.infer.batch_size
-        self.batch_size = default_batch_size(self.device) if size == "auto" else size
+        self.batch_size = default_batch_size(self.device, self.precision) if size == "auto" else size
         # channels_last also speeds up the CPU forward pass (ResNet-50 at 384x512: +8% here); ONNX
         # Runtime (int8) takes plain NCHW.
         self.channels_last = self.precision != "int8" and wanted(self.infer.channels_last, self.device, on_cpu_too=True)

@@ -190,8 +190,11 @@ def choose_inference(setting: str, device: torch.device, cpu: CpuCapability,
     return Precision("fp32", f"auto: {why}")
 
 
-def default_batch_size(device: torch.device) -> int:
-    """infer.batch_size=auto. CPU: one frame at a time is fastest end to end (measured in
-    benchmarks/inference_speed.py: larger batches only add kernel time on 2 cores, and batch 1 keeps the
-    decode thread's queue short); GPUs want batches to fill the device."""
-    return 8 if device.type == "cuda" else 1
+def default_batch_size(device: torch.device, path: str = "fp32") -> int:
+    """infer.batch_size=auto. GPUs want batches to fill the device. On CPU it depends on the path
+    (benchmarks/inference_speed.py, end to end on the openfield video, ResNet-50, 2 threads): fp32 is
+    fastest one frame at a time (larger batches only add kernel time and lengthen the decode thread's
+    queue); bf16 gains 4-6% at batch 2 and int8 13-21% at batch 4 (its u8s8 kernels fill their tiles better)."""
+    if device.type == "cuda":
+        return 8
+    return {"bf16": 2, "int8": 4}.get(path, 1)

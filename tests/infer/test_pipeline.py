@@ -77,7 +77,14 @@ def test_the_path_that_ran_is_recorded_in_the_range_result_and_in_analyze_meta(t
     assert "poses vs fp32" in meta["precision"]["reason"] and meta["precision"]["batch_size"] == 16
 
 
-def test_batch_size_auto_is_one_frame_at_a_time_on_cpu(trained_run):
+def test_batch_size_auto_on_cpu_follows_the_precision_path(trained_run):
+    """fp32 one frame at a time, bf16 pairs, int8 fours (benchmarks/inference_speed.py's batch sweep)."""
+    from posecluster.model.precision import CpuCapability
+
     trained = load_model(trained_run[0])
-    predictor = Predictor(trained, trained.config.infer.model_copy(update={"batch_size": "auto", "device": "cpu"}))
-    assert predictor.batch_size == 1
+    for setting, path, size in (("off", "fp32", 1), ("on", "bf16", 2), ("int8", "int8", 4)):
+        infer = trained.config.infer.model_copy(update={"batch_size": "auto", "device": "cpu", "mixed_precision": setting})
+        predictor = Predictor(trained, infer, cpu=CpuCapability(isa="AVX512", bf16=True, int8=True))
+        assert (predictor.precision, predictor.batch_size) == (path, size)
+    infer = trained.config.infer.model_copy(update={"batch_size": 3, "device": "cpu", "mixed_precision": "int8"})
+    assert Predictor(trained, infer).batch_size == 3  # a number forces it
