@@ -54,12 +54,13 @@ def child(spec: dict) -> None:
     """One job in this process (the driver): prints its figures as one JSON line."""
     import ray
 
+    from posecluster.cluster.archive import ArchiveOptions, run_archive  # before Ray starts, as the CLI does
+
     os.environ["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{spec['ports']['workers']}"  # Ray's processes
     began = time.perf_counter()
     ray.init(num_cpus=spec["workers"], include_dashboard=False, logging_level="ERROR")
     ray_up, ray_up_at = time.perf_counter() - began, time.time()
     os.environ["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{spec['ports']['driver']}"
-    from posecluster.cluster.archive import ArchiveOptions, run_archive
 
     before = _storage.read_counts(spec["counts"])
     report = run_archive([spec["input"]], ArchiveOptions(
@@ -85,6 +86,10 @@ def child(spec: dict) -> None:
         "planning_bytes": report.planning_bytes, "bytes_read_by_workers": report.bytes_read,
         "driver_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "frames_per_second": report.fps,
+        "first_segment_started_s": report.first_segment_started,
+        "job_started_after_ray_up_s": report.started - ray_up_at,
+        "timeline": [{"planned": round(v.planned_at - report.started, 1), "first_segment": round(v.first_segment_at - report.started, 1),
+                      "finished": round(v.finished_at - report.started, 1)} for v in report.videos],
     }), flush=True)
     ray.shutdown()
 
