@@ -88,8 +88,9 @@ def child(spec: dict) -> None:
         "frames_per_second": report.fps,
         "first_segment_started_s": report.first_segment_started,
         "job_started_after_ray_up_s": report.started - ray_up_at,
-        "timeline": [{"planned": round(v.planned_at - report.started, 1), "first_segment": round(v.first_segment_at - report.started, 1),
-                      "finished": round(v.finished_at - report.started, 1)} for v in report.videos],
+        "timeline": [{name: round(at - report.started, 1) if at else None for name, at in
+                      (("planned", v.planned_at), ("first_segment", v.first_segment_at), ("finished", v.finished_at))}
+                     for v in report.videos],
     }), flush=True)
     ray.shutdown()
 

@@ -44,9 +44,9 @@ import numpy as np
 from posecluster import storage
 from posecluster.data.container_index import index_table, matroska_spans
 from posecluster.data.container_rotation import matroska_video_rotation, mp4_track_rotation
-from posecluster.data.mp4_samples import moov_extent
 from posecluster.data.decoding import (Feed, PositionStamps, PtsStamps, SpansUnsound, learning_numbering,
                                        numbered_frames, packets_of, seek_to)
+from posecluster.data.mp4_samples import moov_extent
 from posecluster.data.numbering import Clock, ClockRules, Counted, InOrder, KnownFrames
 from posecluster.data.packets import INVENTED_PTS_FORMATS, Header, demux_table, number_frames
 from posecluster.data.ranges import Overlay, Recorder

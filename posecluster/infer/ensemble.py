@@ -20,14 +20,13 @@ from posecluster import storage
 from posecluster.config import InferConfig
 from posecluster.data.video import probe
 from posecluster.infer.analyze import AnalysisResult
+from posecluster.infer.ensemble_tables import smoothing_meta, write_ensemble_outputs
 from posecluster.infer.naming import output_base
 from posecluster.infer.pipeline import predict_range
 from posecluster.infer.predictor import Predictor
 from posecluster.infer.results import refuse_another_videos_table
-from posecluster.infer.ensemble_tables import smoothing_meta, write_ensemble_outputs
 from posecluster.model.artifact import PinnedModel, TrainedModel, load_model, load_pinned, pin_model
 from posecluster.model.ensemble import PinnedEnsemble, ensemble_sha256, is_ensemble, member_uris, pin_ensemble
-
 
 
 @dataclass(frozen=True)
@@ -50,7 +49,11 @@ class EnsemblePredictor:
         self.members = [Predictor(member, infer) for member in members]
         first = self.members[0]
         self.infer, self.config, self.bodyparts, self.device = first.infer, first.config, first.bodyparts, first.device
-        self.batch_size = first.batch_size
+        # One batch goes through every member: the smallest any member chose (auto differs by path), and
+        # each member's record says the size that ran.
+        self.batch_size = min(member.batch_size for member in self.members)
+        for member in self.members:
+            member.batch_size = self.batch_size
         # Members choose their own path (one may carry a calibrated int8 version, another not).
         self.precision = "+".join(dict.fromkeys(member.precision for member in self.members))
         self.trained = _ensemble_model(uri, members)

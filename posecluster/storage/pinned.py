@@ -239,13 +239,18 @@ class PinnedReader(io.RawIOBase):
 
     def prefetch(self, start: int, stop: int) -> None:
         """Fetch [start, stop) in one request now, for a caller that knows where what it will read lies
-        (an MP4's `moov` after its head): PyAV would otherwise pull it in growing pieces. The next read
-        past it starts afresh at `block` bytes (media data follows, not more index)."""
+        (an MP4's `moov` after its head): PyAV would otherwise pull it in growing pieces. Bytes already
+        held are not fetched again; a range over `most` bytes is declined (a box size read from a damaged
+        file must not pull the object into memory: the reads then fetch as usual). A read that continues
+        past the range grows from it as after any fetch."""
         start, stop = max(0, start), min(stop, self.size)
         held = self._block_at(start)
-        if stop <= start or (held is not None and held[0] + len(held[1]) >= stop):
+        if held is not None:
+            start = held[0] + len(held[1])
+        if stop <= start or stop - start > self.ahead.most:
             return
         self._blocks[start] = self._fetch(start, stop)
+        self._last_end, self._last_length = stop, self.ahead.block
         while len(self._blocks) > self.keep:
             self._blocks.popitem(last=False)
 

@@ -53,6 +53,9 @@ def test_each_frame_is_decoded_once_and_every_member_sees_the_same_batch(ensembl
     assert error(smoothed) <= error(members[0]) * 1.05
     meta = json.loads(open(result.outputs["h5"][: -len(".h5")] + "_meta.json").read())
     assert len(meta["ensemble"]["members"]) == 3 and meta["model"]["uri"] == ensemble_folder
+    # Every member ran on the one shared batch: each record says the size that ran.
+    sizes = [len(batch) for batch in inputs[0]]
+    assert {m["batch_size"] for m in meta["precision"]["members"]} == {predictor.batch_size} == {max(sizes)}
 
 
 def test_analyze_command_on_an_ensemble_folder_writes_the_smoothed_table(ensemble_folder, analysed_video, tmp_path):

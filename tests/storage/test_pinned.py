@@ -5,6 +5,7 @@ that ignores If-Match; transient vs permanent survives pickling; secrets in URIs
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import pickle
@@ -62,17 +63,19 @@ def test_planning_reads_an_index_at_the_end_in_one_request(s3_bucket):
 def test_a_prefetched_range_serves_the_reads_inside_it_in_one_request(stored):
     storage.atomic_write_bytes(stored, DATA * 8)  # 8 MiB: planning's tail rule (the last 1%) stays out of it
     identity = storage.identity(stored)
-    with open_pinned(identity, ReadAhead.planning(identity.size), keep=16) as reader:
-        assert reader.read(8192) == DATA[:8192]  # the head: one block
-        reader.prefetch(40_000, 600_000)  # what the caller knows it will read: one request
+    ahead = dataclasses.replace(ReadAhead.planning(identity.size), most=1 << 20)
+    with open_pinned(identity, ahead, keep=16) as reader:
+        assert reader.read(8192) == DATA[:8192]  # the head: one block of 64 KiB
+        reader.prefetch(40_000, 600_000)  # what the caller knows it will read: one request, from the head's end
         reader.prefetch(100_000, 200_000)  # already held: none
+        reader.prefetch(700_000, 700_000 + (1 << 20) + 1)  # over `most` (a damaged box size): declined
         reader.seek(40_000)
         while reader.tell() < 600_000:
             size = min(8192, 600_000 - reader.tell())
-            assert reader.read(size) == DATA[reader.tell() - size : reader.tell()]
-        assert reader.requests == 2 and reader.bytes_read == (64 << 10) + 560_000
-        assert reader.read(100) == DATA[reader.tell() - 100 : reader.tell()]  # past it: a fresh block
-        assert reader.requests == 3 and reader.bytes_read <= (64 << 10) + 560_000 + (64 << 10) + 8192
+            assert reader.read(size) == (DATA * 8)[reader.tell() - size : reader.tell()]
+        assert reader.requests == 2 and reader.bytes_read == 600_000
+        assert reader.read(100) == (DATA * 8)[600_000:600_100]  # past it: media data, one block as after a head
+        assert reader.requests == 3 and reader.bytes_read == 600_000 + (256 << 10)
 
 
 def test_an_object_changed_between_reads_is_caught(stored):
