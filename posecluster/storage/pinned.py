@@ -229,30 +229,30 @@ class PinnedReader(io.RawIOBase):
         return None
 
     def _load(self, start: int, wanted: int) -> tuple[int, bytes]:
-        end = self._extent(start, wanted)
-        block = self._fetch(start, end)
-        self._last_end, self._last_length = start + len(block), len(block)
+        block = self._fetch(start, self._extent(start, wanted))
+        self._hold(start, block, grows_from=len(block))
+        return start, block
+
+    def _hold(self, start: int, block: bytes, grows_from: int) -> None:
+        """Keep a fetched block (the `keep` most recent); a read continuing after it grows from `grows_from`."""
+        self._last_end, self._last_length = start + len(block), grows_from
         self._blocks[start] = block
         while len(self._blocks) > self.keep:
             self._blocks.popitem(last=False)
-        return start, block
 
     def prefetch(self, start: int, stop: int) -> None:
         """Fetch [start, stop) in one request now, for a caller that knows where what it will read lies
         (an MP4's `moov` after its head): PyAV would otherwise pull it in growing pieces. Bytes already
         held are not fetched again; a range over `most` bytes is declined (a box size read from a damaged
         file must not pull the object into memory: the reads then fetch as usual). A read that continues
-        past the range grows from it as after any fetch."""
+        past the range fetches as if a `block` had ended there (media data follows, not more index)."""
         start, stop = max(0, start), min(stop, self.size)
         held = self._block_at(start)
         if held is not None:
             start = held[0] + len(held[1])
         if stop <= start or stop - start > self.ahead.most:
             return
-        self._blocks[start] = self._fetch(start, stop)
-        self._last_end, self._last_length = stop, self.ahead.block
-        while len(self._blocks) > self.keep:
-            self._blocks.popitem(last=False)
+        self._hold(start, self._fetch(start, stop), grows_from=self.ahead.block)
 
     def readinto(self, buffer) -> int:
         data = self.read(len(buffer))
