@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 
 def decode(
@@ -27,6 +28,23 @@ def decode(
         x = x + dxy[..., 0]
         y = y + dxy[..., 1]
     return torch.stack([x, y, torch.sigmoid(best)], dim=-1)
+
+
+def rival_margins(scoremap_logits: torch.Tensor, radius: int = 1) -> torch.Tensor:
+    """(B,K,h,w) logits -> (B,K): how far each map's top logit stands above its best rival peak (a local
+    maximum more than `radius` cells from the top); +inf where a map has no rival. A small margin is where
+    an arithmetic's own error can swap which peak wins, moving the keypoint by the distance between them."""
+    logits = scoremap_logits.float()
+    batch, parts, height, width = logits.shape
+    top, index = logits.reshape(batch, parts, -1).max(dim=-1)
+    iy = torch.div(index, width, rounding_mode="floor")[..., None, None]
+    ix = (index % width)[..., None, None]
+    ys = torch.arange(height, device=logits.device)[:, None]
+    xs = torch.arange(width, device=logits.device)[None, :]
+    near_top = ((ys - iy).abs() <= radius) & ((xs - ix).abs() <= radius)
+    peaks = logits == F.max_pool2d(logits, kernel_size=3, stride=1, padding=1)
+    rivals = torch.where(peaks & ~near_top, logits, torch.tensor(float("-inf"), device=logits.device))
+    return top - rivals.reshape(batch, parts, -1).amax(dim=-1)
 
 
 def soft_argmax(

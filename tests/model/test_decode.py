@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from posecluster.config import TargetConfig
-from posecluster.model.decode import decode
+from posecluster.model.decode import decode, rival_margins
 from posecluster.model.targets import make_targets
 
 
@@ -23,3 +23,29 @@ def test_targets_decode_back_to_the_keypoint():
     logits = t.scoremap * 20 - 10
     poses = decode(logits, t.locref, 8.0, 7.2801)
     np.testing.assert_allclose(poses[0, :, :2].numpy(), points[0].numpy(), atol=1e-4)
+
+
+def _bump(height: int, width: int, y: int, x: int, peak: float) -> torch.Tensor:
+    """A smooth peak: its neighbours are lower but above the background, as a trained map's are."""
+    ys, xs = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    return peak - 0.8 * ((ys - y) ** 2 + (xs - x) ** 2).float()
+
+
+def test_a_rival_peak_sets_the_margin_and_the_top_peaks_own_shoulder_does_not():
+    one_peak = _bump(12, 16, 4, 5, 3.0)
+    two_peaks = torch.maximum(_bump(12, 16, 4, 5, 3.0), _bump(12, 16, 9, 13, 2.7)).clamp(min=-8.0)
+    level = torch.full((12, 16), -6.0)  # a flat map: every cell ties with the top one
+    margins = rival_margins(torch.stack([one_peak, two_peaks, level])[None])[0]
+    assert torch.isinf(margins[0])  # the 8 cells around the top are lower but not rivals
+    assert abs(float(margins[1]) - 0.3) < 1e-5
+    assert float(margins[2]) == 0.0
+
+
+def test_rivals_are_found_per_body_part_and_frame():
+    maps = torch.full((2, 3, 8, 8), -8.0)
+    maps[0, 0, 1, 1], maps[0, 0, 6, 6] = 2.0, 1.9  # close call
+    maps[0, 1, 1, 1], maps[0, 1, 6, 6] = 2.0, -3.0  # clear winner
+    maps[1, 2, 3, 3], maps[1, 2, 3, 5] = 1.0, 1.5  # two cells apart: the rival wins by 0.5
+    margins = rival_margins(maps)
+    np.testing.assert_allclose(margins[0, :2].numpy(), [0.1, 5.0], atol=1e-6)
+    assert abs(float(margins[1, 2]) - 0.5) < 1e-6
