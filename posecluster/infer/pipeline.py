@@ -87,6 +87,7 @@ def predict_frames(predictor: Predictor, uri: str, frames_of: Frames, start: int
         daemon=True,
     )
     result = RangeResult(precision=predictor.precision)
+    rechecked_before = predictor.rechecked_frames
     expected_after = start - 1  # the last frame handed to the sink
     exporter = metrics.current()
     began = time.perf_counter()
@@ -134,6 +135,7 @@ def predict_frames(predictor: Predictor, uri: str, frames_of: Frames, start: int
     result.sizes = [list(size) for size in report.sizes]
     result.jumps = [list(jump) for jump in report.jumps]
     result.covered = report.frame_count
+    result.rechecked = predictor.rechecked_frames - rechecked_before
     return result
 
 

@@ -10,7 +10,7 @@ import torch
 from posecluster.config import InferConfig
 from posecluster.data.augment import resize_batch
 from posecluster.model.artifact import TrainedModel
-from posecluster.model.decode import decode
+from posecluster.model.decode import decode, rival_margins
 from posecluster.model.device import resolve_device, wanted
 from posecluster.model.pose_model import PoseModel
 from posecluster.model.precision import CpuCapability, choose_inference, default_batch_size, probe_cpu
@@ -42,7 +42,19 @@ class Predictor:
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         self.model = model.to(self.device, memory_format=fmt)
         self.int8 = Int8Runner(trained.reduced.int8_onnx, torch.get_num_threads()) if self.precision == "int8" else None
-        log.info("inference precision %s on %s: %s", self.precision, self.device, self.choice.reason)
+        # Frames whose maps have a rival peak this close (logits) are predicted again in fp32 (model.precision);
+        # None: no recheck (fp32, GPUs, or a model calibrated before margins were measured).
+        self.recheck_margin = self._recheck_margin()
+        self.rechecked_frames = 0
+        log.info("inference precision %s on %s: %s%s", self.precision, self.device, self.choice.reason,
+                 f"; frames with a rival peak within {self.recheck_margin:.3f} logits are predicted again in fp32"
+                 if self.recheck_margin is not None else "")
+
+    def _recheck_margin(self) -> float | None:
+        reduced = self.trained.reduced
+        if self.device.type != "cpu" or self.precision not in ("bf16", "int8") or reduced is None:
+            return None
+        return reduced.recheck_margins.get(self.precision)
 
     @property
     def amp(self) -> bool:
@@ -56,6 +68,8 @@ class Predictor:
                   "batch_size": self.batch_size}
         if self.precision == "int8":
             record["int8_sha256"] = self.trained.reduced.int8_sha256
+        if self.recheck_margin is not None:
+            record["recheck_margin_logits"] = self.recheck_margin
         return record
 
     @property
@@ -87,8 +101,10 @@ class Predictor:
     @torch.inference_mode()
     def predict_prepared(self, batch: torch.Tensor, factors: tuple[float, float]) -> np.ndarray:
         """The forward pass and decode on a batch `prepare` made (ensemble members share one)."""
+        return self._decode(self.forward(batch), factors)
+
+    def _decode(self, out: dict[str, torch.Tensor], factors: tuple[float, float]) -> np.ndarray:
         sx, sy = factors
-        out = self.forward(batch)
         target = self.config.model.target
         poses = decode(out["scoremap"], out.get("locref"), self.model.stride, target.locref_stdev)
         poses[..., 0] = poses[..., 0] / sx - 0.5  # edge coordinates of the input -> pixel indices
@@ -96,11 +112,26 @@ class Predictor:
         return poses.cpu().numpy().astype(np.float64)
 
     def forward(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Score maps and location refinement in fp32, by the chosen path."""
+        """Score maps and location refinement in fp32, by the chosen path (with its rechecks)."""
         if self.int8 is not None:
-            return self.int8(batch)
-        with self.choice.autocast(self.device):
-            return self.model(batch)
+            out = self.int8(batch)
+        else:
+            with self.choice.autocast(self.device):
+                out = self.model(batch)
+        return self._recheck(batch, out) if self.recheck_margin is not None else out
+
+    def _recheck(self, batch: torch.Tensor, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The frames of `batch` where a reduced path's maps leave a rival peak within the margin: their
+        outputs replaced by fp32's."""
+        close = (rival_margins(out["scoremap"]) < self.recheck_margin).any(dim=-1)
+        if not bool(close.any()):
+            return out
+        exact = self.model(batch[close])
+        out = {name: value.float().clone() for name, value in out.items()}
+        for name, value in exact.items():
+            out[name][close] = value.float()
+        self.rechecked_frames += int(close.sum())
+        return out
 
     @torch.inference_mode()
     def backbone_only(self, frames: np.ndarray) -> None:
@@ -111,9 +142,11 @@ class Predictor:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    def predict_images(self, images: list[np.ndarray]) -> np.ndarray:
-        """Images of any sizes -> (N,K,3); same-sized images are batched together."""
+    def predict_images(self, images: list[np.ndarray], keep_maps: bool = False):
+        """Images of any sizes -> (N,K,3); same-sized images are batched together. keep_maps: also each
+        image's (K,h,w) score logits, as the path's forward pass (rechecks included) gave them."""
         out = np.zeros((len(images), len(self.bodyparts), 3))
+        maps: list[np.ndarray | None] = [None] * len(images)
         by_shape: dict[tuple, list[int]] = {}
         for i, image in enumerate(images):
             by_shape.setdefault(image.shape, []).append(i)
@@ -121,5 +154,10 @@ class Predictor:
         for indices in by_shape.values():
             for start in range(0, len(indices), size):
                 chunk = indices[start : start + size]
-                out[chunk] = self.predict(np.stack([images[i] for i in chunk]))
-        return out
+                with torch.inference_mode():
+                    batch, factors = self.prepare(np.stack([images[i] for i in chunk]))
+                    raw = self.forward(batch)
+                    out[chunk] = self._decode(raw, factors)
+                for i, scoremap in zip(chunk, raw["scoremap"].float().cpu().numpy()):
+                    maps[i] = scoremap if keep_maps else None
+        return (out, maps) if keep_maps else out

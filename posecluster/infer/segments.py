@@ -94,6 +94,7 @@ class Joined:
     outputs: dict[str, str] = field(default_factory=dict)
     # Frames predicted by each arithmetic (fp32, bf16, int8...): workers choose by their own hardware.
     precision: dict[str, int] = field(default_factory=dict)
+    rechecked: int = 0  # of those, frames (an ensemble's: member frames) predicted again in fp32
 
     def add(self, result: SegmentResult) -> None:
         self.missing.update(result.missing)
@@ -106,6 +107,7 @@ class Joined:
         if result.frames:
             path = result.precision or "unrecorded"  # segments cached by a posecluster before 22
             self.precision[path] = self.precision.get(path, 0) + result.frames
+            self.rechecked += result.rechecked
 
     @property
     def frames(self) -> int:
@@ -119,7 +121,7 @@ class Joined:
         if self.jumps:
             facts["clock_jumps"] = [{"frame": int(f), "from_pts": int(a), "to_pts": int(b),
                                      "kind": "wrap" if k == WRAP else "jump"} for f, a, b, k in self.jumps]
-        facts["precision"] = {"frames_by_path": dict(self.precision)}
+        facts["precision"] = {"frames_by_path": dict(self.precision), "rechecked_in_fp32_frames": self.rechecked}
         return facts
 
 

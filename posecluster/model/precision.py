@@ -8,6 +8,12 @@ Paths:
   int8   the backbone quantised to int8 after training and calibrated on the project's labeled frames
          (model.quantize, ONNX Runtime), heads fp32; on CPUs with int8 dot products (VNNI, AMX).
 
+A reduced path's own error is small (a tenth of a logit) but can decide between two near-equal peaks,
+moving a keypoint by the distance between them. So on CPU a reduced path re-predicts in fp32 every frame
+where some body part's map has a rival peak within the path's recheck margin of the top one: twice its
+measured logit error near the peaks (`recheck_margin`, model.decode.rival_margins). Such frames are rare
+on a trained model, and the poses that come out match fp32's where the choice was close.
+
 `auto` picks the fastest path whose poses match fp32 on this model: a model carries the agreement its
 reduced-precision versions showed with fp32 on its held-out labeled frames and on frames of its project's
 videos (ReducedPrecision.checks); a path whose check failed is never chosen by `auto`. The CPU's
@@ -29,6 +35,10 @@ import torch
 MAX_MEAN_PX = 0.5
 MAX_FLIP_SHARE = 0.005
 PATHS = ("fp32", "bf16", "fp16", "int8")
+# Where a reduced path's logit error is measured for its recheck margin: cells within this many logits of
+# their map's peak (the cells that could win), at this percentile.
+COMPETING_LOGITS = 3.0
+ERROR_PERCENTILE = 99.0
 
 
 @dataclass(frozen=True)
@@ -68,6 +78,7 @@ class Agreement:
     max_px: float
     flip_share: float  # share of (image, body part) on the other side of the p-cutoff
     pcutoff: float
+    rechecked_share: float = 0.0  # share of the images the path predicted again in fp32 (its rechecks)
 
     @property
     def passed(self) -> bool:
@@ -75,26 +86,44 @@ class Agreement:
 
     def describe(self) -> str:
         verdict = "within" if self.passed else "outside"
+        rechecked = f", {100 * self.rechecked_share:.1f}% rechecked in fp32" if self.rechecked_share else ""
         return (f"mean {self.mean_px:.3f} px, max {self.max_px:.2f} px, {100 * self.flip_share:.2f}% p-cutoff flips "
-                f"on {self.images} images: {verdict} tolerance ({MAX_MEAN_PX} px, {100 * MAX_FLIP_SHARE}%)")
+                f"on {self.images} images{rechecked}: {verdict} tolerance ({MAX_MEAN_PX} px, {100 * MAX_FLIP_SHARE}%)")
 
 
-def agreement(reference: np.ndarray, other: np.ndarray, pcutoff: float) -> Agreement:
-    """(N,K,3) fp32 poses vs (N,K,3) reduced-precision poses of the same images."""
+def recheck_margin(reference: list[np.ndarray], reduced: list[np.ndarray]) -> float:
+    """(K,h,w) fp32 score logits of each image vs a reduced path's of the same images -> the margin
+    (logits) below which a rival peak could overtake the top one under that path: twice its
+    ERROR_PERCENTILE-th |error| at cells within COMPETING_LOGITS of their map's peak (a swap needs the two
+    peaks' errors to differ by the fp32 margin between them)."""
+    errors = []
+    for exact, other in zip(reference, reduced):
+        peak = exact.reshape(len(exact), -1).max(axis=-1)[:, None, None]
+        errors.append(np.abs(other - exact)[exact >= peak - COMPETING_LOGITS])
+    found = np.concatenate(errors) if errors else np.zeros(0)
+    return 2.0 * float(np.percentile(found, ERROR_PERCENTILE)) if found.size else 0.0
+
+
+def agreement(reference: np.ndarray, other: np.ndarray, pcutoff: float, rechecked: int = 0) -> Agreement:
+    """(N,K,3) fp32 poses vs (N,K,3) reduced-precision poses of the same images (`rechecked` of them
+    predicted again in fp32)."""
     distance = np.linalg.norm(other[..., :2] - reference[..., :2], axis=-1)
     flips = (other[..., 2] >= pcutoff) != (reference[..., 2] >= pcutoff)
     return Agreement(images=int(len(reference)), mean_px=float(distance.mean()), max_px=float(distance.max()),
-                     flip_share=float(flips.mean()), pcutoff=float(pcutoff))
+                     flip_share=float(flips.mean()), pcutoff=float(pcutoff),
+                     rechecked_share=rechecked / len(reference) if len(reference) else 0.0)
 
 
 @dataclass(frozen=True)
 class ReducedPrecision:
     """What model.pt carries beyond the fp32 weights: the calibrated int8 graph (ONNX, heads fp32) with
-    its hash and how it was made, and each reduced path's agreement with fp32 (labeled and video frames)."""
+    its hash and how it was made, each reduced path's recheck margin (logits; frames with a rival peak that
+    close are predicted again in fp32) and its agreement with fp32 (labeled and video frames), rechecks included."""
 
     int8_onnx: bytes = b""
     calibration: dict = field(default_factory=dict)
     checks: dict[str, Agreement] = field(default_factory=dict)
+    recheck_margins: dict[str, float] = field(default_factory=dict)
 
     @property
     def int8_sha256(self) -> str:
@@ -102,13 +131,15 @@ class ReducedPrecision:
 
     def to_payload(self) -> dict:
         return {"int8_onnx": self.int8_onnx, "int8_sha256": self.int8_sha256, "calibration": dict(self.calibration),
-                "checks": {path: asdict(check) for path, check in self.checks.items()}}
+                "checks": {path: asdict(check) for path, check in self.checks.items()},
+                "recheck_margins": dict(self.recheck_margins)}
 
     @classmethod
     def from_payload(cls, raw: dict, source: str) -> "ReducedPrecision":
         try:
             reduced = cls(int8_onnx=bytes(raw.get("int8_onnx") or b""), calibration=dict(raw.get("calibration") or {}),
-                          checks={path: Agreement(**check) for path, check in (raw.get("checks") or {}).items()})
+                          checks={path: Agreement(**check) for path, check in (raw.get("checks") or {}).items()},
+                          recheck_margins={path: float(margin) for path, margin in (raw.get("recheck_margins") or {}).items()})
         except (TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"{source}: unreadable reduced-precision section ({exc})") from None
         if raw.get("int8_sha256", "") != reduced.int8_sha256:
@@ -117,7 +148,7 @@ class ReducedPrecision:
 
     def describe(self) -> dict:
         """For _meta.json and logs: no bytes."""
-        return {"int8_sha256": self.int8_sha256, "calibration": self.calibration,
+        return {"int8_sha256": self.int8_sha256, "calibration": self.calibration, "recheck_margins": self.recheck_margins,
                 "checks": {path: {**asdict(check), "passed": check.passed} for path, check in self.checks.items()}}
 
 

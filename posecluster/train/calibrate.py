@@ -1,10 +1,11 @@
 """A trained model's reduced-precision versions, made and checked on the project's own labeled frames.
 
 int8: the backbone is calibrated (model.quantize) on training images, resized by global_scale exactly
-as analyze resizes video frames. Then bf16 and int8 poses are compared with fp32's on labeled images the
-calibration did not see (test images first) and on frames spread over the project's videos: the
-agreements go into model.pt, and `auto` at inference uses a path only where its agreement is within
-tolerance (model.precision).
+as analyze resizes video frames. Then on labeled images the calibration did not see (test images first)
+and on frames spread over the project's videos, each reduced path's logit error near the peaks gives its
+recheck margin, and its poses (rechecks included) are compared with fp32's: margins and agreements go
+into model.pt, and `auto` at inference uses a path only where its agreement is within tolerance
+(model.precision).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from posecluster.data.split import Split, indices_of
 from posecluster.infer.predictor import Predictor
 from posecluster.model.artifact import TrainedModel, load_model, save_reduced_precision
 from posecluster.model.pose_model import PoseModel
-from posecluster.model.precision import CpuCapability, ReducedPrecision, agreement
+from posecluster.model.precision import CpuCapability, ReducedPrecision, agreement, recheck_margin
 from posecluster.model.quantize import quantize_detector
 
 log = logging.getLogger(__name__)
@@ -41,24 +42,32 @@ def pick_rows(train_rows: list[int], test_rows: list[int], count: int) -> tuple[
 def reduced_precision(trained: TrainedModel, images: list[np.ndarray], calibration_rows: list[int],
                       check_rows: list[int], cpu: CpuCapability | None = None,
                       video_frames: list[np.ndarray] = ()) -> ReducedPrecision:
-    """Calibrate the int8 graph on images[calibration_rows]; check bf16 and int8 against fp32 on
-    images[check_rows] (a list covering every row of the labels; rows not named may be None) and on
-    `video_frames`: frames of the project's videos, where a less trained model's poses sit between two
-    peaks more often than on labeled frames, and where the poses that matter are."""
+    """Calibrate the int8 graph on images[calibration_rows]; measure each reduced path's recheck margin
+    and then check it (rechecks included) against fp32 on images[check_rows] (a list covering every row of
+    the labels; rows not named may be None) and on `video_frames`: frames of the project's videos, where a
+    less trained model's poses sit between two peaks more often than on labeled frames, and where the
+    poses that matter are."""
     infer = trained.config.infer.model_copy(update={"device": "cpu", "batch_size": 1})
     fp32 = Predictor(trained, infer.model_copy(update={"mixed_precision": "off"}), cpu=cpu)
     batches = [fp32.prepare(images[row][None])[0] for row in calibration_rows]
     model = PoseModel.for_inference(trained.config.model, len(trained.bodyparts), trained.state_dict)
     graph, made = quantize_detector(model, batches)
-    candidate = replace(trained, reduced=ReducedPrecision(int8_onnx=graph, calibration=made))
+    reduced = ReducedPrecision(int8_onnx=graph, calibration=made)
     check = [images[row] for row in check_rows] + list(video_frames)
-    reference = fp32.predict_images(check)
+    reference, reference_maps = fp32.predict_images(check, keep_maps=True)
+    paths = {"bf16": "on", "int8": "int8"}
+    margins = {}
+    for path, setting in paths.items():
+        unchecked = Predictor(replace(trained, reduced=reduced), infer.model_copy(update={"mixed_precision": setting}), cpu=cpu)
+        margins[path] = recheck_margin(reference_maps, unchecked.predict_images(check, keep_maps=True)[1])
+    reduced = replace(reduced, recheck_margins=margins)
     checks = {}
-    for path, setting in (("bf16", "on"), ("int8", "int8")):
-        reduced = Predictor(candidate, infer.model_copy(update={"mixed_precision": setting}), cpu=cpu)
-        checks[path] = agreement(reference, reduced.predict_images(check), trained.config.project.pcutoff)
-        log.info("%s vs fp32: %s", path, checks[path].describe())
-    return replace(candidate.reduced, checks=checks)
+    for path, setting in paths.items():
+        checked = Predictor(replace(trained, reduced=reduced), infer.model_copy(update={"mixed_precision": setting}), cpu=cpu)
+        poses = checked.predict_images(check)
+        checks[path] = agreement(reference, poses, trained.config.project.pcutoff, checked.rechecked_frames)
+        log.info("%s vs fp32 (recheck margin %.3f logits): %s", path, margins[path], checks[path].describe())
+    return replace(reduced, checks=checks)
 
 
 def calibrate_run(run_uri: str, labels: LabeledDataset, images: list[np.ndarray] | None = None,

@@ -75,6 +75,8 @@ def test_the_path_that_ran_is_recorded_in_the_range_result_and_in_analyze_meta(t
     assert meta["precision"]["path"] == "int8" and meta["precision"]["requested"] == "auto"
     assert meta["precision"]["int8_sha256"] == trained.reduced.int8_sha256
     assert "poses vs fp32" in meta["precision"]["reason"] and meta["precision"]["batch_size"] == 16
+    assert meta["precision"]["recheck_margin_logits"] == trained.reduced.recheck_margins["int8"]
+    assert 0 <= meta["precision"]["rechecked_in_fp32_frames"] <= 4
 
 
 def test_batch_size_auto_on_cpu_follows_the_precision_path(trained_run):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 
 import av
 import numpy as np
@@ -74,6 +75,61 @@ def test_int8_poses_on_video_frames_match_fp32(trained_run, synthetic_project):
     distance = np.linalg.norm(a[..., :2] - b[..., :2], axis=-1)
     assert distance.mean() < 1.0, distance  # a tiny network at 96x80: one cell is 8 px
     assert np.abs(a[..., 2] - b[..., 2]).max() < 0.1
+
+
+def test_calibration_measures_a_recheck_margin_for_each_reduced_path_and_counts_its_rechecks(trained_run):
+    reduced = load_model(trained_run[0]).reduced
+    assert set(reduced.recheck_margins) == {"bf16", "int8"}
+    assert all(margin > 0 for margin in reduced.recheck_margins.values())
+    assert reduced.recheck_margins["bf16"] < reduced.recheck_margins["int8"]  # bf16 rounds less than int8
+    assert all(0 <= check.rechecked_share <= 1 for check in reduced.checks.values())
+    assert reduced.describe()["recheck_margins"] == reduced.recheck_margins
+
+
+def _with_margin(trained, margin: float):
+    return replace(trained, reduced=replace(trained.reduced, recheck_margins={"int8": margin}))
+
+
+def test_frames_with_a_close_rival_peak_are_predicted_again_in_fp32_and_the_others_are_not(trained_run,
+                                                                                        synthetic_project):
+    trained = load_model(trained_run[0])
+    frames = np.stack([rgb for _, rgb in read_frames(probe(synthetic_project.videos[0].uri), 0, 16, DecodeReport())])
+    fp32 = Predictor(trained, trained.config.infer.model_copy(update={"mixed_precision": "off"}), cpu=VNNI)
+    expected_fp32 = fp32.predict(frames)
+    raw = Predictor(_with_margin(trained, 0.0), cpu=VNNI)  # a margin of 0: nothing is ever close enough
+    raw_poses = raw.predict(frames)
+    assert raw.rechecked_frames == 0
+    # The raw int8 maps' closest rival per frame, found by brute force over every pair of 3x3 local maxima.
+    maps = raw.int8(raw.prepare(frames)[0])["scoremap"].numpy()
+    closest = np.array([min(_brute_force_margin(part) for part in frame) for frame in maps])
+    margin = float(np.median(closest[np.isfinite(closest)]))
+    guarded = Predictor(_with_margin(trained, margin), cpu=VNNI)
+    poses = guarded.predict(frames)
+    close = closest < margin
+    assert 0 < close.sum() < len(frames) and guarded.rechecked_frames == close.sum()
+    np.testing.assert_allclose(poses[close], expected_fp32[close], atol=1e-4)
+    np.testing.assert_array_equal(poses[~close], raw_poses[~close])
+
+
+def _brute_force_margin(logits: np.ndarray) -> float:
+    """Top logit minus the best 3x3 local maximum more than one cell (Chebyshev) from the top cell."""
+    height, width = logits.shape
+    top = np.unravel_index(np.argmax(logits), logits.shape)
+    padded = np.pad(logits, 1, constant_values=-np.inf)
+    best = -np.inf
+    for y in range(height):
+        for x in range(width):
+            if max(abs(y - top[0]), abs(x - top[1])) > 1 and logits[y, x] >= padded[y:y + 3, x:x + 3].max():
+                best = max(best, logits[y, x])
+    return float(logits[top] - best)
+
+
+def test_a_model_calibrated_before_recheck_margins_runs_its_reduced_path_unchecked(trained_run, synthetic_project):
+    trained = load_model(trained_run[0])
+    older = replace(trained, reduced=replace(trained.reduced, recheck_margins={}))
+    predictor = Predictor(older, cpu=VNNI)
+    assert predictor.precision == "int8" and predictor.recheck_margin is None
+    assert "recheck_margin_logits" not in predictor.precision_record()
 
 
 def test_a_recalibrated_model_is_refused_by_a_worker_pinned_to_the_old_bytes(trained_run, tmp_path, capsys):
