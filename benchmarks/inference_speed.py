@@ -78,7 +78,7 @@ def speed(models: dict[float, TrainedModel], video: str, args) -> dict:
             for name, p in runs.items():
                 measured[name].append(end_to_end(p, video, args.frames))
         row = {name: float(np.median(values)) for name, values in measured.items()}
-        # Frames the reduced paths predicted again in fp32 while timed (the poses section has the whole video's).
+        # Frames the reduced paths predicted again (close calls) while timed (the poses section has the whole video's).
         row["rechecked_share_while_timed"] = {name: p.rechecked_frames / args.frames for name, p in runs.items()}
         row["default_path"] = runs["default"].precision
         row["default_batch_size"] = runs["default"].batch_size
@@ -102,7 +102,7 @@ def speed(models: dict[float, TrainedModel], video: str, args) -> dict:
 
 def video_poses(trained: TrainedModel, video: str, stride: int) -> tuple[dict[str, np.ndarray], dict[str, int]]:
     """(frames, K, 3) poses of every `stride`-th frame by each path, one frame at a time (memory flat), and
-    the frames each path predicted again in fp32 (its rechecks)."""
+    the frames each path predicted again more exactly (its rechecks)."""
     runs = {name: predictor(trained, PATHS[name]) for name in ("fp32", "bf16", "int8")}
     out = {name: [] for name in runs}
     info = probe(video)

@@ -81,8 +81,8 @@ def analyze_video(
         "clock_jumps": info.clock_jumps(),  # where the recording's clock jumped (frame: first on the new clock)
         "frame_sizes": [{"frame": f, "width": w, "height": h} for f, w, h in ranged.sizes],
         # Which arithmetic ran (fp32, bf16, fp16, int8), why, the int8 graph's sha256 when it ran, and how
-        # many frames the reduced path predicted again in fp32 (close calls between two peaks).
-        "precision": {**predictor.precision_record(), "rechecked_in_fp32_frames": ranged.rechecked},
+        # many frames the reduced path predicted again more exactly (close calls between two peaks).
+        "precision": {**predictor.precision_record(), "rechecked_frames": ranged.rechecked},
         "config": predictor.config.model_dump(mode="json"),
     }
     storage.atomic_write_bytes(f"{base}_meta.json", json.dumps(meta, indent=1, default=str).encode())

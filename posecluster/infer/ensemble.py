@@ -63,7 +63,7 @@ class EnsemblePredictor:
 
     @property
     def rechecked_frames(self) -> int:
-        """Member frames predicted again in fp32 (each member rechecks its own maps)."""
+        """Member frames predicted again more exactly (each member rechecks its own maps)."""
         return sum(member.rechecked_frames for member in self.members)
 
     @property
@@ -174,7 +174,7 @@ def analyze_ensemble_video(predictor: EnsemblePredictor, video_uri: str, out_fol
         "scorer": predictor.scorer,
         "bodyparts": predictor.bodyparts,
         "fps_video": info.fps,
-        "precision": {**predictor.precision_record(), "rechecked_in_fp32_frames": ranged.rechecked},
+        "precision": {**predictor.precision_record(), "rechecked_frames": ranged.rechecked},
         "config": predictor.config.model_dump(mode="json"),
     }
     storage.atomic_write_bytes(f"{base}_meta.json", json.dumps(meta, indent=1, default=str).encode())

@@ -13,7 +13,7 @@ from posecluster.model.artifact import TrainedModel
 from posecluster.model.decode import decode, rival_margins
 from posecluster.model.device import resolve_device, wanted
 from posecluster.model.pose_model import PoseModel
-from posecluster.model.precision import CpuCapability, choose_inference, default_batch_size, probe_cpu
+from posecluster.model.precision import CpuCapability, Precision, choose_inference, default_batch_size, probe_cpu
 from posecluster.model.quantize import Int8Runner
 
 log = logging.getLogger(__name__)
@@ -42,19 +42,26 @@ class Predictor:
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         self.model = model.to(self.device, memory_format=fmt)
         self.int8 = Int8Runner(trained.reduced.int8_onnx, torch.get_num_threads()) if self.precision == "int8" else None
-        # Frames whose maps have a rival peak this close (logits) are predicted again in fp32 (model.precision);
-        # None: no recheck (fp32, GPUs, or a model calibrated before margins were measured).
-        self.recheck_margin = self._recheck_margin()
-        self.rechecked_frames = 0
+        # Close calls between two peaks are predicted again by a more exact path (model.precision): empty
+        # for fp32, GPUs, and models calibrated before recheck margins were measured.
+        self.recheck_chain = self._recheck_chain()
+        self.rechecked_frames = 0  # frames predicted again (by any step of the chain)
+        steps = ", then ".join(f"within {margin:.3f} logits by {path}" for margin, path in self.recheck_chain)
         log.info("inference precision %s on %s: %s%s", self.precision, self.device, self.choice.reason,
-                 f"; frames with a rival peak within {self.recheck_margin:.3f} logits are predicted again in fp32"
-                 if self.recheck_margin is not None else "")
+                 f"; frames with a rival peak are predicted again: {steps}" if steps else "")
 
-    def _recheck_margin(self) -> float | None:
+    def _recheck_chain(self) -> list[tuple[float, str]]:
+        """[(margin, path)]: frames whose maps leave a rival peak within `margin` logits of the top are
+        predicted again by `path`, whose maps face the next step; fp32 decides last. int8 goes through bf16
+        first where the CPU runs it fast (a close call is rarely close in bf16 too)."""
         reduced = self.trained.reduced
-        if self.device.type != "cpu" or self.precision not in ("bf16", "int8") or reduced is None:
-            return None
-        return reduced.recheck_margins.get(self.precision)
+        if self.device.type != "cpu" or reduced is None or self.precision not in reduced.recheck_margins:
+            return []
+        margins, path, chain = reduced.recheck_margins, self.precision, []
+        if path == "int8" and self.cpu.bf16 and "bf16" in margins:
+            chain.append((margins["int8"], "bf16"))
+            path = "bf16"
+        return chain + [(margins[path], "fp32")]
 
     @property
     def amp(self) -> bool:
@@ -68,8 +75,8 @@ class Predictor:
                   "batch_size": self.batch_size}
         if self.precision == "int8":
             record["int8_sha256"] = self.trained.reduced.int8_sha256
-        if self.recheck_margin is not None:
-            record["recheck_margin_logits"] = self.recheck_margin
+        if self.recheck_chain:
+            record["rechecks"] = [{"margin_logits": margin, "path": path} for margin, path in self.recheck_chain]
         return record
 
     @property
@@ -118,19 +125,24 @@ class Predictor:
         else:
             with self.choice.autocast(self.device):
                 out = self.model(batch)
-        return self._recheck(batch, out) if self.recheck_margin is not None else out
+        return self._recheck(batch, out) if self.recheck_chain else out
 
     def _recheck(self, batch: torch.Tensor, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The frames of `batch` where a reduced path's maps leave a rival peak within the margin: their
-        outputs replaced by fp32's."""
-        close = (rival_margins(out["scoremap"]) < self.recheck_margin).any(dim=-1)
-        if not bool(close.any()):
-            return out
-        exact = self.model(batch[close])
-        out = {name: value.float().clone() for name, value in out.items()}
-        for name, value in exact.items():
-            out[name][close] = value.float()
-        self.rechecked_frames += int(close.sum())
+        """`out` with the frames whose maps leave a rival peak within a step's margin replaced by the
+        step's path's outputs, step after step (recheck_chain)."""
+        pending = torch.arange(len(batch))
+        copied = False
+        for margin, path in self.recheck_chain:
+            pending = pending[(rival_margins(out["scoremap"][pending]) < margin).any(dim=-1)]
+            if not len(pending):
+                break
+            if not copied:  # ONNX Runtime's and autocast's outputs are not ours to write into
+                out, copied = {name: value.float().clone() for name, value in out.items()}, True
+                self.rechecked_frames += len(pending)
+            with Precision(path, "recheck").autocast(self.device):
+                exact = self.model(batch[pending])
+            for name, value in exact.items():
+                out[name][pending] = value.float()
         return out
 
     @torch.inference_mode()

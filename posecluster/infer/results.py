@@ -29,7 +29,7 @@ class RangeResult:
     seconds: float = 0.0
     # The arithmetic the poses came from (model.precision: fp32, bf16, fp16, int8); a segment carries it.
     precision: str = ""
-    rechecked: int = 0  # frames (an ensemble's: member frames) that path predicted again in fp32
+    rechecked: int = 0  # frames (an ensemble's: member frames) predicted again more exactly (close calls)
 
     @property
     def fps(self) -> float:

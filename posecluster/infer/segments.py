@@ -94,7 +94,7 @@ class Joined:
     outputs: dict[str, str] = field(default_factory=dict)
     # Frames predicted by each arithmetic (fp32, bf16, int8...): workers choose by their own hardware.
     precision: dict[str, int] = field(default_factory=dict)
-    rechecked: int = 0  # of those, frames (an ensemble's: member frames) predicted again in fp32
+    rechecked: int = 0  # of those, frames (an ensemble's: member frames) predicted again more exactly
 
     def add(self, result: SegmentResult) -> None:
         self.missing.update(result.missing)
@@ -121,7 +121,7 @@ class Joined:
         if self.jumps:
             facts["clock_jumps"] = [{"frame": int(f), "from_pts": int(a), "to_pts": int(b),
                                      "kind": "wrap" if k == WRAP else "jump"} for f, a, b, k in self.jumps]
-        facts["precision"] = {"frames_by_path": dict(self.precision), "rechecked_in_fp32_frames": self.rechecked}
+        facts["precision"] = {"frames_by_path": dict(self.precision), "rechecked_frames": self.rechecked}
         return facts
 
 

@@ -9,10 +9,12 @@ Paths:
          (model.quantize, ONNX Runtime), heads fp32; on CPUs with int8 dot products (VNNI, AMX).
 
 A reduced path's own error is small (a tenth of a logit) but can decide between two near-equal peaks,
-moving a keypoint by the distance between them. So on CPU a reduced path re-predicts in fp32 every frame
-where some body part's map has a rival peak within the path's recheck margin of the top one: twice its
-measured logit error near the peaks (`recheck_margin`, model.decode.rival_margins). Such frames are rare
-on a trained model, and the poses that come out match fp32's where the choice was close.
+moving a keypoint by the distance between them. So on CPU a reduced path predicts again, more exactly,
+every frame where some body part's map has a rival peak within the path's recheck margin of the top one:
+twice its measured logit error near the peaks (`recheck_margin`, model.decode.rival_margins). int8's close
+calls go to bf16 where the CPU runs it fast, and bf16's to fp32 (infer.predictor). Such frames are few
+(about 9% of the openfield video's with an undertrained model), and where the choice was close the
+poses are fp32's.
 
 `auto` picks the fastest path whose poses match fp32 on this model: a model carries the agreement its
 reduced-precision versions showed with fp32 on its held-out labeled frames and on frames of its project's
@@ -78,7 +80,7 @@ class Agreement:
     max_px: float
     flip_share: float  # share of (image, body part) on the other side of the p-cutoff
     pcutoff: float
-    rechecked_share: float = 0.0  # share of the images the path predicted again in fp32 (its rechecks)
+    rechecked_share: float = 0.0  # share of the images the path predicted again more exactly (its rechecks)
 
     @property
     def passed(self) -> bool:
@@ -86,7 +88,7 @@ class Agreement:
 
     def describe(self) -> str:
         verdict = "within" if self.passed else "outside"
-        rechecked = f", {100 * self.rechecked_share:.1f}% rechecked in fp32" if self.rechecked_share else ""
+        rechecked = f", {100 * self.rechecked_share:.1f}% predicted again" if self.rechecked_share else ""
         return (f"mean {self.mean_px:.3f} px, max {self.max_px:.2f} px, {100 * self.flip_share:.2f}% p-cutoff flips "
                 f"on {self.images} images{rechecked}: {verdict} tolerance ({MAX_MEAN_PX} px, {100 * MAX_FLIP_SHARE}%)")
 
@@ -106,7 +108,7 @@ def recheck_margin(reference: list[np.ndarray], reduced: list[np.ndarray]) -> fl
 
 def agreement(reference: np.ndarray, other: np.ndarray, pcutoff: float, rechecked: int = 0) -> Agreement:
     """(N,K,3) fp32 poses vs (N,K,3) reduced-precision poses of the same images (`rechecked` of them
-    predicted again in fp32)."""
+    predicted again more exactly)."""
     distance = np.linalg.norm(other[..., :2] - reference[..., :2], axis=-1)
     flips = (other[..., 2] >= pcutoff) != (reference[..., 2] >= pcutoff)
     return Agreement(images=int(len(reference)), mean_px=float(distance.mean()), max_px=float(distance.max()),
@@ -118,7 +120,7 @@ def agreement(reference: np.ndarray, other: np.ndarray, pcutoff: float, rechecke
 class ReducedPrecision:
     """What model.pt carries beyond the fp32 weights: the calibrated int8 graph (ONNX, heads fp32) with
     its hash and how it was made, each reduced path's recheck margin (logits; frames with a rival peak that
-    close are predicted again in fp32) and its agreement with fp32 (labeled and video frames), rechecks included."""
+    close are predicted again more exactly) and its agreement with fp32 (labeled and video frames), rechecks included."""
 
     int8_onnx: bytes = b""
     calibration: dict = field(default_factory=dict)

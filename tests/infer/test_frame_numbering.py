@@ -161,7 +161,7 @@ def test_the_archive_gives_the_same_rows_as_analyze_for_any_segment_length(
         analyze_meta = json.loads(storage.read_bytes(analyzed["_results"][name].outputs["h5"][: -len(".h5")] + "_meta.json"))
         predicted = int((~np.isnan(read_pose_table(by_name[name].outputs["h5"]).to_numpy()).all(axis=1)).sum())
         assert meta(name)["precision"]["frames_by_path"] == {analyze_meta["precision"]["path"]: predicted}, name
-        assert 0 <= meta(name)["precision"]["rechecked_in_fp32_frames"] <= predicted, name
+        assert 0 <= meta(name)["precision"]["rechecked_frames"] <= predicted, name
     assert len(by_name["editlist_mp4"].segments) >= 2, "the planner must really cut videos mid-file"
     assert by_name["h264_bf_avi"].status == "done" and len(by_name["h264_bf_avi"].segments) == 1
     truncated = by_name["truncated_mp4"]

@@ -86,29 +86,51 @@ def test_calibration_measures_a_recheck_margin_for_each_reduced_path_and_counts_
     assert reduced.describe()["recheck_margins"] == reduced.recheck_margins
 
 
-def _with_margin(trained, margin: float):
-    return replace(trained, reduced=replace(trained.reduced, recheck_margins={"int8": margin}))
+def _with_margins(trained, **margins: float):
+    return replace(trained, reduced=replace(trained.reduced, recheck_margins=margins))
 
 
-def test_frames_with_a_close_rival_peak_are_predicted_again_in_fp32_and_the_others_are_not(trained_run,
-                                                                                        synthetic_project):
+@pytest.fixture(scope="module")
+def close_calls(trained_run, synthetic_project):
+    """16 video frames, their poses by fp32, bf16 and raw int8 (no rechecks), and a margin that makes
+    some but not all of them close calls under int8 (from a brute-force search of the raw maps)."""
     trained = load_model(trained_run[0])
     frames = np.stack([rgb for _, rgb in read_frames(probe(synthetic_project.videos[0].uri), 0, 16, DecodeReport())])
-    fp32 = Predictor(trained, trained.config.infer.model_copy(update={"mixed_precision": "off"}), cpu=VNNI)
-    expected_fp32 = fp32.predict(frames)
-    raw = Predictor(_with_margin(trained, 0.0), cpu=VNNI)  # a margin of 0: nothing is ever close enough
-    raw_poses = raw.predict(frames)
-    assert raw.rechecked_frames == 0
-    # The raw int8 maps' closest rival per frame, found by brute force over every pair of 3x3 local maxima.
+    unchecked = _with_margins(trained)
+
+    def poses(setting):
+        return Predictor(unchecked, trained.config.infer.model_copy(update={"mixed_precision": setting}), cpu=VNNI).predict(frames)
+
+    raw = Predictor(unchecked, cpu=VNNI)
+    assert raw.precision == "int8" and raw.recheck_chain == []
     maps = raw.int8(raw.prepare(frames)[0])["scoremap"].numpy()
     closest = np.array([min(_brute_force_margin(part) for part in frame) for frame in maps])
     margin = float(np.median(closest[np.isfinite(closest)]))
-    guarded = Predictor(_with_margin(trained, margin), cpu=VNNI)
+    return trained, frames, {"fp32": poses("off"), "bf16": poses("on"), "int8": poses("int8")}, closest < margin, margin
+
+
+def test_frames_with_a_close_rival_peak_are_predicted_again_in_fp32_and_the_others_are_not(close_calls):
+    trained, frames, expected, close, margin = close_calls
+    guarded = Predictor(_with_margins(trained, int8=margin), cpu=VNNI)  # no bf16 margin: straight to fp32
+    assert guarded.recheck_chain == [(margin, "fp32")]
     poses = guarded.predict(frames)
-    close = closest < margin
     assert 0 < close.sum() < len(frames) and guarded.rechecked_frames == close.sum()
-    np.testing.assert_allclose(poses[close], expected_fp32[close], atol=1e-4)
-    np.testing.assert_array_equal(poses[~close], raw_poses[~close])
+    np.testing.assert_allclose(poses[close], expected["fp32"][close], atol=1e-4)
+    np.testing.assert_array_equal(poses[~close], expected["int8"][~close])
+
+
+def test_int8_close_calls_go_through_bf16_and_only_bf16_close_calls_reach_fp32(close_calls):
+    trained, frames, expected, close, margin = close_calls
+    sure_in_bf16 = Predictor(_with_margins(trained, int8=margin, bf16=0.0), cpu=VNNI)
+    assert sure_in_bf16.recheck_chain == [(margin, "bf16"), (0.0, "fp32")]
+    poses = sure_in_bf16.predict(frames)
+    np.testing.assert_allclose(poses[close], expected["bf16"][close], atol=0.05)  # bf16's own rounding
+    np.testing.assert_array_equal(poses[~close], expected["int8"][~close])
+    close_in_bf16 = Predictor(_with_margins(trained, int8=margin, bf16=1e9), cpu=VNNI).predict(frames)
+    np.testing.assert_allclose(close_in_bf16[close], expected["fp32"][close], atol=1e-4)
+    # A CPU without fast bf16 sends int8's close calls straight to fp32.
+    no_bf16 = Predictor(_with_margins(trained, int8=margin, bf16=0.0), cpu=CpuCapability(isa="AVX512", int8=True))
+    assert no_bf16.recheck_chain == [(margin, "fp32")]
 
 
 def _brute_force_margin(logits: np.ndarray) -> float:
@@ -124,12 +146,10 @@ def _brute_force_margin(logits: np.ndarray) -> float:
     return float(logits[top] - best)
 
 
-def test_a_model_calibrated_before_recheck_margins_runs_its_reduced_path_unchecked(trained_run, synthetic_project):
-    trained = load_model(trained_run[0])
-    older = replace(trained, reduced=replace(trained.reduced, recheck_margins={}))
-    predictor = Predictor(older, cpu=VNNI)
-    assert predictor.precision == "int8" and predictor.recheck_margin is None
-    assert "recheck_margin_logits" not in predictor.precision_record()
+def test_a_model_calibrated_before_recheck_margins_runs_its_reduced_path_unchecked(trained_run):
+    predictor = Predictor(_with_margins(load_model(trained_run[0])), cpu=VNNI)
+    assert predictor.precision == "int8" and predictor.recheck_chain == []
+    assert "rechecks" not in predictor.precision_record()
 
 
 def test_a_recalibrated_model_is_refused_by_a_worker_pinned_to_the_old_bytes(trained_run, tmp_path, capsys):
