@@ -177,7 +177,11 @@ def export_model(run_uri: str, out_folder: str, options: ExportOptions = ExportO
         storage.atomic_write_bytes(uri, blob)
         report.files[fmt] = uri
     if "onnx-int8" in formats:
-        meta["int8"] = trained.reduced.describe()
+        # Its checks were made with posecluster's rechecks, which a runtime running the graph alone lacks.
+        meta["int8"] = {**trained.reduced.describe(), "rechecks": (
+            "the checks include posecluster's rechecks: a frame whose score map for some body part has a rival "
+            "peak (a 3x3 local maximum more than one cell from the top) within recheck_margins['int8'] logits "
+            "of the top one is predicted again in bf16 or fp32; model.int8.onnx alone does not do this")}
     meta["check"] = asdict(report)
     storage.atomic_write_bytes(storage.join(out_folder, "export.json"), json.dumps(meta, indent=1).encode())
     report.files["metadata"] = storage.join(out_folder, "export.json")

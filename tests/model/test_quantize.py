@@ -188,3 +188,4 @@ def test_export_offers_the_calibrated_graph_byte_for_byte(trained_run, tmp_path)
     meta = json.loads(storage.read_bytes(report.files["metadata"]))
     assert meta["int8"]["int8_sha256"] == trained.reduced.int8_sha256
     assert meta["int8"]["checks"]["int8"]["passed"]
+    assert meta["int8"]["recheck_margins"] == trained.reduced.recheck_margins and "rechecks" in meta["int8"]
