@@ -170,6 +170,7 @@ class Predictor:
                     batch, factors = self.prepare(np.stack([images[i] for i in chunk]))
                     raw = self.forward(batch)
                     out[chunk] = self._decode(raw, factors)
-                for i, scoremap in zip(chunk, raw["scoremap"].float().cpu().numpy()):
-                    maps[i] = scoremap if keep_maps else None
+                if keep_maps:
+                    for i, scoremap in zip(chunk, raw["scoremap"].float().cpu().numpy()):
+                        maps[i] = scoremap
         return (out, maps) if keep_maps else out

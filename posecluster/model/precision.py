@@ -144,6 +144,9 @@ class ReducedPrecision:
                           recheck_margins={path: float(margin) for path, margin in (raw.get("recheck_margins") or {}).items()})
         except (TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"{source}: unreadable reduced-precision section ({exc})") from None
+        for path, margin in reduced.recheck_margins.items():  # a damaged or crafted file must not steer rechecks
+            if path not in ("bf16", "fp16", "int8") or not 0.0 <= margin < float("inf"):
+                raise ValueError(f"{source}: recheck margin {margin!r} for {path!r} is not a finite margin of a reduced path")
         if raw.get("int8_sha256", "") != reduced.int8_sha256:
             raise ValueError(f"{source}: the int8 graph does not match its recorded sha256 (damaged file)")
         return reduced

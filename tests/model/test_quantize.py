@@ -180,6 +180,14 @@ def test_an_int8_graph_that_no_longer_matches_its_recorded_hash_is_refused(train
         model_from_bytes(to_bytes(payload), f"{tmp_path}/model.pt")
 
 
+@pytest.mark.parametrize("margins", [{"int8": float("nan")}, {"int8": -1.0}, {"bf16": float("inf")}, {"fp32": 0.5}])
+def test_a_model_file_with_a_crafted_recheck_margin_is_refused(trained_run, tmp_path, margins):
+    payload = from_bytes(storage.read_bytes(f"{trained_run[0]}/model.pt"), "model.pt")
+    payload[REDUCED_KEY]["recheck_margins"] = margins
+    with pytest.raises(ValueError, match="recheck margin"):
+        model_from_bytes(to_bytes(payload), f"{tmp_path}/model.pt")
+
+
 def test_export_offers_the_calibrated_graph_byte_for_byte(trained_run, tmp_path):
     trained = load_model(trained_run[0])
     report = export_model(trained_run[0], str(tmp_path), ExportOptions(height=80, width=96))
