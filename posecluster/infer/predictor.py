@@ -154,9 +154,16 @@ class Predictor:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    def predict_images(self, images: list[np.ndarray], keep_maps: bool = False):
-        """Images of any sizes -> (N,K,3); same-sized images are batched together. keep_maps: also each
-        image's (K,h,w) score logits, as the path's forward pass (rechecks included) gave them."""
+    def predict_images(self, images: list[np.ndarray]) -> np.ndarray:
+        """Images of any sizes -> (N,K,3); same-sized images are batched together."""
+        return self._predict_images(images, keep_maps=False)[0]
+
+    def predict_images_with_maps(self, images: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """predict_images, and each image's (K,h,w) score logits as the path's forward pass (rechecks
+        included) gave them."""
+        return self._predict_images(images, keep_maps=True)
+
+    def _predict_images(self, images: list[np.ndarray], keep_maps: bool) -> tuple[np.ndarray, list]:
         out = np.zeros((len(images), len(self.bodyparts), 3))
         maps: list[np.ndarray | None] = [None] * len(images)
         by_shape: dict[tuple, list[int]] = {}
@@ -173,4 +180,4 @@ class Predictor:
                 if keep_maps:
                     for i, scoremap in zip(chunk, raw["scoremap"].float().cpu().numpy()):
                         maps[i] = scoremap
-        return (out, maps) if keep_maps else out
+        return out, maps

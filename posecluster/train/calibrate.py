@@ -54,12 +54,12 @@ def reduced_precision(trained: TrainedModel, images: list[np.ndarray], calibrati
     graph, made = quantize_detector(model, batches)
     reduced = ReducedPrecision(int8_onnx=graph, calibration=made)
     check = [images[row] for row in check_rows] + list(video_frames)
-    reference, reference_maps = fp32.predict_images(check, keep_maps=True)
+    reference, reference_maps = fp32.predict_images_with_maps(check)
     paths = {"bf16": "on", "int8": "int8"}
     margins = {}
     for path, setting in paths.items():
         unchecked = Predictor(replace(trained, reduced=reduced), infer.model_copy(update={"mixed_precision": setting}), cpu=cpu)
-        margins[path] = recheck_margin(reference_maps, unchecked.predict_images(check, keep_maps=True)[1])
+        margins[path] = recheck_margin(reference_maps, unchecked.predict_images_with_maps(check)[1])
     reduced = replace(reduced, recheck_margins=margins)
     checks = {}
     for path, setting in paths.items():
