@@ -37,6 +37,7 @@ import torch
 MAX_MEAN_PX = 0.5
 MAX_FLIP_SHARE = 0.005
 PATHS = ("fp32", "bf16", "fp16", "int8")
+REDUCED_PATHS = PATHS[1:]  # the paths that carry recheck margins
 # Where a reduced path's logit error is measured for its recheck margin: cells within this many logits of
 # their map's peak (the cells that could win), at this percentile.
 COMPETING_LOGITS = 3.0
@@ -145,7 +146,7 @@ class ReducedPrecision:
         except (TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"{source}: unreadable reduced-precision section ({exc})") from None
         for path, margin in reduced.recheck_margins.items():  # a damaged or crafted file must not steer rechecks
-            if path not in ("bf16", "fp16", "int8") or not 0.0 <= margin < float("inf"):
+            if path not in REDUCED_PATHS or not 0.0 <= margin < float("inf"):
                 raise ValueError(f"{source}: recheck margin {margin!r} for {path!r} is not a finite margin of a reduced path")
         if raw.get("int8_sha256", "") != reduced.int8_sha256:
             raise ValueError(f"{source}: the int8 graph does not match its recorded sha256 (damaged file)")
