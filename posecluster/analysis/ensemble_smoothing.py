@@ -105,6 +105,9 @@ def smooth_ensemble(members: np.ndarray, smooth_param: float | None = None, avg_
             posterior[known, k, 0] = _col(table, name, "x_posterior_var")
             posterior[known, k, 1] = _col(table, name, "y_posterior_var")
         params = [float(s) for s in np.ravel(np.asarray(s_finals))][:n_parts]
+        # EKS runs in float32: where the members agree to the last bit its posterior variance can come
+        # out a round-off below zero. A variance is never negative; report it as zero.
+        np.maximum(posterior, 0.0, out=posterior, where=~np.isnan(posterior))
     return SmoothedEnsemble(poses=poses, ensemble_var=plain_var, posterior_var=posterior, smooth_params=params)
 
 

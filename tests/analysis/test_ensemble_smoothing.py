@@ -53,3 +53,13 @@ def test_frames_no_member_predicted_stay_missing_and_tables_round_trip_variance(
     assert np.isnan(smoothed.poses[30]).all() and np.isfinite(smoothed.poses[29]).all()
     frame = variance_frame("scorer", ["nose"], smoothed.ensemble_var, smoothed.posterior_var)
     np.testing.assert_allclose(read_ensemble_variance(frame, ["nose"])[:30], np.full((30, 1, 2), 0.25))
+
+
+def test_members_that_agree_exactly_give_a_variance_never_below_zero():
+    # Identical members (as perturbed copies of one model often are at a peak): no disagreement at all,
+    # where EKS's float32 arithmetic can leave a posterior variance a round-off below zero.
+    truth = _truth(120, 2)
+    member = np.concatenate([truth, np.full(truth.shape[:2] + (1,), 0.95)], axis=-1)
+    smoothed = smooth_ensemble(np.stack([member] * 3))
+    assert np.isfinite(smoothed.posterior_var).all() and (smoothed.posterior_var >= 0).all()
+    assert (smoothed.ensemble_var < 1e-12).all()

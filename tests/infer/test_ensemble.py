@@ -47,7 +47,9 @@ def test_each_frame_is_decoded_once_and_every_member_sees_the_same_batch(ensembl
     variance = read_pose_table(result.outputs["ensemble_variance"])
     ensemble_var_x = variance.xs("ensemble_var_x", axis=1, level="coords").to_numpy()
     np.testing.assert_allclose(ensemble_var_x, members[..., 0].var(0), rtol=1e-4, atol=1e-4)
-    assert (variance.xs("posterior_var_x", axis=1, level="coords").to_numpy() > 0).all()
+    posterior_var_x = variance.xs("posterior_var_x", axis=1, level="coords").to_numpy()
+    # A variance: finite and never negative (EKS's float32 round-off is clipped), and not all zero.
+    assert np.isfinite(posterior_var_x).all() and (posterior_var_x >= 0).all() and posterior_var_x.mean() > 0
     # Against the rendered truth, the smoothed track is no worse than the first member alone.
     error = lambda poses: np.linalg.norm(poses[..., :2] - video.truth, axis=-1).mean()  # noqa: E731
     assert error(smoothed) <= error(members[0]) * 1.05

@@ -38,9 +38,16 @@ def test_the_command_writes_a_labeled_video_with_every_frame(analysed_video, tmp
 
 
 def test_markers_sit_where_the_poses_say_and_hidden_parts_are_not_drawn(analysed_video, tmp_path):
-    video, poses = analysed_video
-    track = read_track(next(p for p in glob.glob(f"{poses}/*.h5") if not p.endswith("_filtered.h5")))
-    track.poses[:, 1, 2] = 0.05  # leftear: below the p-cutoff everywhere
+    # The poses drawn are the rendered truth (not a trained model's output), so where each marker must sit
+    # is known independently of any training run.
+    from posecluster.data import synthetic
+    from posecluster.data.tracks import PoseTrack
+
+    video, _ = analysed_video
+    truth = video.truth.astype(float)
+    poses = np.concatenate([truth, np.full(truth.shape[:2] + (1,), 0.9)], axis=-1)
+    poses[:, 1, 2] = 0.05  # part 1: below the p-cutoff everywhere
+    track = PoseTrack("truth", list(synthetic.BODYPARTS), poses)
     out = str(tmp_path / "marked.mp4")
     result = label_video(video.uri, track, out, LabelOptions(pcutoff=0.5, radius=RADIUS))
     assert result.frames == 90 and not result.missing_frames
@@ -63,9 +70,12 @@ def test_markers_sit_where_the_poses_say_and_hidden_parts_are_not_drawn(analysed
             before = original[f][y - 1 : y + 2, x - 1 : x + 2].reshape(-1, 3).mean(axis=0)
             to_marker, to_frame = np.abs(got - colors[k]).mean(), np.abs(got - before).mean()
             if shown[k]:
+                # Where the scene already has about the marker's colour a marker cannot be told apart.
+                if np.abs(before - colors[k]).mean() < 60:
+                    continue
                 assert to_marker < to_frame and to_marker < 40, (f, k, got, colors[k], before)
                 checked["drawn"] += 1
-            elif k == 1:
+            else:
                 assert to_frame < 20, (f, k, got, before)  # the frame itself, no marker
                 checked["hidden"] += 1
     assert checked["drawn"] >= 100 and checked["hidden"] >= 10, checked
@@ -74,6 +84,7 @@ def test_markers_sit_where_the_poses_say_and_hidden_parts_are_not_drawn(analysed
 def test_a_truncated_source_keeps_its_frame_count_in_the_labeled_video(matrix, oracles, tmp_path):
     """Rows and labeled frames stay aligned: frames the source cannot give are written, not dropped."""
     from tests.data import video_matrix
+    from posecluster.data import synthetic
     from posecluster.data.tracks import PoseTrack
 
     info = probe(matrix["truncated_mp4"])
