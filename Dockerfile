@@ -19,11 +19,12 @@ ENV TORCH_HOME=/home/ray/.cache/torch \
 USER 1000:100
 WORKDIR /home/ray/posecluster
 
-# Dependencies first, so code edits do not reinstall torch: install pyproject's pins (with the web app's
-# `serve` extra), then the package.
-COPY --chown=1000:100 pyproject.toml README.md ./
+# Dependencies first, so code edits do not reinstall torch: install pyproject's dependencies (with the web
+# app's `serve` extra) at the versions of the lock (constraints.txt, the one the tests ran with), then the
+# package.
+COPY --chown=1000:100 pyproject.toml README.md constraints.txt ./
 RUN mkdir -p posecluster && touch posecluster/__init__.py \
-    && pip install "./[serve,ensemble]" \
+    && pip install -c constraints.txt "./[serve,ensemble]" \
     && pip uninstall -y posecluster
 COPY --chown=1000:100 posecluster ./posecluster
 RUN pip install --no-deps . \

@@ -49,9 +49,11 @@ def test_the_base_image_carries_the_ray_and_python_that_pyproject_asks_for():
 
 
 def test_the_image_installs_pyprojects_pins_and_runs_as_a_non_root_user():
-    assert re.search(r'pip install "?\./?(\[[a-z,]+\])?"?\s', DOCKERFILE), "dependencies come from pyproject (its pins)"
-    assert re.search(r'pip install "\./\[[a-z,]*serve[a-z,]*\]"', DOCKERFILE), "the image can run the web app (`posecluster serve`)"
-    assert re.search(r'pip install "\./\[[a-z,]*ensemble[a-z,]*\]"', DOCKERFILE), "the image can smooth ensembles (EKS)"
+    install = r'pip install -c constraints\.txt '  # the lock the tests ran with
+    assert re.search(install + r'"?\./?(\[[a-z,]+\])?"?\s', DOCKERFILE), "dependencies come from pyproject, locked"
+    assert re.search(install + r'"\./\[[a-z,]*serve[a-z,]*\]"', DOCKERFILE), "the image can run the web app (`posecluster serve`)"
+    assert re.search(install + r'"\./\[[a-z,]*ensemble[a-z,]*\]"', DOCKERFILE), "the image can smooth ensembles (EKS)"
+    assert re.search(r"^COPY [^\n]*constraints\.txt", DOCKERFILE, re.M), "the lock is in the build context"
     assert not re.search(r"pip install[^\n]*(torch|ray)==", DOCKERFILE), "no second list of pins to drift"
     users = re.findall(r"^USER (\S+)$", DOCKERFILE, re.M)
     assert users and users[-1].split(":")[0].isdigit() and users[-1].split(":")[0] != "0"
@@ -60,7 +62,7 @@ def test_the_image_installs_pyprojects_pins_and_runs_as_a_non_root_user():
     assert re.search(r"^ENV TORCH_HOME=", DOCKERFILE, re.M)
 
 
-@pytest.mark.parametrize("path, sent", [("posecluster/api.py", True), ("pyproject.toml", True),
+@pytest.mark.parametrize("path, sent", [("posecluster/api.py", True), ("pyproject.toml", True), ("constraints.txt", True),
                                         ("posecluster/serve/static/app.js", True),
                                         ("tests/conftest.py", False), (".venv/bin/python", False),
                                         ("benchmarks/results/x.json", False), ("posecluster/__pycache__/a.pyc", False)])
