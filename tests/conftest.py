@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -110,6 +112,145 @@ def storage_root(request, tmp_path) -> str:
     if request.param == "local":
         return str(tmp_path / "root")
     return request.getfixturevalue("s3_bucket") + "/root"
+
+
+# --- Real object stores beside moto ------------------------------------------------------------------------
+# The storage contract and the archive's end-to-end tests also run against a real Ceph RADOS Gateway on
+# loopback (tests/storage/rgw.py), over HTTP and HTTPS, and against any endpoint a facility names:
+#   POSECLUSTER_TEST_S3_ENDPOINT=https://s3.facility.example  POSECLUSTER_TEST_S3_KEY=...
+#   POSECLUSTER_TEST_S3_SECRET=...  [POSECLUSTER_TEST_S3_CA_BUNDLE=/path/ca.pem]
+#   [POSECLUSTER_TEST_S3_BUCKET=existing-bucket  (else the tests create and leave buckets)]
+#   pytest tests/test_storage.py tests/storage tests/cluster/test_archive_stores.py
+# POSECLUSTER_TEST_RGW=0 leaves the local RGW out.
+STORE_ENV = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_CA_BUNDLE")
+
+
+@dataclass(frozen=True)
+class ObjectStore:
+    name: str
+    endpoint: str
+    key: str
+    secret: str
+    ca_bundle: str | None = None
+    bucket: str | None = None  # an existing bucket to work under (an external store), else one per test
+
+    def env(self) -> dict[str, str | None]:
+        return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": self.key,
+                "AWS_SECRET_ACCESS_KEY": self.secret, "AWS_CA_BUNDLE": self.ca_bundle}
+
+    def client(self):
+        import boto3
+        from botocore.config import Config
+
+        # Checksums only where required, as posecluster's own clients send them (RGW 16 over HTTPS refuses
+        # botocore's default aws-chunked uploads).
+        config = Config(request_checksum_calculation="when_required", response_checksum_validation="when_required")
+        return boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=self.key, config=config,
+                            aws_secret_access_key=self.secret, region_name="us-east-1", verify=self.ca_bundle or True)
+
+    def new_root(self) -> str:
+        """A fresh place to work: a new bucket, or a new prefix in the configured one."""
+        if self.bucket:
+            return f"s3://{self.bucket}/posecluster-tests/{uuid.uuid4().hex[:12]}"
+        name = f"test-{uuid.uuid4().hex[:12]}"
+        self.client().create_bucket(Bucket=name)
+        return f"s3://{name}"
+
+
+@contextlib.contextmanager
+def using_store(store: ObjectStore):
+    """Point every storage call of this process at `store` (its endpoint, keys and CA) for a while, then
+    back. fsspec keeps one filesystem per set of options, and the environment is not among them."""
+    import s3fs
+
+    saved = {k: os.environ.get(k) for k in STORE_ENV}
+    for key, value in store.env().items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    s3fs.S3FileSystem.clear_instance_cache()
+    try:
+        yield store
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        s3fs.S3FileSystem.clear_instance_cache()
+
+
+@pytest.fixture(scope="session")
+def rgw(tmp_path_factory):
+    """A Ceph RGW on loopback for the session (about 15-20 s to start), or a skip saying what is missing."""
+    from tests.storage import rgw as ceph
+
+    if os.environ.get("POSECLUSTER_TEST_RGW") == "0":
+        pytest.skip("POSECLUSTER_TEST_RGW=0: the local Ceph RGW is left out")
+    missing = ceph.missing_binaries()
+    if missing:
+        pytest.skip(f"Ceph RGW needs Debian's packages (apt-get install -y --no-install-recommends radosgw ceph-mon "
+                    f"ceph-osd ceph-common); missing: {', '.join(missing)}")
+    for attempt in range(2):  # a port picked free may be taken by another process before a daemon binds it
+        gateway = ceph.CephRGW(str(tmp_path_factory.mktemp("ceph")))
+        try:
+            endpoints = gateway.start()
+            break
+        except RuntimeError:
+            gateway.stop()
+            if attempt:
+                raise
+    try:
+        yield endpoints
+    finally:
+        gateway.stop()
+
+
+STORES = ["moto", "rgw-http", "rgw-https"] + (["external"] if os.environ.get("POSECLUSTER_TEST_S3_ENDPOINT") else [])
+
+
+def store_named(request, name: str) -> ObjectStore:
+    from tests.storage import rgw as ceph
+
+    if name == "moto":
+        endpoint = request.getfixturevalue("s3_endpoint")
+        return ObjectStore("moto", endpoint, "testing-key-id", "testing-secret-key")
+    if name == "external":
+        return ObjectStore("external", os.environ["POSECLUSTER_TEST_S3_ENDPOINT"],
+                           os.environ.get("POSECLUSTER_TEST_S3_KEY", ""), os.environ.get("POSECLUSTER_TEST_S3_SECRET", ""),
+                           os.environ.get("POSECLUSTER_TEST_S3_CA_BUNDLE") or None,
+                           os.environ.get("POSECLUSTER_TEST_S3_BUCKET") or None)
+    endpoints = request.getfixturevalue("rgw")
+    url = endpoints.https if name == "rgw-https" else endpoints.http
+    return ObjectStore(name, url, ceph.ACCESS_KEY, ceph.SECRET_KEY, endpoints.ca_bundle)
+
+
+@pytest.fixture(params=STORES)
+def object_store(request):
+    """The same test against moto, a real Ceph RGW over HTTP and over HTTPS (and a facility's endpoint)."""
+    request.getfixturevalue("s3_endpoint")  # the session's default (moto), restored after the test
+    store = store_named(request, request.param)
+    with using_store(store):
+        yield store
+
+
+@pytest.fixture
+def store_bucket(object_store) -> str:
+    """A fresh bucket (or prefix) on each object store in turn."""
+    return object_store.new_root()
+
+
+@pytest.fixture(params=["local"] + STORES)
+def store_root(request, tmp_path) -> str:
+    """A fresh root on a local folder, and on every object store."""
+    if request.param == "local":
+        yield str(tmp_path / "root")
+        return
+    request.getfixturevalue("s3_endpoint")
+    store = store_named(request, request.param)
+    with using_store(store):
+        yield store.new_root() + "/root"
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""Contract tests of the storage seam, run against a local folder and a moto S3 server alike."""
+"""Contract tests of the storage seam, run against a local folder, a moto S3 server and a real Ceph RGW over
+HTTP and HTTPS alike (and a facility's endpoint: tests/conftest.py says how)."""
 
 from __future__ import annotations
 
@@ -9,34 +10,34 @@ import pytest
 from posecluster import storage
 
 
-def test_written_bytes_read_back_identically(storage_root):
-    uri = storage.join(storage_root, "a", "b.bin")
+def test_written_bytes_read_back_identically(store_root):
+    uri = storage.join(store_root, "a", "b.bin")
     storage.atomic_write_bytes(uri, b"\x00payload\xff")
     assert storage.exists(uri)
     assert storage.read_bytes(uri) == b"\x00payload\xff"
 
 
-def test_listing_finds_nested_files_by_suffix_sorted(storage_root):
+def test_listing_finds_nested_files_by_suffix_sorted(store_root):
     for name in ("v/b.mp4", "v/a.MP4", "v/sub/c.mp4", "v/notes.txt"):
-        storage.atomic_write_bytes(storage.join(storage_root, name), b"x")
-    found = storage.list_files(storage.join(storage_root, "v"), suffixes=(".mp4",))
+        storage.atomic_write_bytes(storage.join(store_root, name), b"x")
+    found = storage.list_files(storage.join(store_root, "v"), suffixes=(".mp4",))
     assert [storage.basename(u) for u in found] == ["a.MP4", "b.mp4", "c.mp4"]
-    assert all(u.startswith(storage_root.split("/root")[0]) for u in found)
+    assert all(u.startswith(store_root.split("/root")[0]) for u in found)
 
 
-def test_listing_a_missing_prefix_names_it(storage_root):
+def test_listing_a_missing_prefix_names_it(store_root):
     with pytest.raises(FileNotFoundError, match="nothing-here"):
-        storage.list_files(storage.join(storage_root, "nothing-here"))
+        storage.list_files(storage.join(store_root, "nothing-here"))
 
 
-def test_reading_a_missing_object_names_its_uri(storage_root):
-    uri = storage.join(storage_root, "missing.h5")
+def test_reading_a_missing_object_names_its_uri(store_root):
+    uri = storage.join(store_root, "missing.h5")
     with pytest.raises(FileNotFoundError, match="missing.h5"):
         storage.read_bytes(uri)
 
 
-def test_identity_changes_when_object_is_rewritten(storage_root):
-    uri = storage.join(storage_root, "video.mp4")
+def test_identity_changes_when_object_is_rewritten(store_root):
+    uri = storage.join(store_root, "video.mp4")
     storage.atomic_write_bytes(uri, b"first version")
     before = storage.identity(uri)
     storage.atomic_write_bytes(uri, b"second, longer version")
@@ -45,10 +46,10 @@ def test_identity_changes_when_object_is_rewritten(storage_root):
     assert before.key() != after.key()
 
 
-def test_upload_publishes_a_local_file_whole(storage_root, tmp_path):
+def test_upload_publishes_a_local_file_whole(store_root, tmp_path):
     local = tmp_path / "big.bin"
     local.write_bytes(os.urandom(3 << 20))
-    uri = storage.join(storage_root, "out", "big.bin")
+    uri = storage.join(store_root, "out", "big.bin")
     storage.atomic_upload(str(local), uri)
     assert storage.read_bytes(uri) == local.read_bytes()
     with storage.local_copy(uri) as path:
@@ -69,8 +70,8 @@ def test_uri_helpers_keep_the_scheme():
     assert storage.parent("/tmp/a/b") == "/tmp/a"
 
 
-def test_exclusive_create_refuses_an_existing_object(storage_root):
-    uri = storage.join(storage_root, "claims", "one.json")
+def test_exclusive_create_refuses_an_existing_object(store_root):
+    uri = storage.join(store_root, "claims", "one.json")
     assert storage.create_exclusive(uri, b"first") is True
     assert storage.create_exclusive(uri, b"second") is False
     assert storage.read_bytes(uri) == b"first"
@@ -80,19 +81,23 @@ SECRET = "wr0ng-Secret-Never-Logged-4f9a"
 
 
 @pytest.fixture
-def wrong_credentials(s3_endpoint, s3_bucket):
-    """The moto server checking signatures (as a real store does) and a client holding a wrong key pair."""
+def wrong_credentials(object_store, store_bucket):
+    """The store checking signatures (a real RGW always does; moto once told to) and a client holding a
+    wrong key pair."""
     import requests
 
-    storage.atomic_write_bytes(f"{s3_bucket}/poses/aDLC_meta.json", b"{}")
-    previous = requests.post(f"{s3_endpoint}/moto-api/reset-auth", data=b"0").json()
+    storage.atomic_write_bytes(f"{store_bucket}/poses/aDLC_meta.json", b"{}")
+    previous = None
+    if object_store.name == "moto":
+        previous = requests.post(f"{object_store.endpoint}/moto-api/reset-auth", data=b"0").json()
     storage.set_default_options("s3", {"use_listings_cache": False, "key": "AKIAWRONGKEY", "secret": SECRET})
     try:
-        yield s3_bucket
+        yield store_bucket
     finally:
         storage.set_default_options("s3", {"use_listings_cache": False})
-        requests.post(f"{s3_endpoint}/moto-api/reset-auth",
-                      data=str(previous["PREVIOUS_INITIAL_NO_AUTH_ACTION_COUNT"]).encode())
+        if previous is not None:
+            requests.post(f"{object_store.endpoint}/moto-api/reset-auth",
+                          data=str(previous["PREVIOUS_INITIAL_NO_AUTH_ACTION_COUNT"]).encode())
 
 
 def test_wrong_credentials_give_a_clear_storage_error_without_the_secret(wrong_credentials, caplog, capsys):

@@ -8,12 +8,13 @@ they are never logged. No other module imports fsspec, os.path or pathlib for da
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 import posixpath
 import re
 import tempfile
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, Iterator
 
 import fsspec
@@ -28,6 +29,7 @@ __all__ = [
     "atomic_write_bytes",
     "basename",
     "canonical_uri",
+    "check_conditional_create",
     "create_exclusive",
     "exists",
     "filesystem",
@@ -195,11 +197,17 @@ def _operation(name: str, uri: str) -> Iterator[None]:
     except (FileNotFoundError, FileExistsError, StorageError):
         raise
     except _library_errors() as exc:
-        from posecluster.storage.retry import is_transient
+        from posecluster.storage.retry import error_code, http_status, is_transient
 
-        reason = _redact(str(exc).strip() or type(exc).__name__)
+        reason = str(exc).strip()
+        status, code = http_status(exc), error_code(exc)
+        if reason in ("", "None") or status:  # servers differ in what they put in a body: say the status and code
+            detail = " ".join(str(p) for p in (status, code) if p)
+            reason = f"{detail}: {reason}" if reason not in ("", "None") else detail or type(exc).__name__
+        reason = _redact(reason)
         hint = ""
-        if any(w in reason.lower() for w in ("access key", "signature", "credential", "forbidden", "denied")):
+        if status in (401, 403) or any(w in reason.lower() for w in ("access key", "signature", "credential",
+                                                                      "forbidden", "denied")):
             hint = " (check the storage credentials and endpoint: AWS_* / AWS_ENDPOINT_URL)"
         raise StorageError(f"{redact_uri(uri)}: {name} failed: {type(exc).__name__}: {reason}{hint}",
                            transient=is_transient(exc)) from exc
@@ -215,9 +223,27 @@ def _protocol(uri: str) -> str:
     return uri.split("://", 1)[0] if "://" in uri else "file"
 
 
+# botocore >= 1.36 sends every upload as `aws-chunked` with a CRC32 trailer unless told otherwise; Ceph RGW 16
+# (and older MinIO, many gateways) answer 411 MissingContentLength to that over HTTPS. Checksums only where
+# an operation requires them work on every server; AWS_REQUEST_CHECKSUM_CALCULATION=when_supported (or a
+# `request_checksum_calculation` storage option) restores botocore's default where a server supports it.
+CHECKSUM_ENV = "AWS_REQUEST_CHECKSUM_CALCULATION"
+
+
+def _s3_options(options: dict) -> dict:
+    config = dict(options.get("config_kwargs") or {})
+    if CHECKSUM_ENV not in os.environ:
+        config.setdefault("request_checksum_calculation", "when_required")
+        config.setdefault("response_checksum_validation", "when_required")
+    return {**options, "config_kwargs": config}
+
+
 def filesystem(uri: str, **options) -> tuple[fsspec.AbstractFileSystem, str]:
     """The filesystem for `uri` and the path inside it."""
-    merged = {**_default_options.get(_protocol(uri), {}), **options}
+    protocol = _protocol(uri)
+    merged = {**_default_options.get(protocol, {}), **options}
+    if protocol in ("s3", "s3a"):
+        merged = _s3_options(merged)
     fs, path = fsspec.core.url_to_fs(uri, **merged)
     return fs, path
 
@@ -314,11 +340,16 @@ def _unstrip(prefix: str, fs: fsspec.AbstractFileSystem, path: str) -> str:
 
 @dataclass(frozen=True)
 class ObjectIdentity:
-    """What makes an object 'the same object': its URI, size and version tag (etag or mtime)."""
+    """What makes an object 'the same object': its URI, size and version tag (ETag or mtime); for pinning
+    reads where the tag is no strong ETag, also the store's version id and last-modified time."""
 
     uri: str
     size: int
     version: str
+    # How to pin a read where `version` is no strong ETag; not part of what makes two identities equal (a
+    # listing has no version ids, and reports times to the millisecond where a HEAD gives seconds).
+    version_id: str = field(default="", compare=False)
+    modified: str = field(default="", compare=False)  # ISO 8601 UTC, whole seconds (S3: LastModified)
 
     def key(self) -> str:
         """The same object however it was reached (a presigned URL's signature is not part of it)."""
@@ -335,10 +366,23 @@ def identity(uri: str) -> ObjectIdentity:
     return identity_from_info(uri, info)
 
 
+def last_modified(value) -> str:
+    """A store's LastModified as ISO 8601 UTC in whole seconds: what a listing (milliseconds), a HEAD and a
+    GET (an HTTP date) all agree on; '' when there is none."""
+    if not hasattr(value, "isoformat"):
+        return ""
+    if value.tzinfo is not None:
+        value = value.astimezone(datetime.timezone.utc)
+    return value.replace(microsecond=0, tzinfo=datetime.timezone.utc).isoformat()
+
+
 def identity_from_info(uri: str, info: dict) -> ObjectIdentity:
     """An identity from a filesystem's details of one object (an info() call or a listing's entry)."""
-    version = info.get("ETag") or info.get("etag") or info.get("mtime") or info.get("LastModified") or ""
-    return ObjectIdentity(uri=uri, size=int(info.get("size") or 0), version=str(version).strip('"'))
+    modified = last_modified(info.get("LastModified"))
+    version = info.get("ETag") or info.get("etag") or info.get("mtime") or modified or ""
+    version_id = info.get("VersionId") or info.get("version_id") or ""
+    return ObjectIdentity(uri=uri, size=int(info.get("size") or 0), version=str(version).strip('"'),
+                          version_id="" if version_id == "null" else str(version_id), modified=modified)
 
 
 def _publish_local(path: str, write) -> None:
@@ -396,11 +440,52 @@ def _create_exclusive(uri: str, data: bytes) -> bool:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(tmp)
+    return _create_s3_exclusive(fs, path, data)
+
+
+def _create_s3_exclusive(fs, path: str, data: bytes) -> bool:
+    """One conditional PUT (never a multipart upload: RGW's CompleteMultipartUpload ignores If-None-Match).
+    A 412 is recognised by its status, whatever the body says (RGW sends no <Condition>)."""
+    from posecluster.storage.retry import http_status
+
+    bucket, key, _ = fs.split_path(path)
     try:
-        fs.pipe_file(path, data, mode="create")
+        fs.call_s3("put_object", Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
         return True
-    except FileExistsError:
-        return False
+    except (FileExistsError, OSError) as exc:
+        if isinstance(exc, FileExistsError) or http_status(exc) == 412:
+            return False
+        raise
+
+
+_conditional_create_checked: set[tuple[str, str]] = set()  # (endpoint, bucket) that passed, per process
+
+
+def check_conditional_create(prefix: str) -> None:
+    """Check, once per process and bucket, that the store refuses a second exclusive create of one key
+    (PUT If-None-Match: *): exclusive claims rely on it, and a server that ignores the condition would let
+    two writers both win, found out only as lost work. A store that fails the check stops the job at its
+    start with a StorageError that says so. Local folders always pass (a hard link cannot replace a file)."""
+    fs, path = filesystem(prefix)
+    if _is_local(fs):
+        return
+    bucket = fs.split_path(path)[0] if hasattr(fs, "split_path") else path.split("/", 1)[0]
+    endpoint = str(getattr(fs, "client_kwargs", {}).get("endpoint_url", "") or os.environ.get("AWS_ENDPOINT_URL", ""))
+    if (endpoint, bucket) in _conditional_create_checked:
+        return
+    probe = join(prefix, f".posecluster-probe-{uuid.uuid4().hex}")
+    try:
+        first, second = create_exclusive(probe, b"1"), create_exclusive(probe, b"2")
+        kept = read_bytes(probe) if first else b""
+    finally:
+        remove(probe)
+    if not first or second or kept != b"1":
+        raise StorageError(f"{redact_uri(prefix)}: this storage server does not honour conditional creates "
+                           "(PUT with If-None-Match: *): a second create of one key "
+                           f"{'was accepted' if second else 'did not behave as a create'}. posecluster needs them "
+                           "for exclusive claims; upgrade the server or ask its administrator (Ceph RGW >= 16, "
+                           "MinIO >= 2024, AWS S3 have them)")
+    _conditional_create_checked.add((endpoint, bucket))
 
 
 def atomic_upload(local_file: str, uri: str) -> None:

@@ -4,9 +4,12 @@ A video can change while a job runs: a camera still uploading, a file replaced b
 that probed one version and decoded another would write rows of the wrong frames. Every read here is
 checked against the identity the planner saw:
 
-- S3: every GET and range GET carries `If-Match: <ETag>`, and the ETag each response carries is compared
-  too (some S3-compatible servers ignore conditional headers; the comparison still catches a change, and
-  the first time it does so a warning says the server ignored If-Match).
+- S3: every GET and range GET carries a condition on the planned version: `If-Match: <ETag>` where the
+  ETag is a strong one, else the version id, else `If-Unmodified-Since: <LastModified>`; an object with
+  none of them is refused (not sharded), with the reason. Every response's total size, ETag and
+  last-modified time are compared too (some S3-compatible servers ignore conditional headers; the
+  comparison still catches a change, and the first time it does so a warning says so). A 412 is known by
+  its status, whatever the server's body says.
 - Local files: size and mtime are compared with the pinned ones when the file is opened and before every
   block is read (a file rewritten in place shows a new mtime; one replaced by a rename leaves the opened
   file as it was, which is the version that was planned).
@@ -32,13 +35,15 @@ from typing import Callable
 from posecluster.storage import (
     ObjectChangedError,
     ObjectIdentity,
+    StorageError,
     _is_local,
     _operation,
     filesystem,
     identity_from_info,
+    last_modified,
     redact_uri,
 )
-from posecluster.storage.retry import DEFAULT_PATIENCE_S, call
+from posecluster.storage.retry import DEFAULT_PATIENCE_S, call, http_status
 
 log = logging.getLogger(__name__)
 _warned_if_match_ignored: set[str] = set()  # endpoints already reported (one warning per process)
@@ -52,14 +57,54 @@ def _changed(identity: ObjectIdentity, now: str) -> ObjectChangedError:
                               f"version {identity.version!r}; now {now}); the next run will pick it up")
 
 
+def _pin_conditions(identity: ObjectIdentity) -> dict:
+    """The request parameters that make a GET answer only for the planned version, strongest first: the
+    ETag (If-Match), else the version id (that version's bytes never change), else the last-modified
+    time (If-Unmodified-Since). With none of them the object cannot be pinned: refused, with the reason."""
+    etag = identity.version.strip('"')
+    if _ETAG.fullmatch(etag):
+        return {"IfMatch": f'"{etag}"'}
+    if identity.version_id:
+        return {"VersionId": identity.version_id}
+    if identity.modified:
+        from datetime import datetime
+
+        return {"IfUnmodifiedSince": datetime.fromisoformat(identity.modified)}
+    raise StorageError(f"{redact_uri(identity.uri)}: cannot be read pinned to the planned version: the server gave "
+                       f"no strong ETag (got {identity.version!r}), version id or modification time, so a "
+                       "replaced object could not be told from the planned one; not sharded")
+
+
+def _opaque_tag(etag: str) -> str:
+    etag = etag.strip()
+    return (etag[2:] if etag.startswith("W/") else etag).strip('"')
+
+
+def _response_mismatch(identity: ObjectIdentity, response: dict) -> str | None:
+    """How a response shows another object than the planned one (checked on every response, also where a
+    server ignores conditional headers), or None."""
+    if "ContentRange" in response:  # a range: "bytes 0-99/<total>"
+        total = str(response["ContentRange"]).rpartition("/")[2]
+        size = int(total) if total.isdigit() else None
+    else:  # the whole object
+        size = response.get("ContentLength")
+    if size is not None and int(size) != identity.size:
+        return f"{size} bytes"
+    seen = _opaque_tag(str(response.get("ETag", "")))
+    pinned_etag = _opaque_tag(identity.version) if identity.version != identity.modified else ""
+    if seen and pinned_etag and seen != pinned_etag:  # the weak comparison of RFC 9110: W/ aside
+        return f"ETag {seen!r}"
+    modified = last_modified(response.get("LastModified"))
+    if identity.modified and modified and modified != identity.modified:
+        return f"modified {modified}"
+    return None
+
+
 def _s3_fetcher(fs, path: str, identity: ObjectIdentity) -> Fetch:
     from fsspec.asyn import sync
 
     bucket, key, _ = fs.split_path(path)
-    etag = identity.version.strip('"')
-    if not _ETAG.fullmatch(etag):
-        etag = ""  # a listing without ETags gave a date: no condition can be made of it (size is still checked)
-    conditions = {"IfMatch": f'"{etag}"'} if etag else {}
+    conditions = _pin_conditions(identity)
 
     def get(start: int | None, end: int | None) -> bytes:
         ranged = {"Range": f"bytes={start}-{end - 1}"} if start is not None else {}
@@ -67,23 +112,24 @@ def _s3_fetcher(fs, path: str, identity: ObjectIdentity) -> Fetch:
         async def request() -> bytes:
             response = await fs._call_s3("get_object", Bucket=bucket, Key=key, **ranged, **conditions)
             try:
-                seen = str(response.get("ETag", "")).strip('"')
-                if etag and seen and seen != etag:
+                mismatch = _response_mismatch(identity, response)
+                if mismatch:
                     endpoint = str(getattr(fs, "client_kwargs", {}).get("endpoint_url", "")) or "s3"
                     if endpoint not in _warned_if_match_ignored:
                         _warned_if_match_ignored.add(endpoint)
-                        log.warning("the storage server at %s ignored If-Match; changed objects are detected "
-                                    "from each response's ETag instead", redact_uri(endpoint))
-                    raise _changed(identity, f"ETag {seen!r}")
+                        log.warning("the storage server at %s ignored a conditional read (If-Match, VersionId or "
+                                    "If-Unmodified-Since); "
+                                    "changed objects are detected from each response instead", redact_uri(endpoint))
+                    raise _changed(identity, mismatch)
                 return await response["Body"].read()
             finally:
                 response["Body"].close()
 
         try:
             return sync(fs.loop, request)
-        except OSError as exc:  # s3fs turns 412 Precondition Failed into EINVAL "pre-conditions ..."
-            if "pre-condition" in str(exc).lower() or "precondition" in str(exc).lower():
-                raise _changed(identity, "a different ETag") from None
+        except OSError as exc:  # 412 Precondition Failed, by status: servers word the body differently
+            if http_status(exc) == 412:
+                raise _changed(identity, "a different version (the store refused the pinned read: 412)") from None
             raise
 
     return get

@@ -40,6 +40,28 @@ def _chain(exc: BaseException):
         exc = getattr(exc, "cause", None) or exc.__cause__ or exc.__context__
 
 
+def http_status(exc: BaseException) -> int | None:
+    """The HTTP status a storage server answered with, found anywhere in `exc`'s cause chain (s3fs keeps
+    botocore's error as the cause of the OSError it raises). Errors are told apart by status, never by
+    message text: servers word their bodies differently (RGW's 412 has no <Condition>, moto's has)."""
+    for item in _chain(exc):
+        response = getattr(item, "response", None)
+        if isinstance(response, dict):
+            status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status:
+                return int(status)
+    return None
+
+
+def error_code(exc: BaseException) -> str:
+    """The S3 error code (SignatureDoesNotMatch, NoSuchKey, ...) anywhere in `exc`'s cause chain, or ''."""
+    for item in _chain(exc):
+        response = getattr(item, "response", None)
+        if isinstance(response, dict) and response.get("Error", {}).get("Code"):
+            return str(response["Error"]["Code"])
+    return ""
+
+
 def is_transient(exc: BaseException) -> bool:
     """Whether `exc` (or anything in its cause chain) is a storage fault that may pass by itself."""
     for item in _chain(exc):

@@ -1,15 +1,14 @@
-"""Reads pinned to the identity a job planned, against the moto S3 server and local files: a range costs
+"""Reads pinned to the identity a job planned, against local files, the moto S3 server and a real Ceph RGW
+(HTTP and HTTPS): a range costs
 about its own bytes and requests, and an object that changes between reads is caught, also by a server
 that ignores If-Match; transient vs permanent survives pickling; secrets in URIs never show."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import os
 import pickle
-import threading
 
 import pytest
 
@@ -17,13 +16,15 @@ from posecluster import storage
 from posecluster.storage import ObjectChangedError, StorageError
 from posecluster.storage.pinned import ReadAhead, open_pinned, read_pinned
 from posecluster.storage.retry import is_transient
+from tests.storage.proxies import HeaderStripper
 
 DATA = bytes(range(256)) * 4096  # 1 MiB, every offset recognisable
 
 
-@pytest.fixture(params=["local", "s3"])
-def stored(request, tmp_path) -> str:
-    uri = str(tmp_path / "video.bin") if request.param == "local" else request.getfixturevalue("s3_bucket") + "/video.bin"
+@pytest.fixture
+def stored(store_root) -> str:
+    """A 1 MiB object on a local folder and on every object store (moto, Ceph RGW over HTTP and HTTPS)."""
+    uri = f"{store_root}/video.bin"
     storage.atomic_write_bytes(uri, DATA)
     return uri
 
@@ -37,8 +38,8 @@ def test_a_pinned_read_gives_the_bytes_at_any_offset(stored):
     assert read_pinned(identity) == DATA
 
 
-def test_a_window_is_fetched_in_one_request_and_costs_about_its_bytes(s3_bucket):
-    uri = f"{s3_bucket}/segmented.bin"
+def test_a_window_is_fetched_in_one_request_and_costs_about_its_bytes(store_bucket):
+    uri = f"{store_bucket}/segmented.bin"
     storage.atomic_write_bytes(uri, DATA)
     window = (300_000, 700_000)
     with open_pinned(storage.identity(uri), ReadAhead(block=window[1] - window[0], window=window)) as reader:
@@ -49,8 +50,8 @@ def test_a_window_is_fetched_in_one_request_and_costs_about_its_bytes(s3_bucket)
         assert window[1] - window[0] <= reader.bytes_read <= window[1] - window[0] + (64 << 10)
 
 
-def test_planning_reads_an_index_at_the_end_in_one_request(s3_bucket):
-    uri = f"{s3_bucket}/indexed.bin"
+def test_planning_reads_an_index_at_the_end_in_one_request(store_bucket):
+    uri = f"{store_bucket}/indexed.bin"
     storage.atomic_write_bytes(uri, DATA * 8)  # 8 MiB: an "index" in its last 1%
     with open_pinned(storage.identity(uri), ReadAhead.planning(len(DATA) * 8), keep=16) as reader:
         reader.read(8192)  # the header
@@ -94,43 +95,6 @@ def test_an_object_changed_between_reads_is_caught(stored):
     assert not is_transient(ObjectChangedError("x"))
 
 
-class IfMatchStripper:
-    """A proxy in front of the moto server that drops If-Match from every request, as some S3-compatible
-    servers ignore it."""
-
-    def __init__(self, upstream_port: int):
-        self.upstream_port = upstream_port
-        self.loop = asyncio.new_event_loop()
-        ready = threading.Event()
-        threading.Thread(target=self._run, args=(ready,), daemon=True).start()
-        ready.wait(10)
-
-    def _run(self, ready: threading.Event) -> None:
-        asyncio.set_event_loop(self.loop)
-        server = self.loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", 0))
-        self.port = server.sockets[0].getsockname()[1]
-        ready.set()
-        self.loop.run_forever()
-
-    async def _handle(self, reader, writer):
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
-
-        async def pipe(source, sink, strip):
-            try:
-                while data := await source.read(1 << 16):
-                    if strip:
-                        data = b"".join(line for line in data.splitlines(keepends=True)
-                                        if not line.lower().startswith(b"if-match:"))
-                    sink.write(data)
-                    await sink.drain()
-            except (ConnectionError, OSError):
-                pass
-            finally:
-                sink.close()
-
-        await asyncio.gather(pipe(reader, up_writer, True), pipe(up_reader, writer, False))
-
-
 def test_a_server_that_ignores_if_match_is_reported_and_the_change_still_caught(s3_bucket, s3_server, monkeypatch,
                                                                                   caplog):
     from posecluster.storage import pinned
@@ -139,7 +103,7 @@ def test_a_server_that_ignores_if_match_is_reported_and_the_change_still_caught(
     storage.atomic_write_bytes(uri, DATA)
     identity = storage.identity(uri)
     storage.atomic_write_bytes(uri, DATA[::-1])  # changed before the read
-    stripper = IfMatchStripper(s3_server.get_host_and_port()[1])
+    stripper = HeaderStripper(s3_server.get_host_and_port()[1], b"if-match:")
     # A filesystem of its own for the proxy (fsspec keeps one per set of options).
     monkeypatch.setitem(storage._default_options, "s3", {
         "use_listings_cache": False, "client_kwargs": {"endpoint_url": f"http://127.0.0.1:{stripper.port}"}})
@@ -147,7 +111,7 @@ def test_a_server_that_ignores_if_match_is_reported_and_the_change_still_caught(
     with caplog.at_level(logging.WARNING, logger="posecluster.storage.pinned"):
         with pytest.raises(ObjectChangedError, match="changed during the job"):
             read_pinned(identity)
-    assert "ignored If-Match" in caplog.text
+    assert "ignored a conditional read" in caplog.text
 
 
 def test_transient_or_not_survives_pickling_as_ray_moves_it():

@@ -11,7 +11,7 @@ from posecluster.storage.listing import list_identities
 from posecluster.storage.retry import call, is_transient
 
 
-def test_connection_refused_from_a_real_endpoint_is_transient_and_a_missing_object_is_not(s3_bucket):
+def test_connection_refused_from_a_real_endpoint_is_transient_and_a_missing_object_is_not(store_bucket):
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -24,7 +24,7 @@ def test_connection_refused_from_a_real_endpoint_is_transient_and_a_missing_obje
         client.list_buckets()
     assert is_transient(refused.value)
     with pytest.raises(FileNotFoundError) as missing:
-        storage.read_bytes(f"{s3_bucket}/nothing-here")
+        storage.read_bytes(f"{store_bucket}/nothing-here")
     assert not is_transient(missing.value)
 
 
@@ -49,7 +49,8 @@ def test_a_call_that_fails_transiently_is_retried_until_it_succeeds():
     assert len(missing) == 1
 
 
-def test_one_listing_gives_the_identity_a_head_request_gives(s3_bucket):
+def test_one_listing_gives_the_identity_a_head_request_gives(store_bucket):
+    s3_bucket = store_bucket
     for name in ("a.mp4", "day2/b.mp4", "notes.txt"):
         storage.atomic_write_bytes(f"{s3_bucket}/in/{name}", name.encode() * 10)
     listed = list_identities(f"{s3_bucket}/in/", (".mp4",))
