@@ -33,6 +33,9 @@ def claim_folder(project_uri: str, folder: str, video_uri: str) -> None:
     The claim is an exclusive create, so of two tasks extracting same-named videos at once exactly one
     wins, and the other fails here before it writes anything.
     """
+    # The claim is only exclusive where the store honours conditional creates: checked once per bucket,
+    # so a server without them stops the job here rather than letting two videos share one folder.
+    storage.check_conditional_create(storage.join(project_uri, "labeled-data"))
     record = storage.join(project_uri, folder, SOURCE_FILE)
     if storage.create_exclusive(record, json.dumps({"video": video_uri}).encode()):
         return
