@@ -1,5 +1,5 @@
 """The facility mode: one server for many labs behind an authenticating proxy. The test plays the proxy
-(as oauth2-proxy would: X-Forwarded-User/-Email/-Groups, or X-Auth-Request-*) from loopback, the one
+(as oauth2-proxy would: X-Forwarded-User/-Email/-Groups) from loopback, the one
 trusted address; a request from another loopback address (127.0.0.2) is an untrusted client forging the
 same headers. Each lab's root prefix holds a project and an archive job; the oracle is what each page and
 endpoint shows or refuses, in a real browser and over HTTP."""
@@ -17,7 +17,7 @@ ACCESS = {"trusted_proxies": ["127.0.0.1/32"],
           "groups": {"smith-lab": ["smith"], "jones-lab": ["jones/"], "facility-staff": ["*"]},
           "users": {"visitor@uni.example": ["shared/videos"]}}
 SMITH = {"X-Forwarded-User": "alice", "X-Forwarded-Email": "alice@uni.example", "X-Forwarded-Groups": "smith-lab,students"}
-JONES = {"X-Auth-Request-User": "bob", "X-Auth-Request-Email": "bob@uni.example", "X-Auth-Request-Groups": "jones-lab"}
+JONES = {"X-Forwarded-User": "bob", "X-Forwarded-Email": "bob@uni.example", "X-Forwarded-Groups": "jones-lab"}
 STAFF = {"X-Forwarded-User": "carol", "X-Forwarded-Groups": "facility-staff"}
 JOBS = {"smith": "20261127-100000-aaaaaa", "jones": "20261127-110000-bbbbbb"}
 
