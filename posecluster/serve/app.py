@@ -78,7 +78,8 @@ def create_app(root: str, token: str | None = None, options: ServeOptions | None
         Exception: _error(500, root),
     }
     middleware = [
-        Middleware(Guard, hosts=HostPolicy(options.allowed_hosts), hsts=options.secure_cookies),
+        Middleware(Guard, hosts=HostPolicy(options.allowed_hosts), hsts=options.secure_cookies,
+                   scheme="https" if options.secure_cookies else None),  # TLS ends in front: browsers use https
         Middleware(Authenticate, root=root, token=token, access=options.access, secure_cookies=options.secure_cookies),
     ]
     return Starlette(routes=routes, middleware=middleware, exception_handlers=handlers)
