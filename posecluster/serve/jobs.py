@@ -54,6 +54,22 @@ def number(value) -> float | None:
     return float(value)
 
 
+OUTSIDE = "(outside your folders)"
+
+
+def shown_location(scope: Scope, value) -> str:
+    """A location a manifest names, as the caller may see it: its path under the root when it lies in the
+    caller's folders; otherwise nothing of it for a lab (another lab's or the server's path), and the
+    location itself only for whole-root callers, who may see every path anyway."""
+    uri = text(value)
+    if not uri:
+        return ""
+    relative = scope.relative(uri)
+    if relative and scope.allows(uri):
+        return relative
+    return uri if scope.caller.whole_root and relative is None else OUTSIDE
+
+
 def job_summary(scope: Scope, out: str, job_id: str, summary: dict) -> dict:
     """The page's view of a summary: the job's id from where it is stored (not from its content)."""
     if not isinstance(summary, dict):
@@ -64,7 +80,7 @@ def job_summary(scope: Scope, out: str, job_id: str, summary: dict) -> dict:
     return {
         "job_id": text(job_id), "status": text(summary.get("status"), 40), "error": "",
         "out_path": scope.relative(out) or "",
-        "model": text(model.get("uri")) if isinstance(model, dict) else text(model),
+        "model": shown_location(scope, model.get("uri") if isinstance(model, dict) else model),
         "started": number(summary.get("started")), "seconds": number(summary.get("seconds")) or 0.0,
         "workers": count(summary.get("workers")), "fps": number(summary.get("fps")) or 0.0,
         "frames_computed": count(summary.get("frames_computed")),
@@ -119,11 +135,11 @@ def video_row(scope: Scope, record) -> dict:
     raw_outputs = record.get("outputs") if isinstance(record.get("outputs"), dict) else {}
     for fmt, uri in list(raw_outputs.items())[:10]:
         uri = text(uri)
-        outputs[text(fmt, 20)] = {"uri": uri, "path": scope.relative(uri) if uri and scope.allows(uri) else None}
+        outputs[text(fmt, 20)] = {"path": scope.relative(uri) if uri and scope.allows(uri) else None}
     cuts = record.get("cuts") if isinstance(record.get("cuts"), list) else []
     missing = text(record.get("missing"), 500)
-    return {"video": text(record.get("uri")), "status": text(record.get("status"), 40), "frames": count(record.get("frames")),
-            "error": text(record.get("error")), "outputs": outputs, "missing": missing,
+    return {"video": shown_location(scope, record.get("uri")), "status": text(record.get("status"), 40),
+            "frames": count(record.get("frames")), "error": scope.redact(text(record.get("error"))), "outputs": outputs, "missing": missing,
             "missing_frames": missing_count(missing), "segments": max(0, len(cuts) - 1),
             "segments_computed": count(record.get("computed"))}
 
