@@ -68,8 +68,10 @@ def create_app(root: str, token: str | None = None, options: ServeOptions | None
         return JSONResponse({"user": caller.name, "prefixes": list(caller.prefixes), "whole_root": caller.whole_root,
                              "root": root if caller.whole_root else "", "jobs": jobs is not None})
 
+    archive_jobs = JobRoutes(root)
+    launches = LaunchRoutes(root, jobs, on_submit=archive_jobs.answers.invalidate)
     routes = [Route("/", index), Route("/healthz", health), Route("/api/me", me),
-              *ProjectRoutes(root).routes(), *JobRoutes(root).routes(), *LaunchRoutes(root, jobs).routes(),
+              *ProjectRoutes(root).routes(), *archive_jobs.routes(), *launches.routes(),
               Mount("/static", StaticFiles(directory=STATIC), name="static")]
     handlers = {
         PathRefused: _error(400, root), BadBody: _error(400, root), BodyTooLarge: _error(413, root),

@@ -22,11 +22,15 @@ from starlette.routing import Route
 from posecluster import api, storage
 from posecluster.config import PoseclusterConfig
 from posecluster.errors import InputError
+from posecluster.serve.coalesce import SharedAnswers
 from posecluster.serve.paths import PathRefused, Scope
 
 log = logging.getLogger(__name__)
 
 JOBS_SHOWN = 20  # newest jobs on the page; each costs one read of its small summary
+# How old a shared /api/jobs answer may be: a Jobs page polling every few seconds sees a running archive's
+# counts this late at most, and 200 pages polling at once cost one listing of the root per period.
+JOBS_ANSWER_TTL_S = 2.0
 PAGE_MAX = 500  # per-video rows per request: a 100,000-video job is read page by page
 STATUSES = ("done", "done-with-warnings", "skipped", "failed", "pending")
 JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -154,6 +158,8 @@ class JobRoutes:
     def __init__(self, root: str):
         self.root = root
         self._pcutoffs: dict[str, float] = {}
+        # Per caller scope (a lab's prefixes): the rendered /api/jobs answer; invalidated when a job is submitted.
+        self.answers = SharedAnswers(ttl=JOBS_ANSWER_TTL_S)
 
     def _pcutoff(self, scope: Scope, request: Request, meta: dict) -> float:
         """?pcutoff=, else the p-cutoff of the model's project (DLC's default for what is drawn), read
@@ -190,9 +196,16 @@ class JobRoutes:
             Route("/api/file", self.file),
         ]
 
-    def jobs(self, request: Request):
-        jobs, older = read_jobs(request.state.scope)
-        return JSONResponse({"jobs": jobs, "older": older})
+    async def jobs(self, request: Request):
+        scope: Scope = request.state.scope
+
+        def render() -> bytes:
+            jobs, older = read_jobs(scope)
+            return json.dumps({"jobs": jobs, "older": older}, ensure_ascii=False, allow_nan=False,
+                              separators=(",", ":")).encode()
+
+        data = await self.answers.get(json.dumps(scope.caller.prefixes), render)
+        return Response(data, media_type="application/json")
 
     def videos(self, request: Request):
         """?out=<path under the root, empty for the root>&job=<id>[&status=][&offset=][&limit=]: one page

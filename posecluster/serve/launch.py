@@ -200,9 +200,10 @@ def readable_log(text: str, lines: int = 300) -> str:
 
 
 class LaunchRoutes:
-    def __init__(self, root: str, jobs=None):
-        """`jobs`: the cluster's api.job_submission(...) client; None when the app runs without Ray."""
-        self.root, self.jobs = root, jobs
+    def __init__(self, root: str, jobs=None, on_submit=lambda: None):
+        """`jobs`: the cluster's api.job_submission(...) client; None when the app runs without Ray.
+        `on_submit`: called after a job was submitted (shared answers about jobs are then out of date)."""
+        self.root, self.jobs, self.on_submit = root, jobs, on_submit
         self._settled: dict[str, dict | None] = {}  # a finished job's progress never changes: read once
 
     def routes(self) -> list[Route]:
@@ -285,6 +286,7 @@ class LaunchRoutes:
         metadata = {"posecluster": "1", "kind": launch.kind, "location": launch.location, "out": launch.out,
                     "user": scope.caller.name[:200]}
         await run_in_threadpool(self._ray, "submit", launch.argv, submission_id, metadata)
+        self.on_submit()
         return JSONResponse({"id": submission_id, "kind": launch.kind, "location": launch.location}, status_code=201)
 
     def logs(self, request: Request):

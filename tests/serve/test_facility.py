@@ -139,3 +139,20 @@ def test_job_cards_show_a_lab_only_paths_under_its_own_folders(tmp_path):
         assert rows[0]["error"] == "smith/videos/a.mp4: unreadable"
         for text in (listing.text, page.text):
             assert root not in text and "/srv/private" not in text and "jones" not in text, text
+
+
+def test_concurrent_labs_never_get_each_others_shared_job_list(facility):
+    """/api/jobs is shared per scope: labs asking at the same moment each get their own answer."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    _, base = facility
+    expected = {"smith": [JOBS["smith"]], "jones": [JOBS["jones"]], "staff": sorted(JOBS.values())}
+    accounts = {"smith": SMITH, "jones": JONES, "staff": STAFF}
+
+    def ask(lab: str) -> tuple[str, list[str]]:
+        response = httpx.get(f"{base}/api/jobs", headers={"Host": "localhost", **accounts[lab]}, timeout=60)
+        return lab, sorted(j["job_id"] for j in response.json()["jobs"])
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(ask, list(accounts) * 20))
+    assert all(jobs == expected[lab] for lab, jobs in answers), answers
