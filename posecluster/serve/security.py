@@ -88,7 +88,8 @@ def cross_site_refusal(method: str, path: str, headers: Headers, scheme: str = "
             given = None if parts is None or len(origins) > 1 or parts.path or parts.query or parts.fragment \
                 else _origin_of(parts.scheme, parts.netloc)
             if given is None or given != _origin_of(scheme, headers.get("host", "")):
-                return "a write from another origin (scheme, host and port) is refused"
+                return ("a write from another origin (scheme, host and port) is refused; where TLS ends in front "
+                        "of the app, start it with --secure-cookies so that https is its scheme")
         elif site not in (None, "same-origin", "none"):
             return "a write without an Origin from a browser is refused"
     return None
