@@ -12,10 +12,11 @@ real uvicorn server in this process:
   each request's latency, p50/p95/max per round (the server has answered once before: its identity cache
   is warm, as on a running facility server).
 --part jobs: the same 50 projects plus 20,000 other files and 10 archive jobs under a local root, `posecluster
-  serve` in its own process, 200 concurrent GET /api/jobs (the Jobs page's poll) per round. Before every
-  round the shared answer has expired (the rounds are 2.5 s apart), so each round pays one full listing of
-  the root and the 200 requests share it: the worst case a polling facility sees. The server's RSS after
-  each round shows whether memory stays flat.
+  serve` in its own process, 200 concurrent GET /api/jobs (the Jobs page's poll) per round. The first burst
+  and a last "cold" round (after the answer is past its stale bound) wait for one full listing of the root,
+  shared by all 200; the rounds between come 2.5 s apart, after the shared answer expired, so each starts
+  one listing in the background while the 200 get the previous answer (a facility's pages polling). The
+  server's RSS after each round shows whether memory stays flat.
 
 Medians of several repetitions, measured in one run; the machine is shared, so compare the two storages
 with the ratio rather than the absolute figures, and read `load` (uptime) beside them.
@@ -188,12 +189,13 @@ def make_jobs_root(root: str, projects: int, files: int, jobs: int) -> int:
 
 
 def measure_jobs(root: str, projects: int, files: int, requests: int, rounds: int = 5) -> dict:
-    from posecluster.serve.jobs import JOBS_ANSWER_TTL_S
+    from posecluster.serve.jobs import JOBS_ANSWER_STALE_S, JOBS_ANSWER_TTL_S
 
     started = time.perf_counter()
     total_files = make_jobs_root(root, projects, files, jobs=10)
     out = {"projects": projects, "files_under_root": total_files, "archive_jobs": 10, "concurrent_requests": requests,
-           "setup_s": round(time.perf_counter() - started, 1), "answer_ttl_s": JOBS_ANSWER_TTL_S}
+           "setup_s": round(time.perf_counter() - started, 1), "answer_ttl_s": JOBS_ANSWER_TTL_S,
+           "answer_stale_s": JOBS_ANSWER_STALE_S}
     process, base = start_server_process(root)
     try:
         import httpx
@@ -223,9 +225,16 @@ def measure_jobs(root: str, projects: int, files: int, requests: int, rounds: in
                                     "rss_mb": round(server.memory_info().rss / 2**20, 1),
                                     "load": round(os.getloadavg()[0], 1)}
             print(f"  round {r + 1}: {out[f'round{r + 1}']}")
+        time.sleep(JOBS_ANSWER_STALE_S + 0.5)  # past the stale bound: the 200 wait for one fresh listing
+        cold = asyncio.run(concurrent_gets(base, "/api/jobs", requests))
+        out["cold_round"] = {"p50_ms": round(percentile(cold, 0.5) * 1000, 1),
+                             "p95_ms": round(percentile(cold, 0.95) * 1000, 1),
+                             "rss_mb": round(server.memory_info().rss / 2**20, 1), "load": round(os.getloadavg()[0], 1)}
+        print(f"  cold round: {out['cold_round']}")
         p95s = sorted(out[f"round{r + 1}"]["p95_ms"] for r in range(rounds))
         out["p95_ms_median_round"], out["p95_ms_worst_round"] = p95s[rounds // 2], p95s[-1]
-        rss = [out["first_burst"]["rss_mb"]] + [out[f"round{r + 1}"]["rss_mb"] for r in range(rounds)]
+        rss = [out["first_burst"]["rss_mb"]] + [out[f"round{r + 1}"]["rss_mb"] for r in range(rounds)] + \
+            [out["cold_round"]["rss_mb"]]
         out["rss_mb_growth_after_first_burst"] = round(rss[-1] - rss[0], 1)
         return out
     finally:
@@ -307,7 +316,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             print(f"local: {args.requests} concurrent GET /api/jobs, {args.projects} projects, {args.files} files")
             result = measure_jobs(tmp, args.projects, args.files, args.requests)
-        result["p95_under_300ms_every_round"] = result["p95_ms_worst_round"] <= 300
+        result["p95_under_300ms_every_round"] = max(result["p95_ms_worst_round"], result["first_burst"]["p95_ms"],
+                                                    result["cold_round"]["p95_ms"]) <= 300
         save("serve_jobs_latency", {"local": result, **load, "load_after": os.getloadavg(),
                                     "command": "python benchmarks/serve_latency.py --part jobs"})
     if args.part in ("labeling", "all"):

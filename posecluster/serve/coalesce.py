@@ -38,25 +38,43 @@ class Coalescer:
 
 class SharedAnswers:
     """An answer per key (a caller's scope) computed once per change and shared: concurrent requests take
-    one run (Coalescer), later ones take its answer until it is `ttl` seconds old or invalidate() says
-    something changed (a job was submitted). A run that started before an invalidation is never kept."""
+    one run (Coalescer), later ones take its answer until it is `ttl` seconds old. An older answer, up to
+    `stale_for` seconds, is still given at once while one run in the background replaces it (a slow
+    listing never holds 200 waiting pages); older than that, or after invalidate() (a job was submitted),
+    requests wait for a fresh run. A run that started before an invalidation is never kept."""
 
-    def __init__(self, ttl: float, limit: int = 1000):
-        self.ttl, self.limit = ttl, limit
+    def __init__(self, ttl: float, stale_for: float = 30.0, limit: int = 1000):
+        self.ttl, self.stale_for, self.limit = ttl, stale_for, limit
         self.coalescer = Coalescer()
         self._generation = 0
         self._answers: dict[str, tuple[float, int, object]] = {}
+        self._refreshing: dict[str, asyncio.Task] = {}  # held here: a task nobody references may be collected
 
     def invalidate(self) -> None:
         self._generation += 1
         self._answers.clear()
 
     async def get(self, key: str, produce: Callable[[], T]) -> T:
-        generation = self._generation
         kept = self._answers.get(key)
-        if kept is not None and kept[1] == generation and time.monotonic() - kept[0] < self.ttl:
-            return kept[2]
-        started = time.monotonic()
+        if kept is not None and kept[1] == self._generation:
+            age = time.monotonic() - kept[0]
+            if age < self.ttl:
+                return kept[2]
+            if age < self.stale_for:
+                if key not in self._refreshing:
+                    task = asyncio.ensure_future(self._run(key, produce))
+                    self._refreshing[key] = task
+                    task.add_done_callback(lambda done: self._refreshed(key, done))
+                return kept[2]
+        return await self._run(key, produce)
+
+    def _refreshed(self, key: str, task: asyncio.Task) -> None:
+        self._refreshing.pop(key, None)
+        if not task.cancelled():
+            task.exception()  # retrieved; a failed refresh is tried again by the next request
+
+    async def _run(self, key: str, produce: Callable[[], T]) -> T:
+        generation, started = self._generation, time.monotonic()
         answer = await self.coalescer.shared(f"{generation}|{key}", produce)
         if generation == self._generation:
             if len(self._answers) >= self.limit:

@@ -28,9 +28,11 @@ from posecluster.serve.paths import PathRefused, Scope
 log = logging.getLogger(__name__)
 
 JOBS_SHOWN = 20  # newest jobs on the page; each costs one read of its small summary
-# How old a shared /api/jobs answer may be: a Jobs page polling every few seconds sees a running archive's
-# counts this late at most, and 200 pages polling at once cost one listing of the root per period.
+# How old a shared /api/jobs answer may be before it is listed again: 200 Jobs pages polling at once cost
+# one listing of the root per period. Up to JOBS_ANSWER_STALE_S the old answer is still given while that
+# listing runs in the background (a running archive's counts are then a listing late, not a listing slow).
 JOBS_ANSWER_TTL_S = 2.0
+JOBS_ANSWER_STALE_S = 30.0
 PAGE_MAX = 500  # per-video rows per request: a 100,000-video job is read page by page
 STATUSES = ("done", "done-with-warnings", "skipped", "failed", "pending")
 JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -159,7 +161,7 @@ class JobRoutes:
         self.root = root
         self._pcutoffs: dict[str, float] = {}
         # Per caller scope (a lab's prefixes): the rendered /api/jobs answer; invalidated when a job is submitted.
-        self.answers = SharedAnswers(ttl=JOBS_ANSWER_TTL_S)
+        self.answers = SharedAnswers(ttl=JOBS_ANSWER_TTL_S, stale_for=JOBS_ANSWER_STALE_S)
 
     def _pcutoff(self, scope: Scope, request: Request, meta: dict) -> float:
         """?pcutoff=, else the p-cutoff of the model's project (DLC's default for what is drawn), read

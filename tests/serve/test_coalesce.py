@@ -45,18 +45,32 @@ def test_each_key_has_its_own_answer():
     assert produce.runs == 2 and {r.split("-")[0] for r in results[0::2]} == {"a"} and {r.split("-")[0] for r in results[1::2]} == {"b"}
 
 
-def test_an_answer_expires_and_an_invalidation_forgets_it():
-    answers, produce = SharedAnswers(ttl=0.2), Counting(seconds=0)
+def test_an_expired_answer_is_given_while_one_refresh_runs_and_an_invalidation_forgets_it():
+    answers, produce = SharedAnswers(ttl=0.2), Counting(seconds=0.05)
 
     async def scenario():
         seen = [await answers.get("k", produce), await answers.get("k", produce)]
         await asyncio.sleep(0.25)
+        seen += await asyncio.gather(*(answers.get("k", produce) for _ in range(50)))  # at once: the old answer
+        await asyncio.sleep(0.15)  # the one background refresh has finished
         seen.append(await answers.get("k", produce))
         answers.invalidate()
-        seen.append(await answers.get("k", produce))
+        seen.append(await answers.get("k", produce))  # waits for a fresh run
         return seen
 
-    assert asyncio.run(scenario()) == ["answer-1", "answer-1", "answer-2", "answer-3"]
+    assert asyncio.run(scenario()) == ["answer-1"] * 52 + ["answer-2", "answer-3"]
+    assert produce.runs == 3
+
+
+def test_an_answer_older_than_the_stale_bound_is_not_given():
+    answers, produce = SharedAnswers(ttl=0.05, stale_for=0.1), Counting(seconds=0)
+
+    async def scenario():
+        first = await answers.get("k", produce)
+        await asyncio.sleep(0.15)
+        return first, await answers.get("k", produce)
+
+    assert asyncio.run(scenario()) == ("answer-1", "answer-2")
 
 
 def test_a_run_that_started_before_an_invalidation_is_not_kept():
