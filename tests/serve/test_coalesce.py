@@ -6,8 +6,15 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from posecluster.serve.coalesce import SharedAnswers
+
+
+def run(coroutine):
+    """asyncio.run on a thread of its own: the browser tests' Playwright keeps a loop running in this one."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 class Counting:
@@ -31,7 +38,7 @@ def test_concurrent_requests_share_one_run_and_later_ones_its_answer():
         later = await answers.get("lab-a", produce)
         return first, later
 
-    first, later = asyncio.run(scenario())
+    first, later = run(scenario())
     assert produce.runs == 1 and set(first) == {"answer-1"} and later == "answer-1"
 
 
@@ -41,7 +48,7 @@ def test_each_key_has_its_own_answer():
     async def scenario():
         return await asyncio.gather(*(answers.get(key, lambda key=key: produce(key)) for key in ["a", "b"] * 50))
 
-    results = asyncio.run(scenario())
+    results = run(scenario())
     assert produce.runs == 2 and {r.split("-")[0] for r in results[0::2]} == {"a"} and {r.split("-")[0] for r in results[1::2]} == {"b"}
 
 
@@ -58,7 +65,7 @@ def test_an_expired_answer_is_given_while_one_refresh_runs_and_an_invalidation_f
         seen.append(await answers.get("k", produce))  # waits for a fresh run
         return seen
 
-    assert asyncio.run(scenario()) == ["answer-1"] * 52 + ["answer-2", "answer-3"]
+    assert run(scenario()) == ["answer-1"] * 52 + ["answer-2", "answer-3"]
     assert produce.runs == 3
 
 
@@ -70,7 +77,7 @@ def test_an_answer_older_than_the_stale_bound_is_not_given():
         await asyncio.sleep(0.15)
         return first, await answers.get("k", produce)
 
-    assert asyncio.run(scenario()) == ("answer-1", "answer-2")
+    assert run(scenario()) == ("answer-1", "answer-2")
 
 
 def test_a_run_that_started_before_an_invalidation_is_not_kept():
@@ -83,5 +90,5 @@ def test_a_run_that_started_before_an_invalidation_is_not_kept():
         stale = await running
         return stale, await answers.get("k", produce)
 
-    stale, fresh = asyncio.run(scenario())
+    stale, fresh = run(scenario())
     assert (stale, fresh, produce.runs) == ("answer-1", "answer-2", 2)
