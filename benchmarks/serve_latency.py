@@ -11,10 +11,17 @@ real uvicorn server in this process:
   a real endpoint is), and 200 concurrent GET /api/projects from one asyncio client (aiohttp), three rounds:
   each request's latency, p50/p95/max per round (the server has answered once before: its identity cache
   is warm, as on a running facility server).
+--part jobs: the same 50 projects plus 20,000 other files and 10 archive jobs under a local root, `posecluster
+  serve` in its own process, 200 concurrent GET /api/jobs (the Jobs page's poll) per round. The first burst
+  and a last "cold" round (after the answer is past its stale bound) wait for one full listing of the root,
+  shared by all 200; the rounds between come 2.5 s apart, after the shared answer expired, so each starts
+  one listing in the background while the 200 get the previous answer (a facility's pages polling). The
+  server's RSS after each round shows whether memory stays flat.
 
 Medians of several repetitions, measured in one run; the machine is shared, so compare the two storages
 with the ratio rather than the absolute figures, and read `load` (uptime) beside them.
-Usage: ../.venv/bin/python serve_latency.py [--part projects|labeling|all] [--frames 1000] [--projects 50]
+Usage: ../.venv/bin/python serve_latency.py [--part projects|jobs|labeling|all] [--frames 1000] [--projects 50]
+       [--files 20000]
 """
 
 from __future__ import annotations
@@ -158,6 +165,83 @@ def measure_projects(root: str, projects: int, requests: int, rounds: int = 5) -
         process.wait(10)
 
 
+def make_jobs_root(root: str, projects: int, files: int, jobs: int) -> int:
+    """`projects` projects, `files` small files (raw recordings' clips) and `jobs` archive jobs of 50 videos
+    each under the local folder `root`; returns how many files it holds."""
+    from posecluster.cluster.manifest import ManifestWriter
+
+    for p in range(projects):
+        make_project(storage.join(root, f"lab{p % 5}", f"project{p:02d}"), 3)
+    for i in range(files):
+        folder = os.path.join(root, f"lab{i % 5}", "raw", f"session{i // 1000:02d}")
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, f"clip{i:05d}.txt"), "wb") as handle:
+            handle.write(b"x")
+    for j in range(jobs):
+        out = storage.join(root, f"lab{j % 5}", "poses", f"run{j}")
+        job_id = f"20261205-{100000 + j:06d}-{j:06x}"
+        writer = ManifestWriter(out, job_id)
+        for v in range(50):
+            writer.add({"uri": f"{root}/lab{j % 5}/raw/v{v:03d}.mp4", "status": "done", "key": f"k{v}", "frames": 100})
+        writer.flush({"job_id": job_id, "out": out, "status": "finished", "model": {"uri": f"{root}/lab{j % 5}/models/m"},
+                      "started": 1.7e9 + j, "videos_total": 50, "counts": {"done": 50}}, force=True)
+    return sum(len(names) for _, _, names in os.walk(root))
+
+
+def measure_jobs(root: str, projects: int, files: int, requests: int, rounds: int = 5) -> dict:
+    from posecluster.serve.jobs import JOBS_ANSWER_STALE_S, JOBS_ANSWER_TTL_S
+
+    started = time.perf_counter()
+    total_files = make_jobs_root(root, projects, files, jobs=10)
+    out = {"projects": projects, "files_under_root": total_files, "archive_jobs": 10, "concurrent_requests": requests,
+           "setup_s": round(time.perf_counter() - started, 1), "answer_ttl_s": JOBS_ANSWER_TTL_S,
+           "answer_stale_s": JOBS_ANSWER_STALE_S}
+    process, base = start_server_process(root)
+    try:
+        import httpx
+        import psutil
+
+        for _ in range(100):  # until it answers
+            try:
+                httpx.get(f"{base}/healthz", timeout=5)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        server = psutil.Process(process.pid)
+        out["rss_mb_before"] = round(server.memory_info().rss / 2**20, 1)
+        first = asyncio.run(concurrent_gets(base, "/api/jobs", requests))
+        out["first_burst"] = {"p50_ms": round(percentile(first, 0.5) * 1000, 1),
+                              "p95_ms": round(percentile(first, 0.95) * 1000, 1),
+                              "rss_mb": round(server.memory_info().rss / 2**20, 1)}
+        print(f"  first burst: {out['first_burst']}")
+        for r in range(rounds):
+            time.sleep(JOBS_ANSWER_TTL_S + 0.5)  # the shared answer has expired: this round lists the root again
+            before = sum(server.cpu_times()[:2])
+            latencies = asyncio.run(concurrent_gets(base, "/api/jobs", requests))
+            out[f"round{r + 1}"] = {"p50_ms": round(percentile(latencies, 0.5) * 1000, 1),
+                                    "p95_ms": round(percentile(latencies, 0.95) * 1000, 1),
+                                    "max_ms": round(max(latencies) * 1000, 1),
+                                    "server_cpu_ms": round((sum(server.cpu_times()[:2]) - before) * 1000, 1),
+                                    "rss_mb": round(server.memory_info().rss / 2**20, 1),
+                                    "load": round(os.getloadavg()[0], 1)}
+            print(f"  round {r + 1}: {out[f'round{r + 1}']}")
+        time.sleep(JOBS_ANSWER_STALE_S + 0.5)  # past the stale bound: the 200 wait for one fresh listing
+        cold = asyncio.run(concurrent_gets(base, "/api/jobs", requests))
+        out["cold_round"] = {"p50_ms": round(percentile(cold, 0.5) * 1000, 1),
+                             "p95_ms": round(percentile(cold, 0.95) * 1000, 1),
+                             "rss_mb": round(server.memory_info().rss / 2**20, 1), "load": round(os.getloadavg()[0], 1)}
+        print(f"  cold round: {out['cold_round']}")
+        p95s = sorted(out[f"round{r + 1}"]["p95_ms"] for r in range(rounds))
+        out["p95_ms_median_round"], out["p95_ms_worst_round"] = p95s[rounds // 2], p95s[-1]
+        rss = [out["first_burst"]["rss_mb"]] + [out[f"round{r + 1}"]["rss_mb"] for r in range(rounds)] + \
+            [out["cold_round"]["rss_mb"]]
+        out["rss_mb_growth_after_first_burst"] = round(rss[-1] - rss[0], 1)
+        return out
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
 def start_server(root: str):
     import uvicorn
 
@@ -202,7 +286,8 @@ def measure(browser, base: str, repeats: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--part", choices=["projects", "labeling", "all"], default="all")
+    parser.add_argument("--part", choices=["projects", "jobs", "labeling", "all"], default="all")
+    parser.add_argument("--files", type=int, default=20000)
     parser.add_argument("--frames", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--projects", type=int, default=50)
@@ -227,6 +312,14 @@ def main() -> None:
         results["p95_under_300ms_median_round"] = all(results[n]["p95_ms_median_round"] < 300 for n in ("local", "s3_moto"))
         save("serve_projects_latency", {**results, **load, "load_after": os.getloadavg(),
                                         "command": "python benchmarks/serve_latency.py --part projects"})
+    if args.part in ("jobs", "all"):
+        with tempfile.TemporaryDirectory() as tmp:
+            print(f"local: {args.requests} concurrent GET /api/jobs, {args.projects} projects, {args.files} files")
+            result = measure_jobs(tmp, args.projects, args.files, args.requests)
+        result["p95_under_300ms_every_round"] = max(result["p95_ms_worst_round"], result["first_burst"]["p95_ms"],
+                                                    result["cold_round"]["p95_ms"]) <= 300
+        save("serve_jobs_latency", {"local": result, **load, "load_after": os.getloadavg(),
+                                    "command": "python benchmarks/serve_latency.py --part jobs"})
     if args.part in ("labeling", "all"):
         from moto.server import ThreadedMotoServer
 

@@ -6,17 +6,27 @@ proxy (oauth2-proxy, an OIDC ingress) the proxy's user and group headers, truste
 addresses, open the prefixes the access file maps them to. The file is YAML:
 
     trusted_proxies: [127.0.0.1/32]     # addresses the proxy connects from (a sidecar: loopback)
-    groups:                             # X-Forwarded-Groups / X-Auth-Request-Groups -> prefixes
+    groups:                             # the groups header's names -> prefixes
       smith-lab: [smith]
       jones-lab: [jones, shared/videos]
       facility-staff: ["*"]             # the whole root
     users:                              # optional: a user or e-mail -> prefixes
       alice@uni.example: [smith]
+    headers:                            # optional: the header names this deployment's proxy sets
+      user: X-Forwarded-User            # (these are oauth2-proxy's with --pass-user-headers)
+      email: X-Forwarded-Email
+      groups: X-Forwarded-Groups
+
+Identity is read from exactly those three names and no other family: a proxy overwrites only the headers
+it sets itself and forwards whatever else a client sent (oauth2-proxy sends no groups header at all for an
+account in no group), so any fallback name is one a client can fill in. A name that arrives twice is
+refused: two lines mean something between the client and the app appended instead of replacing.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
 
 import yaml
@@ -24,12 +34,39 @@ import yaml
 from posecluster import storage
 
 WHOLE_ROOT = ""
-# The headers oauth2-proxy sets (--pass-user-headers / --set-xauthrequest); the first one present wins.
-USER_HEADERS = ("x-forwarded-user", "x-auth-request-user", "x-forwarded-preferred-username",
-                "x-auth-request-preferred-username")
-EMAIL_HEADERS = ("x-forwarded-email", "x-auth-request-email")
-GROUP_HEADERS = ("x-forwarded-groups", "x-auth-request-groups")
 MAX_HEADER_CHARS = 8192
+HEADER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
+
+
+class IdentityRefused(ValueError):
+    """The proxy's identity headers cannot be believed (duplicated, oversized) or name nobody."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class IdentityHeaders:
+    """The header names the deployment's proxy sets (default: oauth2-proxy's --pass-user-headers)."""
+
+    user: str = "X-Forwarded-User"
+    email: str = "X-Forwarded-Email"
+    groups: str = "X-Forwarded-Groups"
+
+    @classmethod
+    def from_mapping(cls, raw, source: str) -> "IdentityHeaders":
+        if raw is None:
+            return cls()
+        if not isinstance(raw, dict) or set(raw) - {"user", "email", "groups"}:
+            raise ValueError(f"{source}: `headers` maps user, email and groups to header names")
+        names = {**cls().__dict__, **raw}
+        for role, name in names.items():
+            if not isinstance(name, str) or not HEADER_NAME.fullmatch(name):
+                raise ValueError(f"{source}: headers.{role}: {name!r} is not a header name")
+        if len({n.lower() for n in names.values()}) != 3:
+            raise ValueError(f"{source}: headers: user, email and groups need three different names")
+        return cls(**names)
 
 
 @dataclass(frozen=True)
@@ -81,14 +118,16 @@ class ProxyAccess:
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
     groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
     users: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    headers: IdentityHeaders = field(default_factory=IdentityHeaders)
 
     @classmethod
     def from_mapping(cls, raw: dict, source: str) -> "ProxyAccess":
         if not isinstance(raw, dict):
             raise ValueError(f"{source}: expected a YAML mapping with trusted_proxies and groups")
-        unknown = set(raw) - {"trusted_proxies", "groups", "users"}
+        unknown = set(raw) - {"trusted_proxies", "groups", "users", "headers"}
         if unknown:
-            raise ValueError(f"{source}: unknown keys {sorted(unknown)} (expected trusted_proxies, groups, users)")
+            raise ValueError(f"{source}: unknown keys {sorted(unknown)} (expected trusted_proxies, groups, users, "
+                             "headers)")
         proxies = raw.get("trusted_proxies")
         if not isinstance(proxies, list) or not proxies:
             raise ValueError(f"{source}: trusted_proxies must list the addresses the authenticating proxy "
@@ -98,7 +137,7 @@ class ProxyAccess:
         except ValueError as exc:
             raise ValueError(f"{source}: trusted_proxies: {exc}") from None
         access = cls(networks, _prefix_map(raw.get("groups"), source, "groups"),
-                     _prefix_map(raw.get("users"), source, "users"))
+                     _prefix_map(raw.get("users"), source, "users"), IdentityHeaders.from_mapping(raw.get("headers"), source))
         if not access.groups and not access.users:
             raise ValueError(f"{source}: map at least one group (or user) to a prefix")
         return access
@@ -120,21 +159,28 @@ class ProxyAccess:
             return False
         return any(ip in network for network in self.trusted_proxies)
 
-    def caller(self, headers) -> Caller | None:
-        """The caller the proxy's headers name (None when it named nobody). Call only for a trusted peer."""
-        def first(names):
-            for name in names:
-                value = headers.get(name, "").strip()
-                if value:
-                    return value[:MAX_HEADER_CHARS]
-            return ""
+    def _single(self, headers, name: str) -> str:
+        """The one value of header `name` ("" when absent); IdentityRefused when it came twice or is oversized."""
+        values = headers.getlist(name)
+        if len(values) > 1:
+            raise IdentityRefused(400, f"the request carries {name} {len(values)} times; a sign-in proxy sets it "
+                                       "once (configure it to replace, not append, what a client sends)")
+        value = values[0].strip() if values else ""
+        if len(value) > MAX_HEADER_CHARS:
+            raise IdentityRefused(400, f"{name} is longer than {MAX_HEADER_CHARS} characters")
+        return value
 
-        user, email = first(USER_HEADERS), first(EMAIL_HEADERS)
+    def caller(self, headers) -> Caller:
+        """The caller the proxy's headers name (starlette Headers: every line of a name is seen). Call only
+        for a trusted peer. IdentityRefused when they name nobody or cannot be believed; a caller with no
+        prefixes (an account in no mapped group) is returned for the route to refuse."""
+        names = self.headers
+        user, email, group_line = (self._single(headers, n) for n in (names.user, names.email, names.groups))
         if not (user or email):
-            return None
-        groups = [g.strip() for g in first(GROUP_HEADERS).split(",") if g.strip()]
+            raise IdentityRefused(401, f"the sign-in proxy sent no user ({names.user} / {names.email})")
+        groups = [g.strip() for g in group_line.split(",") if g.strip()]
         prefixes: list[str] = []
-        for name in (user, email):
+        for name in dict.fromkeys(filter(None, (user, email))):
             prefixes += self.users.get(name, ())
         for group in groups:
             prefixes += self.groups.get(group, ())

@@ -68,8 +68,10 @@ def create_app(root: str, token: str | None = None, options: ServeOptions | None
         return JSONResponse({"user": caller.name, "prefixes": list(caller.prefixes), "whole_root": caller.whole_root,
                              "root": root if caller.whole_root else "", "jobs": jobs is not None})
 
+    archive_jobs = JobRoutes(root)
+    launches = LaunchRoutes(root, jobs, on_submit=archive_jobs.answers.invalidate)
     routes = [Route("/", index), Route("/healthz", health), Route("/api/me", me),
-              *ProjectRoutes(root).routes(), *JobRoutes(root).routes(), *LaunchRoutes(root, jobs).routes(),
+              *ProjectRoutes(root).routes(), *archive_jobs.routes(), *launches.routes(),
               Mount("/static", StaticFiles(directory=STATIC), name="static")]
     handlers = {
         PathRefused: _error(400, root), BadBody: _error(400, root), BodyTooLarge: _error(413, root),
@@ -78,7 +80,8 @@ def create_app(root: str, token: str | None = None, options: ServeOptions | None
         Exception: _error(500, root),
     }
     middleware = [
-        Middleware(Guard, hosts=HostPolicy(options.allowed_hosts), hsts=options.secure_cookies),
+        Middleware(Guard, hosts=HostPolicy(options.allowed_hosts), hsts=options.secure_cookies,
+                   scheme="https" if options.secure_cookies else None),  # TLS ends in front: browsers use https
         Middleware(Authenticate, root=root, token=token, access=options.access, secure_cookies=options.secure_cookies),
     ]
     return Starlette(routes=routes, middleware=middleware, exception_handlers=handlers)

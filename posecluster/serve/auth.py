@@ -4,8 +4,9 @@
 - The token, Jupyter style (one person, the whole root): `Authorization: Bearer <token>`, an
   `X-Posecluster-Token` header, or the cookie that opening the printed `/?token=<token>` URL sets (the
   URL then redirects to `/` without the token, so it leaves the address bar and the history).
-- The facility's authenticating proxy (oauth2-proxy, an OIDC ingress): its user and group headers,
-  believed only from the proxy's configured addresses; from anywhere else they are ignored.
+- The facility's authenticating proxy (oauth2-proxy, an OIDC ingress): its user, e-mail and group headers
+  (the names the access file configures, no other family), believed only from the proxy's configured
+  addresses; from anywhere else they are ignored. A duplicated identity header is refused.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import secrets
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse
 
-from posecluster.serve.access import TOKEN_CALLER, Caller, ProxyAccess
+from posecluster.serve.access import TOKEN_CALLER, Caller, IdentityRefused, ProxyAccess
 from posecluster.serve.paths import Scope
 
 COOKIE = "posecluster_token"
@@ -51,10 +52,10 @@ class Authenticate:
         request = Request(scope)
         peer = (scope.get("client") or ("", 0))[0]
         if self.access is not None and self.access.trusts(peer):
-            caller = self.access.caller(request.headers)
-            if caller is None:
-                return await _deny(401, "the sign-in proxy sent no user (X-Forwarded-User / X-Auth-Request-User)",
-                                   scope, receive, send)
+            try:
+                caller = self.access.caller(request.headers)
+            except IdentityRefused as refused:
+                return await _deny(refused.status, str(refused), scope, receive, send)
             if not caller.prefixes:
                 return await _deny(403, f"your account ({caller.name}) is in no group that this facility has given "
                                         "a storage folder; ask the facility to add your group", scope, receive, send)

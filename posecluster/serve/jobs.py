@@ -22,11 +22,17 @@ from starlette.routing import Route
 from posecluster import api, storage
 from posecluster.config import PoseclusterConfig
 from posecluster.errors import InputError
+from posecluster.serve.coalesce import SharedAnswers
 from posecluster.serve.paths import PathRefused, Scope
 
 log = logging.getLogger(__name__)
 
 JOBS_SHOWN = 20  # newest jobs on the page; each costs one read of its small summary
+# How old a shared /api/jobs answer may be before it is listed again: 200 Jobs pages polling at once cost
+# one listing of the root per period. Up to JOBS_ANSWER_STALE_S the old answer is still given while that
+# listing runs in the background (a running archive's counts are then a listing late, not a listing slow).
+JOBS_ANSWER_TTL_S = 2.0
+JOBS_ANSWER_STALE_S = 30.0
 PAGE_MAX = 500  # per-video rows per request: a 100,000-video job is read page by page
 STATUSES = ("done", "done-with-warnings", "skipped", "failed", "pending")
 JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -54,6 +60,22 @@ def number(value) -> float | None:
     return float(value)
 
 
+OUTSIDE = "(outside your folders)"
+
+
+def shown_location(scope: Scope, value) -> str:
+    """A location a manifest names, as the caller may see it: its path under the root when it lies in the
+    caller's folders; otherwise nothing of it for a lab (another lab's or the server's path), and the
+    location itself only for whole-root callers, who may see every path anyway."""
+    uri = text(value)
+    if not uri:
+        return ""
+    relative = scope.relative(uri)
+    if relative and scope.allows(uri):
+        return relative
+    return uri if scope.caller.whole_root and relative is None else OUTSIDE
+
+
 def job_summary(scope: Scope, out: str, job_id: str, summary: dict) -> dict:
     """The page's view of a summary: the job's id from where it is stored (not from its content)."""
     if not isinstance(summary, dict):
@@ -64,7 +86,7 @@ def job_summary(scope: Scope, out: str, job_id: str, summary: dict) -> dict:
     return {
         "job_id": text(job_id), "status": text(summary.get("status"), 40), "error": "",
         "out_path": scope.relative(out) or "",
-        "model": text(model.get("uri")) if isinstance(model, dict) else text(model),
+        "model": shown_location(scope, model.get("uri") if isinstance(model, dict) else model),
         "started": number(summary.get("started")), "seconds": number(summary.get("seconds")) or 0.0,
         "workers": count(summary.get("workers")), "fps": number(summary.get("fps")) or 0.0,
         "frames_computed": count(summary.get("frames_computed")),
@@ -119,11 +141,11 @@ def video_row(scope: Scope, record) -> dict:
     raw_outputs = record.get("outputs") if isinstance(record.get("outputs"), dict) else {}
     for fmt, uri in list(raw_outputs.items())[:10]:
         uri = text(uri)
-        outputs[text(fmt, 20)] = {"uri": uri, "path": scope.relative(uri) if uri and scope.allows(uri) else None}
+        outputs[text(fmt, 20)] = {"path": scope.relative(uri) if uri and scope.allows(uri) else None}
     cuts = record.get("cuts") if isinstance(record.get("cuts"), list) else []
     missing = text(record.get("missing"), 500)
-    return {"video": text(record.get("uri")), "status": text(record.get("status"), 40), "frames": count(record.get("frames")),
-            "error": text(record.get("error")), "outputs": outputs, "missing": missing,
+    return {"video": shown_location(scope, record.get("uri")), "status": text(record.get("status"), 40),
+            "frames": count(record.get("frames")), "error": scope.redact(text(record.get("error"))), "outputs": outputs, "missing": missing,
             "missing_frames": missing_count(missing), "segments": max(0, len(cuts) - 1),
             "segments_computed": count(record.get("computed"))}
 
@@ -138,6 +160,8 @@ class JobRoutes:
     def __init__(self, root: str):
         self.root = root
         self._pcutoffs: dict[str, float] = {}
+        # Per caller scope (a lab's prefixes): the rendered /api/jobs answer; invalidated when a job is submitted.
+        self.answers = SharedAnswers(ttl=JOBS_ANSWER_TTL_S, stale_for=JOBS_ANSWER_STALE_S)
 
     def _pcutoff(self, scope: Scope, request: Request, meta: dict) -> float:
         """?pcutoff=, else the p-cutoff of the model's project (DLC's default for what is drawn), read
@@ -174,9 +198,16 @@ class JobRoutes:
             Route("/api/file", self.file),
         ]
 
-    def jobs(self, request: Request):
-        jobs, older = read_jobs(request.state.scope)
-        return JSONResponse({"jobs": jobs, "older": older})
+    async def jobs(self, request: Request):
+        scope: Scope = request.state.scope
+
+        def render() -> bytes:
+            jobs, older = read_jobs(scope)
+            return json.dumps({"jobs": jobs, "older": older}, ensure_ascii=False, allow_nan=False,
+                              separators=(",", ":")).encode()
+
+        data = await self.answers.get(json.dumps(scope.caller.prefixes), render)
+        return Response(data, media_type="application/json")
 
     def videos(self, request: Request):
         """?out=<path under the root, empty for the root>&job=<id>[&status=][&offset=][&limit=]: one page

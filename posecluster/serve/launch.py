@@ -73,7 +73,7 @@ class Fields:
             return None
         try:
             number = float(value) if not isinstance(value, bool) else float("nan")
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             number = float("nan")
         if not low <= number <= high:
             raise ValueError(f"{key}: a number between {low} and {high} is required")
@@ -83,7 +83,7 @@ class Fields:
         value = self.body.get(key, default)
         if value in (None, "") and default is None:
             return None
-        if value not in choices:
+        if not isinstance(value, str) or value not in choices:
             raise ValueError(f"{key}: one of {', '.join(choices)} is required")
         return value
 
@@ -155,7 +155,7 @@ def _outliers(f: Fields) -> Launch:
     poses, project = f.path("poses"), f.path("project")
     argv = ["outliers", poses[0], "--project", project[0], "--n", str(f.integer("n", 1, 500, 20))]
     algorithms = f.body.get("algorithms") or []
-    if not isinstance(algorithms, list) or any(a not in OUTLIER_ALGORITHMS for a in algorithms):
+    if not isinstance(algorithms, list) or any(not isinstance(a, str) or a not in OUTLIER_ALGORITHMS for a in algorithms):
         raise ValueError(f"algorithms: a list drawn from {', '.join(OUTLIER_ALGORITHMS)}")
     for algorithm in dict.fromkeys(algorithms):
         argv += ["--algorithm", algorithm]
@@ -172,8 +172,11 @@ KINDS = {"extract-frames": _extract, "train": _train, "evaluate": _evaluate, "in
 
 
 def build_launch(scope: Scope, body: dict) -> Launch:
+    """The job a request body asks for, or BadBody/ValueError/PathRefused (all a 400) naming the field."""
+    if not isinstance(body, dict):
+        raise BadBody('expected a JSON object such as {"kind": "train", "project": "...", ...}')
     kind = body.get("kind")
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:  # a list or object here is a 400, not a TypeError
         raise ValueError(f"kind: one of {', '.join(KINDS)} is required")
     launch = KINDS[kind](Fields(scope, body))
     return Launch(launch.kind, [COMMAND, *launch.argv], launch.location, launch.out)
@@ -197,9 +200,10 @@ def readable_log(text: str, lines: int = 300) -> str:
 
 
 class LaunchRoutes:
-    def __init__(self, root: str, jobs=None):
-        """`jobs`: the cluster's api.job_submission(...) client; None when the app runs without Ray."""
-        self.root, self.jobs = root, jobs
+    def __init__(self, root: str, jobs=None, on_submit=lambda: None):
+        """`jobs`: the cluster's api.job_submission(...) client; None when the app runs without Ray.
+        `on_submit`: called after a job was submitted (shared answers about jobs are then out of date)."""
+        self.root, self.jobs, self.on_submit = root, jobs, on_submit
         self._settled: dict[str, dict | None] = {}  # a finished job's progress never changes: read once
 
     def routes(self) -> list[Route]:
@@ -282,6 +286,7 @@ class LaunchRoutes:
         metadata = {"posecluster": "1", "kind": launch.kind, "location": launch.location, "out": launch.out,
                     "user": scope.caller.name[:200]}
         await run_in_threadpool(self._ray, "submit", launch.argv, submission_id, metadata)
+        self.on_submit()
         return JSONResponse({"id": submission_id, "kind": launch.kind, "location": launch.location}, status_code=201)
 
     def logs(self, request: Request):

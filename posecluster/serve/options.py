@@ -54,7 +54,8 @@ class ServeOptions:
 
     access: the facility's proxy access file (None: the token alone).
     allowed_hosts: Host names besides loopback the app answers to (the Ingress host; '*': any).
-    secure_cookies: the token cookie only over HTTPS (TLS terminates in front of the app).
+    secure_cookies: TLS terminates in front of the app: the token cookie only over HTTPS, HSTS, and https
+      as the scheme a write's Origin must carry.
     ray_address: the Ray dashboard (http://head:8265) whose Job Submission API runs the browser's work;
       None: the app starts nothing. ray_token: Ray's auth token for it (never shown or logged).
     """

@@ -108,15 +108,34 @@ class Scope:
         return [storage.join(self.root, prefix) for prefix in self.caller.prefixes]
 
     def redact(self, text: str) -> str:
-        """A message for the browser: locations under the root become relative paths and anything else
-        that looks like a storage location is hidden, so errors never reveal other labs' or the server's
-        paths (the server log keeps the full message)."""
-        return hide_locations(text.replace(self.root.rstrip("/") + "/", ""))
+        """A message for the browser: locations in the caller's folders become paths under the root and
+        anything else that looks like a storage location (another lab's, the server's) is hidden, so
+        errors never reveal other labs' or the server's paths (the server log keeps the full message)."""
+        prefix = self.root.rstrip("/") + "/"
+
+        def shown(match: re.Match) -> str:
+            location, tail = _without_tail(match.group(0))
+            relative = location[len(prefix):] if location.startswith(prefix) else None
+            return (relative if relative and self._in_prefixes(relative) else HIDDEN) + tail
+
+        text = _LOCATION.sub(shown, text)
+        # A root path in a context the pattern does not see (after a colon, say): relative for the whole
+        # root, hidden for a lab (what follows could be another lab's folder).
+        return text.replace(prefix, "" if self.caller.whole_root else HIDDEN + "/")
+
+
+HIDDEN = "<hidden path>"
 
 
 def hide_locations(text: str) -> str:
     """Anything in `text` that looks like a storage location (a URI, an absolute local path)."""
-    return _LOCATION.sub("<hidden path>", text)
+    return _LOCATION.sub(lambda match: HIDDEN + _without_tail(match.group(0))[1], text)
+
+
+def _without_tail(location: str) -> tuple[str, str]:
+    """('s3://b/v.mp4', ':') from 's3://b/v.mp4:': the punctuation of the sentence stays visible."""
+    kept = location.rstrip(":.;")
+    return kept, location[len(kept):]
 
 
 # A URI with a scheme, or an absolute local path (after a space, quote, parenthesis or at the start).

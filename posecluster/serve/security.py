@@ -7,6 +7,7 @@ server, no framing."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -31,6 +32,11 @@ MAX_BODY_BYTES = 8 << 20  # a folder's labels are kilobytes; a job request is a 
 NAVIGABLE = ("/", "/healthz")
 
 
+# host[:port] and nothing else: a name (or IPv4), or an IPv6 address in brackets; the port all digits.
+HOST = re.compile(r"(?:\[(?P<v6>[0-9a-f:.]+)\]|(?P<name>[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?))(?::(?P<port>[0-9]{1,5}))?")
+DEFAULT_PORTS = {"http": "80", "https": "443"}
+
+
 @dataclass(frozen=True)
 class HostPolicy:
     """Host names the app answers to: loopback, the name it was bound to, and whatever the facility
@@ -41,33 +47,49 @@ class HostPolicy:
     def allows(self, host_header: str) -> bool:
         if "*" in self.allowed:
             return True
-        host = _host_name(host_header)
-        return bool(host) and (host in LOOPBACK_NAMES or host in {h.lower() for h in self.allowed})
+        parsed = parse_host(host_header)
+        return parsed is not None and (parsed[0] in LOOPBACK_NAMES or parsed[0] in {h.lower() for h in self.allowed})
 
 
-def _host_name(value: str) -> str:
-    """'Example.org:8080' -> 'example.org'; '[::1]:80' -> '::1'."""
-    value = value.strip().lower()
-    if value.startswith("["):
-        return value[1:].split("]", 1)[0]
-    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+def parse_host(value: str) -> tuple[str, str | None] | None:
+    """'Example.org:8080' -> ('example.org', '8080'); '[::1]' -> ('::1', None); None for anything else
+    (a list such as '127.0.0.1:8766, evil.example', spaces, userinfo, an empty or non-numeric port)."""
+    match = HOST.fullmatch(value.lower())
+    if match is None:
+        return None
+    return match.group("v6") or match.group("name"), match.group("port")
+
+
+def _origin_of(scheme: str, host_header: str) -> tuple[str, str, str] | None:
+    """(scheme, host, port) with the scheme's default port filled in."""
+    parsed = parse_host(host_header)
+    if parsed is None or scheme not in DEFAULT_PORTS:
+        return None
+    return scheme, parsed[0], parsed[1] or DEFAULT_PORTS[scheme]
 
 
 def _refuse(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def cross_site_refusal(method: str, path: str, headers: Headers) -> str | None:
-    """Why a request from another site (or another port of this host) is refused, or None."""
+def cross_site_refusal(method: str, path: str, headers: Headers, scheme: str = "http") -> str | None:
+    """Why a request from another site (or another port or scheme of this host) is refused, or None.
+    `scheme`: what the browser uses to reach the app (https when TLS ends in front of it)."""
     site = headers.get("sec-fetch-site")
     if site in ("cross-site", "same-site") and path not in NAVIGABLE:
         return "cross-site requests are refused"
     if method in WRITES:
-        origin = headers.get("origin")
-        if origin is not None:
-            parts = urlsplit(origin)
-            if origin == "null" or (parts.netloc or "").lower() != headers.get("host", "").lower():
-                return "a write from another origin is refused"
+        origins = headers.getlist("origin")
+        if origins:
+            try:
+                parts = urlsplit(origins[0])
+            except ValueError:  # "http://[::1" and the like
+                parts = None
+            given = None if parts is None or len(origins) > 1 or parts.path or parts.query or parts.fragment \
+                else _origin_of(parts.scheme, parts.netloc)
+            if given is None or given != _origin_of(scheme, headers.get("host", "")):
+                return ("a write from another origin (scheme, host and port) is refused; where TLS ends in front "
+                        "of the app, start it with --secure-cookies so that https is its scheme")
         elif site not in (None, "same-origin", "none"):
             return "a write without an Origin from a browser is refused"
     return None
@@ -76,8 +98,10 @@ def cross_site_refusal(method: str, path: str, headers: Headers) -> str | None:
 class Guard:
     """Pure ASGI middleware (no buffering of streamed responses)."""
 
-    def __init__(self, app, hosts: HostPolicy, hsts: bool = False):
-        self.app, self.hosts = app, hosts
+    def __init__(self, app, hosts: HostPolicy, hsts: bool = False, scheme: str | None = None):
+        """`scheme`: the scheme browsers use to reach the app when TLS ends in front of it ("https");
+        None: the scheme of the connection the app receives."""
+        self.app, self.hosts, self.scheme = app, hosts, scheme
         self.headers = HEADERS + ([(b"strict-transport-security", b"max-age=31536000")] if hsts else [])
 
     async def __call__(self, scope, receive, send):
@@ -96,10 +120,12 @@ class Guard:
 
         problem = None
         # The health probe answers any Host: the kubelet calls it by the pod's IP, and it holds no data.
-        if scope["path"] != "/healthz" and not self.hosts.allows(headers.get("host", "")):
+        hosts = headers.getlist("host")
+        if scope["path"] != "/healthz" and (len(hosts) != 1 or not self.hosts.allows(hosts[0])):
             problem = _refuse(400, "unknown Host header: open the app by the name the facility gave it "
                                    "(add it with --allowed-host)")
-        elif (reason := cross_site_refusal(scope["method"], scope["path"], headers)) is not None:
+        elif (reason := cross_site_refusal(scope["method"], scope["path"], headers,
+                                           self.scheme or scope.get("scheme", "http"))) is not None:
             problem = _refuse(403, reason)
         else:
             length = headers.get("content-length")

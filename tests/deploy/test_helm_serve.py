@@ -32,6 +32,7 @@ def test_oauth2_proxy_is_the_only_way_into_the_app(render):
     assert "ports" not in app and args.allowed_host == ["pose.uni.example"]
     assert proxy["name"] == "oauth2-proxy" and "--upstream=http://127.0.0.1:8888/" in proxy["args"]
     assert "--pass-user-headers=true" in proxy["args"] and "--cookie-secure=true" in proxy["args"]
+    assert not [a for a in proxy["args"] if a.startswith("--set-xauthrequest")]  # that family is not the app's
     assert {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in proxy["env"]} == {
         "OAUTH2_PROXY_CLIENT_ID": "pose-oauth2-proxy", "OAUTH2_PROXY_CLIENT_SECRET": "pose-oauth2-proxy",
         "OAUTH2_PROXY_COOKIE_SECRET": "pose-oauth2-proxy"}
@@ -64,10 +65,76 @@ def test_browser_jobs_go_to_the_releases_ray_head_with_its_token(render):
                                                                  "key": "auth_token"}
 
 
+def oauth2_proxy_args(docs: list[dict]) -> list[str]:
+    (deployment,) = [d for d in by_kind(docs, "Deployment") if d["metadata"]["name"].endswith("-serve")]
+    (proxy,) = [c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "oauth2-proxy"]
+    return proxy["args"]
+
+
+def test_the_proxy_signs_in_only_members_of_the_mapped_groups(render):
+    """With single users mapped too (the CI values map visitor@uni.example), every mapped group is an
+    --allowed-group: no account of the identity provider outside them signs in, whatever --email-domain."""
+    args = oauth2_proxy_args(render(PROXY))
+    assert [a for a in args if a.startswith("--allowed-group=")] == [
+        "--allowed-group=facility-staff", "--allowed-group=jones-lab", "--allowed-group=smith-lab"]
+    assert "--email-domain=*" in args
+    extra = oauth2_proxy_args(render(PROXY, sets=("serve.auth.oauth2Proxy.allowedGroups[0]=visitors",
+                                                  "serve.auth.oauth2Proxy.allowedGroups[1]=smith-lab")))
+    assert sorted(a for a in extra if a.startswith("--allowed-group=")) == [
+        "--allowed-group=facility-staff", "--allowed-group=jones-lab", "--allowed-group=smith-lab",
+        "--allowed-group=visitors"]
+
+
+def test_configured_identity_header_names_reach_the_apps_access_file(render):
+    docs = render(PROXY, sets=("serve.auth.headers.user=X-Remote-User", "serve.auth.headers.groups=X-Remote-Groups"))
+    (config,) = [c for c in by_kind(docs, "ConfigMap") if c["metadata"]["name"].endswith("-serve-access")]
+    access = ProxyAccess.from_mapping(yaml.safe_load(config["data"]["access.yaml"]), "rendered access.yaml")
+    assert (access.headers.user, access.headers.email, access.headers.groups) == (
+        "X-Remote-User", "X-Forwarded-Email", "X-Remote-Groups")
+    (plain,) = [c for c in by_kind(render(PROXY), "ConfigMap") if c["metadata"]["name"].endswith("-serve-access")]
+    assert "headers" not in yaml.safe_load(plain["data"]["access.yaml"])
+
+
+def test_the_rendered_proxy_and_access_file_refuse_strangers_and_forgeries(render, tmp_path):
+    """The chart's own --allowed-group list and access file, through the oauth2-proxy stand-in process in
+    front of the real app: an account in no mapped group is refused by the proxy; a lab member who forges
+    the X-Auth-Request-* family or X-Forwarded-Groups keeps the lab's folders only."""
+    import httpx
+
+    from posecluster.serve import ServeOptions, create_app
+    from tests.serve.conftest import running, small_project
+    from tests.serve.test_identity import start_standin
+
+    docs = render(PROXY)
+    (config,) = [c for c in by_kind(docs, "ConfigMap") if c["metadata"]["name"].endswith("-serve-access")]
+    access = ProxyAccess.from_mapping(yaml.safe_load(config["data"]["access.yaml"]), "rendered access.yaml")
+    allowed = [a.split("=", 1)[1] for a in oauth2_proxy_args(docs) if a.startswith("--allowed-group=")]
+    for lab in ("smith", "jones"):
+        small_project(str(tmp_path / "root" / lab / "proj"), frames=1)
+    with running(create_app(str(tmp_path / "root"), None, ServeOptions(access=access))) as app:
+        process, base = start_standin(app, tmp_path, allowed_groups=tuple(allowed))
+        try:
+            def get(account: str, *forged) -> httpx.Response:
+                headers = [("Host", "localhost"), ("Cookie", f"_oauth2_proxy={account}"), *forged]
+                return httpx.get(f"{base}/api/me", headers=headers, timeout=30)
+
+            assert get("mallory", ("X-Auth-Request-Groups", "facility-staff")).status_code == 403
+            assert get("ghost", ("X-Forwarded-Groups", "facility-staff")).status_code == 403
+            me = get("alice", ("X-Auth-Request-Groups", "facility-staff"), ("X-Forwarded-Groups", "facility-staff"),
+                     ("X-Forwarded-Groups", "jones-lab")).json()
+            assert (me["prefixes"], me["whole_root"]) == (["smith"], False)
+        finally:
+            process.terminate()
+            process.wait(10)
+
+
 @pytest.mark.parametrize("sets, message", [
     (("serve.auth.mode=proxy",), "serve.auth.groups"),
     (("serve.auth.mode=proxy", "serve.auth.groups.lab[0]=lab"), "trustedProxies"),
     (("serve.auth.mode=proxy", "serve.auth.groups.lab[0]=lab", "serve.auth.oauth2Proxy.enabled=true"), "existingSecret"),
+    (("serve.auth.mode=proxy", "serve.auth.users.a@uni\\.example[0]=lab", "serve.auth.oauth2Proxy.enabled=true",
+      "serve.auth.oauth2Proxy.existingSecret=s"), "--allowed-group"),
+    (("serve.auth.headers.user=X Remote",), "pattern"),
     (("serve.jobs.enabled=true", "cluster.enabled=false"), "cluster.enabled"),
     (("serve.auth.mode=sso",), "token"),
     (("serve.auth.trustedProxies[0]=everyone",), "pattern"),

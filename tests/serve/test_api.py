@@ -221,7 +221,7 @@ def test_jobs_show_a_finished_and_a_failed_video_from_the_manifest(client, site)
     (failed,) = job_videos(client, job, status="failed")["videos"]
     assert failed["video"] == videos["broken.mp4"]["video"]
     download = client.get(f"/api/file?path={good['outputs']['h5']['path']}")
-    assert download.status_code == 200 and download.content == s3_object(good["outputs"]["h5"]["uri"])
+    assert download.status_code == 200 and download.content == s3_object(f"{site}/{good['outputs']['h5']['path']}")
     for bad in ("job=../x", "job=a/b", f"job={job['job_id']}&out=../x", f"job={job['job_id']}&out=s3://other",
                 f"job={job['job_id']}&status=bogus", f"job={job['job_id']}&limit=100000"):
         assert client.get(f"/api/jobs/videos?{bad}").status_code == 400, bad

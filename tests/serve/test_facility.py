@@ -1,5 +1,5 @@
 """The facility mode: one server for many labs behind an authenticating proxy. The test plays the proxy
-(as oauth2-proxy would: X-Forwarded-User/-Email/-Groups, or X-Auth-Request-*) from loopback, the one
+(as oauth2-proxy would: X-Forwarded-User/-Email/-Groups) from loopback, the one
 trusted address; a request from another loopback address (127.0.0.2) is an untrusted client forging the
 same headers. Each lab's root prefix holds a project and an archive job; the oracle is what each page and
 endpoint shows or refuses, in a real browser and over HTTP."""
@@ -17,7 +17,7 @@ ACCESS = {"trusted_proxies": ["127.0.0.1/32"],
           "groups": {"smith-lab": ["smith"], "jones-lab": ["jones/"], "facility-staff": ["*"]},
           "users": {"visitor@uni.example": ["shared/videos"]}}
 SMITH = {"X-Forwarded-User": "alice", "X-Forwarded-Email": "alice@uni.example", "X-Forwarded-Groups": "smith-lab,students"}
-JONES = {"X-Auth-Request-User": "bob", "X-Auth-Request-Email": "bob@uni.example", "X-Auth-Request-Groups": "jones-lab"}
+JONES = {"X-Forwarded-User": "bob", "X-Forwarded-Email": "bob@uni.example", "X-Forwarded-Groups": "jones-lab"}
 STAFF = {"X-Forwarded-User": "carol", "X-Forwarded-Groups": "facility-staff"}
 JOBS = {"smith": "20261127-100000-aaaaaa", "jones": "20261127-110000-bbbbbb"}
 
@@ -111,3 +111,48 @@ def test_the_example_access_file_is_one_the_app_reads():
         ProxyAccess.from_mapping({"trusted_proxies": ["127.0.0.1"], "groups": {"x": ["../other"]}}, "bad")
     with pytest.raises(ValueError, match="trusted_proxies"):
         ProxyAccess.from_mapping({"groups": {"x": ["lab"]}}, "bad")
+
+
+def test_job_cards_show_a_lab_only_paths_under_its_own_folders(tmp_path):
+    """A smith job whose manifest names smith's, jones's and the server's locations (as a job fed a list
+    naming other labs' files would write): smith's card shows its own as paths under the root, nothing of
+    the others, and never the server's root."""
+    from posecluster.cluster.manifest import ManifestWriter
+
+    root = str(tmp_path)
+    job = "20261205-100000-cccccc"
+    writer = ManifestWriter(storage.join(root, "smith", "poses"), job)
+    inside, other, server = f"{root}/smith/videos/a.mp4", f"{root}/jones/videos/b.mp4", "/srv/private/c.mp4"
+    for uri in (inside, other, server):
+        writer.add({"uri": uri, "status": "failed", "key": uri, "frames": 0, "error": f"{uri}: unreadable"})
+    writer.flush({"job_id": job, "status": "finished", "model": {"uri": f"{root}/jones/models/m"}, "started": 1.7e9,
+                  "videos_total": 3, "counts": {"failed": 3}}, force=True)
+    options = ServeOptions(access=ProxyAccess.from_mapping(ACCESS, "test access"))
+    with running(create_app(root, None, options)) as base, \
+            httpx.Client(base_url=base, headers={"Host": "localhost", **SMITH}, timeout=30) as smith:
+        listing = smith.get("/api/jobs")
+        (card,) = listing.json()["jobs"]
+        assert (card["out_path"], card["model"]) == ("smith/poses", "(outside your folders)")
+        page = smith.get(f"/api/jobs/videos?out=smith/poses&job={job}")
+        rows = page.json()["videos"]
+        assert [r["video"] for r in rows] == ["smith/videos/a.mp4", "(outside your folders)", "(outside your folders)"]
+        assert rows[0]["error"] == "smith/videos/a.mp4: unreadable"
+        for text in (listing.text, page.text):
+            assert root not in text and "/srv/private" not in text and "jones" not in text, text
+
+
+def test_concurrent_labs_never_get_each_others_shared_job_list(facility):
+    """/api/jobs is shared per scope: labs asking at the same moment each get their own answer."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    _, base = facility
+    expected = {"smith": [JOBS["smith"]], "jones": [JOBS["jones"]], "staff": sorted(JOBS.values())}
+    accounts = {"smith": SMITH, "jones": JONES, "staff": STAFF}
+
+    def ask(lab: str) -> tuple[str, list[str]]:
+        response = httpx.get(f"{base}/api/jobs", headers={"Host": "localhost", **accounts[lab]}, timeout=60)
+        return lab, sorted(j["job_id"] for j in response.json()["jobs"])
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(ask, list(accounts) * 20))
+    assert all(jobs == expected[lab] for lab, jobs in answers), answers

@@ -4,6 +4,7 @@ records this test makes up, so the oracle is that list of records (no Ray, no S3
 
 from __future__ import annotations
 
+import time
 from urllib.parse import urlencode
 
 import pytest
@@ -68,8 +69,23 @@ def test_missing_frames_and_errors_show_per_video_and_filter_by_status(jobs_root
         r["uri"] for r in records if r["status"] == "done-with-warnings"]
     assert {(v["missing"], v["missing_frames"]) for v in warned["videos"]} == {("3-5,9", 4)}
     failed = videos(client, big, status="failed", offset=10)
-    assert failed["total"] == 12 and [v["error"] for v in failed["videos"]] == [
-        r["error"] for r in records if r["status"] == "failed"][10:]
+    assert failed["total"] == 12 and [v["error"] for v in failed["videos"]] == [  # locations outside the root hidden
+        r["error"].replace(r["uri"], "<hidden path>") for r in records if r["status"] == "failed"][10:]
     done = videos(client, big, status="done", limit=1)["videos"][0]
     assert (done["segments"], done["segments_computed"], done["outputs"]["h5"]["path"]) == (2, 2, None)  # outside the root
     assert videos(client, big, status="pending")["videos"] == []
+
+
+def test_a_new_job_is_listed_within_the_shared_answers_lifetime(tmp_path):
+    """/api/jobs is computed once and shared; a job that appears afterwards shows up once the answer expires."""
+    from posecluster.serve.jobs import JOBS_ANSWER_TTL_S
+
+    root = str(tmp_path)
+    write_job(storage.join(root, "a"), BIG, made_up_records(1), pending=0, flushes=1)
+    with TestClient(create_app(root, TOKEN), base_url=LOCAL, headers={"X-Posecluster-Token": TOKEN}) as client:
+        assert [j["job_id"] for j in client.get("/api/jobs").json()["jobs"]] == [BIG]
+        write_job(storage.join(root, "b"), SMALL, made_up_records(1), pending=0, flushes=1)
+        deadline = time.monotonic() + JOBS_ANSWER_TTL_S + 5
+        while len(client.get("/api/jobs").json()["jobs"]) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert [j["job_id"] for j in client.get("/api/jobs").json()["jobs"]] == [SMALL, BIG]

@@ -131,3 +131,36 @@ def test_serving_a_folder_with_a_private_ray_head_stops_the_head_on_sigterm(tmp_
     finally:
         if process.poll() is None:
             process.kill()
+
+
+WRONG_VALUES = [["train"], {"kind": "train"}, True, 1.5, -1, 10**20, "x" * 3000, None, "", [None], [["jump"]], float("nan")]
+
+
+def test_a_malformed_job_request_is_a_400_with_a_message_never_a_500(tmp_path):
+    """Every field of every kind given every wrong JSON type, and bodies that are not JSON objects: a 400
+    naming what is wrong. Without Ray, a request that passes every check is a 503 (it was understood)."""
+    import json
+
+    from starlette.testclient import TestClient
+
+    from posecluster.serve import create_app
+    from tests.serve.conftest import LOCAL, TOKEN
+
+    bodies = [b"{not json", b"[1, 2]", b'"train"', b"null", b"", b"\xff\xfe", b'{"kind": ["train"]}', b'{"kind": {}}', b"{}",
+              b'{"kind": "train", "epochs": 1' + b"0" * 500 + b"}"]
+    for kind, fields in KINDS.items():
+        for key in ("kind", *fields):
+            for wrong in WRONG_VALUES:
+                bodies.append(json.dumps({"kind": kind, **fields, key: wrong}).encode())
+    statuses = {}
+    with TestClient(create_app(str(tmp_path), TOKEN), base_url=LOCAL, headers={"X-Posecluster-Token": TOKEN}) as client:
+        for body in bodies:
+            response = client.post("/api/runs", content=body, headers={"Content-Type": "application/json"})
+            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+            assert response.status_code in (400, 503), (body[:200], response.status_code, response.text)
+            assert response.json()["error"], body[:200]
+        kind_list = client.post("/api/runs", json={"kind": ["train"]})
+        assert kind_list.status_code == 400 and "kind: one of" in kind_list.json()["error"]
+        not_an_object = client.post("/api/runs", json=["train"])
+        assert not_an_object.status_code == 400 and "JSON object" in not_an_object.json()["error"]
+    assert statuses[400] > 300 and statuses[503] > 10, statuses  # both kinds of answer were exercised

@@ -172,6 +172,54 @@ def test_another_host_name_or_another_site_is_refused(planted):
         assert c.put(url, json=put, headers={"Origin": "http://localhost"}).status_code == 200
 
 
+@pytest.mark.parametrize("host", ["127.0.0.1:8766, evil.example", "evil.example", "localhost evil.example",
+                                  "user@localhost", "localhost:80x", "localhost:", "[::1]x", "::1", "localhost.evil.example",
+                                  "127.0.0.1.nip.io", ""])
+def test_a_host_header_that_is_not_exactly_an_allowed_name_is_refused(planted, host):
+    """Over a raw socket (clients normalise Host): a list, a suffix, junk after the port, an empty name."""
+    root, _ = planted
+    with running(create_app(str(root), TOKEN)) as base:
+        address, port = base[len("http://"):].split(":")
+        with socket.create_connection((address, int(port)), timeout=10) as sock:
+            sock.sendall(f"GET /api/projects HTTP/1.1\r\nHost: {host}\r\nX-Posecluster-Token: {TOKEN}\r\n"
+                         "Connection: close\r\n\r\n".encode())
+            answer = sock.recv(4096).decode()
+        assert answer.startswith("HTTP/1.1 400"), (host, answer[:200])
+        for good in (f"localhost:{port}", f"127.0.0.1:{port}", "[::1]", "LOCALHOST"):
+            with socket.create_connection((address, int(port)), timeout=10) as sock:
+                sock.sendall(f"GET /api/projects HTTP/1.1\r\nHost: {good}\r\nX-Posecluster-Token: {TOKEN}\r\n"
+                             "Connection: close\r\n\r\n".encode())
+                assert sock.recv(4096).decode().startswith("HTTP/1.1 200"), good
+
+
+def test_two_host_headers_are_refused(planted):
+    root, _ = planted
+    with running(create_app(str(root), TOKEN)) as base:
+        address, port = base[len("http://"):].split(":")
+        with socket.create_connection((address, int(port)), timeout=10) as sock:
+            sock.sendall(f"GET /api/projects HTTP/1.1\r\nHost: localhost\r\nHost: evil.example\r\n"
+                         f"X-Posecluster-Token: {TOKEN}\r\nConnection: close\r\n\r\n".encode())
+            assert sock.recv(4096).decode().startswith("HTTP/1.1 400")
+
+
+def test_a_write_from_another_scheme_is_refused(planted):
+    """An https page may not write to an http app (nor the reverse behind TLS): the scheme is part of the origin."""
+    from posecluster.serve import ServeOptions
+
+    root, _ = planted
+    url = "/api/labels?project=projects/demo&folder=arena0"
+    for app, base, good, bad in ((create_app(str(root), TOKEN), LOCAL, "http://localhost", "https://localhost"),
+                                 (create_app(str(root), TOKEN, ServeOptions(secure_cookies=True)), LOCAL,
+                                  "https://localhost", "http://localhost")):
+        with TestClient(app, base_url=base, headers=AUTH) as c:
+            data = c.get(url).json()
+            put = {"version": data["version"], "labels": {data["images"][0]: [[1, 1]] * 4}}
+            for origin in (bad, f"{good}/", f"{good}:1", "http://localhost@evil.example", "http://[::1"):
+                refused = c.put(url, json=put, headers={"Origin": origin})
+                assert refused.status_code == 403 and "origin" in refused.json()["error"], (origin, refused.text)
+            assert c.put(url, json=put, headers={"Origin": good}).status_code == 200, good
+
+
 @pytest.mark.parametrize("path", ["//evil.example/", "/\\evil.example/", "/%2F%2Fevil.example/", "/api/../x"])
 def test_the_token_url_redirects_only_to_the_app_itself(planted, path):
     root, _ = planted
