@@ -102,7 +102,7 @@ class Labeler {
       h("div", { class: "row" }, button("save", h("b", {}, "save"), () => this.save(), "Ctrl+S"), " ", h("span", { id: "dirty", class: "muted" })),
       h("div", { id: "status", role: "status" }),
       h("div", { id: "conflicts" }),
-      h("div", { class: "row" }, toggle("loop", "loop", "loop: after the last part, the next frame"),
+      h("div", { class: "row" }, toggle("loop", "loop", "loop (next frame after the last part)"),
         toggle("show-names", "names", "names"), this.bones.length ? toggle("show-skeleton", "skeleton", "skeleton") : null),
       h("div", { class: "sliders" }, SLIDERS.map(slider),
         button("view-reset", "reset view", () => this.resetView(), "marker size, brightness and contrast as they were")),
@@ -119,8 +119,8 @@ class Labeler {
     this.ctx = this.canvas.getContext("2d");
     // A button or box clicked with the mouse hands the keys back to the canvas at once: Space or Enter
     // must never press the last clicked button again (a keyboard user who tabbed there keeps them).
-    aside.addEventListener("pointerup", (e) => {
-      if (e.target.closest("button, input, label, li")) setTimeout(() => this.canvas.focus({ preventScroll: true }), 0);
+    aside.addEventListener("click", (e) => {  // after the control's own handler; detail 0: a key pressed it
+      if (e.detail > 0 && e.target.closest("button, input, label, li")) this.canvas.focus({ preventScroll: true });
     });
     this.canvas.addEventListener("mousedown", (e) => this.onDown(e));
     this.canvas.addEventListener("mousemove", (e) => this.onMove(e));
@@ -191,8 +191,7 @@ class Labeler {
     this.$("frame-count").textContent = `frame ${this.frame + 1} of ${this.images.length}`;
     this.showConflicts();
     this.refreshFrameList();
-    const item = this.frameList.children[this.frame];
-    if (item) item.scrollIntoView({ block: "nearest" });
+    this.scrollFrameList();
   }
 
   // "u": the next frame (after this one, wrapping round) on which no part is placed yet.
@@ -202,6 +201,16 @@ class Labeler {
       if (!placedCount(this.labels[this.images[index]])) { this.show(index); return; }
     }
     this.status("every frame has labels", "muted");
+  }
+
+  // The current frame in view in the list, scrolling the list alone (scrollIntoView would move the page,
+  // and the canvas under the mouse with it).
+  scrollFrameList() {
+    const list = this.frameList, item = list.children[this.frame];
+    if (!item) return;
+    const top = item.offsetTop - list.offsetTop;
+    if (top < list.scrollTop) list.scrollTop = top;
+    else if (top + item.offsetHeight > list.scrollTop + list.clientHeight) list.scrollTop = top + item.offsetHeight - list.clientHeight;
   }
 
   refreshFrameList() { this.images.forEach((image, i) => this.frameItem(image, i)); }
