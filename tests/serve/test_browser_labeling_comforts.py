@@ -182,7 +182,6 @@ def test_part_names_and_the_projects_skeleton_are_drawn_on_the_canvas(page, root
     assert (np.abs(names - without[1]).sum(axis=2) > 60).sum() >= 20  # the letters of "snout"
     page.locator("#show-skeleton").check()
     np.testing.assert_allclose(pixels(page, 45, 60, 1, 3), middle)
-    screenshot(page, "label-skeleton")
 
 
 def test_marker_size_sets_the_drawn_markers_and_is_kept(page):
