@@ -208,7 +208,9 @@ def picture_stats(page) -> np.ndarray:
         const w = Math.floor((x1 - x0) * d) - 2, h = Math.floor((y1 - y0) * d) - 2;
         const data = labeler.ctx.getImageData(Math.ceil(x0 * d) + 1, Math.ceil(y0 * d) + 1, w, h).data;
         let sum = 0, squares = 0, n = 0;
-        for (let i = 0; i < data.length; i += 12) { for (let c = 0; c < 3; c++) { sum += data[i + c]; squares += data[i + c] ** 2; n++; } }
+        for (let i = 0; i < data.length; i += 12) {
+            for (let c = 0; c < 3; c++) { sum += data[i + c]; squares += data[i + c] ** 2; n++; }
+        }
         const mean = sum / n; return [mean, Math.sqrt(squares / n - mean * mean)]; })()"""))
 
 
@@ -324,7 +326,8 @@ def test_labeling_in_a_600_px_window_keeps_every_control_inside_it(page, root):
         controls = page.locator("aside button, aside input, aside label, #parts li, #frames, canvas, header a")
         for k in range(controls.count()):
             box = controls.nth(k).bounding_box()
-            assert box and box["x"] >= 0 and box["x"] + box["width"] <= 600 + 0.5, (k, controls.nth(k).evaluate("e => e.outerHTML.slice(0, 80)"), box)
+            shown = controls.nth(k).evaluate("e => e.outerHTML.slice(0, 80)")
+            assert box and box["x"] >= 0 and box["x"] + box["width"] <= 600 + 0.5, (shown, box)
         canvas, aside = page.locator("canvas").bounding_box(), page.locator("aside").bounding_box()
         assert canvas["x"] + canvas["width"] <= aside["x"] and canvas["width"] >= 300
         placed = click_at(page, 30, 40)
@@ -335,3 +338,18 @@ def test_labeling_in_a_600_px_window_keeps_every_control_inside_it(page, root):
         np.testing.assert_allclose(stored(root, "narrow")[image("narrow", 0)][0], placed, atol=0.01)
     finally:
         page.set_viewport_size({"width": 1100, "height": 640})
+
+
+def test_the_labeler_gets_the_skeleton_pairs_that_name_known_parts(tmp_path):
+    """config.yaml is stored content: a pair naming a part the project lacks, or not a pair, is left out."""
+    from starlette.testclient import TestClient
+
+    from tests.serve.conftest import LOCAL
+
+    project = small_project(str(tmp_path / "lab" / "odd"), frames=1)
+    dlc.update_project_config(f"{project}/config.yaml", {"skeleton": [["snout", "tailbase"], ["snout", "wing"],
+                                                                      ["snout", "leftear", "rightear"], ["leftear", "rightear"]]})
+    with TestClient(create_app(str(tmp_path), TOKEN), base_url=LOCAL, headers={"X-Posecluster-Token": TOKEN}) as client:
+        answer = client.get("/api/labels?project=lab/odd&folder=arena0")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["skeleton"] == [["snout", "tailbase"], ["leftear", "rightear"]]
