@@ -217,7 +217,8 @@ async function route() {
 // In-app navigation asks before leaving unsaved labels (a reload or closing the tab: beforeunload, labeler.js).
 window.addEventListener("hashchange", () => {
   if (current && current.unsaved() &&
-      !window.confirm(`${current.unsaved()} frame(s) have labels that are not saved. Leave this page and lose them?`)) {
+      !window.confirm(`${current.unsaved()} frame(s) have labels that are not saved (this browser keeps them as a draft ` +
+                      "for this folder until they are). Leave this page?")) {
     history.replaceState(null, "", shownHash || "#/projects");  // stay: no hashchange, no new history entry
     return;
   }

@@ -23,6 +23,7 @@ function samePoints(a, b) {
 function placedCount(points) { return points ? points.filter((p) => p !== null).length : 0; }
 function baseName(image) { return image.slice(image.lastIndexOf("/") + 1); }
 
+const HISTORY_KEPT = 20000;  // edits that can be undone: a day of clicking
 const SKELETON_COLOR = "rgba(255, 255, 255, 0.85)";
 const SLIDERS = [  // [setting, label, min, max, step]
   ["markerSize", "marker size", 1, 20, 1],
@@ -264,6 +265,7 @@ class Labeler {
   // Every change goes through record (before) and set: undo/redo swap values, the draft follows.
   record(part) {
     this.history.push({ image: this.image, part, value: this.points[part] && this.points[part].slice() });
+    if (this.history.length > HISTORY_KEPT) this.history.shift();
     this.redoable = [];
   }
   set(part, value) {
