@@ -153,9 +153,9 @@ async function archiveSection(holder, gen) {
   const notice = h("div", { class: "archive-notice", role: "status" });
   const cards = h("div", {}, h("p", { class: "muted" }, "loading\u2026"));
   show(holder, heading, notice, cards);
-  const load = async () => {
-    clearTimeout(timer);
+  const load = oneAtATime(async () => {
     if (stale(gen)) return;
+    clearTimeout(timer);
     let data;
     try {
       data = await api("/api/jobs");
@@ -175,7 +175,7 @@ async function archiveSection(holder, gen) {
       data.older ? h("p", { class: "muted" }, `${data.older} older jobs not shown.`) : null);
     holder.dataset.updated = String(Date.now());
     if (data.jobs.some((j) => j.status === "running")) timer = setTimeout(load, ARCHIVE_REFRESH_MS);
-  };
+  });
   await load();
   return load;
 }

@@ -106,6 +106,19 @@ const RETRY_MAX_MS = 60000;
 
 function retryDelay(failures) { return Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** (failures - 1)); }
 
+// One request of a section at a time: "ask now", stop and log buttons and timers never start a second
+// polling loop; a call during a request runs once more after it, so that its change is shown.
+function oneAtATime(ask) {
+  let busy = false, again = false;
+  const run = async () => {
+    if (busy) { again = true; return; }
+    busy = true;
+    try { await ask(); } finally { busy = false; }
+    if (again) { again = false; await run(); }
+  };
+  return run;
+}
+
 function retryNotice(notice, err, failures, delay, now) {
   show(notice, h("span", { class: "error" }, err.message), ` \u00b7 asking again in ${Math.round(delay / 1000)} s`,
     failures > 1 ? ` (${failures} tries so far)` : "", " ", h("button", { class: "retry-now", type: "button", onclick: now }, "ask now"));
@@ -119,9 +132,9 @@ async function runsSection(holder, gen, onFinished) {
   const notice = h("div", { class: "cluster-notice", role: "status" });
   const list = h("div", { class: "runs-list" });
   show(holder, h("h2", {}, "Cluster jobs"), form, notice, list);
-  const refresh = async () => {
-    clearTimeout(timer);
+  const refresh = oneAtATime(async () => {
     if (stale(gen)) return;
+    clearTimeout(timer);
     let data;
     try {
       data = await api("/api/runs");
@@ -147,6 +160,6 @@ async function runsSection(holder, gen, onFinished) {
     if (unfinished && [...unfinished].some((id) => !running.has(id)) && onFinished) onFinished();
     unfinished = running;
     if (running.size) timer = setTimeout(refresh, REFRESH_MS);
-  };
+  });
   await refresh();
 }
