@@ -401,7 +401,7 @@ class Labeler {
     else if (ctrl && !e.altKey && ((e.shiftKey && key === "z") || (!e.shiftKey && key === "y"))) this.redo();
     else if (ctrl && !e.altKey && key === "s") this.save();
     else if (ctrl || e.altKey) return;
-    else if ((key === " " || key === "Enter") && t === this.canvas) { /* taken, so that nothing scrolls or re-fires */ }
+    else if ((key === " " || key === "Enter") && (t === this.canvas || t === document.body)) { /* taken: nothing scrolls or re-fires */ }
     else if (key === "ArrowRight" || key === "n") this.show(this.frame + 1);
     else if (key === "ArrowLeft" || key === "p") this.show(this.frame - 1);
     else if (key === "u") this.nextUnlabeled();
