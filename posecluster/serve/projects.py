@@ -249,9 +249,12 @@ class ProjectRoutes:
         table = api.folder_table(project, folder)
         shown = [image for image in table.images if image in images]
         labels = table.keypoints()
+        parts = set(table.project.bodyparts)
+        # The labeler draws these lines; a pair naming an unknown part (a typo in config.yaml) is left out.
+        skeleton = [list(pair) for pair in table.project.skeleton if len(pair) == 2 and set(pair) <= parts]
         return {
             "project": scope.relative(project), "folder": folder, "scorer": table.project.scorer,
-            "bodyparts": list(table.project.bodyparts), "iteration": table.project.iteration,
+            "bodyparts": list(table.project.bodyparts), "skeleton": skeleton, "iteration": table.project.iteration,
             "pcutoff": table.project.pcutoff, "version": table.version, "images": shown,
             "labels": {image: labels[image] for image in shown},
             "machine": {image: points for image, points in table.machine.items() if image in images},

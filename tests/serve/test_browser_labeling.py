@@ -137,7 +137,6 @@ def test_the_canvas_follows_the_window_and_draws_at_the_screens_resolution(brows
         canvas, parts = page.locator("canvas").bounding_box(), page.locator("#parts").bounding_box()
         assert canvas["x"] + canvas["width"] <= parts["x"]  # side by side, nothing hidden under the canvas
         assert page.evaluate("canvas.width") == 2 * page.evaluate("canvas.clientWidth")
-        screenshot(page, "label-narrow")
         clicked = click_at(page, 70, 20)
         page.locator("#save").click()
         page.wait_for_function("() => document.querySelector('canvas').dataset.saved === '200'")

@@ -144,21 +144,38 @@ async function jobVideos(gen, holder, preview, j, status, offset, firstPreview) 
 
 const ARCHIVE_REFRESH_MS = 5000;
 
-// Archive jobs: read again while one is running, and whenever a cluster job ends (it may have written one).
+// Archive jobs: read again while one is running, and whenever a cluster job ends (it may have written one);
+// a listing that fails is asked again with the cluster section's backoff (runs.js), the last one kept.
 async function archiveSection(holder, gen) {
   let timer = null;
-  const load = async () => {
+  let failures = 0;
+  const heading = h("h2", {}, "Archive jobs");
+  const notice = h("div", { class: "archive-notice", role: "status" });
+  const cards = h("div", {}, h("p", { class: "muted" }, "loading\u2026"));
+  show(holder, heading, notice, cards);
+  const load = oneAtATime(async () => {
+    if (stale(gen)) return;
     clearTimeout(timer);
+    let data;
+    try {
+      data = await api("/api/jobs");
+    } catch (err) {
+      if (stale(gen)) return;
+      failures += 1;
+      const delay = retryDelay(failures);
+      retryNotice(notice, err, failures, delay, load);
+      timer = setTimeout(load, delay);
+      return;
+    }
     if (stale(gen)) return;
-    const data = await api("/api/jobs");
-    if (stale(gen)) return;
-    show(holder, h("h2", {}, "Archive jobs"),
-      data.jobs.length ? data.jobs.map((j, n) => jobCard(gen, j, n === 0))
+    failures = 0;
+    show(notice);
+    show(cards, data.jobs.length ? data.jobs.map((j, n) => jobCard(gen, j, n === 0))
         : h("p", {}, "No archive jobs (", h("code", {}, "posecluster infer"), " manifests) yet."),
       data.older ? h("p", { class: "muted" }, `${data.older} older jobs not shown.`) : null);
     holder.dataset.updated = String(Date.now());
     if (data.jobs.some((j) => j.status === "running")) timer = setTimeout(load, ARCHIVE_REFRESH_MS);
-  };
+  });
   await load();
   return load;
 }
@@ -200,7 +217,8 @@ async function route() {
 // In-app navigation asks before leaving unsaved labels (a reload or closing the tab: beforeunload, labeler.js).
 window.addEventListener("hashchange", () => {
   if (current && current.unsaved() &&
-      !window.confirm(`${current.unsaved()} frame(s) have labels that are not saved. Leave this page and lose them?`)) {
+      !window.confirm(`${current.unsaved()} frame(s) have labels that are not saved (this browser keeps them as a draft ` +
+                      "for this folder until they are). Leave this page?")) {
     history.replaceState(null, "", shownHash || "#/projects");  // stay: no hashchange, no new history entry
     return;
   }

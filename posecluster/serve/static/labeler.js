@@ -2,6 +2,9 @@
 // Image coordinates follow DeepLabCut's GUIs (matplotlib/napari): pixel i covers [i - 0.5, i + 0.5],
 // so a click at CSS position s maps to x = (s - offsetX) / zoom - 0.5. The canvas follows its box (a
 // ResizeObserver) and draws at devicePixelRatio, so markers stay sharp on HiDPI screens.
+// The comforts of napari-deeplabcut (a labeler spends hours here): loop mode, next unlabeled frame, a
+// frame list, names and skeleton on the canvas, marker size, brightness/contrast, undo and redo, a draft
+// kept in this browser until saved (drafts.js).
 "use strict";
 
 function partColor(k, n) {  // DLC's default colormap is rainbow: violet -> red
@@ -17,11 +20,24 @@ function samePoints(a, b) {
     : Math.abs(p[0] - b[k][0]) < 1e-6 && Math.abs(p[1] - b[k][1]) < 1e-6));
 }
 
+function placedCount(points) { return points ? points.filter((p) => p !== null).length : 0; }
+function baseName(image) { return image.slice(image.lastIndexOf("/") + 1); }
+
+const HISTORY_KEPT = 20000;  // edits that can be undone: a day of clicking
+const SKELETON_COLOR = "rgba(255, 255, 255, 0.85)";
+const SLIDERS = [  // [setting, label, min, max, step]
+  ["markerSize", "marker size", 1, 20, 1],
+  ["brightness", "brightness", 0.2, 3, 0.05],
+  ["contrast", "contrast", 0.2, 3, 0.05],
+];
+
 class Labeler {
   constructor(container, data, mode) {
     this.data = data;
     this.mode = mode;  // "label" or "refine"
     this.images = mode === "refine" ? data.proposed.filter((i) => data.images.includes(i)) : data.images.slice();
+    const index = new Map(data.bodyparts.map((p, k) => [p, k]));
+    this.bones = (data.skeleton || []).map(([a, b]) => [index.get(a), index.get(b)]).filter(([a, b]) => a !== undefined && b !== undefined);
     this.labels = {};   // what this page shows and edits
     this.stored = {};   // what the server last said is stored: the base of a per-frame merge
     for (const image of data.images) { this.labels[image] = copyPoints(data.labels[image]); this.stored[image] = copyPoints(data.labels[image]); }
@@ -29,17 +45,22 @@ class Labeler {
     this.conflicts = new Map();  // image -> their labels, while the person chooses
     this.frame = 0;
     this.part = 0;
-    this.history = [];
+    this.history = [];  // edits to undo: {image, part, value before}
+    this.redoable = []; // edits undone, to redo: {image, part, value before the undo}
     this.dirty = new Set();
+    this.view = loadView();
+    this.draft = new Draft(data.project, data.folder);
     this.zoom = 1; this.offsetX = 0; this.offsetY = 0; this.fitted = true;
     this.drag = null;
     this.img = new Image();
     this.listeners = [];
     this.build(container);
     this.listen(document, "keydown", (e) => this.onKey(e));
-    this.listen(window, "mouseup", () => { this.drag = null; });
+    this.listen(window, "mouseup", () => this.onUp());
     this.listen(window, "beforeunload", (e) => { if (this.unsaved()) { e.preventDefault(); e.returnValue = ""; } });
+    const restored = this.restoreDraft();
     this.show(0, true);
+    if (restored) this.status(`restored unsaved labels of ${restored} frame(s) kept in this browser; save to store them`, "ok");
   }
 
   listen(target, type, handler, options) { target.addEventListener(type, handler, options); this.listeners.push([target, type, handler, options]); }
@@ -54,29 +75,54 @@ class Labeler {
   build(container) {
     const n = this.data.bodyparts.length;
     const $ = (id) => container.querySelector("#" + id);
-    const button = (id, label, onclick, title) => h("button", { id, onclick, title }, label);
+    const button = (id, label, onclick, title) => h("button", { id, onclick, title, type: "button" }, label);
+    const toggle = (id, setting, label) => h("label", { class: "toggle" }, h("input", {
+      id, type: "checkbox", checked: this.view[setting],
+      onchange: (e) => { this.view[setting] = e.currentTarget.checked; saveView(this.view); this.draw(); },
+    }), " ", label);
+    const slider = ([setting, label, min, max, step]) => h("label", { class: "slider" }, label, h("input", {
+      id: "view-" + setting, type: "range", min, max, step, value: String(this.view[setting]),
+      oninput: (e) => { this.view[setting] = Number(e.currentTarget.value); saveView(this.view); this.draw(); },
+    }));
     this.canvas = h("canvas", { id: "canvas", tabindex: 0, "aria-label": "frame to label" });
     this.stage = h("div", { class: "stage" }, this.canvas);
-    show(container, h("div", { class: "labeler" }, this.stage,
-      h("aside", {},
-        h("div", {}, h("b", { id: "frame-name" })),
-        h("div", { class: "muted", id: "frame-count" }),
-        h("div", {}, button("prev", "\u2190 frame", () => this.show(this.frame - 1)), button("next", "frame \u2192", () => this.show(this.frame + 1))),
-        h("ul", { id: "parts" }, this.data.bodyparts.map((p, k) => h("li", { dataset: { part: String(k) }, onclick: () => { this.part = k; this.draw(); } },
-          h("span", { class: "dot", style: { background: partColor(k, n) } }), p, h("span", { class: "coords", id: "coords-" + k })))),
-        h("div", {}, button("occluded", "not visible (x)", () => this.occlude()), button("undo", "undo", () => this.undo())),
-        h("div", {}, button("zoom-in", "+", () => this.zoomAt(1.25)), button("zoom-out", "\u2212", () => this.zoomAt(0.8)),
-          button("fit", "fit", () => { this.fit(); this.draw(); })),
-        h("div", {}, button("save", h("b", {}, "save"), () => this.save()), " ", h("span", { id: "dirty", class: "muted" })),
-        h("div", { id: "status", role: "status" }),
-        h("div", { id: "conflicts" }),
-        h("p", { class: "muted help" }, "click: place the current part, then the next; drag a point to move it; ",
-          h("kbd", {}, "x"), " not visible; ", h("kbd", {}, "\u2190"), h("kbd", {}, "\u2192"), " / ", h("kbd", {}, "p"), h("kbd", {}, "n"), " frames; ",
-          h("kbd", {}, "\u2191"), h("kbd", {}, "\u2193"), " parts; wheel or ", h("kbd", {}, "+"), h("kbd", {}, "-"), " zoom, ", h("kbd", {}, "0"),
-          " fit; right/shift-drag pans; ", h("kbd", {}, "Ctrl"), "+", h("kbd", {}, "z"), " undo; ", h("kbd", {}, "Ctrl"), "+", h("kbd", {}, "s"),
-          " save. Browser shortcuts (Ctrl+0, Ctrl+\u00b1, Ctrl+x, Tab) stay the browser's."))));
+    this.frameList = h("ol", { id: "frames", class: "frames", "aria-label": "frames" },
+      this.images.map((image, i) => h("li", { dataset: { image }, title: image, onclick: () => this.show(i) },
+        h("span", { class: "frame-name" }, baseName(image)), h("span", { class: "frame-state" }))));
+    const aside = h("aside", {},
+      h("div", { class: "frame-title" }, h("b", { id: "frame-name" })),
+      h("div", { class: "muted", id: "frame-count" }),
+      h("div", { class: "row" }, button("prev", "\u2190 frame", () => this.show(this.frame - 1)), button("next", "frame \u2192", () => this.show(this.frame + 1)),
+        button("next-unlabeled", "next unlabeled", () => this.nextUnlabeled(), "the next frame without any label (u)")),
+      h("ul", { id: "parts" }, this.data.bodyparts.map((p, k) => h("li", { dataset: { part: String(k) }, onclick: () => { this.part = k; this.draw(); } },
+        h("span", { class: "dot", style: { background: partColor(k, n) } }), h("span", { class: "part-name" }, p), h("span", { class: "coords", id: "coords-" + k })))),
+      h("div", { class: "row" }, button("occluded", "not visible (x)", () => this.occlude()),
+        button("undo", "undo", () => this.undo(), "Ctrl+Z"), button("redo", "redo", () => this.redo(), "Ctrl+Shift+Z or Ctrl+Y")),
+      h("div", { class: "row" }, button("zoom-in", "+", () => this.zoomAt(1.25)), button("zoom-out", "\u2212", () => this.zoomAt(0.8)),
+        button("fit", "fit", () => { this.fit(); this.draw(); })),
+      h("div", { class: "row" }, button("save", h("b", {}, "save"), () => this.save(), "Ctrl+S"), " ", h("span", { id: "dirty", class: "muted" })),
+      h("div", { id: "status", role: "status" }),
+      h("div", { id: "conflicts" }),
+      h("div", { class: "row" }, toggle("loop", "loop", "loop (next frame after the last part)"),
+        toggle("show-names", "names", "names"), this.bones.length ? toggle("show-skeleton", "skeleton", "skeleton") : null),
+      h("div", { class: "sliders" }, SLIDERS.map(slider),
+        button("view-reset", "reset view", () => this.resetView(), "marker size, brightness and contrast as they were")),
+      this.frameList,
+      h("p", { class: "muted help" }, "click: place the current part, then the next (also near another point); ",
+        h("kbd", {}, "Alt"), "-drag (or ", h("kbd", {}, "Ctrl"), "-drag) moves the point under the mouse; ",
+        h("kbd", {}, "x"), " not visible; ", h("kbd", {}, "\u2190"), h("kbd", {}, "\u2192"), " / ", h("kbd", {}, "p"), h("kbd", {}, "n"), " frames, ",
+        h("kbd", {}, "u"), " next unlabeled; ", h("kbd", {}, "\u2191"), h("kbd", {}, "\u2193"), " parts; wheel or ", h("kbd", {}, "+"), h("kbd", {}, "-"),
+        " zoom, ", h("kbd", {}, "0"), " fit; right/shift-drag pans; ", h("kbd", {}, "Ctrl"), "+", h("kbd", {}, "z"), " undo, ",
+        h("kbd", {}, "Ctrl"), "+", h("kbd", {}, "Shift"), "+", h("kbd", {}, "z"), " redo; ", h("kbd", {}, "Ctrl"), "+", h("kbd", {}, "s"),
+        " save. Unsaved labels are kept in this browser until saved. Browser shortcuts (Ctrl+0, Ctrl+\u00b1, Ctrl+x, Tab) stay the browser's."));
+    show(container, h("div", { class: "labeler" }, this.stage, aside));
     this.$ = $;
     this.ctx = this.canvas.getContext("2d");
+    // A button or box clicked with the mouse hands the keys back to the canvas at once: Space or Enter
+    // must never press the last clicked button again (a keyboard user who tabbed there keeps them).
+    aside.addEventListener("click", (e) => {  // after the control's own handler; detail 0: a key pressed it
+      if (e.detail > 0 && e.target.closest("button, input, label, li")) this.canvas.focus({ preventScroll: true });
+    });
     this.canvas.addEventListener("mousedown", (e) => this.onDown(e));
     this.canvas.addEventListener("mousemove", (e) => this.onMove(e));
     this.canvas.addEventListener("contextmenu", (e) => e.preventDefault());
@@ -90,6 +136,12 @@ class Labeler {
     this.resizer.observe(this.stage);
     this.listen(window, "resize", () => this.resize());
     this.resize();
+  }
+
+  resetView() {
+    for (const [setting] of SLIDERS) { this.view[setting] = VIEW_DEFAULTS[setting]; this.$("view-" + setting).value = String(this.view[setting]); }
+    saveView(this.view);
+    this.draw();
   }
 
   // The canvas takes its box's width and the window's remaining height, in CSS pixels, and a backing
@@ -123,6 +175,7 @@ class Labeler {
       this.status(this.mode === "refine" ? "no proposed frames in this folder" : "no frames in this folder", "muted");
       return;
     }
+    this.drag = null;
     this.frame = Math.max(0, Math.min(this.images.length - 1, index));
     this.part = 0;
     const image = this.image;
@@ -138,6 +191,40 @@ class Labeler {
     this.$("frame-name").textContent = image;
     this.$("frame-count").textContent = `frame ${this.frame + 1} of ${this.images.length}`;
     this.showConflicts();
+    this.refreshFrameList();
+    this.scrollFrameList();
+  }
+
+  // "u": the next frame (after this one, wrapping round) on which no part is placed yet.
+  nextUnlabeled() {
+    for (let step = 1; step <= this.images.length; step++) {
+      const index = (this.frame + step) % this.images.length;
+      if (!placedCount(this.labels[this.images[index]])) { this.show(index); return; }
+    }
+    this.status("every frame has labels", "muted");
+  }
+
+  // The current frame in view in the list, scrolling the list alone (scrollIntoView would move the page,
+  // and the canvas under the mouse with it).
+  scrollFrameList() {
+    const list = this.frameList, item = list.children[this.frame];
+    if (!item) return;
+    const top = item.offsetTop - list.offsetTop;
+    if (top < list.scrollTop) list.scrollTop = top;
+    else if (top + item.offsetHeight > list.scrollTop + list.clientHeight) list.scrollTop = top + item.offsetHeight - list.clientHeight;
+  }
+
+  refreshFrameList() { this.images.forEach((image, i) => this.frameItem(image, i)); }
+
+  frameItem(image, i) {
+    const li = this.frameList.children[i];
+    if (!li) return;
+    const placed = placedCount(this.labels[image]);
+    li.dataset.state = placed ? "labeled" : "unlabeled";
+    li.classList.toggle("labeled", placed > 0);
+    li.classList.toggle("unsaved", this.dirty.has(image));
+    li.classList.toggle("current", i === this.frame);
+    li.lastChild.textContent = `${placed}/${this.data.bodyparts.length}${this.dirty.has(image) ? " \u2022" : ""}`;
   }
 
   fit() {
@@ -175,11 +262,38 @@ class Labeler {
     return [Math.min(Math.max(x, 0), w - 0.5), Math.min(Math.max(y, 0), hgt - 0.5)];
   }
 
-  record(part) { this.history.push({ image: this.image, part, before: this.points[part] && this.points[part].slice() }); }
-  set(part, value) { this.points[part] = value; this.dirty.add(this.image); }
+  // Every change goes through record (before) and set: undo/redo swap values, the draft follows.
+  record(part) {
+    this.history.push({ image: this.image, part, value: this.points[part] && this.points[part].slice() });
+    if (this.history.length > HISTORY_KEPT) this.history.shift();
+    this.redoable = [];
+  }
+  set(part, value) {
+    this.points[part] = value;
+    this.dirty.add(this.image);
+    if (!this.drag) this.keepDraft();
+  }
+
+  keepDraft() {
+    if (!this.draft.write(this.dirty, this.labels, this.stored)) this.status("this browser keeps no draft (storage full or off): save often", "error");
+  }
+
+  restoreDraft() {
+    const frames = this.draft.read(this.data.images, this.data.bodyparts.length);
+    let restored = 0;
+    for (const [image, frame] of Object.entries(frames)) {
+      if (samePoints(frame.labels, this.stored[image])) continue;  // saved after all (elsewhere, or the answer was lost)
+      this.labels[image] = frame.labels;
+      if (frame.base) this.stored[image] = frame.base;  // the merge compares with what these edits started from
+      this.dirty.add(image);
+      restored++;
+    }
+    this.keepDraft();
+    return restored;
+  }
 
   hit(sx, sy) {
-    let best = -1, bestD = 8;
+    let best = -1, bestD = Math.max(8, this.view.markerSize + 3);
     this.points.forEach((p, k) => {
       if (!p) return;
       const [px, py] = this.toScreen(p[0], p[1]);
@@ -189,25 +303,31 @@ class Labeler {
     return best;
   }
 
+  // A click places the current part wherever it lands, even next to another point (dragging before the
+  // release adjusts it); only with Alt (or Ctrl/Cmd) held does it take the point under the mouse.
   onDown(e) {
     this.canvas.focus({ preventScroll: true });
+    if (!this.images.length) return;
     const { sx, sy } = this.screen(e);
     if (e.button !== 0 || e.shiftKey) {
       this.drag = { pan: true, sx, sy, ox: this.offsetX, oy: this.offsetY };
       return;
     }
-    const k = this.hit(sx, sy);
-    if (k >= 0) {
+    if (e.altKey || e.ctrlKey || e.metaKey) {
+      e.preventDefault();
+      const k = this.hit(sx, sy);
+      if (k < 0) { this.status("no point under the mouse to move", "muted"); return; }
       this.record(k);
       this.drag = { part: k };
-      this.part = k;
       return;
     }
     const point = this.onImage(sx, sy);
     if (!point) { this.status("outside the frame: no point placed", "muted"); return; }
-    this.record(this.part);
-    this.set(this.part, point);
-    this.part = Math.min(this.part + 1, this.data.bodyparts.length - 1);
+    const placed = this.part;
+    this.record(placed);
+    this.drag = { part: placed, placing: true };
+    this.set(placed, point);
+    this.part = Math.min(placed + 1, this.data.bodyparts.length - 1);
     this.draw();
   }
 
@@ -225,21 +345,47 @@ class Labeler {
     this.draw();
   }
 
-  occlude() {
-    this.record(this.part);
-    this.set(this.part, null);
-    this.part = Math.min(this.part + 1, this.data.bodyparts.length - 1);
+  onUp() {
+    const drag = this.drag;
+    this.drag = null;
+    if (!drag || drag.pan) return;
+    this.keepDraft();
     this.draw();
+    if (drag.placing) this.afterPlacing(drag.part);
   }
 
-  undo() {
-    const last = this.history.pop();
-    if (!last) return;
-    const index = this.images.indexOf(last.image);
-    this.labels[last.image][last.part] = last.before;
-    this.dirty.add(last.image);
-    if (index !== this.frame) this.show(index); else this.draw();
-    this.part = last.part;
+  // Loop mode: the last part placed (or marked not visible) moves on to the next frame.
+  afterPlacing(part) {
+    if (!this.view.loop || part !== this.data.bodyparts.length - 1) return;
+    if (this.frame < this.images.length - 1) this.show(this.frame + 1);
+    else this.status("last frame of the folder: every frame passed once", "muted");
+  }
+
+  occlude() {
+    if (!this.images.length) return;
+    const part = this.part;
+    this.record(part);
+    this.set(part, null);
+    this.part = Math.min(part + 1, this.data.bodyparts.length - 1);
+    this.draw();
+    this.afterPlacing(part);
+  }
+
+  undo() { this.swapEdit(this.history, this.redoable); }
+  redo() { this.swapEdit(this.redoable, this.history); }
+
+  // Undo and redo are one operation: put back the stored value, keep the replaced one on the other stack.
+  swapEdit(from, to) {
+    const edit = from.pop();
+    if (!edit) { this.status(from === this.history ? "nothing to undo" : "nothing to redo", "muted"); return; }
+    const points = this.labels[edit.image];
+    to.push({ image: edit.image, part: edit.part, value: points[edit.part] && points[edit.part].slice() });
+    points[edit.part] = edit.value;
+    this.dirty.add(edit.image);
+    this.keepDraft();
+    const index = this.images.indexOf(edit.image);
+    if (index !== this.frame && index >= 0) this.show(index);
+    this.part = edit.part;
     this.draw();
   }
 
@@ -249,18 +395,22 @@ class Labeler {
     const t = e.target;
     if (t && (["INPUT", "TEXTAREA", "SELECT"].includes(t.tagName) || t.isContentEditable)) return;
     const ctrl = e.ctrlKey || e.metaKey;
+    const key = e.key.length === 1 ? e.key.toLowerCase() : e.key;
     const n = this.data.bodyparts.length;
-    if (ctrl && !e.altKey && !e.shiftKey && e.key.toLowerCase() === "z") this.undo();
-    else if (ctrl && !e.altKey && e.key.toLowerCase() === "s") this.save();
+    if (ctrl && !e.altKey && !e.shiftKey && key === "z") this.undo();
+    else if (ctrl && !e.altKey && ((e.shiftKey && key === "z") || (!e.shiftKey && key === "y"))) this.redo();
+    else if (ctrl && !e.altKey && key === "s") this.save();
     else if (ctrl || e.altKey) return;
-    else if (e.key === "ArrowRight" || e.key === "n") this.show(this.frame + 1);
-    else if (e.key === "ArrowLeft" || e.key === "p") this.show(this.frame - 1);
-    else if (e.key === "ArrowDown") { this.part = (this.part + 1) % n; this.draw(); }
-    else if (e.key === "ArrowUp") { this.part = (this.part + n - 1) % n; this.draw(); }
-    else if (e.key === "x" || e.key === "Delete") this.occlude();
-    else if (e.key === "+" || e.key === "=") this.zoomAt(1.25);
-    else if (e.key === "-") this.zoomAt(0.8);
-    else if (e.key === "0") { this.fit(); this.draw(); }
+    else if ((key === " " || key === "Enter") && (t === this.canvas || t === document.body)) { /* taken: nothing scrolls or re-fires */ }
+    else if (key === "ArrowRight" || key === "n") this.show(this.frame + 1);
+    else if (key === "ArrowLeft" || key === "p") this.show(this.frame - 1);
+    else if (key === "u") this.nextUnlabeled();
+    else if (key === "ArrowDown") { this.part = (this.part + 1) % n; this.draw(); }
+    else if (key === "ArrowUp") { this.part = (this.part + n - 1) % n; this.draw(); }
+    else if (key === "x" || key === "Delete") this.occlude();
+    else if (key === "+" || key === "=") this.zoomAt(1.25);
+    else if (key === "-") this.zoomAt(0.8);
+    else if (key === "0") { this.fit(); this.draw(); }
     else return;
     e.preventDefault();
   }
@@ -273,32 +423,59 @@ class Labeler {
     c.strokeStyle = stroke; c.lineWidth = width; c.stroke();
   }
 
+  drawSkeleton(c, points) {
+    c.strokeStyle = SKELETON_COLOR; c.lineWidth = Math.max(1, this.view.markerSize / 3);
+    for (const [a, b] of this.bones) {
+      if (!points[a] || !points[b]) continue;
+      c.beginPath(); c.moveTo(...this.toScreen(...points[a])); c.lineTo(...this.toScreen(...points[b])); c.stroke();
+    }
+  }
+
+  drawNames(c, points) {
+    const n = this.data.bodyparts.length, r = this.view.markerSize;
+    c.font = "12px system-ui, sans-serif"; c.textBaseline = "bottom"; c.lineWidth = 3; c.strokeStyle = "rgba(0, 0, 0, 0.8)";
+    points.forEach((p, k) => {
+      if (!p) return;
+      const [sx, sy] = this.toScreen(p[0], p[1]);
+      c.strokeText(this.data.bodyparts[k], sx + r + 2, sy - r);  // canvas text: a name is drawn, never parsed
+      c.fillStyle = partColor(k, n); c.fillText(this.data.bodyparts[k], sx + r + 2, sy - r);
+    });
+  }
+
   draw() {
-    const c = this.ctx, n = this.data.bodyparts.length;
+    const c = this.ctx, n = this.data.bodyparts.length, r = this.view.markerSize;
     if (!c || !this.width) return;
     c.setTransform(this.dpr, 0, 0, this.dpr, 0, 0);  // CSS pixels from here on
     c.clearRect(0, 0, this.width, this.height);
     c.imageSmoothingEnabled = this.zoom < 2;
-    if (this.img.complete && this.img.width) c.drawImage(this.img, this.offsetX, this.offsetY, this.img.width * this.zoom, this.img.height * this.zoom);
+    if (this.img.complete && this.img.width) {
+      c.filter = `brightness(${this.view.brightness}) contrast(${this.view.contrast})`;  // the picture only, not the markers
+      c.drawImage(this.img, this.offsetX, this.offsetY, this.img.width * this.zoom, this.img.height * this.zoom);
+      c.filter = "none";
+    }
+    const points = this.points || [];
+    if (this.view.skeleton) this.drawSkeleton(c, points);
     const machine = this.mode === "refine" ? this.data.machine[this.image] : null;
     if (machine) {
       machine.forEach((m, k) => {
         if (m[0] === null) return;
-        c.setLineDash([3, 3]); this.marker(c, m[0], m[1], 9, null, partColor(k, n), 1); c.setLineDash([]);
+        c.setLineDash([3, 3]); this.marker(c, m[0], m[1], r + 4, null, partColor(k, n), 1); c.setLineDash([]);
       });
     }
     const theirs = this.conflicts.get(this.image);
-    if (theirs) theirs.forEach((p, k) => { if (p) this.marker(c, p[0], p[1], 6, null, partColor(k, n), 2, true); });
-    (this.points || []).forEach((p, k) => {
-      if (p) this.marker(c, p[0], p[1], 5, partColor(k, n), k === this.part ? "#fff" : "#000", k === this.part ? 2 : 1);
+    if (theirs) theirs.forEach((p, k) => { if (p) this.marker(c, p[0], p[1], r + 1, null, partColor(k, n), 2, true); });
+    points.forEach((p, k) => {
+      if (p) this.marker(c, p[0], p[1], r, partColor(k, n), k === this.part ? "#fff" : "#000", k === this.part ? 2 : 1);
     });
+    if (this.view.names) this.drawNames(c, points);
     this.$("parts").querySelectorAll("li").forEach((li, k) => {
       li.classList.toggle("current", k === this.part);
-      const p = this.points && this.points[k];
+      const p = points[k];
       let text = p ? `${p[0].toFixed(1)}, ${p[1].toFixed(1)}` : "not visible";
       if (machine && machine[k][2] !== null) text += ` p=${machine[k][2].toFixed(2)}`;
       this.$("coords-" + k).textContent = text;
     });
+    if (this.image !== undefined) this.frameItem(this.image, this.frame);
     this.$("dirty").textContent = this.dirty.size ? `${this.dirty.size} frame(s) not saved` : "";
   }
 
@@ -323,7 +500,9 @@ class Labeler {
       this.labels[image] = copyPoints(theirs);
       this.dirty.delete(image);
     }
+    this.keepDraft();
     this.showConflicts();
+    this.refreshFrameList();
     this.draw();
     if (choice === "mine") this.save();
   }
@@ -340,7 +519,7 @@ class Labeler {
                              body: JSON.stringify({ version: this.version, labels: sent, base }) });
       body = await r.json().catch(() => ({}));
     } catch (err) {
-      this.status(`Save failed: ${err.message}; your labels stay in this page.`, "error");
+      this.status(`Save failed: ${err.message}; your labels stay in this page and this browser.`, "error");
       this.canvas.dataset.saved = "network";
       return;
     }
@@ -353,11 +532,13 @@ class Labeler {
         if (!this.dirty.has(image)) this.labels[image] = copyPoints(points);  // others' frames come in
       }
       (body.conflicts || []).forEach((c) => this.conflicts.set(c.image, c.theirs));
+      this.keepDraft();  // what was stored leaves the draft; a conflicted frame stays in it
       this.showConflicts();
+      this.refreshFrameList();
       if (conflicted.size) this.status(`Saved ${body.saved} frame(s). ${body.error}`, "error");
       else this.status(`saved ${body.saved} frame(s) in ${Math.round(performance.now() - started)} ms`, "ok");
     } else {
-      this.status(`Save failed (${r.status}): ${body.error || r.statusText}. Your labels stay in this page.`, "error");
+      this.status(`Save failed (${r.status}): ${body.error || r.statusText}. Your labels stay in this page and this browser.`, "error");
     }
     this.draw();
     this.canvas.dataset.saved = String(r.status);

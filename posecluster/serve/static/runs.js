@@ -99,31 +99,67 @@ function runRow(run, refresh) {
   return [row, h("tr", { class: "log-row", hidden: !openLogs.has(run.id) }, h("td", { colspan: 7 }, logs))];
 }
 
+// A cluster (or storage) that does not answer is asked again after 2, 4, 8 ... 60 s, for as long as the
+// page is open; the page keeps its forms and what it last showed meanwhile.
+const RETRY_FIRST_MS = 2000;
+const RETRY_MAX_MS = 60000;
+
+function retryDelay(failures) { return Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** (failures - 1)); }
+
+// One request of a section at a time: "ask now", stop and log buttons and timers never start a second
+// polling loop; a call during a request runs once more after it, so that its change is shown.
+function oneAtATime(ask) {
+  let busy = false, again = false;
+  const run = async () => {
+    if (busy) { again = true; return; }
+    busy = true;
+    try { await ask(); } finally { busy = false; }
+    if (again) { again = false; await run(); }
+  };
+  return run;
+}
+
+function retryNotice(notice, err, failures, delay, now) {
+  show(notice, h("span", { class: "error" }, err.message), ` \u00b7 asking again in ${Math.round(delay / 1000)} s`,
+    failures > 1 ? ` (${failures} tries so far)` : "", " ", h("button", { class: "retry-now", type: "button", onclick: now }, "ask now"));
+}
+
 async function runsSection(holder, gen, onFinished) {
   let timer = null;
   let unfinished = null;  // ids still running at the last look
-  const refresh = async () => {
-    clearTimeout(timer);
+  let failures = 0;
+  const form = archiveForm();  // made once: what the person typed survives every refresh and every outage
+  const notice = h("div", { class: "cluster-notice", role: "status" });
+  const list = h("div", { class: "runs-list" });
+  show(holder, h("h2", {}, "Cluster jobs"), form, notice, list);
+  const refresh = oneAtATime(async () => {
     if (stale(gen)) return;
+    clearTimeout(timer);
     let data;
     try {
       data = await api("/api/runs");
     } catch (err) {
-      show(holder, h("h2", {}, "Cluster jobs"), h("p", { class: "error" }, err.message));
+      if (stale(gen)) return;
+      failures += 1;
+      const delay = retryDelay(failures);
+      retryNotice(notice, err, failures, delay, refresh);
+      Object.assign(holder.dataset, { failures: String(failures), retryMs: String(delay) });
+      timer = setTimeout(refresh, delay);
       return;
     }
     if (stale(gen)) return;
-    const form = holder.querySelector(".run-form") || archiveForm();
-    show(holder, h("h2", {}, "Cluster jobs"), form,
-      data.jobs.length ? h("table", { class: "runs" },
-        h("tr", {}, ["kind", "location", "started by", "status", "progress", "started", ""].map((t) => h("th", {}, t))),
-        data.jobs.map((run) => runRow(run, refresh)))
-        : h("p", { class: "muted" }, "No jobs started from here yet."));
+    failures = 0;
+    show(notice);
+    Object.assign(holder.dataset, { failures: "0", retryMs: "" });
+    show(list, data.jobs.length ? h("table", { class: "runs" },
+      h("tr", {}, ["kind", "location", "started by", "status", "progress", "started", ""].map((t) => h("th", {}, t))),
+      data.jobs.map((run) => runRow(run, refresh)))
+      : h("p", { class: "muted" }, "No jobs started from here yet."));
     holder.dataset.updated = String(Date.now());
     const running = new Set(data.jobs.filter((run) => !run.finished).map((run) => run.id));
     if (unfinished && [...unfinished].some((id) => !running.has(id)) && onFinished) onFinished();
     unfinished = running;
     if (running.size) timer = setTimeout(refresh, REFRESH_MS);
-  };
+  });
   await refresh();
 }
