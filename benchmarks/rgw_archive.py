@@ -46,9 +46,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="rgw-archive-") as work:
         started = time.monotonic()
-        gateway = rgw.CephRGW(f"{work}/ceph")
-        os.makedirs(gateway.folder)
-        endpoints = gateway.start()
+        gateway, endpoints = rgw.start_gateway(f"{work}/ceph")
         up_s = time.monotonic() - started
         try:
             model = args.model or tiny_model(f"{work}/model")

@@ -192,15 +192,7 @@ def rgw(tmp_path_factory):
     if missing:
         pytest.skip(f"Ceph RGW needs Debian's packages (apt-get install -y --no-install-recommends radosgw ceph-mon "
                     f"ceph-osd ceph-common); missing: {', '.join(missing)}")
-    for attempt in range(2):  # a port picked free may be taken by another process before a daemon binds it
-        gateway = ceph.CephRGW(str(tmp_path_factory.mktemp("ceph")))
-        try:
-            endpoints = gateway.start()
-            break
-        except RuntimeError:
-            gateway.stop()
-            if attempt:
-                raise
+    gateway, endpoints = ceph.start_gateway(str(tmp_path_factory.mktemp("ceph")))
     try:
         yield endpoints
     finally:

@@ -55,18 +55,23 @@ class SharedAnswers:
         self._answers.clear()
 
     async def get(self, key: str, produce: Callable[[], T]) -> T:
+        return (await self.get_marked(key, produce))[0]
+
+    async def get_marked(self, key: str, produce: Callable[[], T]) -> tuple[T, bool]:
+        """(answer, stale): stale when an older answer is given while a fresh one is being made, so that a
+        client can ask again shortly instead of taking it as the state of things."""
         kept = self._answers.get(key)
         if kept is not None and kept[1] == self._generation:
             age = time.monotonic() - kept[0]
             if age < self.ttl:
-                return kept[2]
+                return kept[2], False
             if age < self.stale_for:
                 if key not in self._refreshing:
                     task = asyncio.ensure_future(self._run(key, produce))
                     self._refreshing[key] = task
                     task.add_done_callback(lambda done: self._refreshed(key, done))
-                return kept[2]
-        return await self._run(key, produce)
+                return kept[2], True
+        return await self._run(key, produce), False
 
     def _refreshed(self, key: str, task: asyncio.Task) -> None:
         self._refreshing.pop(key, None)

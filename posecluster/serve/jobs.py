@@ -206,7 +206,9 @@ class JobRoutes:
             return json.dumps({"jobs": jobs, "older": older}, ensure_ascii=False, allow_nan=False,
                               separators=(",", ":")).encode()
 
-        data = await self.answers.get(json.dumps(scope.caller.prefixes), render)
+        data, stale = await self.answers.get_marked(json.dumps(scope.caller.prefixes), render)
+        if stale:  # an older answer while a fresh listing runs: the page asks again soon (app.js)
+            data = b'{"refreshing":true,' + data[1:]
         return Response(data, media_type="application/json")
 
     def videos(self, request: Request):

@@ -92,3 +92,18 @@ def test_a_run_that_started_before_an_invalidation_is_not_kept():
 
     stale, fresh = run(scenario())
     assert (stale, fresh, produce.runs) == ("answer-1", "answer-2", 2)
+
+
+def test_an_older_answer_given_during_a_refresh_is_marked_stale_and_the_fresh_one_is_not():
+    answers, produce = SharedAnswers(ttl=0.05, stale_for=60), Counting(seconds=0.2)
+
+    async def scenario():
+        first = await answers.get_marked("lab-a", produce)
+        await asyncio.sleep(0.1)  # past the ttl: the next request gets the old answer, marked
+        during = await answers.get_marked("lab-a", produce)
+        await asyncio.sleep(0.4)  # the background refresh has finished
+        after = await answers.get_marked("lab-a", produce)
+        return first, during, after
+
+    first, during, after = run(scenario())
+    assert first == ("answer-1", False) and during == ("answer-1", True) and after == ("answer-2", False)

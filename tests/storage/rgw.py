@@ -158,15 +158,21 @@ rgw enable usage log = false
         while time.monotonic() < deadline:
             for proc in self.processes:
                 if proc.poll() is not None:
-                    with open(f"{self.folder}/log/{os.path.basename(proc.args[0])}.out", errors="replace") as fh:
-                        tail = [line for line in fh.read().splitlines() if line.strip()][-5:]
-                    raise RuntimeError(f"{proc.args[0]} exited ({proc.returncode}): " + " | ".join(tail))
+                    raise RuntimeError(f"{proc.args[0]} exited ({proc.returncode}): {self._errors()}")
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 return
             except OSError:
                 time.sleep(0.5)
         raise RuntimeError(f"radosgw did not listen on {port} within {timeout_s:.0f} s; logs in {self.folder}/log")
+
+    def _errors(self) -> str:
+        """The error lines (Ceph marks them ' -1 ') of every daemon's log, last few first."""
+        found = []
+        for name in sorted(os.listdir(f"{self.folder}/log")):
+            with open(f"{self.folder}/log/{name}", errors="replace") as fh:
+                found += [f"{name}: {line.strip()[-200:]}" for line in fh if " -1 " in line]
+        return " | ".join(found[-8:]) or f"no error lines; logs in {self.folder}/log"
 
     def stop(self) -> None:
         for proc in reversed(self.processes):
@@ -179,3 +185,18 @@ rgw enable usage log = false
                 proc.kill()
                 proc.wait()
         self.processes.clear()
+
+
+def start_gateway(folder: str, attempts: int = 3) -> tuple[CephRGW, Endpoints]:
+    """A started gateway in a fresh subfolder of `folder`, tried `attempts` times: a port picked free can be
+    taken by another process before a daemon binds it, and a daemon that loses such a race exits."""
+    errors = []
+    for attempt in range(attempts):
+        gateway = CephRGW(f"{folder}/attempt-{attempt}")
+        os.makedirs(gateway.folder, exist_ok=True)
+        try:
+            return gateway, gateway.start()
+        except (RuntimeError, subprocess.TimeoutExpired) as exc:
+            gateway.stop()
+            errors.append(str(exc))
+    raise RuntimeError(f"Ceph RGW did not start in {attempts} attempts: " + " || ".join(errors))

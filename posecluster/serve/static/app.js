@@ -143,6 +143,7 @@ async function jobVideos(gen, holder, preview, j, status, offset, firstPreview) 
 }
 
 const ARCHIVE_REFRESH_MS = 5000;
+const ARCHIVE_STALE_MS = 1000;
 
 // Archive jobs: read again while one is running, and whenever a cluster job ends (it may have written one);
 // a listing that fails is asked again with the cluster section's backoff (runs.js), the last one kept.
@@ -174,7 +175,8 @@ async function archiveSection(holder, gen) {
         : h("p", {}, "No archive jobs (", h("code", {}, "posecluster infer"), " manifests) yet."),
       data.older ? h("p", { class: "muted" }, `${data.older} older jobs not shown.`) : null);
     holder.dataset.updated = String(Date.now());
-    if (data.jobs.some((j) => j.status === "running")) timer = setTimeout(load, ARCHIVE_REFRESH_MS);
+    if (data.refreshing) timer = setTimeout(load, ARCHIVE_STALE_MS);  // an older answer: a fresh one is on its way
+    else if (data.jobs.some((j) => j.status === "running")) timer = setTimeout(load, ARCHIVE_REFRESH_MS);
   });
   await load();
   return load;
