@@ -95,13 +95,14 @@ def test_a_run_that_started_before_an_invalidation_is_not_kept():
 
 
 def test_an_older_answer_given_during_a_refresh_is_marked_stale_and_the_fresh_one_is_not():
-    answers, produce = SharedAnswers(ttl=0.05, stale_for=60), Counting(seconds=0.2)
+    answers, produce = SharedAnswers(ttl=2.0, stale_for=60), Counting(seconds=0.1)
 
     async def scenario():
         first = await answers.get_marked("lab-a", produce)
-        await asyncio.sleep(0.1)  # past the ttl: the next request gets the old answer, marked
+        await asyncio.sleep(2.1)  # past the ttl: the next request gets the old answer, marked
         during = await answers.get_marked("lab-a", produce)
-        await asyncio.sleep(0.4)  # the background refresh has finished
+        while answers._refreshing:  # the background refresh finishing
+            await asyncio.sleep(0.01)
         after = await answers.get_marked("lab-a", produce)
         return first, during, after
 
