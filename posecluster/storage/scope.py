@@ -175,8 +175,8 @@ def also_allowing(prefix: str) -> Iterator[None]:
 def in_context(function: Callable) -> Callable:
     """`function` bound to a copy of the current context (its scope): for threads and pools, which do not
     inherit context variables by themselves."""
-    context = contextvars.copy_context()
-    return lambda *args, **kwargs: context.run(function, *args, **kwargs)
+    context = contextvars.copy_context()  # a fresh copy per call: a pool runs calls at once
+    return lambda *args, **kwargs: context.copy().run(function, *args, **kwargs)
 
 
 def start_thread(target: Callable[[], None], name: str) -> threading.Thread:
