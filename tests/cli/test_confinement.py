@@ -81,6 +81,15 @@ def test_an_archive_job_on_ray_refuses_a_list_naming_another_labs_video(labs, ra
     listing.write_text(f"{b}/videos/clip.mp4\n")
     refused(["infer", str(listing), "--model", str(a / "models" / "run1"), "--out", str(a / "poses"), "--quiet"],
             a, capsys, location=f"{b}/videos/clip.mp4", named_by=str(listing))
+    # Its output folder linked outside the root: nothing is written there.
+    os.symlink(labs.parent / "outside", a / "linked-poses")
+    err = refused(["infer", str(a / "videos"), "--model", str(a / "models" / "run1"), "--out", str(a / "linked-poses"),
+                   "--quiet"], a, capsys, location=str(a / "linked-poses"))
+    assert "symbolic link" in err and os.listdir(labs.parent / "outside") == []
+    # The same job on the lab's own videos runs confined through the planners, actors and joins on Ray.
+    assert main(["--confine", str(a), "infer", str(a / "videos"), "--model", str(a / "models" / "run1"),
+                 "--out", str(a / "poses"), "--quiet"]) == 0, capsys.readouterr()
+    assert len(list((a / "poses").rglob("clip*.h5"))) == 1
 
 
 def test_evaluate_without_a_project_does_not_follow_model_pt_into_another_lab(labs, capsys):
