@@ -45,9 +45,8 @@ def remote(*function_or_class, **options):
 
 
 def _scoped(target, options: dict):
-    if inspect.isclass(target):
-        return _ScopedHandle(ray.remote(**options)(_actor_entry(target)) if options else ray.remote(_actor_entry(target)))
-    return _ScopedHandle(ray.remote(**options)(_function_entry(target)) if options else ray.remote(_function_entry(target)))
+    entry = _actor_entry(target) if inspect.isclass(target) else _function_entry(target)
+    return _ScopedHandle(ray.remote(**options)(entry) if options else ray.remote(entry))
 
 
 class _ScopedHandle:

@@ -307,7 +307,7 @@ def list_files(prefix: str, suffixes: tuple[str, ...] = (), recursive: bool = Tr
         found = fs.find(path) if recursive else [p for p in fs.ls(path, detail=False) if fs.isfile(p)]
     wanted = tuple(s.lower() for s in suffixes)
     out = [p for p in found if not wanted or p.lower().endswith(wanted)]
-    return sorted(_unstrip(prefix, fs, p) for p in out)
+    return _listed(prefix, sorted(_unstrip(prefix, fs, p) for p in out))
 
 
 def _unstrip(prefix: str, fs: fsspec.AbstractFileSystem, path: str) -> str:
@@ -492,3 +492,9 @@ def _scope():
 def _check(uri: str, operation: str) -> None:
     """Every public read, list and write passes here first: the job's scope (storage/scope.py)."""
     _scope().check(uri, operation)
+
+
+def _listed(prefix: str, uris: list[str]) -> list[str]:
+    """A listing's entries, each within the job's scope (a local link may lead out of it)."""
+    _scope().check_listed(uris, prefix)
+    return uris

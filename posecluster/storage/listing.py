@@ -3,7 +3,7 @@ planner never needs a HEAD per object."""
 
 from __future__ import annotations
 
-from posecluster.storage import ObjectIdentity, _check, _is_local, _unstrip, filesystem, identity_from_info
+from posecluster.storage import ObjectIdentity, _check, _is_local, _listed, _unstrip, filesystem, identity_from_info
 
 
 def _find(fs, path: str) -> dict:
@@ -31,6 +31,7 @@ def list_identities(prefix: str, suffixes: tuple[str, ...] = ()) -> list[ObjectI
         for name, info in found.items()
         if info.get("type", "file") != "directory" and (not wanted or name.lower().endswith(wanted))
     ]
+    _listed(prefix, [o.uri for o in out])
     return sorted(out, key=lambda o: o.uri)
 
 
@@ -42,7 +43,9 @@ def list_folders(prefix: str) -> set[str]:
         entries = fs.ls(path, detail=True)
     except FileNotFoundError:
         return set()
-    return {entry["name"].rstrip("/").rsplit("/", 1)[-1] for entry in entries if entry.get("type") == "directory"}
+    names = {entry["name"].rstrip("/").rsplit("/", 1)[-1] for entry in entries if entry.get("type") == "directory"}
+    _listed(prefix, [f"{prefix.rstrip('/')}/{name}" for name in names])
+    return names
 
 
 def list_named(base: str) -> list[ObjectIdentity]:
@@ -60,6 +63,8 @@ def list_named(base: str) -> list[ObjectIdentity]:
             found = {entry["name"]: entry for entry in fs.ls(path, detail=True)}
     except FileNotFoundError:
         return []
-    return sorted((identity_from_info(_unstrip(folder, fs, p), info) for p, info in found.items()
-                   if info.get("type", "file") != "directory" and p.rsplit("/", 1)[-1].startswith(name)),
-                  key=lambda o: o.uri)
+    named = sorted((identity_from_info(_unstrip(folder, fs, p), info) for p, info in found.items()
+                    if info.get("type", "file") != "directory" and p.rsplit("/", 1)[-1].startswith(name)),
+                   key=lambda o: o.uri)
+    _listed(folder, [o.uri for o in named])
+    return named

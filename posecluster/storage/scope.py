@@ -31,9 +31,8 @@ from typing import Callable, Iterable, Iterator
 
 from posecluster.storage import StorageError, canonical_uri, redact_uri
 
-__all__ = ["OutOfScopeError", "Scope", "check", "confined", "current", "in_context", "install", "start_thread"]
-
-OPERATIONS = ("read", "list", "write")
+__all__ = ["OutOfScopeError", "Scope", "check", "check_listed", "confined", "current", "in_context", "install",
+           "start_thread"]
 
 
 class OutOfScopeError(StorageError):
@@ -137,6 +136,16 @@ def check(uri: str, operation: str, named_by: str | None = None) -> None:
         f"{redact_uri(uri)}: outside this job's scope{reason}{named}; refused to {operation} it "
         f"(the job may touch only {scope.describe()})",
         location=redact_uri(uri), named_by=redact_uri(named_by or ""), scope=scope.prefixes)
+
+
+def check_listed(uris: Iterable[str], prefix: str) -> None:
+    """The entries of a local listing under `prefix`: one reached through a link that leads out of the
+    scope is refused (naming the listed folder), so another lab's file names are not handed on either.
+    Object-store listings hold only keys under the prefix, which was checked itself."""
+    if _current.get() is None or not _is_local(prefix):
+        return
+    for uri in uris:
+        check(uri, "list", named_by=prefix)
 
 
 @contextlib.contextmanager

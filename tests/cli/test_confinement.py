@@ -18,8 +18,6 @@ from posecluster.data import synthetic
 from posecluster.model.artifact import load_model, save_model
 from tests.labeling.test_extract import empty_project
 
-SCENE = synthetic.Scene(width=96, height=80, seed=5, body_length=0.4)
-
 
 def snapshot(folder: Path) -> dict[str, str]:
     """Every file under `folder` (links not followed) -> sha256: what a job wrote, changed or removed."""

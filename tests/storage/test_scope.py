@@ -10,7 +10,7 @@ import pytest
 
 from posecluster import storage
 from posecluster.storage import scope as scopes
-from posecluster.storage.listing import list_identities, list_named
+from posecluster.storage.listing import list_folders, list_identities, list_named
 from posecluster.storage.pinned import open_pinned, read_pinned
 from posecluster.storage.scope import OutOfScopeError, Scope, confined
 
@@ -109,6 +109,12 @@ def test_links_are_followed_for_reads_and_writes(labs, tmp_path):
             storage.atomic_write_bytes(str(a / "data" / "b-file.txt"), b"overwritten")
         with pytest.raises(OutOfScopeError):
             storage.list_files(str(a / "data" / "into-b"))
+        # Listing lab A's own folder does not hand on what its links lead to (lab B's file names).
+        for listing in (lambda: storage.list_files(str(a / "data")), lambda: list_identities(str(a / "data")),
+                        lambda: list_named(str(a / "data" / "b-file"))):
+            with pytest.raises(OutOfScopeError, match=f"named in {a / 'data'}"):
+                listing()
+        assert "into-b" not in list_folders(str(a / "data"))  # fsspec lists a linked folder as an entry, not a folder
     assert not (b / "data" / "planted.png").exists() and not (tmp_path / "poses.h5").exists()
     assert (b / "data" / "file.txt").read_bytes() == b"LAB-B-SECRET"
 
