@@ -70,3 +70,17 @@ def test_tasks_and_actors_enforce_the_scope_they_were_sent(labs, ray_local):
     # Unconfined callers (a person's own command line) are not held to an earlier job's scope.
     assert ray.get(read_task.remote(b)) == b"lab b"
     assert ray.get(Reader.remote(a).read.remote(b)) == b"lab b"
+
+
+def test_ray_train_workers_enforce_the_drivers_scope(ray_local, synthetic_project, tmp_path):
+    """The workers read the project themselves: one outside the job's scope is refused in the worker."""
+    from posecluster.cluster.training import train_distributed
+    from posecluster.data.formats.dlc import read_project_config
+    from tests.conftest import tiny_config
+
+    config = tiny_config(read_project_config(f"{synthetic_project.uri}/config.yaml"), synthetic_project.uri, epochs=1)
+    with confined(Scope.of([str(tmp_path)])):
+        with pytest.raises(Exception) as caught:
+            train_distributed(config, synthetic_project.uri, str(tmp_path / "run"), workers=1, max_failures=0)
+    assert "outside this job's scope" in str(caught.value) and synthetic_project.uri in str(caught.value)
+    assert not (tmp_path / "run" / "model.pt").exists()
