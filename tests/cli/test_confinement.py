@@ -152,3 +152,13 @@ def test_the_same_jobs_inside_the_scope_still_run(labs, capsys):
     assert main(["--confine", str(a), "analyze", str(a / "videos.txt"), "--model", str(a / "models" / "run1"),
                  "--out", str(a / "poses"), "--quiet"]) == 0
     assert list((a / "poses").rglob("*.h5"))
+
+
+def test_an_analysis_record_naming_another_labs_video(labs, capsys):
+    """A `_meta.json` is data: the video (or model) it names must lie in the job's scope too."""
+    a, b = labs / "a", labs / "b"
+    (a / "poses").mkdir()
+    record = a / "poses" / "clipDLC_meta.json"
+    record.write_text(json.dumps({"video": f"{b}/videos/clip.mp4", "model": str(a / "models" / "run1")}))
+    refused(["outliers", str(a / "poses"), "--project", str(a / "project"), "--n", "2"], a, capsys,
+            location=f"{b}/videos/clip.mp4", named_by=str(record))
