@@ -22,12 +22,13 @@ from posecluster.infer.ensemble import EnsemblePredictor, analyze_ensemble_video
 from posecluster.infer.ensemble_tables import VARIANCE_SUFFIX
 from posecluster.infer.naming import collisions, labeled_video_uri, output_base, plot_folder
 from posecluster.infer.results import find_results, require_video
-from posecluster.labeling.extract import ExtractOptions, extract_video, register_videos
+from posecluster.labeling.extract import ExtractOptions, check_video_sets, extract_video, register_videos
 from posecluster.labeling.folder_table import FolderTable, read_folder_table, save_folder_table
 from posecluster.labeling.merge import MergeReport, merge
 from posecluster.labeling.outliers import extract_outliers
 from posecluster.model.ensemble import is_ensemble, member_uris
 from posecluster.model.export import ExportOptions, ExportReport, export_model
+from posecluster.storage.scope import check as check_scope
 from posecluster.train.calibrate import calibrate_run as calibrate_model
 from posecluster.train.checkpoint import TrainedModel, UriCheckpointStore, load_model
 from posecluster.train.evaluate import Evaluation, evaluate
@@ -120,9 +121,19 @@ def sweep(project_uri: str, out_uri: str, config: PoseclusterConfig, fractions: 
     return run_sweep(config, project_uri, out_uri, fractions, shuffles, cpus_per_trial, gpus_per_trial)
 
 
+def _trained_project(trained: TrainedModel, project_uri: str | None) -> str | None:
+    """The project given, else the one model.pt names (checked against the job's scope, naming model.pt)."""
+    if project_uri:
+        return project_uri
+    named = trained.config.project_uri
+    if named:
+        check_scope(named, "read", named_by=trained.uri)
+    return named or None
+
+
 def evaluate_run(run_uri: str, project_uri: str | None = None) -> Evaluation:
     trained = load_model(run_uri)
-    project_uri = project_uri or trained.config.project_uri
+    project_uri = _trained_project(trained, project_uri)
     if not project_uri:
         raise ValueError(f"{run_uri}: say which project to evaluate on (--project)")
     return evaluate(run_uri, read_project(project_uri).labels)
@@ -132,7 +143,7 @@ def calibrate_run(run_uri: str, project_uri: str | None = None, images: int | No
     """Calibrate a trained run's int8 version and check bf16/int8 poses against fp32 on its project's
     labeled frames; model.pt is rewritten with them (training does this itself when it ends)."""
     trained = load_model(run_uri)
-    project_uri = project_uri or trained.config.project_uri
+    project_uri = _trained_project(trained, project_uri)
     if not project_uri:
         raise ValueError(f"{run_uri}: say which project's labeled frames to calibrate on (--project)")
     return calibrate_model(run_uri, read_project(project_uri).labels, count=images)
@@ -234,6 +245,7 @@ def extract_frames(inputs: list[str], project_uri: str, options: ExtractOptions)
     videos = find_videos(inputs)
     if not videos:
         raise FileNotFoundError(f"no videos found in {inputs}")
+    check_video_sets(project_uri)  # before any frame is written
     outcomes = _each([(v, lambda v=v: asdict(extract_video(v, project_uri, options))) for v in videos])
     sizes = {o.source: (o.outputs["width"], o.outputs["height"]) for o in outcomes if not o.error}
     register_videos(project_uri, sizes)

@@ -9,6 +9,7 @@ import sys
 
 from posecluster import __version__, storage
 from posecluster.cli.labeling import add_commands as add_labeling_commands
+from posecluster.storage.scope import Scope, confined
 
 DESCRIPTION = """\
 DeepLabCut-style markerless pose estimation as a batch system on object storage.
@@ -44,6 +45,8 @@ AWS_ENDPOINT_URL / AWS_* in the environment).
                                              --access FILE: behind a facility's sign-in proxy, per-lab prefixes)
 
   posecluster download-weights resnet50     torchvision's ImageNet weights into TORCH_HOME (image builds)
+
+  posecluster --confine PREFIX... COMMAND   any command confined to a lab's folders/prefixes
 """
 
 
@@ -254,6 +257,11 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"posecluster {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--confine", action="append", default=[], metavar="PREFIX",
+                        help="run the command confined to these folders/prefixes (repeatable; before the command): "
+                             "every read, list and write, wherever its location came from (a .txt list, model.pt, "
+                             "ensemble.json, config.yaml), must lie under one; links are followed first. The web "
+                             "app's jobs carry their lab's prefixes")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = commands.add_parser("demo", help="the whole single-machine flow on rendered data (a few minutes on CPU)")
@@ -417,7 +425,9 @@ def main(argv: list[str] | None = None) -> int:
         handler.addFilter(storage.RedactingFilter())  # a presigned URL's signature never reaches a log
     exporter = _start_metrics(args)
     try:
-        return args.func(args)
+        scope = Scope.of(args.confine) if args.confine else None
+        with confined(scope):  # the job's scope, also carried into its Ray tasks and actors (cluster/runtime.py)
+            return args.func(args)
     except (ValueError, OSError) as exc:  # bad input, a missing object, a StorageError: one line, no traceback
         print(f"posecluster {args.command}: error: {storage.redact_uri(str(exc))}", file=sys.stderr)
         return 2

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import io
 import queue
-import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
@@ -29,6 +28,7 @@ import torch
 
 from posecluster import metrics, storage
 from posecluster.cluster.plan import VideoTask, piece_name, segment_name, segments_folder
+from posecluster.cluster.runtime import remote
 from posecluster.cluster.sharding import segment_bounds
 from posecluster.data.video import VideoInfo, VideoReader, probe
 from posecluster.infer.ensemble import pinned_predictor
@@ -40,6 +40,7 @@ from posecluster.model.ensemble import PinnedEnsemble
 from posecluster.storage.listing import list_identities
 from posecluster.storage.pinned import ReadAhead, open_pinned, read_pinned
 from posecluster.storage.retry import call as with_retries
+from posecluster.storage.scope import start_thread
 
 READ_BLOCK = 8 << 20  # a pass from the top (or a range whose end is the object's): blocks of this size
 READ_BLOCK_MAX = 64 << 20  # a segment's byte range in one request, up to this
@@ -147,7 +148,7 @@ def frames_window(info: VideoInfo, start: int, stop: int) -> tuple[int, int] | N
     return byte_window(info, max(first, 0), after if after < len(keys) else None)
 
 
-@ray.remote(max_restarts=0)
+@remote(max_restarts=0)
 class SegmentWorker:
     """Loads exactly the pinned model (refusing to start on a hash mismatch), then predicts work items.
     An ensemble's members are all loaded here and run on each decoded batch: every frame is decoded once."""
@@ -268,7 +269,7 @@ class SegmentWorker:
             except BaseException as exc:  # handed to the generator, which raises it in the actor's thread
                 events.put(exc)
 
-        threading.Thread(target=run, name="posecluster-pass", daemon=True).start()
+        start_thread(run, "posecluster-pass")  # under the job's scope, as the actor's own reads
         while True:
             event = events.get()
             if isinstance(event, BaseException):

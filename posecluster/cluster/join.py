@@ -16,11 +16,10 @@ import re
 import time
 from dataclasses import dataclass, field
 
-import ray
-
 from posecluster import storage
 from posecluster.cluster.plan import Marker, Request, expected_outputs, marker_uri, outputs_state, segments_folder
 from posecluster.cluster.records import frame_ranges
+from posecluster.cluster.runtime import remote
 from posecluster.infer.ensemble_tables import join_ensemble_segments, smoothing_meta
 from posecluster.infer.results import refuse_another_videos_table
 from posecluster.infer.segments import join_segments
@@ -137,12 +136,12 @@ def _join(spec: JoinSpec) -> JoinResult:
                       time.time(), facts.get("warnings", []))
 
 
-@ray.remote(num_cpus=0)
+@remote(num_cpus=0)
 def join_video(spec: JoinSpec) -> JoinResult:
     return with_retries(_join, spec, patience_s=spec.patience_s)
 
 
-@ray.remote(num_cpus=0)
+@remote(num_cpus=0)
 def warm_up() -> None:
     """Nothing: run at a job's start so that a task process has imported this module (and the table
     writers) by the time the first video finishes; Ray reuses it for the joins."""

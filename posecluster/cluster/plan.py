@@ -33,9 +33,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
-import ray
 
 from posecluster import storage
+from posecluster.cluster.runtime import remote
 from posecluster.cluster.sharding import load_probe, save_probe, segment_bounds, short_hash
 from posecluster.data.video import VIDEO_SUFFIXES, StaleProbeError, VideoInfo, VideoReader
 from posecluster.data.video_info import PLAN_KINDS
@@ -45,6 +45,7 @@ from posecluster.storage.listing import list_identities, list_named
 from posecluster.storage.pinned import ReadAhead, open_pinned
 from posecluster.storage.retry import call as with_retries
 from posecluster.storage.retry import is_transient
+from posecluster.storage.scope import check as check_scope
 
 if TYPE_CHECKING:  # a planning task, the first in its Ray process, then starts without importing torch
     from posecluster.model.artifact import PinnedModel
@@ -269,6 +270,7 @@ def list_inputs(inputs: list[str], patience_s: float) -> list[tuple[str, storage
             lines = with_retries(storage.read_bytes, item, patience_s=patience_s).decode().splitlines()
             for line in lines:
                 if line.strip() and not line.startswith("#"):  # a local path: made absolute, like the CLI's
+                    check_scope(storage.absolute(line.strip()), "read", named_by=item)
                     found.setdefault(storage.absolute(line.strip()), None)
         elif storage.canonical_uri(item).lower().endswith(VIDEO_SUFFIXES):
             found.setdefault(item, None)
@@ -318,7 +320,7 @@ class Identified:
     transient: bool = False
 
 
-@ray.remote(num_cpus=0)
+@remote(num_cpus=0)
 def identify(tasks: list[VideoTask], out: str, patience_s: float) -> list[Identified]:
     """Identity, outputs and done records of videos named one by one (a HEAD and two LISTs each), off the
     driver."""
@@ -414,7 +416,7 @@ def plan_video(task: VideoTask, ctx: PlanContext) -> tuple[Planned, VideoInfo | 
         return Planned(task, error=error_text(exc), transient=is_transient(exc)), None
 
 
-@ray.remote(num_cpus=0, num_returns=2, scheduling_strategy="SPREAD")
+@remote(num_cpus=0, num_returns=2, scheduling_strategy="SPREAD")
 def plan_large(task: VideoTask, ctx: PlanContext):
     """One large video per task, so that each plan reaches the queue as soon as it exists; spread over the
     cluster's nodes (planning reads from storage). Returns (plan, probe): the driver gets the plan and

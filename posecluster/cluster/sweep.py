@@ -15,6 +15,7 @@ import ray  # noqa: E402
 import torch  # noqa: E402
 
 from posecluster import storage  # noqa: E402
+from posecluster.cluster.runtime import remote  # noqa: E402
 from posecluster.config import PoseclusterConfig  # noqa: E402
 from posecluster.data.project import read_project  # noqa: E402
 from posecluster.train.evaluate import evaluate  # noqa: E402
@@ -28,7 +29,7 @@ class SweepResult:
     plot_uri: str
 
 
-@ray.remote
+@remote
 def _trial(config_yaml: str, project_uri: str, run_uri: str, threads: int) -> dict:
     torch.set_num_threads(max(1, threads))
     config = PoseclusterConfig.from_yaml_text(config_yaml)

@@ -6,11 +6,11 @@ from typing import Callable
 
 import ray
 
-from posecluster.cluster.runtime import connect
+from posecluster.cluster.runtime import connect, remote
 from posecluster.errors import PER_INPUT_ERRORS
 
 
-@ray.remote(num_cpus=1)
+@remote(num_cpus=1)
 def _run(call: Callable[[], dict]) -> tuple[dict, str]:
     try:
         return call(), ""

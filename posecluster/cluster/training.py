@@ -28,6 +28,7 @@ from posecluster import metrics, storage
 from posecluster.config import PoseclusterConfig
 from posecluster.data.dataset import load_images
 from posecluster.data.project import read_project
+from posecluster.storage import scope as job_scope
 from posecluster.train.checkpoint import STATE_FILE, UriCheckpointStore, from_bytes, to_bytes
 from posecluster.train.loop import TrainContext, TrainResult, train
 
@@ -76,6 +77,7 @@ class RayCheckpointStore:
 
 
 def _worker(loop_config: dict) -> None:
+    job_scope.install(loop_config["scope"])  # the driver's scope: this worker's reads and writes are checked too
     config = PoseclusterConfig.from_yaml_text(loop_config["config"])
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
@@ -109,7 +111,7 @@ def train_distributed(config: PoseclusterConfig, project_uri: str, run_uri: str,
     trainer = TorchTrainer(
         _worker,
         train_loop_config={"config": config.to_yaml(), "project": project_uri, "run": run_uri,
-                           "threads": cpus_per_worker},
+                           "threads": cpus_per_worker, "scope": job_scope.current()},
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpus_per_worker > 0,
                                      resources_per_worker={"CPU": cpus_per_worker, "GPU": gpus_per_worker}
                                      if gpus_per_worker > 0 else {"CPU": cpus_per_worker}),

@@ -11,12 +11,13 @@ from posecluster.config import AugmentConfig
 from posecluster.data.augment import Augmenter
 from posecluster.data.images import read_image
 from posecluster.data.labels import LabeledDataset
+from posecluster.storage.scope import in_context
 
 
 def load_images(labels: LabeledDataset, threads: int = 8) -> list[np.ndarray]:
     """All images of `labels`, read concurrently (object storage latency, not CPU, is the limit)."""
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        return list(pool.map(read_image, [labels.image_uri(i) for i in range(len(labels))]))
+        return list(pool.map(in_context(read_image), [labels.image_uri(i) for i in range(len(labels))]))
 
 
 class TrainingDataset(torch.utils.data.Dataset):

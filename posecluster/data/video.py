@@ -52,6 +52,7 @@ from posecluster.data.packets import INVENTED_PTS_FORMATS, Header, demux_table, 
 from posecluster.data.ranges import Overlay, Recorder
 from posecluster.data.video_info import DecodeReport, StaleProbeError, VideoInfo
 from posecluster.errors import InputError
+from posecluster.storage.scope import check as check_scope
 
 __all__ = ["VIDEO_SUFFIXES", "DecodeReport", "SpansUnsound", "StaleProbeError", "VideoInfo", "VideoReader",
            "find_videos", "keyframe_at_or_before", "probe", "read_frames", "upright"]
@@ -79,7 +80,10 @@ def find_videos(inputs: list[str]) -> list[str]:
     for item in inputs:
         if item.endswith(".txt"):
             lines = storage.read_bytes(item).decode().splitlines()
-            videos += [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+            listed = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+            for video in listed:  # a list may name anything: refused here, naming the list, when out of scope
+                check_scope(video, "read", named_by=item)
+            videos += listed
         elif item.lower().endswith(VIDEO_SUFFIXES):
             videos.append(item)
         else:

@@ -21,6 +21,7 @@ from posecluster.errors import InputError
 from posecluster.infer.predictor import Predictor
 from posecluster.infer.results import RangeResult
 from posecluster.infer.segments import SegmentResult, video_facts
+from posecluster.storage.scope import in_context
 
 _DONE = object()
 
@@ -81,7 +82,7 @@ def predict_frames(predictor: Predictor, uri: str, frames_of: Frames, start: int
     batches: queue.Queue = queue.Queue(maxsize=cfg.queue_batches)
     stop_event = threading.Event()
     producer = threading.Thread(
-        target=_produce,
+        target=in_context(_produce),  # reads under the job's scope (storage/scope.py)
         args=(frames_of, predictor.batch_size, cfg.decode_threads, report, batches, stop_event),
         name="posecluster-decode",
         daemon=True,

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from posecluster import storage
 from posecluster.data.video import VIDEO_SUFFIXES
 from posecluster.errors import InputError
+from posecluster.storage.scope import check as check_scope
 
 
 @dataclass
@@ -86,6 +87,8 @@ def find_results(inputs: list[str], videos: list[str] | None = None) -> list[Ana
         try:
             meta = json.loads(storage.read_bytes(meta_uri))
             model = meta["model"]["uri"] if isinstance(meta["model"], dict) else meta["model"]
+            for named in (meta["video"], model):  # a record is data: what it names must lie in the job's scope
+                check_scope(str(named), "read", named_by=meta_uri)
             results.append(AnalysisRecord(video=meta["video"], table=table_beside(meta_uri), model=model,
                                           meta=meta_uri))
         except FileNotFoundError:

@@ -10,6 +10,7 @@ from posecluster.data.formats import dlc
 from posecluster.data.video import VideoInfo, probe
 from posecluster.labeling.frames import frame_range, kmeans_indices, read_selected, thumbnails, uniform_indices
 from posecluster.labeling.project_frames import add_frames, claim_folder, image_name, labeled_folder
+from posecluster.storage.scope import check as check_scope
 
 
 @dataclass(frozen=True)
@@ -54,11 +55,23 @@ def extract_video(video_uri: str, project_uri: str, options: ExtractOptions) -> 
                            width=info.width, height=info.height)
 
 
+def check_video_sets(project_uri: str) -> dict:
+    """config.yaml's video_sets, every absolute location in it within the job's scope (refused naming the
+    file): a project must not point this job, or a DeepLabCut tool run on it later, at another lab's
+    videos. DLC's placeholders and relative names are no locations and pass."""
+    config_uri = storage.join(project_uri, "config.yaml")
+    video_sets = dict(dlc.read_raw_project_config(config_uri).get("video_sets") or {})
+    for video in video_sets:
+        if isinstance(video, str) and ("://" in video or video.startswith(("/", "~"))):
+            check_scope(video, "read", named_by=config_uri)
+    return video_sets
+
+
 def register_videos(project_uri: str, sizes: dict[str, tuple[int, int]]) -> None:
     """Add the videos ({URI: (width, height)}) to config.yaml's video_sets as DLC does, keeping
     everything else in the file; the file is rewritten only when something was added."""
     config_uri = storage.join(project_uri, "config.yaml")
-    video_sets = dict(dlc.read_raw_project_config(config_uri).get("video_sets") or {})
+    video_sets = check_video_sets(project_uri)
     added = {video: {"crop": f"0, {width}, 0, {height}"} for video, (width, height) in sizes.items()
              if video not in video_sets}
     if added:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from posecluster import storage
 from posecluster.errors import InputError
 from posecluster.model.artifact import PinnedModel, TrainedModel, pin_model
+from posecluster.storage.scope import check as check_scope
 
 ENSEMBLE_FILE = "ensemble.json"
 
@@ -39,7 +40,10 @@ def member_uris(ensemble_uri: str) -> list[str]:
         raise InputError(uri, f"not a posecluster ensemble manifest ({exc})") from None
     if not folders:
         raise InputError(uri, "an ensemble needs at least one member")
-    return [storage.join(ensemble_uri, folder) for folder in folders]
+    members = [storage.join(ensemble_uri, str(folder)) for folder in folders]
+    for member in members:  # `../../other-lab/run` is a member outside the job's scope: refused, naming the file
+        check_scope(member, "read", named_by=uri)
+    return members
 
 
 def ensemble_sha256(member_sha256s: list[str]) -> str:

@@ -4,7 +4,10 @@ Ray's Job Submission API (api.job_submission).
 
 What a job runs is built here from validated fields only: every location is a path the caller may see
 (paths.py), every number is bounded, every choice is one of a list; the command is an argument list
-(quoted argument by argument), never a string from the browser. A job carries its kind, its location
+(quoted argument by argument), never a string from the browser. Every command starts with `--confine` and
+the caller's prefixes: the job itself refuses any location outside them, including those found inside
+files (a `.txt` list, model.pt, ensemble.json), so this module's checks are the first door, not the only
+one. A job carries its kind, its location
 and who started it as metadata: the caller sees, follows and stops only jobs whose location lies in
 their scope (the jobs of their lab)."""
 
@@ -179,7 +182,13 @@ def build_launch(scope: Scope, body: dict) -> Launch:
     if not isinstance(kind, str) or kind not in KINDS:  # a list or object here is a 400, not a TypeError
         raise ValueError(f"kind: one of {', '.join(KINDS)} is required")
     launch = KINDS[kind](Fields(scope, body))
-    return Launch(launch.kind, [COMMAND, *launch.argv], launch.location, launch.out)
+    return Launch(launch.kind, [COMMAND, *confinement(scope), *launch.argv], launch.location, launch.out)
+
+
+def confinement(scope: Scope) -> list[str]:
+    """`--confine PREFIX` for each of the caller's prefixes (the whole root for the token): the job checks
+    every read, list and write it makes against them (storage/scope.py), wherever its files point."""
+    return [argument for prefix in scope.prefixes_to_list() for argument in ("--confine", prefix)]
 
 
 def log_progress(log: str) -> dict | None:

@@ -288,6 +288,7 @@ def open_uri(uri: str, mode: str = "rb", *, block_size: int | None = None, cache
     """Open an object for streaming reads (or plain writes; prefer atomic_* for outputs). `block_size`
     and `cache_type` shape an object store's reads (fsspec: each miss fetches a block; s3fs's default is
     5 MB, too much for reading an index by ranges); local files ignore them."""
+    _check(uri, "write" if any(c in mode for c in "wax+") else "read")
     with _operation("open", uri):
         fs, path = filesystem(uri, **options)
         reads = {} if _is_local(fs) else {k: v for k, v in (("block_size", block_size), ("cache_type", cache_type)) if v}
@@ -298,6 +299,7 @@ def open_uri(uri: str, mode: str = "rb", *, block_size: int | None = None, cache
 
 
 def read_bytes(uri: str) -> bytes:
+    _check(uri, "read")
     fs, path = filesystem(uri)
     with _operation("read", uri):
         try:
@@ -307,12 +309,14 @@ def read_bytes(uri: str) -> bytes:
 
 
 def exists(uri: str) -> bool:
+    _check(uri, "read")
     with _operation("check existence", uri):
         fs, path = filesystem(uri)
         return fs.exists(path)
 
 
 def remove(uri: str, recursive: bool = False) -> None:
+    _check(uri, "write")
     with _operation("remove", uri):
         fs, path = filesystem(uri)
         if fs.exists(path):
@@ -321,6 +325,7 @@ def remove(uri: str, recursive: bool = False) -> None:
 
 def list_files(prefix: str, suffixes: tuple[str, ...] = (), recursive: bool = True) -> list[str]:
     """Sorted URIs of the files under `prefix` (a folder) whose names end with one of `suffixes`."""
+    _check(prefix, "list")
     with _operation("list", prefix):
         fs, path = filesystem(prefix)
         if not fs.exists(path):
@@ -328,7 +333,7 @@ def list_files(prefix: str, suffixes: tuple[str, ...] = (), recursive: bool = Tr
         found = fs.find(path) if recursive else [p for p in fs.ls(path, detail=False) if fs.isfile(p)]
     wanted = tuple(s.lower() for s in suffixes)
     out = [p for p in found if not wanted or p.lower().endswith(wanted)]
-    return sorted(_unstrip(prefix, fs, p) for p in out)
+    return _listed(prefix, sorted(_unstrip(prefix, fs, p) for p in out))
 
 
 def _unstrip(prefix: str, fs: fsspec.AbstractFileSystem, path: str) -> str:
@@ -357,6 +362,7 @@ class ObjectIdentity:
 
 
 def identity(uri: str) -> ObjectIdentity:
+    _check(uri, "read")
     with _operation("stat", uri):
         fs, path = filesystem(uri)
         try:
@@ -403,6 +409,7 @@ def _publish_local(path: str, write) -> None:
 
 def atomic_write_bytes(uri: str, data: bytes) -> None:
     """Write `data` so the object appears whole or not at all."""
+    _check(uri, "write")
     with _operation("write", uri):
         fs, path = filesystem(uri)
         if _is_local(fs):
@@ -419,6 +426,7 @@ def create_exclusive(uri: str, data: bytes) -> bool:
     place (link fails on an existing name); on S3 it is a conditional PUT (If-None-Match: *), which the
     store refuses when the key exists.
     """
+    _check(uri, "write")
     with _operation("create", uri):
         return _create_exclusive(uri, data)
 
@@ -490,6 +498,7 @@ def check_conditional_create(prefix: str) -> None:
 
 def atomic_upload(local_file: str, uri: str) -> None:
     """Move a finished local file to `uri` atomically (rename locally; single PUT/multipart remotely)."""
+    _check(uri, "write")
     with _operation("upload", uri):
         _upload(local_file, uri)
 
@@ -510,8 +519,8 @@ def _upload(local_file: str, uri: str) -> None:
 @contextlib.contextmanager
 def scratch_dir() -> Iterator[str]:
     """A private local folder for files that are built before being uploaded whole."""
-    with tempfile.TemporaryDirectory(prefix="posecluster-") as tmp:
-        yield tmp
+    with tempfile.TemporaryDirectory(prefix="posecluster-") as tmp, _scope().also_allowing(tmp):
+        yield tmp  # this process's own folder: within any job's scope
 
 
 def local_path(uri: str) -> str | None:
@@ -531,6 +540,7 @@ def resolved_local_path(uri: str) -> str | None:
 def arrow_filesystem(uri: str):
     """(pyarrow filesystem, path) for libraries that take pyarrow filesystems (Ray Train's storage),
     built from the same fsspec filesystem and options as everything else."""
+    _check(uri, "write")
     from pyarrow.fs import FSSpecHandler, PyFileSystem
 
     fs, path = filesystem(uri)
@@ -540,6 +550,7 @@ def arrow_filesystem(uri: str):
 @contextlib.contextmanager
 def local_copy(uri: str) -> Iterator[str]:
     """A local path holding the object's bytes (the file itself when it is already local)."""
+    _check(uri, "read")
     path = local_path(uri)
     if path is not None:
         if not os.path.exists(path):
@@ -555,3 +566,20 @@ def local_copy(uri: str) -> Iterator[str]:
             except FileNotFoundError:
                 raise FileNotFoundError(f"{uri}: no such object") from None
         yield target
+
+
+def _scope():
+    from posecluster.storage import scope  # the job's scope (storage/scope.py imports this module)
+
+    return scope
+
+
+def _check(uri: str, operation: str) -> None:
+    """Every public read, list and write passes here first: the job's scope (storage/scope.py)."""
+    _scope().check(uri, operation)
+
+
+def _listed(prefix: str, uris: list[str]) -> list[str]:
+    """A listing's entries, each within the job's scope (a local link may lead out of it)."""
+    _scope().check_listed(uris, prefix)
+    return uris

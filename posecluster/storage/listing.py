@@ -3,7 +3,7 @@ planner never needs a HEAD per object."""
 
 from __future__ import annotations
 
-from posecluster.storage import ObjectIdentity, _is_local, _unstrip, filesystem, identity_from_info
+from posecluster.storage import ObjectIdentity, _check, _is_local, _listed, _unstrip, filesystem, identity_from_info
 
 
 def _find(fs, path: str) -> dict:
@@ -19,6 +19,7 @@ def _find(fs, path: str) -> dict:
 def list_identities(prefix: str, suffixes: tuple[str, ...] = ()) -> list[ObjectIdentity]:
     """Identities of the files under `prefix` (recursive) whose names end with one of `suffixes`, sorted
     by URI; an absent prefix is an empty list (an output folder that no job wrote yet)."""
+    _check(prefix, "list")
     fs, path = filesystem(prefix)
     try:
         found = _find(fs, path)
@@ -30,23 +31,28 @@ def list_identities(prefix: str, suffixes: tuple[str, ...] = ()) -> list[ObjectI
         for name, info in found.items()
         if info.get("type", "file") != "directory" and (not wanted or name.lower().endswith(wanted))
     ]
+    _listed(prefix, [o.uri for o in out])
     return sorted(out, key=lambda o: o.uri)
 
 
 def list_folders(prefix: str) -> set[str]:
     """Names of the folders directly under `prefix` (one delimited LIST per 1,000); none if absent."""
+    _check(prefix, "list")
     fs, path = filesystem(prefix)
     try:
         entries = fs.ls(path, detail=True)
     except FileNotFoundError:
         return set()
-    return {entry["name"].rstrip("/").rsplit("/", 1)[-1] for entry in entries if entry.get("type") == "directory"}
+    names = {entry["name"].rstrip("/").rsplit("/", 1)[-1] for entry in entries if entry.get("type") == "directory"}
+    _listed(prefix, [f"{prefix.rstrip('/')}/{name}" for name in names])
+    return names
 
 
 def list_named(base: str) -> list[ObjectIdentity]:
     """Identities of the objects in `base`'s folder whose names start with `base`'s own name (a video's
     outputs: `<base>.h5`, `<base>.csv`, `<base>_meta.json`, ...): one LIST request with a server-side
     prefix on object stores, never a listing of the whole folder."""
+    _check(base, "list")
     folder, _, name = base.rstrip("/").rpartition("/")
     fs, path = filesystem(folder)
     protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
@@ -57,6 +63,8 @@ def list_named(base: str) -> list[ObjectIdentity]:
             found = {entry["name"]: entry for entry in fs.ls(path, detail=True)}
     except FileNotFoundError:
         return []
-    return sorted((identity_from_info(_unstrip(folder, fs, p), info) for p, info in found.items()
-                   if info.get("type", "file") != "directory" and p.rsplit("/", 1)[-1].startswith(name)),
-                  key=lambda o: o.uri)
+    named = sorted((identity_from_info(_unstrip(folder, fs, p), info) for p, info in found.items()
+                    if info.get("type", "file") != "directory" and p.rsplit("/", 1)[-1].startswith(name)),
+                   key=lambda o: o.uri)
+    _listed(folder, [o.uri for o in named])
+    return named

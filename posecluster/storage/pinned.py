@@ -36,6 +36,7 @@ from posecluster.storage import (
     ObjectChangedError,
     ObjectIdentity,
     StorageError,
+    _check,
     _is_local,
     _operation,
     filesystem,
@@ -158,6 +159,7 @@ class _LocalFile:
 
 def _fetcher(identity: ObjectIdentity) -> tuple[Fetch, Callable[[], None]]:
     """(fetch(start, end) -> bytes, close) for the pinned object."""
+    _check(identity.uri, "read")
     fs, path = filesystem(identity.uri)
     if _is_local(fs):
         local = _LocalFile(path, identity)
@@ -180,6 +182,7 @@ def _fetcher(identity: ObjectIdentity) -> tuple[Fetch, Callable[[], None]]:
 
 def read_pinned(identity: ObjectIdentity, patience_s: float = DEFAULT_PATIENCE_S) -> bytes:
     """The whole object, as planned (one GET on S3), or ObjectChangedError."""
+    _check(identity.uri, "read")
 
     def once() -> bytes:
         with _operation("read", identity.uri):

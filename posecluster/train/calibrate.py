@@ -25,6 +25,7 @@ from posecluster.model.artifact import TrainedModel, load_model, save_reduced_pr
 from posecluster.model.pose_model import PoseModel
 from posecluster.model.precision import CpuCapability, ReducedPrecision, agreement, recheck_margin
 from posecluster.model.quantize import quantize_detector
+from posecluster.storage.scope import check as check_scope
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,7 @@ def project_video_frames(trained: TrainedModel) -> list[np.ndarray]:
     count, project = trained.config.train.precision_check_video_frames, trained.config.project_uri
     if not count or not project:
         return []
+    check_scope(project, "read", named_by=trained.uri)  # model.pt's own pointer: within the job's scope
     frames = spread_frames([storage.join(project, "videos")], count)
     log.info("checking reduced precision on %d frames of the project's videos too", len(frames))
     return frames

@@ -30,13 +30,24 @@ KINDS = {
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_kind_is_a_posecluster_command_its_parser_takes(kind):
     launch = build_launch(LAB, {"kind": kind, **KINDS[kind]})
-    assert launch.argv[0] == "posecluster" and launch.argv[1] == kind
+    assert launch.argv[0] == "posecluster" and launch.argv[1:3] == ["--confine", f"{ROOT}/smith"]
     args = build_parser().parse_args(launch.argv[1:])
-    locations = [v for v in vars(args).values() for v in (v if isinstance(v, list) else [v])
+    assert args.command == kind and args.confine == [f"{ROOT}/smith"]  # the job carries the lab's scope
+    locations = [v for k, v in vars(args).items() if k != "confine" for v in (v if isinstance(v, list) else [v])
                  if isinstance(v, str) and v.startswith("s3://")]
     assert locations and all(v.startswith(f"{ROOT}/smith/") for v in locations), locations
     assert launch.location.startswith("smith/")
     assert shlex.split(shlex.join(launch.argv)) == launch.argv
+
+
+def test_every_job_carries_the_callers_prefixes_and_the_token_the_root():
+    jones = Scope(ROOT, Caller("bob", ("jones", "shared/videos")))
+    for kind in KINDS:
+        fields = {k: v.replace("smith/", "jones/") if isinstance(v, str) else v for k, v in KINDS[kind].items()}
+        args = build_parser().parse_args(build_launch(jones, {"kind": kind, **fields}).argv[1:])
+        assert args.confine == [f"{ROOT}/jones", f"{ROOT}/shared/videos"]
+    token = Scope(ROOT, Caller("token", ("",)))
+    assert build_parser().parse_args(build_launch(token, {"kind": "merge", "project": "smith/proj"}).argv[1:]).confine == [ROOT]
 
 
 def test_the_fields_mean_what_the_form_says():

@@ -111,7 +111,9 @@ def test_frames_a_model_and_an_archive_run_started_from_the_browser_run_on_ray(b
 
     ray = JobSubmissionClient(ray_head.address, headers={"Authorization": f"Bearer {ray_head.token}"})
     entrypoints = {job.metadata.get("kind"): job.entrypoint for job in ray.list_jobs() if job.metadata}
-    assert entrypoints["train"].startswith("posecluster train s3://") and "--epochs 1" in entrypoints["train"]
+    # Every job carries the caller's scope (the token's: the whole root) and checks its own reads and writes.
+    assert entrypoints["train"].startswith(f"posecluster --confine {lab} train s3://") and "--epochs 1" in entrypoints["train"]
+    assert all(entrypoint.startswith(f"posecluster --confine {lab} ") for entrypoint in entrypoints.values())
 
 
 def test_a_job_can_be_stopped_and_other_labs_never_see_it(browser, server, lab, ray_head):
