@@ -11,7 +11,7 @@ import yaml
 from posecluster import storage
 from posecluster.analysis.filtering import FilterOptions, filter_track
 from posecluster.analysis.outliers import OutlierOptions
-from posecluster.config import InferConfig, PoseclusterConfig
+from posecluster.config import InferConfig, PoseclusterConfig, load_yaml
 from posecluster.data.formats.dlc import read_project_config
 from posecluster.data.formats.poses import read_track, write_track
 from posecluster.data.project import read_project
@@ -39,7 +39,9 @@ log = logging.getLogger(__name__)
 
 
 def parse_overrides(pairs: list[str]) -> dict:
-    """["train.epochs=5", "model.backbone.name=resnet18"] -> nested dict (values parsed as YAML scalars)."""
+    """["train.epochs=5", "model.backbone.name=resnet18"] -> nested dict. Values are YAML (numbers, lists,
+    mappings) read as config files are (config.load_yaml): `infer.mixed_precision=off` stays the word
+    "off", which the field's type then reads (a bool field takes off/on/yes/no as booleans)."""
     out: dict = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
@@ -49,7 +51,10 @@ def parse_overrides(pairs: list[str]) -> dict:
         *parents, leaf = key.split(".")
         for part in parents:
             node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(raw)
+        try:
+            node[leaf] = load_yaml(raw)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"override {pair!r}: the value is not valid YAML ({exc})") from None
     return out
 
 
@@ -72,13 +77,17 @@ def infer_overrides(config_uri: str | None, overrides: dict) -> dict:
         raise ValueError(f"analysis takes only infer.* overrides, not {sorted(unknown)}")
     merged: dict = {}
     if config_uri:
-        raw = yaml.safe_load(storage.read_bytes(config_uri)) or {}
+        try:
+            raw = load_yaml(storage.read_bytes(config_uri)) or {}
+        except yaml.YAMLError as exc:
+            raise InputError(config_uri, f"not valid YAML: {exc}") from None
         if not isinstance(raw, dict) or not isinstance(raw.get("infer", {}), dict):
             raise ValueError(f"{config_uri}: expected a mapping with an `infer` mapping")
         merged.update(raw.get("infer", {}))
     merged.update(overrides.get("infer", {}))
-    InferConfig().with_overrides(merged)  # validates names and values now, with a clear message
-    return merged
+    source = "--set" if not config_uri else f"{config_uri} and --set"
+    typed = InferConfig().with_overrides(merged, source).model_dump(mode="json")  # names and values checked now
+    return {key: typed[key] for key in merged}  # each value as its field reads it ("on", never True)
 
 
 def train_project(project_uri: str, run_uri: str, config: PoseclusterConfig, resume: bool = False,
