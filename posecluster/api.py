@@ -240,9 +240,7 @@ def _each(items) -> list[Outcome]:
 def extract_frames(inputs: list[str], project_uri: str, options: ExtractOptions) -> list[Outcome]:
     """Frames to label from each video into the project (one Ray task per video when there are several);
     config.yaml's video_sets is then updated once, here, so tasks never write the same file."""
-    videos = find_videos(inputs)
-    if not videos:
-        raise FileNotFoundError(f"no videos found in {inputs}")
+    videos = find_videos(inputs)  # names what it looked at when there is no video
     outcomes = _each([(v, lambda v=v: asdict(extract_video(v, project_uri, options))) for v in videos])
     sizes = {o.source: (o.outputs["width"], o.outputs["height"]) for o in outcomes if not o.error}
     register_videos(project_uri, sizes)

@@ -37,7 +37,7 @@ import ray
 
 from posecluster import storage
 from posecluster.cluster.sharding import load_probe, save_probe, segment_bounds, short_hash
-from posecluster.data.video import VIDEO_SUFFIXES, StaleProbeError, VideoInfo, VideoReader
+from posecluster.data.video import VIDEO_SUFFIXES, StaleProbeError, VideoInfo, VideoReader, is_list_uri, is_video_uri
 from posecluster.data.video_info import PLAN_KINDS
 from posecluster.errors import InputError
 from posecluster.infer.naming import mirror_folder
@@ -265,12 +265,12 @@ def list_inputs(inputs: list[str], patience_s: float) -> list[tuple[str, storage
     URIs (identity None: a planning task looks it up)."""
     found: dict[str, storage.ObjectIdentity | None] = {}
     for item in inputs:
-        if item.endswith(".txt"):
+        if is_list_uri(item):
             lines = with_retries(storage.read_bytes, item, patience_s=patience_s).decode().splitlines()
             for line in lines:
                 if line.strip() and not line.startswith("#"):  # a local path: made absolute, like the CLI's
                     found.setdefault(storage.absolute(line.strip()), None)
-        elif storage.canonical_uri(item).lower().endswith(VIDEO_SUFFIXES):
+        elif is_video_uri(item):
             found.setdefault(item, None)
         else:
             listed = with_retries(list_identities, item, VIDEO_SUFFIXES, patience_s=patience_s)
@@ -285,7 +285,7 @@ def output_folders(inputs: list[str], out: str) -> list[str]:
     """The output folder of each input prefix (its videos' tables are all below it): one listing each."""
     folders = []
     for item in inputs:
-        if item.endswith(".txt") or storage.canonical_uri(item).lower().endswith(VIDEO_SUFFIXES):
+        if is_list_uri(item) or is_video_uri(item):
             continue
         folder = mirror_folder(storage.join(item, "x"))
         folders.append(storage.join(out, folder) if folder else out)

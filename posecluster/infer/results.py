@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field, replace
 
 from posecluster import storage
-from posecluster.data.video import VIDEO_SUFFIXES
+from posecluster.data.video import is_video_uri
 from posecluster.errors import InputError
 
 
@@ -76,7 +76,7 @@ def find_results(inputs: list[str], videos: list[str] | None = None) -> list[Ana
             metas.append(item)
         elif item.endswith(".h5"):
             metas.append(item[: -len(".h5")] + "_meta.json")
-        elif item.lower().endswith(VIDEO_SUFFIXES):
+        elif is_video_uri(item):
             raise InputError(item, "is a video; give the folder or prefix of its pose tables (the --out of "
                                    "analyze/infer)")
         else:
