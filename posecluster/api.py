@@ -20,8 +20,8 @@ from posecluster.errors import PER_INPUT_ERRORS, InputError
 from posecluster.infer.analyze import AnalysisResult, analyze_video
 from posecluster.infer.ensemble import EnsemblePredictor, analyze_ensemble_video, load_predictor
 from posecluster.infer.ensemble_tables import VARIANCE_SUFFIX
-from posecluster.infer.naming import collisions, labeled_video_uri, output_base, plot_folder
-from posecluster.infer.results import find_results, require_video
+from posecluster.infer.naming import collisions, filtered_table, labeled_video_uri, output_base, plot_folder
+from posecluster.infer.results import checked_filtered, find_results, forget_filtered, record_filtered, require_video
 from posecluster.labeling.extract import ExtractOptions, extract_video, register_videos
 from posecluster.labeling.folder_table import FolderTable, read_folder_table, save_folder_table
 from posecluster.labeling.merge import MergeReport, merge
@@ -252,22 +252,25 @@ def sibling(table: str, suffix: str) -> str:
     return table[: -len(".h5")] + suffix
 
 
-def filtered_uri(table: str) -> str:
-    return sibling(table, "_filtered.h5")
-
-
 def _table(record, filtered: bool) -> str:
-    return filtered_uri(record.table) if filtered else record.table
+    """The record's table, or its `_filtered` table once checked to be filtered from that table."""
+    return checked_filtered(record.table) if filtered else record.table
 
 
 def filter_poses(inputs: list[str], options: FilterOptions, formats: tuple[str, ...] = ()) -> list[Outcome]:
-    """`<video><scorer>_filtered.h5` (plus csv/parquet) beside each pose table found in `inputs`."""
+    """`<video><scorer>_filtered.h5` (plus csv/parquet) beside each pose table found in `inputs`, with a
+    record of the table they came from (`_filtered_source.json`); formats not asked now are removed."""
     def run(record):
         track = filter_track(read_track(record.table), options)
-        out = {"h5": filtered_uri(record.table)}
+        out = {"h5": filtered_table(record.table)}
         out.update({fmt: sibling(out["h5"], f".{fmt}") for fmt in formats})
+        forget_filtered(record.table)
+        for fmt in ("csv", "parquet"):
+            if fmt not in out and storage.exists(sibling(out["h5"], f".{fmt}")):
+                storage.remove(sibling(out["h5"], f".{fmt}"))  # an earlier filtering's, of other poses
         for uri in out.values():
             write_track(track, uri)
+        record_filtered(record.table, out, asdict(options))
         return out
 
     return _each([(r.table, lambda r=r: run(r)) for r in find_results(inputs)])
@@ -324,7 +327,8 @@ def label_videos(inputs: list[str], out_folder: str, options: LabelOptions, draw
     """`<video><scorer>_labeled.mp4` per analysed video; p-cutoff and skeleton default to the project's."""
     records = find_results(inputs, videos)
     settings = _project_settings(records) if pcutoff is None or draw_skeleton else {}
-    targets = {_table(r, filtered): labeled_video_uri(r.video, _table(r, filtered), out_folder) for r in records}
+    named = {r.table: filtered_table(r.table) if filtered else r.table for r in records}  # checked when drawn
+    targets = {named[r.table]: labeled_video_uri(r.video, named[r.table], out_folder) for r in records}
     clashes = collisions(targets)
 
     def run(record):
@@ -339,7 +343,7 @@ def label_videos(inputs: list[str], out_folder: str, options: LabelOptions, draw
     def refuse(table):  # never overwrite another table's labeled video
         raise InputError(table, f"would write the same labeled video as {clashes[table]}")
 
-    return _each([(r.video, (lambda r=r: refuse(_table(r, filtered))) if _table(r, filtered) in clashes
+    return _each([(r.video, (lambda r=r: refuse(named[r.table])) if named[r.table] in clashes
                    else (lambda r=r: run(r))) for r in records])
 
 

@@ -20,7 +20,7 @@ the size and ETag/mtime of every output as written (table, formats, `_meta.json`
 when such a record exists for this request and the outputs at the video's location still have exactly that
 state. Anything else is recomputed, and the record says why: "video changed", "model changed",
 "inference settings or video reader changed", "table missing", "table changed since it was written",
-"no record of the table there". When the record for this request exists but its outputs do not match
+"a table without its _meta.json", "a table and its _meta.json with no done record of them". When the record for this request exists but its outputs do not match
 (a format added, a table deleted or overwritten by another model's run), the video is rejoined from its
 cached segments (no inference); when those are gone too, it is computed again ("segment cache missing").
 """
@@ -256,7 +256,9 @@ class DoneIndex:
         if markers:
             return Decision("work", reason="video changed")
         if table in self.outputs:
-            return Decision("work", reason="no record of the table there (an older posecluster's, or written by hand)")
+            if f"{task.base}_meta.json" not in self.outputs:
+                return Decision("work", reason="a table without its _meta.json")
+            return Decision("work", reason="a table and its _meta.json with no done record of them")
         return Decision("work")
 
 

@@ -76,11 +76,11 @@ _NO_END = 1 << 62  # the stop of a range whose end is unknown until the pass end
 def is_video_uri(uri: str) -> bool:
     """A video's URI by its suffix, read on the object's path: a presigned or query-string URL
     (`https://host/v/mouse.mp4?X-Amz-...`) is a video too."""
-    return storage.canonical_uri(uri).lower().endswith(VIDEO_SUFFIXES)
+    return storage.object_path(uri).lower().endswith(VIDEO_SUFFIXES)
 
 
 def is_list_uri(uri: str) -> bool:
-    return storage.canonical_uri(uri).lower().endswith(".txt")
+    return storage.object_path(uri).lower().endswith(".txt")
 
 
 def find_videos(inputs: list[str]) -> list[str]:

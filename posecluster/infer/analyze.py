@@ -12,7 +12,7 @@ from posecluster.data.formats.poses import PoseTableWriter
 from posecluster.data.video import probe
 from posecluster.infer.naming import output_base
 from posecluster.infer.pipeline import predict_range
-from posecluster.infer.results import refuse_another_videos_table
+from posecluster.infer.results import refuse_another_videos_table, remove_stale_outputs
 from posecluster.infer.predictor import Predictor
 
 
@@ -49,7 +49,7 @@ def analyze_video(
         writer = PoseTableWriter(predictor.scorer, predictor.bodyparts, scratch, formats=formats)
         try:
             writer.pad_to(start)
-            with tqdm(total=stop - start, disable=not progress, unit="frame", desc=storage.basename(storage.canonical_uri(video_uri))) as bar:
+            with tqdm(total=stop - start, disable=not progress, unit="frame", desc=storage.basename(storage.object_path(video_uri))) as bar:
                 ranged = predict_range(predictor, info, start, stop, writer.append, on_batch=bar.update)
             writer.pad_to(stop)
             outputs = writer.publish(base)
@@ -86,4 +86,5 @@ def analyze_video(
         "config": predictor.config.model_dump(mode="json"),
     }
     storage.atomic_write_bytes(f"{base}_meta.json", json.dumps(meta, indent=1, default=str).encode())
+    remove_stale_outputs(base, [*outputs.values(), f"{base}_meta.json"], video_uri, out_folder)
     return result

@@ -24,7 +24,7 @@ from posecluster.infer.ensemble_tables import smoothing_meta, write_ensemble_out
 from posecluster.infer.naming import output_base
 from posecluster.infer.pipeline import predict_range
 from posecluster.infer.predictor import Predictor
-from posecluster.infer.results import refuse_another_videos_table
+from posecluster.infer.results import refuse_another_videos_table, remove_stale_outputs
 from posecluster.model.artifact import PinnedModel, TrainedModel, load_model, load_pinned, pin_model
 from posecluster.model.ensemble import PinnedEnsemble, ensemble_sha256, is_ensemble, member_uris, pin_ensemble
 
@@ -147,7 +147,7 @@ def predict_members(predictor: EnsemblePredictor, video_uri: str, start: int = 0
     def sink(first: int, chunk: np.ndarray) -> None:
         members[:, first - start : first - start + len(chunk)] = chunk.transpose(1, 0, 2, 3)
 
-    with tqdm(total=stop - start, disable=not progress, unit="frame", desc=storage.basename(storage.canonical_uri(video_uri))) as bar:
+    with tqdm(total=stop - start, disable=not progress, unit="frame", desc=storage.basename(storage.object_path(video_uri))) as bar:
         ranged = predict_range(predictor, info, start, stop, sink, on_batch=bar.update)
     return info, members, ranged
 
@@ -178,4 +178,5 @@ def analyze_ensemble_video(predictor: EnsemblePredictor, video_uri: str, out_fol
         "config": predictor.config.model_dump(mode="json"),
     }
     storage.atomic_write_bytes(f"{base}_meta.json", json.dumps(meta, indent=1, default=str).encode())
+    remove_stale_outputs(base, [*outputs.values(), f"{base}_meta.json"], video_uri, out_folder)
     return result
