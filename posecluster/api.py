@@ -20,7 +20,7 @@ from posecluster.errors import PER_INPUT_ERRORS, InputError
 from posecluster.infer.analyze import AnalysisResult, analyze_video
 from posecluster.infer.ensemble import EnsemblePredictor, analyze_ensemble_video, load_predictor
 from posecluster.infer.ensemble_tables import VARIANCE_SUFFIX
-from posecluster.infer.naming import collisions, filtered_table, labeled_video_uri, output_base, plot_folder
+from posecluster.infer.naming import Destfolder, Mirrored, collisions, filtered_table, labeled_video_uri, plot_folder
 from posecluster.infer.results import checked_filtered, find_results, forget_filtered, record_filtered, require_video
 from posecluster.labeling.extract import ExtractOptions, extract_video, register_videos
 from posecluster.labeling.folder_table import FolderTable, read_folder_table, save_folder_table
@@ -147,22 +147,29 @@ def calibrate_run(run_uri: str, project_uri: str | None = None, images: int | No
     return calibrate_model(run_uri, read_project(project_uri).labels, count=images)
 
 
-def analyze(videos: list[str], model_uri: str, out_folder: str, formats: tuple[str, ...] = (),
-            overrides: dict | None = None, progress: bool = True) -> list[AnalysisResult]:
-    """One pose table per video; an ensemble folder (ensemble.json) gives the EKS track and its variance."""
+def analyze(videos: list[str], model_uri: str, out_folder: str | None, formats: tuple[str, ...] = (),
+            overrides: dict | None = None, progress: bool = True, layout: str = "mirror") -> list[AnalysisResult]:
+    """One pose table per video; an ensemble folder (ensemble.json) gives the EKS track and its variance.
+
+    layout "mirror": the video's folder mirrored under `out_folder` (the archive layout); "dlc":
+    DeepLabCut's destfolder layout, flat in `out_folder`, or beside each video when it is None."""
+    if out_folder is None or layout == "dlc":
+        place = Destfolder(out_folder)
+    else:
+        place = Mirrored(out_folder)
     predictor = load_predictor(model_uri, overrides)
     results = []
     found = find_videos(videos)
-    clashes = collisions({v: output_base(v, out_folder, predictor.scorer) for v in found})
+    clashes = collisions({v: place.base(v, predictor.scorer) for v in found})
     if clashes:
         video, earlier = next(iter(clashes.items()))
         raise InputError(video, f"would write the same pose table as {earlier} (same folder and file stem); "
                          "analyze them into different --out folders")
     for video in found:
         if isinstance(predictor, EnsemblePredictor):
-            result = analyze_ensemble_video(predictor, video, out_folder, formats=formats, progress=progress)
+            result = analyze_ensemble_video(predictor, video, place, formats=formats, progress=progress)
         else:
-            result = analyze_video(predictor, video, out_folder, formats=formats, progress=progress)
+            result = analyze_video(predictor, video, place, formats=formats, progress=progress)
         log.info("%s: %d frames at %.1f frames/s -> %s", result.video, result.frames, result.fps, result.outputs["h5"])
         results.append(result)
     return results

@@ -22,6 +22,7 @@ from posecluster import storage
 from posecluster.cluster.plan import Marker, Request, expected_outputs, marker_uri, outputs_state, segments_folder
 from posecluster.cluster.records import frame_ranges
 from posecluster.infer.ensemble_tables import join_ensemble_segments, smoothing_meta
+from posecluster.infer.naming import plot_folder
 from posecluster.infer.results import refuse_another_videos_table, remove_stale_outputs
 from posecluster.infer.segments import join_segments
 from posecluster.storage.listing import list_named
@@ -129,7 +130,7 @@ def _join(spec: JoinSpec) -> JoinResult:
     body = json.dumps(meta, indent=1, default=str).encode()
     storage.atomic_write_bytes(f"{spec.base}_meta.json", body)
     written = expected_outputs(spec.base, spec.request.formats, len(spec.ensemble or ()))
-    remove_stale_outputs(spec.base, written, spec.video, spec.out)  # an earlier run's formats, _filtered, ...
+    remove_stale_outputs(spec.base, written, plot_folder(spec.video, spec.out))  # an earlier run's formats, ...
     state = outputs_state(written, {i.uri: i for i in list_named(spec.base)})
     if state is None:
         raise OSError(f"{storage.redact_uri(spec.base)}: outputs not listed after writing them")

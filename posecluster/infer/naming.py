@@ -23,8 +23,11 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
+from typing import Union
 
 from posecluster import storage
+from posecluster.errors import InputError
 
 
 def video_stem(video_uri: str) -> str:
@@ -50,6 +53,49 @@ def _in(out_folder: str, folder: str, name: str) -> str:
 def output_base(video_uri: str, out_folder: str, scorer: str) -> str:
     """`<out>/<video's folder>/<video stem><scorer>`: the pose table's URI without its suffix."""
     return _in(out_folder, mirror_folder(video_uri), f"{video_stem(video_uri)}{scorer}")
+
+
+@dataclass(frozen=True)
+class Mirrored:
+    """The archive layout (the default of `--out`): the video's folder mirrored under `folder`."""
+
+    folder: str
+
+    def base(self, video_uri: str, scorer: str) -> str:
+        return output_base(video_uri, self.folder, scorer)
+
+    def plots(self, video_uri: str) -> str:
+        return plot_folder(video_uri, self.folder)
+
+
+@dataclass(frozen=True)
+class Destfolder:
+    """DeepLabCut's `destfolder` layout: every table flat in `folder` (`<folder>/<video stem><scorer>.h5`),
+    or beside its video when `folder` is None (DeepLabCut's default), where DeepLabCut's own tools look.
+    Two videos with one stem meet here: callers refuse the second by the video in `_meta.json`."""
+
+    folder: str | None = None
+
+    def _folder(self, video_uri: str) -> str:
+        if self.folder is not None:
+            return self.folder
+        if storage.object_path(video_uri).split("://", 1)[0].lower() in ("http", "https"):
+            raise InputError(storage.redact_uri(video_uri), "a web URL's folder cannot be written to: give --out")
+        return storage.parent(storage.object_path(video_uri))
+
+    def base(self, video_uri: str, scorer: str) -> str:
+        return storage.join(self._folder(video_uri), f"{video_stem(video_uri)}{scorer}")
+
+    def plots(self, video_uri: str) -> str:
+        return storage.join(self._folder(video_uri), "plot-poses", video_stem(video_uri))
+
+
+Place = Union[Mirrored, Destfolder]
+
+
+def place_of(out: "str | Place") -> Place:
+    """`--out` as given to the archive layout (a folder URI), or a layout chosen by the caller."""
+    return Mirrored(out) if isinstance(out, str) else out
 
 
 def collisions(bases: dict[str, str]) -> dict[str, str]:

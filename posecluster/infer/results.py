@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from posecluster import storage
 from posecluster.data.video import is_video_uri
 from posecluster.errors import InputError
-from posecluster.infer.naming import derived_record, filtered_table, is_output_of, plot_folder
+from posecluster.infer.naming import derived_record, filtered_table, is_output_of
 from posecluster.storage.listing import list_named
 
 log = logging.getLogger(__name__)
@@ -120,15 +120,14 @@ def require_video(record: AnalysisRecord) -> str:
     return record.video
 
 
-def remove_stale_outputs(base: str, written: list[str], video_uri: str, out_folder: str) -> list[str]:
+def remove_stale_outputs(base: str, written: list[str], plots: str) -> list[str]:
     """After a run wrote `written` for the table at `base`: remove what an earlier run left there for the
     same video that this run did not write (a format not asked now, `_filtered` tables, labeled videos,
-    an ensemble's member tables, the plots under `<out>/plot-poses/`), so that every output in the folder
-    is this run's own. Returns what was removed."""
+    an ensemble's member tables, the video's `plots` folder), so that every output in the folder is this
+    run's own. Returns what was removed."""
     own = {storage.basename(uri) for uri in written}
     stale = [item.uri for item in list_named(base)
              if is_output_of(base, item.uri) and storage.basename(item.uri) not in own]
-    plots = plot_folder(video_uri, out_folder)
     for uri in stale:
         storage.remove(uri)
     if storage.exists(plots):
