@@ -70,9 +70,10 @@ def test_each_readme_command_parses_and_its_settings_are_valid(line, command):
         assert settings == {"mixed_precision": "off"}
 
 
-def test_the_readme_analysis_commands_run_on_rendered_data(trained_run, synthetic_project, tmp_path, capsys):
+def test_the_readme_analysis_commands_run_on_rendered_data(ray_local, trained_run, synthetic_project, tmp_path,
+                                                           capsys):
     """The README's analyze, evaluate, filter, plot and label-video lines, with its s3://lab locations
-    standing for local copies of the session's run and videos."""
+    standing for local copies of the session's run and videos (two videos: filter & co. run Ray tasks)."""
     videos = tmp_path / "videos"
     (videos / "day2").mkdir(parents=True)
     shutil.copy(synthetic_project.videos[0].uri, videos / "mouse1.mp4")
@@ -88,7 +89,7 @@ def test_the_readme_analysis_commands_run_on_rendered_data(trained_run, syntheti
         argv = shlex.split(command)[1:]
         if argv[0] not in ("analyze", "evaluate", "filter", "plot", "label-video"):
             continue
-        located = [places.get(word.rstrip("/") if word.rstrip("/") in places else word, word) for word in argv]
+        located = [places.get(word) or places.get(word.rstrip("/"), word) for word in argv]
         if any(word.startswith("s3://lab") for word in located):
             continue  # a location this test has no stand-in for (an ensemble, another run)
         assert main([*located, "--quiet"] if argv[0] == "analyze" else located) == 0, command
