@@ -11,7 +11,7 @@ import yaml
 from posecluster import storage
 from posecluster.analysis.filtering import FilterOptions, filter_track
 from posecluster.analysis.outliers import OutlierOptions
-from posecluster.config import InferConfig, PoseclusterConfig
+from posecluster.config import InferConfig, PoseclusterConfig, load_yaml
 from posecluster.data.formats.dlc import read_project_config
 from posecluster.data.formats.poses import read_track, write_track
 from posecluster.data.project import read_project
@@ -20,8 +20,8 @@ from posecluster.errors import PER_INPUT_ERRORS, InputError
 from posecluster.infer.analyze import AnalysisResult, analyze_video
 from posecluster.infer.ensemble import EnsemblePredictor, analyze_ensemble_video, load_predictor
 from posecluster.infer.ensemble_tables import VARIANCE_SUFFIX
-from posecluster.infer.naming import collisions, labeled_video_uri, output_base, plot_folder
-from posecluster.infer.results import find_results, require_video
+from posecluster.infer.naming import Destfolder, Mirrored, collisions, filtered_table, labeled_video_uri, plot_folder
+from posecluster.infer.results import checked_filtered, find_results, forget_filtered, record_filtered, require_video
 from posecluster.labeling.extract import ExtractOptions, check_video_sets, extract_video, register_videos
 from posecluster.labeling.folder_table import FolderTable, read_folder_table, save_folder_table
 from posecluster.labeling.merge import MergeReport, merge
@@ -40,7 +40,9 @@ log = logging.getLogger(__name__)
 
 
 def parse_overrides(pairs: list[str]) -> dict:
-    """["train.epochs=5", "model.backbone.name=resnet18"] -> nested dict (values parsed as YAML scalars)."""
+    """["train.epochs=5", "model.backbone.name=resnet18"] -> nested dict. Values are YAML (numbers, lists,
+    mappings) read as config files are (config.load_yaml): `infer.mixed_precision=off` stays the word
+    "off", which the field's type then reads (a bool field takes off/on/yes/no as booleans)."""
     out: dict = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
@@ -50,7 +52,10 @@ def parse_overrides(pairs: list[str]) -> dict:
         *parents, leaf = key.split(".")
         for part in parents:
             node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(raw)
+        try:
+            node[leaf] = load_yaml(raw)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"override {pair!r}: the value is not valid YAML ({exc})") from None
     return out
 
 
@@ -73,13 +78,17 @@ def infer_overrides(config_uri: str | None, overrides: dict) -> dict:
         raise ValueError(f"analysis takes only infer.* overrides, not {sorted(unknown)}")
     merged: dict = {}
     if config_uri:
-        raw = yaml.safe_load(storage.read_bytes(config_uri)) or {}
+        try:
+            raw = load_yaml(storage.read_bytes(config_uri)) or {}
+        except yaml.YAMLError as exc:
+            raise InputError(config_uri, f"not valid YAML: {exc}") from None
         if not isinstance(raw, dict) or not isinstance(raw.get("infer", {}), dict):
             raise ValueError(f"{config_uri}: expected a mapping with an `infer` mapping")
         merged.update(raw.get("infer", {}))
     merged.update(overrides.get("infer", {}))
-    InferConfig().with_overrides(merged)  # validates names and values now, with a clear message
-    return merged
+    source = "--set" if not config_uri else f"{config_uri} and --set"
+    typed = InferConfig().with_overrides(merged, source).model_dump(mode="json")  # names and values checked now
+    return {key: typed[key] for key in merged}  # each value as its field reads it ("on", never True)
 
 
 def train_project(project_uri: str, run_uri: str, config: PoseclusterConfig, resume: bool = False,
@@ -149,22 +158,29 @@ def calibrate_run(run_uri: str, project_uri: str | None = None, images: int | No
     return calibrate_model(run_uri, read_project(project_uri).labels, count=images)
 
 
-def analyze(videos: list[str], model_uri: str, out_folder: str, formats: tuple[str, ...] = (),
-            overrides: dict | None = None, progress: bool = True) -> list[AnalysisResult]:
-    """One pose table per video; an ensemble folder (ensemble.json) gives the EKS track and its variance."""
+def analyze(videos: list[str], model_uri: str, out_folder: str | None, formats: tuple[str, ...] = (),
+            overrides: dict | None = None, progress: bool = True, layout: str = "mirror") -> list[AnalysisResult]:
+    """One pose table per video; an ensemble folder (ensemble.json) gives the EKS track and its variance.
+
+    layout "mirror": the video's folder mirrored under `out_folder` (the archive layout); "dlc":
+    DeepLabCut's destfolder layout, flat in `out_folder`, or beside each video when it is None."""
+    if out_folder is None or layout == "dlc":
+        place = Destfolder(out_folder)
+    else:
+        place = Mirrored(out_folder)
     predictor = load_predictor(model_uri, overrides)
     results = []
     found = find_videos(videos)
-    clashes = collisions({v: output_base(v, out_folder, predictor.scorer) for v in found})
+    clashes = collisions({v: place.base(v, predictor.scorer) for v in found})
     if clashes:
         video, earlier = next(iter(clashes.items()))
         raise InputError(video, f"would write the same pose table as {earlier} (same folder and file stem); "
                          "analyze them into different --out folders")
     for video in found:
         if isinstance(predictor, EnsemblePredictor):
-            result = analyze_ensemble_video(predictor, video, out_folder, formats=formats, progress=progress)
+            result = analyze_ensemble_video(predictor, video, place, formats=formats, progress=progress)
         else:
-            result = analyze_video(predictor, video, out_folder, formats=formats, progress=progress)
+            result = analyze_video(predictor, video, place, formats=formats, progress=progress)
         log.info("%s: %d frames at %.1f frames/s -> %s", result.video, result.frames, result.fps, result.outputs["h5"])
         results.append(result)
     return results
@@ -242,9 +258,7 @@ def _each(items) -> list[Outcome]:
 def extract_frames(inputs: list[str], project_uri: str, options: ExtractOptions) -> list[Outcome]:
     """Frames to label from each video into the project (one Ray task per video when there are several);
     config.yaml's video_sets is then updated once, here, so tasks never write the same file."""
-    videos = find_videos(inputs)
-    if not videos:
-        raise FileNotFoundError(f"no videos found in {inputs}")
+    videos = find_videos(inputs)  # names what it looked at when there is no video
     check_video_sets(project_uri)  # before any frame is written
     outcomes = _each([(v, lambda v=v: asdict(extract_video(v, project_uri, options))) for v in videos])
     sizes = {o.source: (o.outputs["width"], o.outputs["height"]) for o in outcomes if not o.error}
@@ -257,22 +271,25 @@ def sibling(table: str, suffix: str) -> str:
     return table[: -len(".h5")] + suffix
 
 
-def filtered_uri(table: str) -> str:
-    return sibling(table, "_filtered.h5")
-
-
 def _table(record, filtered: bool) -> str:
-    return filtered_uri(record.table) if filtered else record.table
+    """The record's table, or its `_filtered` table once checked to be filtered from that table."""
+    return checked_filtered(record.table) if filtered else record.table
 
 
 def filter_poses(inputs: list[str], options: FilterOptions, formats: tuple[str, ...] = ()) -> list[Outcome]:
-    """`<video><scorer>_filtered.h5` (plus csv/parquet) beside each pose table found in `inputs`."""
+    """`<video><scorer>_filtered.h5` (plus csv/parquet) beside each pose table found in `inputs`, with a
+    record of the table they came from (`_filtered_source.json`); formats not asked now are removed."""
     def run(record):
         track = filter_track(read_track(record.table), options)
-        out = {"h5": filtered_uri(record.table)}
+        out = {"h5": filtered_table(record.table)}
         out.update({fmt: sibling(out["h5"], f".{fmt}") for fmt in formats})
+        forget_filtered(record.table)
+        for fmt in ("csv", "parquet"):
+            if fmt not in out and storage.exists(sibling(out["h5"], f".{fmt}")):
+                storage.remove(sibling(out["h5"], f".{fmt}"))  # an earlier filtering's, of other poses
         for uri in out.values():
             write_track(track, uri)
+        record_filtered(record.table, out, asdict(options))
         return out
 
     return _each([(r.table, lambda r=r: run(r)) for r in find_results(inputs)])
@@ -329,7 +346,8 @@ def label_videos(inputs: list[str], out_folder: str, options: LabelOptions, draw
     """`<video><scorer>_labeled.mp4` per analysed video; p-cutoff and skeleton default to the project's."""
     records = find_results(inputs, videos)
     settings = _project_settings(records) if pcutoff is None or draw_skeleton else {}
-    targets = {_table(r, filtered): labeled_video_uri(r.video, _table(r, filtered), out_folder) for r in records}
+    named = {r.table: filtered_table(r.table) if filtered else r.table for r in records}  # checked when drawn
+    targets = {named[r.table]: labeled_video_uri(r.video, named[r.table], out_folder) for r in records}
     clashes = collisions(targets)
 
     def run(record):
@@ -344,7 +362,7 @@ def label_videos(inputs: list[str], out_folder: str, options: LabelOptions, draw
     def refuse(table):  # never overwrite another table's labeled video
         raise InputError(table, f"would write the same labeled video as {clashes[table]}")
 
-    return _each([(r.video, (lambda r=r: refuse(_table(r, filtered))) if _table(r, filtered) in clashes
+    return _each([(r.video, (lambda r=r: refuse(named[r.table])) if named[r.table] in clashes
                    else (lambda r=r: run(r))) for r in records])
 
 

@@ -7,6 +7,7 @@ written here. YAML in and out; the resolved config is written beside every check
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal, Union
 
 import annotated_types
@@ -15,6 +16,28 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from posecluster import storage
 from posecluster.errors import InputError
+
+
+class ConfigYamlLoader(yaml.SafeLoader):
+    """YAML for config files and --set values, where each value is then read by its field's type.
+
+    PyYAML follows YAML 1.1, where `off`/`on`/`yes`/`no` are booleans and `2024-01-01` a date: a
+    string-enum field (`mixed_precision: off`, `freeze_batchnorm: no`) would receive False. Here only
+    true/false are booleans (YAML 1.2) and dates stay text; a bool field still takes `off`/`no`/`yes`/`on`,
+    because pydantic reads those words as booleans for a bool field."""
+
+
+_BOOL, _TIMESTAMP = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp"
+ConfigYamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag not in (_BOOL, _TIMESTAMP)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+ConfigYamlLoader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
+def load_yaml(text: str | bytes):
+    """A config file's or a --set value's YAML (ConfigYamlLoader); yaml.YAMLError when it is not YAML."""
+    return yaml.load(text, Loader=ConfigYamlLoader)
 
 
 class Section(BaseModel):
@@ -383,7 +406,7 @@ class PoseclusterConfig(Section):
     @classmethod
     def from_yaml_text(cls, text: str, source: str = "<config>") -> "PoseclusterConfig":
         try:
-            raw = yaml.safe_load(text) or {}
+            raw = load_yaml(text) or {}
         except yaml.YAMLError as exc:
             raise InputError(source, f"not valid YAML: {exc}") from None
         return validated(cls, raw, source)

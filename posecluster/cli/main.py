@@ -24,8 +24,9 @@ AWS_ENDPOINT_URL / AWS_* in the environment).
   posecluster evaluate RUN                  pixel errors on the run's train/test split, per body part
   posecluster calibrate RUN                 int8 version + bf16/int8 pose checks into model.pt (training
                                             does it when it ends; for models trained before)
-  posecluster analyze VIDEO... --model RUN --out FOLDER
+  posecluster analyze VIDEO... --model RUN [--out FOLDER [--layout dlc]]
                                             one DLC-compatible pose table per video, on this machine
+                                            (without --out: beside each video, as DeepLabCut)
   posecluster infer ARCHIVE... --model RUN --out PREFIX
                                             the same over a whole archive, sharded on a Ray cluster
                                             (RAY_ADDRESS or inside `ray job submit`; else a local Ray)
@@ -66,10 +67,10 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_video_options(parser: argparse.ArgumentParser, out_help: str) -> None:
+def _add_video_options(parser: argparse.ArgumentParser, out_help: str, out_required: bool = True) -> None:
     """What analyze (one machine) and infer (a cluster) share: model, output place and formats."""
     parser.add_argument("--model", required=True, help="run folder or model.pt URI")
-    parser.add_argument("--out", required=True, help=out_help)
+    parser.add_argument("--out", required=out_required, help=out_help)
     parser.add_argument("--format", action="append", default=[], choices=["csv", "parquet"],
                         help="also write this format besides the DLC .h5 (repeatable)")
     parser.add_argument("--batch-size", type=int)
@@ -170,7 +171,7 @@ def cmd_analyze(args) -> int:
     from posecluster import api
 
     results = api.analyze(args.videos, args.model, args.out, tuple(args.format), _infer_overrides(args),
-                          progress=not args.quiet)
+                          progress=not args.quiet, layout=args.layout)
     failed = 0
     for result in results:
         note = f", {len(result.missing_frames)} frames missing (NaN rows, listed in _meta.json)" if result.missing_frames else ""
@@ -318,7 +319,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     analyze = commands.add_parser("analyze", help="pose tables for videos on this machine (no cluster)")
     analyze.add_argument("videos", nargs="+", help="video URIs, folders/prefixes, or .txt lists of URIs")
-    _add_video_options(analyze, "folder URI for the pose tables")
+    _add_video_options(analyze, "folder URI for the pose tables (default: beside each video, as DeepLabCut "
+                                "writes them)", out_required=False)
+    analyze.add_argument("--layout", choices=["mirror", "dlc"], default="mirror",
+                         help="mirror: each video's folder mirrored under --out (the archive layout, the default "
+                              "with --out); dlc: DeepLabCut's destfolder, every table flat in --out")
     analyze.set_defaults(func=cmd_analyze)
 
     infer = commands.add_parser("infer", help="pose tables for a whole archive, sharded over a Ray cluster")

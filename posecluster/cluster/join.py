@@ -21,7 +21,8 @@ from posecluster.cluster.plan import Marker, Request, expected_outputs, marker_u
 from posecluster.cluster.records import frame_ranges
 from posecluster.cluster.runtime import remote
 from posecluster.infer.ensemble_tables import join_ensemble_segments, smoothing_meta
-from posecluster.infer.results import refuse_another_videos_table
+from posecluster.infer.naming import plot_folder
+from posecluster.infer.results import refuse_another_videos_table, remove_stale_outputs
 from posecluster.infer.segments import join_segments
 from posecluster.storage.listing import list_named
 from posecluster.storage.retry import call as with_retries
@@ -128,6 +129,7 @@ def _join(spec: JoinSpec) -> JoinResult:
     body = json.dumps(meta, indent=1, default=str).encode()
     storage.atomic_write_bytes(f"{spec.base}_meta.json", body)
     written = expected_outputs(spec.base, spec.request.formats, len(spec.ensemble or ()))
+    remove_stale_outputs(spec.base, written, plot_folder(spec.video, spec.out))  # an earlier run's formats, ...
     state = outputs_state(written, {i.uri: i for i in list_named(spec.base)})
     if state is None:
         raise OSError(f"{storage.redact_uri(spec.base)}: outputs not listed after writing them")

@@ -20,7 +20,7 @@ the size and ETag/mtime of every output as written (table, formats, `_meta.json`
 when such a record exists for this request and the outputs at the video's location still have exactly that
 state. Anything else is recomputed, and the record says why: "video changed", "model changed",
 "inference settings or video reader changed", "table missing", "table changed since it was written",
-"no record of the table there". When the record for this request exists but its outputs do not match
+"a table without its _meta.json", "a table and its _meta.json with no done record of them". When the record for this request exists but its outputs do not match
 (a format added, a table deleted or overwritten by another model's run), the video is rejoined from its
 cached segments (no inference); when those are gone too, it is computed again ("segment cache missing").
 """
@@ -37,7 +37,7 @@ import numpy as np
 from posecluster import storage
 from posecluster.cluster.runtime import remote
 from posecluster.cluster.sharding import load_probe, save_probe, segment_bounds, short_hash
-from posecluster.data.video import VIDEO_SUFFIXES, StaleProbeError, VideoInfo, VideoReader
+from posecluster.data.video import VIDEO_SUFFIXES, StaleProbeError, VideoInfo, VideoReader, is_list_uri, is_video_uri
 from posecluster.data.video_info import PLAN_KINDS
 from posecluster.errors import InputError
 from posecluster.infer.naming import mirror_folder
@@ -257,7 +257,9 @@ class DoneIndex:
         if markers:
             return Decision("work", reason="video changed")
         if table in self.outputs:
-            return Decision("work", reason="no record of the table there (an older posecluster's, or written by hand)")
+            if f"{task.base}_meta.json" not in self.outputs:
+                return Decision("work", reason="a table without its _meta.json")
+            return Decision("work", reason="a table and its _meta.json with no done record of them")
         return Decision("work")
 
 
@@ -266,13 +268,13 @@ def list_inputs(inputs: list[str], patience_s: float) -> list[tuple[str, storage
     URIs (identity None: a planning task looks it up)."""
     found: dict[str, storage.ObjectIdentity | None] = {}
     for item in inputs:
-        if item.endswith(".txt"):
+        if is_list_uri(item):
             lines = with_retries(storage.read_bytes, item, patience_s=patience_s).decode().splitlines()
             for line in lines:
                 if line.strip() and not line.startswith("#"):  # a local path: made absolute, like the CLI's
                     check_scope(storage.absolute(line.strip()), "read", named_by=item)
                     found.setdefault(storage.absolute(line.strip()), None)
-        elif storage.canonical_uri(item).lower().endswith(VIDEO_SUFFIXES):
+        elif is_video_uri(item):
             found.setdefault(item, None)
         else:
             listed = with_retries(list_identities, item, VIDEO_SUFFIXES, patience_s=patience_s)
@@ -287,7 +289,7 @@ def output_folders(inputs: list[str], out: str) -> list[str]:
     """The output folder of each input prefix (its videos' tables are all below it): one listing each."""
     folders = []
     for item in inputs:
-        if item.endswith(".txt") or storage.canonical_uri(item).lower().endswith(VIDEO_SUFFIXES):
+        if is_list_uri(item) or is_video_uri(item):
             continue
         folder = mirror_folder(storage.join(item, "x"))
         folders.append(storage.join(out, folder) if folder else out)

@@ -15,10 +15,13 @@ from posecluster.errors import InputError
 
 class ClipSampler:
     def __init__(self, videos: list[str], clip_frames: int, seed: int = 0):
-        uris = find_videos(videos)
-        if not uris:
-            raise InputError(", ".join(videos) or "<no videos>", "no videos to draw unlabeled clips from "
-                                                                  "(set unsupervised.videos)")
+        if not videos:
+            raise InputError("<no videos>", "no videos to draw unlabeled clips from (set unsupervised.videos)")
+        try:
+            uris = find_videos(videos)
+        except InputError as exc:
+            raise InputError(exc.source, f"{exc.detail}; no videos to draw unlabeled clips from "
+                                         "(set unsupervised.videos)") from None
         self.infos: list[VideoInfo] = [info for info in map(probe, uris) if info.frame_count >= clip_frames]
         if not self.infos:
             raise InputError(uris[0], f"no video has the {clip_frames} frames a clip needs")
@@ -42,7 +45,11 @@ def spread_frames(videos: list[str], count: int) -> list[np.ndarray]:
     checks that should see the frames inference will see, not only the labeled ones. Videos that cannot
     be read are passed over: the check then rests on fewer frames."""
     infos = []
-    for uri in find_videos(videos):
+    try:
+        found = find_videos(videos)
+    except InputError:  # no video there: the check rests on the labeled images alone
+        found = []
+    for uri in found:
         try:
             info = probe(uri)
         except InputError:

@@ -74,20 +74,41 @@ _OPEN = {"buffer_size": 8 * 1024, "options": {"fpsprobesize": "0"}}
 _NO_END = 1 << 62  # the stop of a range whose end is unknown until the pass ends
 
 
+def is_video_uri(uri: str) -> bool:
+    """A video's URI by its suffix, read on the object's path: a presigned or query-string URL
+    (`https://host/v/mouse.mp4?X-Amz-...`) is a video too."""
+    return storage.object_path(uri).lower().endswith(VIDEO_SUFFIXES)
+
+
+def is_list_uri(uri: str) -> bool:
+    return storage.object_path(uri).lower().endswith(".txt")
+
+
 def find_videos(inputs: list[str]) -> list[str]:
-    """Video URIs from video URIs, folders/prefixes (searched recursively), and .txt lists of URIs."""
+    """Video URIs from video URIs, folders/prefixes (searched recursively), and .txt lists of URIs.
+
+    Inputs that name no video at all are an InputError saying what each one held (an empty folder, a
+    folder of other files, an empty list): a typo in a path must not look like a finished job."""
     videos: list[str] = []
+    held: list[str] = []
     for item in inputs:
-        if item.endswith(".txt"):
+        if is_list_uri(item):
             lines = storage.read_bytes(item).decode().splitlines()
-            listed = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+            listed = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
             for video in listed:  # a list may name anything: refused here, naming the list, when out of scope
                 check_scope(video, "read", named_by=item)
+            held.append(f"{item}: a list naming {len(listed)} URIs")
             videos += listed
-        elif item.lower().endswith(VIDEO_SUFFIXES):
+        elif is_video_uri(item):
             videos.append(item)
         else:
-            videos += storage.list_files(item, suffixes=VIDEO_SUFFIXES)
+            files = storage.list_files(item)
+            found = [f for f in files if is_video_uri(f)]
+            held.append(f"{item}: {len(files)} files, {len(found)} of them videos" if files else f"{item}: empty")
+            videos += found
+    if not videos:
+        raise InputError(", ".join(inputs), f"no video found (looked for {', '.join(VIDEO_SUFFIXES)}): "
+                                            + "; ".join(held))
     return list(dict.fromkeys(videos))
 
 

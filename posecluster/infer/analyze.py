@@ -10,9 +10,9 @@ from tqdm.auto import tqdm
 from posecluster import storage
 from posecluster.data.formats.poses import PoseTableWriter
 from posecluster.data.video import probe
-from posecluster.infer.naming import output_base
+from posecluster.infer.naming import Place, place_of
 from posecluster.infer.pipeline import predict_range
-from posecluster.infer.results import refuse_another_videos_table
+from posecluster.infer.results import refuse_another_videos_table, remove_stale_outputs
 from posecluster.infer.predictor import Predictor
 
 
@@ -33,23 +33,25 @@ class AnalysisResult:
 def analyze_video(
     predictor: Predictor,
     video_uri: str,
-    out_folder: str,
+    out_folder: str | Place,
     formats: tuple[str, ...] = (),
     progress: bool = True,
     start: int = 0,
     stop: int | None = None,
 ) -> AnalysisResult:
     """Predict every frame (or [start, stop)) of one video and publish its pose table where infer.naming
-    says (a function of the video's URI and `out_folder` alone)."""
+    says: under `out_folder` by the archive layout (a function of the video's URI and `out_folder` alone),
+    or by the layout given (naming.Destfolder: DeepLabCut's)."""
     info = probe(video_uri)
     stop = info.frame_count if stop is None else min(stop, info.frame_count)
-    base = output_base(video_uri, out_folder, predictor.scorer)
+    place = place_of(out_folder)
+    base = place.base(video_uri, predictor.scorer)
     refuse_another_videos_table(video_uri, base)
     with storage.scratch_dir() as scratch:
         writer = PoseTableWriter(predictor.scorer, predictor.bodyparts, scratch, formats=formats)
         try:
             writer.pad_to(start)
-            with tqdm(total=stop - start, disable=not progress, unit="frame", desc=storage.basename(storage.canonical_uri(video_uri))) as bar:
+            with tqdm(total=stop - start, disable=not progress, unit="frame", desc=storage.basename(storage.object_path(video_uri))) as bar:
                 ranged = predict_range(predictor, info, start, stop, writer.append, on_batch=bar.update)
             writer.pad_to(stop)
             outputs = writer.publish(base)
@@ -86,4 +88,5 @@ def analyze_video(
         "config": predictor.config.model_dump(mode="json"),
     }
     storage.atomic_write_bytes(f"{base}_meta.json", json.dumps(meta, indent=1, default=str).encode())
+    remove_stale_outputs(base, [*outputs.values(), f"{base}_meta.json"], place.plots(video_uri))
     return result

@@ -21,10 +21,10 @@ from posecluster.config import InferConfig
 from posecluster.data.video import probe
 from posecluster.infer.analyze import AnalysisResult
 from posecluster.infer.ensemble_tables import smoothing_meta, write_ensemble_outputs
-from posecluster.infer.naming import output_base
+from posecluster.infer.naming import Place, place_of
 from posecluster.infer.pipeline import predict_range
 from posecluster.infer.predictor import Predictor
-from posecluster.infer.results import refuse_another_videos_table
+from posecluster.infer.results import refuse_another_videos_table, remove_stale_outputs
 from posecluster.model.artifact import PinnedModel, TrainedModel, load_model, load_pinned, pin_model
 from posecluster.model.ensemble import PinnedEnsemble, ensemble_sha256, is_ensemble, member_uris, pin_ensemble
 
@@ -147,17 +147,18 @@ def predict_members(predictor: EnsemblePredictor, video_uri: str, start: int = 0
     def sink(first: int, chunk: np.ndarray) -> None:
         members[:, first - start : first - start + len(chunk)] = chunk.transpose(1, 0, 2, 3)
 
-    with tqdm(total=stop - start, disable=not progress, unit="frame", desc=storage.basename(storage.canonical_uri(video_uri))) as bar:
+    with tqdm(total=stop - start, disable=not progress, unit="frame", desc=storage.basename(storage.object_path(video_uri))) as bar:
         ranged = predict_range(predictor, info, start, stop, sink, on_batch=bar.update)
     return info, members, ranged
 
 
-def analyze_ensemble_video(predictor: EnsemblePredictor, video_uri: str, out_folder: str,
+def analyze_ensemble_video(predictor: EnsemblePredictor, video_uri: str, out_folder: "str | Place",
                            formats: tuple[str, ...] = (), progress: bool = True,
                            smooth_param: float | None = None) -> AnalysisResult:
     """Every frame of one video through all members (one decode), smoothed, tables published."""
     info, members, ranged = predict_members(predictor, video_uri, progress=progress)
-    base = output_base(video_uri, out_folder, predictor.scorer)
+    place = place_of(out_folder)
+    base = place.base(video_uri, predictor.scorer)
     refuse_another_videos_table(video_uri, base)
     outputs, params = write_ensemble_outputs(base, predictor.scorer, predictor.bodyparts, members, formats,
                                              smooth_param)
@@ -178,4 +179,5 @@ def analyze_ensemble_video(predictor: EnsemblePredictor, video_uri: str, out_fol
         "config": predictor.config.model_dump(mode="json"),
     }
     storage.atomic_write_bytes(f"{base}_meta.json", json.dumps(meta, indent=1, default=str).encode())
+    remove_stale_outputs(base, [*outputs.values(), f"{base}_meta.json"], place.plots(video_uri))
     return result

@@ -11,7 +11,9 @@ folder mirrors the video's own location under `--out`:
 
 (bucket or host, then the key's folders; a local path's folders from the root). File names are
 DeepLabCut's (`<video stem><scorer>.h5`), so DeepLabCut's tools find them beside a copy of the video. The
-URI is taken without what only grants access (user info, a presigned URL's query: storage.canonical_uri).
+URI is taken without what only grants access (user info, a presigned URL's signature: storage.canonical_uri);
+a query that selects the object (`?versionId=3`, `?id=2`) is part of the name as a short hash
+(`mouse_q1a2b3c4d<scorer>.h5`), so two objects behind one path never share a table.
 Two videos of one folder that differ only in their extension (mouse.mp4, mouse.avi) map to one table:
 callers refuse the second by name (`collisions` within a command; a table whose `_meta.json` names another
 video, across jobs), never overwrite.
@@ -19,12 +21,25 @@ video, across jobs), never overwrite.
 
 from __future__ import annotations
 
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Union
+
 from posecluster import storage
+from posecluster.errors import InputError
+
+
+def video_stem(video_uri: str) -> str:
+    """The video's file stem, with a short hash of the query that selects it when there is one."""
+    stem = storage.stem(storage.object_path(video_uri))
+    query = storage.selecting_query(video_uri)
+    return f"{stem}_q{hashlib.sha256(query.encode()).hexdigest()[:9]}" if query else stem
 
 
 def mirror_folder(uri: str) -> str:
     """The folder of `uri` as a relative path: 's3://lab/a/b/v.mp4' -> 'lab/a/b'; '/data/a/v.mp4' -> 'data/a'."""
-    canonical = storage.canonical_uri(uri)
+    canonical = storage.object_path(uri)
     path = canonical.split("://", 1)[1] if "://" in canonical else canonical
     folder = storage.parent(path) if "/" in path.strip("/") else ""
     parts = [p for p in folder.split("/") if p not in ("", ".", "..")]
@@ -37,7 +52,50 @@ def _in(out_folder: str, folder: str, name: str) -> str:
 
 def output_base(video_uri: str, out_folder: str, scorer: str) -> str:
     """`<out>/<video's folder>/<video stem><scorer>`: the pose table's URI without its suffix."""
-    return _in(out_folder, mirror_folder(video_uri), f"{storage.stem(storage.canonical_uri(video_uri))}{scorer}")
+    return _in(out_folder, mirror_folder(video_uri), f"{video_stem(video_uri)}{scorer}")
+
+
+@dataclass(frozen=True)
+class Mirrored:
+    """The archive layout (the default of `--out`): the video's folder mirrored under `folder`."""
+
+    folder: str
+
+    def base(self, video_uri: str, scorer: str) -> str:
+        return output_base(video_uri, self.folder, scorer)
+
+    def plots(self, video_uri: str) -> str:
+        return plot_folder(video_uri, self.folder)
+
+
+@dataclass(frozen=True)
+class Destfolder:
+    """DeepLabCut's `destfolder` layout: every table flat in `folder` (`<folder>/<video stem><scorer>.h5`),
+    or beside its video when `folder` is None (DeepLabCut's default), where DeepLabCut's own tools look.
+    Two videos with one stem meet here: callers refuse the second by the video in `_meta.json`."""
+
+    folder: str | None = None
+
+    def _folder(self, video_uri: str) -> str:
+        if self.folder is not None:
+            return self.folder
+        if storage.object_path(video_uri).split("://", 1)[0].lower() in ("http", "https"):
+            raise InputError(storage.redact_uri(video_uri), "a web URL's folder cannot be written to: give --out")
+        return storage.parent(storage.object_path(video_uri))
+
+    def base(self, video_uri: str, scorer: str) -> str:
+        return storage.join(self._folder(video_uri), f"{video_stem(video_uri)}{scorer}")
+
+    def plots(self, video_uri: str) -> str:
+        return storage.join(self._folder(video_uri), "plot-poses", video_stem(video_uri))
+
+
+Place = Union[Mirrored, Destfolder]
+
+
+def place_of(out: "str | Place") -> Place:
+    """`--out` as given to the archive layout (a folder URI), or a layout chosen by the caller."""
+    return Mirrored(out) if isinstance(out, str) else out
 
 
 def collisions(bases: dict[str, str]) -> dict[str, str]:
@@ -64,5 +122,29 @@ def labeled_video_uri(video_uri: str, table_uri: str, out_folder: str) -> str:
 
 def plot_folder(video_uri: str, out_folder: str) -> str:
     """DeepLabCut's `plot-poses/<video stem>/`, under `<out>/plot-poses/<video's folder>/`."""
-    return _in(storage.join(out_folder, "plot-poses"), mirror_folder(video_uri),
-               storage.stem(storage.canonical_uri(video_uri)))
+    return _in(storage.join(out_folder, "plot-poses"), mirror_folder(video_uri), video_stem(video_uri))
+
+
+def filtered_table(table_uri: str) -> str:
+    """`<video><scorer>.h5` -> `<video><scorer>_filtered.h5` beside it (DeepLabCut's name)."""
+    return table_uri[: -len(".h5")] + "_filtered.h5"
+
+
+def derived_record(table_uri: str) -> str:
+    """`<video><scorer>_filtered_source.json`: which table the `_filtered` outputs were made from."""
+    return table_uri[: -len(".h5")] + "_filtered_source.json"
+
+
+FORMATS = ("h5", "csv", "parquet")
+# Every name a posecluster command writes beside a video's table `<base>.h5` (analyze/infer: the table in
+# each format, an ensemble's variance and member tables, `_meta.json`; filter: `_filtered.*` and its
+# source record; label-video: `_labeled.mp4`, `_filtered_labeled.mp4`, when --out is the poses folder).
+_OUTPUT_SUFFIX = re.compile(r"^(?:\.(?:h5|csv|parquet)|_filtered\.(?:h5|csv|parquet)|_filtered_source\.json"
+                            r"|_ensemble_variance\.h5|_member\d+\.h5|_meta\.json|(?:_filtered)?_labeled\.mp4)$")
+
+
+def is_output_of(base: str, uri: str) -> bool:
+    """Whether `uri` is one of the outputs a run or a tool writes for the table at `base` (see _OUTPUT_SUFFIX)."""
+    name, own = storage.basename(uri), storage.basename(base)
+    return storage.parent(uri) == storage.parent(base) and name.startswith(own) and bool(
+        _OUTPUT_SUFFIX.match(name[len(own):]))

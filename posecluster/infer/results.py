@@ -6,13 +6,19 @@ copied elsewhere or downloaded from S3 still works; a video that moved can be na
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 from dataclasses import dataclass, field, replace
 
 from posecluster import storage
-from posecluster.data.video import VIDEO_SUFFIXES
+from posecluster.data.video import is_video_uri
 from posecluster.errors import InputError
+from posecluster.infer.naming import derived_record, filtered_table, is_output_of
+from posecluster.storage.listing import list_named
 from posecluster.storage.scope import check as check_scope
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -56,7 +62,10 @@ def refuse_another_videos_table(video_uri: str, base: str, meta_exists: bool | N
         recorded = json.loads(storage.read_bytes(meta_uri)).get("video")
     except (ValueError, AttributeError, FileNotFoundError):
         return
-    if isinstance(recorded, str) and storage.canonical_uri(recorded) != storage.canonical_uri(storage.absolute(video_uri)):
+    # _meta.json holds the URI redacted (query values ***): compare it so; videos whose selecting queries
+    # differ never reach here, their names differ (naming.video_stem).
+    if isinstance(recorded, str) and storage.canonical_uri(recorded) != storage.canonical_uri(
+            storage.redact_uri(storage.absolute(video_uri))):
         raise InputError(video_uri, f"would overwrite the pose table of {storage.redact_uri(recorded)} at "
                          f"{storage.redact_uri(base)}.h5 (same folder and file stem); rename one of them")
 
@@ -77,7 +86,7 @@ def find_results(inputs: list[str], videos: list[str] | None = None) -> list[Ana
             metas.append(item)
         elif item.endswith(".h5"):
             metas.append(item[: -len(".h5")] + "_meta.json")
-        elif item.lower().endswith(VIDEO_SUFFIXES):
+        elif is_video_uri(item):
             raise InputError(item, "is a video; give the folder or prefix of its pose tables (the --out of "
                                    "analyze/infer)")
         else:
@@ -112,3 +121,66 @@ def require_video(record: AnalysisRecord) -> str:
         raise InputError(record.meta, f"the analysed video {record.video} is not there any more (moved or "
                                       "renamed?); name it with --video")
     return record.video
+
+
+def remove_stale_outputs(base: str, written: list[str], plots: str) -> list[str]:
+    """After a run wrote `written` for the table at `base`: remove what an earlier run left there for the
+    same video that this run did not write (a format not asked now, `_filtered` tables, labeled videos,
+    an ensemble's member tables, the video's `plots` folder), so that every output in the folder is this
+    run's own. Returns what was removed."""
+    own = {storage.basename(uri) for uri in written}
+    stale = [item.uri for item in list_named(base)
+             if is_output_of(base, item.uri) and storage.basename(item.uri) not in own]
+    for uri in stale:
+        storage.remove(uri)
+    if storage.exists(plots):
+        storage.remove(plots, recursive=True)
+        stale.append(plots)
+    if stale:
+        log.info("%s: removed an earlier run's outputs: %s", storage.redact_uri(base),
+                 ", ".join(storage.basename(uri) for uri in stale))
+    return stale
+
+
+def file_sha256(uri: str) -> str:
+    digest = hashlib.sha256()
+    with storage.open_uri(uri) as handle:
+        while chunk := handle.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def forget_filtered(table_uri: str) -> None:
+    """Before writing new `_filtered` outputs: their old source record no longer speaks for them."""
+    record = derived_record(table_uri)
+    if storage.exists(record):
+        storage.remove(record)
+
+
+def record_filtered(table_uri: str, outputs: dict[str, str], how: dict) -> None:
+    """Beside the `_filtered` outputs just written from `table_uri`: which table (its sha256) they came
+    from, so that a reader can tell them from the filtering of an earlier run's table."""
+    record = {"table": storage.basename(table_uri), "table_sha256": file_sha256(table_uri),
+              "outputs": sorted(storage.basename(uri) for uri in outputs.values()), "filter": how}
+    storage.atomic_write_bytes(derived_record(table_uri), json.dumps(record, indent=1, default=str).encode())
+
+
+def checked_filtered(table_uri: str) -> str:
+    """The `_filtered.h5` beside `table_uri`, after checking it was filtered from that table as it is now;
+    else an InputError saying to filter again."""
+    filtered = filtered_table(table_uri)
+    if not storage.exists(filtered):
+        raise InputError(filtered, "missing: run `posecluster filter` on the poses first")
+    again = f"run `posecluster filter` on {storage.redact_uri(table_uri)} again"
+    try:
+        record = json.loads(storage.read_bytes(derived_record(table_uri)))
+        recorded = record["table_sha256"]
+    except FileNotFoundError:
+        raise InputError(filtered, f"no record of the table it was filtered from ({storage.basename(derived_record(table_uri))} "
+                                   f"is missing); {again}") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(derived_record(table_uri), f"not a filtering record ({exc}); {again}") from None
+    if recorded != file_sha256(table_uri):
+        raise InputError(filtered, f"was filtered from another table than {storage.basename(table_uri)} as it "
+                                   f"is now (an earlier run's poses); {again}")
+    return filtered

@@ -168,15 +168,53 @@ class RedactingFilter:
 
 
 def canonical_uri(uri: str) -> str:
-    """The object a URI names, without what only grants access to it (user info; a web URL's query, such
-    as a presigned URL's, which changes with every signature): what identities and output names are
-    built from, so a video presigned twice is still one video. `file:///x` and `/x` are one object."""
+    """The object a URI names, without what only grants access to it (user info; a web URL's signature
+    query parameters, which change with every signature): what identities and output names are built
+    from, so a video presigned twice is still one video. What selects an object stays (`versionId`,
+    `?id=1` against `?id=2`), its parameters sorted. `file:///x` and `/x` are one object."""
+    if "://" not in uri:
+        return uri
+    scheme, _, rest, query = _parts(uri)
+    if scheme.lower() == "file":
+        return "/" + rest.lstrip("/")
+    selecting = _selecting_query(query)
+    return f"{scheme}://{rest}" + (f"?{selecting}" if selecting else "")
+
+
+def object_path(uri: str) -> str:
+    """canonical_uri without a web URL's query: the object's path, whose suffix says what it holds
+    (`https://host/v/mouse.mp4?versionId=3` -> `https://host/v/mouse.mp4`)."""
     if "://" not in uri:
         return uri
     scheme, _, rest, _ = _parts(uri)
-    if scheme.lower() == "file":
-        return "/" + rest.lstrip("/")
-    return f"{scheme}://{rest}"
+    return canonical_uri(f"{scheme}://{rest}")
+
+
+def selecting_query(uri: str) -> str:
+    """What of a web URL's query selects the object (`versionId=3`, `id=2`; access parameters left out),
+    '' when nothing does."""
+    return _selecting_query(_parts(uri)[3]) if "://" in uri else ""
+
+
+# Query parameters that only grant access (AWS SigV2/SigV4, Google Cloud Storage, Azure SAS, CloudFront):
+# a new signature for the same object changes them.
+_ACCESS_PARAMETERS = frozenset({
+    "signature", "expires", "awsaccesskeyid", "googleaccessid", "policy", "key-pair-id", "token",
+    "sig", "se", "st", "sp", "sv", "sr", "ss", "srt", "spr", "si", "skoid", "sktid", "skt", "ske", "sks", "skv",
+})
+_ACCESS_PREFIXES = ("x-amz-", "x-goog-")
+
+
+def _selecting_query(query: str) -> str:
+    """A web URL's query (`?a=1&b=2`) without its access parameters, the rest sorted ('' when none)."""
+    pairs = [p for p in query.lstrip("?").split("&") if p]
+    kept = [p for p in pairs if not _grants_access(p.split("=", 1)[0])]
+    return "&".join(sorted(kept))
+
+
+def _grants_access(name: str) -> bool:
+    name = name.lower()
+    return name in _ACCESS_PARAMETERS or name.startswith(_ACCESS_PREFIXES)
 
 
 def _library_errors() -> tuple[type[BaseException], ...]:
@@ -391,10 +429,24 @@ def identity_from_info(uri: str, info: dict) -> ObjectIdentity:
                           version_id="" if version_id == "null" else str(version_id), modified=modified)
 
 
+NAME_MAX_BYTES = 255  # a file name's limit on ext4, XFS, APFS, NTFS (in bytes, UTF-8)
+
+
+def _temporary_path(path: str) -> str:
+    """A name beside `path` to write it under before the rename: hidden, ending in `.tmp-<uuid>` (never in
+    an output's suffix, so no listing takes it for one), and never longer than a name may be, whatever
+    the final name's length (the final name is cut to fit)."""
+    folder, name = posixpath.split(path)
+    tail = f".tmp-{uuid.uuid4().hex}"
+    room = NAME_MAX_BYTES - len(tail) - 1
+    kept = name.encode()[:room].decode(errors="ignore")
+    return posixpath.join(folder, f".{kept}{tail}")
+
+
 def _publish_local(path: str, write) -> None:
     """Write through a temporary file beside `path`, then rename: readers never see a partial file."""
     os.makedirs(posixpath.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+    tmp = _temporary_path(path)
     try:
         with open(tmp, "wb") as fh:
             write(fh)
@@ -435,7 +487,7 @@ def _create_exclusive(uri: str, data: bytes) -> bool:
     fs, path = filesystem(uri)
     if _is_local(fs):
         os.makedirs(posixpath.dirname(path) or ".", exist_ok=True)
-        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+        tmp = _temporary_path(path)
         try:
             with open(tmp, "wb") as fh:
                 fh.write(data)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -10,6 +11,7 @@ import pytest
 
 from posecluster import storage
 from posecluster.cli.main import main
+from posecluster.config import PoseclusterConfig
 
 
 def test_help_explains_every_command():
@@ -22,10 +24,16 @@ def test_help_explains_every_command():
 
 def test_train_evaluate_analyze_from_the_command_line(synthetic_project, tmp_path, capsys):
     run, out = str(tmp_path / "run"), str(tmp_path / "poses")
+    # Values are read by their field's type: off/no are words for named choices, booleans for true/false fields.
+    config = tmp_path / "train.yaml"
+    config.write_text("model:\n  backbone:\n    freeze_batchnorm: no\ntrain:\n  mixed_precision: off\n")
     code = main(["train", synthetic_project.uri, "--out", run, "--backbone", "resnet18", "--weights", "none",
                  "--epochs", "1", "--set", "model.global_scale=1.0", "--set", "augment.crop_size=[64, 64]",
-                 "--set", "train.progress=false"])
+                 "--set", "train.progress=no", "--set", "train.channels_last=off", "--config", str(config)])
     assert code == 0 and storage.exists(f"{run}/model.pt")
+    resolved = PoseclusterConfig.load(f"{run}/config.yaml")
+    assert (resolved.model.backbone.freeze_batchnorm, resolved.train.mixed_precision) == ("no", "off")
+    assert (resolved.train.channels_last, resolved.train.progress) == ("off", False)
     assert main(["evaluate", run]) == 0
     printed = capsys.readouterr().out
     assert "test error" in printed and "snout" in printed
@@ -62,6 +70,21 @@ def test_analysis_takes_infer_settings_from_a_config_file_and_refuses_training_o
                  "--quiet"]) == 0
     meta = storage.list_files(str(tmp_path / "c"), suffixes=("_meta.json",))
     assert '"batch_size": 3' in storage.read_bytes(meta[0]).decode()
+
+
+def test_analysis_reads_on_and_off_as_the_words_of_the_infer_settings(trained_run, synthetic_project, tmp_path):
+    """`--set infer.mixed_precision=off` and a config file's `channels_last: on` were read as YAML 1.1
+    booleans and refused; they are the settings' own words."""
+    config = tmp_path / "posecluster.yaml"
+    config.write_text("infer:\n  channels_last: on\n")
+    out = str(tmp_path / "poses")
+    assert main(["analyze", synthetic_project.videos[0].uri, "--model", trained_run[0], "--out", out, "--quiet",
+                 "--config", str(config), "--set", "infer.mixed_precision=off"]) == 0
+    meta = json.loads(storage.read_bytes(storage.list_files(out, suffixes=("_meta.json",))[0]))
+    assert meta["precision"]["requested"] == "off" and meta["precision"]["path"] == "fp32"
+    assert (meta["config"]["infer"]["mixed_precision"], meta["config"]["infer"]["channels_last"]) == ("off", "on")
+    assert main(["analyze", synthetic_project.videos[0].uri, "--model", trained_run[0], "--out", out,
+                 "--set", "infer.mixed_precision=maybe"]) == 2
 
 
 @pytest.mark.slow  # 22 s; DDP itself is tested in tests/cluster/test_training.py

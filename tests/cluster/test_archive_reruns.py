@@ -241,5 +241,9 @@ def test_a_table_with_no_record_is_computed_again_and_says_so(lab):
     storage.atomic_write_bytes(f"{base}.h5", b"a table written by hand")
     code, records = infer(lab, "videos/day1/", out="poses-norecord")
     assert code == 0 and records[0]["status"] == "done"
-    assert records[0]["recomputed"].startswith("no record of the table there")
+    assert records[0]["recomputed"] == "a table without its _meta.json"
     assert len(poses(f"{base}.h5")) == FRAMES["day1"]
+    for record in storage.list_files(f"{lab}/poses-norecord/.posecluster/done", suffixes=(".json",)):
+        storage.remove(record)  # the table and its _meta.json stay, their done record is gone
+    code, records = infer(lab, "videos/day1/", out="poses-norecord")
+    assert code == 0 and records[0]["recomputed"] == "a table and its _meta.json with no done record of them"

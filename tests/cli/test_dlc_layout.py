@@ -1,0 +1,47 @@
+"""DeepLabCut's own layout when asked, through the CLI: `analyze` without --out writes beside each video,
+`--layout dlc` flat in --out (DeepLabCut's destfolder), and a clash of stems is refused by the video that
+`_meta.json` names, never overwritten; the archive layout stays the default of --out."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+from posecluster import storage
+from posecluster.cli.main import main
+from posecluster.model.artifact import load_model
+
+
+def two_mice(synthetic_project, tmp_path) -> tuple[str, str]:
+    for day in ("day1", "day2"):
+        (tmp_path / "videos" / day).mkdir(parents=True)
+        shutil.copy(synthetic_project.videos[0].uri, tmp_path / "videos" / day / "mouse.mp4")
+    return str(tmp_path / "videos" / "day1" / "mouse.mp4"), str(tmp_path / "videos" / "day2" / "mouse.mp4")
+
+
+def test_without_out_the_table_is_beside_the_video_and_with_dlc_layout_flat_in_out(trained_run, synthetic_project,
+                                                                                    tmp_path, capsys):
+    day1, day2 = two_mice(synthetic_project, tmp_path)
+    scorer = load_model(trained_run[0]).scorer
+    assert main(["analyze", day1, day2, "--model", trained_run[0], "--quiet"]) == 0
+    for video in (day1, day2):
+        base = video[: -len(".mp4")] + scorer
+        assert storage.exists(f"{base}.h5")
+        assert json.loads(storage.read_bytes(f"{base}_meta.json"))["video"] == video
+
+    dest = str(tmp_path / "poses")
+    assert main(["analyze", day1, "--model", trained_run[0], "--out", dest, "--layout", "dlc", "--quiet"]) == 0
+    assert [p[len(dest) + 1:] for p in storage.list_files(dest)] == [f"mouse{scorer}.h5", f"mouse{scorer}_meta.json"]
+    written = storage.read_bytes(f"{dest}/mouse{scorer}.h5")
+    # day2's mouse.mp4 has the same stem: refused, in one command and in a later one, and day1's table kept.
+    capsys.readouterr()
+    assert main(["analyze", day1, day2, "--model", trained_run[0], "--out", dest + "2", "--layout", "dlc",
+                 "--quiet"]) == 2
+    assert "would write the same pose table" in capsys.readouterr().err
+    assert main(["analyze", day2, "--model", trained_run[0], "--out", dest, "--layout", "dlc", "--quiet"]) == 2
+    assert f"would overwrite the pose table of {day1}" in capsys.readouterr().err
+    assert storage.read_bytes(f"{dest}/mouse{scorer}.h5") == written
+    # --out alone keeps the archive layout: each video's folder mirrored under it, so day1 and day2 never meet.
+    mirrored = str(tmp_path / "archive")
+    assert main(["analyze", day1, day2, "--model", trained_run[0], "--out", mirrored, "--quiet"]) == 0
+    assert len(storage.list_files(mirrored, suffixes=(".h5",))) == 2
