@@ -18,9 +18,7 @@ from tests.conftest import STORES, store_named
 REPO = Path(__file__).resolve().parents[2]
 
 
-# HTTPS in every run (what facilities expose, and where botocore's default uploads failed); HTTP with -m slow.
-@pytest.mark.parametrize("store_name", [pytest.param(name, marks=[pytest.mark.slow] if name == "rgw-http" else [])
-                                        for name in STORES if name != "moto"])
+@pytest.mark.parametrize("store_name", [name for name in STORES if name != "moto"])
 def test_a_job_its_rerun_a_replaced_video_and_a_second_extraction_on_a_real_store(store_name, request, trained_run,
                                                                                    tmp_path):
     store = store_named(request, store_name)
