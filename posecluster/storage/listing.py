@@ -3,6 +3,8 @@ planner never needs a HEAD per object."""
 
 from __future__ import annotations
 
+import os
+
 from posecluster.storage import ObjectIdentity, _check, _is_local, _listed, _unstrip, filesystem, identity_from_info
 
 
@@ -16,16 +18,36 @@ def _find(fs, path: str) -> dict:
     return fs.find(parent, prefix=f"{name}/", detail=True)
 
 
+def _find_local(path: str, wanted: tuple[str, ...]) -> dict:
+    """fs.find(path, detail=True) for a local folder, statting only the files whose paths end with one of
+    `wanted` (all when empty): the web app looks for a few summary.json files among tens of thousands of
+    frames and tables, and fsspec's find stats every one of them (about 10x the time of the walk)."""
+    if os.path.isfile(path):
+        names = [path]
+    else:  # links to folders followed, as fsspec's walk does (the scope check sees where they lead)
+        names = [f"{folder}/{name}" for folder, _, files in os.walk(path, followlinks=True) for name in files]
+    found = {}
+    for name in names:
+        if wanted and not name.lower().endswith(wanted):
+            continue
+        try:
+            stat = os.stat(name)
+        except FileNotFoundError:  # removed since the walk, or a dangling link
+            continue
+        found[name] = {"name": name, "size": stat.st_size, "type": "file", "mtime": stat.st_mtime}
+    return found
+
+
 def list_identities(prefix: str, suffixes: tuple[str, ...] = ()) -> list[ObjectIdentity]:
     """Identities of the files under `prefix` (recursive) whose names end with one of `suffixes`, sorted
     by URI; an absent prefix is an empty list (an output folder that no job wrote yet)."""
     _check(prefix, "list")
     fs, path = filesystem(prefix)
+    wanted = tuple(s.lower() for s in suffixes)
     try:
-        found = _find(fs, path)
+        found = _find_local(path.rstrip("/") or "/", wanted) if _is_local(fs) else _find(fs, path)
     except FileNotFoundError:
         return []
-    wanted = tuple(s.lower() for s in suffixes)
     out = [
         identity_from_info(_unstrip(prefix, fs, name), info)
         for name, info in found.items()
