@@ -122,3 +122,13 @@ def test_wrong_credentials_give_a_clear_storage_error_without_the_secret(wrong_c
     assert f"{bucket}/poses" in printed.err + printed.out
     for text in failures + [caplog.text, printed.out, printed.err]:
         assert SECRET not in text
+
+
+def test_a_local_listing_through_a_link_back_up_the_tree_ends(tmp_path):
+    from posecluster.storage.listing import list_identities
+
+    (tmp_path / "v" / "a").mkdir(parents=True)
+    (tmp_path / "v" / "a" / "x.mp4").write_bytes(b"x")
+    os.symlink(tmp_path / "v", tmp_path / "v" / "a" / "loop")  # a link to an ancestor: an endless walk
+    found = list_identities(str(tmp_path / "v"), (".mp4",))
+    assert [i.uri for i in found] == [str(tmp_path / "v" / "a" / "x.mp4")]

@@ -7,6 +7,7 @@ import io
 import torch
 
 from posecluster import storage
+from posecluster.storage.scope import also_reading
 from posecluster.model.backbone import IMAGENET_WEIGHTS, ResNetBackbone
 
 
@@ -47,7 +48,9 @@ def load_backbone_weights(backbone: ResNetBackbone, spec: str, name: str) -> str
         return "random initialisation"
     if spec == "imagenet":
         path, url = imagenet_file(name)
-        if not storage.exists(path):
+        with also_reading(storage.parent(path)):  # the server's torch hub folder: no lab's data
+            cached = storage.exists(path)
+        if not cached:
             try:
                 torch.hub.load_state_dict_from_url(url, progress=False, weights_only=True)
             except Exception as exc:  # offline: urllib raises URLError/OSError subclasses

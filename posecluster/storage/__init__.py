@@ -530,22 +530,30 @@ def check_conditional_create(prefix: str) -> None:
     if _is_local(fs):
         return
     bucket = fs.split_path(path)[0] if hasattr(fs, "split_path") else path.split("/", 1)[0]
-    endpoint = str(getattr(fs, "client_kwargs", {}).get("endpoint_url", "") or os.environ.get("AWS_ENDPOINT_URL", ""))
-    if (endpoint, bucket) in _conditional_create_checked:
+    # The store is what the filesystem's options and the environment's endpoint make of it.
+    store = (type(fs).__name__, repr(sorted(fs.storage_options.items(), key=str)), os.environ.get("AWS_ENDPOINT_URL", ""))
+    if (store, bucket) in _conditional_create_checked:
         return
     probe = join(prefix, f".posecluster-probe-{uuid.uuid4().hex}")
     try:
         first, second = create_exclusive(probe, b"1"), create_exclusive(probe, b"2")
         kept = read_bytes(probe) if first else b""
+    except StorageError as exc:
+        from posecluster.storage.retry import http_status
+
+        if http_status(exc) not in (400, 501):
+            raise
+        first, second, kept = False, False, b""  # NotImplemented: the server does not know If-None-Match
     finally:
-        remove(probe)
+        with contextlib.suppress(FileNotFoundError, StorageError):
+            remove(probe)  # a bucket that keeps versions or locks objects keeps the probe: no reason to stop
     if not first or second or kept != b"1":
         raise StorageError(f"{redact_uri(prefix)}: this storage server does not honour conditional creates "
                            "(PUT with If-None-Match: *): a second create of one key "
                            f"{'was accepted' if second else 'did not behave as a create'}. posecluster needs them "
                            "for exclusive claims; upgrade the server or ask its administrator (Ceph RGW >= 16, "
                            "MinIO >= 2024, AWS S3 have them)")
-    _conditional_create_checked.add((endpoint, bucket))
+    _conditional_create_checked.add((store, bucket))
 
 
 def atomic_upload(local_file: str, uri: str) -> None:
@@ -593,10 +601,57 @@ def arrow_filesystem(uri: str):
     """(pyarrow filesystem, path) for libraries that take pyarrow filesystems (Ray Train's storage),
     built from the same fsspec filesystem and options as everything else."""
     _check(uri, "write")
-    from pyarrow.fs import FSSpecHandler, PyFileSystem
+    from pyarrow.fs import PyFileSystem
 
     fs, path = filesystem(uri)
-    return PyFileSystem(FSSpecHandler(fs)), path
+    return PyFileSystem(_confined_handler(fs)), path
+
+
+def _confined_handler(fs):
+    """pyarrow's handler over `fs` with every call held to the job's scope, as the seam's own functions
+    are: Ray Train writes and reads checkpoints through it (a link planted in the run folder must not
+    carry them into another lab's folder)."""
+    from pyarrow.fs import FSSpecHandler
+
+    def uri_of(path: str) -> str:
+        return path if _is_local(fs) else fs.unstrip_protocol(path)
+
+    class ConfinedHandler(FSSpecHandler):
+        def get_file_info(self, paths):
+            for path in paths:
+                _check(uri_of(path), "read")
+            return super().get_file_info(paths)
+
+        def get_file_info_selector(self, selector):
+            _check(uri_of(selector.base_dir), "list")
+            infos = super().get_file_info_selector(selector)
+            for info in infos:
+                _check(uri_of(info.path), "list")
+            return infos
+
+        def delete_root_dir_contents(self):
+            _check("/" if _is_local(fs) else f"{fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]}://",
+                   "write")  # the whole filesystem: never inside a lab's scope
+            return super().delete_root_dir_contents()
+
+    def guarded(name: str, operation: str, arguments: int = 1):
+        method = getattr(FSSpecHandler, name)
+
+        def call(self, *args):
+            for path in args[:arguments]:
+                _check(uri_of(path), operation)
+            return method(self, *args)
+
+        setattr(ConfinedHandler, name, call)
+
+    for name in ("open_input_stream", "open_input_file"):
+        guarded(name, "read")
+    for name in ("create_dir", "delete_dir", "delete_dir_contents", "delete_file", "open_output_stream",
+                 "open_append_stream"):
+        guarded(name, "write")
+    guarded("move", "write", arguments=2)
+    guarded("copy_file", "write", arguments=2)
+    return ConfinedHandler(fs)
 
 
 @contextlib.contextmanager

@@ -24,8 +24,15 @@ def _find_local(path: str, wanted: tuple[str, ...]) -> dict:
     frames and tables, and fsspec's find stats every one of them (about 10x the time of the walk)."""
     if os.path.isfile(path):
         names = [path]
-    else:  # links to folders followed, as fsspec's walk does (the scope check sees where they lead)
-        names = [f"{folder}/{name}" for folder, _, files in os.walk(path, followlinks=True) for name in files]
+    else:  # links to folders followed, as fsspec's walk does (the scope check sees where they lead), each
+        names, seen = [], set()  # real folder once: a link back up the tree is no endless walk
+        for folder, folders, files in os.walk(path, followlinks=True):
+            stat = os.stat(folder)
+            if (stat.st_dev, stat.st_ino) in seen:
+                folders[:] = []
+                continue
+            seen.add((stat.st_dev, stat.st_ino))
+            names += [f"{folder}/{name}" for name in files]
     found = {}
     for name in names:
         if wanted and not name.lower().endswith(wanted):

@@ -96,7 +96,8 @@ def _response_mismatch(identity: ObjectIdentity, response: dict) -> str | None:
     if seen and pinned_etag and seen != pinned_etag:  # the weak comparison of RFC 9110: W/ aside
         return f"ETag {seen!r}"
     modified = last_modified(response.get("LastModified"))
-    if identity.modified and modified and modified != identity.modified:
+    pinned_by_time = "IfUnmodifiedSince" in _pin_conditions(identity)  # only then: listings and GETs may round apart
+    if pinned_by_time and modified and modified != identity.modified:
         return f"modified {modified}"
     return None
 

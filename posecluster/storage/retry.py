@@ -25,7 +25,9 @@ _TRANSIENT_NAMES = {
     "ClientConnectorError", "ServerDisconnectedError", "ClientOSError", "ClientPayloadError",
     "ProtocolError", "IncompleteRead", "FSTimeoutError", "ResponseStreamingError",
 }
+# ConditionalRequestConflict (409): another conditional write to the key is in flight; AWS says to retry.
 _TRANSIENT_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestTimeTooSkewed",
+                    "ConditionalRequestConflict",
                     "InternalError", "ServiceUnavailable", "503", "500", "502", "504"}
 _TRANSIENT_ERRNOS = {errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED, errno.ETIMEDOUT, errno.EPIPE,
                      errno.EHOSTUNREACH, errno.ENETUNREACH}

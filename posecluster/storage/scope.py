@@ -82,6 +82,8 @@ class Scope:
     """The prefixes (normalised: local ones as real absolute paths) a job may touch."""
 
     prefixes: tuple[str, ...]
+    # Folders of the server's own that a job may read but never write (the torch hub's ImageNet files).
+    readable: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, prefixes: Iterable[str]) -> "Scope":
@@ -91,7 +93,16 @@ class Scope:
         return cls(normal)
 
     def with_prefix(self, prefix: str) -> "Scope":
-        return Scope(self.prefixes + (_normalise_prefix(prefix),))
+        return Scope(self.prefixes + (_normalise_prefix(prefix),), self.readable)
+
+    def with_readable(self, prefix: str) -> "Scope":
+        return Scope(self.prefixes, self.readable + (_normalise_prefix(prefix),))
+
+    def refusal_for(self, uri: str, operation: str) -> str | None:
+        """refusal(uri), except that reads and listings of a `readable` folder are allowed."""
+        if operation in ("read", "list") and self.readable and Scope(self.readable).refusal(uri) is None:
+            return None
+        return self.refusal(uri)
 
     def refusal(self, uri: str) -> str | None:
         """None when `uri` lies in the scope, else why not (for the message)."""
@@ -127,7 +138,7 @@ def check(uri: str, operation: str, named_by: str | None = None) -> None:
     """Refuse (OutOfScopeError) a location outside the current scope; nothing happens when unconfined.
     `operation`: read, list or write; `named_by`: the file the location was found in, where known."""
     scope = _current.get()
-    reason = None if scope is None else scope.refusal(uri)
+    reason = None if scope is None else scope.refusal_for(uri, operation)
     if reason is None:
         return
     reason = f" ({reason})" if reason else ""
@@ -141,8 +152,9 @@ def check(uri: str, operation: str, named_by: str | None = None) -> None:
 def check_listed(uris: Iterable[str], prefix: str) -> None:
     """The entries of a local listing under `prefix`: one reached through a link that leads out of the
     scope is refused (naming the listed folder), so another lab's file names are not handed on either.
-    Object-store listings hold only keys under the prefix, which was checked itself."""
-    if _current.get() is None or not _is_local(prefix):
+    Object-store entries are checked too: a listing by name prefix (list_named) can reach keys beside the
+    scope's own folder (`s3://b/smith` lists `s3://b/smithX...`)."""
+    if _current.get() is None:
         return
     for uri in uris:
         check(uri, "list", named_by=prefix)
@@ -165,6 +177,20 @@ def install(scope: Scope | None) -> None:
     """Set the scope for the rest of this context: the entry of a Ray task or actor method, which owns its
     context for the call and carries the scope it was sent with (None: unconfined), never an older one."""
     _current.set(scope)
+
+
+@contextlib.contextmanager
+def also_reading(prefix: str) -> Iterator[None]:
+    """Let the current scope (if any) read, never write, a folder of the server's own (not a lab's data)."""
+    scope = _current.get()
+    if scope is None:
+        yield
+        return
+    token = _current.set(scope.with_readable(prefix))
+    try:
+        yield
+    finally:
+        _current.reset(token)
 
 
 @contextlib.contextmanager

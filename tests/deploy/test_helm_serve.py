@@ -86,13 +86,24 @@ def test_the_proxy_signs_in_only_members_of_the_mapped_groups(render):
 
 
 def test_configured_identity_header_names_reach_the_apps_access_file(render):
-    docs = render(PROXY, sets=("serve.auth.headers.user=X-Remote-User", "serve.auth.headers.groups=X-Remote-Groups"))
+    """A proxy of the facility's own (no sidecar) that sets other names: the app reads exactly those."""
+    own = ("serve.auth.oauth2Proxy.enabled=false", "serve.auth.trustedProxies[0]=10.0.0.0/8",
+           "serve.auth.headers.user=X-Remote-User", "serve.auth.headers.groups=X-Remote-Groups")
+    docs = render(PROXY, sets=own)
     (config,) = [c for c in by_kind(docs, "ConfigMap") if c["metadata"]["name"].endswith("-serve-access")]
     access = ProxyAccess.from_mapping(yaml.safe_load(config["data"]["access.yaml"]), "rendered access.yaml")
     assert (access.headers.user, access.headers.email, access.headers.groups) == (
         "X-Remote-User", "X-Forwarded-Email", "X-Remote-Groups")
     (plain,) = [c for c in by_kind(render(PROXY), "ConfigMap") if c["metadata"]["name"].endswith("-serve-access")]
     assert "headers" not in yaml.safe_load(plain["data"]["access.yaml"])
+
+
+def test_other_header_names_with_the_oauth2_proxy_sidecar_are_refused(helm):
+    """The sidecar replaces only X-Forwarded-*: an app reading X-Remote-Groups behind it would believe
+    whatever a signed-in client wrote there (X-Remote-Groups: facility-staff -> the whole root)."""
+    result = helm("template", "lab", str(CHART), "-f", str(CHART / "ci" / PROXY), "--set",
+                  "serve.auth.headers.groups=X-Remote-Groups", check=False)
+    assert result.returncode != 0 and "serve.auth.headers" in result.stderr and "X-Forwarded" in result.stderr
 
 
 def test_the_rendered_proxy_and_access_file_refuse_strangers_and_forgeries(render, tmp_path):

@@ -114,3 +114,23 @@ def test_heads_and_decoding_stay_fp32_under_bf16_autocast():
     poses = decode(scoremap, mixed["locref"], model.stride, 7.2801)
     expected = decode(reference["scoremap"], reference["locref"], model.stride, 7.2801)
     assert (poses[..., :2] - expected[..., :2]).abs().max() < model.stride
+
+
+def test_a_confined_job_reads_the_servers_imagenet_weights_and_nothing_else_there(tmp_path, monkeypatch):
+    """A lab's job (confined to its folder) starts from the server's ImageNet file in TORCH_HOME, which lies
+    outside every lab's scope: read, never written, and no other location is opened up by it."""
+    import os
+
+    from posecluster import storage
+    from posecluster.storage.scope import OutOfScopeError, Scope, confined
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    path, _ = imagenet_file("resnet18")
+    os.makedirs(os.path.dirname(path))
+    torch.save(_reference_state(), path)
+    (tmp_path / "lab").mkdir()
+    with confined(Scope.of([str(tmp_path / "lab")])):
+        backbone = ResNetBackbone(BackboneConfig(name="resnet18"))
+        assert "ImageNet" in load_backbone_weights(backbone, "imagenet", "resnet18")
+        with pytest.raises(OutOfScopeError):
+            storage.exists(path)  # only while the weights are looked up

@@ -53,13 +53,14 @@ def test_each_key_has_its_own_answer():
 
 
 def test_an_expired_answer_is_given_while_one_refresh_runs_and_an_invalidation_forgets_it():
-    answers, produce = SharedAnswers(ttl=0.2), Counting(seconds=0.05)
+    answers, produce = SharedAnswers(ttl=1.0), Counting(seconds=0.05)
 
     async def scenario():
         seen = [await answers.get("k", produce), await answers.get("k", produce)]
-        await asyncio.sleep(0.25)
+        await asyncio.sleep(1.05)
         seen += await asyncio.gather(*(answers.get("k", produce) for _ in range(50)))  # at once: the old answer
-        await asyncio.sleep(0.15)  # the one background refresh has finished
+        while answers._refreshing:  # the one background refresh finishing
+            await asyncio.sleep(0.01)
         seen.append(await answers.get("k", produce))
         answers.invalidate()
         seen.append(await answers.get("k", produce))  # waits for a fresh run
@@ -81,7 +82,7 @@ def test_an_answer_older_than_the_stale_bound_is_not_given():
 
 
 def test_a_run_that_started_before_an_invalidation_is_not_kept():
-    answers, produce = SharedAnswers(ttl=60), Counting(seconds=0.2)
+    answers, produce = SharedAnswers(ttl=60), Counting(seconds=1.0)  # still running at the invalidation
 
     async def scenario():
         running = asyncio.ensure_future(answers.get("k", produce))

@@ -206,3 +206,46 @@ def test_bad_prefixes_are_refused():
     for bad in ([], [""], ["s3://bucket/a/../b"], ["s3://bucket//a"]):
         with pytest.raises(ValueError):
             Scope.of(bad)
+
+
+def test_ray_trains_checkpoint_filesystem_never_writes_through_a_link_out_of_the_scope(labs):
+    """Ray Train writes checkpoints through storage.arrow_filesystem: a link planted in the run folder must
+    not carry them into lab B's folder, and reads through it stay refused too."""
+    a, b = labs / "a", labs / "b"
+    (a / "run").mkdir()
+    os.symlink(b / "data", a / "run" / "checkpoints")
+    with confined(Scope.of([str(a)])):
+        filesystem, run = storage.arrow_filesystem(str(a / "run"))
+        with filesystem.open_output_stream(f"{run}/ok.txt") as out:  # inside: allowed
+            out.write(b"fine")
+        with pytest.raises(OutOfScopeError, match="symbolic link"):
+            filesystem.open_output_stream(f"{run}/checkpoints/epoch-0001.pt")
+        with pytest.raises(OutOfScopeError):
+            filesystem.open_input_stream(f"{run}/checkpoints/file.txt")
+        with pytest.raises(OutOfScopeError):
+            filesystem.create_dir(f"{run}/checkpoints/new", recursive=True)
+        with pytest.raises(OutOfScopeError):
+            filesystem.get_file_info([f"{run}/checkpoints/file.txt"])
+    assert sorted(os.listdir(b / "data")) == ["file.txt"] and (a / "run" / "ok.txt").read_bytes() == b"fine"
+
+
+def test_the_servers_own_weights_folder_may_be_read_never_written(labs, tmp_path):
+    hub = tmp_path / "torch" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    (hub / "resnet50.pth").write_bytes(b"weights")
+    with confined(Scope.of([str(labs / "a")])):
+        with pytest.raises(OutOfScopeError):
+            storage.exists(str(hub / "resnet50.pth"))
+        with scopes.also_reading(str(hub)):
+            assert storage.exists(str(hub / "resnet50.pth"))
+            assert storage.read_bytes(str(hub / "resnet50.pth")) == b"weights"
+            with pytest.raises(OutOfScopeError):
+                storage.atomic_write_bytes(str(hub / "planted.pth"), b"x")
+
+
+def test_a_listing_by_name_never_returns_a_neighbours_keys(s3_bucket):
+    for key in ("smith/v.mp4", "smithX/secret.mp4", "smith_meta.json"):
+        storage.atomic_write_bytes(f"{s3_bucket}/{key}", b"x")
+    with confined(Scope.of([f"{s3_bucket}/smith"])):
+        with pytest.raises(OutOfScopeError):
+            list_named(f"{s3_bucket}/smith")  # lists `smith*` beside the folder: smithX is another lab's
