@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import os
 import posixpath
 import re
@@ -270,10 +271,29 @@ CHECKSUM_ENV = "AWS_REQUEST_CHECKSUM_CALCULATION"
 
 def _s3_options(options: dict) -> dict:
     config = dict(options.get("config_kwargs") or {})
-    if CHECKSUM_ENV not in os.environ:
+    if CHECKSUM_ENV not in os.environ and not _profile_sets_checksums():
         config.setdefault("request_checksum_calculation", "when_required")
         config.setdefault("response_checksum_validation", "when_required")
     return {**options, "config_kwargs": config}
+
+
+def _profile_sets_checksums() -> bool:
+    """Whether the AWS profile in use (~/.aws/config) chooses checksums itself: then botocore's reading
+    of it stands, as the environment variable's does."""
+    return _profile_sets_checksums_in(os.environ.get("AWS_CONFIG_FILE", ""), os.environ.get("AWS_PROFILE", ""))
+
+
+@functools.lru_cache(maxsize=8)  # read once per config file and profile: filesystem() runs for every call
+def _profile_sets_checksums_in(config_file: str, profile: str) -> bool:
+    try:
+        import botocore.session
+    except ImportError:
+        return False
+    try:
+        scoped = botocore.session.get_session().get_scoped_config()
+    except Exception:  # no such profile: botocore will say so when a client is made
+        return False
+    return "request_checksum_calculation" in scoped
 
 
 def filesystem(uri: str, **options) -> tuple[fsspec.AbstractFileSystem, str]:

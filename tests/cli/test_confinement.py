@@ -162,3 +162,28 @@ def test_an_analysis_record_naming_another_labs_video(labs, capsys):
     record.write_text(json.dumps({"video": f"{b}/videos/clip.mp4", "model": str(a / "models" / "run1")}))
     refused(["outliers", str(a / "poses"), "--project", str(a / "project"), "--n", "2"], a, capsys,
             location=f"{b}/videos/clip.mp4", named_by=str(record))
+
+
+def test_on_an_object_store_a_lab_a_job_never_reads_lab_bs_objects(s3_bucket, trained_run, tmp_path, capsys):
+    """The same doors on S3 (moto): a .txt list in lab A naming lab B's video, a neighbour's key beside the
+    scope's folder (`.../a` vs `.../ab`), and a key with `..` that would climb out of it; refused naming the
+    location, nothing written under either lab, and lab B's bytes in no output, message or log."""
+    from posecluster import storage
+
+    local = str(tmp_path / "clip.mp4")
+    synthetic.render_video(local, synthetic.Scene(96, 80, seed=5, body_length=0.4), 24, gop=12)
+    for lab in ("a", "ab"):
+        storage.atomic_upload(local, f"{s3_bucket}/{lab}/videos/clip.mp4")
+    storage.atomic_write_bytes(f"{s3_bucket}/ab/secret.txt", b"LAB-AB-SECRET")
+    trained = load_model(trained_run[0])
+    save_model(f"{s3_bucket}/a/models/run1", trained.config, trained.bodyparts, trained.state_dict)
+    a = f"{s3_bucket}/a"
+    for video in (f"{s3_bucket}/ab/videos/clip.mp4", f"{s3_bucket}/a/../ab/videos/clip.mp4"):
+        storage.atomic_write_bytes(f"{a}/videos.txt", f"{video}\n".encode())
+        before = storage.list_files(s3_bucket)
+        code = main(["--confine", a, "analyze", f"{a}/videos.txt", "--model", f"{a}/models/run1", "--out",
+                     f"{a}/poses", "--quiet"])
+        printed = capsys.readouterr()
+        err = printed.err + printed.out
+        assert code == 2 and "outside this job's scope" in err and f"named in {a}/videos.txt" in err, err
+        assert storage.list_files(s3_bucket) == before and "LAB-AB-SECRET" not in err

@@ -60,7 +60,14 @@ def run(model_dir: str, work: str, videos: int, frames: int, bucket: str | None)
         local = f"{work}/v{k:02d}.mp4"
         synthetic.render_video(local, synthetic.Scene(width=96, height=80, seed=100 + k), frames, gop=12)
         storage.atomic_upload(local, f"{root}/videos/v{k:02d}.mp4")
-    report = {"endpoint": os.environ["AWS_ENDPOINT_URL"], "videos": videos, "frames": frames}
+    # One video as a multipart upload (ETag `<md5>-1`), as large recordings arrive: its done record must
+    # pin and skip it like any other.
+    from boto3.s3.transfer import TransferConfig
+
+    _client().upload_file(f"{work}/v01.mp4", bucket, "videos/v01.mp4", Config=TransferConfig(multipart_threshold=1))
+    report_etag = storage.identity(f"{root}/videos/v01.mp4").version
+    report = {"endpoint": os.environ["AWS_ENDPOINT_URL"], "videos": videos, "frames": frames,
+              "multipart_etag": report_etag}
     report["first"] = _job(root)
     report["rerun"] = _job(root)
     replaced = f"{work}/replacement.mp4"  # another recording under the same name, of another length

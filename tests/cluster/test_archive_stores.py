@@ -32,6 +32,7 @@ def test_a_job_its_rerun_a_replaced_video_and_a_second_extraction_on_a_real_stor
     assert done.returncode == 0, done.stderr[-4000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     names = [f"v{k:02d}.mp4" for k in range(4)]
+    assert report["multipart_etag"].endswith("-1")  # v01 went up in parts: its done record pins it all the same
     first, rerun, after = report["first"], report["rerun"], report["after_replacing_v00"]
     assert first["code"] == 0 and first["statuses"] == {n: "done" for n in names}, first
     assert set(first["frames"].values()) == {24}

@@ -257,7 +257,8 @@ def test_undo_and_redo_give_back_each_edit_and_a_new_edit_ends_redo(page, root):
 
 def test_a_draft_is_kept_in_the_browser_restored_on_reload_and_cleared_by_saving(page, root):
     open_folder(page, "draft")
-    key = f"posecluster-draft|{PROJECT}|labeled-data/draft"
+    key = f"posecluster-draft|token|{PROJECT}|labeled-data/draft"  # per account: the token's caller is "token"
+    assert page.evaluate("labeler.draft.key") == key
     placed = [click_at(page, 20, 20), click_at(page, 60, 50)]
     assert page.evaluate(f"localStorage.getItem({key!r})") is not None
     page.reload()  # the leave prompt is accepted: the labels are still only in this browser

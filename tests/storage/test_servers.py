@@ -100,3 +100,11 @@ def test_uploads_ask_for_checksums_only_when_required_unless_told_otherwise(monk
     monkeypatch.setenv(storage.CHECKSUM_ENV, "when_supported")  # botocore's own default, where a server has it
     fs, _ = storage.filesystem("s3://bucket/other")
     assert "request_checksum_calculation" not in fs.config_kwargs
+
+
+def test_a_profile_that_chooses_checksums_is_honoured(tmp_path, monkeypatch):
+    monkeypatch.delenv(storage.CHECKSUM_ENV, raising=False)
+    (tmp_path / "config").write_text("[default]\nrequest_checksum_calculation = when_supported\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    fs, _ = storage.filesystem("s3://bucket/profiled")
+    assert "request_checksum_calculation" not in fs.config_kwargs

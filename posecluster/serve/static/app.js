@@ -66,7 +66,7 @@ async function labelPage(params, mode, gen) {
       mode === "refine" ? [" \u00b7 frames proposed by ", h("code", {}, "posecluster outliers"),
         "; dashed circles: the network's prediction (p = likelihood); then run ", h("code", {}, "posecluster merge")] : null),
     holder);
-  current = new Labeler(holder, data, mode);
+  current = new Labeler(holder, { ...data, user: me ? me.user : "" }, mode);
   window.labeler = current;
 }
 

@@ -39,7 +39,8 @@ function validPoints(points, n) {
 }
 
 class Draft {
-  constructor(project, folder) { this.key = `posecluster-draft|${project}|${folder}`; }
+  // Per account too: on a shared workstation one person's unsaved labels never reach the next person.
+  constructor(project, folder, user) { this.key = `posecluster-draft|${user || ""}|${project}|${folder}`; }
 
   // {image: {labels, base}} of the frames still unsaved when the page was left; unknown frames dropped.
   read(images, n) {

@@ -49,7 +49,7 @@ class Labeler {
     this.redoable = []; // edits undone, to redo: {image, part, value before the undo}
     this.dirty = new Set();
     this.view = loadView();
-    this.draft = new Draft(data.project, data.folder);
+    this.draft = new Draft(data.project, data.folder, data.user);
     this.zoom = 1; this.offsetX = 0; this.offsetY = 0; this.fitted = true;
     this.drag = null;
     this.img = new Image();
