@@ -47,8 +47,8 @@ def spread_frames(videos: list[str], count: int) -> list[np.ndarray]:
     infos = []
     try:
         found = find_videos(videos)
-    except InputError:  # no video there: the check rests on the labeled images alone
-        found = []
+    except (InputError, FileNotFoundError):  # no video there (or no videos/ folder, as DeepLabCut's examples
+        found = []                            # ship): the check rests on the labeled images alone
     for uri in found:
         try:
             info = probe(uri)

@@ -219,11 +219,17 @@ def choose_inference(setting: str, device: torch.device, cpu: CpuCapability,
     if has_int8 and cpu.int8 and int8_check is not None and int8_check.passed:
         return Precision("int8", f"auto: calibrated int8 version on a CPU with int8 instructions ({cpu.describe()}); "
                                  f"poses vs fp32: {int8_check.describe()}")
-    if cpu.bf16 and (bf16_check is None or bf16_check.passed):
-        checked = f"poses vs fp32: {bf16_check.describe()}" if bf16_check else "no pose check recorded in the model"
-        return Precision("bf16", f"auto: the CPU has bf16 instructions ({cpu.describe()}); {checked}")
+    if cpu.bf16 and bf16_check is not None and bf16_check.passed:
+        return Precision("bf16", f"auto: the CPU has bf16 instructions ({cpu.describe()}); "
+                                 f"poses vs fp32: {bf16_check.describe()}")
     failed = [f"{path}: {check.describe()}" for path, check in checks.items() if not check.passed]
-    why = f"reduced precision changed this model's poses ({'; '.join(failed)})" if failed else cpu.describe()
+    if failed:
+        why = f"reduced precision changed this model's poses ({'; '.join(failed)})"
+    elif cpu.bf16:  # a reduced path nobody checked on this model is not taken: it can move keypoints by cells
+        why = (f"no pose check of reduced precision recorded in {source}; fp32 until `posecluster calibrate` "
+               f"checks it ({cpu.describe()})")
+    else:
+        why = cpu.describe()
     return Precision("fp32", f"auto: {why}")
 
 

@@ -298,6 +298,6 @@ def _calibrate(config: PoseclusterConfig, labels: LabeledDataset, state: dict, s
     try:
         return reduced_precision(trained, images, calibration, check, cpu, video_frames=project_video_frames(trained))
     except Exception as exc:  # noqa: BLE001 - a failed calibration must not lose the trained model
-        log.warning("int8 calibration failed, model saved without it (auto uses bf16/fp32): %s: %s",
-                    type(exc).__name__, exc)
+        log.warning("int8 calibration failed, model saved without it (auto runs fp32 until `posecluster "
+                    "calibrate` checks the reduced paths): %s: %s", type(exc).__name__, exc)
         return None

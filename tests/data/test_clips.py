@@ -26,3 +26,8 @@ def test_spread_frames_passes_over_unreadable_videos_and_asks_no_more_than_a_vid
     (tmp_path / "broken.mp4").write_bytes(b"\x00" * 1000)
     frames = spread_frames([str(tmp_path)], 20)
     assert [read_barcode(f) for f in frames] == [0, 1, 2, 3, 4]
+
+
+def test_a_project_without_a_videos_folder_gives_no_check_frames_rather_than_an_error(tmp_path):
+    # DeepLabCut's examples ship labeled-data without videos/: the precision check rests on the images alone.
+    assert spread_frames([str(tmp_path / "project" / "videos")], 100) == []

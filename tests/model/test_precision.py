@@ -51,15 +51,19 @@ def test_auto_takes_int8_only_where_its_poses_matched_fp32():
     assert choose_inference("auto", CPU, BF16_INT8, reduced(int8=check(0.2))).path == "int8"
     failed = choose_inference("auto", CPU, BF16_INT8, reduced(int8=check(0.9), bf16=check(0.1)))
     assert failed.path == "bf16"
-    flips = choose_inference("auto", CPU, BF16_INT8, reduced(int8=check(0.1, flip_share=0.02)))
+    flips = choose_inference("auto", CPU, BF16_INT8, reduced(int8=check(0.1, flip_share=0.02), bf16=check(0.1)))
     assert flips.path == "bf16"
-    # Never checked (a graph without its agreement) is not trusted either.
-    assert choose_inference("auto", CPU, BF16_INT8, ReducedPrecision(int8_onnx=b"graph")).path == "bf16"
+    unchecked_bf16 = choose_inference("auto", CPU, BF16_INT8, reduced(int8=check(0.1, flip_share=0.02)))
+    assert unchecked_bf16.path == "fp32" and "changed this model's poses" in unchecked_bf16.reason
+    # Never checked (a graph without its agreement) is not trusted either, nor is bf16 unchecked.
+    unchecked = choose_inference("auto", CPU, BF16_INT8, ReducedPrecision(int8_onnx=b"graph"))
+    assert unchecked.path == "fp32" and "posecluster calibrate" in unchecked.reason
     # bf16 whose check failed: fp32, and the reason says why.
     neither = choose_inference("auto", CPU, BF16_INT8, reduced(int8=check(0.9), bf16=check(0.7)))
     assert neither.path == "fp32" and "changed this model's poses" in neither.reason
-    # A model never calibrated (trained before calibration existed): bf16 where the CPU has it.
-    assert choose_inference("auto", CPU, BF16_INT8, None).path == "bf16"
+    # A model never calibrated (trained before calibration existed): fp32, saying how to check bf16.
+    never = choose_inference("auto", CPU, BF16_INT8, None)
+    assert never.path == "fp32" and "no pose check" in never.reason and "posecluster calibrate" in never.reason
     assert choose_inference("auto", CPU, NO_BF16, None).path == "fp32"
 
 
