@@ -179,32 +179,16 @@ def install(scope: Scope | None) -> None:
     _current.set(scope)
 
 
-@contextlib.contextmanager
-def also_reading(prefix: str) -> Iterator[None]:
+def also_reading(prefix: str) -> contextlib.AbstractContextManager:
     """Let the current scope (if any) read, never write, a folder of the server's own (not a lab's data)."""
     scope = _current.get()
-    if scope is None:
-        yield
-        return
-    token = _current.set(scope.with_readable(prefix))
-    try:
-        yield
-    finally:
-        _current.reset(token)
+    return confined(scope.with_readable(prefix) if scope is not None else None)
 
 
-@contextlib.contextmanager
-def also_allowing(prefix: str) -> Iterator[None]:
+def also_allowing(prefix: str) -> contextlib.AbstractContextManager:
     """Widen the current scope (if any) by a folder this process made itself (a private scratch folder)."""
     scope = _current.get()
-    if scope is None:
-        yield
-        return
-    token = _current.set(scope.with_prefix(prefix))
-    try:
-        yield
-    finally:
-        _current.reset(token)
+    return confined(scope.with_prefix(prefix) if scope is not None else None)
 
 
 def in_context(function: Callable) -> Callable:
