@@ -156,6 +156,19 @@ def small_project(uri: str, frames: int = 3, seed: int = 3) -> str:
     return uri
 
 
+def labeling_root(root, folders: tuple[str, ...]) -> str:
+    """`root`/lab/demo (a small_project) with one folder of three unlabeled 96x80 frames per name in
+    `folders`, so that browser tests never share labels."""
+    project = small_project(str(root / "lab" / "demo"), frames=2)
+    config = dlc.read_project_config(f"{project}/config.yaml")
+    renderer = synthetic.Renderer(synthetic.Scene(width=96, height=80, seed=5, body_length=0.4))
+    frames = [renderer.render(state) for state in renderer.trajectory(30)[::10]]
+    for folder in folders:
+        add_frames(project, config, f"labeled-data/{folder}",
+                   {f"labeled-data/{folder}/img{i}.png": frame for i, frame in enumerate(frames)})
+    return str(root)
+
+
 @contextlib.contextmanager
 def running(app, host: str = "127.0.0.1"):
     """A real uvicorn server for `app` on a free port, in a thread (what a browser or a raw socket talks

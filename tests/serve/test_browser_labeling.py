@@ -9,11 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from posecluster.data import synthetic
-from posecluster.data.formats import dlc
-from posecluster.labeling.project_frames import add_frames
 from posecluster.serve import create_app
-from tests.serve.conftest import TOKEN, browser_page, labels_of, needs_browser, running, screenshot, small_project
+from tests.serve.conftest import TOKEN, browser_page, labels_of, needs_browser, labeling_root, running, screenshot
 
 pytestmark = needs_browser
 FOLDERS = ("merge", "prompt", "resize", "keys")
@@ -22,15 +19,7 @@ FOLDERS = ("merge", "prompt", "resize", "keys")
 @pytest.fixture(scope="module")
 def root(tmp_path_factory) -> str:
     """lab/demo with one folder of three unlabeled 96x80 frames per test (tests never share labels)."""
-    root = tmp_path_factory.mktemp("labeling-root")
-    project = small_project(str(root / "lab" / "demo"), frames=2)
-    config = dlc.read_project_config(f"{project}/config.yaml")
-    renderer = synthetic.Renderer(synthetic.Scene(width=96, height=80, seed=5, body_length=0.4))
-    frames = [renderer.render(state) for state in renderer.trajectory(30)[::10]]
-    for folder in FOLDERS:
-        add_frames(project, config, f"labeled-data/{folder}",
-                   {f"labeled-data/{folder}/img{i}.png": frame for i, frame in enumerate(frames)})
-    return str(root)
+    return labeling_root(tmp_path_factory.mktemp("labeling-root"), FOLDERS)
 
 
 @pytest.fixture(scope="module")

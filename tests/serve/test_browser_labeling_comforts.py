@@ -11,11 +11,9 @@ import colorsys
 import numpy as np
 import pytest
 
-from posecluster.data import synthetic
 from posecluster.data.formats import dlc
-from posecluster.labeling.project_frames import add_frames
 from posecluster.serve import create_app
-from tests.serve.conftest import TOKEN, browser_page, labels_of, needs_browser, running, screenshot, small_project
+from tests.serve.conftest import TOKEN, browser_page, labels_of, needs_browser, labeling_root, running, screenshot, small_project
 
 pytestmark = needs_browser
 FOLDERS = ("loop", "unlabeled", "list", "drawing", "size", "light", "undo", "draft", "keys", "near", "narrow")
@@ -25,15 +23,7 @@ PROJECT = "lab/demo"
 @pytest.fixture(scope="module")
 def root(tmp_path_factory) -> str:
     """lab/demo (synthetic: four parts, a skeleton of four bones) with three unlabeled 96x80 frames per test."""
-    root = tmp_path_factory.mktemp("comforts-root")
-    project = small_project(str(root / "lab" / "demo"), frames=2)
-    config = dlc.read_project_config(f"{project}/config.yaml")
-    renderer = synthetic.Renderer(synthetic.Scene(width=96, height=80, seed=5, body_length=0.4))
-    frames = [renderer.render(state) for state in renderer.trajectory(30)[::10]]
-    for folder in FOLDERS:
-        add_frames(project, config, f"labeled-data/{folder}",
-                   {f"labeled-data/{folder}/img{i}.png": frame for i, frame in enumerate(frames)})
-    return str(root)
+    return labeling_root(tmp_path_factory.mktemp("comforts-root"), FOLDERS)
 
 
 @pytest.fixture(scope="module")
