@@ -97,6 +97,17 @@ def start_server_process(root: str) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("posecluster serve did not print its URL")
 
 
+def wait_until_answering(base: str) -> None:
+    import httpx
+
+    for _ in range(100):
+        try:
+            httpx.get(f"{base}/healthz", timeout=5)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+
+
 async def concurrent_gets(base: str, path: str, n: int) -> list[float]:
     """n GETs of `path` at once, each on its own connection; each one's latency in seconds. aiohttp (Ray's
     own dependency) as the client: it costs a fraction of httpx's CPU per request, so on a 2-core machine
@@ -129,12 +140,7 @@ def measure_projects(root: str, projects: int, requests: int, rounds: int = 5) -
     try:
         import httpx
 
-        for _ in range(100):  # until it answers
-            try:
-                httpx.get(f"{base}/healthz", timeout=5)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
+        wait_until_answering(base)
         listed = httpx.get(f"{base}/api/projects", headers={"X-Posecluster-Token": TOKEN}, timeout=120).json()
         assert len(listed["projects"]) == projects, len(listed["projects"])
         # The GET above filled the identity cache; the first burst also starts the server's worker threads
@@ -198,15 +204,9 @@ def measure_jobs(root: str, projects: int, files: int, requests: int, rounds: in
            "answer_stale_s": JOBS_ANSWER_STALE_S}
     process, base = start_server_process(root)
     try:
-        import httpx
         import psutil
 
-        for _ in range(100):  # until it answers
-            try:
-                httpx.get(f"{base}/healthz", timeout=5)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
+        wait_until_answering(base)
         server = psutil.Process(process.pid)
         out["rss_mb_before"] = round(server.memory_info().rss / 2**20, 1)
         first = asyncio.run(concurrent_gets(base, "/api/jobs", requests))
