@@ -105,6 +105,10 @@ mon allow pool size one = true
 mon allow pool delete = true
 mon max pg per osd = 2000
 mon warn on pool no redundancy = false
+# A mon stops (exit 28) when its data folder's disk has under 5% free; CI machines' shared disks can be that full,
+# and this mon's data is a few MB in a temp folder.
+mon data avail crit = 0
+mon data avail warn = 0
 run dir = {d}/run
 admin socket = {d}/run/$name.asok
 log file = {d}/log/$name.log
@@ -136,13 +140,14 @@ rgw enable usage log = false
                   self._fsid(), f"{d}/monmap")
         self._run("ceph-mon", *c, "--mkfs", "-i", "a", "--monmap", f"{d}/monmap", "--keyring", f"{d}/keyring")
         self._spawn("ceph-mon", *c, "-f", "-i", "a")
+        self._wait_for(mon_port, 30, "ceph-mon")
         osd_uuid = str(uuid.uuid4())  # the same uuid for the map entry and the OSD's own files
         osd_id = self._run("ceph", *c, "--connect-timeout", "30", "osd", "create", osd_uuid).strip()
         self._run("ceph-osd", *c, "-i", osd_id, "--mkfs", "--osd-uuid", osd_uuid)
         self._spawn("ceph-osd", *c, "-f", "-i", osd_id)
         self._spawn("radosgw", *c, "-f", "-n", "client.rgw.test")
         self.endpoints = Endpoints(f"http://127.0.0.1:{http_port}", f"https://127.0.0.1:{https_port}", cert)
-        self._wait_for(http_port, timeout_s)
+        self._wait_for(http_port, timeout_s, "radosgw")
         self._run("radosgw-admin", *c, "user", "create", "--uid", "posecluster-test", "--display-name", "tests",
                   "--access-key", ACCESS_KEY, "--secret", SECRET_KEY)
         return self.endpoints
@@ -153,18 +158,19 @@ rgw enable usage log = false
                 return line.split("=", 1)[1].strip()
         raise RuntimeError("no fsid in ceph.conf")
 
-    def _wait_for(self, port: int, timeout_s: float) -> None:
+    def _wait_for(self, port: int, timeout_s: float, daemon: str) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             for proc in self.processes:
                 if proc.poll() is not None:
-                    raise RuntimeError(f"{proc.args[0]} exited ({proc.returncode}): {self._errors()}")
+                    raise RuntimeError(f"{proc.args[0]} exited ({proc.returncode}) before {daemon} listened: "
+                                       f"{self._errors()}")
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 return
             except OSError:
                 time.sleep(0.5)
-        raise RuntimeError(f"radosgw did not listen on {port} within {timeout_s:.0f} s; logs in {self.folder}/log")
+        raise RuntimeError(f"{daemon} did not listen on {port} within {timeout_s:.0f} s; logs in {self.folder}/log")
 
     def _errors(self) -> str:
         """The error lines (Ceph marks them ' -1 ') of every daemon's log, last few first."""
