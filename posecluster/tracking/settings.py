@@ -15,8 +15,10 @@ class TrackingConfig(Section):
     # Body parts whose likelihood is below this (or NaN) take no part in any distance.
     min_likelihood: float = Field(0.1, ge=0, le=1)
     # Frame to frame: two detections in consecutive frames are linked only if their mean keypoint distance
-    # (the earlier one moved on by its velocity) plus the identity cost is below this.
-    max_link_px: float = Field(30.0, gt=0)
+    # (the earlier one moved on by its velocity) plus the identity cost is below this. Keep it near a few
+    # times the detection noise: a link that should not be made (the animal missed, another one near)
+    # is never undone, while a link not made is a gap that stitching bridges.
+    max_link_px: float = Field(15.0, gt=0)
     # Cost of total identity disagreement (dot product 0 of the identity-head probabilities); used only
     # where detections carry identity scores (a project with identity: true).
     identity_weight_px: float = Field(30.0, ge=0)
