@@ -62,12 +62,14 @@ def ground_truth(scene: SceneConfig) -> np.ndarray:
     return gt
 
 
-def detections(gt: np.ndarray, scene: SceneConfig) -> list[FrameDetections]:
-    """What an assembler would report for each frame of `gt` (seeded: the same scene gives the same list)."""
-    rng = np.random.default_rng(scene.seed + 1)
+def detections(gt: np.ndarray, scene: SceneConfig, first_frame: int = 0) -> list[FrameDetections]:
+    """What an assembler would report for each frame of `gt`, whose first row is frame `first_frame`.
+    Each frame draws from its own seeded generator, so any slice of a video gets the same detections
+    as the whole video (a segment's worker can make its own)."""
     n_animals, n_parts = gt.shape[1], gt.shape[2]
     out = []
-    for frame in gt:
+    for number, frame in enumerate(gt, first_frame):
+        rng = np.random.default_rng([scene.seed, number])
         animals, identities = [], []
         for a in range(n_animals):
             present = np.isfinite(frame[a, :, 0])
