@@ -57,7 +57,7 @@ def read_table(uri: str) -> pd.DataFrame:
         with storage.local_copy(uri) as path:
             frame = hdf5.read_frame(path, uri)
     else:
-        frame = read_csv_table(uri, len(LEVELS))
+        frame = read_csv_table(uri)
     if not isinstance(frame.columns, pd.MultiIndex) or frame.columns.nlevels != 3:
         raise InputError(uri, f"expected 3 header levels {LEVELS}, found {frame.columns.nlevels}")
     if list(frame.columns.names) != LEVELS:
@@ -65,13 +65,21 @@ def read_table(uri: str) -> pd.DataFrame:
     return frame
 
 
-def read_csv_table(uri: str, header_rows: int) -> pd.DataFrame:
-    """A DLC CSV table with `header_rows` header rows (3 single-animal, 4 multi-animal) and its row index
-    either one path column or three (labeled-data, video, image) columns."""
+# First cells of the header rows DeepLabCut writes (single-animal tables lack "individuals").
+HEADER_NAMES = ("scorer", "individuals", "bodyparts", "coords")
+
+
+def read_csv_table(uri: str) -> pd.DataFrame:
+    """A DLC CSV table: its header rows (3 single-animal, 4 multi-animal, counted by their first cells) and
+    its row index, either one path column or three (labeled-data, video, image) columns."""
     text = storage.read_bytes(uri).decode("utf-8-sig")
-    first = text.splitlines()[0].split(",") if text else []
+    lines = text.splitlines()
+    first = lines[0].split(",") if text else []
     if not first or first[0] != "scorer":
         raise InputError(uri, "expected a DLC header whose first row starts with 'scorer'", row=1)
+    header_rows = 1
+    while header_rows < min(len(lines), len(HEADER_NAMES)) and lines[header_rows].split(",")[0] in HEADER_NAMES:
+        header_rows += 1
     # A tuple index leaves empty cells after 'scorer' in the header rows.
     index_cols = 1
     while index_cols < len(first) and first[index_cols] == "":

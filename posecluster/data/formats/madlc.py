@@ -30,7 +30,7 @@ def read_table(uri: str, what: str = "HDF5 table") -> pd.DataFrame:
         with storage.local_copy(uri) as path:
             frame = hdf5.read_frame(path, uri, what=what)
     else:
-        frame = read_csv_table(uri, len(LEVELS))
+        frame = read_csv_table(uri)
     if not isinstance(frame.columns, pd.MultiIndex) or list(frame.columns.names) != LEVELS:
         found = list(frame.columns.names) if isinstance(frame.columns, pd.MultiIndex) else [frame.columns.name]
         hint = " (a single-animal table: DeepLabCut's convert2_maDLC converts it)" if found == [
