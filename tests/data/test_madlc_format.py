@@ -179,3 +179,22 @@ def test_a_pose_table_with_text_in_a_cell_names_the_frame(tmp_path):
 def test_single_animal_tables_are_still_read_by_the_single_animal_reader(tmp_path):
     with pytest.raises(InputError, match="expected 3 header levels"):
         dlc.read_table(str(SLEAP_CSV))
+
+
+def test_streamed_tracks_equal_the_whole_table_with_gaps_as_nan(tmp_path):
+    tracks = _tracks(8)
+    expected = tracks.poses.copy()
+    expected[3:5] = np.nan  # frames 3 and 4 never appended
+    writer = madlc.AnimalTableWriter(tracks.scorer, tracks.individuals, tracks.bodyparts, tracks.unique_bodyparts,
+                                     str(tmp_path), formats=("h5", "csv"), chunk_rows=2)
+    writer.append_tracks(0, tracks.poses[:3], tracks.unique_poses[:3])
+    writer.append_tracks(5, tracks.poses[5:], tracks.unique_poses[5:])
+    published = writer.publish(str(tmp_path / "out" / "videoDLC_x_el"))
+    writer.close()
+    frame = pd.read_hdf(published["h5"])  # no key, as DeepLabCut reads it
+    assert list(frame.columns.names) == madlc.LEVELS and frame.index.tolist() == list(range(8))
+    np.testing.assert_array_equal(frame.drop(columns="single", level="individuals").to_numpy().reshape(8, 2, 3, 3),
+                                  expected)
+    csv = madlc.read_tracks(published["csv"])
+    np.testing.assert_array_equal(csv.poses, expected)
+    assert np.isnan(csv.unique_poses[3:5]).all() and not np.isnan(csv.unique_poses[5:]).any()

@@ -16,6 +16,7 @@ from posecluster import storage
 from posecluster.config import UNIQUE_INDIVIDUAL, ProjectConfig
 from posecluster.data.formats import hdf5
 from posecluster.data.formats.dlc import index_for, numeric_column, read_csv_table, row_path, table_uri, write_hdf
+from posecluster.data.formats.poses import PoseTableWriter
 from posecluster.data.multianimal import AnimalTracks, MultiAnimalLabels
 from posecluster.errors import InputError
 
@@ -141,6 +142,35 @@ def write_tracks(tracks: AnimalTracks, uri: str) -> None:
         storage.atomic_write_bytes(uri, frame.to_csv().encode())
     else:
         raise ValueError(f"{uri}: multi-animal pose tables are .h5 or .csv")
+
+
+class AnimalTableWriter(PoseTableWriter):
+    """Tracked rows streamed to a maDLC pose table (.h5, + .csv on request) in frame order, gaps filled with
+    NaN, published whole: memory flat in video length. Each (individual, body part) and unique body part is
+    one slot of the single-animal writer's rows."""
+
+    def __init__(self, scorer: str, individuals: list[str], bodyparts: list[str], unique_bodyparts: list[str],
+                 scratch: str, formats=("h5",), chunk_rows: int = 4096):
+        if "parquet" in formats:
+            raise ValueError("multi-animal pose tables are .h5 or .csv")
+        self.columns = _columns(scorer, individuals, bodyparts, unique_bodyparts, POSE_COORDS)
+        self.shape = (len(individuals), len(bodyparts))
+        slots = [f"{a}/{p}" for a in individuals for p in bodyparts] + [f"{UNIQUE_INDIVIDUAL}/{p}" for p in unique_bodyparts]
+        super().__init__(scorer, slots, scratch, formats, chunk_rows)
+
+    def append_tracks(self, first_frame: int, poses: np.ndarray, unique_poses: np.ndarray | None = None) -> None:
+        """poses (n, individuals, bodyparts, 3) and unique_poses (n, unique, 3) for frames first_frame.."""
+        poses = np.asarray(poses, dtype=np.float64)
+        n = len(poses)
+        if poses.shape[1:] != (*self.shape, 3):
+            raise ValueError(f"poses shape {poses.shape} does not fit (n, {self.shape[0]}, {self.shape[1]}, 3)")
+        unique_slots = len(self.bodyparts) - self.shape[0] * self.shape[1]
+        unique = np.full((n, unique_slots, 3), np.nan) if unique_poses is None else np.asarray(unique_poses, float)
+        self.append(first_frame, np.concatenate([poses.reshape(n, -1, 3), unique.reshape(n, -1, 3)], axis=1))
+
+    def _table(self, start: int, poses: np.ndarray) -> pd.DataFrame:
+        return pd.DataFrame(poses.reshape(len(poses), -1), index=pd.RangeIndex(start, start + len(poses)),
+                            columns=self.columns)
 
 
 def read_tracks(uri: str) -> AnimalTracks:
