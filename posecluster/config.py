@@ -106,6 +106,9 @@ def _ordered_pair(name: str, value: tuple[float, float], positive: bool = False)
 Fraction = Annotated[float, Field(gt=0, le=1)]
 Probability = Annotated[float, Field(ge=0, le=1)]
 
+# The individual under which DeepLabCut's multi-animal tables keep unique body parts.
+UNIQUE_INDIVIDUAL = "single"
+
 
 class ProjectConfig(Section):
     """What a DeepLabCut project's config.yaml says about the data."""
@@ -118,6 +121,13 @@ class ProjectConfig(Section):
     training_fractions: list[Fraction] = Field(default_factory=lambda: [0.95])
     pcutoff: float = Field(0.6, ge=0, le=1)
     iteration: int = Field(0, ge=0)
+    # maDLC (multianimalproject: true): `bodyparts` holds multianimalbodyparts, each labeled once per
+    # individual; unique body parts (a landmark, a feeder) appear once per frame, under DLC's "single".
+    multianimal: bool = False
+    individuals: list[str] = Field(default_factory=list)
+    unique_bodyparts: list[str] = Field(default_factory=list)
+    # Animals that look different (an identity head is worth training); DLC writes null for single-animal.
+    identity: bool | None = None
 
     @field_validator("task", "scorer", "date")
     @classmethod
@@ -128,23 +138,43 @@ class ProjectConfig(Section):
             raise ValueError(f"{value!r} must be usable in a file name (no '/', '\\', control characters)")
         return value
 
-    @field_validator("bodyparts")
+    @field_validator("bodyparts", "individuals", "unique_bodyparts")
     @classmethod
-    def _unique_bodyparts(cls, value: list[str]) -> list[str]:
+    def _unique_names(cls, value: list[str], info) -> list[str]:
         if len(set(value)) != len(value):
-            raise ValueError(f"bodyparts must be unique, got {value}")
+            raise ValueError(f"{info.field_name} must be unique, got {value}")
         return value
+
+    @model_validator(mode="after")
+    def _multianimal_names(self) -> "ProjectConfig":
+        if not self.multianimal:
+            if self.individuals or self.unique_bodyparts:
+                raise ValueError("individuals and unique_bodyparts belong to a multi-animal project")
+            return self
+        if not self.individuals:
+            raise ValueError("a multi-animal project needs at least one individual")
+        if UNIQUE_INDIVIDUAL in self.individuals:
+            raise ValueError(f"'{UNIQUE_INDIVIDUAL}' is DeepLabCut's column for unique body parts, not an individual")
+        shared = sorted(set(self.bodyparts) & set(self.unique_bodyparts))
+        if shared:
+            raise ValueError(f"body parts {shared} are both multianimalbodyparts and uniquebodyparts")
+        return self
+
+    @property
+    def all_bodyparts(self) -> list[str]:
+        """Every body part a frame can hold: the per-animal ones, then the unique ones (DLC's order)."""
+        return [*self.bodyparts, *self.unique_bodyparts]
 
     @classmethod
     def from_dlc(cls, raw: dict, source: str) -> "ProjectConfig":
         """Read the fields posecluster uses; placeholders such as project_path/video_sets are ignored."""
         if not isinstance(raw, dict):
             raise InputError(source, "not a YAML mapping")
-        bodyparts = raw.get("bodyparts")
-        if raw.get("multianimalproject"):
-            raise InputError(source, "multi-animal projects are not supported yet")
+        multianimal = bool(raw.get("multianimalproject"))
+        parts_key = "multianimalbodyparts" if multianimal else "bodyparts"
+        bodyparts = raw.get(parts_key)
         if not bodyparts or not isinstance(bodyparts, list):
-            raise InputError(source, "'bodyparts' must be a non-empty list")
+            raise InputError(source, f"'{parts_key}' must be a non-empty list")
         fractions = raw.get("TrainingFraction", [0.95])
         # Values go to the validators as DeepLabCut wrote them (pcutoff: null, iteration: "two" included),
         # so a bad one is reported as config.yaml's field with its allowed range, not as a TypeError.
@@ -158,25 +188,36 @@ class ProjectConfig(Section):
             "pcutoff": raw.get("pcutoff", 0.6),
             "iteration": raw.get("iteration", 0),
         }
-        dlc_names = {"task": "Task", "training_fractions": "TrainingFraction"}
+        if multianimal:
+            fields.update(multianimal=True, identity=bool(raw.get("identity")),
+                          individuals=_name_list(raw.get("individuals"), "individuals", source),
+                          unique_bodyparts=_name_list(raw.get("uniquebodyparts"), "uniquebodyparts", source))
+        dlc_names = {"task": "Task", "training_fractions": "TrainingFraction", "unique_bodyparts": "uniquebodyparts"}
+        if multianimal:
+            dlc_names["bodyparts"] = "multianimalbodyparts"
         try:
             return cls.model_validate(fields)
         except ValidationError as exc:
             message = describe_errors(cls, exc)
             for ours, theirs in dlc_names.items():
-                message = message.replace(ours, theirs)
+                message = re.sub(rf"\b{ours}\b", theirs, message)
             raise InputError(source, message) from None
 
     def to_dlc(self) -> dict:
+        # Keys in the order DeepLabCut's templates write them; a maDLC project says bodyparts: MULTI!
+        names = {"bodyparts": list(self.bodyparts)}
+        if self.multianimal:
+            names = {"individuals": list(self.individuals), "uniquebodyparts": list(self.unique_bodyparts),
+                     "multianimalbodyparts": list(self.bodyparts), "bodyparts": "MULTI!"}
         return {
             "Task": self.task,
             "scorer": self.scorer,
             "date": self.date,
-            "multianimalproject": False,
-            "identity": None,
+            "multianimalproject": self.multianimal,
+            "identity": bool(self.identity) if self.multianimal else None,
             "project_path": "",
             "video_sets": {},
-            "bodyparts": list(self.bodyparts),
+            **names,
             "start": 0,
             "stop": 1,
             "numframes2pick": 20,
@@ -187,6 +228,15 @@ class ProjectConfig(Section):
             "default_net_type": "resnet_50",
             "engine": "pytorch",
         }
+
+
+def _name_list(value, key: str, source: str) -> list[str]:
+    """A list of names from a maDLC config.yaml (DLC writes an empty one as [] or leaves it null)."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise InputError(source, f"'{key}' must be a list of names, got {value!r}")
+    return [str(v) for v in value]
 
 
 class BackboneConfig(Section):

@@ -89,3 +89,58 @@ def test_names_from_a_dlc_config_cannot_steer_a_write_into_another_folder(tmp_pa
 
     with pytest.raises(InputError, match=f"{field}.*usable in a file name"):
         ProjectConfig.from_dlc({field: value, "bodyparts": ["snout"]}, str(tmp_path / "config.yaml"))
+
+
+MADLC = """Task: social
+scorer: Ann
+date: Mar3
+multianimalproject: true
+identity: false
+individuals: [mouse1, mouse2]
+uniquebodyparts: [feeder]
+multianimalbodyparts: [nose, tailbase]
+bodyparts: MULTI!
+skeleton: [[nose, tailbase]]
+"""
+
+
+def test_a_madlc_config_is_read_and_written_with_deeplabcuts_keys(tmp_path):
+    from posecluster.data.formats.dlc import read_raw_project_config, write_project_config
+
+    path = tmp_path / "config.yaml"
+    path.write_text(MADLC)
+    project = read_project_config(str(path))
+    assert project.multianimal and project.identity is False
+    assert project.individuals == ["mouse1", "mouse2"] and project.bodyparts == ["nose", "tailbase"]
+    assert project.unique_bodyparts == ["feeder"] and project.all_bodyparts == ["nose", "tailbase", "feeder"]
+    write_project_config(str(tmp_path / "out.yaml"), project)
+    raw = read_raw_project_config(str(tmp_path / "out.yaml"))
+    assert raw["multianimalproject"] is True and raw["identity"] is False and raw["bodyparts"] == "MULTI!"
+    assert raw["individuals"] == ["mouse1", "mouse2"] and raw["multianimalbodyparts"] == ["nose", "tailbase"]
+    assert raw["uniquebodyparts"] == ["feeder"] and raw["skeleton"] == [["nose", "tailbase"]]
+    assert read_project_config(str(tmp_path / "out.yaml")) == project
+
+
+@pytest.mark.parametrize("change, message", [
+    ("individuals: [mouse1, single]", "'single' is DeepLabCut's column for unique body parts"),
+    ("individuals: []", "at least one individual"),
+    ("uniquebodyparts: [nose]", "both multianimalbodyparts and uniquebodyparts"),
+    ("multianimalbodyparts: [nose, nose]", "multianimalbodyparts must be unique"),
+    ("individuals: mouse1", "'individuals' must be a list"),
+])
+def test_a_bad_madlc_config_names_the_file_and_the_dlc_key(tmp_path, change, message):
+    key = change.split(":")[0]
+    text = "\n".join(change if line.startswith(f"{key}:") else line for line in MADLC.splitlines())
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    with pytest.raises(InputError, match=message) as info:
+        read_project_config(str(path))
+    assert str(info.value).startswith(f"{path}: ")
+
+
+def test_a_single_animal_config_still_says_so_to_deeplabcut():
+    from posecluster.config import ProjectConfig
+
+    raw = ProjectConfig(bodyparts=["a"]).to_dlc()
+    assert raw["multianimalproject"] is False and raw["identity"] is None and raw["bodyparts"] == ["a"]
+    assert "individuals" not in raw and "multianimalbodyparts" not in raw

@@ -38,6 +38,10 @@ class LabeledDataset:
     def image_uri(self, index: int) -> str:
         return storage.join(self.root, self.images[index])
 
+    def labeled_points(self, index: int) -> list[tuple[list[str], np.ndarray]]:
+        """One frame's points as (names, writable (n, 2) view) groups (the multi-animal model has two)."""
+        return [(list(self.bodyparts), self.keypoints[index])]
+
     def subset(self, indices) -> "LabeledDataset":
         indices = list(indices)
         return LabeledDataset(

@@ -111,21 +111,21 @@ class Renderer:
         g = self.geometry(state)
         return np.stack([g[b] for b in BODYPARTS])
 
-    def _blend(self, image, alpha, color) -> None:
+    def blend(self, image, alpha, color) -> None:
         a = alpha[..., None]
         image *= 1 - a
         image += a * np.asarray(color, dtype=np.float32)
 
-    def _disk(self, image, centre, radius, color) -> None:
+    def disk(self, image, centre, radius, color) -> None:
         d = np.hypot(self.xs - centre[0], self.ys - centre[1])
-        self._blend(image, np.clip(radius - d + 0.5, 0, 1), color)
+        self.blend(image, np.clip(radius - d + 0.5, 0, 1), color)
 
-    def _ellipse(self, image, centre, a, b, angle, color) -> None:
+    def ellipse(self, image, centre, a, b, angle, color) -> None:
         dx, dy = self.xs - centre[0], self.ys - centre[1]
         u = dx * math.cos(angle) + dy * math.sin(angle)
         v = -dx * math.sin(angle) + dy * math.cos(angle)
         d = np.sqrt((u / a) ** 2 + (v / b) ** 2)
-        self._blend(image, np.clip((1 - d) * min(a, b) + 0.5, 0, 1), color)
+        self.blend(image, np.clip((1 - d) * min(a, b) + 0.5, 0, 1), color)
 
     def render(self, state: np.ndarray) -> np.ndarray:
         g, L = self.geometry(state), self.length
@@ -134,12 +134,12 @@ class Renderer:
         for i in range(1, 12):  # the tail: a tapering chain of disks, gently curved
             bend = 0.25 * math.sin(i / 3.0 + float(g["heading"][0]))
             d = np.array([tail_dir[0] - bend * tail_dir[1], tail_dir[1] + bend * tail_dir[0]])
-            self._disk(image, g["tailbase"] + d * i * 0.07 * L, max(1.0, 0.05 * L * (1 - i / 14)), (70, 60, 60))
-        self._ellipse(image, g["centre"], 0.5 * L, 0.26 * L, float(g["heading"][0]), (45, 40, 48))
-        self._ellipse(image, g["head_centre"], 0.24 * L, 0.15 * L, math.atan2(g["head_dir"][1], g["head_dir"][0]), (55, 50, 58))
+            self.disk(image, g["tailbase"] + d * i * 0.07 * L, max(1.0, 0.05 * L * (1 - i / 14)), (70, 60, 60))
+        self.ellipse(image, g["centre"], 0.5 * L, 0.26 * L, float(g["heading"][0]), (45, 40, 48))
+        self.ellipse(image, g["head_centre"], 0.24 * L, 0.15 * L, math.atan2(g["head_dir"][1], g["head_dir"][0]), (55, 50, 58))
         for ear in ("leftear", "rightear"):
-            self._disk(image, g[ear], 0.08 * L, (205, 135, 150))
-        self._disk(image, g["snout"], 0.035 * L, (225, 160, 170))
+            self.disk(image, g[ear], 0.08 * L, (205, 135, 150))
+        self.disk(image, g["snout"], 0.035 * L, (225, 160, 170))
         if self.scene.noise_sigma:
             image += self.rng.normal(0, self.scene.noise_sigma, image.shape).astype(np.float32)
         return np.clip(image, 0, 255).astype(np.uint8)

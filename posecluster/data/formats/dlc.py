@@ -57,7 +57,7 @@ def read_table(uri: str) -> pd.DataFrame:
         with storage.local_copy(uri) as path:
             frame = hdf5.read_frame(path, uri)
     else:
-        frame = _read_csv(uri)
+        frame = read_csv_table(uri)
     if not isinstance(frame.columns, pd.MultiIndex) or frame.columns.nlevels != 3:
         raise InputError(uri, f"expected 3 header levels {LEVELS}, found {frame.columns.nlevels}")
     if list(frame.columns.names) != LEVELS:
@@ -65,17 +65,27 @@ def read_table(uri: str) -> pd.DataFrame:
     return frame
 
 
-def _read_csv(uri: str) -> pd.DataFrame:
+# First cells of the header rows DeepLabCut writes (single-animal tables lack "individuals").
+HEADER_NAMES = ("scorer", "individuals", "bodyparts", "coords")
+
+
+def read_csv_table(uri: str) -> pd.DataFrame:
+    """A DLC CSV table: its header rows (3 single-animal, 4 multi-animal, counted by their first cells) and
+    its row index, either one path column or three (labeled-data, video, image) columns."""
     text = storage.read_bytes(uri).decode("utf-8-sig")
-    first = text.splitlines()[0].split(",") if text else []
+    lines = text.splitlines()
+    first = lines[0].split(",") if text else []
     if not first or first[0] != "scorer":
         raise InputError(uri, "expected a DLC header whose first row starts with 'scorer'", row=1)
+    header_rows = 1
+    while header_rows < min(len(lines), len(HEADER_NAMES)) and lines[header_rows].split(",")[0] in HEADER_NAMES:
+        header_rows += 1
     # A tuple index leaves empty cells after 'scorer' in the header rows.
     index_cols = 1
     while index_cols < len(first) and first[index_cols] == "":
         index_cols += 1
     try:
-        frame = pd.read_csv(io.StringIO(text), header=[0, 1, 2], index_col=list(range(index_cols)))
+        frame = pd.read_csv(io.StringIO(text), header=list(range(header_rows)), index_col=list(range(index_cols)))
     except (ValueError, pd.errors.ParserError) as exc:
         raise InputError(uri, f"cannot parse CSV table: {exc}") from None
     if index_cols > 1:
@@ -85,7 +95,7 @@ def _read_csv(uri: str) -> pd.DataFrame:
     return frame
 
 
-def _row_path(label) -> str:
+def row_path(label) -> str:
     parts = label if isinstance(label, tuple) else (label,)
     return "/".join(str(p).replace("\\", "/") for p in parts)
 
@@ -103,19 +113,13 @@ def table_to_dataset(frame: pd.DataFrame, uri: str, root: str, bodyparts: list[s
     if not {"x", "y"} <= coords:
         raise InputError(uri, f"coords must include x and y, found {sorted(coords)}")
 
-    images = [_row_path(label) for label in frame.index]
+    images = [row_path(label) for label in frame.index]
     keypoints = np.full((len(frame), len(bodyparts), 2), np.nan)
     for k, part in enumerate(bodyparts):
         if part not in table_parts:
             continue  # a body part added to config.yaml after labeling: unlabeled everywhere
         for c, coord in enumerate(("x", "y")):
-            column = frame[(scorers[0], part, coord)]
-            values = pd.to_numeric(column, errors="coerce")
-            bad = values.isna() & column.notna() & (column.astype(str).str.strip() != "")
-            if bad.any():
-                row = images[int(np.flatnonzero(bad.to_numpy())[0])]
-                raise InputError(uri, f"{part}.{coord} is not a number: {column[bad].iloc[0]!r}", row=row)
-            keypoints[:, k, c] = values.to_numpy(dtype=np.float64)
+            keypoints[:, k, c] = numeric_column(frame[(scorers[0], part, coord)], uri, images, f"{part}.{coord}")
     # A label that is only half present (x without y) is unusable: treat both as missing.
     keypoints[np.isnan(keypoints).any(axis=2)] = np.nan
     style = "tuple" if isinstance(frame.index, pd.MultiIndex) else "path"
@@ -130,16 +134,29 @@ def table_to_dataset(frame: pd.DataFrame, uri: str, root: str, bodyparts: list[s
     )
 
 
+def numeric_column(column: pd.Series, uri: str, images: list[str], name: str) -> np.ndarray:
+    """A label column as floats (blank = NaN); text that is not a number is an InputError naming the row."""
+    values = pd.to_numeric(column, errors="coerce")
+    bad = values.isna() & column.notna() & (column.astype(str).str.strip() != "")
+    if bad.any():
+        row = images[int(np.flatnonzero(bad.to_numpy())[0])]
+        raise InputError(uri, f"{name} is not a number: {column[bad].iloc[0]!r}", row=row)
+    return values.to_numpy(dtype=np.float64)
+
+
+def index_for(images: list[str], style: str) -> pd.Index:
+    """Rows as DLC writes them: one path string each, or (labeled-data, video, image) tuples."""
+    if style == "tuple":
+        return pd.MultiIndex.from_tuples([tuple(img.split("/")) for img in images])
+    return pd.Index(images)
+
+
 def dataset_to_table(dataset: LabeledDataset, rows: list[int], style: str = "path") -> pd.DataFrame:
     columns = pd.MultiIndex.from_product(
         [[dataset.scorer], dataset.bodyparts, ["x", "y"]], names=LEVELS
     )
     values = dataset.keypoints[rows].reshape(len(rows), -1)
-    images = [dataset.images[i] for i in rows]
-    if style == "tuple":
-        index = pd.MultiIndex.from_tuples([tuple(img.split("/")) for img in images])
-    else:
-        index = pd.Index(images)
+    index = index_for([dataset.images[i] for i in rows], style)
     return pd.DataFrame(values, index=index, columns=columns)
 
 

@@ -71,7 +71,7 @@ class PoseTableWriter:
     def _flush(self) -> None:
         if not self._pending:
             return
-        frame = pose_frame(self.scorer, self.bodyparts, self._pending_start, np.concatenate(self._pending))
+        frame = self._table(self._pending_start, np.concatenate(self._pending))
         self._pending = []
         if frame.empty:
             return
@@ -86,11 +86,15 @@ class PoseTableWriter:
             self._parquet.write_table(table)
         self.rows += len(frame)
 
+    def _table(self, start: int, poses: np.ndarray) -> pd.DataFrame:
+        """Rows (n, K, 3) for frames start.. as the table's DataFrame (a multi-animal writer has its own)."""
+        return pose_frame(self.scorer, self.bodyparts, start, poses)
+
     def publish(self, base_uri: str) -> dict[str, str]:
         """Finish the files and upload each whole; returns format -> URI."""
         self._flush()
         if self.rows == 0:  # an empty table still gets its header
-            self._store.put(HDF_KEY, pose_frame(self.scorer, self.bodyparts, 0, np.zeros((0, len(self.bodyparts), 3))), format="table")
+            self._store.put(HDF_KEY, self._table(0, np.zeros((0, len(self.bodyparts), 3))), format="table")
         self._store.close()
         hdf5.stamp_for_pandas2(self.paths["h5"])
         if self._parquet is not None:
