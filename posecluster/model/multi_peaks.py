@@ -2,9 +2,11 @@
 
 Batched torch, no per-peak Python. A peak's position is computed as the single-animal decode does:
 cell * stride + stride / 2 + locref * locref_stdev (network-input edge coordinates), and its likelihood
-is the sigmoid of the logit at its cell. As DeepLabCut 3's PAF predictor, the probabilities are smoothed
-by a small Gaussian before the maxima are looked for, so a flat-topped (disk) map peaks at its centre
-rather than on every cell of the plateau; the smoothing only picks cells, never sets likelihoods.
+is the sigmoid of the logit at its cell. A flat top (a disk map's plateau) gives one peak, its first cell
+in row-major order; locref still points from there to the keypoint. DeepLabCut 3's PAF predictor first
+smooths the maps with a small Gaussian (`smoothing_sigma`, off by default as in maDLC 2.x): it finds
+plateau centres but pulls two nearby animals' peaks towards each other, until the suppression merges
+them (two animals' same parts 3 cells apart, a case the assembly tests render).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import torch.nn.functional as F
 class PeakParams:
     threshold: float = 0.1  # likelihood (sigmoid) a peak needs (DLC's default pcutoff)
     nms_radius: int = 2  # cells: a peak suppresses lower ones within this Chebyshev distance
-    smoothing_sigma: float = 1.0  # cells; 0 turns the smoothing off
+    smoothing_sigma: float = 0.0  # cells; DeepLabCut 3 uses 1.0
 
 
 @dataclass
@@ -49,21 +51,27 @@ def _smooth(maps: torch.Tensor, sigma: float) -> torch.Tensor:
                     groups=channels)
 
 
-def local_maxima(values: torch.Tensor, threshold: float, nms_radius: int) -> torch.Tensor:
-    """(B,C,h,w) -> bool mask of the cells that are the maximum of their (2r+1)^2 window and >= threshold.
+def _first_of_ties(mask: torch.Tensor, window: int) -> torch.Tensor:
+    """Of the marked cells within one window of each other, keep the lowest row-major index."""
+    height, width = mask.shape[-2:]
+    index = torch.arange(height * width, device=mask.device, dtype=torch.float32).view(1, 1, height, width)
+    minus_index = torch.where(mask, -index, torch.tensor(-float("inf"), device=mask.device))
+    return mask & (minus_index == F.max_pool2d(minus_index, kernel_size=window, stride=1, padding=window // 2))
 
-    Equal values within one window (a plateau) keep only the cell with the lowest row-major index, so the
-    result never depends on float noise in the order of evaluation."""
+
+def local_maxima(values: torch.Tensor, allowed: torch.Tensor, nms_radius: int) -> torch.Tensor:
+    """(B,C,h,w) values and the cells allowed to be peaks -> bool mask of the peaks.
+
+    First each flat top (a plateau of equal neighbours) becomes one candidate, its first cell in
+    row-major order; then a candidate is kept if no other candidate within `nms_radius` cells is higher
+    (ties again to the first). Comparing candidates only, not every cell, keeps two plateaus whose edges
+    nearly touch as two peaks when their candidates are more than the radius apart."""
+    top = (values == F.max_pool2d(values, kernel_size=3, stride=1, padding=1)) & allowed
+    candidate = _first_of_ties(top, 3)  # neighbours that are both 3x3 maxima are equal
+    masked = torch.where(candidate, values, torch.tensor(-float("inf"), device=values.device))
     window = 2 * nms_radius + 1
-    pooled = F.max_pool2d(values, kernel_size=window, stride=1, padding=nms_radius)
-    candidate = (values == pooled) & (values >= threshold)
-    # Two candidates within a window of each other are equal (each is the other's window maximum):
-    # keep the one with the lowest flat index (max-pool of minus the index).
-    height, width = values.shape[-2:]
-    index = torch.arange(height * width, device=values.device, dtype=torch.float32).view(1, 1, height, width)
-    minus_index = torch.where(candidate, -index, torch.tensor(-float("inf"), device=values.device))
-    first = F.max_pool2d(minus_index, kernel_size=window, stride=1, padding=nms_radius)
-    return candidate & (minus_index == first)
+    kept = candidate & (masked == F.max_pool2d(masked, kernel_size=window, stride=1, padding=nms_radius))
+    return _first_of_ties(kept, window)  # candidates within a window of each other that are equal
 
 
 def find_peaks(
@@ -76,9 +84,9 @@ def find_peaks(
     """(B,C,h,w) logits [+ (B,2C,h,w) locref] -> every peak of every channel."""
     logits = scoremap_logits.float()
     probability = torch.sigmoid(logits)
-    mask = local_maxima(_smooth(probability, params.smoothing_sigma), -1.0, params.nms_radius)
     # The threshold applies to the likelihood reported (unsmoothed), as the single-animal p-cutoff does.
-    mask &= probability >= params.threshold
+    mask = local_maxima(_smooth(probability, params.smoothing_sigma), probability >= params.threshold,
+                        params.nms_radius)
     image, part, row, col = mask.nonzero(as_tuple=True)  # row-major: sorted by (image, part, row, col)
     x = col.float() * stride + stride / 2
     y = row.float() * stride + stride / 2
