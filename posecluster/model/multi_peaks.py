@@ -55,7 +55,7 @@ def _first_of_ties(mask: torch.Tensor, window: int) -> torch.Tensor:
     """Of the marked cells within one window of each other, keep the lowest row-major index."""
     height, width = mask.shape[-2:]
     index = torch.arange(height * width, device=mask.device, dtype=torch.float32).view(1, 1, height, width)
-    minus_index = torch.where(mask, -index, torch.tensor(-float("inf"), device=mask.device))
+    minus_index = torch.where(mask, -index, -float("inf"))
     return mask & (minus_index == F.max_pool2d(minus_index, kernel_size=window, stride=1, padding=window // 2))
 
 
@@ -68,7 +68,7 @@ def local_maxima(values: torch.Tensor, allowed: torch.Tensor, nms_radius: int) -
     nearly touch as two peaks when their candidates are more than the radius apart."""
     top = (values == F.max_pool2d(values, kernel_size=3, stride=1, padding=1)) & allowed
     candidate = _first_of_ties(top, 3)  # neighbours that are both 3x3 maxima are equal
-    masked = torch.where(candidate, values, torch.tensor(-float("inf"), device=values.device))
+    masked = torch.where(candidate, values, -float("inf"))
     window = 2 * nms_radius + 1
     kept = candidate & (masked == F.max_pool2d(masked, kernel_size=window, stride=1, padding=nms_radius))
     return _first_of_ties(kept, window)  # candidates within a window of each other that are equal

@@ -80,7 +80,7 @@ def make_multianimal_targets(
 
     dx = kp[..., 0, None, None] - xs  # (B,N,K,1,w)
     dy = kp[..., 1, None, None] - ys[:, None]  # (B,N,K,h,1)
-    dist2 = torch.where(valid[..., None, None], dx**2 + dy**2, torch.tensor(float("inf"), device=device))
+    dist2 = torch.where(valid[..., None, None], dx**2 + dy**2, float("inf"))
     nearest_d2, nearest = dist2.min(dim=1)  # (B,K,h,w): first individual wins ties
     inside = nearest_d2 <= (radius**2)[:, None, None, None]
     if score.kind == "disk":
