@@ -45,10 +45,10 @@ def _smooth(maps: torch.Tensor, sigma: float) -> torch.Tensor:
     taps = taps / taps.sum()
     channels = maps.shape[1]
     # Separable: a row pass then a column pass, each a grouped convolution.
-    out = F.conv2d(F.pad(maps, (radius, radius, 0, 0), mode="replicate"), taps.view(1, 1, 1, -1).repeat(channels, 1, 1, 1),
-                   groups=channels)
-    return F.conv2d(F.pad(out, (0, 0, radius, radius), mode="replicate"), taps.view(1, 1, -1, 1).repeat(channels, 1, 1, 1),
-                    groups=channels)
+    rows = taps.view(1, 1, 1, -1).repeat(channels, 1, 1, 1)
+    cols = taps.view(1, 1, -1, 1).repeat(channels, 1, 1, 1)
+    out = F.conv2d(F.pad(maps, (radius, radius, 0, 0), mode="replicate"), rows, groups=channels)
+    return F.conv2d(F.pad(out, (0, 0, radius, radius), mode="replicate"), cols, groups=channels)
 
 
 def _first_of_ties(mask: torch.Tensor, window: int) -> torch.Tensor:

@@ -102,7 +102,8 @@ def make_multianimal_targets(
         missing = present[..., None] & ~valid  # (B,N,K)
         hidden = (missing[..., None, None] & boxes[:, :, None]).any(dim=1)  # (B,K,h,w)
         part_weight = part_weight * ~hidden
-    animal = Targets(scoremap=scoremap, scoremap_weight=part_weight, locref=locref.reshape(batch, 2 * parts, height, width),
+    animal = Targets(scoremap=scoremap, scoremap_weight=part_weight,
+                     locref=locref.reshape(batch, 2 * parts, height, width),
                      locref_weight=locref_weight.reshape(batch, 2 * parts, height, width))
     if unique is not None and unique.shape[1]:
         extra = make_targets(unique, scales, grid_hw, stride, score)
