@@ -15,7 +15,7 @@ from posecluster.config import LossConfig, TargetConfig
 from posecluster.model.targets import Targets
 
 
-def _weighted_mean(values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+def weighted_mean(values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     per_image = (values * weight).flatten(1).sum(1) / (weight > 0).flatten(1).sum(1).clamp(min=1)
     return per_image.mean()
 
@@ -28,12 +28,12 @@ def pose_loss(
         per_cell = F.binary_cross_entropy_with_logits(logits, targets.scoremap, reduction="none")
     else:  # DLC 3.0 Gaussian heatmaps, mean squared error on the sigmoid output
         per_cell = (torch.sigmoid(logits) - targets.scoremap) ** 2
-    score_loss = _weighted_mean(per_cell, targets.scoremap_weight)
+    score_loss = weighted_mean(per_cell, targets.scoremap_weight)
     total = score_loss
     parts = {"scoremap": float(score_loss.detach())}
     if "locref" in outputs:
         huber = F.huber_loss(outputs["locref"].float(), targets.locref, reduction="none", delta=loss.huber_delta)
-        locref_loss = _weighted_mean(huber, targets.locref_weight)
+        locref_loss = weighted_mean(huber, targets.locref_weight)
         total = total + loss.locref_weight * locref_loss
         parts["locref"] = float(locref_loss.detach())
     parts["total"] = float(total.detach())
