@@ -135,7 +135,9 @@ def multianimal_scores(
     )
 
 
-def object_keypoint_similarity(predicted_xy: np.ndarray, true_xy: np.ndarray, sigma: np.ndarray, margin: float = 0.0) -> float:
+def object_keypoint_similarity(
+    predicted_xy: np.ndarray, true_xy: np.ndarray, sigma: np.ndarray, margin: float = 0.0
+) -> float:
     """OKS of one predicted animal (K, 2) with one labeled animal (K, 2); NaN when the label has fewer
     than two parts or its box has no area (DeepLabCut's rule: such an animal cannot be matched)."""
     labeled = np.isfinite(true_xy).all(axis=1)
