@@ -7,9 +7,11 @@ score (n,) per animal.
 - Error ("rmse" in DeepLabCut, which is the mean Euclidean distance, not a root mean square): predicted
   animals are matched to labeled ones, then the distance of every labeled part of a matched pair counts,
   with and without the p-cutoff, overall and per body part. Unmatched predictions and labels do not count
-  (they show in mAP/mAR). Matching as DeepLabCut 3.0 (core/metrics): predictions ranked by score, each
-  takes the labeled animal of highest OKS (sigma 0.1) if that one is still free and its OKS > 0; or
-  Hungarian on mean keypoint distance over the parts both have (matching="distance").
+  (they show in mAP/mAR). Matching as DeepLabCut 3.0 (core/metrics): predictions in rank order each
+  take the labeled animal of highest OKS if that one is still free and its OKS > 0 (DeepLabCut fixes
+  sigma 0.1 here; we use the configured sigma, 0.1 by default); or Hungarian on mean keypoint distance
+  over the parts both have (matching="distance"). Rank: the mean part likelihood, as DeepLabCut 3.0
+  (rank_by="likelihood"), or the assembly score (rank_by="score", as DeepLabCut 2's evaluate_assembly).
 - mAP / mAR (COCO keypoint evaluation as DeepLabCut 3.0 runs it): OKS = mean over the labeled parts of
   exp(-d^2 / (2 area (2 sigma)^2)), area = width x height of the labeled parts' bounding box (plus a
   margin); animals with fewer than two labeled (or predicted) parts are left out. At each OKS threshold
