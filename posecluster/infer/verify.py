@@ -174,7 +174,7 @@ class VideoCheck:
         found = self.agreement()
         record = {
             "candidate": self.candidate, "start": self.start, "final_path": self.path,
-            "probe_frames_timed": int(self.exact_frames if not self.fallen else 0),
+            "fp32_frames_timed": int(self.exact_frames),
             "fp32_fps": self.exact_frames / self.exact_s if self.exact_s else None,
             "candidate_fps": self.reduced_frames / self.reduced_s if self.reduced_s else None,
             "candidate_rechecked_frames": self.rechecked, "speed": self.speed_decision,
