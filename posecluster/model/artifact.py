@@ -47,6 +47,13 @@ def from_bytes(data: bytes, source: str):
         raise ValueError(f"{source}: not a readable posecluster checkpoint ({exc})") from None
 
 
+def dlc_scorer(config: PoseclusterConfig) -> str:
+    """DeepLabCut's scorer naming, so DLC's own tools recognise the outputs."""
+    project, split = config.project, config.split
+    net = config.model.backbone.name.replace("resnet", "resnet_")
+    return f"DLC_{net}_{project.task}{project.date}shuffle{split.shuffle}_posecluster"
+
+
 @dataclass
 class TrainedModel:
     """What inference needs: the config, the body parts, the weights, and an identity for caching."""
@@ -62,10 +69,7 @@ class TrainedModel:
 
     @property
     def scorer(self) -> str:
-        """DeepLabCut's scorer naming, so DLC's own tools recognise the outputs."""
-        project, split = self.config.project, self.config.split
-        net = self.config.model.backbone.name.replace("resnet", "resnet_")
-        return f"DLC_{net}_{project.task}{project.date}shuffle{split.shuffle}_posecluster"
+        return dlc_scorer(self.config)
 
 
 @dataclass(frozen=True)
