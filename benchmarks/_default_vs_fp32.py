@@ -49,8 +49,7 @@ def _run(trained: TrainedModel, setting: str, video: str, frames: int | None) ->
         result = analyze_video(predictor, video, out, progress=False, stop=frames)
         table = read_pose_table(result.outputs["h5"])
         meta_uri = next(u for u in storage.list_files(out) if u.endswith("_meta.json"))
-        with storage.open(meta_uri, "rb") as fh:
-            precision = json.load(fh)["precision"]
+        precision = json.loads(storage.read_bytes(meta_uri))["precision"]
     return result.fps, table_to_array(table, predictor.bodyparts), precision
 
 

@@ -10,7 +10,7 @@ import torch
 from posecluster.config import InferConfig
 from posecluster.data.augment import resize_batch
 from posecluster.model.artifact import TrainedModel
-from posecluster.model.decode import decode, rival_margins, shifted_cell_margins
+from posecluster.model.decode import cutoff_margins, decode, rival_margins, shifted_cell_margins
 from posecluster.model.device import resolve_device, wanted
 from posecluster.model.pose_model import PoseModel
 from posecluster.model.precision import NEIGHBOUR_MOVE_PX, CpuCapability, Precision, choose_inference, \
@@ -147,12 +147,14 @@ class Predictor:
         return out
 
     def decision_margins(self, out: dict[str, torch.Tensor], frames: torch.Tensor) -> torch.Tensor:
-        """(len(frames), K): how far each map's top logit stands above the nearest cell that would move
-        its keypoint (a rival peak, or a neighbour decoding more than NEIGHBOUR_MOVE_PX away)."""
+        """(len(frames), K): how far each map's top logit stands from a decision it could change: above
+        the nearest cell that would move its keypoint (a rival peak, or a neighbour decoding more than
+        NEIGHBOUR_MOVE_PX away), or from the p-cutoff it could cross."""
         scoremap, locref = out["scoremap"][frames], out.get("locref")
-        return torch.minimum(rival_margins(scoremap), shifted_cell_margins(
+        moved = torch.minimum(rival_margins(scoremap), shifted_cell_margins(
             scoremap, None if locref is None else locref[frames], self.model.stride,
             self.config.model.target.locref_stdev, NEIGHBOUR_MOVE_PX))
+        return torch.minimum(moved, cutoff_margins(scoremap, self.config.project.pcutoff))
 
     @torch.inference_mode()
     def backbone_only(self, frames: np.ndarray) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -71,6 +73,16 @@ def shifted_cell_margins(scoremap_logits: torch.Tensor, locref: torch.Tensor | N
         where = where + (at_cells - at_top).transpose(-1, -2)
     moves = inside & (where.norm(dim=-1) > move_px)
     return (top[..., None] - torch.where(moves, neighbour, torch.tensor(float("-inf"), device=logits.device))).amin(dim=-1)
+
+
+def cutoff_margins(scoremap_logits: torch.Tensor, pcutoff: float) -> torch.Tensor:
+    """(B,K,h,w) logits -> (B,K): how far each map's top logit lies from the p-cutoff's logit. The cutoff
+    decides whether a keypoint counts (filters, plots, DeepLabCut's tools), so a top this close to it can
+    cross it under an arithmetic whose error exceeds the margin: a decision as much as a peak's place."""
+    top = scoremap_logits.float().flatten(-2).amax(dim=-1)
+    if not 0.0 < pcutoff < 1.0:
+        return torch.full_like(top, float("inf"))
+    return (top - math.log(pcutoff / (1.0 - pcutoff))).abs()
 
 
 def soft_argmax(

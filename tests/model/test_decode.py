@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
 from posecluster.config import TargetConfig
-from posecluster.model.decode import decode, rival_margins, shifted_cell_margins
+from posecluster.model.decode import cutoff_margins, decode, rival_margins, shifted_cell_margins
 from posecluster.model.targets import make_targets
 
 
@@ -68,3 +70,12 @@ def test_a_neighbour_of_the_top_cell_is_a_close_call_only_where_taking_it_moves_
     corner = torch.full((1, 1, 4, 4), -5.0)
     corner[0, 0, 0, 0] = 1.0  # neighbours outside the map do not exist
     assert float(shifted_cell_margins(corner, None, 8.0, 7.2801, 1.0)[0, 0]) == 6.0
+
+
+def test_a_top_logit_near_the_p_cutoff_is_a_close_call_and_one_far_from_it_is_not():
+    # logit(0.6) = log(1.5) = 0.405: a top of 0.5 lies 0.095 from crossing it, a top of 4 lies 3.595 away.
+    maps = torch.full((1, 2, 5, 5), -6.0)
+    maps[0, 0, 2, 2], maps[0, 1, 1, 3] = 0.5, 4.0
+    margins = cutoff_margins(maps, 0.6)
+    torch.testing.assert_close(margins, torch.tensor([[0.5 - math.log(1.5), 4.0 - math.log(1.5)]]))
+    assert torch.isinf(cutoff_margins(maps, 0.0)).all()  # no cutoff, no decision to cross

@@ -111,7 +111,9 @@ def close_calls(trained_run, synthetic_project):
     out = raw.int8(raw.prepare(frames)[0])
     maps, offsets = out["scoremap"].numpy(), out["locref"].numpy()
     stdev = trained.config.model.target.locref_stdev
-    closest = np.array([min(min(_brute_force_margin(part), _brute_force_neighbour_margin(part, offsets[f, 2 * k:2 * k + 2], raw.model.stride, stdev))
+    pcutoff = trained.config.project.pcutoff
+    closest = np.array([min(min(_brute_force_margin(part), _brute_force_neighbour_margin(part, offsets[f, 2 * k:2 * k + 2], raw.model.stride, stdev),
+                                abs(float(part.max()) - np.log(pcutoff / (1 - pcutoff))))  # the p-cutoff decision
                             for k, part in enumerate(frame)) for f, frame in enumerate(maps)])
     margin = float(np.median(closest[np.isfinite(closest)]))
     return trained, frames, {"fp32": poses("off"), "bf16": poses("on"), "int8": poses("int8")}, closest < margin, margin
