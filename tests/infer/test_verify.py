@@ -53,11 +53,12 @@ def _meta(analysis) -> dict:
     return json.loads(storage.read_bytes(analysis.outputs["h5"].removesuffix(".h5") + "_meta.json"))
 
 
-def _flip_cutoff(exact: np.ndarray, reduced: np.ndarray) -> float:
-    """A p-cutoff that the candidate's likelihood and fp32's straddle on a frame after the probe, and on
-    no frame of the probe: the sample must see the flip after the candidate's poses were handed on."""
-    probe_values = np.concatenate([exact[:PROBE, :, 2].ravel(), reduced[:PROBE, :, 2].ravel()])
-    for frame in range(PROBE, FRAMES):
+def _flip_cutoff(exact: np.ndarray, reduced: np.ndarray, first: int) -> float:
+    """A p-cutoff that the candidate's likelihood and fp32's straddle on a frame after the probe (which
+    starts at `first`), and on no frame of the probe: the sample must see the flip after the candidate's
+    poses were handed on."""
+    probe_values = np.concatenate([exact[first:first + PROBE, :, 2].ravel(), reduced[first:first + PROBE, :, 2].ravel()])
+    for frame in range(first + PROBE, FRAMES):
         for part in range(exact.shape[1]):
             low, high = sorted((exact[frame, part, 2], reduced[frame, part, 2]))
             cut = (low + high) / 2
@@ -67,22 +68,31 @@ def _flip_cutoff(exact: np.ndarray, reduced: np.ndarray) -> float:
 
 
 def test_a_video_whose_sample_leaves_the_tolerance_is_predicted_again_whole_in_fp32(per_frame, tmp_path):
-    trained, video, exact, reduced = per_frame
-    cut = _flip_cutoff(exact, reduced)
+    trained, video, exact, _ = per_frame
+    # With its rechecks the candidate predicts again every top this close to the p-cutoff
+    # (decode.cutoff_margins); without recheck margins, the flip reaches the sample.
+    unchecked = replace(trained, reduced=replace(trained.reduced, recheck_margins={}))
+    reduced = np.concatenate([Predictor(unchecked, _infer(unchecked), cpu=VNNI).predict(frame[None]) for frame in
+                              [rgb for _, rgb in read_frames(probe(video), 0, FRAMES, DecodeReport())]])
+    # Unrechecked, int8 can move a keypoint by a cell on any frame: start where the probe's frames agree.
+    first = next((f for f in range(FRAMES - PROBE - 1) if agreement(exact[f:f + PROBE], reduced[f:f + PROBE],
+                                                                    trained.config.project.pcutoff).mean_px < 0.1), None)
+    assert first is not None, "raw int8 moved a keypoint on every pair of frames"
+    cut = _flip_cutoff(exact, reduced, first)
     project = trained.config.project.model_copy(update={"pcutoff": cut})
-    flipping = replace(trained, config=trained.config.model_copy(update={"project": project}))
-    assert agreement(exact[:PROBE], reduced[:PROBE], cut).flip_share == 0  # the probe alone passes
+    flipping = replace(unchecked, config=trained.config.model_copy(update={"project": project}))
+    assert agreement(exact[first:first + PROBE], reduced[first:first + PROBE], cut).passed  # the probe alone passes
     predictor = Predictor(flipping, _infer(flipping, precision_min_speedup=0), cpu=VNNI)
-    analysis = analyze_video(predictor, video, str(tmp_path), progress=False, stop=FRAMES)
-    np.testing.assert_allclose(_table(analysis), exact, atol=1e-4)  # every row fp32's, none the candidate's
+    analysis = analyze_video(predictor, video, str(tmp_path), progress=False, start=first, stop=FRAMES)
+    np.testing.assert_allclose(_table(analysis)[first:], exact[first:], atol=1e-4)  # every row fp32's
     check = _meta(analysis)["precision"]["video_check"]
     assert check["fell_back"] and _meta(analysis)["precision"]["fell_back"] and check["final_path"] == "fp32"
-    assert check["repredicted_frames"] >= 1 and check["frames_by_path"] == {"fp32": FRAMES}
+    assert check["repredicted_frames"] >= 1 and check["frames_by_path"] == {"fp32": FRAMES - first}
     assert "left the tolerance" in check["why"]
     assert check["sample_flip_share"] > MAX_FLIP_SHARE or check["sample_mean_px"] > MAX_MEAN_PX
     # An archive segment is checked and predicted again on its own, the same way.
-    poses, result = predict_segment(predictor, probe(video), 0, FRAMES)
-    np.testing.assert_allclose(poses, exact, atol=1e-4)
+    poses, result = predict_segment(predictor, probe(video), first, FRAMES)
+    np.testing.assert_allclose(poses, exact[first:], atol=1e-4)
     assert result.check["fell_back"] and result.precision == "fp32"
 
 
