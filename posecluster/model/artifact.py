@@ -9,6 +9,12 @@ to an immutable file URI plus the sha256 of its bytes; `load_pinned` loads exact
 anything else (a model.pt replaced mid-job, a truncated upload), so no output mixes weights under one id.
 model.pt also carries the calibrated int8 graph and the reduced-precision checks (`reduced`), so the one
 hash pins them too: a model re-calibrated mid-job is a changed file like any other.
+
+A multi-animal (maDLC) model.pt also records its family ("multianimal"), its MultiAnimalSpec (body
+parts, unique body parts, individuals, PAF graph, identity head) and its decoding parameters, all as
+plain data checked field by field when read (the file is untrusted). `load_multianimal` /
+`multianimal_from_trained` give the ready network with its spec and parameters. Multi-animal models run
+in fp32 for now: calibration, int8, export and ensembles refuse them (`refuse_multianimal`).
 """
 
 from __future__ import annotations
@@ -16,18 +22,25 @@ from __future__ import annotations
 import hashlib
 import io
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, is_dataclass
 
 import torch
 
 from posecluster import storage
 from posecluster.config import PoseclusterConfig
+from posecluster.errors import InputError
+from posecluster.model.multianimal_model import MultiAnimalParams, MultiAnimalPoseModel, MultiAnimalSpec
 from posecluster.model.precision import ReducedPrecision
 
 MODEL_FILE = "model.pt"
 STATE_FILE = "state.pt"
 EPOCH_FILE = re.compile(r"epoch-(\d+)/state\.pt$")
 REDUCED_KEY = "reduced_precision"
+FAMILY_KEY = "family"
+SINGLE_ANIMAL = "single"
+MULTI_ANIMAL = "multianimal"
+SPEC_KEY = "multianimal_spec"
+PARAMS_KEY = "multianimal_params"
 
 
 class ModelMismatchError(RuntimeError):
@@ -59,6 +72,13 @@ class TrainedModel:
     sha256: str = ""
     # The calibrated int8 graph and each reduced path's agreement with fp32 (None: never calibrated).
     reduced: ReducedPrecision | None = None
+    # Multi-animal models only: what the network detects and how its outputs are decoded.
+    multianimal: MultiAnimalSpec | None = None
+    multianimal_params: MultiAnimalParams | None = None
+
+    @property
+    def family(self) -> str:
+        return MULTI_ANIMAL if self.multianimal is not None else SINGLE_ANIMAL
 
     @property
     def scorer(self) -> str:
@@ -118,8 +138,163 @@ def model_from_bytes(data: bytes, uri: str) -> TrainedModel:
     config = PoseclusterConfig.from_yaml_text(payload["config"], source=uri)
     digest = hashlib.sha256(data).hexdigest()
     reduced = ReducedPrecision.from_payload(payload[REDUCED_KEY], uri) if payload.get(REDUCED_KEY) else None
+    spec, params = _family_from_payload(payload, uri)
+    if spec is not None and reduced is not None:
+        raise InputError(uri, "a multi-animal model with a reduced-precision section; multi-animal models run in "
+                              "fp32 for now, so this file was not written by posecluster")
     return TrainedModel(config=config, bodyparts=list(payload["bodyparts"]), state_dict=payload["model"],
-                        identity=digest[:16], uri=uri, sha256=digest, reduced=reduced)
+                        identity=digest[:16], uri=uri, sha256=digest, reduced=reduced, multianimal=spec,
+                        multianimal_params=params)
+
+
+# --- the multi-animal family in model.pt (and in checkpoints, which load_model reads too) ---
+
+
+def spec_to_payload(spec: MultiAnimalSpec) -> dict:
+    return {"bodyparts": list(spec.bodyparts), "unique_bodyparts": list(spec.unique_bodyparts),
+            "individuals": list(spec.individuals), "graph": [[int(a), int(b)] for a, b in spec.graph],
+            "identity": bool(spec.identity)}
+
+
+def multianimal_fields(spec: MultiAnimalSpec, params: MultiAnimalParams) -> dict:
+    """What a multi-animal checkpoint or model.pt carries besides the single-animal keys."""
+    return {FAMILY_KEY: MULTI_ANIMAL, "bodyparts": list(spec.bodyparts), SPEC_KEY: spec_to_payload(spec),
+            PARAMS_KEY: _plain(params)}
+
+
+def _plain(value):
+    if is_dataclass(value):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    return value
+
+
+def _names(raw, what: str, uri: str) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not all(isinstance(name, str) and name for name in raw):
+        raise InputError(uri, f"multi-animal spec: {what} must be a list of names, got {type(raw).__name__}")
+    if len(set(raw)) != len(raw):
+        raise InputError(uri, f"multi-animal spec: {what} are not unique: {raw}")
+    return tuple(raw)
+
+
+def spec_from_payload(raw, uri: str) -> MultiAnimalSpec:
+    """The spec a file records, every field checked (the file is untrusted data, not code)."""
+    expected = {"bodyparts", "unique_bodyparts", "individuals", "graph", "identity"}
+    if not isinstance(raw, dict) or set(raw) != expected:
+        got = sorted(map(str, raw)) if isinstance(raw, dict) else type(raw).__name__
+        raise InputError(uri, f"multi-animal spec must have exactly the keys {sorted(expected)}, got {got}")
+    graph = raw["graph"]
+    if not isinstance(graph, list) or not all(
+            isinstance(edge, list) and len(edge) == 2 and all(type(i) is int for i in edge) for edge in graph):
+        raise InputError(uri, "multi-animal spec: graph must be a list of [int, int] body-part index pairs")
+    if not isinstance(raw["identity"], bool):
+        raise InputError(uri, "multi-animal spec: identity must be true or false")
+    bodyparts = _names(raw["bodyparts"], "bodyparts", uri)
+    unique = _names(raw["unique_bodyparts"], "unique_bodyparts", uri)
+    if set(bodyparts) & set(unique):
+        raise InputError(uri, f"multi-animal spec: {sorted(set(bodyparts) & set(unique))} are both animal and "
+                              f"unique body parts")
+    try:
+        return MultiAnimalSpec(bodyparts, unique, _names(raw["individuals"], "individuals", uri),
+                               tuple(tuple(edge) for edge in graph), raw["identity"])
+    except ValueError as exc:
+        raise InputError(uri, f"multi-animal spec: {exc}") from None
+
+
+def _dataclass_from_payload(cls, raw, uri: str, where: str):
+    """A (nested) parameter dataclass from plain data: only its own field names, each of its default's
+    type (an int where a float is expected is taken as the float)."""
+    if not isinstance(raw, dict):
+        raise InputError(uri, f"{where} must be a mapping, got {type(raw).__name__}")
+    default = cls()
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(map(str, set(raw) - known))
+    if unknown:
+        raise InputError(uri, f"{where}: unknown parameter(s) {unknown}")
+    values = {}
+    for name, value in raw.items():
+        wanted = getattr(default, name)
+        if is_dataclass(wanted):
+            values[name] = _dataclass_from_payload(type(wanted), value, uri, f"{where}.{name}")
+        elif isinstance(wanted, bool) or isinstance(value, bool):
+            if type(value) is not type(wanted):
+                raise InputError(uri, f"{where}.{name} must be a {type(wanted).__name__}, got {value!r}")
+            values[name] = value
+        elif isinstance(wanted, float) and type(value) in (int, float) and value == value:
+            values[name] = float(value)
+        elif type(value) is type(wanted):
+            values[name] = value
+        else:
+            raise InputError(uri, f"{where}.{name} must be a {type(wanted).__name__}, got {value!r}")
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as exc:
+        raise InputError(uri, f"{where}: {exc}") from None
+
+
+def _family_from_payload(payload: dict, uri: str) -> tuple[MultiAnimalSpec | None, MultiAnimalParams | None]:
+    family = payload.get(FAMILY_KEY, SINGLE_ANIMAL)
+    if family == SINGLE_ANIMAL:
+        if SPEC_KEY in payload:
+            raise InputError(uri, f"a single-animal model carries a multi-animal spec ({FAMILY_KEY} missing)")
+        return None, None
+    if family != MULTI_ANIMAL:
+        raise InputError(uri, f"unknown model family {str(family)[:40]!r} (expected {SINGLE_ANIMAL!r} or "
+                              f"{MULTI_ANIMAL!r})")
+    spec = spec_from_payload(payload.get(SPEC_KEY), uri)
+    params = _dataclass_from_payload(MultiAnimalParams, payload.get(PARAMS_KEY, {}), uri, "multi-animal parameters")
+    if not isinstance(payload.get("bodyparts"), list) or tuple(payload["bodyparts"]) != spec.bodyparts:
+        raise InputError(uri, "bodyparts differ from the multi-animal spec's body parts")
+    return spec, params
+
+
+@dataclass
+class MultiAnimalArtifact:
+    """A loaded multi-animal model: the network (eval mode, BatchNorm folded, fp32 on CPU), what it
+    detects, and how to decode it (model.multianimal_decode.decode_animals(outputs, spec, stride,
+    locref_stdev, params, factors))."""
+
+    trained: TrainedModel
+    model: MultiAnimalPoseModel
+    spec: MultiAnimalSpec
+    params: MultiAnimalParams
+
+    @property
+    def stride(self) -> float:
+        return self.model.stride
+
+    @property
+    def locref_stdev(self) -> float:
+        return self.trained.config.model.target.locref_stdev
+
+    @property
+    def global_scale(self) -> float:
+        return self.trained.config.model.global_scale
+
+
+def multianimal_from_trained(trained: TrainedModel) -> MultiAnimalArtifact:
+    """The network of a multi-animal TrainedModel (from load_model or load_pinned); InputError naming the
+    file for a single-animal model or weights that do not fit the recorded spec."""
+    if trained.multianimal is None:
+        raise InputError(trained.uri or "the model", "a single-animal model; this needs a multi-animal (maDLC) one")
+    try:
+        model = MultiAnimalPoseModel.for_inference(trained.config.model, trained.multianimal, trained.state_dict)
+    except (RuntimeError, TypeError, ValueError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0][:300]
+        raise InputError(trained.uri or "the model", f"weights do not fit the recorded multi-animal spec ({first})") from None
+    return MultiAnimalArtifact(trained, model, trained.multianimal, trained.multianimal_params or MultiAnimalParams())
+
+
+def load_multianimal(uri: str) -> MultiAnimalArtifact:
+    """A run folder, model.pt or checkpoint of a multi-animal model -> network, spec and decode parameters."""
+    return multianimal_from_trained(load_model(uri))
+
+
+def refuse_multianimal(trained: TrainedModel, what: str) -> None:
+    """InputError naming the model when it is multi-animal and `what` (calibration, int8, export, an
+    ensemble) exists only for single-animal models so far."""
+    if trained.multianimal is not None:
+        raise InputError(trained.uri or "the model", f"multi-animal models run in fp32 for now: {what} is "
+                                                     f"available for single-animal models only")
 
 
 def load_model(uri: str) -> TrainedModel:
@@ -145,11 +320,13 @@ def load_pinned(pinned: PinnedModel) -> TrainedModel:
 
 
 def save_model(run_uri: str, config: PoseclusterConfig, bodyparts: list[str], state_dict: dict,
-               reduced: ReducedPrecision | None = None) -> str:
+               reduced: ReducedPrecision | None = None, family_fields: dict | None = None) -> str:
+    """`family_fields`: multianimal_fields(spec, params) for a multi-animal model (never with `reduced`)."""
     uri = storage.join(run_uri, MODEL_FILE)
     payload = {"config": config.to_yaml(), "bodyparts": list(bodyparts), "model": state_dict}
     if reduced is not None:
         payload[REDUCED_KEY] = reduced.to_payload()
+    payload.update(family_fields or {})
     storage.atomic_write_bytes(uri, to_bytes(payload))
     return uri
 
@@ -158,7 +335,9 @@ def save_reduced_precision(model_uri: str, reduced: ReducedPrecision) -> Trained
     """Rewrite a model file (whole, atomically) with this reduced-precision section; weights, config and
     body parts unchanged. Its sha256 changes: jobs pinned to the old bytes refuse the new file."""
     uri = resolve_model_uri(model_uri, allow_checkpoint=False)
-    payload = from_bytes(storage.read_bytes(uri), uri)
+    data = storage.read_bytes(uri)
+    refuse_multianimal(model_from_bytes(data, uri), "calibration (bf16/int8)")
+    payload = from_bytes(data, uri)
     payload[REDUCED_KEY] = reduced.to_payload()
     data = to_bytes(payload)
     storage.atomic_write_bytes(uri, data)
