@@ -25,7 +25,7 @@ from posecluster.infer.naming import Place, place_of
 from posecluster.infer.pipeline import predict_range
 from posecluster.infer.predictor import Predictor
 from posecluster.infer.results import refuse_another_videos_table, remove_stale_outputs
-from posecluster.model.artifact import PinnedModel, TrainedModel, load_model, load_pinned, pin_model
+from posecluster.model.artifact import PinnedModel, TrainedModel, load_model, load_pinned, pin_model, refuse_multianimal
 from posecluster.model.ensemble import PinnedEnsemble, ensemble_sha256, is_ensemble, member_uris, pin_ensemble
 
 
@@ -86,6 +86,8 @@ class EnsemblePredictor:
 
 def check_members(members: list[TrainedModel]) -> None:
     """Members must predict the same body parts from the same input batch."""
+    for member in members:
+        refuse_multianimal(member, "an ensemble")
     first = members[0]
     for member in members[1:]:
         if list(member.bodyparts) != list(first.bodyparts):
