@@ -39,8 +39,7 @@ REDUCED_KEY = "reduced_precision"
 FAMILY_KEY = "family"
 SINGLE_ANIMAL = "single"
 MULTI_ANIMAL = "multianimal"
-SPEC_KEY = "multianimal_spec"
-PARAMS_KEY = "multianimal_params"
+SPEC_KEY = "multianimal"  # the spec's fields plus "params" (decoding and training parameters)
 
 
 class ModelMismatchError(RuntimeError):
@@ -138,7 +137,7 @@ def model_from_bytes(data: bytes, uri: str) -> TrainedModel:
     config = PoseclusterConfig.from_yaml_text(payload["config"], source=uri)
     digest = hashlib.sha256(data).hexdigest()
     reduced = ReducedPrecision.from_payload(payload[REDUCED_KEY], uri) if payload.get(REDUCED_KEY) else None
-    spec, params = _family_from_payload(payload, uri)
+    spec, params = _family_from_payload(payload, config, uri)
     if spec is not None and reduced is not None:
         raise InputError(uri, "a multi-animal model with a reduced-precision section; multi-animal models run in "
                               "fp32 for now, so this file was not written by posecluster")
@@ -157,9 +156,10 @@ def spec_to_payload(spec: MultiAnimalSpec) -> dict:
 
 
 def multianimal_fields(spec: MultiAnimalSpec, params: MultiAnimalParams) -> dict:
-    """What a multi-animal checkpoint or model.pt carries besides the single-animal keys."""
-    return {FAMILY_KEY: MULTI_ANIMAL, "bodyparts": list(spec.bodyparts), SPEC_KEY: spec_to_payload(spec),
-            PARAMS_KEY: _plain(params)}
+    """What a multi-animal checkpoint or model.pt carries besides the single-animal keys; `bodyparts` is
+    every part a frame can hold (animal parts, then unique ones: the project config's all_bodyparts)."""
+    return {FAMILY_KEY: MULTI_ANIMAL, "bodyparts": [*spec.bodyparts, *spec.unique_bodyparts],
+            SPEC_KEY: {**spec_to_payload(spec), "params": _plain(params)}}
 
 
 def _plain(value):
@@ -179,6 +179,8 @@ def _names(raw, what: str, uri: str) -> tuple[str, ...]:
 def spec_from_payload(raw, uri: str) -> MultiAnimalSpec:
     """The spec a file records, every field checked (the file is untrusted data, not code)."""
     expected = {"bodyparts", "unique_bodyparts", "individuals", "graph", "identity"}
+    if isinstance(raw, dict):
+        raw = {key: value for key, value in raw.items() if key != "params"}
     if not isinstance(raw, dict) or set(raw) != expected:
         got = sorted(map(str, raw)) if isinstance(raw, dict) else type(raw).__name__
         raise InputError(uri, f"multi-animal spec must have exactly the keys {sorted(expected)}, got {got}")
@@ -231,19 +233,30 @@ def _dataclass_from_payload(cls, raw, uri: str, where: str):
         raise InputError(uri, f"{where}: {exc}") from None
 
 
-def _family_from_payload(payload: dict, uri: str) -> tuple[MultiAnimalSpec | None, MultiAnimalParams | None]:
+def _family_from_payload(payload: dict, config: PoseclusterConfig,
+                         uri: str) -> tuple[MultiAnimalSpec | None, MultiAnimalParams | None]:
+    """The spec and parameters of a multi-animal file (None, None for a single-animal one). The spec must
+    agree with the project section of the file's own config, so its tables' names are the model's."""
     family = payload.get(FAMILY_KEY, SINGLE_ANIMAL)
+    if family not in (SINGLE_ANIMAL, MULTI_ANIMAL):
+        raise InputError(uri, f"unknown model family {str(family)[:40]!r} (expected {SINGLE_ANIMAL!r} or "
+                              f"{MULTI_ANIMAL!r})")
+    if (family == MULTI_ANIMAL) != config.project.multianimal:
+        raise InputError(uri, f"a {family} model whose config says multianimalproject: {config.project.multianimal}")
     if family == SINGLE_ANIMAL:
         if SPEC_KEY in payload:
             raise InputError(uri, f"a single-animal model carries a multi-animal spec ({FAMILY_KEY} missing)")
         return None, None
-    if family != MULTI_ANIMAL:
-        raise InputError(uri, f"unknown model family {str(family)[:40]!r} (expected {SINGLE_ANIMAL!r} or "
-                              f"{MULTI_ANIMAL!r})")
-    spec = spec_from_payload(payload.get(SPEC_KEY), uri)
-    params = _dataclass_from_payload(MultiAnimalParams, payload.get(PARAMS_KEY, {}), uri, "multi-animal parameters")
-    if not isinstance(payload.get("bodyparts"), list) or tuple(payload["bodyparts"]) != spec.bodyparts:
-        raise InputError(uri, "bodyparts differ from the multi-animal spec's body parts")
+    section = payload.get(SPEC_KEY)
+    spec = spec_from_payload(section, uri)
+    params = _dataclass_from_payload(MultiAnimalParams, section.get("params", {}), uri, "multi-animal parameters")
+    project = config.project
+    if (list(spec.bodyparts), list(spec.unique_bodyparts), list(spec.individuals), spec.identity) != (
+            project.bodyparts, project.unique_bodyparts, project.individuals, bool(project.identity)):
+        raise InputError(uri, "the multi-animal spec's body parts, unique body parts, individuals or identity "
+                              "differ from its config's project section")
+    if payload.get("bodyparts") != [*spec.bodyparts, *spec.unique_bodyparts]:
+        raise InputError(uri, "bodyparts differ from the multi-animal spec's animal and unique body parts")
     return spec, params
 
 

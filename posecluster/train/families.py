@@ -97,7 +97,8 @@ class MultiAnimalTraining:
 
     def save(self, run_uri: str, config: PoseclusterConfig, state_dict: dict,
              reduced: ReducedPrecision | None) -> str:
-        return save_model(run_uri, config, list(self.spec.bodyparts), state_dict, None, self.record())
+        return save_model(run_uri, config, [*self.spec.bodyparts, *self.spec.unique_bodyparts], state_dict, None,
+                          self.record())
 
 
 TrainingFamily = SingleAnimalTraining | MultiAnimalTraining

@@ -21,10 +21,11 @@ MODEL = ModelConfig(backbone=BackboneConfig(name="resnet18", weights="none"))
 def payload(tmp_path_factory):
     """The plain data of a saved multi-animal model.pt (untrained weights)."""
     project = ProjectConfig(task="t", scorer="s", date="Jan1", bodyparts=list(SPEC.bodyparts), multianimal=True,
-                            individuals=list(SPEC.individuals), unique_bodyparts=list(SPEC.unique_bodyparts))
+                            individuals=list(SPEC.individuals), unique_bodyparts=list(SPEC.unique_bodyparts),
+                            identity=True)
     config = PoseclusterConfig(project=project, model=MODEL)
     run = str(tmp_path_factory.mktemp("ma") / "run")
-    uri = save_model(run, config, list(SPEC.bodyparts), MultiAnimalPoseModel(MODEL, SPEC).state_dict(), None,
+    uri = save_model(run, config, [*SPEC.bodyparts, *SPEC.unique_bodyparts], MultiAnimalPoseModel(MODEL, SPEC).state_dict(), None,
                      multianimal_fields(SPEC, MultiAnimalParams()))
     return from_bytes(storage.read_bytes(uri), uri)
 
@@ -44,21 +45,23 @@ def test_the_spec_and_decode_parameters_come_back_with_a_network_that_has_their_
 
 
 @pytest.mark.parametrize("damage, message", [
-    (lambda p: p["multianimal_spec"].update(graph=[[0, 7]]), "graph edge"),
-    (lambda p: p["multianimal_spec"].update(graph="0-1"), "graph must be a list"),
-    (lambda p: p["multianimal_spec"].update(identity="yes"), "identity must be true or false"),
-    (lambda p: p["multianimal_spec"].update(individuals=["m1", "m1"]), "not unique"),
-    (lambda p: p["multianimal_spec"].update(run="os.system"), "exactly the keys"),
-    (lambda p: p.update(multianimal_spec=None), "exactly the keys"),
+    (lambda p: p["multianimal"].update(graph=[[0, 7]]), "graph edge"),
+    (lambda p: p["multianimal"].update(graph="0-1"), "graph must be a list"),
+    (lambda p: p["multianimal"].update(identity="yes"), "identity must be true or false"),
+    (lambda p: p["multianimal"].update(individuals=["m1", "m1"]), "not unique"),
+    (lambda p: p["multianimal"].update(run="os.system"), "exactly the keys"),
+    (lambda p: p.update(multianimal=None), "exactly the keys"),
     (lambda p: p.update(family="x" * 10_000), "unknown model family"),
-    (lambda p: p["multianimal_params"]["peaks"].update(threshold="0.1"), "threshold must be a float"),
-    (lambda p: p["multianimal_params"].update(hook=1), "unknown parameter"),
+    (lambda p: p["multianimal"]["params"]["peaks"].update(threshold="0.1"), "threshold must be a float"),
+    (lambda p: p["multianimal"]["params"].update(hook=1), "unknown parameter"),
+    (lambda p: p["multianimal"].update(individuals=["m2", "m1"]), "differ from its config's project section"),
     (lambda p: p.update(bodyparts=["nose"]), "bodyparts differ"),
 ])
 def test_a_damaged_multianimal_model_is_refused_naming_the_file(payload, tmp_path, damage, message):
     # The spec is checked before any weights are used: these files carry none (small and quick to write).
-    damaged = {**payload, "model": {}, "multianimal_spec": dict(payload["multianimal_spec"]),
-               "multianimal_params": {k: dict(v) for k, v in payload["multianimal_params"].items()}}
+    section = payload["multianimal"]
+    damaged = {**payload, "model": {}, "multianimal": {
+        **section, "params": {k: dict(v) for k, v in section["params"].items()}}}
     damage(damaged)
     uri = write(tmp_path, damaged)
     with pytest.raises(InputError, match=message) as caught:
@@ -67,15 +70,15 @@ def test_a_damaged_multianimal_model_is_refused_naming_the_file(payload, tmp_pat
 
 
 def test_weights_that_do_not_fit_a_valid_spec_are_refused_naming_the_file(payload, tmp_path):
-    uri = write(tmp_path, {**payload, "multianimal_spec": {**payload["multianimal_spec"], "graph": [[0, 1]]}})
+    uri = write(tmp_path, {**payload, "multianimal": {**payload["multianimal"], "graph": [[0, 1]]}})
     with pytest.raises(InputError, match="weights do not fit the recorded multi-animal spec") as caught:
         load_multianimal(uri)
     assert str(caught.value).startswith(uri)
 
 
-def test_a_single_animal_file_carrying_a_spec_is_refused(payload, tmp_path):
+def test_a_file_whose_family_and_config_disagree_is_refused(payload, tmp_path):
     single = {key: value for key, value in payload.items() if key != "family"} | {"model": {}}
-    with pytest.raises(InputError, match="single-animal model carries a multi-animal spec"):
+    with pytest.raises(InputError, match="a single model whose config says multianimalproject: True"):
         load_model(write(tmp_path, single))
 
 
