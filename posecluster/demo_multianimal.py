@@ -51,7 +51,7 @@ class MultiAnimalDemoReport:
                                         "identity switches and IDF1 on the rendered video join here)"])
 
 
-def multianimal_demo_config(base: PoseclusterConfig, epochs: int = 20) -> PoseclusterConfig:
+def multianimal_demo_config(base: PoseclusterConfig, epochs: int = 15) -> PoseclusterConfig:
     """A small from-scratch ResNet-18 on the whole small rendered frames."""
     return base.with_overrides({
         "model": {"backbone": {"name": "resnet18", "weights": "none"}, "global_scale": 1.0},
@@ -69,7 +69,7 @@ def track_rendered_video(run_uri: str, video: RenderedAnimals, out: str) -> list
     return []
 
 
-def run_multianimal_demo(out: str, animals: int = 3, labeled_frames: int = 40, epochs: int = 20,
+def run_multianimal_demo(out: str, animals: int = 3, labeled_frames: int = 40, epochs: int = 15,
                          video_frames: int = 150, progress: bool = True, seed: int = 0,
                          scene: MultiAnimalScene | None = None) -> MultiAnimalDemoReport:
     out = out.rstrip("/")

@@ -108,7 +108,7 @@ def cmd_demo(args) -> int:
 def _multianimal_demo(args) -> int:
     from posecluster.demo_multianimal import run_multianimal_demo
 
-    epochs = args.epochs if args.epochs is not None else 20
+    epochs = args.epochs if args.epochs is not None else 15
     frames = args.labeled_frames if args.labeled_frames is not None else 40
     print(f"posecluster demo: rendering a {args.animals}-animal project, training a bottom-up ResNet-18 from "
           f"scratch ({epochs} epochs) and evaluating it into {args.out}", flush=True)
@@ -285,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="the whole single-machine flow on rendered data (a few minutes on CPU)")
     demo.add_argument("--out", default="demo-output", help="where to write the project, model and poses")
-    demo.add_argument("--epochs", type=int, help="default 30 (one animal), 20 (several)")
+    demo.add_argument("--epochs", type=int, help="default 30 (one animal), 15 (several)")
     demo.add_argument("--labeled-frames", type=int, help="default 48 (one animal), 40 (several)")
     demo.add_argument("--animals", type=int, default=1,
                       help="2 or more: a rendered multi-animal (maDLC) project, trained and evaluated")
