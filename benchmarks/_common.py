@@ -39,5 +39,5 @@ def save(name: str, result: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps({"machine": machine(), **result}, indent=1, default=float) + "\n")
-    print(f"saved {path.relative_to(ROOT)}")
+    print(f"saved {path}")
     return path

@@ -14,6 +14,11 @@ images. The int8 graph is calibrated for each scale on the project's labeled fra
 Without --model, a random ResNet-50 is timed (speed does not depend on the weights) and poses are skipped.
 
   python benchmarks/inference_speed.py --model /tmp/pc-runs/fp32 --frames 96 --pose-stride 5
+
+The default against fp32 (benchmarks/_default_vs_fp32.py), over several trained models (e.g. training
+budgets of 3, 20 and 100 epochs) and the openfield video plus one unlike the training images:
+
+  python benchmarks/inference_speed.py --default-vs-fp32 e3=/tmp/runs/e3 e20=/tmp/runs/e20 --frames 300
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import numpy as np
 import torch
 
 from _common import require_openfield, save
+from _default_vs_fp32 import compare, unlike_video
 from posecluster import storage
 from posecluster.config import PoseclusterConfig
 from posecluster.data.clips import spread_frames
@@ -163,6 +169,22 @@ def random_model(openfield: str, project) -> TrainedModel:
     return TrainedModel(config, list(project.config.bodyparts), state, identity="random")
 
 
+def default_vs_fp32(args) -> None:
+    openfield = require_openfield()
+    models = dict(item.split("=", 1) for item in args.default_vs_fp32)
+    started = time.perf_counter()
+    uptime_before = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    with tempfile.TemporaryDirectory() as scratch:
+        video = f"{openfield}/videos/m3v1mp4.mp4"
+        videos = {"openfield m3v1mp4.mp4": video,
+                  "unlike: mirrored, 0.75x, inverted, B-frames": unlike_video(video, f"{scratch}/unlike.mp4", args.frames)}
+        figures = compare({name: load_model(run) for name, run in models.items()}, videos, args.frames, args.rounds)
+    save(args.name, {"models": models, "cpu": probe_cpu().describe(), "frames_per_video": args.frames,
+                     "rounds": args.rounds, "uptime_before": uptime_before,
+                     "uptime_after": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
+                     "seconds": time.perf_counter() - started, "default_vs_fp32": figures})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="a trained run folder (ResNet-50); without it: a random ResNet-50, no poses")
@@ -176,8 +198,12 @@ def main() -> None:
                         help="video frames the pose checks (what auto decides on) include, as training's")
     parser.add_argument("--whole-video", action="store_true",
                         help="only int8 (batch 1) and the default, end to end over the whole video (with --name)")
+    parser.add_argument("--default-vs-fp32", nargs="+", metavar="NAME=RUN",
+                        help="trained run folders: the default vs fp32 on the openfield video and an unlike one")
     parser.add_argument("--name", default="inference_speed_precision")
     args = parser.parse_args()
+    if args.default_vs_fp32:
+        return default_vs_fp32(args)
 
     openfield = require_openfield()
     video = f"{openfield}/videos/m3v1mp4.mp4"

@@ -8,8 +8,8 @@ weights offline), the whole frame at global_scale 1.0, batch 8, AdamW 2e-3 then 
 PAF graph from the skeleton, the machine's default training precision. Evaluation: held-out (test) and
 training images predicted and assembled, predicted animals matched to labeled ones (Hungarian on mean
 keypoint distance); per body part mean Euclidean error in pixels ("RMSE" in DeepLabCut's tables) with
-and without the p-cutoff (0.4, the rendered project's), and how many labeled animals were found.
-mAP (OKS) and purity join when the multi-animal metrics module is in.
+and without the p-cutoff (0.4, the rendered project's), how many labeled animals were found, and
+DeepLabCut 3.0's OKS mAP (train/multianimal_metrics).
 
   cd benchmarks && python multianimal_accuracy.py --epochs 30 --labeled-frames 60
 """
@@ -60,6 +60,7 @@ def main() -> None:
         "test_error_pcutoff_px": report.test_error_pcutoff_px,
         "per_bodypart_test_px": report.per_bodypart_test_px,
         "animals_found": report.matched,
+        "test_map": report.test_map,
         "wall_seconds": time.perf_counter() - started,
     }
     save(args.name, result)

@@ -20,6 +20,8 @@ from posecluster.errors import PER_INPUT_ERRORS, InputError
 from posecluster.infer.analyze import AnalysisResult, analyze_video
 from posecluster.infer.ensemble import EnsemblePredictor, analyze_ensemble_video, load_predictor
 from posecluster.infer.ensemble_tables import VARIANCE_SUFFIX
+from posecluster.infer.multianimal_analyze import analyze_animals_video
+from posecluster.infer.multianimal_predictor import MultiAnimalPredictor
 from posecluster.infer.naming import Destfolder, Mirrored, collisions, filtered_table, labeled_video_uri, plot_folder
 from posecluster.infer.results import checked_filtered, find_results, forget_filtered, record_filtered, require_video
 from posecluster.labeling.extract import ExtractOptions, check_video_sets, extract_video, register_videos
@@ -163,7 +165,8 @@ def calibrate_run(run_uri: str, project_uri: str | None = None, images: int | No
 
 def analyze(videos: list[str], model_uri: str, out_folder: str | None, formats: tuple[str, ...] = (),
             overrides: dict | None = None, progress: bool = True, layout: str = "mirror") -> list[AnalysisResult]:
-    """One pose table per video; an ensemble folder (ensemble.json) gives the EKS track and its variance.
+    """One pose table per video; an ensemble folder (ensemble.json) gives the EKS track and its variance, a
+    multi-animal model the tracked table of its individuals (DeepLabCut's `<video><scorer>_el.h5`).
 
     layout "mirror": the video's folder mirrored under `out_folder` (the archive layout); "dlc":
     DeepLabCut's destfolder layout, flat in `out_folder`, or beside each video when it is None."""
@@ -182,6 +185,8 @@ def analyze(videos: list[str], model_uri: str, out_folder: str | None, formats: 
     for video in found:
         if isinstance(predictor, EnsemblePredictor):
             result = analyze_ensemble_video(predictor, video, place, formats=formats, progress=progress)
+        elif isinstance(predictor, MultiAnimalPredictor):  # detected, tracked, stitched: `<video><scorer>_el.h5`
+            result = analyze_animals_video(predictor, video, place, formats=formats, progress=progress)
         else:
             result = analyze_video(predictor, video, place, formats=formats, progress=progress)
         log.info("%s: %d frames at %.1f frames/s -> %s", result.video, result.frames, result.fps, result.outputs["h5"])

@@ -31,6 +31,7 @@ class MultiAnimalDemoReport:
     per_bodypart_test_px: dict[str, float]
     matched: dict[str, dict[str, int]]
     body_length_px: float
+    test_map: float = float("nan")  # OKS mAP, 0..1
     tracking: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
@@ -43,7 +44,7 @@ class MultiAnimalDemoReport:
             f" (test with p-cutoff: {pixels(self.test_error_pcutoff_px, 'n/a')}; an animal is "
             f"{self.body_length_px:.0f} px long)",
             f"test animals found:   {test.get('matched', 0)} of {test.get('labeled', 0)} labeled "
-            f"({test.get('predicted', 0)} assembled)",
+            f"({test.get('predicted', 0)} assembled); test mAP (OKS) {100 * self.test_map:.1f}%",
             "test error per part:  " + ", ".join(f"{part} {pixels(value, 'n/a')}"
                                                   for part, value in self.per_bodypart_test_px.items()),
         ]
@@ -86,5 +87,5 @@ def run_multianimal_demo(out: str, animals: int = 3, labeled_frames: int = 40, e
         train_images_per_second=trained.images_per_second, train_error_px=evaluation.train_error_px,
         test_error_px=evaluation.test_error_px, test_error_pcutoff_px=evaluation.test_error_pcutoff_px,
         per_bodypart_test_px={part: errors["test"] for part, errors in evaluation.per_bodypart.items()},
-        matched=evaluation.animals, body_length_px=scene.body_length * min(scene.width, scene.height),
+        matched=evaluation.animals, test_map=evaluation.assembly["test"]["map"], body_length_px=scene.body_length * min(scene.width, scene.height),
         tracking=track_rendered_video(run_uri, rendered.videos[0], out))

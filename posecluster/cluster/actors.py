@@ -31,10 +31,11 @@ from posecluster.cluster.plan import VideoTask, piece_name, segment_name, segmen
 from posecluster.cluster.runtime import remote
 from posecluster.cluster.sharding import segment_bounds
 from posecluster.data.video import VideoInfo, VideoReader, probe
+from posecluster.errors import InputError
 from posecluster.infer.ensemble import pinned_predictor
 from posecluster.infer.passes import predict_pass, predict_spans
-from posecluster.infer.pipeline import predict_segment
-from posecluster.infer.segments import video_facts, write_segment
+from posecluster.infer.pieces import piece_kind
+from posecluster.infer.segments import video_facts
 from posecluster.model.artifact import PinnedModel
 from posecluster.model.ensemble import PinnedEnsemble
 from posecluster.storage.listing import list_identities
@@ -159,6 +160,7 @@ class SegmentWorker:
         metrics.use(self.relay)
         self.pinned = pinned
         self.predictor = pinned_predictor(pinned, infer_overrides)  # ModelMismatchError: never starts
+        self.pieces = piece_kind(self.predictor)  # how this model's pieces are predicted and stored
         self.plans: OrderedDict[str, VideoInfo] = OrderedDict()
 
     def ready(self) -> str:
@@ -181,7 +183,7 @@ class SegmentWorker:
 
     def _write(self, folder: str, name: str, poses, result, ctx: WorkerContext, meter: ByteMeter) -> SegmentDone:
         began = time.perf_counter()
-        with_retries(write_segment, storage.join(folder, f"{name}.npz"), poses, result, patience_s=ctx.patience_s)
+        with_retries(self.pieces.write, storage.join(folder, f"{name}.npz"), poses, result, patience_s=ctx.patience_s)
         write_s = time.perf_counter() - began
         self.relay.observe(metrics.WRITE_TIME, write_s)
         if self.predictor.device.type == "cuda":
@@ -213,8 +215,8 @@ class SegmentWorker:
             if segment_name(start, stop) in cached:
                 yield SegmentDone(start, stop, cached=True)
                 continue
-            poses, result = predict_segment(self.predictor, info, start, stop, source=lambda: io.BytesIO(data))
-            yield self._write(folder, segment_name(start, stop), poses, result, ctx, ByteMeter())
+            piece, result = self.pieces.predict(self.predictor, info, start, stop, source=lambda: io.BytesIO(data))
+            yield self._write(folder, segment_name(start, stop), piece, result, ctx, ByteMeter())
 
     def _source(self, task: VideoTask, ctx: WorkerContext, meter: ByteMeter, window=None):
         """Pinned reads of the video: a known byte range in one request (up to READ_BLOCK_MAX, with a
@@ -236,9 +238,10 @@ class SegmentWorker:
         meter = ByteMeter()
         for first, end in pieces:
             if kind == "frames":
-                source = self._source(task, ctx, meter, frames_window(info, first, end))
-                poses, result = predict_segment(self.predictor, info, first, end, source=source)
+                source = self._source(task, ctx, meter, frames_window(info, self.pieces.first_frame(first), end))
+                poses, result = self.pieces.predict(self.predictor, info, first, end, source=source)
             else:  # SpansUnsound: the driver reads the video in one pass instead
+                self._refuse_unplaced(task)
                 # The group's bytes in one request, shared by its spans (each opens the video anew).
                 shared = self._source(task, ctx, meter, byte_window(info, first, end))()
                 poses, result = predict_spans(self.predictor, VideoReader(task.uri, lambda: Borrowed(shared), info),
@@ -247,8 +250,15 @@ class SegmentWorker:
             done = self._write(folder, piece_name(kind, first, end), poses, result, ctx, meter)
             yield replace(done, start=first, stop=end)
 
+    def _refuse_unplaced(self, task: VideoTask) -> None:
+        if not self.pieces.unplaced_pieces:
+            raise InputError(task.uri, "its frames cannot be addressed by number before reading (no frame index: "
+                             "a Matroska file's cues or a stream without an index), and multi-animal tracking "
+                             "across shards needs that; remux it to mp4 (ffmpeg -i in -c copy out.mp4)")
+
     def _sequential(self, task: VideoTask, folder: str, ctx: WorkerContext):
         """One pass over the whole video on a thread; each window's segment is reported as it is written."""
+        self._refuse_unplaced(task)
         info, meter = self._plan_of(task), ByteMeter()
         window = ctx.segment_frames
         names = self._cached(folder, ctx, task)

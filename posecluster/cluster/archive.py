@@ -10,9 +10,12 @@ Storage layout under the output URI (infer.naming: a video's folder is mirrored 
   <video's folder>/<video stem><scorer>_meta.json             the video, model, settings, outputs
   <video's folder>/<video stem><scorer>_ensemble_variance.h5, with an ensemble folder as the model: the
       _member<k>.h5                                           EKS track above, its variance, each member
+  <video's folder>/<video stem><scorer>_el.h5 (+ _el.csv), _el_meta.json   with a multi-animal model: the
+                                                              tracked table (individuals stitched), DLC naming
   .posecluster/done/<URI key>/<video>.<model>.<settings>.<formats>.<state>.json
                                                               done records (written last; plan.py)
-  .posecluster/segments/<video key>/<model>-<settings>/<range>.npz  segment results
+  .posecluster/segments/<video key>/<model>-<settings>/<range>.npz  segment results (multi-animal: the
+                                                              detections linked into tracklets, unstitched)
   .posecluster/probes/<video key>.npz                        probes of large videos
   .posecluster/jobs/<job id>/summary.json, records/*.jsonl   each job's manifest (manifest.py)
   posecluster-manifest.json                                  the latest job's summary

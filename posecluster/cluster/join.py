@@ -14,18 +14,20 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from posecluster import storage
 from posecluster.cluster.plan import Marker, Request, expected_outputs, marker_uri, outputs_state, segments_folder
 from posecluster.cluster.records import frame_ranges
 from posecluster.cluster.runtime import remote
 from posecluster.infer.ensemble_tables import join_ensemble_segments, smoothing_meta
+from posecluster.infer.multianimal_segments import AnimalNames, join_animal_segments
 from posecluster.infer.naming import plot_folder
 from posecluster.infer.results import refuse_another_videos_table, remove_stale_outputs
 from posecluster.infer.segments import join_segments
 from posecluster.storage.listing import list_named
 from posecluster.storage.retry import call as with_retries
+from posecluster.tracking import TrackingConfig
 
 
 class SegmentCacheMissing(ValueError):
@@ -49,6 +51,9 @@ class JoinSpec:
     rejoin_from: str = ""  # a done record of the same request: frames and pieces come from it
     facts: dict = field(default_factory=dict)  # a one-pass video's facts (its worker learned them)
     ensemble: list[dict] | None = None  # the members (uri, sha256) when the model is an ensemble
+    # A multi-animal model's individuals, unique body parts and tracking settings: its segments hold
+    # tracklets, joined and stitched into one tracked table.
+    animals: dict | None = None
     recomputed: str = ""  # why an earlier output was not reused (written into _meta.json)
     patience_s: float = 60.0
 
@@ -65,6 +70,7 @@ class JoinResult:
     bounds: list[tuple[int, int]]
     finished_at: float
     warnings: list[str] = field(default_factory=list)  # damage the reader reported (done-with-warnings)
+    tracking: dict = field(default_factory=dict)  # a multi-animal video's TrackingFigures (no per-frame data)
 
 
 _PIECE = re.compile(r"(\d{9}-\d{9}|s\d{7}-\d{7})")
@@ -105,7 +111,14 @@ def _join(spec: JoinSpec) -> JoinResult:
     uris = [storage.join(folder, f"{name}.npz") for name in spec.segments]
     extra = {}
     try:
-        if spec.ensemble is None:
+        if spec.animals is not None:
+            names = AnimalNames(spec.scorer, list(spec.animals["individuals"]), list(spec.bodyparts),
+                                list(spec.animals["unique_bodyparts"]))
+            joined, figures = join_animal_segments(uris, names, spec.frames, spec.base, spec.request.formats,
+                                                   TrackingConfig(**spec.animals["tracking"]))
+            extra["animals"] = {"individuals": names.individuals, "unique_bodyparts": names.unique_bodyparts,
+                                "tracking": asdict(figures), "tracking_config": spec.animals["tracking"]}
+        elif spec.ensemble is None:
             joined = join_segments(uris, spec.scorer, spec.bodyparts, spec.frames, spec.base, spec.request.formats)
         else:
             joined, params = join_ensemble_segments(uris, spec.scorer, spec.bodyparts, spec.frames, spec.base,
@@ -134,8 +147,9 @@ def _join(spec: JoinSpec) -> JoinResult:
     if state is None:
         raise OSError(f"{storage.redact_uri(spec.base)}: outputs not listed after writing them")
     storage.atomic_write_bytes(marker_uri(spec.out, spec.video, spec.request.marker_name(spec.video_key, state)), body)
+    tracking = extra["animals"]["tracking"] if "animals" in extra else {}
     return JoinResult(joined.outputs, frame_ranges(joined.missing), len(joined.missing), joined.frames, joined.bounds,
-                      time.time(), facts.get("warnings", []))
+                      time.time(), facts.get("warnings", []), {k: v for k, v in tracking.items() if k != "per_individual"})
 
 
 @remote(num_cpus=0)

@@ -81,9 +81,12 @@ class Request:
     formats: tuple[str, ...]
 
     @classmethod
-    def of(cls, pinned: PinnedModel | PinnedEnsemble, infer_overrides: dict, formats: tuple[str, ...]) -> "Request":
+    def of(cls, pinned: PinnedModel | PinnedEnsemble, infer_overrides: dict, formats: tuple[str, ...],
+           made_with: dict | None = None) -> "Request":
+        """`made_with`: other settings the results depend on (a multi-animal model's tracking)."""
         settings = {k: infer_overrides[k] for k in RESULT_SETTINGS if k in infer_overrides}
         settings["video_reader"] = VideoInfo.CACHE_VERSION
+        settings.update(made_with or {})
         return cls(model_key=pinned.sha256[:16], settings_key=short_hash(json.dumps(settings, sort_keys=True, default=str))[:8],
                    formats=tuple(sorted(set(formats) - {"h5"})))
 

@@ -57,6 +57,8 @@ class VideoRecord:
     segments: list[SegmentRecord] = field(default_factory=list)  # released once the video has its outcome
     segments_total: int = 0
     segments_computed: int = 0
+    # A multi-animal video's tracking figures (tracklets, individuals found, ...: join.JoinResult.tracking).
+    tracking: dict = field(default_factory=dict)
 
     @property
     def done(self) -> bool:
@@ -77,6 +79,8 @@ class VideoRecord:
             entry["cuts"] = [self.segments[0].start, *[s.stop for s in self.segments]] if self.segments else []
             entry["computed"] = sum(s.status == "done" for s in self.segments)
             entry["attempts"] = max((s.attempts for s in self.segments), default=0)
+        if self.tracking:
+            entry["tracking"] = dict(self.tracking)
         if self.missing:
             entry["missing"] = self.missing
         if self.error:

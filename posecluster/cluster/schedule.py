@@ -64,8 +64,10 @@ from posecluster.cluster.runtime import cluster_slots
 from posecluster.data.video import SpansUnsound
 from posecluster.errors import InputError
 from posecluster.infer.ensemble import pin
-from posecluster.infer.naming import collisions, output_base
+from posecluster.infer.naming import collisions, output_base, tracked_base
 from posecluster.model.ensemble import PinnedEnsemble
+from posecluster.model.multianimal_artifact import PinnedAnimals
+from posecluster.tracking import TrackingConfig
 from posecluster.storage import ObjectChangedError
 from posecluster.storage.listing import list_folders, list_identities
 from posecluster.storage.retry import call as with_retries
@@ -117,7 +119,17 @@ class ArchiveRun:
         device = options.infer_overrides.get("device", "auto")
         if device == "auto":
             device = "cuda" if options.gpus_per_worker > 0 else "cpu"
-        self.request = Request.of(self.pinned, {**options.infer_overrides, "device": device}, tuple(options.formats))
+        # A multi-animal model: its tables are tracked (`_el`), its joins stitch individuals, and its
+        # results depend on the tracking settings too.
+        self.animals = None
+        if isinstance(self.pinned, PinnedAnimals):
+            if "parquet" in options.formats:
+                raise ValueError("multi-animal pose tables are .h5 or .csv (DeepLabCut's); parquet is not offered")
+            self.animals = {"individuals": list(self.pinned.individuals),
+                            "unique_bodyparts": list(self.pinned.unique_bodyparts),
+                            "tracking": TrackingConfig().model_dump(mode="json")}
+        self.request = Request.of(self.pinned, {**options.infer_overrides, "device": device}, tuple(options.formats),
+                                  {"tracking": self.animals["tracking"]} if self.animals else None)
         self.job_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         self.report = JobReport(job_id=self.job_id, out=options.out,
                                 model={"uri": storage.redact_uri(self.pinned.uri), "sha256": self.pinned.sha256,
@@ -204,6 +216,8 @@ class ArchiveRun:
         with_segments = set() if opts.overwrite else with_retries(
             list_folders, state_uri(opts.out, "segments"), patience_s=self.patience.outage_s)
         bases = {uri: output_base(uri, opts.out, self.scorer) for uri, _ in self.listed}
+        if self.animals:
+            bases = {uri: tracked_base(base) for uri, base in bases.items()}
         clashes = collisions(bases)
         for uri, identity in self.listed:
             record = VideoRecord(uri=uri)
@@ -375,7 +389,8 @@ class ArchiveRun:
                         model={"uri": storage.redact_uri(self.pinned.uri), "sha256": self.pinned.sha256},
                         job_id=self.job_id, frames=None if layout.kind == "spans" else record.frames,
                         segments=[piece_name(layout.kind, s.start, s.stop) for s in record.segments],
-                        identity=identity, rejoin_from=rejoin_from, ensemble=self.members, facts=layout.facts,
+                        identity=identity, rejoin_from=rejoin_from, ensemble=self.members, animals=self.animals,
+                        facts=layout.facts,
                         recomputed=task.recomputed, patience_s=self.patience.storage_call_s)
 
     def _maybe_join(self, uri: str) -> None:
@@ -526,6 +541,11 @@ class ArchiveRun:
             return
         record.outputs, record.frames = result.outputs, result.frames
         record.missing, record.missing_count = result.missing, result.missing_count
+        if result.tracking:
+            record.tracking = result.tracking
+            for spec, key in ((metrics.TRACKLETS, "tracklets"), (metrics.INDIVIDUALS_FOUND, "individuals_found")):
+                if result.tracking.get(key):  # counters take positive increments only (Ray's)
+                    metrics.current().inc(spec, result.tracking[key])
         if not record.segments:  # a rejoin: the pieces come from the earlier job's record
             record.segments = [SegmentRecord(a, b, status="cached") for a, b in result.bounds]
             self.report.segments_cached += len(result.bounds)

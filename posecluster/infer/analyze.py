@@ -11,7 +11,7 @@ from posecluster import storage
 from posecluster.data.formats.poses import PoseTableWriter
 from posecluster.data.video import probe
 from posecluster.infer.naming import Place, place_of
-from posecluster.infer.pipeline import predict_range
+from posecluster.infer.pipeline import predict_range, with_fallback
 from posecluster.infer.results import refuse_another_videos_table, remove_stale_outputs
 from posecluster.infer.predictor import Predictor
 
@@ -47,16 +47,24 @@ def analyze_video(
     place = place_of(out_folder)
     base = place.base(video_uri, predictor.scorer)
     refuse_another_videos_table(video_uri, base)
-    with storage.scratch_dir() as scratch:
-        writer = PoseTableWriter(predictor.scorer, predictor.bodyparts, scratch, formats=formats)
-        try:
-            writer.pad_to(start)
-            with tqdm(total=stop - start, disable=not progress, unit="frame", desc=storage.basename(storage.object_path(video_uri))) as bar:
-                ranged = predict_range(predictor, info, start, stop, writer.append, on_batch=bar.update)
-            writer.pad_to(stop)
-            outputs = writer.publish(base)
-        finally:
-            writer.close()
+    published: dict[str, str] = {}
+
+    def attempt(fallen: dict | None):
+        """The table in a scratch folder of its own, published whole: an fp32 rerun starts afresh."""
+        with storage.scratch_dir() as scratch:
+            writer = PoseTableWriter(predictor.scorer, predictor.bodyparts, scratch, formats=formats)
+            try:
+                writer.pad_to(start)
+                with tqdm(total=stop - start, disable=not progress, unit="frame", desc=storage.basename(storage.object_path(video_uri))) as bar:
+                    ranged = predict_range(predictor, info, start, stop, writer.append, on_batch=bar.update, fallen=fallen)
+                writer.pad_to(stop)
+                published.update(writer.publish(base))
+            finally:
+                writer.close()
+        return ranged
+
+    ranged = with_fallback(attempt)
+    outputs = published
     result = AnalysisResult(
         # _meta.json must still find the video from another working directory, and never holds a secret
         video=storage.redact_uri(storage.absolute(video_uri)),
@@ -84,7 +92,9 @@ def analyze_video(
         "frame_sizes": [{"frame": f, "width": w, "height": h} for f, w, h in ranged.sizes],
         # Which arithmetic ran (fp32, bf16, fp16, int8), why, the int8 graph's sha256 when it ran, and how
         # many frames the reduced path predicted again more exactly (close calls between two peaks).
-        "precision": {**predictor.precision_record(), "rechecked_frames": ranged.rechecked},
+        "precision": {**predictor.precision_record(), "rechecked_frames": ranged.rechecked,
+                      **({"video_check": ranged.check, "fell_back": ranged.check["fell_back"],
+                          "path_that_ran": ranged.precision} if ranged.check else {})},
         "config": predictor.config.model_dump(mode="json"),
     }
     storage.atomic_write_bytes(f"{base}_meta.json", json.dumps(meta, indent=1, default=str).encode())

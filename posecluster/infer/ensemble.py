@@ -25,7 +25,9 @@ from posecluster.infer.naming import Place, place_of
 from posecluster.infer.pipeline import predict_range
 from posecluster.infer.predictor import Predictor
 from posecluster.infer.results import refuse_another_videos_table, remove_stale_outputs
-from posecluster.model.artifact import PinnedModel, TrainedModel, load_model, load_pinned, pin_model, refuse_multianimal
+from posecluster.infer.multianimal_predictor import MultiAnimalPredictor
+from posecluster.model.artifact import PinnedModel, TrainedModel, load_model, load_pinned, refuse_multianimal
+from posecluster.model.multianimal_artifact import MultiAnimalTrained, load_any, load_pinned_any, pin_any
 from posecluster.model.ensemble import PinnedEnsemble, ensemble_sha256, is_ensemble, member_uris, pin_ensemble
 
 
@@ -106,7 +108,7 @@ def pin(model_uri: str) -> tuple[PinnedModel | PinnedEnsemble, str, list[str]]:
         check_members(models)
         described = _ensemble_model(model_uri, models)
         return pinned, described.scorer, described.bodyparts
-    single, trained = pin_model(model_uri)
+    single, trained = pin_any(model_uri)  # a multi-animal file is pinned as PinnedAnimals
     return single, trained.scorer, list(trained.bodyparts)
 
 
@@ -114,21 +116,24 @@ def pinned_predictor(pinned: PinnedModel | PinnedEnsemble, infer_overrides: dict
     """A worker's predictor for exactly the pinned bytes (ModelMismatchError if a file changed)."""
     if isinstance(pinned, PinnedEnsemble):
         return _predictor([load_pinned(member) for member in pinned.members], infer_overrides, pinned.uri)
-    return _predictor([load_pinned(pinned)], infer_overrides)
+    return _predictor([load_pinned_any(pinned)], infer_overrides)
 
 
 def load_predictor(model_uri: str, infer_overrides: dict | None = None):
-    """A Predictor for a run folder or model.pt; an EnsemblePredictor for an ensemble folder. The infer
-    section is the model's own (an ensemble's: its first member's) with `infer_overrides` applied."""
+    """A Predictor for a run folder or model.pt (a MultiAnimalPredictor for a multi-animal one); an
+    EnsemblePredictor for an ensemble folder. The infer section is the model's own (an ensemble's: its
+    first member's) with `infer_overrides` applied."""
     if is_ensemble(model_uri):
         return _predictor([load_model(uri) for uri in member_uris(model_uri)], infer_overrides, model_uri)
-    return _predictor([load_model(model_uri)], infer_overrides)
+    return _predictor([load_any(model_uri)], infer_overrides)
 
 
 def _predictor(models: list[TrainedModel], infer_overrides: dict | None, ensemble_uri: str | None = None):
     infer = models[0].config.infer.with_overrides(infer_overrides or {})
     if ensemble_uri is not None:
         return EnsemblePredictor(models, infer, uri=ensemble_uri)
+    if isinstance(models[0], MultiAnimalTrained):  # the one place a model's family picks its predictor
+        return MultiAnimalPredictor(models[0], infer)
     return Predictor(models[0], infer)
 
 

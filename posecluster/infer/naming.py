@@ -135,12 +135,30 @@ def derived_record(table_uri: str) -> str:
     return table_uri[: -len(".h5")] + "_filtered_source.json"
 
 
+# A multi-animal model's tracked table: `<video><scorer>_el.h5` (+ `_el.csv`), as DeepLabCut names the
+# table its default (ellipse) tracker stitched; its `_meta.json`, `_filtered` tables and labeled videos
+# follow from that base (`<video><scorer>_el_meta.json`, ...). Beside it `_el_tracklets.npz`: the
+# detections linked into tracklets before stitching (DeepLabCut keeps `_el.pickle`), which `analyze`
+# reuses when the video, model and settings are the same.
+TRACKED_SUFFIX = "_el"
+
+
+def tracked_base(base: str) -> str:
+    """`<video><scorer>` -> `<video><scorer>_el`: the base of a multi-animal model's outputs."""
+    return base + TRACKED_SUFFIX
+
+
+def tracklets_file(base: str) -> str:
+    """The un-stitched detections and tracklets beside a tracked table at `base` (a tracked_base)."""
+    return f"{base}_tracklets.npz"
+
+
 FORMATS = ("h5", "csv", "parquet")
 # Every name a posecluster command writes beside a video's table `<base>.h5` (analyze/infer: the table in
 # each format, an ensemble's variance and member tables, `_meta.json`; filter: `_filtered.*` and its
 # source record; label-video: `_labeled.mp4`, `_filtered_labeled.mp4`, when --out is the poses folder).
 _OUTPUT_SUFFIX = re.compile(r"^(?:\.(?:h5|csv|parquet)|_filtered\.(?:h5|csv|parquet)|_filtered_source\.json"
-                            r"|_ensemble_variance\.h5|_member\d+\.h5|_meta\.json|(?:_filtered)?_labeled\.mp4)$")
+                            r"|_ensemble_variance\.h5|_member\d+\.h5|_meta\.json|_tracklets\.npz|(?:_filtered)?_labeled\.mp4)$")
 
 
 def is_output_of(base: str, uri: str) -> bool:

@@ -21,9 +21,11 @@ import numpy as np
 
 from posecluster import storage
 from posecluster.data.video import DecodeReport, VideoReader
-from posecluster.infer.pipeline import predict_frames
+from posecluster.infer.pipeline import predict_frames, with_fallback
 from posecluster.infer.predictor import Predictor
+from posecluster.infer.results import RangeResult
 from posecluster.infer.segments import SegmentResult, video_facts
+from posecluster.infer.verify import VideoCheck, wants_check
 
 
 def predict_spans(predictor: Predictor, reader: VideoReader, k0: int, k1: int) -> tuple[np.ndarray, SegmentResult]:
@@ -44,7 +46,12 @@ def predict_spans(predictor: Predictor, reader: VideoReader, k0: int, k1: int) -
             offset += span.frame_count
         report.frame_count = offset
 
-    result = predict_frames(predictor, reader.uri, frames_of, 0, 1 << 62, lambda first, poses: chunks.append((first, poses)))
+    def attempt(fallen: dict | None) -> RangeResult:
+        chunks.clear()  # a rerun in fp32 starts afresh
+        return predict_frames(predictor, reader.uri, frames_of, 0, 1 << 62,
+                              lambda first, poses: chunks.append((first, poses)), fallen=fallen)
+
+    result = with_fallback(attempt)
     count = max(result.covered, 0)
     poses = np.full((count, *predictor.output_shape), np.nan, dtype=np.float32)
     for first, chunk in chunks:
@@ -60,8 +67,10 @@ WindowWriter = Callable[[np.ndarray, SegmentResult], None]
 class _Windows:
     """Rows of a one-pass read gathered window by window; each full window is handed to `write`."""
 
-    def __init__(self, predictor: Predictor, uri: str, window: int, skip: set[int], write: WindowWriter):
+    def __init__(self, predictor: Predictor, uri: str, window: int, skip: set[int], write: WindowWriter,
+                 check: VideoCheck | None = None):
         self.predictor, self.uri, self.window, self.skip, self.write = predictor, uri, window, skip, write
+        self.check = check
         self.report = DecodeReport()  # the pass's report, once it started (sizes and decoder errors so far)
         self.start = 0
         self.poses = self._empty()
@@ -88,9 +97,12 @@ class _Windows:
             earlier = [list(size) for size in self.report.sizes if size[0] < start]
             if earlier and (not sizes or sizes[0][0] > start):
                 sizes.insert(0, [start, *earlier[-1][1:]])  # the size in effect when the window begins
+            # The pass's check so far (its fp32 rerun rewrites every window: infer.verify).
+            check = {**self.check.record(), "window": True} if self.check is not None else {}
             result = SegmentResult(video_uri=storage.redact_uri(self.uri), start=start, stop=stop,
                                    frames=int(self.delivered[:count].sum()), missing=missing, sizes=sizes,
-                                   seconds=time.perf_counter() - self.since, precision=self.predictor.precision)
+                                   seconds=time.perf_counter() - self.since, check=check,
+                                   precision=self.check.path if self.check is not None else self.predictor.precision)
             self.write(self.poses[:count].copy(), result)
         self.since = time.perf_counter()
         self.start = stop
@@ -107,15 +119,20 @@ def predict_pass(predictor: Predictor, reader: VideoReader, window: int, skip: s
     frames at a time, in order (the last one shorter), except windows whose number is in `skip` (already
     written: decoded, not predicted). Returns the video's facts after the pass (reader.info: frame count,
     sizes, clock jumps) and the read's RangeResult."""
-    windows = _Windows(predictor, reader.uri, window, skip, write)
+    def attempt(fallen: dict | None):
+        check = VideoCheck(predictor, 0, fallen) if wants_check(predictor) else None
+        windows = _Windows(predictor, reader.uri, window, skip, write, check)
 
-    def frames_of(report: DecodeReport, threads: int):
-        windows.report = report
-        for index, frame in reader.read_all(report, threads=threads):
-            if index // window not in skip:
-                yield index, frame
+        def frames_of(report: DecodeReport, threads: int):
+            windows.report = report
+            for index, frame in reader.read_all(report, threads=threads):
+                if index // window not in skip:
+                    yield index, frame
 
-    result = predict_frames(predictor, reader.uri, frames_of, 0, 1 << 62, windows)
-    info = reader.info
-    windows.finish(info.frame_count)
-    return info, result
+        result = predict_frames(predictor, reader.uri, frames_of, 0, 1 << 62, windows, fallen=fallen, check=check)
+        windows.finish(reader.info.frame_count)
+        return result
+
+    # A fallback re-runs the whole pass in fp32 and rewrites the windows written so far (each whole).
+    result = with_fallback(attempt)
+    return reader.info, result

@@ -6,11 +6,12 @@ while decoding and converting, so decoding overlaps the forward pass.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
 from dataclasses import asdict
-from typing import IO, Callable, Iterator
+from typing import IO, Callable, Iterator, TypeVar
 
 import numpy as np
 import torch
@@ -21,9 +22,11 @@ from posecluster.errors import InputError
 from posecluster.infer.predictor import Predictor
 from posecluster.infer.results import RangeResult
 from posecluster.infer.segments import SegmentResult, video_facts
+from posecluster.infer.verify import FallBack, VideoCheck, wants_check
 from posecluster.storage.scope import in_context
 
 _DONE = object()
+log = logging.getLogger(__name__)
 
 
 def consecutive_runs(indices: np.ndarray) -> list[tuple[int, int]]:
@@ -67,17 +70,36 @@ def predict_range(
     sink: Callable[[int, np.ndarray], None],
     on_batch: Callable[[int], None] | None = None,
     source: Callable[[], IO] | None = None,
+    fallen: dict | None = None,
 ) -> RangeResult:
     """Predict frames [start, stop) of a video; `sink(first_frame, poses)` gets consecutive runs in order."""
     return predict_frames(predictor, info.uri, lambda report, threads: read_frames(
-        info, start, stop, report, threads=threads, source=source), start, stop, sink, on_batch)
+        info, start, stop, report, threads=threads, source=source), start, stop, sink, on_batch, fallen)
+
+
+T = TypeVar("T")
+
+
+def with_fallback(attempt: Callable[[dict | None], T]) -> T:
+    """attempt(None): predict a range (auto's reduced path checked on it, infer.verify); where its sample
+    left the tolerance after poses were handed on (FallBack), attempt(record): the whole range again in
+    fp32, the first attempt's findings recorded. The attempt starts its outputs afresh each time."""
+    try:
+        return attempt(None)
+    except FallBack as fell:
+        return attempt(fell.record)
 
 
 def predict_frames(predictor: Predictor, uri: str, frames_of: Frames, start: int, stop: int,
-                   sink: Callable[[int, np.ndarray], None], on_batch: Callable[[int], None] | None = None) -> RangeResult:
+                   sink: Callable[[int, np.ndarray], None], on_batch: Callable[[int], None] | None = None,
+                   fallen: dict | None = None, check: VideoCheck | None = None) -> RangeResult:
     """Predict the frames `frames_of(report, threads)` yields (ascending indices in [start, stop): a range,
-    a span, a whole video in one pass) on a decoding thread while the model runs."""
+    a span, a whole video in one pass) on a decoding thread while the model runs. auto's reduced path is
+    checked as it goes (infer.verify: raises FallBack); `fallen`: this is the fp32 rerun of a range whose
+    check failed."""
     cfg = predictor.infer
+    if check is None and wants_check(predictor):  # `check`: the caller's own (a one-pass read's windows see it)
+        check = VideoCheck(predictor, start, fallen)
     report = DecodeReport()
     batches: queue.Queue = queue.Queue(maxsize=cfg.queue_batches)
     stop_event = threading.Event()
@@ -112,7 +134,7 @@ def predict_frames(predictor: Predictor, uri: str, frames_of: Frames, start: int
                                  f"[{start}, {stop}); refusing to write rows for them", frame=bad)
             expected_after = int(indices[-1])
             computed = time.perf_counter()
-            poses = _predict(predictor, uri, indices, frames)
+            poses = _predict(predictor, check, uri, indices, frames)
             spent = time.perf_counter() - computed
             result.infer_s += spent
             exporter.observe(metrics.DECODE_WAIT, wait)
@@ -137,14 +159,22 @@ def predict_frames(predictor: Predictor, uri: str, frames_of: Frames, start: int
     result.jumps = [list(jump) for jump in report.jumps]
     result.covered = report.frame_count
     result.rechecked = predictor.rechecked_frames - rechecked_before
+    if check is not None:
+        result.check = check.record()
+        result.precision = predictor.precision if check.handed_on else "fp32"
+        record = result.check
+        log.info("%s from frame %d: auto's %s checked on this video: %d sample frames, mean %s px, %s p-cutoff "
+                 "flips; %s; %s", storage.redact_uri(uri), start, record["candidate"], record["sample_frames"],
+                 record["sample_mean_px"], record["sample_flip_share"], record["speed"] or "speed not measured",
+                 f"fp32 ({record['why']})" if record["final_path"] == "fp32" else f"kept {record['candidate']}")
     return result
 
 
-def _predict(predictor: Predictor, uri: str, indices: np.ndarray, frames: np.ndarray) -> np.ndarray:
+def _predict(predictor: Predictor, check: VideoCheck | None, uri: str, indices: np.ndarray, frames: np.ndarray) -> np.ndarray:
     """The model's poses for a batch; frames it cannot take (a size its layers cannot shrink) are the
     video's fault: an InputError naming the frame, never retried."""
     try:
-        return predictor.predict(frames)
+        return check.predict(indices, frames) if check is not None else predictor.predict(frames)
     except torch.cuda.OutOfMemoryError:
         raise
     except (RuntimeError, ValueError) as exc:
@@ -162,5 +192,9 @@ def predict_segment(predictor: Predictor, info: VideoInfo, start: int, stop: int
     def sink(first: int, chunk: np.ndarray) -> None:
         poses[first - start : first - start + len(chunk)] = chunk
 
-    ranged = predict_range(predictor, info, start, stop, sink, on_batch=on_batch, source=source)
+    def attempt(fallen: dict | None) -> RangeResult:
+        poses[:] = np.nan  # a rerun in fp32 starts afresh
+        return predict_range(predictor, info, start, stop, sink, on_batch=on_batch, source=source, fallen=fallen)
+
+    ranged = with_fallback(attempt)
     return poses, SegmentResult(video_uri=storage.redact_uri(info.uri), start=start, stop=stop, video=video_facts(info), **asdict(ranged))

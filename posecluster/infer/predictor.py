@@ -10,19 +10,22 @@ import torch
 from posecluster.config import InferConfig
 from posecluster.data.augment import resize_batch
 from posecluster.model.artifact import TrainedModel
-from posecluster.model.decode import decode, rival_margins
+from posecluster.model.decode import cutoff_margins, decode, rival_margins, shifted_cell_margins
 from posecluster.model.device import resolve_device, wanted
 from posecluster.model.pose_model import PoseModel
-from posecluster.model.precision import CpuCapability, Precision, choose_inference, default_batch_size, probe_cpu
+from posecluster.model.precision import NEIGHBOUR_MOVE_PX, CpuCapability, Precision, choose_inference, \
+    default_batch_size, probe_cpu, recheck_chain
 from posecluster.model.quantize import Int8Runner
 
 log = logging.getLogger(__name__)
 
 
 class Predictor:
-    """`cpu` is the seam for the CPU's abilities (default: this machine's, model.precision.probe_cpu)."""
+    """`cpu` is the seam for the CPU's abilities (default: this machine's, model.precision.probe_cpu);
+    `path` runs that arithmetic whatever infer.mixed_precision says (calibration checks each path)."""
 
-    def __init__(self, trained: TrainedModel, infer: InferConfig | None = None, cpu: CpuCapability | None = None):
+    def __init__(self, trained: TrainedModel, infer: InferConfig | None = None, cpu: CpuCapability | None = None,
+                 path: str | None = None):
         self.trained = trained
         self.infer = infer or trained.config.infer
         # The config actually used (what _meta.json records): the model's, with this analysis's infer section.
@@ -30,8 +33,8 @@ class Predictor:
         self.bodyparts = trained.bodyparts
         self.device = resolve_device(self.infer.device)
         self.cpu = cpu or probe_cpu()
-        self.choice = choose_inference(self.infer.mixed_precision, self.device, self.cpu, trained.reduced,
-                                       source=trained.uri or "the model")
+        self.choice = Precision(path, f"{path} asked for") if path else choose_inference(
+            self.infer.mixed_precision, self.device, self.cpu, trained.reduced, source=trained.uri or "the model")
         self.precision = self.choice.path  # fp32, bf16, fp16 or int8: what ran, for outputs and caches
         size = self.infer.batch_size
         self.batch_size = default_batch_size(self.device, self.precision) if size == "auto" else size
@@ -42,26 +45,14 @@ class Predictor:
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         self.model = model.to(self.device, memory_format=fmt)
         self.int8 = Int8Runner(trained.reduced.int8_onnx, torch.get_num_threads()) if self.precision == "int8" else None
-        # Close calls between two peaks are predicted again by a more exact path (model.precision): empty
-        # for fp32, GPUs, and models calibrated before recheck margins were measured.
-        self.recheck_chain = self._recheck_chain()
+        # Close calls between two peaks (or two neighbouring cells that decode apart) are predicted again
+        # by a more exact path (model.precision): empty for fp32 and models calibrated before margins.
+        margins = trained.reduced.recheck_margins if trained.reduced is not None else {}
+        self.recheck_chain = recheck_chain(self.precision, self.device, self.cpu, margins)
         self.rechecked_frames = 0  # frames predicted again (by any step of the chain)
         steps = ", then ".join(f"within {margin:.3f} logits by {path}" for margin, path in self.recheck_chain)
         log.info("inference precision %s on %s: %s%s", self.precision, self.device, self.choice.reason,
                  f"; frames with a rival peak are predicted again: {steps}" if steps else "")
-
-    def _recheck_chain(self) -> list[tuple[float, str]]:
-        """[(margin, path)]: frames whose maps leave a rival peak within `margin` logits of the top are
-        predicted again by `path`, whose maps face the next step; fp32 decides last. int8 goes through bf16
-        first where the CPU runs it fast (a close call is rarely close in bf16 too)."""
-        reduced = self.trained.reduced
-        if self.device.type != "cpu" or reduced is None or self.precision not in reduced.recheck_margins:
-            return []
-        margins, path, chain = reduced.recheck_margins, self.precision, []
-        if path == "int8" and self.cpu.bf16 and "bf16" in margins:
-            chain.append((margins["int8"], "bf16"))
-            path = "bf16"
-        return chain + [(margins[path], "fp32")]
 
     @property
     def amp(self) -> bool:
@@ -106,6 +97,16 @@ class Predictor:
         return self.predict_prepared(*self.prepare(frames))
 
     @torch.inference_mode()
+    def predict_exact(self, frames: np.ndarray) -> np.ndarray:
+        """frames -> poses by fp32 alone, at fp32's own batch size (infer.verify's probe and sample)."""
+        size = self.batch_size if self.precision == "fp32" else default_batch_size(self.device, "fp32")
+        chunks = []
+        for first in range(0, len(frames), size):
+            batch, factors = self.prepare(frames[first : first + size])
+            chunks.append(self._decode(self.model(batch), factors))
+        return np.concatenate(chunks)
+
+    @torch.inference_mode()
     def predict_prepared(self, batch: torch.Tensor, factors: tuple[float, float]) -> np.ndarray:
         """The forward pass and decode on a batch `prepare` made (ensemble members share one)."""
         return self._decode(self.forward(batch), factors)
@@ -133,7 +134,7 @@ class Predictor:
         pending = torch.arange(len(batch))
         copied = False
         for margin, path in self.recheck_chain:
-            pending = pending[(rival_margins(out["scoremap"][pending]) < margin).any(dim=-1)]
+            pending = pending[(self.decision_margins(out, pending) < margin).any(dim=-1)]
             if not len(pending):
                 break
             if not copied:  # ONNX Runtime's and autocast's outputs are not ours to write into
@@ -144,6 +145,16 @@ class Predictor:
             for name, value in exact.items():
                 out[name][pending] = value.float()
         return out
+
+    def decision_margins(self, out: dict[str, torch.Tensor], frames: torch.Tensor) -> torch.Tensor:
+        """(len(frames), K): how far each map's top logit stands from a decision it could change: above
+        the nearest cell that would move its keypoint (a rival peak, or a neighbour decoding more than
+        NEIGHBOUR_MOVE_PX away), or from the p-cutoff it could cross."""
+        scoremap, locref = out["scoremap"][frames], out.get("locref")
+        moved = torch.minimum(rival_margins(scoremap), shifted_cell_margins(
+            scoremap, None if locref is None else locref[frames], self.model.stride,
+            self.config.model.target.locref_stdev, NEIGHBOUR_MOVE_PX))
+        return torch.minimum(moved, cutoff_margins(scoremap, self.config.project.pcutoff))
 
     @torch.inference_mode()
     def backbone_only(self, frames: np.ndarray) -> None:

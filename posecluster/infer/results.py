@@ -37,6 +37,9 @@ class RangeResult:
     # The arithmetic the poses came from (model.precision: fp32, bf16, fp16, int8); a segment carries it.
     precision: str = ""
     rechecked: int = 0  # frames (an ensemble's: member frames) predicted again more exactly (close calls)
+    # auto's reduced path checked on this range (infer.verify.VideoCheck.record): timings, the fp32
+    # sample's agreement, whether the range fell back to fp32; {} where nothing was checked.
+    check: dict = field(default_factory=dict)
 
     @property
     def fps(self) -> float:

@@ -95,6 +95,9 @@ class Joined:
     # Frames predicted by each arithmetic (fp32, bf16, int8...): workers choose by their own hardware.
     precision: dict[str, int] = field(default_factory=dict)
     rechecked: int = 0  # of those, frames (an ensemble's: member frames) predicted again more exactly
+    # auto's reduced path checked on the video (infer.verify), by the first frame of the range checked:
+    # a segment's own record; a one-pass read's windows carry its record so far, the last one wins.
+    checks: dict[int, dict] = field(default_factory=dict)
 
     def add(self, result: SegmentResult) -> None:
         self.missing.update(result.missing)
@@ -104,9 +107,13 @@ class Joined:
             if not self.sizes or self.sizes[-1][1:] != size:
                 self.sizes.append([first, *size])
         self.jumps += result.jumps
+        if result.check:
+            self.checks[result.check["start"]] = result.check
         if result.frames:
             path = result.precision or "unrecorded"  # segments cached by a posecluster before 22
-            self.precision[path] = self.precision.get(path, 0) + result.frames
+            by_path = result.check.get("frames_by_path") if result.check and not result.check.get("window") else None
+            for path, frames in (by_path or {path: result.frames}).items():
+                self.precision[path] = self.precision.get(path, 0) + frames
             self.rechecked += result.rechecked
 
     @property
@@ -122,6 +129,10 @@ class Joined:
             facts["clock_jumps"] = [{"frame": int(f), "from_pts": int(a), "to_pts": int(b),
                                      "kind": "wrap" if k == WRAP else "jump"} for f, a, b, k in self.jumps]
         facts["precision"] = {"frames_by_path": dict(self.precision), "rechecked_frames": self.rechecked}
+        if self.checks:
+            checks = list(self.checks.values())
+            facts["precision"]["video_checks"] = checks
+            facts["precision"]["fell_back"] = any(check["fell_back"] for check in checks)
         return facts
 
 

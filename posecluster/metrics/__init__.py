@@ -41,10 +41,14 @@ ACCELERATOR_MEMORY = Spec("posecluster_accelerator_memory_bytes", "gauge", "Acce
 TRAINING_LOSS = Spec("posecluster_training_loss", "gauge", "Mean training loss of the last epoch.")
 STEP_TIME = Spec("posecluster_training_step_seconds", "histogram", "Seconds per optimizer step.")
 TRAINING_RATE = Spec("posecluster_training_images_per_second", "gauge", "Training images per second (all workers).")
+# Multi-animal videos (truth unknown at inference: what tracking found, not how right it is).
+TRACKLETS = Spec("posecluster_tracklets_total", "counter", "Tracklets linked frame to frame in multi-animal videos.")
+INDIVIDUALS_FOUND = Spec("posecluster_individuals_found_total", "counter",
+                         "Individuals with at least one detection after stitching, summed over multi-animal videos.")
 LAST_SUCCESS = Spec("posecluster_last_success_timestamp_seconds", "gauge", "Unix time a job last finished with nothing failed.")
 
 ALL = (FRAMES, SEGMENTS, VIDEOS, DECODE_WAIT, INFER_TIME, WRITE_TIME, QUEUE_DEPTH, FPS, ACCELERATOR_MEMORY,
-       TRAINING_LOSS, STEP_TIME, TRAINING_RATE, LAST_SUCCESS)
+       TRAINING_LOSS, STEP_TIME, TRAINING_RATE, TRACKLETS, INDIVIDUALS_FOUND, LAST_SUCCESS)
 
 
 class NullExporter:

@@ -59,6 +59,13 @@ def from_bytes(data: bytes, source: str):
         raise ValueError(f"{source}: not a readable posecluster checkpoint ({exc})") from None
 
 
+def dlc_scorer(config: PoseclusterConfig) -> str:
+    """DeepLabCut's scorer naming, so DLC's own tools recognise the outputs."""
+    project, split = config.project, config.split
+    net = config.model.backbone.name.replace("resnet", "resnet_")
+    return f"DLC_{net}_{project.task}{project.date}shuffle{split.shuffle}_posecluster"
+
+
 @dataclass
 class TrainedModel:
     """What inference needs: the config, the body parts, the weights, and an identity for caching."""
@@ -81,10 +88,7 @@ class TrainedModel:
 
     @property
     def scorer(self) -> str:
-        """DeepLabCut's scorer naming, so DLC's own tools recognise the outputs."""
-        project, split = self.config.project, self.config.split
-        net = self.config.model.backbone.name.replace("resnet", "resnet_")
-        return f"DLC_{net}_{project.task}{project.date}shuffle{split.shuffle}_posecluster"
+        return dlc_scorer(self.config)
 
 
 @dataclass(frozen=True)
@@ -168,36 +172,32 @@ def _plain(value):
     return value
 
 
-def _names(raw, what: str, uri: str) -> tuple[str, ...]:
-    if not isinstance(raw, list) or not all(isinstance(name, str) and name for name in raw):
-        raise InputError(uri, f"multi-animal spec: {what} must be a list of names, got {type(raw).__name__}")
-    if len(set(raw)) != len(raw):
-        raise InputError(uri, f"multi-animal spec: {what} are not unique: {raw}")
-    return tuple(raw)
-
-
-def spec_from_payload(raw, uri: str) -> MultiAnimalSpec:
-    """The spec a file records, every field checked (the file is untrusted data, not code)."""
-    expected = {"bodyparts", "unique_bodyparts", "individuals", "graph", "identity"}
-    if isinstance(raw, dict):
-        raw = {key: value for key, value in raw.items() if key != "params"}
-    if not isinstance(raw, dict) or set(raw) != expected:
-        got = sorted(map(str, raw)) if isinstance(raw, dict) else type(raw).__name__
-        raise InputError(uri, f"multi-animal spec must have exactly the keys {sorted(expected)}, got {got}")
+def spec_from_payload(raw, config: PoseclusterConfig, uri: str) -> MultiAnimalSpec:
+    """The spec of a multi-animal file: names and identity from its config's project section (so a model
+    never disagrees with the names its tables carry), the PAF graph from its `multianimal` section. The
+    section may repeat the names (posecluster writes them); they must then be the config's. Every field
+    is checked: the file is untrusted data, not code."""
+    project = config.project
+    allowed = {"bodyparts", "unique_bodyparts", "individuals", "graph", "identity", "params"}
+    if not isinstance(raw, dict) or "graph" not in raw or not set(raw) <= allowed:
+        got = sorted(map(str, raw))[:10] if isinstance(raw, dict) else type(raw).__name__
+        raise InputError(uri, f"multi-animal section must hold graph (and optionally {sorted(allowed - {'graph'})}), "
+                              f"got {got}")
     graph = raw["graph"]
     if not isinstance(graph, list) or not all(
             isinstance(edge, list) and len(edge) == 2 and all(type(i) is int for i in edge) for edge in graph):
         raise InputError(uri, "multi-animal spec: graph must be a list of [int, int] body-part index pairs")
-    if not isinstance(raw["identity"], bool):
+    if "identity" in raw and not isinstance(raw["identity"], bool):
         raise InputError(uri, "multi-animal spec: identity must be true or false")
-    bodyparts = _names(raw["bodyparts"], "bodyparts", uri)
-    unique = _names(raw["unique_bodyparts"], "unique_bodyparts", uri)
-    if set(bodyparts) & set(unique):
-        raise InputError(uri, f"multi-animal spec: {sorted(set(bodyparts) & set(unique))} are both animal and "
-                              f"unique body parts")
+    expected = {"bodyparts": list(project.bodyparts), "unique_bodyparts": list(project.unique_bodyparts),
+                "individuals": list(project.individuals), "identity": bool(project.identity)}
+    differing = [key for key, value in expected.items() if key in raw and raw[key] != value]
+    if differing:
+        raise InputError(uri, f"the multi-animal spec's {', '.join(differing)} differ from its config's project "
+                              f"section")
     try:
-        return MultiAnimalSpec(bodyparts, unique, _names(raw["individuals"], "individuals", uri),
-                               tuple(tuple(edge) for edge in graph), raw["identity"])
+        return MultiAnimalSpec(tuple(project.bodyparts), tuple(project.unique_bodyparts), tuple(project.individuals),
+                               tuple(tuple(edge) for edge in graph), bool(project.identity))
     except ValueError as exc:
         raise InputError(uri, f"multi-animal spec: {exc}") from None
 
@@ -235,26 +235,22 @@ def _dataclass_from_payload(cls, raw, uri: str, where: str):
 
 def _family_from_payload(payload: dict, config: PoseclusterConfig,
                          uri: str) -> tuple[MultiAnimalSpec | None, MultiAnimalParams | None]:
-    """The spec and parameters of a multi-animal file (None, None for a single-animal one). The spec must
-    agree with the project section of the file's own config, so its tables' names are the model's."""
-    family = payload.get(FAMILY_KEY, SINGLE_ANIMAL)
-    if family not in (SINGLE_ANIMAL, MULTI_ANIMAL):
-        raise InputError(uri, f"unknown model family {str(family)[:40]!r} (expected {SINGLE_ANIMAL!r} or "
+    """The spec and parameters of a multi-animal file (None, None for a single-animal one). The family is
+    the config's (multianimalproject); a recorded `family` must agree with it."""
+    family = MULTI_ANIMAL if config.project.multianimal else SINGLE_ANIMAL
+    recorded = payload.get(FAMILY_KEY, family)
+    if recorded not in (SINGLE_ANIMAL, MULTI_ANIMAL):
+        raise InputError(uri, f"unknown model family {str(recorded)[:40]!r} (expected {SINGLE_ANIMAL!r} or "
                               f"{MULTI_ANIMAL!r})")
-    if (family == MULTI_ANIMAL) != config.project.multianimal:
-        raise InputError(uri, f"a {family} model whose config says multianimalproject: {config.project.multianimal}")
+    if recorded != family:
+        raise InputError(uri, f"a {recorded} model whose config says multianimalproject: {config.project.multianimal}")
     if family == SINGLE_ANIMAL:
         if SPEC_KEY in payload:
-            raise InputError(uri, f"a single-animal model carries a multi-animal spec ({FAMILY_KEY} missing)")
+            raise InputError(uri, f"a single-animal model carries a '{SPEC_KEY}' section")
         return None, None
     section = payload.get(SPEC_KEY)
-    spec = spec_from_payload(section, uri)
+    spec = spec_from_payload(section, config, uri)
     params = _dataclass_from_payload(MultiAnimalParams, section.get("params", {}), uri, "multi-animal parameters")
-    project = config.project
-    if (list(spec.bodyparts), list(spec.unique_bodyparts), list(spec.individuals), spec.identity) != (
-            project.bodyparts, project.unique_bodyparts, project.individuals, bool(project.identity)):
-        raise InputError(uri, "the multi-animal spec's body parts, unique body parts, individuals or identity "
-                              "differ from its config's project section")
     if payload.get("bodyparts") != [*spec.bodyparts, *spec.unique_bodyparts]:
         raise InputError(uri, "bodyparts differ from the multi-animal spec's animal and unique body parts")
     return spec, params

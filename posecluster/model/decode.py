@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -45,6 +47,42 @@ def rival_margins(scoremap_logits: torch.Tensor, radius: int = 1) -> torch.Tenso
     peaks = logits == F.max_pool2d(logits, kernel_size=3, stride=1, padding=1)
     rivals = torch.where(peaks & ~near_top, logits, torch.tensor(float("-inf"), device=logits.device))
     return top - rivals.reshape(batch, parts, -1).amax(dim=-1)
+
+
+def shifted_cell_margins(scoremap_logits: torch.Tensor, locref: torch.Tensor | None, stride: float,
+                         locref_stdev: float, move_px: float) -> torch.Tensor:
+    """(B,K,h,w) logits [+ (B,2K,h,w) offsets] -> (B,K): how far each map's top logit stands above the
+    best of its 8 neighbouring cells whose decode (cell centre + offset) lies more than `move_px`
+    (network-input pixels) from the top's; +inf where none does. rival_margins leaves these neighbours
+    out, but an arithmetic whose error exceeds this margin can move the argmax one cell, and the keypoint
+    with it wherever the two cells' offsets do not point at the same place (an undertrained map's)."""
+    logits = scoremap_logits.float()
+    batch, parts, height, width = logits.shape
+    top, index = logits.reshape(batch, parts, -1).max(dim=-1)
+    iy, ix = torch.div(index, width, rounding_mode="floor"), index % width
+    steps = torch.tensor([(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx], device=logits.device)
+    ny, nx = iy[..., None] + steps[:, 0], ix[..., None] + steps[:, 1]  # (B,K,8)
+    inside = (ny >= 0) & (ny < height) & (nx >= 0) & (nx < width)
+    cells = (ny.clamp(0, height - 1) * width + nx.clamp(0, width - 1))
+    neighbour = logits.reshape(batch, parts, -1).gather(-1, cells)
+    where = torch.stack([ix[..., None] - nx, iy[..., None] - ny], dim=-1).float() * -stride  # neighbour - top
+    if locref is not None:
+        offsets = locref.float().reshape(batch, parts, 2, height * width) * locref_stdev
+        at_top = offsets.gather(-1, index[..., None, None].expand(batch, parts, 2, 1))  # (B,K,2,1)
+        at_cells = offsets.gather(-1, cells[:, :, None, :].expand(batch, parts, 2, 8))  # (B,K,2,8)
+        where = where + (at_cells - at_top).transpose(-1, -2)
+    moves = inside & (where.norm(dim=-1) > move_px)
+    return (top[..., None] - torch.where(moves, neighbour, torch.tensor(float("-inf"), device=logits.device))).amin(dim=-1)
+
+
+def cutoff_margins(scoremap_logits: torch.Tensor, pcutoff: float) -> torch.Tensor:
+    """(B,K,h,w) logits -> (B,K): how far each map's top logit lies from the p-cutoff's logit. The cutoff
+    decides whether a keypoint counts (filters, plots, DeepLabCut's tools), so a top this close to it can
+    cross it under an arithmetic whose error exceeds the margin: a decision as much as a peak's place."""
+    top = scoremap_logits.float().flatten(-2).amax(dim=-1)
+    if not 0.0 < pcutoff < 1.0:
+        return torch.full_like(top, float("inf"))
+    return (top - math.log(pcutoff / (1.0 - pcutoff))).abs()
 
 
 def soft_argmax(

@@ -9,18 +9,22 @@ Paths:
          (model.quantize, ONNX Runtime), heads fp32; on CPUs with int8 dot products (VNNI, AMX).
 
 A reduced path's own error is small (a tenth of a logit) but can decide between two near-equal peaks,
-moving a keypoint by the distance between them. So on CPU a reduced path predicts again, more exactly,
-every frame where some body part's map has a rival peak within the path's recheck margin of the top one:
-twice its measured logit error near the peaks (`recheck_margin`, model.decode.rival_margins). int8's close
-calls go to bf16 where the CPU runs it fast, and bf16's to fp32 (infer.predictor). Such frames are few
-(about 9% of the openfield video's with an undertrained model), and where the choice was close the
-poses are fp32's.
+moving a keypoint by the distance between them, or move the argmax to a neighbouring cell whose offset
+points elsewhere. So a reduced path (CPU or GPU) predicts again, more exactly, every frame where some body
+part's map has a rival peak, or a neighbour of the top cell that decodes more than NEIGHBOUR_MOVE_PX away,
+within the path's recheck margin of the top: twice its measured logit error near the peaks
+(`recheck_margin`, model.decode.rival_margins and shifted_cell_margins). int8's close calls go to bf16
+where the CPU runs it fast, and bf16's to fp32 (`recheck_chain`). Where the choice was close the poses
+are fp32's.
 
 `auto` picks the fastest path whose poses match fp32 on this model: a model carries the agreement its
 reduced-precision versions showed with fp32 on its held-out labeled frames and on frames of its project's
-videos (ReducedPrecision.checks); a path whose check failed is never chosen by `auto`. The CPU's
-abilities come from `probe_cpu`, or from a CpuCapability handed in (the seam tests use to play a CPU
-without bf16).
+videos (ReducedPrecision.checks, each naming the arithmetic it ran: autocast on CUDA, or emulated on CPU
+by CPU autocast in the same dtype); a path whose check failed is never chosen by `auto`, on CPU or CUDA.
+That choice is a candidate: infer.verify then times it against fp32 on the video's first frames (rechecks
+included) and checks it on a sample of the video's frames as the job runs, falling back to fp32.
+The CPU's abilities come from `probe_cpu`, or from a CpuCapability handed in (the seam tests use to play
+a CPU without bf16); CUDA's bf16 support likewise (`cuda_bf16`).
 """
 
 from __future__ import annotations
@@ -44,6 +48,9 @@ REDUCED_PATHS = PATHS[1:]  # the paths that carry recheck margins
 # their map's peak (the cells that could win), at this percentile.
 COMPETING_LOGITS = 3.0
 ERROR_PERCENTILE = 99.0
+# A neighbour of the top cell is a close call only where taking it would move the keypoint more than
+# this (network-input pixels): inside a trained peak neighbouring offsets point at the same place.
+NEIGHBOUR_MOVE_PX = 1.0
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,9 @@ class Agreement:
     flip_share: float  # share of (image, body part) on the other side of the p-cutoff
     pcutoff: float
     rechecked_share: float = 0.0  # share of the images the path predicted again more exactly (its rechecks)
+    # The arithmetic the check ran, e.g. "cpu autocast bfloat16" or "cpu autocast float16, emulating
+    # cuda autocast" (a check made before this was recorded: "").
+    arithmetic: str = ""
 
     @property
     def passed(self) -> bool:
@@ -92,6 +102,7 @@ class Agreement:
     def describe(self) -> str:
         verdict = "within" if self.passed else "outside"
         rechecked = f", {100 * self.rechecked_share:.1f}% predicted again" if self.rechecked_share else ""
+        rechecked += f", by {self.arithmetic}" if self.arithmetic else ""
         return (f"mean {self.mean_px:.3f} px, max {self.max_px:.2f} px, {100 * self.flip_share:.2f}% p-cutoff flips "
                 f"on {self.images} images{rechecked}: {verdict} tolerance ({MAX_MEAN_PX} px, {100 * MAX_FLIP_SHARE}%)")
 
@@ -109,14 +120,15 @@ def recheck_margin(reference: list[np.ndarray], reduced: list[np.ndarray]) -> fl
     return 2.0 * float(np.percentile(found, ERROR_PERCENTILE)) if found.size else 0.0
 
 
-def agreement(reference: np.ndarray, other: np.ndarray, pcutoff: float, rechecked: int = 0) -> Agreement:
+def agreement(reference: np.ndarray, other: np.ndarray, pcutoff: float, rechecked: int = 0,
+              arithmetic: str = "") -> Agreement:
     """(N,K,3) fp32 poses vs (N,K,3) reduced-precision poses of the same images (`rechecked` of them
     predicted again more exactly)."""
     distance = np.linalg.norm(other[..., :2] - reference[..., :2], axis=-1)
     flips = (other[..., 2] >= pcutoff) != (reference[..., 2] >= pcutoff)
     return Agreement(images=int(len(reference)), mean_px=float(distance.mean()), max_px=float(distance.max()),
                      flip_share=float(flips.mean()), pcutoff=float(pcutoff),
-                     rechecked_share=rechecked / len(reference) if len(reference) else 0.0)
+                     rechecked_share=rechecked / len(reference) if len(reference) else 0.0, arithmetic=arithmetic)
 
 
 @dataclass(frozen=True)
@@ -176,11 +188,34 @@ class Precision:
     def needs_grad_scaler(self) -> bool:
         return self.path == "fp16"
 
+    def arithmetic(self, device: torch.device) -> str:
+        """What a check of this path on `device` ran (Agreement.arithmetic)."""
+        if self.path == "int8":
+            return "int8 graph on ONNX Runtime (cpu)"
+        if self.path == "fp32":
+            return f"{device.type} float32"
+        dtype = "bfloat16" if self.path == "bf16" else "float16"
+        return f"{device.type} autocast {dtype}" + (", emulating cuda autocast" if device.type != "cuda" else "")
 
-def _autocast_path(device: torch.device) -> str:
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+
+def _autocast_path(device: torch.device, cuda_bf16: bool | None = None) -> str:
+    if device.type == "cuda" and not (torch.cuda.is_bf16_supported() if cuda_bf16 is None else cuda_bf16):
         return "fp16"
     return "bf16"
+
+
+def recheck_chain(path: str, device: torch.device, cpu: CpuCapability, margins: dict[str, float]) -> list[tuple[float, str]]:
+    """[(margin, path)]: frames whose maps leave a close call within `margin` logits of the top are
+    predicted again by `path`, whose maps face the next step; fp32 decides last. int8 goes through bf16
+    first where the CPU runs it fast (a close call is rarely close in bf16 too). The same on a GPU: its
+    autocast path's close calls go to fp32 (empty for fp32, and for a model calibrated before margins)."""
+    if path not in margins:
+        return []
+    chain = []
+    if path == "int8" and device.type == "cpu" and cpu.bf16 and "bf16" in margins:
+        chain.append((margins["int8"], "bf16"))
+        path = "bf16"
+    return chain + [(margins[path], "fp32")]
 
 
 def choose_training(setting: str, device: torch.device, cpu: CpuCapability) -> Precision:
@@ -197,15 +232,17 @@ def choose_training(setting: str, device: torch.device, cpu: CpuCapability) -> P
 
 
 def choose_inference(setting: str, device: torch.device, cpu: CpuCapability,
-                     reduced: ReducedPrecision | None, source: str = "the model") -> Precision:
+                     reduced: ReducedPrecision | None, source: str = "the model",
+                     cuda_bf16: bool | None = None) -> Precision:
     """infer.mixed_precision: 'off' fp32, 'on' autocast, 'int8' the calibrated graph; 'auto' the fastest
-    path the hardware runs fast whose poses matched fp32 on this model's checks."""
+    path the hardware runs fast whose poses matched fp32 on this model's checks (a candidate: infer.verify
+    times it and checks it on the video). `cuda_bf16`: whether the GPU runs bf16 (None: ask torch)."""
     checks = reduced.checks if reduced is not None else {}
     has_int8 = reduced is not None and bool(reduced.int8_onnx)
     if setting == "off":
         return Precision("fp32", "infer.mixed_precision=off")
     if setting == "on":
-        return Precision(_autocast_path(device), "infer.mixed_precision=on")
+        return Precision(_autocast_path(device, cuda_bf16), "infer.mixed_precision=on")
     if setting == "int8":
         if device.type != "cpu":
             raise ValueError(f"infer.mixed_precision=int8 runs on CPU (ONNX Runtime); device is {device}")
@@ -213,8 +250,14 @@ def choose_inference(setting: str, device: torch.device, cpu: CpuCapability,
             raise ValueError(f"{source}: infer.mixed_precision=int8, but the model carries no calibrated int8 "
                              f"version; run `posecluster calibrate` on its run folder first")
         return Precision("int8", "infer.mixed_precision=int8")
-    if device.type == "cuda":
-        return Precision(_autocast_path(device), "auto: CUDA")
+    if device.type == "cuda":  # autocast only where this model's check of that arithmetic passed
+        path = _autocast_path(device, cuda_bf16)
+        found = checks.get(path)
+        if found is not None and found.passed:
+            return Precision(path, f"auto: CUDA autocast {path}; poses vs fp32: {found.describe()}")
+        why = (f"{path} changed this model's poses ({found.describe()})" if found is not None else
+               f"no {path} pose check recorded in {source}; fp32 until `posecluster calibrate` checks it")
+        return Precision("fp32", f"auto: CUDA, {why}")
     if device.type != "cpu":
         return Precision("fp32", f"auto: {device.type}")
     int8_check, bf16_check = checks.get("int8"), checks.get("bf16")

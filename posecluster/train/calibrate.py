@@ -14,6 +14,7 @@ import logging
 from dataclasses import replace
 
 import numpy as np
+import torch
 
 from posecluster import storage
 from posecluster.data.clips import spread_frames
@@ -56,17 +57,21 @@ def reduced_precision(trained: TrainedModel, images: list[np.ndarray], calibrati
     reduced = ReducedPrecision(int8_onnx=graph, calibration=made)
     check = [images[row] for row in check_rows] + list(video_frames)
     reference, reference_maps = fp32.predict_images_with_maps(check)
-    paths = {"bf16": "on", "int8": "int8"}
+    # Each path by the arithmetic it will run: int8 on CPU; bf16 and fp16 autocast on the GPU where one is
+    # present, else emulated by CPU autocast in the same dtype (fp16 runs on GPUs without bf16).
+    autocast_on = {"device": "cuda" if torch.cuda.is_available() else "cpu"}
+    paths = {"bf16": autocast_on, "fp16": autocast_on, "int8": {}}
     margins = {}
-    for path, setting in paths.items():
-        unchecked = Predictor(replace(trained, reduced=reduced), infer.model_copy(update={"mixed_precision": setting}), cpu=cpu)
+    for path, device in paths.items():
+        unchecked = Predictor(replace(trained, reduced=reduced), infer.model_copy(update=device), cpu=cpu, path=path)
         margins[path] = recheck_margin(reference_maps, unchecked.predict_images_with_maps(check)[1])
     reduced = replace(reduced, recheck_margins=margins)
     checks = {}
-    for path, setting in paths.items():
-        checked = Predictor(replace(trained, reduced=reduced), infer.model_copy(update={"mixed_precision": setting}), cpu=cpu)
+    for path, device in paths.items():
+        checked = Predictor(replace(trained, reduced=reduced), infer.model_copy(update=device), cpu=cpu, path=path)
         poses = checked.predict_images(check)
-        checks[path] = agreement(reference, poses, trained.config.project.pcutoff, checked.rechecked_frames)
+        checks[path] = agreement(reference, poses, trained.config.project.pcutoff, checked.rechecked_frames,
+                                 arithmetic=checked.choice.arithmetic(checked.device))
         log.info("%s vs fp32 (recheck margin %.3f logits): %s", path, margins[path], checks[path].describe())
     return replace(reduced, checks=checks)
 

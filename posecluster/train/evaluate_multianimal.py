@@ -1,12 +1,12 @@
 """Evaluation of a multi-animal (maDLC) model on its run's train/test split.
 
-Every labeled image is predicted and assembled into animals (model.multianimal_decode); predicted animals
-are matched to labeled ones (Hungarian on the mean distance over the body parts both have), and the
-distance of every labeled part of a matched pair counts: overall and per body part, with and without the
-p-cutoff, as DeepLabCut reports its multi-animal "RMSE" (a mean Euclidean error). Labeled animals left
-unmatched do not count in the error; they show in the matched/labeled counts. Unique body parts (one per
-image) are compared directly. The metric lives in `matched_errors`, one function to swap for the
-project's multi-animal metrics module (mAP, purity) when it lands.
+Every labeled image is predicted and assembled into animals (model.multianimal_decode); the scores are
+train/multianimal_metrics.py's: predicted animals matched to labeled ones (Hungarian on the mean distance
+over the body parts both have), the distance of every labeled part of a matched pair counted overall and
+per body part, with and without the p-cutoff, as DeepLabCut reports its multi-animal "RMSE" (a mean
+Euclidean error); OKS mAP/mAR and assembly purity beside it. Labeled animals left unmatched do not count
+in the error; they show in the matched/labeled counts and in mAR. Unique body parts (one per image) are
+compared directly.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
-from scipy.optimize import linear_sum_assignment  # noqa: E402
 
 from posecluster import storage  # noqa: E402
 from posecluster.data.augment import resize_batch  # noqa: E402
@@ -33,65 +32,15 @@ from posecluster.errors import InputError  # noqa: E402
 from posecluster.model.artifact import MultiAnimalArtifact, TrainedModel, multianimal_from_trained  # noqa: E402
 from posecluster.model.assembly import AnimalPoses  # noqa: E402
 from posecluster.model.multianimal_decode import decode_animals  # noqa: E402
+from posecluster.train.multianimal_metrics import MultiAnimalMetricsConfig, multianimal_scores  # noqa: E402
 
-
-@dataclass
-class MatchedErrors:
-    """Per-part errors of matched animals over a set of images (the names the metrics module uses)."""
-
-    images: int
-    labeled_animals: int
-    predicted_animals: int
-    matched_animals: int
-    error_px: float
-    error_pcutoff_px: float
-    pcutoff: float
-    per_bodypart: dict[str, dict[str, float]]  # part -> {"error_px", "error_pcutoff_px"}
+# Hungarian on mean keypoint distance (the metrics module's other choice is DeepLabCut 3.0's greedy OKS).
+MATCHING = "distance"
 
 
 def _mean(values: np.ndarray) -> float:
     finite = values[np.isfinite(values)]
     return float(finite.mean()) if finite.size else float("nan")
-
-
-def _has_parts(animals: np.ndarray) -> np.ndarray:
-    return np.isfinite(animals[..., :2]).all(axis=-1).any(axis=-1)
-
-
-def match_animals(truth: np.ndarray, poses: np.ndarray) -> list[tuple[int, int]]:
-    """(predicted, labeled) pairs minimising the total mean keypoint distance; a pair with no body part
-    in common is never matched. truth (n, K, 2), poses (m, K, 3+)."""
-    if not len(truth) or not len(poses):
-        return []
-    distances = np.linalg.norm(poses[:, None, :, :2] - truth[None, :, :, :2], axis=-1)  # (m, n, K)
-    common = np.isfinite(distances)
-    cost = np.where(common, distances, 0.0).sum(-1) / np.maximum(common.sum(-1), 1)
-    unmatchable = ~common.any(-1)
-    big = float(cost[~unmatchable].max(initial=0.0)) * 10 + 1e6
-    rows, cols = linear_sum_assignment(np.where(unmatchable, big, cost))
-    return [(int(p), int(t)) for p, t in zip(rows, cols) if not unmatchable[p, t]]
-
-
-def matched_errors(truth: list[np.ndarray], poses: list[np.ndarray], scores: list[np.ndarray],
-                   bodyparts: list[str], pcutoff: float) -> MatchedErrors:
-    """Per image: truth (n_individuals, K, 2) NaN where unlabeled, poses (m, K, 3) x, y, likelihood,
-    scores (m,) (unused by this matching; kept so the metrics module's function drops in)."""
-    errors, likelihoods, matched = [], [], 0
-    for labeled, predicted in zip(truth, poses):
-        labeled, predicted = labeled[_has_parts(labeled)], predicted[_has_parts(predicted)]
-        for p, t in match_animals(labeled, predicted):
-            errors.append(np.linalg.norm(predicted[p, :, :2] - labeled[t], axis=-1))
-            likelihoods.append(predicted[p, :, 2])
-            matched += 1
-    errors = np.array(errors).reshape(-1, len(bodyparts))
-    likelihoods = np.array(likelihoods).reshape(-1, len(bodyparts))
-    confident = np.where(likelihoods >= pcutoff, errors, np.nan)
-    return MatchedErrors(
-        images=len(truth), labeled_animals=int(sum(_has_parts(t).sum() for t in truth)),
-        predicted_animals=int(sum(_has_parts(p).sum() for p in poses)), matched_animals=matched,
-        error_px=_mean(errors), error_pcutoff_px=_mean(confident), pcutoff=pcutoff,
-        per_bodypart={part: {"error_px": _mean(errors[:, k]), "error_pcutoff_px": _mean(confident[:, k])}
-                      for k, part in enumerate(bodyparts)})
 
 
 @torch.no_grad()
@@ -127,12 +76,15 @@ class MultiAnimalEvaluation:
     per_bodypart: dict[str, dict[str, float]]  # animal and unique parts: train, test, train_pcutoff, test_pcutoff
     outputs: dict[str, str]
     animals: dict[str, dict[str, int]] = field(default_factory=dict)  # split -> labeled/predicted/matched
+    # split -> map, mar (0..1, OKS), purity, unassembled_fraction (multianimal_metrics)
+    assembly: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def summary(self) -> str:
         from posecluster.train.evaluate import CUTOFF_EMPTY, pixels
 
         counts = "; ".join(f"{split}: {c['matched']} of {c['labeled']} labeled animals matched, {c['predicted']} "
-                           f"predicted" for split, c in self.animals.items())
+                           f"predicted, mAP {100 * self.assembly[split]['map']:.1f}%"
+                           for split, c in self.animals.items())
         return (
             f"multi-animal error after matching: train {pixels(self.train_error_px, 'no train images')}, "
             f"test {pixels(self.test_error_px, 'no test images')}; "
@@ -170,8 +122,9 @@ def evaluate_multianimal(trained: TrainedModel, run_uri: str, labels: MultiAnima
     rows = {"train": indices_of(labels.images, split.train_images), "test": indices_of(labels.images, split.test_images)}
     per_split, unique = {}, {}
     for name, chosen in rows.items():
-        per_split[name] = matched_errors([labels.keypoints[r] for r in chosen], [predicted[r].poses for r in chosen],
-                                         [predicted[r].scores for r in chosen], labels.bodyparts, pcutoff)
+        per_split[name] = multianimal_scores([labels.keypoints[r] for r in chosen], [predicted[r].poses for r in chosen],
+                                             [predicted[r].scores for r in chosen], labels.bodyparts,
+                                             MultiAnimalMetricsConfig(pcutoff=pcutoff, matching=MATCHING))
         unique[name] = _unique_errors(labels, predicted, chosen, pcutoff)
     per_part = {part: {key: per_split[name].per_bodypart[part][metric]
                        for name in rows for key, metric in ((name, "error_px"), (f"{name}_pcutoff", "error_pcutoff_px"))}
@@ -189,13 +142,16 @@ def evaluate_multianimal(trained: TrainedModel, run_uri: str, labels: MultiAnima
         test_error_pcutoff_px=per_split["test"].error_pcutoff_px, pcutoff=pcutoff,
         train_images=len(rows["train"]), test_images=len(rows["test"]), per_bodypart=per_part, outputs=outputs,
         animals={name: {"labeled": m.labeled_animals, "predicted": m.predicted_animals, "matched": m.matched_animals}
-                 for name, m in per_split.items()})
+                 for name, m in per_split.items()},
+        assembly={name: {"map": m.map, "mar": m.mar, "purity": m.purity, "unassembled_fraction": m.unassembled_fraction}
+                  for name, m in per_split.items()})
     table = pd.DataFrame(
         {"images": [len(rows["train"]), len(rows["test"])],
          "error_px": [result.train_error_px, result.test_error_px],
          "error_pcutoff_px": [result.train_error_pcutoff_px, result.test_error_pcutoff_px],
          **{f"{c}_animals": [result.animals["train"][c], result.animals["test"][c]]
             for c in ("labeled", "predicted", "matched")},
+         **{key: [result.assembly["train"][key], result.assembly["test"][key]] for key in ("map", "mar", "purity")},
          **{f"{part}_px": [v["train"], v["test"]] for part, v in per_part.items()},
          **{f"{part}_pcutoff_px": [v["train_pcutoff"], v["test_pcutoff"]] for part, v in per_part.items()}},
         index=pd.Index(["train", "test"], name="split"))

@@ -23,7 +23,7 @@ from posecluster.data.labels import LabeledDataset
 from posecluster.data.multianimal import MultiAnimalLabels
 from posecluster.data.multianimal_dataset import MultiAnimalTrainingDataset
 from posecluster.errors import InputError
-from posecluster.model.artifact import SPEC_KEY, multianimal_fields, save_model, spec_from_payload
+from posecluster.model.artifact import SPEC_KEY, multianimal_fields, save_model
 from posecluster.model.family import MultiAnimalFamily, SingleAnimalFamily
 from posecluster.model.multianimal_model import MultiAnimalParams, MultiAnimalSpec
 from posecluster.model.paf_graph import Graph, data_driven_graph, skeleton_graph
@@ -90,10 +90,11 @@ class MultiAnimalTraining:
 
     def check_resumed(self, state: dict, source: str) -> None:
         """A run resumed on changed labels could get another data-driven graph: refuse, naming both."""
-        saved = spec_from_payload(state.get(SPEC_KEY), source)
-        if saved != self.spec:
-            raise InputError(source, f"the checkpoint's multi-animal spec {saved} differs from this project's "
-                                     f"{self.spec} (labels or config changed); train into a new --out")
+        section = state.get(SPEC_KEY)
+        saved = section.get("graph") if isinstance(section, dict) else None
+        if saved != [list(edge) for edge in self.spec.graph]:
+            raise InputError(source, f"the checkpoint's PAF graph {saved} differs from this project's "
+                                     f"{list(self.spec.graph)} (labels or skeleton changed); train into a new --out")
 
     def save(self, run_uri: str, config: PoseclusterConfig, state_dict: dict,
              reduced: ReducedPrecision | None) -> str:

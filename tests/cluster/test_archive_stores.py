@@ -18,7 +18,10 @@ from tests.conftest import STORES, store_named
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("store_name", [name for name in STORES if name != "moto"])
+# The job's life on a real server over HTTPS, as facilities run it; over plain HTTP every storage contract test
+# runs on RGW too, so the whole job there is in the slow run only (it costs ~40 s of the suite's budget).
+@pytest.mark.parametrize("store_name", [pytest.param(name, marks=pytest.mark.slow) if name == "rgw-http" else name
+                                        for name in STORES if name != "moto"])
 def test_a_job_its_rerun_a_replaced_video_and_a_second_extraction_on_a_real_store(store_name, request, trained_run,
                                                                                    tmp_path):
     store = store_named(request, store_name)

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
 from posecluster.config import TargetConfig
-from posecluster.model.decode import decode, rival_margins
+from posecluster.model.decode import cutoff_margins, decode, rival_margins, shifted_cell_margins
 from posecluster.model.targets import make_targets
 
 
@@ -49,3 +51,31 @@ def test_rivals_are_found_per_body_part_and_frame():
     margins = rival_margins(maps)
     np.testing.assert_allclose(margins[0, :2].numpy(), [0.1, 5.0], atol=1e-6)
     assert abs(float(margins[1, 2]) - 0.5) < 1e-6
+
+
+def test_a_neighbour_of_the_top_cell_is_a_close_call_only_where_taking_it_moves_the_keypoint():
+    """rival_margins leaves out the top's 8 neighbours; the argmax can still move there under a reduced
+    path, and the keypoint with it unless the neighbour's offset points at the same place."""
+    maps = torch.full((1, 3, 6, 6), -5.0)
+    maps[0, :, 2, 2], maps[0, :, 2, 3] = 3.0, 2.9  # a neighbour 0.1 logits below the top, in every map
+    maps[0, 2, 5, 5] = 2.0  # far away: a rival peak, not a neighbour
+    locref = torch.zeros(1, 6, 6, 6)
+    locref[0, 0, 2, 3] = -8.0 / 7.2801  # part 0 (x offsets in channel 0): points back at the top's spot
+    locref[0, 2, 2, 3] = -4.0 / 7.2801  # part 1: halfway back: taking it moves the keypoint 4 px
+    margins = shifted_cell_margins(maps, locref, stride=8.0, locref_stdev=7.2801, move_px=1.0)[0]
+    assert float(margins[0]) == 8.0  # only the 5-logit-lower neighbours that decode 8 px away count
+    assert abs(float(margins[1]) - 0.1) < 1e-5 and abs(float(margins[2]) - 0.1) < 1e-5  # part 2: no offsets
+    # What the rival search alone saw: the flat background 8 below, and part 2's far peak 1 below.
+    np.testing.assert_allclose(rival_margins(maps)[0].numpy(), [8.0, 8.0, 1.0], atol=1e-6)
+    corner = torch.full((1, 1, 4, 4), -5.0)
+    corner[0, 0, 0, 0] = 1.0  # neighbours outside the map do not exist
+    assert float(shifted_cell_margins(corner, None, 8.0, 7.2801, 1.0)[0, 0]) == 6.0
+
+
+def test_a_top_logit_near_the_p_cutoff_is_a_close_call_and_one_far_from_it_is_not():
+    # logit(0.6) = log(1.5) = 0.405: a top of 0.5 lies 0.095 from crossing it, a top of 4 lies 3.595 away.
+    maps = torch.full((1, 2, 5, 5), -6.0)
+    maps[0, 0, 2, 2], maps[0, 1, 1, 3] = 0.5, 4.0
+    margins = cutoff_margins(maps, 0.6)
+    torch.testing.assert_close(margins, torch.tensor([[0.5 - math.log(1.5), 4.0 - math.log(1.5)]]))
+    assert torch.isinf(cutoff_margins(maps, 0.0)).all()  # no cutoff, no decision to cross

@@ -18,6 +18,7 @@ from posecluster.model.precision import (
     choose_inference,
     choose_training,
     probe_cpu,
+    recheck_chain,
 )
 
 CPU = torch.device("cpu")
@@ -93,3 +94,24 @@ def test_the_probe_reports_what_torch_sees_on_this_machine():
     cpu = probe_cpu()
     assert cpu.isa == torch.backends.cpu.get_cpu_capability()
     assert isinstance(cpu.bf16, bool) and isinstance(cpu.int8, bool)
+
+
+def test_on_cuda_auto_autocasts_only_where_the_models_check_of_that_arithmetic_passed():
+    cuda = torch.device("cuda")  # the choice is pure: no GPU needed to ask it
+    checked = ReducedPrecision(checks={"bf16": check(0.1), "fp16": check(0.9)})
+    assert choose_inference("auto", cuda, NO_BF16, checked, cuda_bf16=True).path == "bf16"
+    no_bf16_gpu = choose_inference("auto", cuda, NO_BF16, checked, cuda_bf16=False)  # e.g. a T4/V100: fp16
+    assert no_bf16_gpu.path == "fp32" and "fp16 changed this model's poses" in no_bf16_gpu.reason
+    never = choose_inference("auto", cuda, NO_BF16, None, cuda_bf16=True)
+    assert never.path == "fp32" and "posecluster calibrate" in never.reason
+    assert choose_inference("on", cuda, NO_BF16, None, cuda_bf16=False).path == "fp16"  # forced: as asked
+
+
+def test_a_gpu_rechecks_its_close_calls_in_fp32_as_a_cpu_does():
+    margins = {"bf16": 0.5, "fp16": 0.2, "int8": 1.4}
+    cuda = torch.device("cuda")
+    assert recheck_chain("bf16", cuda, NO_BF16, margins) == [(0.5, "fp32")]
+    assert recheck_chain("fp16", cuda, NO_BF16, margins) == [(0.2, "fp32")]
+    assert recheck_chain("int8", CPU, BF16_INT8, margins) == [(1.4, "bf16"), (0.5, "fp32")]
+    assert recheck_chain("int8", CPU, CpuCapability(isa="AVX512", int8=True), margins) == [(1.4, "fp32")]
+    assert recheck_chain("fp32", cuda, NO_BF16, margins) == [] and recheck_chain("bf16", cuda, NO_BF16, {}) == []

@@ -32,7 +32,11 @@ def _initializers(graph) -> dict:
 def test_training_leaves_a_calibrated_int8_version_with_its_checks(trained_run):
     reduced = load_model(trained_run[0]).reduced
     assert reduced is not None and reduced.int8_sha256 == hashlib.sha256(reduced.int8_onnx).hexdigest()
-    assert set(reduced.checks) == {"bf16", "int8"} and all(c.passed for c in reduced.checks.values())
+    assert set(reduced.checks) == {"bf16", "fp16", "int8"} and all(c.passed for c in reduced.checks.values())
+    # Each check names the arithmetic it ran; without a GPU the autocast paths are emulated by CPU autocast.
+    assert reduced.checks["fp16"].arithmetic == "cpu autocast float16, emulating cuda autocast"
+    assert reduced.checks["bf16"].arithmetic == "cpu autocast bfloat16, emulating cuda autocast"
+    assert reduced.checks["int8"].arithmetic.startswith("int8 graph")
     assert reduced.calibration["frames"] > 0 and reduced.calibration["method"] == "MinMax"
 
 
@@ -79,9 +83,10 @@ def test_int8_poses_on_video_frames_match_fp32(trained_run, synthetic_project):
 
 def test_calibration_measures_a_recheck_margin_for_each_reduced_path_and_counts_its_rechecks(trained_run):
     reduced = load_model(trained_run[0]).reduced
-    assert set(reduced.recheck_margins) == {"bf16", "int8"}
+    assert set(reduced.recheck_margins) == {"bf16", "fp16", "int8"}
     assert all(margin > 0 for margin in reduced.recheck_margins.values())
     assert reduced.recheck_margins["bf16"] < reduced.recheck_margins["int8"]  # bf16 rounds less than int8
+    assert reduced.recheck_margins["fp16"] < reduced.recheck_margins["bf16"]  # 10 mantissa bits against 7
     assert all(0 <= check.rechecked_share <= 1 for check in reduced.checks.values())
     assert reduced.describe()["recheck_margins"] == reduced.recheck_margins
 
@@ -103,8 +108,13 @@ def close_calls(trained_run, synthetic_project):
 
     raw = Predictor(unchecked, cpu=VNNI)
     assert raw.precision == "int8" and raw.recheck_chain == []
-    maps = raw.int8(raw.prepare(frames)[0])["scoremap"].numpy()
-    closest = np.array([min(_brute_force_margin(part) for part in frame) for frame in maps])
+    out = raw.int8(raw.prepare(frames)[0])
+    maps, offsets = out["scoremap"].numpy(), out["locref"].numpy()
+    stdev = trained.config.model.target.locref_stdev
+    pcutoff = trained.config.project.pcutoff
+    closest = np.array([min(min(_brute_force_margin(part), _brute_force_neighbour_margin(part, offsets[f, 2 * k:2 * k + 2], raw.model.stride, stdev),
+                                abs(float(part.max()) - np.log(pcutoff / (1 - pcutoff))))  # the p-cutoff decision
+                            for k, part in enumerate(frame)) for f, frame in enumerate(maps)])
     margin = float(np.median(closest[np.isfinite(closest)]))
     return trained, frames, {"fp32": poses("off"), "bf16": poses("on"), "int8": poses("int8")}, closest < margin, margin
 
@@ -142,6 +152,23 @@ def _brute_force_margin(logits: np.ndarray) -> float:
     for y in range(height):
         for x in range(width):
             if max(abs(y - top[0]), abs(x - top[1])) > 1 and logits[y, x] >= padded[y:y + 3, x:x + 3].max():
+                best = max(best, logits[y, x])
+    return float(logits[top] - best)
+
+
+def _brute_force_neighbour_margin(logits: np.ndarray, offsets: np.ndarray, stride: float, stdev: float) -> float:
+    """Top logit minus the best of the top cell's 8 neighbours whose decode (cell centre + offset) lies
+    more than 1 px from the top's (issue 30: such a neighbour can take the argmax and move the keypoint)."""
+    top = np.unravel_index(np.argmax(logits), logits.shape)
+
+    def decoded(y, x):
+        return np.array([x * stride + offsets[0, y, x] * stdev, y * stride + offsets[1, y, x] * stdev])
+
+    best = -np.inf
+    for y in range(top[0] - 1, top[0] + 2):
+        for x in range(top[1] - 1, top[1] + 2):
+            if (y, x) != top and 0 <= y < logits.shape[0] and 0 <= x < logits.shape[1] \
+                    and np.linalg.norm(decoded(y, x) - decoded(*top)) > 1.0:
                 best = max(best, logits[y, x])
     return float(logits[top] - best)
 

@@ -1,0 +1,95 @@
+"""One video through a multi-animal model in one process: detections linked into tracklets (kept beside
+the table as `<base>_tracklets.npz`), stitched into the project's individuals, written as DeepLabCut's
+tracked table `<video><scorer>_el.h5` (+ `.csv`) with its `_meta.json`.
+
+The whole video is one segment of infer.multianimal_segments, joined by the same code an archive job's
+join runs, so a sharded run's table is this one's. A rerun whose video, model, inference arithmetic and
+tracking settings are the same reuses the stored tracklets and only stitches and writes again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+
+from tqdm.auto import tqdm
+
+from posecluster import storage
+from posecluster.data.video import VideoInfo, probe
+from posecluster.errors import InputError
+from posecluster.infer.analyze import AnalysisResult
+from posecluster.infer.multianimal_predictor import MultiAnimalPredictor
+from posecluster.infer.multianimal_segments import (
+    AnimalNames, TrackingFigures, join_animal_segments, predict_animal_segment, stored_key, write_animal_segment,
+)
+from posecluster.infer.naming import Place, place_of, tracked_base, tracklets_file
+from posecluster.infer.results import refuse_another_videos_table, remove_stale_outputs
+
+
+def names_of(predictor: MultiAnimalPredictor) -> AnimalNames:
+    return AnimalNames(predictor.scorer, predictor.individuals, predictor.bodyparts, predictor.unique_bodyparts)
+
+
+def detections_key(identity: storage.ObjectIdentity, predictor: MultiAnimalPredictor) -> str:
+    """What stored tracklets were made from: the video's identity, the model's bytes, the arithmetic that
+    ran on which kind of device, the reader's numbering, and the linking settings."""
+    made_from = {"video": identity.key(), "model": predictor.trained.sha256, "precision": predictor.precision,
+                 "device": predictor.device.type, "reader": VideoInfo.CACHE_VERSION,
+                 "tracking": predictor.tracking.model_dump(mode="json")}
+    return hashlib.sha256(json.dumps(made_from, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def tracking_meta(predictor: MultiAnimalPredictor, figures: TrackingFigures) -> dict:
+    """The `animals` section of a tracked table's _meta.json."""
+    return {"individuals": predictor.individuals, "unique_bodyparts": predictor.unique_bodyparts,
+            "graph": [list(edge) for edge in predictor.spec.graph], "identity_head": predictor.spec.identity,
+            "tracking": asdict(figures), "tracking_config": predictor.tracking.model_dump(mode="json")}
+
+
+def analyze_animals_video(predictor: MultiAnimalPredictor, video_uri: str, out_folder: str | Place,
+                          formats: tuple[str, ...] = (), progress: bool = True) -> AnalysisResult:
+    """Detect, track and stitch every frame of one video; publish its tracked table where infer.naming
+    says (tracked_base of the video's base in `out_folder`'s layout)."""
+    info = probe(video_uri)
+    if info.frame_count == 0:
+        raise InputError(video_uri, "no frame could be decoded")
+    place = place_of(out_folder)
+    base = tracked_base(place.base(video_uri, predictor.scorer))
+    refuse_another_videos_table(video_uri, base)
+    identity = storage.identity(video_uri)
+    key = detections_key(identity, predictor)
+    pieces = tracklets_file(base)
+    reused = stored_key(pieces) == key
+    frames_predicted, seconds = 0, 0.0
+    if not reused:
+        with tqdm(total=info.frame_count, disable=not progress, unit="frame",
+                  desc=storage.basename(storage.object_path(video_uri))) as bar:
+            segment, ranged = predict_animal_segment(predictor, info, 0, info.frame_count, on_batch=bar.update)
+        write_animal_segment(pieces, segment, ranged, key)
+        frames_predicted, seconds = ranged.frames, ranged.seconds
+        del segment
+    joined, figures = join_animal_segments([pieces], names_of(predictor), info.frame_count, base, formats,
+                                           predictor.tracking)
+    result = AnalysisResult(
+        video=storage.redact_uri(storage.absolute(video_uri)),
+        outputs={fmt: storage.absolute(uri) for fmt, uri in joined.outputs.items()},
+        frames=info.frame_count, frames_predicted=frames_predicted, missing_frames=joined.missing,
+        seconds=seconds, fps=frames_predicted / seconds if seconds else 0.0,
+        status="done-with-warnings" if joined.missing or info.warnings else "done", warnings=list(info.warnings))
+    meta = {
+        **asdict(result),
+        "video_identity": {**asdict(identity), "uri": result.video},
+        "model": {"uri": predictor.trained.uri, "identity": predictor.trained.identity},
+        "scorer": predictor.scorer,
+        "bodyparts": predictor.bodyparts,
+        "animals": tracking_meta(predictor, figures),
+        "tracklets_file": {"uri": storage.redact_uri(storage.absolute(pieces)), "reused": reused, "key": key},
+        "fps_video": info.fps,
+        **joined.meta(),
+        "precision": predictor.precision_record(),
+        "config": predictor.config.model_dump(mode="json"),
+    }
+    storage.atomic_write_bytes(f"{base}_meta.json", json.dumps(meta, indent=1, default=str).encode())
+    remove_stale_outputs(base, [*joined.outputs.values(), pieces, f"{base}_meta.json"], place.plots(video_uri))
+    return result

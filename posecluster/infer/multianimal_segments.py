@@ -1,0 +1,179 @@
+"""Multi-animal segments: a piece of a video predicted and linked into tracklets, stored atomically, then
+all pieces of a video joined, stitched into the project's individuals and written as one maDLC pose table.
+
+A segment [start, stop) reads the tracking.LINK_WINDOW frames before `start` too (warmup_start), so its
+links are exactly the ones a whole-video run makes (tracking/linking.py says why); what it stores counts
+only its own frames. The stored file holds every detection of its frames with the tracklet it belongs
+to, the tracklets' summaries, the unique body parts and the SegmentResult: a rerun joins (and stitches)
+from these files without running the network again. Cutting a video differently changes nothing in the
+joined table, so one process (one segment) and a cluster (many) write the same rows.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from posecluster import storage
+from posecluster.data.formats.madlc import AnimalTableWriter
+from posecluster.data.video import VideoInfo
+from posecluster.infer.multianimal_predictor import AnimalFrame, MultiAnimalPredictor
+from posecluster.infer.pipeline import predict_range
+from posecluster.infer.segments import Joined, SegmentResult, video_facts
+from posecluster.tracking import FrameDetections, SegmentTracklets, TrackingConfig, segment_poses, stitch, track_segment
+from posecluster.tracking import join_segments as join_tracklets
+from posecluster.tracking import warmup_start
+
+_SUMMARY = ("start", "end", "start_link")  # with the tracklets.*: what the join and stitching read
+
+
+@dataclass
+class AnimalSegment:
+    tracklets: SegmentTracklets
+    unique: np.ndarray  # (end - start, U, 3)
+
+
+@dataclass(frozen=True)
+class AnimalNames:
+    """The names a tracked table carries (the model's project's)."""
+
+    scorer: str
+    individuals: list[str]
+    bodyparts: list[str]
+    unique_bodyparts: list[str]
+
+
+def _own_frames(ranged, first: int, start: int, delivered: int) -> dict:
+    """The RangeResult of a read from `first` (warmup frames included) as the segment [start, ..)'s own."""
+    record = asdict(ranged)
+    record["frames"] = delivered
+    record["missing"] = {k: v for k, v in ranged.missing.items() if k >= start}
+    earlier = [size for size in ranged.sizes if size[0] < start]
+    record["sizes"] = ([[start, *earlier[-1][1:]]] if earlier else []) + [s for s in ranged.sizes if s[0] >= start]
+    record["jumps"] = [jump for jump in ranged.jumps if jump[0] >= start]
+    return record
+
+
+def predict_animal_segment(predictor: MultiAnimalPredictor, info: VideoInfo, start: int, stop: int,
+                           on_batch=None, source=None) -> tuple[AnimalSegment, SegmentResult]:
+    """Frames [warmup_start(start), stop) through the model, linked into the tracklets of [start, stop).
+    A frame that could not be decoded has no detections (and is listed as missing)."""
+    first = warmup_start(start)
+    frames: list[AnimalFrame | None] = [None] * (stop - first)
+
+    def sink(index: int, chunk: list[AnimalFrame]) -> None:
+        frames[index - first : index - first + len(chunk)] = chunk
+
+    ranged = predict_range(predictor, info, first, stop, sink, on_batch=on_batch, source=source)
+    spec = predictor.spec
+    nothing = FrameDetections(np.zeros((0, spec.num_parts, 3)),
+                              np.zeros((0, len(spec.individuals))) if spec.identity else None)
+    tracklets = track_segment((f.detections if f is not None else nothing for f in frames), start, stop,
+                              predictor.tracking, source=storage.redact_uri(info.uri))
+    unique = np.full((stop - start, spec.num_unique, 3), np.nan)
+    own = frames[start - first:]
+    for offset, frame in enumerate(own):
+        if frame is not None:
+            unique[offset] = frame.unique
+    delivered = sum(frame is not None for frame in own)
+    result = SegmentResult(video_uri=storage.redact_uri(info.uri), start=start, stop=stop, video=video_facts(info),
+                           **_own_frames(ranged, first, start, delivered))
+    return AnimalSegment(tracklets, unique), result
+
+
+def write_animal_segment(uri: str, segment: AnimalSegment, result: SegmentResult, key: str = "") -> None:
+    """Atomic; `key` names what the segment was made from, for a reader that cannot tell by its location."""
+    buffer = io.BytesIO()
+    meta = json.dumps(asdict(result)).encode()
+    np.savez(buffer, **segment.tracklets.to_dict(), unique=segment.unique, meta=np.frombuffer(meta, dtype=np.uint8),
+             key=np.frombuffer(key.encode(), dtype=np.uint8))
+    storage.atomic_write_bytes(uri, buffer.getvalue())
+
+
+def stored_key(uri: str) -> str:
+    """The key a stored segment was written with ("" when it is absent or unreadable)."""
+    try:
+        with np.load(io.BytesIO(storage.read_bytes(uri)), allow_pickle=False) as data:
+            return data["key"].tobytes().decode()
+    except (FileNotFoundError, KeyError, ValueError, OSError):
+        return ""
+
+
+def read_animal_segment(uri: str, summary_only: bool = False) -> tuple[AnimalSegment, SegmentResult]:
+    """A stored segment; `summary_only`: without its detections and unique parts (what stitching reads)."""
+    with np.load(io.BytesIO(storage.read_bytes(uri)), allow_pickle=False) as data:
+        try:
+            raw = json.loads(data["meta"].tobytes().decode())
+            raw["missing"] = {int(k): v for k, v in raw["missing"].items()}
+            result = SegmentResult(**raw)
+            names = [n for n in data.files if n.startswith("tracklets.") or n in _SUMMARY]
+            arrays = {name: data[name] for name in names}
+            if summary_only:
+                arrays.update(counts=np.zeros(0, np.int64), labels=np.zeros(0, np.int64), poses=np.zeros((0, 0, 3)))
+                unique = np.zeros((0, 0, 3))
+            else:
+                arrays.update(counts=data["counts"], labels=data["labels"], poses=data["poses"])
+                unique = data["unique"]
+            tracklets = SegmentTracklets.from_dict(arrays)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{storage.redact_uri(uri)}: not a multi-animal segment ({exc})") from None
+    if (tracklets.start, tracklets.end) != (result.start, result.stop):
+        raise ValueError(f"{storage.redact_uri(uri)}: tracklets of frames [{tracklets.start}, {tracklets.end}) "
+                         f"in a segment of [{result.start}, {result.stop})")
+    return AnimalSegment(tracklets, unique), result
+
+
+@dataclass
+class TrackingFigures:
+    """What tracking found in a video (truth unknown): for _meta.json, the manifest and metrics."""
+
+    tracklets: int = 0  # linked frame to frame, across the whole video (segments joined)
+    tracklets_kept: int = 0  # taken by an individual when stitching
+    individuals: int = 0  # the project's
+    individuals_found: int = 0  # individuals with at least one detection
+    detections: int = 0  # animals written to the table, summed over frames
+    frames_with_every_individual: int = 0
+    per_individual: dict[str, int] = field(default_factory=dict)  # frames in which each one is present
+
+
+def join_animal_segments(segment_uris: list[str], names: AnimalNames, frame_count: int | None, base_uri: str,
+                         formats: tuple[str, ...] = (), tracking: TrackingConfig | None = None
+                         ) -> tuple[Joined, TrackingFigures]:
+    """The segments (in frame order, tiling [0, frame_count)) -> one tracked table at `base_uri` (+ formats).
+    Memory: the video's tracklet summaries and one segment's detections at a time."""
+    joined, summaries, expected = Joined(), [], 0
+    for uri in segment_uris:
+        segment, result = read_animal_segment(uri, summary_only=True)
+        if result.start != expected:
+            raise ValueError(f"{storage.redact_uri(uri)}: segment starts at frame {result.start}, expected {expected}")
+        joined.add(result)
+        summaries.append(segment.tracklets)
+        expected = result.stop
+    if frame_count is not None and expected != frame_count:
+        raise ValueError(f"{storage.redact_uri(base_uri)}: segments cover {expected} of {frame_count} frames")
+    n = len(names.individuals)
+    whole = join_tracklets(summaries)
+    individual = stitch(whole.tracklets, n, tracking)
+    figures = TrackingFigures(tracklets=len(whole.tracklets), tracklets_kept=int((individual >= 0).sum()),
+                              individuals=n, individuals_found=len(set(individual[individual >= 0].tolist())))
+    present = np.zeros(n, np.int64)
+    with storage.scratch_dir() as scratch:
+        writer = AnimalTableWriter(names.scorer, names.individuals, names.bodyparts, names.unique_bodyparts,
+                                   scratch, formats=formats)
+        try:
+            for uri, rows in zip(segment_uris, whole.rows_of_segment):
+                segment, result = read_animal_segment(uri)
+                poses = segment_poses(segment.tracklets, individual[rows], n)
+                here = ~np.isnan(poses[..., :2]).all(axis=(2, 3))  # (frames, individuals)
+                present += here.sum(axis=0)
+                figures.frames_with_every_individual += int(here.all(axis=1).sum())
+                writer.append_tracks(result.start, poses, segment.unique)
+            joined.outputs = writer.publish(base_uri)
+        finally:
+            writer.close()
+    figures.detections = int(present.sum())
+    figures.per_individual = {name: int(count) for name, count in zip(names.individuals, present)}
+    return joined, figures

@@ -1,0 +1,194 @@
+"""`auto`'s reduced path, checked on the video being analysed, for speed and for poses, as the job runs.
+
+A model's calibration checks (model.precision) license a candidate path (int8, bf16, fp16) on the images
+they saw; a facility applies the model to new sessions, cameras and lighting, and a recheck-heavy video can
+make the candidate slower than fp32. So a range that `auto` runs on a reduced path is watched:
+
+- probe: its first `precision_probe_batches` batches run both ways, fp32 and the candidate (its rechecks
+  included), timed in turn so that both see the same load (the first batch warms up and is not timed);
+  fp32's poses are the ones kept. The candidate goes on only where it was faster than fp32 by
+  infer.precision_min_speedup counting the sample below, and its poses were within tolerance.
+- sample: then every `precision_sample_every`-th frame (spread over the range) is also predicted in fp32;
+  the sample's agreement must stay within MAX_MEAN_PX / MAX_FLIP_SHARE, and the candidate's measured time
+  per frame (rechecks and sample included) below fp32's, or the range goes to fp32.
+
+A range that leaves the tolerance after some of its reduced poses were handed on raises FallBack: its
+caller predicts the whole range again in fp32 (pipeline.with_fallback), so no pose of a range that failed
+its check survives. The range is what a caller writes whole: a video for `analyze`/`infer`, a segment of
+an archive job (each segment is checked on its own sample spread over it, so a fallback re-predicts that
+segment alone and a resumed job keeps the segments that passed), a one-pass read's whole pass (its windows
+are rewritten). A range that turns slower than fp32 goes on in fp32 without re-predicting: its poses so
+far were within tolerance.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+
+from posecluster.model.precision import MAX_FLIP_SHARE, MAX_MEAN_PX, agreement
+
+log = logging.getLogger(__name__)
+
+# Frames of the candidate after the probe before its running time may send the range to fp32.
+MIN_FRAMES_FOR_SPEED = 32
+
+
+class FallBack(Exception):
+    """The sample left the tolerance after reduced poses of the range were handed on: predict the range
+    again in fp32. `record`: the check so far (VideoCheck.record)."""
+
+    def __init__(self, record: dict):
+        super().__init__(f"reduced precision left the tolerance on this video: {record.get('why', '')}")
+        self.record = record
+
+
+def wants_check(predictor) -> bool:
+    """Whether `predictor` runs a candidate `auto` chose (forced paths run as asked; ensembles' members
+    are not watched)."""
+    infer = getattr(predictor, "infer", None)
+    return (getattr(predictor, "predict_exact", None) is not None and infer is not None
+            and infer.mixed_precision == "auto" and predictor.precision != "fp32")
+
+
+class VideoCheck:
+    """One range's check of the candidate path (`fallen`: the record of an attempt that fell back, whose
+    rerun this is: fp32 from the first frame)."""
+
+    def __init__(self, predictor, start: int, fallen: dict | None = None):
+        self.predictor = predictor
+        self.candidate = predictor.precision
+        self.start = start
+        self.path = "fp32" if fallen else self.candidate
+        self.every = predictor.infer.precision_sample_every
+        self.probe_batches = predictor.infer.precision_probe_batches
+        self.pcutoff = predictor.config.project.pcutoff
+        self.batches = 0
+        self.exact_s = self.exact_frames = 0.0  # fp32 timed (probe and sample)
+        self.reduced_s = self.reduced_frames = 0.0  # the candidate timed, rechecks included
+        self.reference: list[np.ndarray] = []
+        self.sampled: list[np.ndarray] = []
+        self.rechecked = 0  # the candidate's rechecks on the frames it predicted
+        self.handed_on = 0  # frames whose candidate poses went to the sink
+        self.frames_by_path: dict[str, int] = {}
+        self.min_speedup = predictor.infer.precision_min_speedup
+        self.speed_decision = ""
+        self.why = ""  # why the range went to fp32
+        self.kind = ""  # "poses" (its sample left the tolerance) or "speed" (not faster than fp32)
+        self.fallen = fallen
+
+    def predict(self, indices: np.ndarray, frames: np.ndarray) -> np.ndarray:
+        if self.path == "fp32":
+            self._count("fp32", len(frames))
+            return self.predictor.predict_exact(frames)
+        if self.batches < self.probe_batches:
+            return self._probe(frames)
+        return self._run(indices, frames)
+
+    def _count(self, path: str, frames: int) -> None:
+        self.frames_by_path[path] = self.frames_by_path.get(path, 0) + frames
+
+    def _timed(self, run, frames: np.ndarray) -> tuple[np.ndarray, float]:
+        began = time.perf_counter()
+        poses = run(frames)
+        return poses, time.perf_counter() - began
+
+    def _probe(self, frames: np.ndarray) -> np.ndarray:
+        rechecked = self.predictor.rechecked_frames
+        if self.batches % 2:  # alternate which path goes first, so neither always meets a warm cache
+            exact, exact_s = self._timed(self.predictor.predict_exact, frames)
+            reduced, reduced_s = self._timed(self.predictor.predict, frames)
+        else:
+            reduced, reduced_s = self._timed(self.predictor.predict, frames)
+            exact, exact_s = self._timed(self.predictor.predict_exact, frames)
+        self.rechecked += self.predictor.rechecked_frames - rechecked
+        if self.batches:  # the first batch warms both paths up (kernels, ONNX Runtime's arenas)
+            self.exact_s, self.exact_frames = self.exact_s + exact_s, self.exact_frames + len(frames)
+            self.reduced_s, self.reduced_frames = self.reduced_s + reduced_s, self.reduced_frames + len(frames)
+        self.batches += 1
+        self._compare(exact, reduced)
+        self._count("fp32", len(frames))
+        if not self._within():
+            self._to_fp32("poses", f"its poses on the first frames left the tolerance ({self.agreement().describe()})")
+        elif self.batches == self.probe_batches and not self._faster():
+            self._to_fp32("speed", self.speed_decision)
+        return exact
+
+    def _run(self, indices: np.ndarray, frames: np.ndarray) -> np.ndarray:
+        rechecked = self.predictor.rechecked_frames
+        poses, spent = self._timed(self.predictor.predict, frames)
+        self.rechecked += self.predictor.rechecked_frames - rechecked
+        self.reduced_s, self.reduced_frames = self.reduced_s + spent, self.reduced_frames + len(frames)
+        pick = (indices - self.start) % self.every == self.every // 2
+        if pick.any():
+            exact, spent = self._timed(self.predictor.predict_exact, frames[pick])
+            self.exact_s, self.exact_frames = self.exact_s + spent, self.exact_frames + int(pick.sum())
+            self._compare(exact, poses[pick])
+        self._count(self.candidate, len(frames))
+        self.handed_on += len(frames)
+        if not self._within():
+            self.kind, self.why = "poses", f"the sample of this video left the tolerance ({self.agreement().describe()})"
+            log.warning("%s: %s; predicting it again in fp32", self._name(), self.why)
+            raise FallBack(self.record())
+        if self.reduced_frames >= MIN_FRAMES_FOR_SPEED + self.probe_batches and not self._faster():
+            self._to_fp32("speed", self.speed_decision)
+        return poses
+
+    def _compare(self, exact: np.ndarray, reduced: np.ndarray) -> None:
+        self.reference.append(np.asarray(exact, dtype=np.float64))
+        self.sampled.append(np.asarray(reduced, dtype=np.float64))
+
+    def agreement(self):
+        if not self.reference:
+            return None
+        return agreement(np.concatenate(self.reference), np.concatenate(self.sampled), self.pcutoff)
+
+    def _within(self) -> bool:
+        found = self.agreement()
+        return found is None or (found.mean_px <= MAX_MEAN_PX and found.flip_share <= MAX_FLIP_SHARE)
+
+    def _faster(self) -> bool:
+        """Whether the candidate, its rechecks and the fp32 sample cost less per frame than fp32 alone."""
+        if not self.exact_frames or not self.reduced_frames:
+            return True  # nothing timed yet (a probe of one batch): the poses decide
+        exact = self.exact_s / self.exact_frames
+        candidate = self.reduced_s / self.reduced_frames + exact / self.every
+        faster = exact >= self.min_speedup * candidate
+        self.speed_decision = (f"{self.candidate} {1 / candidate:.2f} frames/s (rechecks and a 1-in-{self.every} "
+                               f"fp32 sample included) vs fp32 {1 / exact:.2f} frames/s: "
+                               f"{'faster' if faster else 'not faster'}")
+        return faster
+
+    def _to_fp32(self, kind: str, why: str) -> None:
+        self.path, self.kind, self.why = "fp32", kind, why
+        log.info("%s: fp32 for the rest of this range: %s", self._name(), why)
+
+    def _name(self) -> str:
+        return f"frames from {self.start}"
+
+    def record(self) -> dict:
+        """For _meta.json: the candidate, the timings, the sample and its agreement, and whether (why) the
+        range went to fp32."""
+        found = self.agreement()
+        record = {
+            "candidate": self.candidate, "start": self.start, "final_path": self.path,
+            "fp32_frames_timed": int(self.exact_frames),
+            "fp32_fps": self.exact_frames / self.exact_s if self.exact_s else None,
+            "candidate_fps": self.reduced_frames / self.reduced_s if self.reduced_s else None,
+            "candidate_rechecked_frames": self.rechecked, "speed": self.speed_decision,
+            "sample_every": self.every, "sample_frames": int(found.images) if found else 0,
+            "sample_mean_px": found.mean_px if found else None, "sample_max_px": found.max_px if found else None,
+            "sample_flip_share": found.flip_share if found else None,
+            "sample_within_tolerance": self._within(), "fell_back": bool(self.fallen) or self.kind == "poses",
+            "slower_than_fp32": self.kind == "speed", "why": self.why, "frames_by_path": dict(self.frames_by_path),
+        }
+        if self.fallen:  # this is the rerun: what the first attempt found, and what it predicted again
+            record.update({key: self.fallen[key] for key in ("fp32_fps", "candidate_fps", "candidate_rechecked_frames",
+                                                             "speed", "sample_frames", "sample_mean_px", "sample_max_px",
+                                                             "sample_flip_share", "why", "start")})
+            record["sample_within_tolerance"] = False
+            record["repredicted_frames"] = self.fallen["handed_on"]
+        record["handed_on"] = self.handed_on
+        return record

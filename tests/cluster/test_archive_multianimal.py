@@ -1,0 +1,100 @@
+"""A multi-animal model through `posecluster analyze` (one process) and `posecluster infer` (segments on
+two Ray actors): the same tracked table, and reruns that reuse what was computed."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from posecluster import storage
+from posecluster.cli.main import main
+from posecluster.config import BackboneConfig, InferConfig, ModelConfig, PoseclusterConfig
+from posecluster.data.formats.madlc import read_tracks
+from posecluster.data.synthetic_multianimal import MultiAnimalScene, project_config, render_video
+from posecluster.model.artifact import dlc_scorer
+from posecluster.model.multianimal_artifact import save_multianimal_model, spec_of
+from posecluster.model.multianimal_model import MultiAnimalPoseModel
+
+GRAPH = ((0, 1), (1, 2), (2, 3))
+
+
+def untrained_model(root: str, scene: MultiAnimalScene) -> tuple[str, str]:
+    """An untrained ResNet-18 multi-animal model (fixed seed): its detections are not the animals, but
+    they are a deterministic function of each frame, several per frame, linked into dozens of tracklets
+    (seed 0 at 80x64 gives three individuals), which is what equality across shards needs."""
+    config = PoseclusterConfig(project=project_config(scene), infer=InferConfig(batch_size=8),
+                               model=ModelConfig(backbone=BackboneConfig(name="resnet18", weights="none"),
+                                                 global_scale=1.0))
+    torch.manual_seed(0)
+    model = MultiAnimalPoseModel(config.model, spec_of(config, GRAPH))
+    return save_multianimal_model(f"{root}/run", config, GRAPH, model.state_dict()), dlc_scorer(config)
+
+
+def run(scene: MultiAnimalScene, frames: int, segment_frames: int, root: str):
+    """(model, scorer, video, the analyze table, the infer table, the infer output folder) for a video
+    with keyframes every segment_frames / 2."""
+    model, scorer = untrained_model(root, scene)
+    video = render_video(f"{root}/videos/arena.mp4", scene, frames, gop=segment_frames // 2).uri
+    assert main(["analyze", video, "--model", model, "--out", f"{root}/single", "--format", "csv", "--quiet"]) == 0
+    assert main(["infer", video, "--model", model, "--out", f"{root}/sharded", "--workers", "2", "--segment-frames",
+                 str(segment_frames), "--small-video-mb", "0", "--format", "csv", "--quiet"]) == 0
+    folder = root.lstrip("/") + "/videos"
+    name = f"arena{scorer}_el"  # DeepLabCut's name for the table its (ellipse) tracker stitched
+    return (model, scorer, video, f"{root}/single/{folder}/{name}.h5", f"{root}/sharded/{folder}/{name}.h5",
+            f"{root}/sharded")
+
+
+def check_same_tracks(single: str, sharded: str, scorer: str, scene: MultiAnimalScene, csv: bool = True) -> None:
+    one, many = read_tracks(single), read_tracks(sharded)
+    assert (one.scorer, one.individuals, one.unique_bodyparts) == (scorer, scene.individuals, ["landmark"])
+    present = one.animals_present()
+    assert (present.sum(axis=0) > 0).sum() >= 2, "a test of identities needs tracked individuals"
+    # Same identities in the same rows (exactly); coordinates as the network's arithmetic gives them
+    # (batches are cut differently in a shard, which moves the last float bits of a convolution).
+    np.testing.assert_array_equal(many.animals_present(), present)
+    np.testing.assert_array_equal(np.isnan(many.poses), np.isnan(one.poses))
+    np.testing.assert_allclose(many.poses, one.poses, rtol=0, atol=1e-3)
+    np.testing.assert_allclose(many.unique_poses, one.unique_poses, rtol=0, atol=1e-3)
+    for table in (single, sharded):  # DeepLabCut's tracked layout: 4 header levels, unique parts under "single"
+        frame = pd.read_hdf(table, "df_with_missing")
+        assert list(frame.columns.names) == ["scorer", "individuals", "bodyparts", "coords"]
+        assert ("single" in frame.columns.get_level_values("individuals")) and len(frame) == len(present)
+        assert storage.exists(table[: -len(".h5")] + ".csv") == (csv or table == sharded)  # infer asked csv twice
+
+
+def test_a_video_sharded_over_two_actors_gets_the_tracks_of_one_process_and_reruns_reuse_them(ray_local, tmp_path):
+    scene = MultiAnimalScene(width=80, height=64)
+    model, scorer, video, single, sharded, out = run(scene, 48, 16, str(tmp_path))
+    check_same_tracks(single, sharded, scorer, scene)
+    meta = json.loads(storage.read_bytes(single[: -len(".h5")] + "_meta.json"))
+    figures = meta["animals"]["tracking"]
+    assert figures["tracklets"] > figures["individuals_found"] >= 2 and meta["tracklets_file"]["reused"] is False
+    manifest = [json.loads(line) for uri in storage.list_files(f"{out}/.posecluster/jobs", suffixes=(".jsonl",))
+                for line in storage.read_bytes(uri).decode().splitlines()]
+    assert manifest[0]["cuts"] == [0, 16, 32, 48]
+    assert {k: manifest[0]["tracking"][k] for k in ("tracklets", "individuals_found")} == {
+        k: figures[k] for k in ("tracklets", "individuals_found")}
+    # analyze again: the stored tracklets are reused (no frame through the network), the table the same.
+    before = read_tracks(single).poses
+    assert main(["analyze", video, "--model", model, "--out", f"{tmp_path}/single", "--quiet"]) == 0
+    assert json.loads(storage.read_bytes(single[: -len(".h5")] + "_meta.json"))["tracklets_file"]["reused"]
+    np.testing.assert_array_equal(read_tracks(single).poses, before)
+    assert not storage.exists(single[: -len(".h5")] + ".csv")  # this run did not ask for it
+    # infer again after the table was deleted: joined again from the stored segments, nothing computed.
+    storage.remove(sharded)
+    assert main(["infer", video, "--model", model, "--out", out, "--workers", "2", "--segment-frames", "16",
+                 "--small-video-mb", "0", "--format", "csv", "--quiet"]) == 0
+    summary = json.loads(storage.read_bytes(f"{out}/posecluster-manifest.json"))
+    assert summary["frames_computed"] == 0 and summary["segments_cached"] == 3
+    check_same_tracks(single, sharded, scorer, scene, csv=False)
+
+
+@pytest.mark.slow
+def test_three_hundred_frames_in_segments_of_a_hundred_give_the_single_process_tracks(ray_local, tmp_path):
+    scene = MultiAnimalScene(width=128, height=96)
+    _, scorer, _, single, sharded, _ = run(scene, 300, 100, str(tmp_path))
+    check_same_tracks(single, sharded, scorer, scene)

@@ -1,0 +1,128 @@
+"""auto's reduced path is checked on the video being analysed (issue 30): timed against fp32 on its first
+frames, kept only where faster, and a sample of the video's frames also predicted in fp32; a video whose
+sample leaves the tolerance is predicted again, whole, in fp32. The oracle: the same frames predicted
+one at a time by fp32 and by the candidate, independently of the pipeline."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from posecluster import storage
+from posecluster.cli.main import main
+from posecluster.data.formats.poses import read_pose_table
+from posecluster.data.video import DecodeReport, probe, read_frames
+from posecluster.infer.analyze import analyze_video
+from posecluster.infer.pipeline import predict_segment
+from posecluster.infer.predictor import Predictor
+from posecluster.model.artifact import load_model
+from posecluster.model.precision import CpuCapability, MAX_FLIP_SHARE, MAX_MEAN_PX, agreement, probe_cpu
+
+VNNI = CpuCapability(isa="AVX512", bf16=True, int8=True)
+FRAMES = 12
+PROBE = 2  # batches of one frame
+
+
+def _infer(trained, **settings):
+    return trained.config.infer.model_copy(update={"batch_size": 1, "precision_probe_batches": PROBE,
+                                                   "precision_sample_every": 1, **settings})
+
+
+@pytest.fixture(scope="module")
+def per_frame(trained_run, synthetic_project):
+    """The first FRAMES frames' poses, one frame at a time, by fp32 and by auto's candidate (int8 with its
+    rechecks), outside the pipeline."""
+    trained = load_model(trained_run[0])
+    video = synthetic_project.videos[0].uri
+    frames = [rgb for _, rgb in read_frames(probe(video), 0, FRAMES, DecodeReport())]
+    candidate = Predictor(trained, _infer(trained), cpu=VNNI)
+    assert candidate.precision == "int8"
+    exact = np.concatenate([candidate.predict_exact(frame[None]) for frame in frames])
+    reduced = np.concatenate([candidate.predict(frame[None]) for frame in frames])
+    return trained, video, exact, reduced
+
+
+def _table(analysis) -> np.ndarray:
+    return read_pose_table(analysis.outputs["h5"]).to_numpy().reshape(FRAMES, -1, 3)
+
+
+def _meta(analysis) -> dict:
+    return json.loads(storage.read_bytes(analysis.outputs["h5"].removesuffix(".h5") + "_meta.json"))
+
+
+def _flip_cutoff(exact: np.ndarray, reduced: np.ndarray) -> float:
+    """A p-cutoff that the candidate's likelihood and fp32's straddle on a frame after the probe, and on
+    no frame of the probe: the sample must see the flip after the candidate's poses were handed on."""
+    probe_values = np.concatenate([exact[:PROBE, :, 2].ravel(), reduced[:PROBE, :, 2].ravel()])
+    for frame in range(PROBE, FRAMES):
+        for part in range(exact.shape[1]):
+            low, high = sorted((exact[frame, part, 2], reduced[frame, part, 2]))
+            cut = (low + high) / 2
+            if high - low > 1e-6 and not ((probe_values > low) & (probe_values < high)).any():
+                return float(cut)
+    pytest.skip("the candidate's likelihoods equal fp32's on these frames: no flip to provoke")
+
+
+def test_a_video_whose_sample_leaves_the_tolerance_is_predicted_again_whole_in_fp32(per_frame, tmp_path):
+    trained, video, exact, reduced = per_frame
+    cut = _flip_cutoff(exact, reduced)
+    project = trained.config.project.model_copy(update={"pcutoff": cut})
+    flipping = replace(trained, config=trained.config.model_copy(update={"project": project}))
+    assert agreement(exact[:PROBE], reduced[:PROBE], cut).flip_share == 0  # the probe alone passes
+    predictor = Predictor(flipping, _infer(flipping, precision_min_speedup=0), cpu=VNNI)
+    analysis = analyze_video(predictor, video, str(tmp_path), progress=False, stop=FRAMES)
+    np.testing.assert_allclose(_table(analysis), exact, atol=1e-4)  # every row fp32's, none the candidate's
+    check = _meta(analysis)["precision"]["video_check"]
+    assert check["fell_back"] and _meta(analysis)["precision"]["fell_back"] and check["final_path"] == "fp32"
+    assert check["repredicted_frames"] >= 1 and check["frames_by_path"] == {"fp32": FRAMES}
+    assert "left the tolerance" in check["why"]
+    assert check["sample_flip_share"] > MAX_FLIP_SHARE or check["sample_mean_px"] > MAX_MEAN_PX
+    # An archive segment is checked and predicted again on its own, the same way.
+    poses, result = predict_segment(predictor, probe(video), 0, FRAMES)
+    np.testing.assert_allclose(poses, exact, atol=1e-4)
+    assert result.check["fell_back"] and result.precision == "fp32"
+
+
+def test_auto_keeps_its_path_only_while_its_sample_agrees_and_records_what_the_sample_saw(per_frame, tmp_path):
+    trained, video, exact, reduced = per_frame
+    predictor = Predictor(trained, _infer(trained, precision_min_speedup=0, precision_sample_every=4), cpu=VNNI)
+    analysis = analyze_video(predictor, video, str(tmp_path), progress=False, stop=FRAMES)
+    # Sampled: the probe's frames, then every 4th frame from the 3rd on (2, 6, 10).
+    sampled = sorted(set(range(PROBE)) | {i for i in range(PROBE, FRAMES) if i % 4 == 2})
+    expected = agreement(exact[sampled], reduced[sampled], trained.config.project.pcutoff)
+    check = _meta(analysis)["precision"]["video_check"]
+    assert check["sample_frames"] == len(sampled)
+    assert check["sample_mean_px"] == pytest.approx(expected.mean_px, abs=1e-4)
+    within = expected.mean_px <= MAX_MEAN_PX and expected.flip_share <= MAX_FLIP_SHARE
+    assert check["fell_back"] == (not within)
+    table = _table(analysis)
+    np.testing.assert_allclose(table[:PROBE], exact[:PROBE], atol=1e-4)  # the probe keeps fp32's poses
+    np.testing.assert_allclose(table[PROBE:], (reduced if within else exact)[PROBE:], atol=1e-4)
+
+
+def test_auto_runs_fp32_where_its_candidate_is_not_faster_counting_its_rechecks(per_frame, tmp_path):
+    trained, video, exact, _ = per_frame
+    predictor = Predictor(trained, _infer(trained, precision_min_speedup=1000), cpu=VNNI)  # never fast enough
+    analysis = analyze_video(predictor, video, str(tmp_path), progress=False, stop=FRAMES)
+    meta = _meta(analysis)["precision"]
+    check = meta["video_check"]
+    assert check["slower_than_fp32"] and not check["fell_back"] and check["final_path"] == "fp32"
+    assert check["fp32_fps"] > 0 and check["candidate_fps"] > 0 and "not faster" in check["speed"]
+    assert check["frames_by_path"] == {"fp32": FRAMES} and meta["path_that_ran"] == "fp32"
+    np.testing.assert_allclose(_table(analysis), exact, atol=1e-4)
+
+
+def test_the_cli_records_the_check_of_autos_path_on_the_video(trained_run, synthetic_project, tmp_path):
+    cpu = probe_cpu()
+    if not (cpu.int8 or cpu.bf16):
+        pytest.skip(f"this CPU ({cpu.describe()}) runs fp32 under auto: nothing to check")
+    out = str(tmp_path / "poses")
+    assert main(["analyze", synthetic_project.videos[0].uri, "--model", trained_run[0], "--out", out, "--quiet",
+                 "--set", "infer.precision_min_speedup=1000"]) == 0
+    meta = json.loads(storage.read_bytes(storage.list_files(out, suffixes=("_meta.json",))[0]))["precision"]
+    assert meta["requested"] == "auto" and meta["path"] in ("int8", "bf16")
+    assert meta["video_check"]["slower_than_fp32"] and meta["path_that_ran"] == "fp32"
+    assert meta["video_check"]["sample_frames"] > 0
