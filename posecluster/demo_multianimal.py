@@ -56,7 +56,7 @@ class MultiAnimalDemoReport:
         return out + self.tracking
 
 
-def multianimal_demo_config(base: PoseclusterConfig, epochs: int = 15) -> PoseclusterConfig:
+def multianimal_demo_config(base: PoseclusterConfig, epochs: int = 50) -> PoseclusterConfig:
     """A small from-scratch ResNet-18 on the whole small rendered frames."""
     return base.with_overrides({
         "model": {"backbone": {"name": "resnet18", "weights": "none"}, "global_scale": 1.0},
@@ -81,7 +81,7 @@ def track_rendered_video(run_uri: str, video: RenderedAnimals, out: str, body_le
             f"tracks:               {result.outputs['h5']}"]
 
 
-def run_multianimal_demo(out: str, animals: int = 3, labeled_frames: int = 40, epochs: int = 15,
+def run_multianimal_demo(out: str, animals: int = 3, labeled_frames: int = 48, epochs: int = 50,
                          video_frames: int = 150, progress: bool = True, seed: int = 0,
                          scene: MultiAnimalScene | None = None) -> MultiAnimalDemoReport:
     out = out.rstrip("/")

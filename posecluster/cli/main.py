@@ -108,8 +108,8 @@ def cmd_demo(args) -> int:
 def _multianimal_demo(args) -> int:
     from posecluster.demo_multianimal import run_multianimal_demo
 
-    epochs = args.epochs if args.epochs is not None else 15
-    frames = args.labeled_frames if args.labeled_frames is not None else 40
+    epochs = args.epochs if args.epochs is not None else 50
+    frames = args.labeled_frames if args.labeled_frames is not None else 48
     print(f"posecluster demo: rendering a {args.animals}-animal project, training a bottom-up ResNet-18 from "
           f"scratch ({epochs} epochs) and evaluating it into {args.out}", flush=True)
     report = run_multianimal_demo(args.out, animals=args.animals, labeled_frames=frames, epochs=epochs,
@@ -285,8 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="the whole single-machine flow on rendered data (a few minutes on CPU)")
     demo.add_argument("--out", default="demo-output", help="where to write the project, model and poses")
-    demo.add_argument("--epochs", type=int, help="default 30 (one animal), 15 (several)")
-    demo.add_argument("--labeled-frames", type=int, help="default 48 (one animal), 40 (several)")
+    demo.add_argument("--epochs", type=int, help="default 30 (one animal), 50 (several)")
+    demo.add_argument("--labeled-frames", type=int, help="default 48")
     demo.add_argument("--animals", type=int, default=1,
                       help="2 or more: a rendered multi-animal (maDLC) project, trained and evaluated")
     demo.add_argument("--video-frames", type=int, default=150)
