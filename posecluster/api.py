@@ -117,6 +117,9 @@ def train_ensemble(project_uri: str, out_uri: str, config: PoseclusterConfig, me
                    gpus_per_member: float = 0.0) -> list[dict]:
     """K members as parallel Ray trials into <out>/member-<k>/ plus <out>/ensemble.json (see
     posecluster.cluster.ensemble); returns the members' records."""
+    if config.project.multianimal:
+        raise InputError(storage.join(project_uri, "config.yaml"), "multi-animal models run in fp32 for now: "
+                         "an ensemble is available for single-animal projects only")
     from posecluster.cluster.ensemble import train_ensemble as run
 
     if is_ensemble(out_uri) or UriCheckpointStore(storage.join(out_uri, "member-0")).epochs():

@@ -17,6 +17,7 @@ Every location is a URI: a local path, file:///..., or s3://bucket/key (endpoint
 AWS_ENDPOINT_URL / AWS_* in the environment).
 
   posecluster demo                          render data, train, evaluate and analyze on this machine
+                                            (--animals 3: a rendered multi-animal project, trained + evaluated)
   posecluster train PROJECT --out RUN       train the part detector on a DeepLabCut project
                                             (--workers N: data-parallel on Ray Train;
                                              --ensemble K: K members as parallel Ray trials)
@@ -90,12 +91,29 @@ def _infer_overrides(args) -> dict:
 
 
 def cmd_demo(args) -> int:
+    if args.animals > 1:
+        return _multianimal_demo(args)
     from posecluster.demo import run_demo
 
-    print(f"posecluster demo: rendering a project, training a ResNet-18 from scratch ({args.epochs} epochs), "
+    epochs = args.epochs if args.epochs is not None else 30
+    frames = args.labeled_frames if args.labeled_frames is not None else 48
+    print(f"posecluster demo: rendering a project, training a ResNet-18 from scratch ({epochs} epochs), "
           f"evaluating and analyzing into {args.out}", flush=True)
-    report = run_demo(args.out, labeled_frames=args.labeled_frames, epochs=args.epochs,
+    report = run_demo(args.out, labeled_frames=frames, epochs=epochs,
                       video_frames=args.video_frames, progress=not args.quiet)
+    print("\n".join(report.lines()))
+    return 0
+
+
+def _multianimal_demo(args) -> int:
+    from posecluster.demo_multianimal import run_multianimal_demo
+
+    epochs = args.epochs if args.epochs is not None else 50
+    frames = args.labeled_frames if args.labeled_frames is not None else 48
+    print(f"posecluster demo: rendering a {args.animals}-animal project, training a bottom-up ResNet-18 from "
+          f"scratch ({epochs} epochs) and evaluating it into {args.out}", flush=True)
+    report = run_multianimal_demo(args.out, animals=args.animals, labeled_frames=frames, epochs=epochs,
+                                  video_frames=args.video_frames, progress=not args.quiet)
     print("\n".join(report.lines()))
     return 0
 
@@ -267,8 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="the whole single-machine flow on rendered data (a few minutes on CPU)")
     demo.add_argument("--out", default="demo-output", help="where to write the project, model and poses")
-    demo.add_argument("--epochs", type=int, default=30)
-    demo.add_argument("--labeled-frames", type=int, default=48)
+    demo.add_argument("--epochs", type=int, help="default 30 (one animal), 50 (several)")
+    demo.add_argument("--labeled-frames", type=int, help="default 48")
+    demo.add_argument("--animals", type=int, default=1,
+                      help="2 or more: a rendered multi-animal (maDLC) project, trained and evaluated")
     demo.add_argument("--video-frames", type=int, default=150)
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(func=cmd_demo)

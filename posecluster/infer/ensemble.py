@@ -26,7 +26,7 @@ from posecluster.infer.pipeline import predict_range
 from posecluster.infer.predictor import Predictor
 from posecluster.infer.results import refuse_another_videos_table, remove_stale_outputs
 from posecluster.infer.multianimal_predictor import MultiAnimalPredictor
-from posecluster.model.artifact import PinnedModel, TrainedModel, load_model, load_pinned
+from posecluster.model.artifact import PinnedModel, TrainedModel, load_model, load_pinned, refuse_multianimal
 from posecluster.model.multianimal_artifact import MultiAnimalTrained, load_any, load_pinned_any, pin_any
 from posecluster.model.ensemble import PinnedEnsemble, ensemble_sha256, is_ensemble, member_uris, pin_ensemble
 
@@ -88,10 +88,9 @@ class EnsemblePredictor:
 
 def check_members(members: list[TrainedModel]) -> None:
     """Members must predict the same body parts from the same input batch."""
-    first = members[0]
     for member in members:
-        if member.config.project.multianimal:
-            raise ValueError(f"{member.uri}: a multi-animal model; ensembles are of single-animal models")
+        refuse_multianimal(member, "an ensemble")
+    first = members[0]
     for member in members[1:]:
         if list(member.bodyparts) != list(first.bodyparts):
             raise ValueError(f"{member.uri}: body parts {member.bodyparts} differ from {first.uri}'s "

@@ -17,7 +17,7 @@ from posecluster.model.device import resolve_device, wanted
 from posecluster.model.multianimal_artifact import MultiAnimalTrained
 from posecluster.model.multianimal_decode import decode_animals
 from posecluster.model.multianimal_model import MultiAnimalPoseModel
-from posecluster.model.precision import CpuCapability, choose_inference, default_batch_size, probe_cpu
+from posecluster.model.precision import CpuCapability, choose_multianimal_inference, default_batch_size, probe_cpu
 from posecluster.tracking import FrameDetections, TrackingConfig
 
 log = logging.getLogger(__name__)
@@ -44,9 +44,8 @@ class MultiAnimalPredictor:
         self.spec = trained.spec
         self.device = resolve_device(self.infer.device)
         self.cpu = cpu or probe_cpu()
-        # No calibrated reduced paths for this family yet: fp32 on CPU unless asked, autocast on CUDA.
-        self.choice = choose_inference(self.infer.mixed_precision, self.device, self.cpu, None,
-                                       source=trained.uri or "the model")
+        # No calibrated or checked reduced paths for this family yet: fp32 (auto/off); on/int8 refused.
+        self.choice = choose_multianimal_inference(self.infer.mixed_precision, source=trained.uri or "the model")
         self.precision = self.choice.path
         size = self.infer.batch_size
         self.batch_size = default_batch_size(self.device, self.precision) if size == "auto" else size

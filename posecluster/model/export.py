@@ -20,7 +20,7 @@ from torch import nn
 
 from posecluster import storage
 from posecluster.model.pose_model import PoseModel
-from posecluster.model.artifact import TrainedModel, load_model
+from posecluster.model.artifact import TrainedModel, load_model, refuse_multianimal
 
 FORMATS = ("torchscript", "onnx", "onnx-int8")
 FILE_NAMES = {"torchscript": "model.torchscript.pt", "onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
@@ -145,6 +145,7 @@ def _int8_graph(trained: TrainedModel) -> bytes:
 
 def export_model(run_uri: str, out_folder: str, options: ExportOptions = ExportOptions()) -> ExportReport:
     trained = load_model(run_uri)
+    refuse_multianimal(trained, "export (TorchScript/ONNX/int8)")
     has_int8 = trained.reduced is not None and bool(trained.reduced.int8_onnx)
     formats = options.formats or ("torchscript", "onnx", *(("onnx-int8",) if has_int8 else ()))
     unknown = set(formats) - set(FORMATS)

@@ -2,9 +2,10 @@
 
 The file is the single-animal artifact's (model.artifact: config, body parts, weights, one sha256 that
 pins it) with one more section, `multianimal`: the PAF graph the heads were trained on (index pairs over
-the animal body parts), the one thing the project's config does not say. Individuals, animal and unique
-body parts and `identity` come from the config's project section, so a model can never disagree with
-the names its tables carry.
+the animal body parts), the one thing the project's config does not say, and the decoding parameters.
+Individuals, animal and unique body parts and `identity` come from the config's project section, so a
+model can never disagree with the names its tables carry. artifact.model_from_bytes reads and checks it;
+artifact.load_multianimal gives the ready network with its spec and parameters.
 
 This is the seam inference loads through (`load_any`, `pin_any`, `load_pinned_any`): each reads the
 bytes once and returns the family's model, so a caller asks which kind it got exactly once.
@@ -18,12 +19,12 @@ from dataclasses import dataclass, field
 from posecluster import storage
 from posecluster.config import PoseclusterConfig
 from posecluster.model.artifact import (
-    MODEL_FILE, ModelMismatchError, PinnedModel, TrainedModel, dlc_scorer, from_bytes, model_from_bytes,
-    resolve_model_uri, to_bytes,
+    SPEC_KEY, ModelMismatchError, PinnedModel, TrainedModel, dlc_scorer, model_from_bytes, multianimal_fields,
+    resolve_model_uri, save_model,
 )
 from posecluster.model.multianimal_model import MultiAnimalParams, MultiAnimalSpec
 
-MULTIANIMAL_KEY = "multianimal"
+MULTIANIMAL_KEY = SPEC_KEY
 
 
 @dataclass
@@ -65,29 +66,23 @@ def spec_of(config: PoseclusterConfig, graph) -> MultiAnimalSpec:
                            graph=tuple((int(a), int(b)) for a, b in graph), identity=bool(project.identity))
 
 
-def save_multianimal_model(run_uri: str, config: PoseclusterConfig, graph, state_dict: dict) -> str:
-    """`<run>/model.pt` for a multi-animal model (atomic); `graph` as MultiAnimalSpec.graph."""
+def save_multianimal_model(run_uri: str, config: PoseclusterConfig, graph, state_dict: dict,
+                           params: MultiAnimalParams | None = None) -> str:
+    """`<run>/model.pt` for a multi-animal model (atomic); `graph` as MultiAnimalSpec.graph. The layout is
+    artifact.save_model's with multianimal_fields (what training writes)."""
     spec = spec_of(config, graph)  # refuses a single-animal config or a graph that does not fit
-    uri = storage.join(run_uri, MODEL_FILE)
-    payload = {"config": config.to_yaml(), "bodyparts": [*spec.bodyparts, *spec.unique_bodyparts],
-               "model": state_dict, MULTIANIMAL_KEY: {"graph": [list(edge) for edge in spec.graph]}}
-    storage.atomic_write_bytes(uri, to_bytes(payload))
-    return uri
+    return save_model(run_uri, config, [*spec.bodyparts, *spec.unique_bodyparts], state_dict, None,
+                      multianimal_fields(spec, params or MultiAnimalParams()))
 
 
 def _from_bytes(data: bytes, uri: str) -> TrainedModel | MultiAnimalTrained:
+    """artifact.model_from_bytes checks the family, the spec and the parameters (the file is untrusted)."""
     trained = model_from_bytes(data, uri)
-    if not trained.config.project.multianimal:
+    if trained.multianimal is None:
         return trained
-    section = from_bytes(data, uri).get(MULTIANIMAL_KEY)
-    if not isinstance(section, dict) or "graph" not in section:
-        raise ValueError(f"{uri}: a multi-animal model without its '{MULTIANIMAL_KEY}' section (the PAF graph)")
-    try:
-        spec = spec_of(trained.config, section["graph"])
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{uri}: {exc}") from None
-    return MultiAnimalTrained(config=trained.config, spec=spec, state_dict=trained.state_dict,
-                              identity=trained.identity, uri=uri, sha256=trained.sha256)
+    return MultiAnimalTrained(config=trained.config, spec=trained.multianimal, state_dict=trained.state_dict,
+                              identity=trained.identity, uri=uri, sha256=trained.sha256,
+                              params=trained.multianimal_params or MultiAnimalParams())
 
 
 def load_any(uri: str) -> TrainedModel | MultiAnimalTrained:

@@ -36,6 +36,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from posecluster.errors import InputError
+
 # What "the same poses" means (issue 22): mean |reduced - fp32| over every (frame, body part), and the
 # share of (frame, body part) whose p-cutoff decision flips.
 MAX_MEAN_PX = 0.5
@@ -274,6 +276,15 @@ def choose_inference(setting: str, device: torch.device, cpu: CpuCapability,
     else:
         why = cpu.describe()
     return Precision("fp32", f"auto: {why}")
+
+
+def choose_multianimal_inference(setting: str, source: str = "the model") -> Precision:
+    """infer.mixed_precision for a multi-animal model: 'auto' and 'off' run fp32; 'on' and 'int8' are
+    refused (their pose checks exist for single-animal models only)."""
+    if setting in ("auto", "off"):
+        return Precision("fp32", f"{setting}: multi-animal models run in fp32 for now")
+    raise InputError(source, f"multi-animal models run in fp32 for now: infer.mixed_precision={setting} is "
+                             f"available for single-animal models only (use auto or off)")
 
 
 def default_batch_size(device: torch.device, path: str = "fp32") -> int:

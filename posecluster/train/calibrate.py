@@ -22,7 +22,7 @@ from posecluster.data.dataset import load_images
 from posecluster.data.labels import LabeledDataset
 from posecluster.data.split import Split, indices_of
 from posecluster.infer.predictor import Predictor
-from posecluster.model.artifact import TrainedModel, load_model, save_reduced_precision
+from posecluster.model.artifact import TrainedModel, load_model, refuse_multianimal, save_reduced_precision
 from posecluster.model.pose_model import PoseModel
 from posecluster.model.precision import CpuCapability, ReducedPrecision, agreement, recheck_margin
 from posecluster.model.quantize import quantize_detector
@@ -81,6 +81,7 @@ def calibrate_run(run_uri: str, labels: LabeledDataset, images: list[np.ndarray]
     """Calibrate a finished run's model.pt on its project's labeled frames (its own split) and rewrite it
     with the reduced-precision section. `images`: the loaded images of every row of `labels`."""
     trained = load_model(run_uri)
+    refuse_multianimal(trained, "calibration (bf16/int8)")
     count = count or trained.config.train.int8_calibration_images or 64
     split = Split.load(storage.join(run_uri, "split.json"))
     train_rows = indices_of(labels.images, split.train_images)

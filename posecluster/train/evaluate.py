@@ -1,5 +1,6 @@
 """Evaluation as DeepLabCut reports it: mean Euclidean error in original image pixels on the train and
-test images of the run's saved split, with and without the p-cutoff, overall and per body part."""
+test images of the run's saved split, with and without the p-cutoff, overall and per body part.
+A multi-animal model is evaluated by train/evaluate_multianimal.py (errors after matching animals)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from posecluster.data.labels import LabeledDataset  # noqa: E402
 from posecluster.data.split import Split, indices_of  # noqa: E402
 from posecluster.infer.predictor import Predictor  # noqa: E402
 from posecluster.train.checkpoint import load_model  # noqa: E402
+from posecluster.train.evaluate_multianimal import MultiAnimalEvaluation, evaluate_multianimal  # noqa: E402
 
 
 @dataclass
@@ -67,8 +69,11 @@ def summarise(errors: np.ndarray, likelihood: np.ndarray, pcutoff: float) -> tup
     return _mean(errors), _mean(confident)
 
 
-def evaluate(run_uri: str, labels: LabeledDataset, pcutoff: float | None = None, plot_images: int = 6) -> Evaluation:
+def evaluate(run_uri: str, labels: LabeledDataset, pcutoff: float | None = None,
+             plot_images: int = 6) -> Evaluation | MultiAnimalEvaluation:
     trained = load_model(run_uri)
+    if trained.multianimal is not None:
+        return evaluate_multianimal(trained, run_uri, labels, pcutoff, plot_images)
     pcutoff = trained.config.project.pcutoff if pcutoff is None else pcutoff
     split = Split.load(storage.join(run_uri, "split.json"))
     predictor = Predictor(trained)

@@ -21,19 +21,17 @@ from tqdm.auto import tqdm
 
 from posecluster import metrics, storage
 from posecluster.config import OptimizerConfig, PoseclusterConfig
-from posecluster.data.dataset import TrainingDataset
 from posecluster.data.labels import LabeledDataset
+from posecluster.data.multianimal import MultiAnimalLabels
 from posecluster.data.split import Split, indices_of, make_split
 from posecluster.model.artifact import TrainedModel
 from posecluster.model.device import resolve_device, set_batchnorm_frozen, wanted
-from posecluster.model.losses import pose_loss
 from posecluster.model.pose_model import PoseModel
 from posecluster.model.precision import CpuCapability, ReducedPrecision, choose_training, probe_cpu
-from posecluster.model.targets import make_targets
 from posecluster.model.weights import load_backbone_weights
 from posecluster.train.calibrate import load_rows, pick_rows, project_video_frames, reduced_precision
-from posecluster.train.checkpoint import CheckpointStore, UriCheckpointStore, save_model
-from posecluster.train.unlabeled import UnlabeledTerm
+from posecluster.train.checkpoint import CheckpointStore, UriCheckpointStore
+from posecluster.train.families import training_family
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +63,10 @@ class TrainResult:
 
 
 def build_model(config: PoseclusterConfig, num_bodyparts: int, pretrained: bool = True) -> PoseModel:
-    model = PoseModel(config.model, num_bodyparts)
+    return _with_backbone_weights(PoseModel(config.model, num_bodyparts), config, pretrained)
+
+
+def _with_backbone_weights(model: torch.nn.Module, config: PoseclusterConfig, pretrained: bool) -> torch.nn.Module:
     if pretrained:
         loaded = load_backbone_weights(model.backbone, config.model.backbone.weights, config.model.backbone.name)
         log.info("backbone %s: %s", config.model.backbone.name, loaded)
@@ -113,7 +114,7 @@ def _history_csv(history: list[dict]) -> bytes:
 
 def train(
     config: PoseclusterConfig,
-    labels: LabeledDataset,
+    labels: LabeledDataset | MultiAnimalLabels,
     run_uri: str,
     context: TrainContext | None = None,
     store: CheckpointStore | None = None,
@@ -122,6 +123,7 @@ def train(
     """Train the part detector on the training split of `labels`, writing the run folder `run_uri`.
 
     `images`, when given, are the already-loaded images of every row of `labels` (workers load them once).
+    A multi-animal project (config.project.multianimal) trains the maDLC model: train/families.py.
     """
     context = context or TrainContext()
     store = store or UriCheckpointStore(run_uri, keep=config.train.keep_checkpoints)
@@ -131,9 +133,9 @@ def train(
 
     split = prepare_split(config, labels, run_uri, context.is_main)
     train_rows = indices_of(labels.images, split.train_images)
-    train_images = [images[i] for i in train_rows] if images is not None else None  # images of all `labels`
-    dataset = TrainingDataset(labels.subset(train_rows), config.augment, config.model.global_scale, tcfg.seed,
-                              train_images)
+    family = training_family(config, labels, train_rows)  # single- or multi-animal, chosen once here
+    network = family.family  # model.family: build_model, make_targets, loss
+    dataset = family.dataset(config, labels, train_rows, images)  # `images`: of every row of `labels`
     sampler = DistributedSampler(
         dataset, num_replicas=context.world_size, rank=context.rank, shuffle=True, seed=tcfg.seed
     )
@@ -147,7 +149,7 @@ def train(
     )
 
     resume_state = store.latest()
-    model = build_model(config, len(labels.bodyparts), pretrained=resume_state is None)
+    model = _with_backbone_weights(network.build_model(), config, pretrained=resume_state is None)
     cpu = context.cpu or probe_cpu()
     precision = choose_training(tcfg.mixed_precision, device, cpu)
     if context.is_main:
@@ -158,6 +160,7 @@ def train(
     optimizer = make_optimizer(model, tcfg.optimizer)
     start_epoch, step, history = 0, 0, []
     if resume_state is not None:
+        family.check_resumed(resume_state, run_uri)
         model.load_state_dict(resume_state["model"])
         optimizer.load_state_dict(resume_state["optimizer"])
         start_epoch, step, history = resume_state["epoch"], resume_state["step"], list(resume_state["history"])
@@ -168,7 +171,7 @@ def train(
     trained = context.wrap_model(model)
 
     # Off unless config.unsupervised.losses names some; Pose PCA is fitted on the training labels.
-    unlabeled = UnlabeledTerm.maybe(config, labels.keypoints[train_rows], context.rank)
+    unlabeled = family.unlabeled_term(config, labels, train_rows, context.rank)
     scaler = torch.amp.GradScaler("cuda") if precision.needs_grad_scaler else None
     frozen_bn = config.model.backbone.batchnorm_frozen()
     total_steps = tcfg.epochs * len(loader)
@@ -200,14 +203,7 @@ def train(
                 batch_images = batch_images.contiguous(memory_format=torch.channels_last)
             with precision.autocast(device):  # the heads and the loss stay fp32 (PoseModel.forward)
                 outputs = trained(batch_images)
-            targets = make_targets(
-                batch["keypoints"].to(device),
-                batch["scale"].to(device),
-                tuple(outputs["scoremap"].shape[-2:]),
-                model.stride,
-                config.model.target,
-            )
-            loss, parts = pose_loss(outputs, targets, config.model.loss, config.model.target)
+            loss, parts = network.loss(outputs, network.make_targets(batch, outputs, model.stride))
             if unlabeled is not None:
                 extra, extra_parts = unlabeled(trained, model, device, channels_last, precision, importance)
                 loss = loss + extra
@@ -260,7 +256,7 @@ def train(
                 "history": history,
                 # What load_model needs, so any checkpoint can also be analyzed with.
                 "config": config.to_yaml(),
-                "bodyparts": list(labels.bodyparts),
+                **family.record(),
             }
             store.save(state, epoch + 1)
             storage.atomic_write_bytes(storage.join(run_uri, "history.csv"), _history_csv(history))
@@ -271,8 +267,8 @@ def train(
     model_uri = None
     if context.is_main:
         state = {k: v.cpu() for k, v in model.state_dict().items()}
-        reduced = _calibrate(config, labels, state, split, images, cpu)
-        model_uri = save_model(run_uri, config, labels.bodyparts, state, reduced)
+        reduced = _calibrate(config, labels, state, split, images, cpu) if family.calibrates else None
+        model_uri = family.save(run_uri, config, state, reduced)
     return TrainResult(
         run_uri=run_uri,
         model_uri=model_uri,
