@@ -17,7 +17,7 @@ from posecluster.model.device import resolve_device, wanted
 from posecluster.model.multianimal_artifact import MultiAnimalTrained
 from posecluster.model.multianimal_decode import decode_animals
 from posecluster.model.multianimal_model import MultiAnimalPoseModel
-from posecluster.model.precision import CpuCapability, choose_multianimal_inference, default_batch_size, probe_cpu
+from posecluster.model.precision import CpuCapability, choose_multianimal_inference, probe_cpu
 from posecluster.tracking import FrameDetections, TrackingConfig
 
 log = logging.getLogger(__name__)
@@ -47,8 +47,14 @@ class MultiAnimalPredictor:
         # No calibrated or checked reduced paths for this family yet: fp32 (auto/off); on/int8 refused.
         self.choice = choose_multianimal_inference(self.infer.mixed_precision, source=trained.uri or "the model")
         self.precision = self.choice.path
-        size = self.infer.batch_size
-        self.batch_size = default_batch_size(self.device, self.precision) if size == "auto" else size
+        # One frame at a time: a batch's composition changes a convolution's last bits, detections are
+        # thresholded and tracks stitched globally, so a frame's detections must not depend on where a
+        # segment cut the video (sharded == single-process, bit for bit). Batches aligned to absolute frame
+        # indices and padded to one shape would keep that on GPUs; until then a GPU runs below its best.
+        if self.infer.batch_size not in ("auto", 1):
+            log.warning("infer.batch_size=%s ignored for a multi-animal model: frames go one at a time so that "
+                        "sharded and single-process runs detect the same animals", self.infer.batch_size)
+        self.batch_size = 1
         self.channels_last = wanted(self.infer.channels_last, self.device, on_cpu_too=True)
         model = MultiAnimalPoseModel.for_inference(self.config.model, self.spec, trained.state_dict)
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format

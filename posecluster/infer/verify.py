@@ -28,11 +28,11 @@ import time
 
 import numpy as np
 
-from posecluster.model.precision import MAX_FLIP_SHARE, MAX_MEAN_PX, agreement
+from posecluster.model.precision import MAX_FLIP_SHARE, MAX_MEAN_PX, Agreement, agreement
 
 log = logging.getLogger(__name__)
 
-# Frames of the candidate after the probe before its running time may send the range to fp32.
+# Frames of the candidate timed (the probe's included) before its running time may send the range to fp32.
 MIN_FRAMES_FOR_SPEED = 32
 
 
@@ -68,8 +68,10 @@ class VideoCheck:
         self.batches = 0
         self.exact_s = self.exact_frames = 0.0  # fp32 timed (probe and sample)
         self.reduced_s = self.reduced_frames = 0.0  # the candidate timed, rechecks included
-        self.reference: list[np.ndarray] = []
-        self.sampled: list[np.ndarray] = []
+        # The sample's agreement as running totals (a long video's sample is never concatenated again):
+        # images, (image, body part) pairs, summed and largest distance, p-cutoff flips.
+        self.sample_images = self.sample_points = self.sample_flips = 0
+        self.sample_px_sum = self.sample_px_max = 0.0
         self.rechecked = 0  # the candidate's rechecks on the frames it predicted
         self.handed_on = 0  # frames whose candidate poses went to the sink
         self.frames_by_path: dict[str, int] = {}
@@ -132,18 +134,25 @@ class VideoCheck:
             self.kind, self.why = "poses", f"the sample of this video left the tolerance ({self.agreement().describe()})"
             log.warning("%s: %s; predicting it again in fp32", self._name(), self.why)
             raise FallBack(self.record())
-        if self.reduced_frames >= MIN_FRAMES_FOR_SPEED + self.probe_batches and not self._faster():
+        if self.reduced_frames >= MIN_FRAMES_FOR_SPEED and not self._faster():
             self._to_fp32("speed", self.speed_decision)
         return poses
 
     def _compare(self, exact: np.ndarray, reduced: np.ndarray) -> None:
-        self.reference.append(np.asarray(exact, dtype=np.float64))
-        self.sampled.append(np.asarray(reduced, dtype=np.float64))
+        found = agreement(np.asarray(exact, dtype=np.float64), np.asarray(reduced, dtype=np.float64), self.pcutoff)
+        points = found.images * np.asarray(exact).shape[1]
+        self.sample_images += found.images
+        self.sample_points += points
+        self.sample_px_sum += found.mean_px * points
+        self.sample_px_max = max(self.sample_px_max, found.max_px)
+        self.sample_flips += round(found.flip_share * points)
 
-    def agreement(self):
-        if not self.reference:
+    def agreement(self) -> Agreement | None:
+        if not self.sample_images:
             return None
-        return agreement(np.concatenate(self.reference), np.concatenate(self.sampled), self.pcutoff)
+        return Agreement(images=self.sample_images, mean_px=self.sample_px_sum / self.sample_points,
+                         max_px=self.sample_px_max, flip_share=self.sample_flips / self.sample_points,
+                         pcutoff=float(self.pcutoff))
 
     def _within(self) -> bool:
         found = self.agreement()
