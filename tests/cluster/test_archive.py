@@ -110,6 +110,7 @@ def test_a_corrupt_object_fails_alone_with_the_decoders_message(archive, capsys)
     assert "broken.mp4" in manifest and "not a readable video" in manifest
 
 
+@pytest.mark.slow  # the suite's 15-minute budget; reruns are covered by test_archive_reruns and test_archive_stores
 def test_a_rerun_after_an_interrupted_job_recomputes_nothing_that_was_done(archive):
     videos = [f"{archive}/videos/day1/", f"{archive}/videos/day2/"]
     interrupted_after = 3

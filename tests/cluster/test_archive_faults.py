@@ -154,6 +154,7 @@ def test_the_default_budgets_pause_for_an_hour_then_stop_cleanly():
     assert ArchiveOptions(model="m", out="o").patience == Patience()
 
 
+@pytest.mark.slow  # the suite's 15-minute budget; a lost worker's segments are redone in test_node_loss
 def test_a_crashed_worker_is_blamed_only_for_what_it_was_running(bucket, tmp_path):
     """No retries allowed, and a worker's process killed (SIGKILL, as the OOM killer or a decoder's crash
     does) in the middle of a video with another queued behind it: exactly the video it was running fails,

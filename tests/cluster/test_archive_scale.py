@@ -152,6 +152,7 @@ def test_a_rerun_that_adds_a_format_writes_it_from_cached_segments(bucket, cli_r
     assert [v.status for v in again.videos] == ["skipped"] * VIDEOS
 
 
+@pytest.mark.slow  # the suite's 15-minute budget; pinned model bytes are refused in tests/model/test_quantize and test_ensemble_pinning
 def test_a_model_replaced_mid_job_is_refused_and_the_job_keeps_the_pinned_one(bucket, cli_run, trained_run):
     import ray
 

@@ -15,6 +15,7 @@ from posecluster.train.checkpoint import load_model
 from tests.conftest import tiny_config
 
 
+@pytest.mark.slow  # the suite's 15-minute budget; ensembles are analysed in test_archive_ensemble and tests/infer/test_ensemble
 def test_members_train_as_trials_into_one_ensemble_folder(ray_local, synthetic_project, tmp_path):
     project = read_project(synthetic_project.uri)
     config = tiny_config(project.config, project.uri, epochs=1)

@@ -33,6 +33,7 @@ def deterministic_config(project, epochs=2, batch=4):
     })
 
 
+@pytest.mark.slow  # the suite's 15-minute budget; Ray Train's data parallelism is also run by the killed-worker and scope tests
 def test_two_workers_with_batch_b_equal_one_worker_with_batch_2b(ray_local, synthetic_project, tmp_path):
     project = read_project(synthetic_project.uri)
     single = train(deterministic_config(project, batch=4), project.labels, str(tmp_path / "single"))

@@ -80,6 +80,7 @@ def follow(page, kind: str) -> dict:
             "log": log_text.inner_text(), "id": row.get_attribute("data-run")}
 
 
+@pytest.mark.slow  # the suite's 15-minute budget; the submissions themselves are checked in test_launch; the stop test still runs a real job
 def test_frames_a_model_and_an_archive_run_started_from_the_browser_run_on_ray(browser, server, lab, ray_head):
     with browser_page(browser, server) as page:
         start(page, server, "extract-frames", {"videos": "lab/videos/session1.mp4", "n": 3, "method": "uniform"})
