@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import matplotlib
 
@@ -21,37 +21,8 @@ from posecluster.data.labels import LabeledDataset  # noqa: E402
 from posecluster.data.split import Split, indices_of  # noqa: E402
 from posecluster.infer.predictor import Predictor  # noqa: E402
 from posecluster.train.checkpoint import load_model  # noqa: E402
-from posecluster.train.evaluate_multianimal import MultiAnimalEvaluation, evaluate_multianimal  # noqa: E402
-
-
-@dataclass
-class Evaluation:
-    train_error_px: float
-    test_error_px: float
-    train_error_pcutoff_px: float
-    test_error_pcutoff_px: float
-    pcutoff: float
-    train_images: int
-    test_images: int
-    per_bodypart: dict[str, dict[str, float]]
-    outputs: dict[str, str]
-
-    def summary(self) -> str:
-        return (
-            f"train error {pixels(self.train_error_px, 'no train images')}, "
-            f"test error {pixels(self.test_error_px, 'no test images')}; "
-            f"with p-cutoff {self.pcutoff}: train {pixels(self.train_error_pcutoff_px, CUTOFF_EMPTY)}, "
-            f"test {pixels(self.test_error_pcutoff_px, CUTOFF_EMPTY)} "
-            f"({self.train_images} train / {self.test_images} test images)"
-        )
-
-
-CUTOFF_EMPTY = "none (no prediction at or above the p-cutoff)"
-
-
-def pixels(value: float, when_missing: str) -> str:
-    """An error in pixels, or what it means when there is nothing to average (never "nan px")."""
-    return f"{value:.2f} px" if np.isfinite(value) else when_missing
+from posecluster.train.evaluation import CUTOFF_EMPTY, Evaluation, pixels  # noqa: E402,F401 (their home before)
+from posecluster.train.evaluate_multianimal import evaluate_multianimal  # noqa: E402
 
 
 def pixel_errors(predictions: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
@@ -70,7 +41,7 @@ def summarise(errors: np.ndarray, likelihood: np.ndarray, pcutoff: float) -> tup
 
 
 def evaluate(run_uri: str, labels: LabeledDataset, pcutoff: float | None = None,
-             plot_images: int = 6) -> Evaluation | MultiAnimalEvaluation:
+             plot_images: int = 6) -> Evaluation:
     trained = load_model(run_uri)
     if trained.multianimal is not None:
         return evaluate_multianimal(trained, run_uri, labels, pcutoff, plot_images)

@@ -32,6 +32,7 @@ from posecluster.errors import InputError  # noqa: E402
 from posecluster.model.artifact import MultiAnimalArtifact, TrainedModel, multianimal_from_trained  # noqa: E402
 from posecluster.model.assembly import AnimalPoses  # noqa: E402
 from posecluster.model.multianimal_decode import decode_animals  # noqa: E402
+from posecluster.train.evaluation import CUTOFF_EMPTY, Evaluation, pixels  # noqa: E402
 from posecluster.train.multianimal_metrics import MultiAnimalMetricsConfig, multianimal_scores  # noqa: E402
 
 # Hungarian on mean keypoint distance (the metrics module's other choice is DeepLabCut 3.0's greedy OKS).
@@ -63,25 +64,15 @@ def predict_animals(artifact: MultiAnimalArtifact, images: list[np.ndarray], bat
 
 
 @dataclass
-class MultiAnimalEvaluation:
-    """Evaluation's fields (the CLI prints either), plus the animal counts per split."""
+class MultiAnimalEvaluation(Evaluation):
+    """Evaluation's fields (the CLI prints either; per_bodypart holds animal and unique parts), plus the
+    animal counts per split."""
 
-    train_error_px: float
-    test_error_px: float
-    train_error_pcutoff_px: float
-    test_error_pcutoff_px: float
-    pcutoff: float
-    train_images: int
-    test_images: int
-    per_bodypart: dict[str, dict[str, float]]  # animal and unique parts: train, test, train_pcutoff, test_pcutoff
-    outputs: dict[str, str]
     animals: dict[str, dict[str, int]] = field(default_factory=dict)  # split -> labeled/predicted/matched
     # split -> map, mar (0..1, OKS), purity, unassembled_fraction (multianimal_metrics)
     assembly: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def summary(self) -> str:
-        from posecluster.train.evaluate import CUTOFF_EMPTY, pixels
-
         counts = "; ".join(f"{split}: {c['matched']} of {c['labeled']} labeled animals matched, {c['predicted']} "
                            f"predicted, mAP {100 * self.assembly[split]['map']:.1f}%"
                            for split, c in self.animals.items())
