@@ -386,9 +386,11 @@ class InferConfig(Section):
     mixed_precision: Literal["auto", "on", "off", "int8"] = "auto"
     channels_last: Literal["auto", "on", "off"] = "auto"
     # auto's reduced path is checked on each video as it runs (infer.verify): its first batches are also
-    # predicted (and timed) in fp32, then every precision_sample_every-th frame.
+    # predicted (and timed) in fp32, then every precision_sample_every-th frame, or sparser where that
+    # fp32 sample would cost more than precision_sample_share of the reduced path's own time.
     precision_probe_batches: int = Field(3, ge=1)
     precision_sample_every: int = Field(25, ge=1)
+    precision_sample_share: float = Field(0.05, gt=0)
     # ... and goes on only while fp32's time per frame over its own (rechecks and sample included) is at
     # least this; 0 checks the poses alone.
     precision_min_speedup: float = Field(1.05, ge=0)

@@ -34,7 +34,8 @@ class Predictor:
         self.device = resolve_device(self.infer.device)
         self.cpu = cpu or probe_cpu()
         self.choice = Precision(path, f"{path} asked for") if path else choose_inference(
-            self.infer.mixed_precision, self.device, self.cpu, trained.reduced, source=trained.uri or "the model")
+            self.infer.mixed_precision, self.device, self.cpu, trained.reduced, source=trained.uri or "the model",
+            min_speedup=self.infer.precision_min_speedup)
         self.precision = self.choice.path  # fp32, bf16, fp16 or int8: what ran, for outputs and caches
         size = self.infer.batch_size
         self.batch_size = default_batch_size(self.device, self.precision) if size == "auto" else size

@@ -8,7 +8,9 @@ make the candidate slower than fp32. So a range that `auto` runs on a reduced pa
   included), timed in turn so that both see the same load (the first batch warms up and is not timed);
   fp32's poses are the ones kept. The candidate goes on only where it was faster than fp32 by
   infer.precision_min_speedup counting the sample below, and its poses were within tolerance.
-- sample: then every `precision_sample_every`-th frame (spread over the range) is also predicted in fp32;
+- sample: then every `precision_sample_every`-th frame (spread over the range) is also predicted in fp32,
+  or every n-th where the probe's timings say that sample would cost more than `precision_sample_share`
+  of the candidate's own time (a check that eats the speed-up defeats the path it checks);
   the sample's agreement must stay within MAX_MEAN_PX / MAX_FLIP_SHARE, and the candidate's measured time
   per frame (rechecks and sample included) below fp32's, or the range goes to fp32.
 
@@ -24,6 +26,7 @@ far were within tolerance.
 from __future__ import annotations
 
 import logging
+import math
 import time
 
 import numpy as np
@@ -62,7 +65,8 @@ class VideoCheck:
         self.candidate = predictor.precision
         self.start = start
         self.path = "fp32" if fallen else self.candidate
-        self.every = predictor.infer.precision_sample_every
+        self.every = predictor.infer.precision_sample_every  # the densest sampling; set at the probe's end
+        self.sample_share = predictor.infer.precision_sample_share
         self.probe_batches = predictor.infer.precision_probe_batches
         self.pcutoff = predictor.config.project.pcutoff
         self.batches = 0
@@ -114,9 +118,19 @@ class VideoCheck:
         self._count("fp32", len(frames))
         if not self._within():
             self._to_fp32("poses", f"its poses on the first frames left the tolerance ({self.agreement().describe()})")
-        elif self.batches == self.probe_batches and not self._faster():
-            self._to_fp32("speed", self.speed_decision)
+        elif self.batches == self.probe_batches:
+            self.every = self._sample_interval()
+            if not self._faster():
+                self._to_fp32("speed", self.speed_decision)
         return exact
+
+    def _sample_interval(self) -> int:
+        """precision_sample_every, or sparser so that the fp32 sample costs at most precision_sample_share
+        of the candidate's time per frame (as the probe timed both)."""
+        if not self.exact_frames or not self.reduced_frames:
+            return self.every
+        ratio = (self.exact_s / self.exact_frames) / (self.reduced_s / self.reduced_frames)
+        return max(self.every, math.ceil(ratio / self.sample_share))
 
     def _run(self, indices: np.ndarray, frames: np.ndarray) -> np.ndarray:
         rechecked = self.predictor.rechecked_frames

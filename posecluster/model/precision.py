@@ -20,8 +20,9 @@ are fp32's.
 `auto` picks the fastest path whose poses match fp32 on this model: a model carries the agreement its
 reduced-precision versions showed with fp32 on its held-out labeled frames and on frames of its project's
 videos (ReducedPrecision.checks, each naming the arithmetic it ran: autocast on CUDA, or emulated on CPU
-by CPU autocast in the same dtype); a path whose check failed is never chosen by `auto`, on CPU or CUDA.
-That choice is a candidate: infer.verify then times it against fp32 on the video's first frames (rechecks
+by CPU autocast in the same dtype); a path whose check failed is never chosen by `auto`, on CPU or CUDA,
+nor one that, timed on those frames with its rechecks, was not faster than fp32 on the CPU it will run on
+(Agreement.speedup: a model whose rechecks redo most frames is fastest in fp32). That choice is a candidate: infer.verify then times it against fp32 on the video's first frames (rechecks
 included) and checks it on a sample of the video's frames as the job runs, falling back to fp32.
 The CPU's abilities come from `probe_cpu`, or from a CpuCapability handed in (the seam tests use to play
 a CPU without bf16); CUDA's bf16 support likewise (`cuda_bf16`).
@@ -94,15 +95,26 @@ class Agreement:
     # The arithmetic the check ran, e.g. "cpu autocast bfloat16" or "cpu autocast float16, emulating
     # cuda autocast" (a check made before this was recorded: "").
     arithmetic: str = ""
+    # fp32's time per image over this path's (rechecks included), both timed at calibration on the device
+    # `timed_on` names ("cpu"); None where not timed (a GPU path checked by CPU emulation, an older model).
+    speedup: float | None = None
+    timed_on: str = ""
 
     @property
     def passed(self) -> bool:
         return self.mean_px <= MAX_MEAN_PX and self.flip_share <= MAX_FLIP_SHARE
 
+    def slower_than(self, min_speedup: float, device: torch.device) -> bool:
+        """Whether this path, its rechecks included, was timed on `device`'s kind and was not faster than
+        fp32 by `min_speedup` (0: speed not judged). Untimed: not known to be slower (infer.verify times it)."""
+        return bool(min_speedup) and self.speedup is not None and self.timed_on == device.type \
+            and self.speedup < min_speedup
+
     def describe(self) -> str:
         verdict = "within" if self.passed else "outside"
         rechecked = f", {100 * self.rechecked_share:.1f}% predicted again" if self.rechecked_share else ""
         rechecked += f", by {self.arithmetic}" if self.arithmetic else ""
+        rechecked += f", {self.speedup:.2f}x fp32's speed on {self.timed_on}" if self.speedup is not None else ""
         return (f"mean {self.mean_px:.3f} px, max {self.max_px:.2f} px, {100 * self.flip_share:.2f}% p-cutoff flips "
                 f"on {self.images} images{rechecked}: {verdict} tolerance ({MAX_MEAN_PX} px, {100 * MAX_FLIP_SHARE}%)")
 
@@ -159,6 +171,9 @@ class ReducedPrecision:
                           recheck_margins={path: float(margin) for path, margin in (raw.get("recheck_margins") or {}).items()})
         except (TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"{source}: unreadable reduced-precision section ({exc})") from None
+        for path, check in reduced.checks.items():  # nor a crafted speed steer `auto`
+            if check.speedup is not None and not (isinstance(check.speedup, (int, float)) and 0.0 < check.speedup < float("inf")):
+                raise ValueError(f"{source}: speed {check.speedup!r} of the {path!r} check is not a finite positive ratio")
         for path, margin in reduced.recheck_margins.items():  # a damaged or crafted file must not steer rechecks
             if path not in REDUCED_PATHS or not 0.0 <= margin < float("inf"):
                 raise ValueError(f"{source}: recheck margin {margin!r} for {path!r} is not a finite margin of a reduced path")
@@ -233,9 +248,10 @@ def choose_training(setting: str, device: torch.device, cpu: CpuCapability) -> P
 
 def choose_inference(setting: str, device: torch.device, cpu: CpuCapability,
                      reduced: ReducedPrecision | None, source: str = "the model",
-                     cuda_bf16: bool | None = None) -> Precision:
+                     cuda_bf16: bool | None = None, min_speedup: float = 0.0) -> Precision:
     """infer.mixed_precision: 'off' fp32, 'on' autocast, 'int8' the calibrated graph; 'auto' the fastest
-    path the hardware runs fast whose poses matched fp32 on this model's checks (a candidate: infer.verify
+    path the hardware runs fast whose poses matched fp32 on this model's checks and which, rechecks
+    included, was not timed slower than fp32 x `min_speedup` at calibration (a candidate: infer.verify
     times it and checks it on the video). `cuda_bf16`: whether the GPU runs bf16 (None: ask torch)."""
     checks = reduced.checks if reduced is not None else {}
     has_int8 = reduced is not None and bool(reduced.int8_onnx)
@@ -253,23 +269,31 @@ def choose_inference(setting: str, device: torch.device, cpu: CpuCapability,
     if device.type == "cuda":  # autocast only where this model's check of that arithmetic passed
         path = _autocast_path(device, cuda_bf16)
         found = checks.get(path)
-        if found is not None and found.passed:
+        if found is not None and found.passed and not found.slower_than(min_speedup, device):
             return Precision(path, f"auto: CUDA autocast {path}; poses vs fp32: {found.describe()}")
-        why = (f"{path} changed this model's poses ({found.describe()})" if found is not None else
-               f"no {path} pose check recorded in {source}; fp32 until `posecluster calibrate` checks it")
+        why = (f"no {path} pose check recorded in {source}; fp32 until `posecluster calibrate` checks it" if found is None
+               else f"{path} changed this model's poses ({found.describe()})" if not found.passed
+               else f"{path} was not faster than fp32 ({found.describe()})")
         return Precision("fp32", f"auto: CUDA, {why}")
     if device.type != "cpu":
         return Precision("fp32", f"auto: {device.type}")
     int8_check, bf16_check = checks.get("int8"), checks.get("bf16")
-    if has_int8 and cpu.int8 and int8_check is not None and int8_check.passed:
+
+    def usable(check: Agreement | None) -> bool:
+        return check is not None and check.passed and not check.slower_than(min_speedup, device)
+
+    if has_int8 and cpu.int8 and usable(int8_check):
         return Precision("int8", f"auto: calibrated int8 version on a CPU with int8 instructions ({cpu.describe()}); "
                                  f"poses vs fp32: {int8_check.describe()}")
-    if cpu.bf16 and bf16_check is not None and bf16_check.passed:
+    if cpu.bf16 and usable(bf16_check):
         return Precision("bf16", f"auto: the CPU has bf16 instructions ({cpu.describe()}); "
                                  f"poses vs fp32: {bf16_check.describe()}")
     failed = [f"{path}: {check.describe()}" for path, check in checks.items() if not check.passed]
-    if failed:
-        why = f"reduced precision changed this model's poses ({'; '.join(failed)})"
+    slow = [f"{path}: {check.describe()}" for path, check in checks.items()
+            if check.passed and check.slower_than(min_speedup, device)]
+    if failed or slow:
+        why = "; ".join(([f"reduced precision changed this model's poses ({'; '.join(failed)})"] if failed else []) +
+                        ([f"not faster than fp32 x {min_speedup} with its rechecks ({'; '.join(slow)})"] if slow else []))
     elif cpu.bf16:  # a reduced path nobody checked on this model is not taken: it can move keypoints by cells
         why = (f"no pose check of reduced precision recorded in {source}; fp32 until `posecluster calibrate` "
                f"checks it ({cpu.describe()})")

@@ -3,14 +3,15 @@
 int8: the backbone is calibrated (model.quantize) on training images, resized by global_scale exactly
 as analyze resizes video frames. Then on labeled images the calibration did not see (test images first)
 and on frames spread over the project's videos, each reduced path's logit error near the peaks gives its
-recheck margin, and its poses (rechecks included) are compared with fp32's: margins and agreements go
-into model.pt, and `auto` at inference uses a path only where its agreement is within tolerance
-(model.precision).
+recheck margin, and its poses (rechecks included) are compared with fp32's and timed against fp32's:
+margins, agreements and speeds go into model.pt, and `auto` at inference uses a path only where its
+agreement is within tolerance and it was faster than fp32 (model.precision).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -56,7 +57,7 @@ def reduced_precision(trained: TrainedModel, images: list[np.ndarray], calibrati
     graph, made = quantize_detector(model, batches)
     reduced = ReducedPrecision(int8_onnx=graph, calibration=made)
     check = [images[row] for row in check_rows] + list(video_frames)
-    reference, reference_maps = fp32.predict_images_with_maps(check)
+    (reference, reference_maps), fp32_s = _timed(fp32, fp32.predict_images_with_maps, check)
     # Each path by the arithmetic it will run: int8 on CPU; bf16 and fp16 autocast on the GPU where one is
     # present, else emulated by CPU autocast in the same dtype (fp16 runs on GPUs without bf16).
     autocast_on = {"device": "cuda" if torch.cuda.is_available() else "cpu"}
@@ -69,11 +70,26 @@ def reduced_precision(trained: TrainedModel, images: list[np.ndarray], calibrati
     checks = {}
     for path, device in paths.items():
         checked = Predictor(replace(trained, reduced=reduced), infer.model_copy(update=device), cpu=cpu, path=path)
-        poses = checked.predict_images(check)
-        checks[path] = agreement(reference, poses, trained.config.project.pcutoff, checked.rechecked_frames,
-                                 arithmetic=checked.choice.arithmetic(checked.device))
+        poses, path_s = _timed(checked, checked.predict_images, check)
+        found = agreement(reference, poses, trained.config.project.pcutoff, checked.rechecked_frames,
+                          arithmetic=checked.choice.arithmetic(checked.device))
+        # Timed where the path runs on the CPU fp32 ran on (int8, bf16 without a GPU): fp16 emulated
+        # here, or a GPU's autocast, is timed by infer.verify where it runs.
+        timed = checked.device.type == fp32.device.type and not (path == "fp16" and checked.device.type == "cpu")
+        checks[path] = replace(found, speedup=fp32_s / path_s, timed_on=checked.device.type) if timed else found
         log.info("%s vs fp32 (recheck margin %.3f logits): %s", path, margins[path], checks[path].describe())
     return replace(reduced, checks=checks)
+
+
+def _timed(predictor: Predictor, predict, images: list[np.ndarray]):
+    """(predict(images), seconds), after one image to warm the path up (kernels, ONNX Runtime's arenas)
+    that is not counted in its rechecks either."""
+    rechecked = predictor.rechecked_frames
+    predictor.predict_images(images[:1])
+    predictor.rechecked_frames = rechecked
+    began = time.perf_counter()
+    found = predict(images)
+    return found, max(time.perf_counter() - began, 1e-9)
 
 
 def calibrate_run(run_uri: str, labels: LabeledDataset, images: list[np.ndarray] | None = None,

@@ -26,9 +26,18 @@ FRAMES = 12
 PROBE = 2  # batches of one frame
 
 
+def _untimed(trained):
+    """`trained` as a model whose checks were not timed at calibration (an older model.pt, or a GPU path
+    emulated on CPU): its candidate is judged for speed on the video alone."""
+    checks = {path: replace(check, speedup=None, timed_on="") for path, check in trained.reduced.checks.items()}
+    return replace(trained, reduced=replace(trained.reduced, checks=checks))
+
+
 def _infer(trained, **settings):
+    # Every frame sampled, whatever the sample costs (its thinning has a test of its own, at the end).
     return trained.config.infer.model_copy(update={"batch_size": 1, "precision_probe_batches": PROBE,
-                                                   "precision_sample_every": 1, **settings})
+                                                   "precision_sample_every": 1, "precision_sample_share": 1000,
+                                                   **settings})
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +124,7 @@ def test_auto_keeps_its_path_only_while_its_sample_agrees_and_records_what_the_s
 
 def test_auto_runs_fp32_where_its_candidate_is_not_faster_counting_its_rechecks(per_frame, tmp_path):
     trained, video, exact, _ = per_frame
+    trained = _untimed(trained)  # else calibration's timing already ruled the candidate out (test_precision)
     predictor = Predictor(trained, _infer(trained, precision_min_speedup=1000), cpu=VNNI)  # never fast enough
     analysis = analyze_video(predictor, video, str(tmp_path), progress=False, stop=FRAMES)
     meta = _meta(analysis)["precision"]
@@ -129,10 +139,55 @@ def test_the_cli_records_the_check_of_autos_path_on_the_video(trained_run, synth
     cpu = probe_cpu()
     if not (cpu.int8 or cpu.bf16):
         pytest.skip(f"this CPU ({cpu.describe()}) runs fp32 under auto: nothing to check")
-    out = str(tmp_path / "poses")
-    assert main(["analyze", synthetic_project.videos[0].uri, "--model", trained_run[0], "--out", out, "--quiet",
-                 "--set", "infer.precision_min_speedup=1000"]) == 0
-    meta = json.loads(storage.read_bytes(storage.list_files(out, suffixes=("_meta.json",))[0]))["precision"]
-    assert meta["requested"] == "auto" and meta["path"] in ("int8", "bf16")
-    assert meta["video_check"]["slower_than_fp32"] and meta["path_that_ran"] == "fp32"
-    assert meta["video_check"]["sample_frames"] > 0
+    def analysed(min_speedup: str) -> dict:
+        out = str(tmp_path / f"poses-{min_speedup}")
+        assert main(["analyze", synthetic_project.videos[0].uri, "--model", trained_run[0], "--out", out, "--quiet",
+                     "--set", f"infer.precision_min_speedup={min_speedup}"]) == 0
+        return json.loads(storage.read_bytes(storage.list_files(out, suffixes=("_meta.json",))[0]))["precision"]
+
+    checked = analysed("0")  # poses alone judged: the candidate runs, checked on the video's sample
+    assert checked["requested"] == "auto" and checked["path"] in ("int8", "bf16")
+    assert checked["video_check"]["sample_frames"] > 0 and checked["path_that_ran"] in (checked["path"], "fp32")
+    # A speed-up no path reached at calibration: fp32 from the start, saying so, with no probe to run.
+    slow = analysed("1000")
+    assert slow["path"] == "fp32" and "not faster than fp32 x 1000" in slow["reason"] and "video_check" not in slow
+
+
+class _TimedPaths:
+    """A predictor whose two paths take known times per frame (a real clock; identical poses), to see how
+    the probe's timings set the sample's density."""
+
+    def __init__(self, exact_s: float, reduced_s: float, share: float):
+        from types import SimpleNamespace
+
+        self.exact_s, self.reduced_s = exact_s, reduced_s
+        self.precision, self.rechecked_frames = "int8", 0
+        self.infer = SimpleNamespace(precision_sample_every=2, precision_probe_batches=3, precision_min_speedup=1.05,
+                                     precision_sample_share=share)
+        self.config = SimpleNamespace(project=SimpleNamespace(pcutoff=0.6))
+
+    def _poses(self, frames, seconds):
+        import time
+
+        time.sleep(seconds * len(frames))
+        return np.zeros((len(frames), 2, 3))
+
+    def predict(self, frames):
+        return self._poses(frames, self.reduced_s)
+
+    def predict_exact(self, frames):
+        return self._poses(frames, self.exact_s)
+
+
+@pytest.mark.parametrize("share, expected", [(0.25, 16), (1.0, 4), (100.0, 2)])
+def test_the_fp32_sample_thins_out_to_cost_at_most_its_share_of_the_candidates_time(share, expected):
+    from posecluster.infer.verify import VideoCheck
+
+    paths = _TimedPaths(exact_s=0.040, reduced_s=0.010, share=share)  # fp32 four times the candidate's time
+    check = VideoCheck(paths, start=0)
+    frames = np.zeros((2, 4, 4, 3), dtype=np.uint8)
+    for batch in range(6):
+        check.predict(np.arange(2 * batch, 2 * batch + 2), frames)
+    # 1-in-every: the sample costs (4 / every) of the candidate's time; never denser than precision_sample_every.
+    assert expected * 0.75 <= check.record()["sample_every"] <= expected * 1.25
+    assert check.record()["final_path"] == "int8"

@@ -27,8 +27,9 @@ BF16_ONLY = CpuCapability(isa="AVX512", bf16=True)
 BF16_INT8 = CpuCapability(isa="AVX512", bf16=True, int8=True)
 
 
-def check(mean_px: float, flip_share: float = 0.0) -> Agreement:
-    return Agreement(images=20, mean_px=mean_px, max_px=2 * mean_px, flip_share=flip_share, pcutoff=0.6)
+def check(mean_px: float, flip_share: float = 0.0, speedup: float | None = None, timed_on: str = "cpu") -> Agreement:
+    return Agreement(images=20, mean_px=mean_px, max_px=2 * mean_px, flip_share=flip_share, pcutoff=0.6,
+                     speedup=speedup, timed_on=timed_on if speedup is not None else "")
 
 
 def reduced(int8: Agreement | None = None, bf16: Agreement | None = None) -> ReducedPrecision:
@@ -66,6 +67,33 @@ def test_auto_takes_int8_only_where_its_poses_matched_fp32():
     never = choose_inference("auto", CPU, BF16_INT8, None)
     assert never.path == "fp32" and "no pose check" in never.reason and "posecluster calibrate" in never.reason
     assert choose_inference("auto", CPU, NO_BF16, None).path == "fp32"
+
+
+def test_auto_skips_a_path_that_its_calibration_timed_slower_than_fp32_with_its_rechecks():
+    fast, slow = check(0.1, speedup=2.5), check(0.1, speedup=0.6)  # e.g. an undertrained model: most frames rechecked
+    assert choose_inference("auto", CPU, BF16_INT8, reduced(int8=fast, bf16=fast), min_speedup=1.05).path == "int8"
+    next_best = choose_inference("auto", CPU, BF16_INT8, reduced(int8=slow, bf16=fast), min_speedup=1.05)
+    assert next_best.path == "bf16"
+    neither = choose_inference("auto", CPU, BF16_INT8, reduced(int8=slow, bf16=check(0.1, speedup=1.0)), min_speedup=1.05)
+    assert neither.path == "fp32" and "not faster than fp32" in neither.reason and "0.60x fp32's speed" in neither.reason
+    # Not judged: speed switched off, a check never timed (an older model), or timed on another kind of device.
+    assert choose_inference("auto", CPU, BF16_INT8, reduced(int8=slow), min_speedup=0).path == "int8"
+    assert choose_inference("auto", CPU, BF16_INT8, reduced(int8=check(0.1)), min_speedup=1.05).path == "int8"
+    elsewhere = check(0.1, speedup=0.5, timed_on="cuda")
+    assert choose_inference("auto", CPU, BF16_INT8, reduced(int8=elsewhere), min_speedup=1.05).path == "int8"
+    # The same rule on CUDA for its autocast path.
+    cuda = torch.device("cuda")
+    slow_gpu = ReducedPrecision(checks={"bf16": check(0.1, speedup=0.9, timed_on="cuda")})
+    assert choose_inference("auto", cuda, NO_BF16, slow_gpu, cuda_bf16=True, min_speedup=1.05).path == "fp32"
+    assert choose_inference("auto", cuda, NO_BF16, slow_gpu, cuda_bf16=True, min_speedup=0).path == "bf16"
+
+
+@pytest.mark.parametrize("speedup", [float("nan"), float("inf"), -2.0, 0.0, "fast"])
+def test_a_crafted_speed_in_a_models_checks_is_refused(speedup):
+    raw = ReducedPrecision(checks={"int8": check(0.1)}).to_payload()
+    raw["checks"]["int8"]["speedup"] = speedup
+    with pytest.raises(ValueError, match="speed .* is not a finite positive ratio"):
+        ReducedPrecision.from_payload(raw, "s3://lab/run/model.pt")
 
 
 def test_on_off_and_int8_force_their_path_whatever_auto_would_take():

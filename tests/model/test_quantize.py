@@ -37,6 +37,12 @@ def test_training_leaves_a_calibrated_int8_version_with_its_checks(trained_run):
     assert reduced.checks["fp16"].arithmetic == "cpu autocast float16, emulating cuda autocast"
     assert reduced.checks["bf16"].arithmetic == "cpu autocast bfloat16, emulating cuda autocast"
     assert reduced.checks["int8"].arithmetic.startswith("int8 graph")
+    # The CPU's paths were timed against fp32 on the same frames, rechecks included (auto skips one that
+    # was not faster); fp16, a GPU's arithmetic emulated here, was not.
+    assert reduced.checks["int8"].speedup > 0 and reduced.checks["int8"].timed_on == "cpu"
+    assert reduced.checks["bf16"].speedup > 0 and reduced.checks["bf16"].timed_on == "cpu"
+    assert reduced.checks["fp16"].speedup is None and reduced.checks["fp16"].timed_on == ""
+    assert "fp32's speed on cpu" in reduced.checks["int8"].describe()
     assert reduced.calibration["frames"] > 0 and reduced.calibration["method"] == "MinMax"
 
 
