@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from posecluster.errors import InputError
+from posecluster.model.half_emulation import EmulatedCudaHalf
 
 # What "the same poses" means (issue 22): mean |reduced - fp32| over every (frame, body part), and the
 # share of (frame, body part) whose p-cutoff decision flips.
@@ -197,6 +198,8 @@ class Precision:
     def autocast(self, device: torch.device):
         if self.path not in ("bf16", "fp16"):
             return contextlib.nullcontext()
+        if self.path == "fp16" and device.type == "cpu":  # only ever a check of what a GPU will run
+            return EmulatedCudaHalf()
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16 if self.path == "bf16" else torch.float16)
 
     @property
@@ -209,6 +212,8 @@ class Precision:
             return "int8 graph on ONNX Runtime (cpu)"
         if self.path == "fp32":
             return f"{device.type} float32"
+        if self.path == "fp16" and device.type == "cpu":
+            return "cuda autocast float16 emulated on cpu (float16 operands and results, float32 sums)"
         dtype = "bfloat16" if self.path == "bf16" else "float16"
         return f"{device.type} autocast {dtype}" + (", emulating cuda autocast" if device.type != "cuda" else "")
 
