@@ -12,7 +12,9 @@ import pandas as pd
 import pytest
 
 from posecluster.serve import ProxyAccess, ServeOptions, create_app
-from tests.serve.conftest import ANIMAL_FRESH, TOKEN, animal_project, browser_page, needs_browser, running, screenshot
+from tests.serve.conftest import (
+    ANIMAL_FRESH, TOKEN, animal_project, browser_page, needs_browser, running, screenshot, write_job,
+)
 
 pytestmark = needs_browser
 PROJECT = "lab/ma"
@@ -172,6 +174,15 @@ def test_the_tracks_page_draws_each_individual_where_the_table_puts_it(browser, 
         checked += check_frame(page, table, len(table) - 1, pcutoff)
         assert checked >= 12
         assert page.inner_text("#frame-count").startswith(f"frame {len(table) - 1} ")
+
+        # An archive job's multi-animal output opens the same page from the Jobs page.
+        write_job(f"{root}/lab/poses", "20261205-120000-dddddd", [{
+            "uri": f"{root}/{PROJECT}/videos/arena0.mp4", "status": "done", "key": "k0", "frames": len(table),
+            "cuts": [0, len(table)], "computed": 1, "outputs": {"h5": table_uri}}], pending=0, flushes=1)
+        page.click("#nav-jobs")
+        page.click("table.videos a:text('tracks')")
+        page.wait_for_selector("canvas[data-frame='0']")
+        check_frame(page, table, 0, pcutoff)
 
 
 ACCESS = {"trusted_proxies": ["127.0.0.1/32"], "groups": {"smith-lab": ["smith"], "jones-lab": ["jones"]}}

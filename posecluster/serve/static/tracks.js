@@ -20,6 +20,8 @@ class TrackViewer {
     this.show(0);
   }
 
+  unsaved() { return 0; }  // nothing to lose when the person leaves (app.js asks the active page)
+
   listen(target, type, handler) { target.addEventListener(type, handler); this.listeners.push([target, type, handler]); }
 
   destroy() {
