@@ -68,7 +68,7 @@ def frames_of(project: ProjectConfig) -> SingleAnimalFrames | AnimalFrames:
     return AnimalFrames(project) if project.multianimal else SingleAnimalFrames(project)
 
 
-TRACKED_TABLE = "_el.h5"  # a multi-animal analysis's tracked table, as DeepLabCut and posecluster name it
+TRACKED_TABLE = "_el.h5"  # a multi-animal analysis's tracked table (with its _meta.json), as DLC and posecluster name it
 
 
 def _is_image(name: str) -> bool:
@@ -186,8 +186,8 @@ class Catalog:
                 inside = project_uri.rstrip("/") + "/"
                 entry.update(multianimal=True, individuals=list(config.individuals),
                              unique_bodyparts=list(config.unique_bodyparts),
-                             tracks=sorted(scope.relative(u) for u in by_uri
-                                           if u.startswith(inside) and u.endswith(TRACKED_TABLE)))
+                             tracks=sorted(scope.relative(u) for u in by_uri if u.startswith(inside)
+                                           and u.endswith(TRACKED_TABLE) and u[:-3] + "_meta.json" in by_uri))
             projects.append(entry)
         body = {"root": self.root if scope.caller.whole_root else "",
                 "prefixes": list(scope.caller.prefixes), "projects": projects}
