@@ -13,6 +13,8 @@ from posecluster.analysis.filtering import FilterOptions, filter_track
 from posecluster.analysis.outliers import OutlierOptions
 from posecluster.config import InferConfig, PoseclusterConfig, load_yaml
 from posecluster.data.formats.dlc import read_project_config
+from posecluster.data.formats.madlc import read_tracks
+from posecluster.data.multianimal import AnimalTracks
 from posecluster.data.formats.poses import read_track, write_track
 from posecluster.data.project import read_project
 from posecluster.data.video import find_videos
@@ -24,6 +26,9 @@ from posecluster.infer.multianimal_analyze import analyze_animals_video
 from posecluster.infer.multianimal_predictor import MultiAnimalPredictor
 from posecluster.infer.naming import Destfolder, Mirrored, collisions, filtered_table, labeled_video_uri, plot_folder
 from posecluster.infer.results import checked_filtered, find_results, forget_filtered, record_filtered, require_video
+from posecluster.labeling.animal_folder_table import (
+    AnimalFolderTable, read_animal_folder_table, save_animal_folder_table,
+)
 from posecluster.labeling.extract import ExtractOptions, check_video_sets, extract_video, register_videos
 from posecluster.labeling.folder_table import FolderTable, read_folder_table, save_folder_table
 from posecluster.labeling.merge import MergeReport, merge
@@ -326,6 +331,41 @@ def folder_table(project_uri: str, folder: str) -> FolderTable:
 def save_labels(project_uri: str, folder: str, keypoints: dict[str, list], version: str) -> str:
     """Save labels into the folder's CollectedData table if it is still at `version` (else TableConflict)."""
     return save_folder_table(project_uri, folder, keypoints, version)
+
+
+def animal_folder_table(project_uri: str, folder: str) -> AnimalFolderTable:
+    """A multi-animal project's labeled-data folder for a labeling tool: frames, labels per slot, version."""
+    return read_animal_folder_table(project_uri, folder)
+
+
+def save_animal_labels(project_uri: str, folder: str, keypoints: dict[str, list], version: str) -> str:
+    """Save a multi-animal folder's labels ({image: flat list in animal_slots order}) if the table is still
+    at `version` (else TableConflict)."""
+    return save_animal_folder_table(project_uri, folder, keypoints, version)
+
+
+def read_animal_tracks(table_uri: str) -> AnimalTracks:
+    """A multi-animal tracked pose table (`_el.h5` and the like) as AnimalTracks."""
+    return read_tracks(table_uri)
+
+
+def video_frame_png(video_uri: str, index: int) -> bytes:
+    """PNG of frame `index` of a video (the numbering every command keeps), nothing drawn on it."""
+    import io
+
+    from PIL import Image
+
+    from posecluster.data.video import DecodeReport, probe, read_frames
+
+    info = probe(video_uri)
+    if not 0 <= index < info.frame_count:
+        raise InputError(video_uri, f"frame {index} is outside the video's {info.frame_count} frames")
+    frames = list(read_frames(info, index, index + 1, DecodeReport()))
+    if not frames:
+        raise InputError(video_uri, "could not be decoded", frame=index)
+    buffer = io.BytesIO()
+    Image.fromarray(frames[0][1]).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def _project_settings(records) -> dict:

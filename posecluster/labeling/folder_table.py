@@ -65,23 +65,28 @@ def table_version(project_uri: str, folder: str, scorer: str) -> str:
     return digest.hexdigest() if found else ""
 
 
-def _check_folder(folder: str) -> None:
+def check_folder(folder: str) -> None:
     parts = folder.split("/")
     if len(parts) != 2 or parts[0] != "labeled-data" or parts[1] in ("", ".", ".."):
         raise ValueError(f"{folder!r} is not a labeled-data/<video> folder")
 
 
-def read_folder_table(project_uri: str, folder: str) -> FolderTable:
-    _check_folder(folder)
-    project = dlc.read_project_config(storage.join(project_uri, "config.yaml"))
-    version = table_version(project_uri, folder, project.scorer)
-    labels = folder_labels(project_uri, project, folder)
+def folder_images(project_uri: str, folder: str, labeled: list[str]) -> list[str]:
+    """Every frame of the folder: its image files and the rows of its table (`labeled`), sorted."""
     folder_uri = storage.join(project_uri, folder)
     # One recursive listing (a single paginated LIST on S3); the non-recursive one asks about every entry.
     files = storage.list_files(folder_uri, suffixes=IMAGE_SUFFIXES) if storage.exists(folder_uri) else []
     prefix = folder_uri.rstrip("/") + "/"
     direct = [f for f in files if "/" not in f[len(prefix):]] if all(f.startswith(prefix) for f in files) else files
-    images = sorted(set(labels.images) | {f"{folder}/{storage.basename(f)}" for f in direct})
+    return sorted(set(labeled) | {f"{folder}/{storage.basename(f)}" for f in direct})
+
+
+def read_folder_table(project_uri: str, folder: str) -> FolderTable:
+    check_folder(folder)
+    project = dlc.read_project_config(storage.join(project_uri, "config.yaml"))
+    version = table_version(project_uri, folder, project.scorer)
+    labels = folder_labels(project_uri, project, folder)
+    images = folder_images(project_uri, folder, labels.images)
     table = FolderTable(project=project, folder=folder, images=images, labels=labels, version=version)
     machine_uri = storage.join(project_uri, folder, f"machinelabels-iter{project.iteration}.h5")
     if storage.exists(machine_uri):
@@ -101,7 +106,7 @@ def save_folder_table(project_uri: str, folder: str, keypoints: dict[str, list],
     Returns the new version; raises TableConflict (nothing written) when the table changed meanwhile.
     The caller serialises saves of one folder within a process; across processes the window is the
     time between the version check and the write."""
-    _check_folder(folder)
+    check_folder(folder)
     project = dlc.read_project_config(storage.join(project_uri, "config.yaml"))
     current = table_version(project_uri, folder, project.scorer)
     if current != expected_version:

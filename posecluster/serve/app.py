@@ -23,6 +23,7 @@ from posecluster.serve.paths import PathRefused, Scope, hide_locations, normalis
 from posecluster.serve.projects import ProjectRoutes
 from posecluster.serve.options import ServeOptions
 from posecluster.serve.security import BodyTooLarge, Guard, HostPolicy
+from posecluster.serve.tracks import TrackRoutes
 
 log = logging.getLogger(__name__)
 STATIC = __file__.rsplit("/", 1)[0] + "/static"
@@ -71,7 +72,8 @@ def create_app(root: str, token: str | None = None, options: ServeOptions | None
     archive_jobs = JobRoutes(root)
     launches = LaunchRoutes(root, jobs, on_submit=archive_jobs.answers.invalidate)
     routes = [Route("/", index), Route("/healthz", health), Route("/api/me", me),
-              *ProjectRoutes(root).routes(), *archive_jobs.routes(), *launches.routes(),
+              *ProjectRoutes(root).routes(), *TrackRoutes(root).routes(), *archive_jobs.routes(),
+              *launches.routes(),
               Mount("/static", StaticFiles(directory=STATIC), name="static")]
     handlers = {
         PathRefused: _error(400, root), BadBody: _error(400, root), BodyTooLarge: _error(413, root),

@@ -150,6 +150,21 @@ def video_row(scope: Scope, record) -> dict:
             "segments_computed": count(record.get("computed"))}
 
 
+def confined_table(scope: Scope, path: str | None) -> tuple[str, dict]:
+    """(confined URI, its _meta.json as a dict) of the pose table the browser names by `path`."""
+    table = scope.resolve(path)
+    if not table.endswith(".h5"):
+        raise PathRefused("table must be a pose table (.h5) under the root")
+    meta_uri = scope.contain(api.sibling(table, "_meta.json"), shown=f"{path[:-3]}_meta.json")
+    try:
+        meta = json.loads(storage.read_bytes(meta_uri))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path[:-3]}_meta.json", f"not valid JSON: {exc}") from None
+    if not isinstance(meta, dict):
+        raise InputError(f"{path[:-3]}_meta.json", "not a JSON object")
+    return table, meta
+
+
 def _attachment(name: str) -> str:
     """A Content-Disposition that no file name can break out of (RFC 6266 with an ASCII fallback)."""
     fallback = re.sub(r"[^A-Za-z0-9._-]", "_", name) or "download"
@@ -239,18 +254,7 @@ class JobRoutes:
                              "videos": [video_row(scope, r) for r in records]})
 
     def _table(self, scope: Scope, request: Request) -> tuple[str, dict]:
-        path = request.query_params.get("table")
-        table = scope.resolve(path)
-        if not table.endswith(".h5"):
-            raise PathRefused("table must be a pose table (.h5) under the root")
-        meta_uri = scope.contain(api.sibling(table, "_meta.json"), shown=f"{path[:-3]}_meta.json")
-        try:
-            meta = json.loads(storage.read_bytes(meta_uri))
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise InputError(f"{path[:-3]}_meta.json", f"not valid JSON: {exc}") from None
-        if not isinstance(meta, dict):
-            raise InputError(f"{path[:-3]}_meta.json", "not a JSON object")
-        return table, meta
+        return confined_table(scope, request.query_params.get("table"))
 
     def _cached(self, request: Request, key: str, build, media: str) -> Response:
         etag = '"' + hashlib.sha256(key.encode()).hexdigest()[:32] + '"'

@@ -12,7 +12,12 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
+
+from posecluster import api
+from posecluster.config import ProjectConfig
 from posecluster.errors import InputError
+from posecluster.labeling.folder_table import FolderTable
 
 MAX_INTEGER_DIGITS = 20
 COORDINATE_TOLERANCE = 1e-6
@@ -51,27 +56,69 @@ def parse_body(raw: bytes) -> dict:
 def checked_points(image: str, points, bodyparts: list[str], size: tuple[int, int] | None) -> list:
     """[[x, y] | None per body part] with finite coordinates inside the image (`size`: width, height; None
     for labels the page only reports, such as a merge's base), or InputError naming the frame and the
-    part. DeepLabCut's training keeps only points inside the image (0 < x < width, 0 < y < height after
-    truncation); a point outside is a slip of the mouse, not a label."""
+    part."""
     if not isinstance(points, list) or len(points) != len(bodyparts):
         raise InputError(image, f"expected a list of {len(bodyparts)} points (one per body part, null when not visible)")
-    out = []
-    for k, point in enumerate(points):
-        if point is None:
-            out.append(None)
-            continue
-        if (not isinstance(point, list) or len(point) != 2
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in point)):
-            raise InputError(image, f"body part {k} ({bodyparts[k]}): expected [x, y] numbers or null, got {point!r}")
-        x, y = (float(v) for v in point)
-        if not (math.isfinite(x) and math.isfinite(y)):
-            raise InputError(image, f"body part {k} ({bodyparts[k]}): coordinates must be finite, got {point!r}")
-        if size is not None and not (0 <= x < size[0] and 0 <= y < size[1]):
-            width, height = size
-            raise InputError(image, f"body part {k} ({bodyparts[k]}): ({x:g}, {y:g}) lies outside the {width}x{height} "
-                                    "image (DeepLabCut drops points outside the image)")
-        out.append([x, y])
-    return out
+    return [checked_point(image, f"body part {k} ({bodyparts[k]})", point, size) for k, point in enumerate(points)]
+
+
+def checked_point(image: str, name: str, point, size: tuple[int, int] | None) -> list | None:
+    """One point from the browser ([x, y] or None), or InputError naming the frame and `name`. DeepLabCut's
+    training keeps only points inside the image (0 < x < width, 0 < y < height after truncation); a point
+    outside is a slip of the mouse, not a label."""
+    if point is None:
+        return None
+    if (not isinstance(point, list) or len(point) != 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in point)):
+        raise InputError(image, f"{name}: expected [x, y] numbers or null, got {point!r}")
+    x, y = (float(v) for v in point)
+    if not (math.isfinite(x) and math.isfinite(y)):
+        raise InputError(image, f"{name}: coordinates must be finite, got {point!r}")
+    if size is not None and not (0 <= x < size[0] and 0 <= y < size[1]):
+        width, height = size
+        raise InputError(image, f"{name}: ({x:g}, {y:g}) lies outside the {width}x{height} "
+                                "image (DeepLabCut drops points outside the image)")
+    return [x, y]
+
+
+class SingleAnimalFrames:
+    """How a single-animal project's folders are read, shown, checked and saved (serve/animals.py holds
+    the multi-animal counterpart; projects.py picks one per project from its config)."""
+
+    def __init__(self, project: ProjectConfig):
+        self.project = project
+
+    def read(self, project_uri: str, folder: str) -> FolderTable:
+        return api.folder_table(project_uri, folder)
+
+    def counts(self, table: FolderTable) -> tuple[int, int]:
+        """(labeled frames, frames proposed by outliers)."""
+        labels = table.labels
+        labeled = int((~np.isnan(labels.keypoints).all(axis=(1, 2))).sum()) if len(labels) else 0
+        return labeled, len(table.proposed)
+
+    def page(self, table: FolderTable, shown: list[str], served: dict) -> dict:
+        """The keys of the labels page that depend on the kind of project."""
+        labels = table.keypoints()
+        parts = set(table.project.bodyparts)
+        # The labeler draws these lines; a pair naming an unknown part (a typo in config.yaml) is left out.
+        skeleton = [list(pair) for pair in table.project.skeleton if len(pair) == 2 and set(pair) <= parts]
+        return {
+            "bodyparts": list(table.project.bodyparts), "skeleton": skeleton,
+            "labels": {image: labels[image] for image in shown},
+            "machine": {image: points for image, points in table.machine.items() if image in served},
+            "proposed": [image for image in table.proposed if image in served],
+        }
+
+    def checked(self, image: str, points, size: tuple[int, int] | None) -> list:
+        return checked_points(image, points, list(self.project.bodyparts), size)
+
+    def wire(self, points):
+        """A frame's points as the page sends and receives them (the same list here)."""
+        return points
+
+    def save(self, project_uri: str, folder: str, accepted: dict, version: str) -> str:
+        return api.save_labels(project_uri, folder, accepted, version)
 
 
 def same_points(a, b) -> bool:

@@ -12,20 +12,20 @@ import mimetypes
 import threading
 from collections import OrderedDict
 
-import numpy as np
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from posecluster import api, storage
+from posecluster import storage
 from posecluster.config import ProjectConfig
 from posecluster.data.formats import dlc
 from posecluster.data.images import image_size
 from posecluster.errors import InputError
 from posecluster.labeling.folder_table import IMAGE_SUFFIXES, TableConflict
+from posecluster.serve.animals import AnimalFrames
 from posecluster.serve.coalesce import Coalescer
-from posecluster.serve.labels import checked_points, merge_frames, parse_body
+from posecluster.serve.labels import SingleAnimalFrames, merge_frames, parse_body
 from posecluster.serve.paths import PathRefused, Scope, checked_parts
 from posecluster.serve.security import read_body
 from posecluster.storage.listing import list_identities
@@ -60,6 +60,15 @@ def safe_scorer(config: ProjectConfig, shown: str) -> None:
     scorer = config.scorer
     if scorer in (".", "..") or any(c in scorer for c in "/\\") or any(ord(c) < 32 for c in scorer):
         raise InputError(shown, f"scorer {scorer!r} cannot name a CollectedData file")
+
+
+def frames_of(project: ProjectConfig) -> SingleAnimalFrames | AnimalFrames:
+    """How this project's folders are read, shown, checked and saved: the one place where a project's kind
+    (single- or multi-animal) is decided."""
+    return AnimalFrames(project) if project.multianimal else SingleAnimalFrames(project)
+
+
+TRACKED_TABLE = "_el.h5"  # a multi-animal analysis's tracked table (with its _meta.json), as DLC and posecluster name it
 
 
 def _is_image(name: str) -> bool:
@@ -113,15 +122,13 @@ class Catalog:
 
         return self.cache.get("config|" + entry.key(), parse)
 
-    def _folder_counts(self, project_uri: str, name: str, signature: str) -> tuple[int, int]:
+    def _folder_counts(self, project_uri: str, name: str, signature: str, frames) -> tuple[int, int]:
         def read():
-            table = api.folder_table(project_uri, f"labeled-data/{name}")
-            labeled = int((~np.isnan(table.labels.keypoints).all(axis=(1, 2))).sum()) if len(table.labels) else 0
-            return labeled, len(table.proposed)
+            return frames.counts(frames.read(project_uri, f"labeled-data/{name}"))
 
         return self.cache.get(f"folder|{project_uri}|{name}|{signature}", read)
 
-    def _folder_row(self, scope: Scope, project_uri: str, name: str, folder: dict, config_key: str) -> dict:
+    def _folder_row(self, scope: Scope, project_uri: str, name: str, folder: dict, config_key: str, frames) -> dict:
         """A video folder's counts; a folder whose table (or anything else read) leads out is an error row."""
         row = {"name": name, "folder": f"labeled-data/{name}", "frames": folder["frames"], "labeled": 0,
                "proposed": 0, "error": ""}
@@ -131,7 +138,7 @@ class Catalog:
             return row
         signature = hashlib.sha256("|".join(sorted(folder["files"]) + [config_key]).encode()).hexdigest()
         try:
-            row["labeled"], row["proposed"] = self._folder_counts(scope.contain(project_uri), name, signature)
+            row["labeled"], row["proposed"] = self._folder_counts(scope.contain(project_uri), name, signature, frames)
         except (InputError, ValueError, OSError) as exc:
             row["error"] = scope.redact(str(exc))
         return row
@@ -170,10 +177,18 @@ class Catalog:
             except (InputError, ValueError, OSError) as exc:
                 projects.append({"path": shown, "error": scope.redact(str(exc))})
                 continue
-            rows = [self._folder_row(scope, project_uri, name, folder, by_uri[config_uri].key())
+            frames = frames_of(config)
+            rows = [self._folder_row(scope, project_uri, name, folder, by_uri[config_uri].key(), frames)
                     for name, folder in sorted(folders.items())]
-            projects.append({"path": shown, "task": str(raw.get("Task", "")), "scorer": config.scorer,
-                             "iteration": config.iteration, "bodyparts": list(config.bodyparts), "folders": rows})
+            entry = {"path": shown, "task": str(raw.get("Task", "")), "scorer": config.scorer,
+                     "iteration": config.iteration, "bodyparts": list(config.bodyparts), "folders": rows}
+            if config.multianimal:
+                inside = project_uri.rstrip("/") + "/"
+                entry.update(multianimal=True, individuals=list(config.individuals),
+                             unique_bodyparts=list(config.unique_bodyparts),
+                             tracks=sorted(scope.relative(u) for u in by_uri if u.startswith(inside)
+                                           and u.endswith(TRACKED_TABLE) and u[:-3] + "_meta.json" in by_uri))
+            projects.append(entry)
         body = {"root": self.root if scope.caller.whole_root else "",
                 "prefixes": list(scope.caller.prefixes), "projects": projects}
         data = json.dumps(body).encode()
@@ -242,29 +257,23 @@ class ProjectRoutes:
                     images[f"labeled-data/{name}/{rest}"] = entry
             else:  # tables, machine labels, proposals: read by the api below, so confined first
                 scope.contain(entry.uri, shown=f"{shown}/labeled-data/{name}/{rest}")
-        safe_scorer(dlc.read_project_config(config), f"{shown}/config.yaml")
-        return project, f"labeled-data/{name}", images
+        project_config = dlc.read_project_config(config)
+        safe_scorer(project_config, f"{shown}/config.yaml")
+        return project, f"labeled-data/{name}", images, frames_of(project_config)
 
-    def _folder_json(self, scope: Scope, project: str, folder: str, images: dict) -> dict:
-        table = api.folder_table(project, folder)
+    def _folder_json(self, scope: Scope, project: str, folder: str, images: dict, frames) -> dict:
+        table = frames.read(project, folder)
         shown = [image for image in table.images if image in images]
-        labels = table.keypoints()
-        parts = set(table.project.bodyparts)
-        # The labeler draws these lines; a pair naming an unknown part (a typo in config.yaml) is left out.
-        skeleton = [list(pair) for pair in table.project.skeleton if len(pair) == 2 and set(pair) <= parts]
         return {
             "project": scope.relative(project), "folder": folder, "scorer": table.project.scorer,
-            "bodyparts": list(table.project.bodyparts), "skeleton": skeleton, "iteration": table.project.iteration,
-            "pcutoff": table.project.pcutoff, "version": table.version, "images": shown,
-            "labels": {image: labels[image] for image in shown},
-            "machine": {image: points for image, points in table.machine.items() if image in images},
-            "proposed": [image for image in table.proposed if image in images],
+            "iteration": table.project.iteration, "pcutoff": table.project.pcutoff, "version": table.version,
+            "images": shown, **frames.page(table, shown, images),
         }
 
     def labels(self, request: Request):
         scope: Scope = request.state.scope
-        project, folder, images = self._folder(scope, request)
-        return JSONResponse(self._folder_json(scope, project, folder, images))
+        project, folder, images, frames = self._folder(scope, request)
+        return JSONResponse(self._folder_json(scope, project, folder, images, frames))
 
     async def save(self, request: Request):
         scope: Scope = request.state.scope
@@ -272,30 +281,30 @@ class ProjectRoutes:
         return await run_in_threadpool(self._save, scope, request, body)
 
     def _save(self, scope: Scope, request: Request, body: dict) -> JSONResponse:
-        project, folder, images = self._folder(scope, request)
-        config = dlc.read_project_config(storage.join(project, "config.yaml"))
-        bodyparts = list(config.bodyparts)
+        project, folder, images, frames = self._folder(scope, request)
         mine, base = {}, {}
         for image, points in body["labels"].items():
             if image not in images:
                 raise InputError(image, f"is not a frame of {folder} (only its image files can be labeled)")
             size = self.sizes.get("size|" + images[image].key(), lambda: image_size(storage.join(project, image)))
-            mine[image] = checked_points(image, points, bodyparts, size)
+            mine[image] = frames.checked(image, points, size)
             if image in body.get("base", {}):
-                base[image] = checked_points(image, body["base"][image], bodyparts, None)
+                base[image] = frames.checked(image, body["base"][image], None)
         with self._lock(project + "|" + folder):  # one save of a folder at a time in this server
             for attempt in range(SAVE_ATTEMPTS):
-                table = api.folder_table(project, folder)
+                table = frames.read(project, folder)
                 accepted, conflicts = merge_frames(table.keypoints(), mine, base, table.version == body["version"])
                 version = table.version
                 try:
                     if accepted:
-                        version = api.save_labels(project, folder, accepted, table.version)
+                        version = frames.save(project, folder, accepted, table.version)
                     break
                 except TableConflict:  # another server process saved between our read and write
                     if attempt == SAVE_ATTEMPTS - 1:
                         raise
-            current = self._folder_json(scope, project, folder, images)
+            current = self._folder_json(scope, project, folder, images, frames)
+        conflicts = [{"image": c["image"], "yours": frames.wire(c["yours"]), "theirs": frames.wire(c["theirs"])}
+                     for c in conflicts]
         answer = {"version": current["version"], "saved": len(accepted), "labels": current["labels"],
                   "conflicts": conflicts}
         if conflicts:

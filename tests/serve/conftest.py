@@ -169,6 +169,37 @@ def labeling_root(root, folders: tuple[str, ...]) -> str:
     return str(root)
 
 
+ANIMAL_FRESH = "fresh"  # an animal_project folder of unlabeled frames
+
+
+def animal_project(uri: str, seed: int = 0) -> dict:
+    """A rendered 2-animal maDLC project at `uri` (64x48 frames; labeled-data/arena0 labeled, labeled-data/fresh
+    three frames without a table) and a tracked table of its 6-frame video, videos/arena0synthetic_el.h5
+    with the _meta.json an analysis writes beside it (the video, its frames, the project's skeleton and
+    p-cutoff). The table holds the rendered ground truth, with animal2's tail base at frame 0 below the
+    p-cutoff. Returns {"table": URI, "video": URI}."""
+    import json
+
+    from posecluster.data import synthetic_multianimal as animals
+    from posecluster.data.formats import madlc
+    from posecluster.data.images import write_png
+
+    scene = animals.MultiAnimalScene(width=64, height=48, animals=2, seed=seed)
+    made = animals.write_project(uri, labeled_frames=2, scene=scene, video_frames=6)
+    renderer = animals.MultiAnimalRenderer(scene)
+    for i, state in enumerate(renderer.states(np.arange(200, 215, 5))):
+        write_png(f"{uri}/labeled-data/{ANIMAL_FRESH}/img{i}.png", renderer.render(state))
+    video = made.videos[0]
+    tracks = video.truth
+    tracks.poses[0, 1, tracks.bodyparts.index("tailbase"), 2] = 0.2
+    table = video.uri[:-len(".mp4")] + f"{animals.SCORER}_el.h5"
+    madlc.write_tracks(tracks, table)
+    meta = {"video": video.uri, "frames": len(tracks), "scorer": animals.SCORER,
+            "config": {"project": made.config.model_dump(mode="json")}}
+    storage.atomic_write_bytes(table[:-len(".h5")] + "_meta.json", json.dumps(meta).encode())
+    return {"table": table, "video": video.uri}
+
+
 @contextlib.contextmanager
 def running(app, host: str = "127.0.0.1"):
     """A real uvicorn server for `app` on a free port, in a thread (what a browser or a raw socket talks

@@ -1,9 +1,9 @@
-// Pages: Projects, Label, Refine, Jobs. Plain JS, no build step; the DOM is built with dom.js (text nodes
+// Pages: Projects, Label, Refine, Tracks (multi-animal), Jobs. Plain JS, no build step; the DOM is built with dom.js (text nodes
 // only). The server's cookie (or the facility's sign-in proxy) carries who the user is.
 "use strict";
 
 const main = document.getElementById("main");
-let current = null;  // the active Labeler
+let current = null;  // the active Labeler or TrackViewer
 let generation = 0;  // a page whose data arrives after the user moved on must not draw over the new one
 let me = null;       // /api/me: user, prefixes, whether jobs can be started
 let shownHash = location.hash;
@@ -39,6 +39,7 @@ function projectSection(p) {
     h("h2", {}, p.path),
     h("p", {}, p.task, " \u00b7 scorer ", h("b", {}, p.scorer), " \u00b7 iteration ", h("b", {}, String(p.iteration)),
       " \u00b7 body parts: ", p.bodyparts.join(", ")),
+    p.multianimal ? animalsSummary(p) : null,
     h("table", { class: "folders" },
       h("tr", {}, ["video folder", "frames", "labeled", "outliers proposed (this iteration)", ""].map((t) => h("th", {}, t))),
       p.folders.map((f) => folderRow(p, f))),
@@ -56,6 +57,28 @@ async function projectsPage(gen) {
   show(main, data.projects.map(projectSection));
 }
 
+// A multi-animal project: its individuals and its tracked videos (the `_el.h5` tables under it).
+function animalsSummary(p) {
+  return [
+    h("p", { class: "animals-line" }, "individuals: ", p.individuals.join(", "),
+      p.unique_bodyparts.length ? [" \u00b7 unique body parts: ", p.unique_bodyparts.join(", ")] : null),
+    p.tracks.length ? h("p", { class: "tracks-line" }, "tracks: ", p.tracks.map((t, i) => [i ? ", " : "",
+      h("a", { href: "#/tracks?" + q({ table: t }), dataset: { table: t } }, t.slice(t.lastIndexOf("/") + 1))])) : null,
+  ];
+}
+
+async function tracksPage(params, gen) {
+  const data = await api("/api/tracks?" + q({ table: params.get("table") || "" }));
+  if (stale(gen)) return;
+  const holder = h("div", { id: "tracks" });
+  show(main,
+    h("h2", {}, "Tracks: ", data.table),
+    h("p", { class: "muted" }, `${data.individuals.length} individuals, ${data.frames} frames, scorer `, data.scorer),
+    holder);
+  current = new TrackViewer(holder, data);
+  window.tracks = current;
+}
+
 async function labelPage(params, mode, gen) {
   const data = await api("/api/labels?" + q({ project: params.get("project") || "", folder: params.get("folder") || "" }));
   if (stale(gen)) return;
@@ -66,7 +89,8 @@ async function labelPage(params, mode, gen) {
       mode === "refine" ? [" \u00b7 frames proposed by ", h("code", {}, "posecluster outliers"),
         "; dashed circles: the network's prediction (p = likelihood); then run ", h("code", {}, "posecluster merge")] : null),
     holder);
-  current = new Labeler(holder, { ...data, user: me ? me.user : "" }, mode);
+  const Kind = data.multianimal ? AnimalLabeler : Labeler;  // animals.js: choose the animal, then its parts
+  current = new Kind(holder, { ...data, user: me ? me.user : "" }, mode);
   window.labeler = current;
 }
 
@@ -112,7 +136,9 @@ function videoRow(v, i, onShow) {
     h("td", {}, v.missing_frames ? `${v.missing_frames} (${v.missing})` : ""),
     h("td", {}, v.segments ? `${v.segments} (${v.segments_computed} computed)` : ""),
     h("td", { class: "error" }, v.error), h("td", {}, outputs),
-    h("td", {}, v.outputs.h5 && v.outputs.h5.path ? h("button", { dataset: { show: String(i) }, onclick: () => onShow(v) }, "show") : null));
+    h("td", {}, !(v.outputs.h5 && v.outputs.h5.path) ? null
+      : v.outputs.h5.path.endsWith("_el.h5") ? h("a", { href: "#/tracks?" + q({ table: v.outputs.h5.path }) }, "tracks")  // multi-animal
+        : h("button", { dataset: { show: String(i) }, onclick: () => onShow(v) }, "show")));
 }
 
 async function jobVideos(gen, holder, preview, j, status, offset, firstPreview) {
@@ -138,7 +164,7 @@ async function jobVideos(gen, holder, preview, j, status, offset, firstPreview) 
     h("p", { class: "pager" }, page.total ? `${offset + 1}\u2013${last} of ${page.total}` : "none yet",
       offset > 0 ? h("button", { onclick: () => jobVideos(gen, holder, preview, j, status, Math.max(0, offset - PAGE), false) }, "previous") : null,
       last < page.total ? h("button", { onclick: () => jobVideos(gen, holder, preview, j, status, offset + PAGE, false) }, "next") : null));
-  const first = page.videos.find((v) => v.outputs.h5 && v.outputs.h5.path);
+  const first = page.videos.find((v) => v.outputs.h5 && v.outputs.h5.path && !v.outputs.h5.path.endsWith("_el.h5"));
   if (firstPreview && first) showVideo(first);  // the newest job's first finished video, without a click
 }
 
@@ -193,7 +219,7 @@ async function jobsPage(gen) {
 
 async function route() {
   const gen = ++generation;
-  if (current) { current.destroy(); current = null; window.labeler = null; }
+  if (current) { current.destroy(); current = null; window.labeler = null; window.tracks = null; }
   const [path, query] = (location.hash.slice(1) || "/projects").split("?");
   const params = new URLSearchParams(query || "");
   document.querySelectorAll("header nav a").forEach((a) => a.classList.toggle("active", a.getAttribute("href") === "#" + path));
@@ -205,6 +231,7 @@ async function route() {
     }
     if (path === "/label") await labelPage(params, "label", gen);
     else if (path === "/refine") await labelPage(params, "refine", gen);
+    else if (path === "/tracks") await tracksPage(params, gen);
     else if (path === "/jobs") await jobsPage(gen);
     else await projectsPage(gen);
     if (!stale(gen)) document.body.dataset.page = path;

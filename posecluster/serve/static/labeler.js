@@ -5,6 +5,8 @@
 // The comforts of napari-deeplabcut (a labeler spends hours here): loop mode, next unlabeled frame, a
 // frame list, names and skeleton on the canvas, marker size, brightness/contrast, undo and redo, a draft
 // kept in this browser until saved (drafts.js).
+// A frame's labels are one flat list of points ("slots"): here one per body part; a multi-animal
+// project's labeler (animals.js) extends this class with each individual's body parts as slots.
 "use strict";
 
 function partColor(k, n) {  // DLC's default colormap is rainbow: violet -> red
@@ -35,16 +37,16 @@ class Labeler {
   constructor(container, data, mode) {
     this.data = data;
     this.mode = mode;  // "label" or "refine"
+    this.prepare();
     this.images = mode === "refine" ? data.proposed.filter((i) => data.images.includes(i)) : data.images.slice();
-    const index = new Map(data.bodyparts.map((p, k) => [p, k]));
-    this.bones = (data.skeleton || []).map(([a, b]) => [index.get(a), index.get(b)]).filter(([a, b]) => a !== undefined && b !== undefined);
+    this.bones = this.boneList();
     this.labels = {};   // what this page shows and edits
     this.stored = {};   // what the server last said is stored: the base of a per-frame merge
-    for (const image of data.images) { this.labels[image] = copyPoints(data.labels[image]); this.stored[image] = copyPoints(data.labels[image]); }
+    for (const image of data.images) { this.labels[image] = this.fromWire(data.labels[image]); this.stored[image] = this.fromWire(data.labels[image]); }
     this.version = data.version;
     this.conflicts = new Map();  // image -> their labels, while the person chooses
     this.frame = 0;
-    this.part = 0;
+    this.part = this.firstPart();
     this.history = [];  // edits to undo: {image, part, value before}
     this.redoable = []; // edits undone, to redo: {image, part, value before the undo}
     this.dirty = new Set();
@@ -72,8 +74,35 @@ class Labeler {
 
   unsaved() { return this.dirty.size; }
 
+  // What a kind of project changes (animals.js overrides these): the slots of a frame, their colours and
+  // names, the skeleton's pairs of slots, the order parts are placed in, and the points as the server
+  // sends and takes them.
+  prepare() {}
+  slotCount() { return this.data.bodyparts.length; }
+  slotName(k) { return this.data.bodyparts[k]; }
+  color(k) { return partColor(k, this.slotCount()); }
+  boneColor() { return SKELETON_COLOR; }
+  boneList() {
+    const index = new Map(this.data.bodyparts.map((p, k) => [p, k]));
+    return (this.data.skeleton || []).map(([a, b]) => [index.get(a), index.get(b)]).filter(([a, b]) => a !== undefined && b !== undefined);
+  }
+  firstPart() { return 0; }
+  nextPart(k) { return Math.min(k + 1, this.slotCount() - 1); }
+  cyclePart(step) { const n = this.slotCount(); return (this.part + n + step) % n; }
+  endsRound(k) { return k === this.slotCount() - 1; }  // loop mode: the next frame after this part
+  selectPart(k) { this.part = k; }
+  fromWire(points) { return copyPoints(points); }
+  toWire(points) { return copyPoints(points); }
+  extraControls() { return null; }
+  extraHelp() { return null; }
+  extraKey() { return false; }
+  refreshPanel() {}
+  partsList() {
+    return h("ul", { id: "parts" }, this.data.bodyparts.map((p, k) => h("li", { dataset: { part: String(k) }, onclick: () => { this.part = k; this.draw(); } },
+      h("span", { class: "dot", style: { background: this.color(k) } }), h("span", { class: "part-name" }, p), h("span", { class: "coords", id: "coords-" + k }))));
+  }
+
   build(container) {
-    const n = this.data.bodyparts.length;
     const $ = (id) => container.querySelector("#" + id);
     const button = (id, label, onclick, title) => h("button", { id, onclick, title, type: "button" }, label);
     const toggle = (id, setting, label) => h("label", { class: "toggle" }, h("input", {
@@ -94,8 +123,8 @@ class Labeler {
       h("div", { class: "muted", id: "frame-count" }),
       h("div", { class: "row" }, button("prev", "\u2190 frame", () => this.show(this.frame - 1)), button("next", "frame \u2192", () => this.show(this.frame + 1)),
         button("next-unlabeled", "next unlabeled", () => this.nextUnlabeled(), "the next frame without any label (u)")),
-      h("ul", { id: "parts" }, this.data.bodyparts.map((p, k) => h("li", { dataset: { part: String(k) }, onclick: () => { this.part = k; this.draw(); } },
-        h("span", { class: "dot", style: { background: partColor(k, n) } }), h("span", { class: "part-name" }, p), h("span", { class: "coords", id: "coords-" + k })))),
+      this.extraControls(),
+      this.partsPanel = h("div", { id: "parts-panel" }, this.partsList()),
       h("div", { class: "row" }, button("occluded", "not visible (x)", () => this.occlude()),
         button("undo", "undo", () => this.undo(), "Ctrl+Z"), button("redo", "redo", () => this.redo(), "Ctrl+Shift+Z or Ctrl+Y")),
       h("div", { class: "row" }, button("zoom-in", "+", () => this.zoomAt(1.25)), button("zoom-out", "\u2212", () => this.zoomAt(0.8)),
@@ -114,7 +143,7 @@ class Labeler {
         h("kbd", {}, "u"), " next unlabeled; ", h("kbd", {}, "\u2191"), h("kbd", {}, "\u2193"), " parts; wheel or ", h("kbd", {}, "+"), h("kbd", {}, "-"),
         " zoom, ", h("kbd", {}, "0"), " fit; right/shift-drag pans; ", h("kbd", {}, "Ctrl"), "+", h("kbd", {}, "z"), " undo, ",
         h("kbd", {}, "Ctrl"), "+", h("kbd", {}, "Shift"), "+", h("kbd", {}, "z"), " redo; ", h("kbd", {}, "Ctrl"), "+", h("kbd", {}, "s"),
-        " save. Unsaved labels are kept in this browser until saved. Browser shortcuts (Ctrl+0, Ctrl+\u00b1, Ctrl+x, Tab) stay the browser's."));
+        " save. ", this.extraHelp(), "Unsaved labels are kept in this browser until saved. Browser shortcuts (Ctrl+0, Ctrl+\u00b1, Ctrl+x, Tab) stay the browser's."));
     show(container, h("div", { class: "labeler" }, this.stage, aside));
     this.$ = $;
     this.ctx = this.canvas.getContext("2d");
@@ -177,7 +206,7 @@ class Labeler {
     }
     this.drag = null;
     this.frame = Math.max(0, Math.min(this.images.length - 1, index));
-    this.part = 0;
+    this.part = this.firstPart();
     const image = this.image;
     this.img.onload = () => {
       if (image !== this.image) return;
@@ -224,7 +253,7 @@ class Labeler {
     li.classList.toggle("labeled", placed > 0);
     li.classList.toggle("unsaved", this.dirty.has(image));
     li.classList.toggle("current", i === this.frame);
-    li.lastChild.textContent = `${placed}/${this.data.bodyparts.length}${this.dirty.has(image) ? " \u2022" : ""}`;
+    li.lastChild.textContent = `${placed}/${this.slotCount()}${this.dirty.has(image) ? " \u2022" : ""}`;
   }
 
   fit() {
@@ -279,7 +308,7 @@ class Labeler {
   }
 
   restoreDraft() {
-    const frames = this.draft.read(this.data.images, this.data.bodyparts.length);
+    const frames = this.draft.read(this.data.images, this.slotCount());
     let restored = 0;
     for (const [image, frame] of Object.entries(frames)) {
       if (samePoints(frame.labels, this.stored[image])) continue;  // saved after all (elsewhere, or the answer was lost)
@@ -327,7 +356,7 @@ class Labeler {
     this.record(placed);
     this.drag = { part: placed, placing: true };
     this.set(placed, point);
-    this.part = Math.min(placed + 1, this.data.bodyparts.length - 1);
+    this.part = this.nextPart(placed);
     this.draw();
   }
 
@@ -356,7 +385,7 @@ class Labeler {
 
   // Loop mode: the last part placed (or marked not visible) moves on to the next frame.
   afterPlacing(part) {
-    if (!this.view.loop || part !== this.data.bodyparts.length - 1) return;
+    if (!this.view.loop || !this.endsRound(part)) return;
     if (this.frame < this.images.length - 1) this.show(this.frame + 1);
     else this.status("last frame of the folder: every frame passed once", "muted");
   }
@@ -366,7 +395,7 @@ class Labeler {
     const part = this.part;
     this.record(part);
     this.set(part, null);
-    this.part = Math.min(part + 1, this.data.bodyparts.length - 1);
+    this.part = this.nextPart(part);
     this.draw();
     this.afterPlacing(part);
   }
@@ -374,18 +403,30 @@ class Labeler {
   undo() { this.swapEdit(this.history, this.redoable); }
   redo() { this.swapEdit(this.redoable, this.history); }
 
+  // A change of the whole frame at once (animals.js copies a frame's animals): one step to undo.
+  recordFrame() {
+    this.history.push({ image: this.image, part: null, value: copyPoints(this.points) });
+    if (this.history.length > HISTORY_KEPT) this.history.shift();
+    this.redoable = [];
+  }
+
   // Undo and redo are one operation: put back the stored value, keep the replaced one on the other stack.
   swapEdit(from, to) {
     const edit = from.pop();
     if (!edit) { this.status(from === this.history ? "nothing to undo" : "nothing to redo", "muted"); return; }
     const points = this.labels[edit.image];
-    to.push({ image: edit.image, part: edit.part, value: points[edit.part] && points[edit.part].slice() });
-    points[edit.part] = edit.value;
+    if (edit.part === null) {
+      to.push({ image: edit.image, part: null, value: copyPoints(points) });
+      this.labels[edit.image] = copyPoints(edit.value);
+    } else {
+      to.push({ image: edit.image, part: edit.part, value: points[edit.part] && points[edit.part].slice() });
+      points[edit.part] = edit.value;
+    }
     this.dirty.add(edit.image);
     this.keepDraft();
     const index = this.images.indexOf(edit.image);
     if (index !== this.frame && index >= 0) this.show(index);
-    this.part = edit.part;
+    if (edit.part !== null) this.selectPart(edit.part);
     this.draw();
   }
 
@@ -396,7 +437,6 @@ class Labeler {
     if (t && (["INPUT", "TEXTAREA", "SELECT"].includes(t.tagName) || t.isContentEditable)) return;
     const ctrl = e.ctrlKey || e.metaKey;
     const key = e.key.length === 1 ? e.key.toLowerCase() : e.key;
-    const n = this.data.bodyparts.length;
     if (ctrl && !e.altKey && !e.shiftKey && key === "z") this.undo();
     else if (ctrl && !e.altKey && ((e.shiftKey && key === "z") || (!e.shiftKey && key === "y"))) this.redo();
     else if (ctrl && !e.altKey && key === "s") this.save();
@@ -405,13 +445,13 @@ class Labeler {
     else if (key === "ArrowRight" || key === "n") this.show(this.frame + 1);
     else if (key === "ArrowLeft" || key === "p") this.show(this.frame - 1);
     else if (key === "u") this.nextUnlabeled();
-    else if (key === "ArrowDown") { this.part = (this.part + 1) % n; this.draw(); }
-    else if (key === "ArrowUp") { this.part = (this.part + n - 1) % n; this.draw(); }
+    else if (key === "ArrowDown") { this.part = this.cyclePart(1); this.draw(); }
+    else if (key === "ArrowUp") { this.part = this.cyclePart(-1); this.draw(); }
     else if (key === "x" || key === "Delete") this.occlude();
     else if (key === "+" || key === "=") this.zoomAt(1.25);
     else if (key === "-") this.zoomAt(0.8);
     else if (key === "0") { this.fit(); this.draw(); }
-    else return;
+    else if (!this.extraKey(key)) return;
     e.preventDefault();
   }
 
@@ -424,26 +464,27 @@ class Labeler {
   }
 
   drawSkeleton(c, points) {
-    c.strokeStyle = SKELETON_COLOR; c.lineWidth = Math.max(1, this.view.markerSize / 3);
+    c.lineWidth = Math.max(1, this.view.markerSize / 3);
     for (const [a, b] of this.bones) {
       if (!points[a] || !points[b]) continue;
+      c.strokeStyle = this.boneColor(a);
       c.beginPath(); c.moveTo(...this.toScreen(...points[a])); c.lineTo(...this.toScreen(...points[b])); c.stroke();
     }
   }
 
   drawNames(c, points) {
-    const n = this.data.bodyparts.length, r = this.view.markerSize;
+    const r = this.view.markerSize;
     c.font = "12px system-ui, sans-serif"; c.textBaseline = "bottom"; c.lineWidth = 3; c.strokeStyle = "rgba(0, 0, 0, 0.8)";
     points.forEach((p, k) => {
       if (!p) return;
       const [sx, sy] = this.toScreen(p[0], p[1]);
-      c.strokeText(this.data.bodyparts[k], sx + r + 2, sy - r);  // canvas text: a name is drawn, never parsed
-      c.fillStyle = partColor(k, n); c.fillText(this.data.bodyparts[k], sx + r + 2, sy - r);
+      c.strokeText(this.slotName(k), sx + r + 2, sy - r);  // canvas text: a name is drawn, never parsed
+      c.fillStyle = this.color(k); c.fillText(this.slotName(k), sx + r + 2, sy - r);
     });
   }
 
   draw() {
-    const c = this.ctx, n = this.data.bodyparts.length, r = this.view.markerSize;
+    const c = this.ctx, r = this.view.markerSize;
     if (!c || !this.width) return;
     c.setTransform(this.dpr, 0, 0, this.dpr, 0, 0);  // CSS pixels from here on
     c.clearRect(0, 0, this.width, this.height);
@@ -459,21 +500,23 @@ class Labeler {
     if (machine) {
       machine.forEach((m, k) => {
         if (m[0] === null) return;
-        c.setLineDash([3, 3]); this.marker(c, m[0], m[1], r + 4, null, partColor(k, n), 1); c.setLineDash([]);
+        c.setLineDash([3, 3]); this.marker(c, m[0], m[1], r + 4, null, this.color(k), 1); c.setLineDash([]);
       });
     }
     const theirs = this.conflicts.get(this.image);
-    if (theirs) theirs.forEach((p, k) => { if (p) this.marker(c, p[0], p[1], r + 1, null, partColor(k, n), 2, true); });
+    if (theirs) theirs.forEach((p, k) => { if (p) this.marker(c, p[0], p[1], r + 1, null, this.color(k), 2, true); });
     points.forEach((p, k) => {
-      if (p) this.marker(c, p[0], p[1], r, partColor(k, n), k === this.part ? "#fff" : "#000", k === this.part ? 2 : 1);
+      if (p) this.marker(c, p[0], p[1], r, this.color(k), k === this.part ? "#fff" : "#000", k === this.part ? 2 : 1);
     });
     if (this.view.names) this.drawNames(c, points);
-    this.$("parts").querySelectorAll("li").forEach((li, k) => {
+    this.refreshPanel();
+    this.$("parts").querySelectorAll("li").forEach((li) => {
+      const k = Number(li.dataset.part);
       li.classList.toggle("current", k === this.part);
       const p = points[k];
       let text = p ? `${p[0].toFixed(1)}, ${p[1].toFixed(1)}` : "not visible";
       if (machine && machine[k][2] !== null) text += ` p=${machine[k][2].toFixed(2)}`;
-      this.$("coords-" + k).textContent = text;
+      li.querySelector(".coords").textContent = text;
     });
     if (this.image !== undefined) this.frameItem(this.image, this.frame);
     this.$("dirty").textContent = this.dirty.size ? `${this.dirty.size} frame(s) not saved` : "";
@@ -509,14 +552,18 @@ class Labeler {
 
   // A save sends the changed frames with the labels they started from; the server merges frame by frame.
   async save() {
-    const sent = {}, base = {};
-    this.dirty.forEach((image) => { sent[image] = copyPoints(this.labels[image]); base[image] = this.stored[image]; });
+    const sent = {}, wire = {}, base = {};
+    this.dirty.forEach((image) => {
+      sent[image] = copyPoints(this.labels[image]);
+      wire[image] = this.toWire(sent[image]);
+      base[image] = this.toWire(this.stored[image]);
+    });
     const url = "/api/labels?" + q({ project: this.data.project, folder: this.data.folder });
     const started = performance.now();
     let r, body;
     try {
       r = await fetch(url, { method: "PUT", headers: { "Content-Type": "application/json" },
-                             body: JSON.stringify({ version: this.version, labels: sent, base }) });
+                             body: JSON.stringify({ version: this.version, labels: wire, base }) });
       body = await r.json().catch(() => ({}));
     } catch (err) {
       this.status(`Save failed: ${err.message}; your labels stay in this page and this browser.`, "error");
@@ -526,12 +573,13 @@ class Labeler {
     if (r.ok || (r.status === 409 && body.labels)) {
       const conflicted = new Set((body.conflicts || []).map((c) => c.image));
       this.version = body.version;
-      for (const [image, points] of Object.entries(body.labels)) {
+      for (const [image, answered] of Object.entries(body.labels)) {
+        const points = this.fromWire(answered);
         this.stored[image] = copyPoints(points);
         if (sent[image] && !conflicted.has(image) && samePoints(this.labels[image], sent[image])) this.dirty.delete(image);
         if (!this.dirty.has(image)) this.labels[image] = copyPoints(points);  // others' frames come in
       }
-      (body.conflicts || []).forEach((c) => this.conflicts.set(c.image, c.theirs));
+      (body.conflicts || []).forEach((c) => this.conflicts.set(c.image, this.fromWire(c.theirs)));
       this.keepDraft();  // what was stored leaves the draft; a conflicted frame stays in it
       this.showConflicts();
       this.refreshFrameList();
