@@ -22,6 +22,7 @@ from posecluster import api, storage
 from posecluster.cli.main import main
 from posecluster.data.formats import madlc
 from posecluster.data.multianimal import AnimalTracks
+from posecluster.data.project import read_project
 from posecluster.data.synthetic_multianimal import BODYPARTS, MultiAnimalScene, write_project
 from posecluster.data.video import DecodeReport, probe, read_frames
 from posecluster.infer.naming import output_base, tracked_base
@@ -204,8 +205,8 @@ def test_plot_writes_deeplabcuts_four_plots_per_individual(project, tmp_path):
     assert len({p.tobytes() for p in pictures.values()}) == 3  # each shows its own animal
 
 
-def test_outliers_writes_the_frames_where_an_animal_jumped_or_was_unsure_into_the_madlc_project(project, tmp_path,
-                                                                                                  capsys):
+def test_outliers_put_the_frames_where_an_animal_jumped_or_was_unsure_into_the_madlc_project_and_merge_takes_them(
+        project, tmp_path, capsys):
     truth = project.videos[0].truth
     poses = truth.poses.copy()
     poses[..., 2] = np.where(np.isnan(poses[..., 0]), np.nan, 0.9)
@@ -237,3 +238,12 @@ def test_outliers_writes_the_frames_where_an_animal_jumped_or_was_unsure_into_th
     proposals = json.loads((folder / "outliers-iter0.json").read_text())["frames"]
     assert [proposals[f"labeled-data/arena0/img{i:02d}.png"]["reasons"] for i in (9, 10, 15)] == [
         ["jump:animal2"], ["jump:animal2"], ["uncertain:animal3"]]
+
+    # A labeler puts animal2's nose back where it was (DeepLabCut's tools write the table as pandas does);
+    # merge tells the corrected frame from the two accepted as proposed, and the project reads as before.
+    collected.loc[rows["img09.png"], [("synthetic", "animal2", "nose", c) for c in "xy"]] = truth.poses[9, 1, 0, :2]
+    collected.to_hdf(folder / "CollectedData_synthetic.h5", key="df_with_missing", mode="w")
+    assert main(["merge", str(copy)]) == 0
+    assert "labeled-data/arena0: 3 proposed, 1 corrected, 2 accepted as predicted" in capsys.readouterr().out
+    assert "iteration: 1" in (copy / "config.yaml").read_text()
+    assert len(read_project(str(copy)).labels) == 5
