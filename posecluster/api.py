@@ -9,13 +9,12 @@ from dataclasses import asdict, dataclass, field, replace
 import yaml
 
 from posecluster import storage
-from posecluster.analysis.filtering import FilterOptions, filter_track
+from posecluster.analysis.filtering import FilterOptions
 from posecluster.analysis.outliers import OutlierOptions
 from posecluster.config import InferConfig, PoseclusterConfig, load_yaml
 from posecluster.data.formats.dlc import read_project_config
 from posecluster.data.formats.madlc import read_tracks
 from posecluster.data.multianimal import AnimalTracks
-from posecluster.data.formats.poses import read_track, write_track
 from posecluster.data.project import read_project
 from posecluster.data.video import find_videos
 from posecluster.errors import PER_INPUT_ERRORS, InputError
@@ -32,7 +31,7 @@ from posecluster.labeling.animal_folder_table import (
 from posecluster.labeling.extract import ExtractOptions, check_video_sets, extract_video, register_videos
 from posecluster.labeling.folder_table import FolderTable, read_folder_table, save_folder_table
 from posecluster.labeling.merge import MergeReport, merge
-from posecluster.labeling.outliers import extract_outliers
+from posecluster.labeling.table_kinds import read_table
 from posecluster.model.ensemble import is_ensemble, member_uris
 from posecluster.model.export import ExportOptions, ExportReport, export_model
 from posecluster.storage.scope import check as check_scope
@@ -40,8 +39,7 @@ from posecluster.train.calibrate import calibrate_run as calibrate_model
 from posecluster.train.checkpoint import TrainedModel, UriCheckpointStore, load_model
 from posecluster.train.evaluate import Evaluation, evaluate
 from posecluster.train.loop import TrainResult, train
-from posecluster.viz.labeled_video import LabelOptions, label_video
-from posecluster.viz.plots import plot_track
+from posecluster.viz.labeled_video import LabelOptions
 
 log = logging.getLogger(__name__)
 
@@ -293,7 +291,12 @@ def filter_poses(inputs: list[str], options: FilterOptions, formats: tuple[str, 
     """`<video><scorer>_filtered.h5` (plus csv/parquet) beside each pose table found in `inputs`, with a
     record of the table they came from (`_filtered_source.json`); formats not asked now are removed."""
     def run(record):
-        track = filter_track(read_track(record.table), options)
+        track, kind = read_table(record.table)
+        refused = [fmt for fmt in formats if fmt not in kind.formats]
+        if refused:
+            raise InputError(record.table, f"a {kind.name} table's filtered table is written as .h5 or "
+                                           f"{', '.join(kind.formats)}, not {', '.join(refused)}")
+        track = kind.filter(track, options)
         out = {"h5": filtered_table(record.table)}
         out.update({fmt: sibling(out["h5"], f".{fmt}") for fmt in formats})
         forget_filtered(record.table)
@@ -301,7 +304,7 @@ def filter_poses(inputs: list[str], options: FilterOptions, formats: tuple[str, 
             if fmt not in out and storage.exists(sibling(out["h5"], f".{fmt}")):
                 storage.remove(sibling(out["h5"], f".{fmt}"))  # an earlier filtering's, of other poses
         for uri in out.values():
-            write_track(track, uri)
+            kind.write(track, uri)
         record_filtered(record.table, out, asdict(options))
         return out
 
@@ -311,8 +314,10 @@ def filter_poses(inputs: list[str], options: FilterOptions, formats: tuple[str, 
 def extract_outlier_frames(inputs: list[str], project_uri: str, options: OutlierOptions, n: int = 20,
                            filtered: bool = False, seed: int = 0, videos: list[str] | None = None) -> list[Outcome]:
     def run(record):
-        found = extract_outliers(require_video(record), _table(record, filtered), project_uri, options, n, seed,
-                                 variance_uri=sibling(record.table, VARIANCE_SUFFIX))
+        video, table = require_video(record), _table(record, filtered)
+        track, kind = read_table(table)
+        found = kind.outliers(video, table, track, project_uri, options, n, seed,
+                              variance_uri=sibling(record.table, VARIANCE_SUFFIX))
         return {"candidates": found.candidates, "frames": found.indices, "new_images": found.new_images,
                 "reasons": found.reasons}
 
@@ -402,8 +407,9 @@ def label_videos(inputs: list[str], out_folder: str, options: LabelOptions, draw
         project_pcutoff, skeleton = _settings_of(settings, record.model) if settings else (pcutoff, ())
         chosen = replace(options, pcutoff=project_pcutoff if pcutoff is None else pcutoff,
                          skeleton=skeleton if draw_skeleton else ())
-        table = _table(record, filtered)
-        labeled = label_video(require_video(record), read_track(table), targets[table], chosen)
+        video, table = require_video(record), _table(record, filtered)
+        track, kind = read_table(table)
+        labeled = kind.label_video(video, track, targets[table], chosen)
         return {"video": labeled.uri, "frames": labeled.frames, "missing_frames": labeled.missing_frames,
                 "notes": labeled.notes}
 
@@ -423,7 +429,8 @@ def plot_poses(inputs: list[str], out_folder: str, pcutoff: float | None = None,
     def run(record):
         cutoff = _settings_of(settings, record.model)[0] if pcutoff is None else pcutoff
         folder = folders[record.table]
-        return plot_track(read_track(_table(record, filtered)), folder, cutoff, title=storage.stem(record.video))
+        track, kind = read_table(_table(record, filtered))
+        return kind.plot(track, folder, cutoff, title=storage.stem(record.video))
 
     return _each([(r.video, lambda r=r: run(r)) for r in records])
 
@@ -436,16 +443,14 @@ def pose_frame_image(table_uri: str, video_uri: str, index: int, pcutoff: float)
 
     from posecluster.data.video import DecodeReport, probe, read_frames
     from posecluster.errors import InputError
-    from posecluster.viz.labeled_video import FrameLabeler
-
-    track = read_track(table_uri)
+    track, kind = read_table(table_uri)
     if not 0 <= index < len(track):
         raise InputError(table_uri, f"frame {index} is outside the table's {len(track)} frames")
     info = probe(video_uri)
     frames = list(read_frames(info, index, index + 1, DecodeReport()))
     if not frames:
         raise InputError(video_uri, "could not be decoded", frame=index)
-    drawn = FrameLabeler(track, LabelOptions(pcutoff=pcutoff), info.width, info.height).draw(frames[0][1], index)
+    drawn = kind.labeler(track, LabelOptions(pcutoff=pcutoff), info.width, info.height).draw(frames[0][1], index)
     buffer = io.BytesIO()
     Image.fromarray(drawn).save(buffer, format="PNG")
     return buffer.getvalue()
@@ -453,9 +458,8 @@ def pose_frame_image(table_uri: str, video_uri: str, index: int, pcutoff: float)
 
 def trajectory_image(table_uri: str, pcutoff: float, title: str = "") -> bytes:
     """PNG of the trajectory plot that `posecluster plot` writes, for one pose table."""
-    with storage.scratch_dir() as tmp:
-        written = plot_track(read_track(table_uri), tmp, pcutoff, title=title)
-        return storage.read_bytes(written["trajectory.png"])
+    track, kind = read_table(table_uri)
+    return kind.trajectory_png(track, pcutoff, title)
 
 
 def export_detector(run_uri: str, out_folder: str, options: ExportOptions) -> ExportReport:

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from posecluster import storage
+from posecluster.config import UNIQUE_INDIVIDUAL
 from posecluster.data.labels import folder_of
+from posecluster.data.tracks import PoseTrack
 
 
 @dataclass
@@ -152,3 +154,20 @@ class AnimalTracks:
     def with_poses(self, poses: np.ndarray, unique_poses: np.ndarray | None = None) -> "AnimalTracks":
         return AnimalTracks(self.scorer, list(self.individuals), list(self.bodyparts), list(self.unique_bodyparts),
                             poses, self.unique_poses if unique_poses is None else unique_poses)
+
+    def per_animal(self) -> dict[str, PoseTrack]:
+        """Each individual's columns as a track of its own, then the unique body parts under "single"
+        (when there are any): what a tool that treats every animal's track alone works on (DeepLabCut
+        filters and plots each individual's columns)."""
+        tracks = {name: PoseTrack(self.scorer, list(self.bodyparts), self.poses[:, i])
+                  for i, name in enumerate(self.individuals)}
+        if self.unique_bodyparts:
+            tracks[UNIQUE_INDIVIDUAL] = PoseTrack(self.scorer, list(self.unique_bodyparts), self.unique_poses)
+        return tracks
+
+    def from_animals(self, tracks: dict[str, PoseTrack]) -> "AnimalTracks":
+        """These tracks with each animal's (and "single"'s) poses taken from the track of its name."""
+        poses = np.stack([tracks[name].poses for name in self.individuals], axis=1) if self.individuals \
+            else self.poses
+        unique = tracks[UNIQUE_INDIVIDUAL].poses if self.unique_bodyparts else None
+        return self.with_poses(poses, unique)

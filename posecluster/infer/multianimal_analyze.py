@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import asdict
 
 from tqdm.auto import tqdm
@@ -25,6 +26,8 @@ from posecluster.infer.multianimal_segments import (
 )
 from posecluster.infer.naming import Place, place_of, tracked_base, tracklets_file
 from posecluster.infer.results import refuse_another_videos_table, remove_stale_outputs
+
+log = logging.getLogger(__name__)
 
 
 def names_of(predictor: MultiAnimalPredictor) -> AnimalNames:
@@ -62,6 +65,13 @@ def analyze_animals_video(predictor: MultiAnimalPredictor, video_uri: str, out_f
     pieces = tracklets_file(base)
     reused = stored_key(pieces) == key
     frames_predicted, seconds = 0, 0.0
+    if reused:
+        try:
+            joined, figures = join_animal_segments([pieces], names_of(predictor), info.frame_count, base, formats,
+                                                   predictor.tracking)
+        except InputError as exc:  # damaged since it was written (or not ours): it is only a cache
+            log.warning("%s; predicting the video again", exc)
+            reused = False
     if not reused:
         with tqdm(total=info.frame_count, disable=not progress, unit="frame",
                   desc=storage.basename(storage.object_path(video_uri))) as bar:
@@ -69,8 +79,8 @@ def analyze_animals_video(predictor: MultiAnimalPredictor, video_uri: str, out_f
         write_animal_segment(pieces, segment, ranged, key)
         frames_predicted, seconds = ranged.frames, ranged.seconds
         del segment
-    joined, figures = join_animal_segments([pieces], names_of(predictor), info.frame_count, base, formats,
-                                           predictor.tracking)
+        joined, figures = join_animal_segments([pieces], names_of(predictor), info.frame_count, base, formats,
+                                               predictor.tracking)
     result = AnalysisResult(
         video=storage.redact_uri(storage.absolute(video_uri)),
         outputs={fmt: storage.absolute(uri) for fmt, uri in joined.outputs.items()},

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -20,6 +21,8 @@ import numpy as np
 from posecluster import storage
 from posecluster.data.formats.madlc import AnimalTableWriter
 from posecluster.data.video import VideoInfo
+from posecluster.errors import InputError
+from posecluster.infer.multianimal_checks import check_links, check_names, check_tracklets
 from posecluster.infer.multianimal_predictor import AnimalFrame, MultiAnimalPredictor
 from posecluster.infer.pipeline import predict_range
 from posecluster.infer.segments import Joined, SegmentResult, video_facts
@@ -93,36 +96,61 @@ def write_animal_segment(uri: str, segment: AnimalSegment, result: SegmentResult
     storage.atomic_write_bytes(uri, buffer.getvalue())
 
 
+# What numpy and zipfile raise for bytes that are not a readable npz (truncated, another format).
+_UNREADABLE = (ValueError, OSError, EOFError, zipfile.BadZipFile)
+
+
 def stored_key(uri: str) -> str:
     """The key a stored segment was written with ("" when it is absent or unreadable)."""
     try:
         with np.load(io.BytesIO(storage.read_bytes(uri)), allow_pickle=False) as data:
             return data["key"].tobytes().decode()
-    except (FileNotFoundError, KeyError, ValueError, OSError):
+    except (KeyError, *_UNREADABLE):
         return ""
 
 
+def _result(raw, source: str) -> SegmentResult:
+    """The stored SegmentResult, with the fields the join indexes checked."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("missing"), dict):
+        raise InputError(source, "its record is not a segment's (no frames-missing mapping)")
+    raw["missing"] = {int(k): str(v) for k, v in raw["missing"].items()}
+    result = SegmentResult(**raw)
+    if not all(isinstance(v, int) for v in (result.start, result.stop, result.frames)):
+        raise InputError(source, "its record's start, stop and frames are not whole numbers")
+    if any(not isinstance(s, list) or len(s) != 3 for s in result.sizes) or any(
+            not isinstance(j, list) or len(j) != 4 for j in result.jumps):
+        raise InputError(source, "its record's frame sizes or clock jumps are not a segment's")
+    if not isinstance(result.video, dict) or not isinstance(result.check, dict) or (
+            result.check and not isinstance(result.check.get("start"), int)):
+        raise InputError(source, "its record's video facts or precision check are not a segment's")
+    return result
+
+
 def read_animal_segment(uri: str, summary_only: bool = False) -> tuple[AnimalSegment, SegmentResult]:
-    """A stored segment; `summary_only`: without its detections and unique parts (what stitching reads)."""
-    with np.load(io.BytesIO(storage.read_bytes(uri)), allow_pickle=False) as data:
-        try:
-            raw = json.loads(data["meta"].tobytes().decode())
-            raw["missing"] = {int(k): v for k, v in raw["missing"].items()}
-            result = SegmentResult(**raw)
-            names = [n for n in data.files if n.startswith("tracklets.") or n in _SUMMARY]
-            arrays = {name: data[name] for name in names}
+    """A stored segment; `summary_only`: without its detections and unique parts (what stitching reads).
+    A file that is not a consistent segment is an InputError naming it (and the frame or tracklet row)."""
+    source = storage.redact_uri(uri)
+    data = storage.read_bytes(uri)  # a segment that is gone stays a FileNotFoundError (computed again)
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as stored:
+            result = _result(json.loads(stored["meta"].tobytes().decode()), source)
+            names = [n for n in stored.files if n.startswith("tracklets.") or n in (*_SUMMARY, "counts")]
+            arrays = {name: stored[name] for name in names}
             if summary_only:
-                arrays.update(counts=np.zeros(0, np.int64), labels=np.zeros(0, np.int64), poses=np.zeros((0, 0, 3)))
+                arrays.update(labels=np.zeros(0, np.int64), poses=np.zeros((0, 0, 3)))
                 unique = np.zeros((0, 0, 3))
             else:
-                arrays.update(counts=data["counts"], labels=data["labels"], poses=data["poses"])
-                unique = data["unique"]
+                arrays.update(labels=stored["labels"], poses=stored["poses"])
+                unique = stored["unique"]
             tracklets = SegmentTracklets.from_dict(arrays)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{storage.redact_uri(uri)}: not a multi-animal segment ({exc})") from None
+    except InputError:
+        raise
+    except (KeyError, TypeError, AttributeError, *_UNREADABLE) as exc:
+        raise InputError(source, f"not a multi-animal segment ({type(exc).__name__}: {exc})") from None
     if (tracklets.start, tracklets.end) != (result.start, result.stop):
-        raise ValueError(f"{storage.redact_uri(uri)}: tracklets of frames [{tracklets.start}, {tracklets.end}) "
-                         f"in a segment of [{result.start}, {result.stop})")
+        raise InputError(source, f"tracklets of frames [{tracklets.start}, {tracklets.end}) in a segment of "
+                                 f"[{result.start}, {result.stop})")
+    check_tracklets(tracklets, source, with_detections=not summary_only)
     return AnimalSegment(tracklets, unique), result
 
 
@@ -145,15 +173,19 @@ def join_animal_segments(segment_uris: list[str], names: AnimalNames, frame_coun
     """The segments (in frame order, tiling [0, frame_count)) -> one tracked table at `base_uri` (+ formats).
     Memory: the video's tracklet summaries and one segment's detections at a time."""
     joined, summaries, expected = Joined(), [], 0
+    counts = (len(names.bodyparts), len(names.unique_bodyparts))
     for uri in segment_uris:
         segment, result = read_animal_segment(uri, summary_only=True)
         if result.start != expected:
-            raise ValueError(f"{storage.redact_uri(uri)}: segment starts at frame {result.start}, expected {expected}")
+            raise InputError(storage.redact_uri(uri), f"segment starts at frame {result.start}, expected {expected}")
+        identities = summaries[0].tracklets.identity.shape[1] if summaries else None
+        check_names(segment.tracklets, segment.unique, *counts, identities, storage.redact_uri(uri), False)
+        check_links(segment.tracklets, summaries[-1] if summaries else None, storage.redact_uri(uri))
         joined.add(result)
         summaries.append(segment.tracklets)
         expected = result.stop
     if frame_count is not None and expected != frame_count:
-        raise ValueError(f"{storage.redact_uri(base_uri)}: segments cover {expected} of {frame_count} frames")
+        raise InputError(storage.redact_uri(base_uri), f"segments cover {expected} of {frame_count} frames")
     n = len(names.individuals)
     whole = join_tracklets(summaries)
     individual = stitch(whole.tracklets, n, tracking)
@@ -166,6 +198,7 @@ def join_animal_segments(segment_uris: list[str], names: AnimalNames, frame_coun
         try:
             for uri, rows in zip(segment_uris, whole.rows_of_segment):
                 segment, result = read_animal_segment(uri)
+                check_names(segment.tracklets, segment.unique, *counts, None, storage.redact_uri(uri), True)
                 poses = segment_poses(segment.tracklets, individual[rows], n)
                 here = ~np.isnan(poses[..., :2]).all(axis=(2, 3))  # (frames, individuals)
                 present += here.sum(axis=0)

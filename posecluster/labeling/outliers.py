@@ -21,7 +21,7 @@ from posecluster.analysis.outliers import OutlierOptions, find_outliers
 from posecluster.data.formats import dlc
 from posecluster.data.formats.poses import pose_frame, read_pose_table, read_track
 from posecluster.data.tracks import PoseTrack
-from posecluster.data.video import probe
+from posecluster.data.video import VideoInfo, probe
 from posecluster.errors import InputError
 from posecluster.labeling.frames import kmeans_indices, read_selected, thumbnails
 from posecluster.labeling.project_frames import add_frames, claim_folder, image_name, labeled_folder
@@ -49,14 +49,21 @@ def proposals_uri(project_uri: str, folder: str, iteration: int) -> str:
 def extract_outliers(video_uri: str, table_uri: str, project_uri: str, options: OutlierOptions, n: int = 20,
                      seed: int = 0, variance_uri: str | None = None) -> OutlierFrames:
     """`variance_uri`: an ensemble analysis's variance table, read for the "ensemble" criterion."""
+    return extract_track_outliers(video_uri, table_uri, read_track(table_uri), project_uri, options, n, seed,
+                                  variance_uri)
+
+
+def extract_track_outliers(video_uri: str, table_uri: str, track: PoseTrack, project_uri: str,
+                           options: OutlierOptions, n: int = 20, seed: int = 0,
+                           variance_uri: str | None = None) -> OutlierFrames:
+    """extract_outliers for the single-animal table at `table_uri`, already read as `track`."""
     project = dlc.read_project_config(storage.join(project_uri, "config.yaml"))
-    track = read_track(table_uri)
+    if project.multianimal:
+        raise InputError(table_uri, f"a single-animal pose table, but {project_uri} is a multi-animal project: "
+                                    "analyze the video with the project's multi-animal model")
     if list(track.bodyparts) != list(project.bodyparts):
         raise InputError(table_uri, f"body parts {track.bodyparts} differ from the project's {project.bodyparts}")
-    info = probe(video_uri)
-    if len(track) != info.frame_count:
-        raise InputError(table_uri, f"{len(track)} rows but {video_uri} has {info.frame_count} frames: "
-                                    "not this video's table?")
+    info = video_of_table(video_uri, table_uri, len(track))
     folder = labeled_folder(video_uri)
     result = OutlierFrames(video=video_uri, folder=folder)
     ensemble_var = None
@@ -71,41 +78,65 @@ def extract_outliers(video_uri: str, table_uri: str, project_uri: str, options: 
     result.candidates = len(flagged)
     if not flagged:
         return result
-    candidates = np.asarray(sorted(flagged))
-    if len(candidates) > n:
-        indices, features = thumbnails(info, int(candidates[0]), int(candidates[-1]) + 1,
-                                       only={int(c) for c in candidates})
-        result.indices = kmeans_indices(indices, features, n, seed)
-    else:
-        result.indices = [int(i) for i in candidates]
+    result.indices = pick_frames(info, flagged, n, seed)
     result.reasons = {i: flagged[i] for i in result.indices}
     claim_folder(project_uri, folder, video_uri)
-    frames = {image_name(folder, index, info.frame_count): rgb for index, rgb in read_selected(info, result.indices)}
+    frames = named_frames(info, folder, result.indices)
     names = list(frames)
     proposed = track.poses[result.indices]
     initial = proposed[..., :2].copy()
     initial[proposed[..., 2] < project.pcutoff] = np.nan  # below p-cutoff: left for the labeler to place
     result.new_images = add_frames(project_uri, project, folder, frames, initial)
-    _record(project_uri, folder, project.iteration, track, names, result, initial)
+    machine = pose_frame(track.scorer, list(track.bodyparts), 0, track.poses[result.indices])
+    add_machine_labels(project_uri, folder, project.iteration, machine, names, read_pose_table)
+    record_proposals(project_uri, folder, project.iteration, result, names, list(initial))
     return result
 
 
-def _record(project_uri: str, folder: str, iteration: int, track: PoseTrack, names: list[str],
-            result: OutlierFrames, initial: np.ndarray) -> None:
-    """machinelabels-iter<N>.h5 (DLC's file of raw predictions, rows = image paths) and the proposals
-    that merge compares the corrected labels with. Reruns add rows; existing rows are kept."""
+def video_of_table(video_uri: str, table_uri: str, rows: int) -> VideoInfo:
+    """The video's facts, once its frame count is checked to be the table's row count."""
+    info = probe(video_uri)
+    if rows != info.frame_count:
+        raise InputError(table_uri, f"{rows} rows but {video_uri} has {info.frame_count} frames: "
+                                    "not this video's table?")
+    return info
+
+
+def pick_frames(info: VideoInfo, flagged: dict[int, list[str]], n: int, seed: int) -> list[int]:
+    """The flagged frames, or n of them chosen by k-means over their thumbnails (diverse ones)."""
+    candidates = np.asarray(sorted(flagged))
+    if len(candidates) <= n:
+        return [int(i) for i in candidates]
+    indices, features = thumbnails(info, int(candidates[0]), int(candidates[-1]) + 1, only={int(c) for c in candidates})
+    return kmeans_indices(indices, features, n, seed)
+
+
+def named_frames(info: VideoInfo, folder: str, indices: list[int]) -> dict[str, np.ndarray]:
+    """{DLC's image path: RGB} of the frames at `indices`."""
+    return {image_name(folder, index, info.frame_count): rgb for index, rgb in read_selected(info, indices)}
+
+
+def add_machine_labels(project_uri: str, folder: str, iteration: int, machine: pd.DataFrame, names: list[str],
+                       read_previous) -> None:
+    """machinelabels-iter<N>.h5 (DLC's file of raw predictions, rows = image paths): `machine` (a pose
+    table of the proposed frames, in the table's own layout) with rows named `names`. Reruns add rows;
+    existing rows are kept."""
     machine_uri = storage.join(project_uri, folder, f"machinelabels-iter{iteration}.h5")
-    machine = pose_frame(track.scorer, list(track.bodyparts), 0, track.poses[result.indices])
     machine.index = pd.Index(names)
     if storage.exists(machine_uri):
-        previous = read_pose_table(machine_uri)
+        previous = read_previous(machine_uri)
         machine = pd.concat([previous, machine[~machine.index.isin(previous.index)]])
     dlc.write_hdf(machine, machine_uri)
 
+
+def record_proposals(project_uri: str, folder: str, iteration: int, result: OutlierFrames, names: list[str],
+                     proposed: list[np.ndarray]) -> None:
+    """The proposals that merge compares the corrected labels with: per image, its frame, the reasons and
+    the proposed points (P, 2) in the order of the folder's table columns. Reruns keep earlier entries."""
     record_uri = proposals_uri(project_uri, folder, iteration)
     record = json.loads(storage.read_bytes(record_uri)) if storage.exists(record_uri) else {
         "video": result.video, "iteration": iteration, "frames": {}}
-    for name, index, labels in zip(names, result.indices, initial):
+    for name, index, labels in zip(names, result.indices, proposed):
         record["frames"].setdefault(name, {"frame": index, "reasons": result.reasons[index],
                                            "proposed": np.where(np.isnan(labels), None, labels).tolist()})
     storage.atomic_write_bytes(record_uri, json.dumps(record, indent=1).encode())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import Callable
 
 import av
 import numpy as np
@@ -41,32 +42,43 @@ class LabeledVideo:
 
 
 class FrameLabeler:
-    """Draws one frame's parts, skeleton and trail (kept small and separate from the video plumbing)."""
+    """Draws one frame's parts, skeleton and trail (kept small and separate from the video plumbing).
+
+    It draws points (frames, P, 3) with a colour each and pairs of point indices joined by a line; a
+    single-animal track gives one point per body part, coloured by body part (multi-animal tables make
+    their points in viz.animal_video)."""
 
     def __init__(self, track: PoseTrack, options: LabelOptions, width: int, height: int):
-        self.track, self.options = track, options
-        self.colors = [tuple(int(v) for v in c) for c in bodypart_colors(len(track.bodyparts), options.colormap)]
-        self.radius = options.radius or max(2, round(0.01 * float(np.hypot(width, height))))
         index = {part: k for k, part in enumerate(track.bodyparts)}
         unknown = [p for pair in options.skeleton for p in pair if p not in index]
         if unknown:
             raise ValueError(f"skeleton names body parts not in the table: {sorted(set(unknown))}")
-        self.pairs = [(index[a], index[b]) for a, b in options.skeleton]
+        self.setup(track.poses, bodypart_colors(len(track.bodyparts), options.colormap),
+                   [(index[a], index[b]) for a, b in options.skeleton], options, width, height)
+
+    def setup(self, points: np.ndarray, colors: np.ndarray, pairs: list[tuple[int, int]], options: LabelOptions,
+              width: int, height: int) -> None:
+        self.points, self.options, self.pairs = points, options, pairs
+        self.colors = [tuple(int(v) for v in c) for c in colors]
+        self.radius = options.radius or max(2, round(0.01 * float(np.hypot(width, height))))
+
+    def __len__(self) -> int:
+        return len(self.points)
 
     def visible(self, frame: int) -> np.ndarray:
-        points = self.track.poses[frame]
+        points = self.points[frame]
         return (points[:, 2] >= self.options.pcutoff) & ~np.isnan(points[:, :2]).any(axis=1)
 
     def draw(self, rgb: np.ndarray, frame: int) -> np.ndarray:
         image = Image.fromarray(rgb)
         draw = ImageDraw.Draw(image)
-        points, shown = self.track.poses[frame], self.visible(frame)
+        points, shown = self.points[frame], self.visible(frame)
         for a, b in self.pairs:
             if shown[a] and shown[b]:
                 draw.line([tuple(points[a, :2]), tuple(points[b, :2])], fill=(255, 255, 255), width=max(1, self.radius // 2))
         for past in range(max(0, frame - self.options.trail), frame):
             past_shown = self.visible(past)
-            for k, (x, y) in enumerate(self.track.poses[past, :, :2]):
+            for k, (x, y) in enumerate(self.points[past, :, :2]):
                 if past_shown[k]:
                     r = max(1, self.radius // 3)
                     draw.ellipse([x - r, y - r, x + r, y + r], fill=self.colors[k])
@@ -78,10 +90,17 @@ class FrameLabeler:
 
 
 def label_video(video_uri: str, track: PoseTrack, out_uri: str, options: LabelOptions) -> LabeledVideo:
+    return write_labeled_video(video_uri, out_uri, options, lambda width, height: FrameLabeler(
+        track, options, width, height))
+
+
+def write_labeled_video(video_uri: str, out_uri: str, options: LabelOptions,
+                        labeler_for: Callable[[int, int], FrameLabeler]) -> LabeledVideo:
+    """The video with what `labeler_for(width, height)` draws on each frame (one row per frame)."""
     info = probe(video_uri)
-    if len(track) != info.frame_count:
-        raise InputError(video_uri, f"has {info.frame_count} frames but its pose table has {len(track)} rows")
-    labeler = FrameLabeler(track, options, info.width, info.height)
+    labeler = labeler_for(info.width, info.height)
+    if len(labeler) != info.frame_count:
+        raise InputError(video_uri, f"has {info.frame_count} frames but its pose table has {len(labeler)} rows")
     # libx264 with yuv420p needs even sizes: odd frames get one replicated edge row/column.
     width, height = info.width + info.width % 2, info.height + info.height % 2
     report = DecodeReport()

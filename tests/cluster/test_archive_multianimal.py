@@ -98,3 +98,36 @@ def test_three_hundred_frames_in_segments_of_a_hundred_give_the_single_process_t
     scene = MultiAnimalScene(width=128, height=96)
     _, scorer, _, single, sharded, _ = run(scene, 300, 100, str(tmp_path))
     check_same_tracks(single, sharded, scorer, scene)
+
+
+@pytest.mark.slow
+def test_a_damaged_stored_segment_fails_its_video_by_name_and_the_others_of_the_job_are_joined(ray_local, tmp_path):
+    scene = MultiAnimalScene(width=80, height=64)
+    model, scorer = untrained_model(str(tmp_path), scene)
+    videos = [render_video(f"{tmp_path}/videos/arena{i}.mp4", scene, 32, gop=8).uri for i in range(2)]
+    out = f"{tmp_path}/sharded"
+    argv = ["infer", *videos, "--model", model, "--out", out, "--workers", "2", "--segment-frames", "16",
+            "--small-video-mb", "0", "--quiet"]
+    assert main(argv) == 0
+    folder = f"{tmp_path.as_posix().lstrip('/')}/videos"
+    tables = [f"{out}/{folder}/arena{i}{scorer}_el.h5" for i in range(2)]
+    before = read_tracks(tables[1]).poses
+    # arena0's second stored segment (frames 16-32): a frame's detection count no longer adds up.
+    (damaged,) = [uri for uri in storage.list_files(f"{out}/.posecluster", suffixes=(".npz",))
+                  if uri.endswith("000000016-000000032.npz") and json.loads(np.load(uri)["meta"].tobytes())[
+                      "video_uri"].endswith("arena0.mp4")]
+    with np.load(damaged, allow_pickle=False) as data:
+        arrays = {name: data[name] for name in data.files}
+    arrays["counts"][2] += 1
+    with open(damaged, "wb") as handle:
+        np.savez(handle, **arrays)
+    for table in tables:  # both joined again from their stored segments
+        storage.remove(table)
+    assert main(argv) == 1
+    records = [json.loads(line) for uri in storage.list_files(f"{out}/.posecluster/jobs", suffixes=(".jsonl",))
+               for line in storage.read_bytes(uri).decode().splitlines()]
+    latest = {record["uri"]: record for record in records}
+    failed = latest[videos[0]]
+    assert failed["status"] == "failed" and damaged in failed["error"] and "labels (one per detection" in failed["error"]
+    assert latest[videos[1]]["status"] == "done" and not storage.exists(tables[0])
+    np.testing.assert_array_equal(read_tracks(tables[1]).poses, before)

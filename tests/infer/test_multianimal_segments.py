@@ -99,3 +99,87 @@ def test_segments_that_do_not_tile_the_video_are_refused(truth, tmp_path):
     storage.atomic_write_bytes(str(tmp_path / "bad.npz"), b"not a segment")
     with pytest.raises(ValueError):
         read_animal_segment(str(tmp_path / "bad.npz"))
+
+
+def _arrays(uri: str) -> dict[str, np.ndarray]:
+    with np.load(uri, allow_pickle=False) as data:
+        return {name: data[name] for name in data.files}
+
+
+def _linked(arrays) -> int:
+    return int(np.flatnonzero(arrays["start_link"] >= 0)[0])
+
+
+def _detection_frame(arrays, row: int) -> int:
+    return int(arrays["start"]) + int(np.repeat(np.arange(len(arrays["counts"])), arrays["counts"])[row])
+
+
+def _tracked_row(arrays) -> int:
+    return int(np.flatnonzero(arrays["labels"] >= 0)[7])
+
+
+# (what is wrong, how the stored arrays are changed, what the error says beyond the file's name: the frame
+# or tracklet row it can name). Each would otherwise index past an array in the join or the stitching.
+DAMAGE = {
+    "a detection's tracklet past the tracklets": (
+        lambda a: a["labels"].__setitem__(_tracked_row(a), len(a["tracklets.first_frame"]) + 3),
+        lambda a: f"frame {_detection_frame(a, _tracked_row(a))}: detection {_tracked_row(a)} belongs to tracklet"),
+    "detection counts that do not add up": (
+        lambda a: a["counts"].__setitem__(5, a["counts"][5] + 1), lambda a: "labels (one per detection counted)"),
+    "a tracklet's first detection past its frame's": (
+        lambda a: a["tracklets.first_index"].__setitem__(0, 99),
+        lambda a: f"row 0, frame {a['tracklets.first_frame'][0]}: tracklet 0's first detection is row 99"),
+    "a tracklet ending after the segment": (
+        lambda a: a["tracklets.last_frame"].__setitem__(1, 400), lambda a: "row 1: tracklet 1 spans frames"),
+    "start links for fewer tracklets": (
+        lambda a: a.__setitem__("start_link", a["start_link"][:-1]), lambda a: "start_link has shape"),
+    "a start link to a detection no tracklet ends on": (
+        lambda a: a["start_link"].__setitem__(_linked(a), 50), lambda a: "frame 80: a tracklet continues detection 50"),
+    "two body parts fewer": (
+        lambda a: a.__setitem__("poses", a["poses"][:, :2]), lambda a: "poses (one per detection counted) has shape"),
+    "no unique body part": (lambda a: a.__setitem__("unique", a["unique"][:, :0]), lambda a: "unique has shape"),
+    "detection labels as floats": (
+        lambda a: a.__setitem__("labels", a["labels"].astype(np.float64)), lambda a: "labels must hold integers"),
+    "a tracklet without head frames": (
+        lambda a: a["tracklets.head_frames"].__setitem__(2, -1), lambda a: "row 2: tracklet 2's head frames"),
+    "a record without its missing frames": (
+        lambda a: a.__setitem__("meta", np.frombuffer(b'{"missing": []}', np.uint8)), lambda a: "record is not"),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_a_damaged_or_crafted_segment_is_refused_naming_the_file_and_the_frame_or_row(truth, tmp_path, damage):
+    from posecluster.errors import InputError
+
+    uris = store(detections(truth), truth, [80, 160], str(tmp_path))
+    arrays = _arrays(uris[1])
+    change, says = DAMAGE[damage]
+    change(arrays)
+    with open(uris[1], "wb") as handle:
+        np.savez(handle, **arrays)
+    with pytest.raises(InputError) as raised:
+        join_animal_segments(uris, names(truth), FRAMES, str(tmp_path / "arena_el"))
+    assert str(raised.value).startswith(uris[1]) and says(arrays) in str(raised.value), str(raised.value)
+    assert not storage.exists(str(tmp_path / "arena_el.h5"))
+
+
+@pytest.mark.parametrize("content", ["truncated", "pickled objects", "not an npz"])
+def test_an_unreadable_segment_is_an_input_error_and_no_stored_key(truth, tmp_path, content):
+    from posecluster.errors import InputError
+    from posecluster.infer.multianimal_segments import stored_key
+
+    (uri,) = store(detections(truth), truth, [], str(tmp_path))
+    data = storage.read_bytes(uri)
+    if content == "truncated":
+        storage.atomic_write_bytes(uri, data[: len(data) // 2])
+    elif content == "pickled objects":
+        arrays = _arrays(uri)
+        arrays["labels"] = np.array([{"a": 1}], dtype=object)
+        with open(uri, "wb") as handle:
+            np.savez(handle, **arrays)
+    else:
+        storage.atomic_write_bytes(uri, b"PK\x03\x04 not a zip at all")
+    with pytest.raises(InputError, match="not a multi-animal segment") as raised:
+        read_animal_segment(uri)
+    assert str(raised.value).startswith(uri)
+    assert stored_key(uri) == ""

@@ -176,7 +176,17 @@ class AnimalTableWriter(PoseTableWriter):
 def read_tracks(uri: str) -> AnimalTracks:
     """A maDLC pose table (ours, or DeepLabCut's _el/_bx/_tr/_filtered .h5 or .csv) as AnimalTracks.
     Rows are placed at their frame numbers; frames without a row and columns the table lacks are NaN."""
-    frame = read_table(uri, what="pose table")
+    return tracks_from_frame(read_table(uri, what="pose table"), uri)
+
+
+def is_animal_table(frame: pd.DataFrame) -> bool:
+    """Whether a table read from a file has the multi-animal header levels (else a single-animal one)."""
+    return isinstance(frame.columns, pd.MultiIndex) and list(frame.columns.names) == LEVELS
+
+
+def tracks_from_frame(frame: pd.DataFrame, uri: str) -> AnimalTracks:
+    """A maDLC pose table read from `uri` (its header levels checked by read_table or is_animal_table) as
+    AnimalTracks. Rows are placed at their frame numbers; frames without a row and missing columns are NaN."""
     scorer = _one_scorer(frame, uri)
     animals = list(dict.fromkeys(str(a) for a in frame.columns.get_level_values("individuals")))
     individuals = [a for a in animals if a != UNIQUE_INDIVIDUAL]

@@ -130,8 +130,12 @@ def read_pose_table(uri: str) -> pd.DataFrame:
 
 def read_track(uri: str) -> PoseTrack:
     """A DLC pose table (.h5, .csv or .parquet) as a PoseTrack; a table that is not one is an InputError."""
+    return track_from_frame(read_pose_table(uri), uri)
+
+
+def track_from_frame(frame: pd.DataFrame, uri: str) -> PoseTrack:
+    """A pose table read from `uri` as a PoseTrack; a table that is not one is an InputError naming `uri`."""
     try:
-        frame = read_pose_table(uri)
         scorer = str(frame.columns.get_level_values("scorer")[0])
         bodyparts = [str(b) for b in frame.columns.get_level_values("bodyparts").unique()]
         return PoseTrack(scorer, bodyparts, table_to_array(frame, bodyparts))

@@ -1,0 +1,108 @@
+"""extract-outlier-frames for a video analysed by a multi-animal model (its tracked `_el` table): each
+animal's track judged alone (analysis.animals), at most n frames chosen as for single-animal tables, and
+written into the maDLC project's labeled-data with the tracked animals as initial labels, in the
+project's CollectedData layout (scorer / individuals / bodyparts / coords, unique parts under "single").
+
+Beside the frames, as DeepLabCut does for multi-animal projects, `machinelabels-iter<N>.h5` holds the
+tracked table's rows of those frames (every individual, with likelihood), and `outliers-iter<N>.json`
+the proposed points in the order of the CollectedData columns (every individual's parts, then unique).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from posecluster import storage
+from posecluster.analysis.animals import find_animal_outliers
+from posecluster.analysis.outliers import OutlierOptions
+from posecluster.config import ProjectConfig
+from posecluster.data.formats import dlc, madlc
+from posecluster.data.images import write_png
+from posecluster.data.multianimal import AnimalTracks, MultiAnimalLabels
+from posecluster.errors import InputError
+from posecluster.labeling.outliers import (
+    OutlierFrames, add_machine_labels, named_frames, pick_frames, record_proposals, video_of_table,
+)
+from posecluster.labeling.project_frames import claim_folder, labeled_folder
+
+
+def _check_names(tracks: AnimalTracks, table_uri: str, project: ProjectConfig, project_uri: str) -> None:
+    if not project.multianimal:
+        raise InputError(table_uri, f"a multi-animal (tracked) table, but {project_uri} is a single-animal project")
+    for what, found, expected in (("individuals", tracks.individuals, project.individuals),
+                                  ("body parts", tracks.bodyparts, project.bodyparts),
+                                  ("unique body parts", tracks.unique_bodyparts, project.unique_bodyparts)):
+        if list(found) != list(expected):
+            raise InputError(table_uri, f"{what} {list(found)} differ from the project's {list(expected)}")
+
+
+def extract_animal_outliers(video_uri: str, table_uri: str, tracks: AnimalTracks, project_uri: str,
+                            options: OutlierOptions, n: int = 20, seed: int = 0,
+                            variance_uri: str | None = None) -> OutlierFrames:
+    """Outlier frames of the tracked table at `table_uri` (read as `tracks`) into the project.
+    `variance_uri` is unused: multi-animal models are not run as ensembles."""
+    project = dlc.read_project_config(storage.join(project_uri, "config.yaml"))
+    _check_names(tracks, table_uri, project, project_uri)
+    if "ensemble" in options.algorithms:
+        raise InputError(table_uri, "the ensemble criterion needs an ensemble's variance; multi-animal models "
+                                    "are not run as ensembles (choose jump, uncertain or fitting)")
+    info = video_of_table(video_uri, table_uri, len(tracks))
+    folder = labeled_folder(video_uri)
+    result = OutlierFrames(video=video_uri, folder=folder)
+    flagged = find_animal_outliers(tracks, options)
+    result.candidates = len(flagged)
+    if not flagged:
+        return result
+    result.indices = pick_frames(info, flagged, n, seed)
+    result.reasons = {i: flagged[i] for i in result.indices}
+    claim_folder(project_uri, folder, video_uri)
+    frames = named_frames(info, folder, result.indices)
+    names = list(frames)
+    chosen = tracks.with_poses(tracks.poses[result.indices], tracks.unique_poses[result.indices])
+    # Below the p-cutoff (or absent): left for the labeler to place.
+    keypoints = np.where((chosen.likelihood >= project.pcutoff)[..., None], chosen.xy, np.nan)
+    unique = np.where((chosen.unique_poses[..., 2] >= project.pcutoff)[..., None], chosen.unique_poses[..., :2], np.nan)
+    result.new_images = add_animal_frames(project_uri, project, folder, frames, keypoints, unique)
+    add_machine_labels(project_uri, folder, project.iteration, madlc.tracks_to_table(chosen), names,
+                       lambda uri: madlc.read_table(uri, what="machine labels"))
+    flat = [np.concatenate([k.reshape(-1, 2), u]) for k, u in zip(keypoints, unique)]
+    record_proposals(project_uri, folder, project.iteration, result, names, flat)
+    return result
+
+
+def animal_folder_labels(project_uri: str, project: ProjectConfig, folder: str) -> MultiAnimalLabels:
+    """The folder's current maDLC table (h5, else csv), or an empty one."""
+    for suffix in ("h5", "csv"):
+        uri = dlc.table_uri(project_uri, folder, project.scorer, suffix)
+        if storage.exists(uri):
+            return madlc.table_to_labels(madlc.read_table(uri), uri, project_uri, project)
+    individuals, parts, unique = len(project.individuals), len(project.bodyparts), len(project.unique_bodyparts)
+    return MultiAnimalLabels(root=project_uri, scorer=project.scorer, individuals=list(project.individuals),
+                             bodyparts=list(project.bodyparts), unique_bodyparts=list(project.unique_bodyparts),
+                             images=[], keypoints=np.zeros((0, individuals, parts, 2)),
+                             unique_keypoints=np.zeros((0, unique, 2)), index_styles={folder: "path"})
+
+
+def add_animal_frames(project_uri: str, project: ProjectConfig, folder: str, frames: dict[str, np.ndarray],
+                      keypoints: np.ndarray, unique: np.ndarray) -> list[str]:
+    """Write `frames` ({relative image path: RGB}) and give each a row in the folder's maDLC CollectedData
+    table with `keypoints` (n, individuals, K, 2) and `unique` (n, U, 2) as initial labels. Rows that exist
+    are left alone (a rerun never erases labeling work). Returns the image paths that were new."""
+    current = animal_folder_labels(project_uri, project, folder)
+    known = set(current.images)
+    new = [name for name in frames if name not in known]
+    for name in new:
+        write_png(storage.join(project_uri, name), frames[name])
+    if not new:
+        return []
+    position = {name: i for i, name in enumerate(frames)}
+    rows = [position[name] for name in new]
+    added = MultiAnimalLabels(root=project_uri, scorer=project.scorer, individuals=list(project.individuals),
+                              bodyparts=list(project.bodyparts), unique_bodyparts=list(project.unique_bodyparts),
+                              images=new, keypoints=np.asarray(keypoints, np.float64)[rows],
+                              unique_keypoints=np.asarray(unique, np.float64)[rows],
+                              index_styles=dict(current.index_styles) or {folder: "path"})
+    merged = MultiAnimalLabels.concat([current, added]) if len(current) else added
+    by_name = sorted(range(len(merged)), key=lambda i: merged.images[i])
+    madlc.write_label_tables(merged.subset(by_name), project_uri)
+    return new
