@@ -543,7 +543,8 @@ class ArchiveRun:
         record.missing, record.missing_count = result.missing, result.missing_count
         if result.tracking:
             record.tracking = result.tracking
-            for spec, key in ((metrics.TRACKLETS, "tracklets"), (metrics.INDIVIDUALS_FOUND, "individuals_found")):
+            for spec, key in ((metrics.TRACKLETS, "tracklets"), (metrics.INDIVIDUALS_FOUND, "individuals_found"),
+                              (metrics.IDENTITY_JOINS, "identity_joins")):
                 if result.tracking.get(key):  # counters take positive increments only (Ray's)
                     metrics.current().inc(spec, result.tracking[key])
         if not record.segments:  # a rejoin: the pieces come from the earlier job's record

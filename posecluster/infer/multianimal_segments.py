@@ -162,6 +162,9 @@ class TrackingFigures:
     tracklets_kept: int = 0  # taken by an individual when stitching
     individuals: int = 0  # the project's
     individuals_found: int = 0  # individuals with at least one detection
+    # Where an individual's track passes from one tracklet to the next (the stitch decided who it was
+    # across a gap or a crossing): the places an identity switch can be; truth unknown here.
+    identity_joins: int = 0
     detections: int = 0  # animals written to the table, summed over frames
     frames_with_every_individual: int = 0
     per_individual: dict[str, int] = field(default_factory=dict)  # frames in which each one is present
@@ -189,8 +192,9 @@ def join_animal_segments(segment_uris: list[str], names: AnimalNames, frame_coun
     n = len(names.individuals)
     whole = join_tracklets(summaries)
     individual = stitch(whole.tracklets, n, tracking)
-    figures = TrackingFigures(tracklets=len(whole.tracklets), tracklets_kept=int((individual >= 0).sum()),
-                              individuals=n, individuals_found=len(set(individual[individual >= 0].tolist())))
+    kept, found = int((individual >= 0).sum()), len(set(individual[individual >= 0].tolist()))
+    figures = TrackingFigures(tracklets=len(whole.tracklets), tracklets_kept=kept, individuals=n,
+                              individuals_found=found, identity_joins=kept - found)
     present = np.zeros(n, np.int64)
     with storage.scratch_dir() as scratch:
         writer = AnimalTableWriter(names.scorer, names.individuals, names.bodyparts, names.unique_bodyparts,

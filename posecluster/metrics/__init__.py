@@ -45,10 +45,13 @@ TRAINING_RATE = Spec("posecluster_training_images_per_second", "gauge", "Trainin
 TRACKLETS = Spec("posecluster_tracklets_total", "counter", "Tracklets linked frame to frame in multi-animal videos.")
 INDIVIDUALS_FOUND = Spec("posecluster_individuals_found_total", "counter",
                          "Individuals with at least one detection after stitching, summed over multi-animal videos.")
+IDENTITY_JOINS = Spec("posecluster_identity_joins_total", "counter",
+                      "Places where an individual's track passes from one tracklet to the next (where an identity "
+                      "switch can happen), summed over multi-animal videos.")
 LAST_SUCCESS = Spec("posecluster_last_success_timestamp_seconds", "gauge", "Unix time a job last finished with nothing failed.")
 
 ALL = (FRAMES, SEGMENTS, VIDEOS, DECODE_WAIT, INFER_TIME, WRITE_TIME, QUEUE_DEPTH, FPS, ACCELERATOR_MEMORY,
-       TRAINING_LOSS, STEP_TIME, TRAINING_RATE, TRACKLETS, INDIVIDUALS_FOUND, LAST_SUCCESS)
+       TRAINING_LOSS, STEP_TIME, TRAINING_RATE, TRACKLETS, INDIVIDUALS_FOUND, IDENTITY_JOINS, LAST_SUCCESS)
 
 
 class NullExporter:

@@ -76,8 +76,9 @@ def test_a_video_sharded_over_two_actors_gets_the_tracks_of_one_process_and_reru
     manifest = [json.loads(line) for uri in storage.list_files(f"{out}/.posecluster/jobs", suffixes=(".jsonl",))
                 for line in storage.read_bytes(uri).decode().splitlines()]
     assert manifest[0]["cuts"] == [0, 16, 32, 48]
-    assert {k: manifest[0]["tracking"][k] for k in ("tracklets", "individuals_found")} == {
-        k: figures[k] for k in ("tracklets", "individuals_found")}
+    counted = ("tracklets", "individuals_found", "identity_joins", "detections")
+    assert {k: manifest[0]["tracking"][k] for k in counted} == {k: figures[k] for k in counted}
+    assert figures["identity_joins"] >= 1  # dozens of tracklets stitched into at most three tracks
     # analyze again: the stored tracklets are reused (no frame through the network), the table the same.
     before = read_tracks(single).poses
     assert main(["analyze", video, "--model", model, "--out", f"{tmp_path}/single", "--quiet"]) == 0
