@@ -25,11 +25,15 @@ from posecluster.data.split import Split, indices_of
 from posecluster.infer.predictor import Predictor
 from posecluster.model.artifact import TrainedModel, load_model, refuse_multianimal, save_reduced_precision
 from posecluster.model.pose_model import PoseModel
-from posecluster.model.precision import CpuCapability, ReducedPrecision, agreement, recheck_margin
+from posecluster.model.precision import CpuCapability, ReducedPrecision, agreement, default_batch_size, recheck_margin
 from posecluster.model.quantize import quantize_detector
 from posecluster.storage.scope import check as check_scope
 
 log = logging.getLogger(__name__)
+
+# Images each CPU path is timed on against fp32 (enough to average a few rechecks in, few enough to cost
+# seconds where the checks cost minutes).
+TIMED_IMAGES = 16
 
 
 def pick_rows(train_rows: list[int], test_rows: list[int], count: int) -> tuple[list[int], list[int]]:
@@ -57,9 +61,9 @@ def reduced_precision(trained: TrainedModel, images: list[np.ndarray], calibrati
     graph, made = quantize_detector(model, batches)
     reduced = ReducedPrecision(int8_onnx=graph, calibration=made)
     check = [images[row] for row in check_rows] + list(video_frames)
-    (reference, reference_maps), fp32_s = _timed(fp32, fp32.predict_images_with_maps, check)
+    reference, reference_maps = fp32.predict_images_with_maps(check)
     # Each path by the arithmetic it will run: int8 on CPU; bf16 and fp16 autocast on the GPU where one is
-    # present, else emulated by CPU autocast in the same dtype (fp16 runs on GPUs without bf16).
+    # present, else bf16 by CPU autocast and fp16 (GPUs without bf16) by model.half_emulation.
     autocast_on = {"device": "cuda" if torch.cuda.is_available() else "cpu"}
     paths = {"bf16": autocast_on, "fp16": autocast_on, "int8": {}}
     margins = {}
@@ -70,26 +74,37 @@ def reduced_precision(trained: TrainedModel, images: list[np.ndarray], calibrati
     checks = {}
     for path, device in paths.items():
         checked = Predictor(replace(trained, reduced=reduced), infer.model_copy(update=device), cpu=cpu, path=path)
-        poses, path_s = _timed(checked, checked.predict_images, check)
+        poses = checked.predict_images(check)
         found = agreement(reference, poses, trained.config.project.pcutoff, checked.rechecked_frames,
                           arithmetic=checked.choice.arithmetic(checked.device))
         # Timed where the path runs on the CPU fp32 ran on (int8, bf16 without a GPU): fp16 emulated
         # here, or a GPU's autocast, is timed by infer.verify where it runs.
         timed = checked.device.type == fp32.device.type and not (path == "fp16" and checked.device.type == "cpu")
-        checks[path] = replace(found, speedup=fp32_s / path_s, timed_on=checked.device.type) if timed else found
+        checks[path] = replace(found, speedup=speed_vs_fp32(fp32, checked, check), timed_on="cpu") if timed else found
         log.info("%s vs fp32 (recheck margin %.3f logits): %s", path, margins[path], checks[path].describe())
     return replace(reduced, checks=checks)
 
 
-def _timed(predictor: Predictor, predict, images: list[np.ndarray]):
-    """(predict(images), seconds), after one image to warm the path up (kernels, ONNX Runtime's arenas)
-    that is not counted in its rechecks either."""
-    rechecked = predictor.rechecked_frames
-    predictor.predict_images(images[:1])
-    predictor.rechecked_frames = rechecked
-    began = time.perf_counter()
-    found = predict(images)
-    return found, max(time.perf_counter() - began, 1e-9)
+def speed_vs_fp32(fp32: Predictor, path: Predictor, images: list[np.ndarray]) -> float:
+    """fp32's time over `path`'s (its rechecks included) on up to TIMED_IMAGES of `images`, each at the batch
+    size `auto` runs it at; the two take turns chunk by chunk, so that a change of load on a shared
+    machine hits both alike. `path`'s recheck count is left as the check made it."""
+    chosen = [images[i] for i in dict.fromkeys(np.linspace(0, len(images) - 1, min(TIMED_IMAGES, len(images)))
+                                                .round().astype(int).tolist())]
+    size, rechecked, kept_size = default_batch_size(path.device, path.precision), path.rechecked_frames, path.batch_size
+    path.batch_size = size
+    try:
+        fp32.predict_images(chosen[:1]), path.predict_images(chosen[:size])  # warm-up: kernels, ONNX Runtime's arenas
+        spent = {"fp32": 0.0, "path": 0.0}
+        for turn, first in enumerate(range(0, len(chosen), size)):
+            chunk = chosen[first : first + size]
+            for name in (("fp32", "path") if turn % 2 == 0 else ("path", "fp32")):
+                began = time.perf_counter()
+                (fp32 if name == "fp32" else path).predict_images(chunk)
+                spent[name] += time.perf_counter() - began
+    finally:
+        path.batch_size, path.rechecked_frames = kept_size, rechecked
+    return spent["fp32"] / max(spent["path"], 1e-9)
 
 
 def calibrate_run(run_uri: str, labels: LabeledDataset, images: list[np.ndarray] | None = None,
