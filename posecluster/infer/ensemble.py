@@ -22,7 +22,7 @@ from posecluster.data.video import probe
 from posecluster.infer.analyze import AnalysisResult
 from posecluster.infer.ensemble_tables import smoothing_meta, write_ensemble_outputs
 from posecluster.infer.naming import Place, place_of
-from posecluster.infer.pipeline import predict_range
+from posecluster.infer.pipeline import predict_range, with_fallback
 from posecluster.infer.predictor import Predictor
 from posecluster.infer.results import refuse_another_videos_table, remove_stale_outputs
 from posecluster.infer.multianimal_predictor import MultiAnimalPredictor
@@ -80,6 +80,10 @@ class EnsemblePredictor:
     def predict(self, frames: np.ndarray) -> np.ndarray:
         batch, factors = self.members[0].prepare(frames)  # decoded and resized once for every member
         return np.stack([member.predict_prepared(batch, factors) for member in self.members], axis=1)
+
+    def predict_exact(self, frames: np.ndarray) -> np.ndarray:
+        """Every member in fp32 (infer.verify checks the members' paths on the video as one)."""
+        return np.stack([member.predict_exact(frames) for member in self.members], axis=1)
 
     def predict_images(self, images: list[np.ndarray]) -> np.ndarray:
         """Images of any sizes -> (N, K members, body parts, 3)."""
@@ -154,9 +158,13 @@ def predict_members(predictor: EnsemblePredictor, video_uri: str, start: int = 0
     def sink(first: int, chunk: np.ndarray) -> None:
         members[:, first - start : first - start + len(chunk)] = chunk.transpose(1, 0, 2, 3)
 
-    with tqdm(total=stop - start, disable=not progress, unit="frame", desc=storage.basename(storage.object_path(video_uri))) as bar:
-        ranged = predict_range(predictor, info, start, stop, sink, on_batch=bar.update)
-    return info, members, ranged
+    def attempt(fallen: dict | None):
+        members[:] = np.nan  # a rerun in fp32 (the members' sample left the tolerance) starts afresh
+        with tqdm(total=stop - start, disable=not progress, unit="frame",
+                  desc=storage.basename(storage.object_path(video_uri))) as bar:
+            return predict_range(predictor, info, start, stop, sink, on_batch=bar.update, fallen=fallen)
+
+    return info, members, with_fallback(attempt)
 
 
 def analyze_ensemble_video(predictor: EnsemblePredictor, video_uri: str, out_folder: "str | Place",
@@ -182,7 +190,9 @@ def analyze_ensemble_video(predictor: EnsemblePredictor, video_uri: str, out_fol
         "scorer": predictor.scorer,
         "bodyparts": predictor.bodyparts,
         "fps_video": info.fps,
-        "precision": {**predictor.precision_record(), "rechecked_frames": ranged.rechecked},
+        "precision": {**predictor.precision_record(), "rechecked_frames": ranged.rechecked,
+                      **({"video_check": ranged.check, "fell_back": ranged.check["fell_back"],
+                          "path_that_ran": ranged.precision} if ranged.check else {})},
         "config": predictor.config.model_dump(mode="json"),
     }
     storage.atomic_write_bytes(f"{base}_meta.json", json.dumps(meta, indent=1, default=str).encode())

@@ -49,8 +49,8 @@ class FallBack(Exception):
 
 
 def wants_check(predictor) -> bool:
-    """Whether `predictor` runs a candidate `auto` chose (forced paths run as asked; ensembles' members
-    are not watched)."""
+    """Whether `predictor` runs a candidate `auto` chose (forced paths run as asked); an ensemble's members
+    are checked together, all of them predicted again in fp32 where their sample leaves the tolerance."""
     infer = getattr(predictor, "infer", None)
     return (getattr(predictor, "predict_exact", None) is not None and infer is not None
             and infer.mixed_precision == "auto" and predictor.precision != "fp32")
@@ -157,7 +157,7 @@ class VideoCheck:
 
     def _compare(self, exact: np.ndarray, reduced: np.ndarray) -> None:
         found = agreement(np.asarray(exact, dtype=np.float64), np.asarray(reduced, dtype=np.float64), self.pcutoff)
-        points = found.images * np.asarray(exact).shape[1]
+        points = int(np.prod(np.asarray(exact).shape[:-1]))  # (image, body part) pairs; an ensemble's per member too
         self.sample_images += found.images
         self.sample_points += points
         self.sample_px_sum += found.mean_px * points

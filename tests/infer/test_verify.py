@@ -76,8 +76,9 @@ def _flip_cutoff(exact: np.ndarray, reduced: np.ndarray, first: int) -> float:
     pytest.skip("the candidate's likelihoods equal fp32's on these frames: no flip to provoke")
 
 
-def test_a_video_whose_sample_leaves_the_tolerance_is_predicted_again_whole_in_fp32(per_frame, tmp_path):
-    trained, video, exact, _ = per_frame
+def _flipping(trained, video, exact):
+    """(the model without its recheck margins and with a p-cutoff its int8 and fp32 likelihoods straddle
+    on a frame after the probe, the first frame to analyse): its sample must leave the tolerance."""
     # With its rechecks the candidate predicts again every top this close to the p-cutoff
     # (decode.cutoff_margins); without recheck margins, the flip reaches the sample.
     unchecked = replace(trained, reduced=replace(trained.reduced, recheck_margins={}))
@@ -89,8 +90,13 @@ def test_a_video_whose_sample_leaves_the_tolerance_is_predicted_again_whole_in_f
     assert first is not None, "raw int8 moved a keypoint on every pair of frames"
     cut = _flip_cutoff(exact, reduced, first)
     project = trained.config.project.model_copy(update={"pcutoff": cut})
-    flipping = replace(unchecked, config=trained.config.model_copy(update={"project": project}))
     assert agreement(exact[first:first + PROBE], reduced[first:first + PROBE], cut).passed  # the probe alone passes
+    return replace(unchecked, config=trained.config.model_copy(update={"project": project})), first
+
+
+def test_a_video_whose_sample_leaves_the_tolerance_is_predicted_again_whole_in_fp32(per_frame, tmp_path):
+    trained, video, exact, _ = per_frame
+    flipping, first = _flipping(trained, video, exact)
     predictor = Predictor(flipping, _infer(flipping, precision_min_speedup=0), cpu=VNNI)
     analysis = analyze_video(predictor, video, str(tmp_path), progress=False, start=first, stop=FRAMES)
     np.testing.assert_allclose(_table(analysis)[first:], exact[first:], atol=1e-4)  # every row fp32's
@@ -103,6 +109,21 @@ def test_a_video_whose_sample_leaves_the_tolerance_is_predicted_again_whole_in_f
     poses, result = predict_segment(predictor, probe(video), first, FRAMES)
     np.testing.assert_allclose(poses, exact[first:], atol=1e-4)
     assert result.check["fell_back"] and result.precision == "fp32"
+
+
+def test_an_ensembles_members_are_checked_on_the_video_together_and_all_predicted_again_in_fp32(per_frame):
+    from posecluster.infer.ensemble import EnsemblePredictor, predict_members
+
+    if not probe_cpu().int8:
+        pytest.skip(f"this CPU ({probe_cpu().describe()}) has no int8 path for the members to run")
+    trained, video, exact, _ = per_frame
+    flipping, first = _flipping(trained, video, exact)
+    ensemble = EnsemblePredictor([flipping, flipping], _infer(flipping, precision_min_speedup=0))
+    assert ensemble.precision == "int8"
+    _, members, ranged = predict_members(ensemble, video, start=first, stop=FRAMES)
+    assert ranged.check["fell_back"] and ranged.precision == "fp32" and "left the tolerance" in ranged.check["why"]
+    for poses in members:  # every member's rows fp32's: none of the failed attempt's survives
+        np.testing.assert_allclose(poses, exact[first:], atol=1e-4)
 
 
 def test_auto_keeps_its_path_only_while_its_sample_agrees_and_records_what_the_sample_saw(per_frame, tmp_path):
