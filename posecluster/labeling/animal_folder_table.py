@@ -19,10 +19,8 @@ from posecluster.config import UNIQUE_INDIVIDUAL, ProjectConfig
 from posecluster.data.formats import dlc, madlc
 from posecluster.data.multianimal import MultiAnimalLabels
 from posecluster.errors import InputError
+from posecluster.labeling.animal_frames import NEW_TABLE_INDEX, animal_folder_labels
 from posecluster.labeling.folder_table import TableConflict, check_folder, folder_images, table_version
-
-NEW_TABLE_INDEX = "tuple"  # (labeled-data, video, image) rows: what DeepLabCut 2.2+ and napari-deeplabcut write
-
 
 def animal_slots(project: ProjectConfig) -> list[tuple[str, str]]:
     """(individual, body part) of every point a frame can hold, in the order of a frame's flat list."""
@@ -57,18 +55,6 @@ class AnimalFolderTable:
                 flat = np.full((len(animal_slots(self.project)), 2), np.nan)
             out[image] = [None if np.isnan(p).any() else [float(p[0]), float(p[1])] for p in flat]
         return out
-
-
-def animal_folder_labels(project_uri: str, project: ProjectConfig, folder: str) -> MultiAnimalLabels:
-    """The folder's current maDLC table (h5, else csv), or an empty one."""
-    for suffix in ("h5", "csv"):
-        uri = dlc.table_uri(project_uri, folder, project.scorer, suffix)
-        if storage.exists(uri):
-            return madlc.table_to_labels(madlc.read_table(uri), uri, project_uri, project)
-    return MultiAnimalLabels(root=project_uri, scorer=project.scorer, individuals=list(project.individuals),
-                             bodyparts=list(project.bodyparts), unique_bodyparts=list(project.unique_bodyparts),
-                             images=[], keypoints=np.zeros((0, len(project.individuals), len(project.bodyparts), 2)),
-                             index_styles={folder: NEW_TABLE_INDEX})
 
 
 def read_animal_folder_table(project_uri: str, folder: str) -> AnimalFolderTable:
