@@ -10,18 +10,20 @@ app compares them as it compares a single-animal frame's list.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from posecluster import storage
 from posecluster.config import UNIQUE_INDIVIDUAL, ProjectConfig
 from posecluster.data.formats import dlc, madlc
 from posecluster.data.multianimal import MultiAnimalLabels
 from posecluster.errors import InputError
-from posecluster.labeling.folder_table import TableConflict, check_folder, folder_images, table_version
-
-NEW_TABLE_INDEX = "tuple"  # (labeled-data, video, image) rows: what DeepLabCut 2.2+ and napari-deeplabcut write
+from posecluster.labeling.animal_frames import NEW_TABLE_INDEX, animal_folder_labels
+from posecluster.labeling.folder_table import (
+    TableConflict, check_folder, folder_images, machine_labels_uri, machine_points, proposed_frames, table_version,
+)
 
 
 def animal_slots(project: ProjectConfig) -> list[tuple[str, str]]:
@@ -37,6 +39,8 @@ class AnimalFolderTable:
     images: list[str]  # every frame of the folder (image files and table rows), relative to the project
     labels: MultiAnimalLabels
     version: str
+    machine: dict[str, list] = field(default_factory=dict)  # image -> [[x, y, likelihood] | nulls per slot]
+    proposed: list[str] = field(default_factory=list)  # frames `posecluster outliers` proposed this iteration
 
     def labeled_frames(self) -> int:
         """Frames with at least one point (of any individual or unique body part)."""
@@ -59,25 +63,35 @@ class AnimalFolderTable:
         return out
 
 
-def animal_folder_labels(project_uri: str, project: ProjectConfig, folder: str) -> MultiAnimalLabels:
-    """The folder's current maDLC table (h5, else csv), or an empty one."""
-    for suffix in ("h5", "csv"):
-        uri = dlc.table_uri(project_uri, folder, project.scorer, suffix)
-        if storage.exists(uri):
-            return madlc.table_to_labels(madlc.read_table(uri), uri, project_uri, project)
-    return MultiAnimalLabels(root=project_uri, scorer=project.scorer, individuals=list(project.individuals),
-                             bodyparts=list(project.bodyparts), unique_bodyparts=list(project.unique_bodyparts),
-                             images=[], keypoints=np.zeros((0, len(project.individuals), len(project.bodyparts), 2)),
-                             index_styles={folder: NEW_TABLE_INDEX})
-
-
 def read_animal_folder_table(project_uri: str, folder: str) -> AnimalFolderTable:
     check_folder(folder)
     project = dlc.read_project_config(storage.join(project_uri, "config.yaml"))
     version = table_version(project_uri, folder, project.scorer)
     labels = animal_folder_labels(project_uri, project, folder)
-    return AnimalFolderTable(project=project, folder=folder, images=folder_images(project_uri, folder, labels.images),
-                             labels=labels, version=version)
+    table = AnimalFolderTable(project=project, folder=folder, images=folder_images(project_uri, folder, labels.images),
+                              labels=labels, version=version)
+    machine_uri = machine_labels_uri(project_uri, folder, project.iteration)
+    if storage.exists(machine_uri):
+        table.machine = animal_machine_labels(machine_uri, project)
+    table.proposed = proposed_frames(project_uri, folder, project.iteration)
+    return table
+
+
+def animal_machine_labels(uri: str, project: ProjectConfig) -> dict[str, list]:
+    """machinelabels-iter<N>.h5 of a multi-animal project (the tracked table's rows of the proposed frames,
+    as animal_outliers writes it and DeepLabCut reads it) as {image: [[x, y, likelihood] per slot]} in
+    animal_slots order; a slot the table lacks is missing."""
+    frame = madlc.read_table(uri, what="machine labels")
+    scorers = frame.columns.get_level_values("scorer").unique().tolist()
+    if len(scorers) != 1:
+        raise InputError(uri, f"expected one scorer, found {scorers}")
+    columns = pd.MultiIndex.from_tuples([(scorers[0], animal, part, coord) for animal, part in animal_slots(project)
+                                         for coord in madlc.POSE_COORDS], names=madlc.LEVELS)
+    try:
+        values = frame.reindex(columns=columns).to_numpy(dtype=np.float64)
+    except (ValueError, TypeError):
+        raise InputError(uri, "machine labels must be numbers") from None
+    return machine_points(frame.index, values)
 
 
 def save_animal_folder_table(project_uri: str, folder: str, keypoints: dict[str, list], expected_version: str) -> str:

@@ -17,9 +17,9 @@ from posecluster.analysis.animals import find_animal_outliers
 from posecluster.analysis.outliers import OutlierOptions
 from posecluster.config import ProjectConfig
 from posecluster.data.formats import dlc, madlc
-from posecluster.data.images import write_png
-from posecluster.data.multianimal import AnimalTracks, MultiAnimalLabels
+from posecluster.data.multianimal import AnimalTracks
 from posecluster.errors import InputError
+from posecluster.labeling.animal_frames import add_animal_frames
 from posecluster.labeling.outliers import (
     OutlierFrames, add_machine_labels, named_frames, pick_frames, record_proposals, video_of_table,
 )
@@ -68,41 +68,3 @@ def extract_animal_outliers(video_uri: str, table_uri: str, tracks: AnimalTracks
     flat = [np.concatenate([k.reshape(-1, 2), u]) for k, u in zip(keypoints, unique)]
     record_proposals(project_uri, folder, project.iteration, result, names, flat)
     return result
-
-
-def animal_folder_labels(project_uri: str, project: ProjectConfig, folder: str) -> MultiAnimalLabels:
-    """The folder's current maDLC table (h5, else csv), or an empty one."""
-    for suffix in ("h5", "csv"):
-        uri = dlc.table_uri(project_uri, folder, project.scorer, suffix)
-        if storage.exists(uri):
-            return madlc.table_to_labels(madlc.read_table(uri), uri, project_uri, project)
-    individuals, parts, unique = len(project.individuals), len(project.bodyparts), len(project.unique_bodyparts)
-    return MultiAnimalLabels(root=project_uri, scorer=project.scorer, individuals=list(project.individuals),
-                             bodyparts=list(project.bodyparts), unique_bodyparts=list(project.unique_bodyparts),
-                             images=[], keypoints=np.zeros((0, individuals, parts, 2)),
-                             unique_keypoints=np.zeros((0, unique, 2)), index_styles={folder: "path"})
-
-
-def add_animal_frames(project_uri: str, project: ProjectConfig, folder: str, frames: dict[str, np.ndarray],
-                      keypoints: np.ndarray, unique: np.ndarray) -> list[str]:
-    """Write `frames` ({relative image path: RGB}) and give each a row in the folder's maDLC CollectedData
-    table with `keypoints` (n, individuals, K, 2) and `unique` (n, U, 2) as initial labels. Rows that exist
-    are left alone (a rerun never erases labeling work). Returns the image paths that were new."""
-    current = animal_folder_labels(project_uri, project, folder)
-    known = set(current.images)
-    new = [name for name in frames if name not in known]
-    for name in new:
-        write_png(storage.join(project_uri, name), frames[name])
-    if not new:
-        return []
-    position = {name: i for i, name in enumerate(frames)}
-    rows = [position[name] for name in new]
-    added = MultiAnimalLabels(root=project_uri, scorer=project.scorer, individuals=list(project.individuals),
-                              bodyparts=list(project.bodyparts), unique_bodyparts=list(project.unique_bodyparts),
-                              images=new, keypoints=np.asarray(keypoints, np.float64)[rows],
-                              unique_keypoints=np.asarray(unique, np.float64)[rows],
-                              index_styles=dict(current.index_styles) or {folder: "path"})
-    merged = MultiAnimalLabels.concat([current, added]) if len(current) else added
-    by_name = sorted(range(len(merged)), key=lambda i: merged.images[i])
-    madlc.write_label_tables(merged.subset(by_name), project_uri)
-    return new

@@ -9,7 +9,8 @@ from posecluster import storage
 from posecluster.data.formats import dlc
 from posecluster.data.video import VideoInfo, probe
 from posecluster.labeling.frames import frame_range, kmeans_indices, read_selected, thumbnails, uniform_indices
-from posecluster.labeling.project_frames import add_frames, claim_folder, image_name, labeled_folder
+from posecluster.labeling.folder_kinds import folder_kind
+from posecluster.labeling.project_frames import claim_folder, image_name, labeled_folder
 from posecluster.storage.scope import check as check_scope
 
 
@@ -50,7 +51,7 @@ def extract_video(video_uri: str, project_uri: str, options: ExtractOptions) -> 
     info = probe(video_uri)
     indices = choose_frames(info, options)
     frames = {image_name(folder, index, info.frame_count): rgb for index, rgb in read_selected(info, indices)}
-    new = add_frames(project_uri, project, folder, frames)
+    new = folder_kind(project).add_frames(project_uri, project, folder, frames)
     return ExtractedFrames(video=video_uri, folder=folder, indices=indices, new_images=new,
                            width=info.width, height=info.height)
 

@@ -88,16 +88,31 @@ def read_folder_table(project_uri: str, folder: str) -> FolderTable:
     labels = folder_labels(project_uri, project, folder)
     images = folder_images(project_uri, folder, labels.images)
     table = FolderTable(project=project, folder=folder, images=images, labels=labels, version=version)
-    machine_uri = storage.join(project_uri, folder, f"machinelabels-iter{project.iteration}.h5")
+    machine_uri = machine_labels_uri(project_uri, folder, project.iteration)
     if storage.exists(machine_uri):
         frame = read_pose_table(machine_uri)
-        for image, row in zip(frame.index, frame.to_numpy(dtype=np.float64)):
-            values = row.reshape(-1, 3)
-            table.machine[str(image)] = [[None if np.isnan(v) else float(v) for v in point] for point in values]
-    record_uri = proposals_uri(project_uri, folder, project.iteration)
-    if storage.exists(record_uri):
-        table.proposed = sorted(json.loads(storage.read_bytes(record_uri)).get("frames", {}))
+        table.machine = machine_points(frame.index, frame.to_numpy(dtype=np.float64))
+    table.proposed = proposed_frames(project_uri, folder, project.iteration)
     return table
+
+
+def machine_labels_uri(project_uri: str, folder: str, iteration: int) -> str:
+    """DeepLabCut's machinelabels-iter<N>.h5: the predictions behind the frames `outliers` proposed."""
+    return storage.join(project_uri, folder, f"machinelabels-iter{iteration}.h5")
+
+
+def machine_points(rows, values: np.ndarray) -> dict[str, list]:
+    """{image: [[x, y, likelihood] per slot, None where missing]} of a machine-labels table's rows."""
+    return {dlc.row_path(image): [[None if np.isnan(v) else float(v) for v in point] for point in row.reshape(-1, 3)]
+            for image, row in zip(rows, values)}
+
+
+def proposed_frames(project_uri: str, folder: str, iteration: int) -> list[str]:
+    """The frames `posecluster outliers` proposed in this iteration (outliers-iter<N>.json), sorted."""
+    record_uri = proposals_uri(project_uri, folder, iteration)
+    if not storage.exists(record_uri):
+        return []
+    return sorted(json.loads(storage.read_bytes(record_uri)).get("frames", {}))
 
 
 def save_folder_table(project_uri: str, folder: str, keypoints: dict[str, list], expected_version: str) -> str:

@@ -14,11 +14,10 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from posecluster import storage
-from posecluster.data.formats import dlc, madlc
+from posecluster.data.formats import dlc
 from posecluster.errors import InputError
-from posecluster.labeling.animal_outliers import animal_folder_labels
+from posecluster.labeling.folder_kinds import folder_kind
 from posecluster.labeling.outliers import proposals_name
-from posecluster.labeling.project_frames import folder_labels
 
 
 @dataclass
@@ -45,10 +44,6 @@ def _same(labels: np.ndarray, proposed: list) -> bool:
     return bool(np.allclose(labels, expected, atol=1e-6, equal_nan=True))
 
 
-def _animal_points(labels, row: int) -> np.ndarray:
-    return np.concatenate([labels.keypoints[row].reshape(-1, 2), labels.unique_keypoints[row]])
-
-
 def merge(project_uri: str, refined_only: bool = False) -> MergeReport:
     config_uri = storage.join(project_uri, "config.yaml")
     project = dlc.read_project_config(config_uri)
@@ -60,18 +55,15 @@ def merge(project_uri: str, refined_only: bool = False) -> MergeReport:
     if not records:
         raise InputError(project_uri, f"nothing to merge: no labeled-data/*/outliers-iter{iteration}.json "
                                       "(run `posecluster outliers` for this iteration first)")
-    # What a folder's labels are and how they are written, by the project's kind (chosen once): a proposal
-    # lists a row's points in the table's column order (a multi-animal row: every animal's, then unique).
-    if project.multianimal:
-        read, points, write = animal_folder_labels, _animal_points, madlc.write_label_tables
-    else:
-        read, points, write = folder_labels, lambda labels, row: labels.keypoints[row], dlc.write_tables
+    # A proposal lists a row's points in the table's column order (a multi-animal row: every animal's, then
+    # the unique ones): the folder kind reads, compares and writes them.
+    kind = folder_kind(project)
     for record_uri in sorted(records):
         record = json.loads(storage.read_bytes(record_uri))
         if record.get("merged"):
             continue
         folder = f"labeled-data/{storage.basename(storage.parent(record_uri))}"
-        labels = read(project_uri, project, folder)
+        labels = kind.labels(project_uri, project, folder)
         row_of = {image: i for i, image in enumerate(labels.images)}
         summary = FolderMerge(folder=folder, proposed=len(record["frames"]))
         drop = set()
@@ -79,7 +71,7 @@ def merge(project_uri: str, refined_only: bool = False) -> MergeReport:
             if image not in row_of:
                 summary.dropped += 1  # deleted by the labeler: respected
                 continue
-            if _same(points(labels, row_of[image]), proposal["proposed"]):
+            if _same(kind.points(labels, row_of[image]), proposal["proposed"]):
                 if refined_only:
                     drop.add(row_of[image])
                     summary.dropped += 1
@@ -91,7 +83,7 @@ def merge(project_uri: str, refined_only: bool = False) -> MergeReport:
             for suffix in ("h5", "csv"):
                 storage.remove(dlc.table_uri(project_uri, folder, project.scorer, suffix))
         elif drop:
-            write(labels.subset([i for i in range(len(labels)) if i not in drop]), project_uri)
+            kind.write(labels.subset([i for i in range(len(labels)) if i not in drop]), project_uri)
         record["merged"] = {"into_iteration": iteration + 1, **asdict(summary)}
         storage.atomic_write_bytes(record_uri, json.dumps(record, indent=1).encode())
         report.folders.append(summary)

@@ -37,7 +37,7 @@ class AnimalFrames:
         return api.animal_folder_table(project_uri, folder)
 
     def counts(self, table: AnimalFolderTable) -> tuple[int, int]:
-        return table.labeled_frames(), 0  # outlier frames are proposed for single-animal projects only
+        return table.labeled_frames(), len(table.proposed)
 
     def page(self, table: AnimalFolderTable, shown: list[str], served: dict) -> dict:
         labels = table.keypoints()
@@ -48,7 +48,10 @@ class AnimalFrames:
             "multianimal": True, "individuals": list(table.project.individuals),
             "bodyparts": list(table.project.bodyparts), "unique_bodyparts": list(table.project.unique_bodyparts),
             "identity": bool(table.project.identity), "skeleton": skeleton,
-            "labels": {image: self.wire(labels[image]) for image in shown}, "machine": {}, "proposed": [],
+            "labels": {image: self.wire(labels[image]) for image in shown},
+            # Refine: the model's points of the proposed frames ([x, y, likelihood] each), per individual.
+            "machine": {image: self.wire(points) for image, points in table.machine.items() if image in served},
+            "proposed": [image for image in table.proposed if image in served],
         }
 
     def checked(self, image: str, frame, size: tuple[int, int] | None) -> list:

@@ -129,3 +129,26 @@ def test_tuple_indexed_tables_are_written_back_in_their_own_style(openfield, tmp
     pd.testing.assert_frame_equal(frame, again)
     reread = dlc.read_table(str(tmp_path / f"{TABLE}.csv"))
     assert reread.index.nlevels == 3
+
+
+@pytest.mark.parametrize("style", ["path", "tuple"])
+@pytest.mark.parametrize("animals", [False, True])
+def test_a_csv_whose_first_frame_is_not_labeled_yet_keeps_that_row(tmp_path, style, animals):
+    """pandas reads a header-following row with no values as the index's names; an empty CollectedData
+    (frames extracted, none labeled) starts with such rows, and none may be lost."""
+    from posecluster.data.formats import madlc
+
+    images = ["labeled-data/v/img0.png", "labeled-data/v/img1.png", "labeled-data/v/img2.png"]
+    if animals:
+        columns = pd.MultiIndex.from_tuples([("s", a, "nose", c) for a in ("m1", "m2") for c in "xy"],
+                                            names=["scorer", "individuals", "bodyparts", "coords"])
+    else:
+        columns = pd.MultiIndex.from_product([["s"], ["nose", "tail"], ["x", "y"]], names=dlc.LEVELS)
+    values = np.full((3, 4), np.nan)
+    values[2] = [1.0, 2.0, 3.0, 4.0]
+    index = pd.MultiIndex.from_tuples([tuple(i.split("/")) for i in images]) if style == "tuple" else pd.Index(images)
+    path = tmp_path / "CollectedData_s.csv"
+    pd.DataFrame(values, index=index, columns=columns).to_csv(path)  # as DeepLabCut writes it
+    table = madlc.read_table(str(path)) if animals else dlc.read_table(str(path))
+    assert [dlc.row_path(row) for row in table.index] == images
+    np.testing.assert_array_equal(table.to_numpy(dtype=float), values)

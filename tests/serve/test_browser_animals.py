@@ -2,15 +2,20 @@
 the animal, then its parts; copy the previous labeled frame's animals) and watching tracks frame by frame,
 and another lab kept out of both. Oracles: the CollectedData files read by pandas alone, compared with
 where the test clicked; the tracked table read by pandas, compared with what the page lists and with the
-colour of the canvas at each marker."""
+colour of the canvas at each marker. Refining proposed frames: the outliers record, machine labels and
+CollectedData read by json and pandas."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import httpx
 import numpy as np
 import pandas as pd
 import pytest
 
+from posecluster.cli.main import main
 from posecluster.serve import ProxyAccess, ServeOptions, create_app
 from tests.serve.conftest import (
     ANIMAL_FRESH, TOKEN, animal_project, browser_page, needs_browser, running, screenshot, write_job,
@@ -185,6 +190,69 @@ def test_the_tracks_page_draws_each_individual_where_the_table_puts_it(browser, 
         check_frame(page, table, 0, pcutoff)
 
 
+def test_a_person_refines_a_tracked_videos_proposed_frames_animal_by_animal_and_merge_counts_it(browser, server, root, capsys):
+    """`posecluster outliers` on a tracked table proposes frames into the maDLC project; the refine page
+    shows the model's points per individual (likelihoods in the chosen animal's parts list, dashed
+    markers in its colour), a point the model was unsure of is placed, and merge counts that frame as
+    corrected. Oracles: the outliers record, machinelabels and CollectedData read by json and pandas."""
+    made = animal_project(f"{root}/lab/ma-refine", seed=2)
+    meta = Path(made["table"][:-len(".h5")] + "_meta.json")  # as an analysis writes it: with the model's record
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "model": {"uri": f"{root}/lab/models/m/model.pt"}}))
+    assert main(["outliers", made["table"], "--project", f"{root}/lab/ma-refine", "--algorithm", "uncertain",
+                 "--p-bound", "1.01", "--n", "6"]) == 0  # every frame: each has likelihoods below 1.01
+    folder = Path(root) / "lab" / "ma-refine" / "labeled-data" / "arena0"
+    proposed = sorted(json.loads((folder / "outliers-iter0.json").read_text())["frames"])
+    assert proposed == [f"labeled-data/arena0/img{i}.png" for i in range(6)]
+    machine = pd.read_hdf(folder / "machinelabels-iter0.h5")
+    before = pd.read_hdf(folder / f"CollectedData_{SCORER}.h5")
+    first = machine.loc[proposed[0]]
+    unsure = [first[(SCORER, "animal2", "tailbase", c)] for c in ("x", "y", "likelihood")]
+    assert unsure[2] == pytest.approx(0.2) and not np.isnan(unsure[0])  # below the p-cutoff: not proposed
+    with browser_page(browser, server) as page:
+        page.goto(f"{server}/#/projects")
+        page.click("section[data-project='lab/ma-refine'] a:text('refine')")
+        page.wait_for_selector("canvas[data-loaded]")
+        assert page.evaluate("labeler.images") == proposed
+        pcutoff = page.evaluate("labeler.data.pcutoff")
+        for individual in ("animal1", "animal2", "single"):
+            choose(page, individual)
+            shown = page.eval_on_selector_all("#parts li", "ls => ls.map((l) => [l.querySelector('.part-name').textContent, "
+                                                            "l.querySelector('.coords').textContent])")
+            parts = [c[2] for c in machine.columns if c[1] == individual and c[3] == "x"]
+            assert [name for name, _ in shown] == parts
+            for name, text in shown:
+                x, y, p = (first[(SCORER, individual, name, c)] for c in ("x", "y", "likelihood"))
+                label = f"{x:.1f}, {y:.1f}" if p >= pcutoff else "not visible"
+                assert text == label + ("" if np.isnan(p) else f" p={p:.2f}"), (individual, name, text)
+
+        # The model's unsure point, drawn dashed in animal2's colour where no label is drawn.
+        colour = rgb(page.get_attribute("#animals button[data-individual='animal2']", "data-color"))
+        state = page.evaluate("({zoom: labeler.zoom, ox: labeler.offsetX, oy: labeler.offsetY, r: labeler.view.markerSize})")
+        cx, cy = (state["ox"] + (unsure[0] + 0.5) * state["zoom"], state["oy"] + (unsure[1] + 0.5) * state["zoom"])
+        ring = state["r"] + 4
+        pixels = [canvas_colour(page, cx + ring * np.cos(a), cy + ring * np.sin(a)) for a in np.linspace(0, 2 * np.pi, 48)]
+        near = sum(np.abs(np.subtract(p, colour)).max() < 60 for p in pixels)
+        assert near >= 6, (near, pixels)  # a dashed ring: about half of it drawn
+
+        choose(page, "animal2")
+        page.click("#parts li:has-text('tailbase')")
+        clicked = click_at(page, unsure[0], unsure[1])
+        page.keyboard.press("Control+s")
+        page.wait_for_function("() => document.querySelector('canvas').dataset.saved !== undefined")
+        assert page.get_attribute("canvas", "data-saved") == "200", page.inner_text("#status")
+
+    after = pd.read_hdf(folder / f"CollectedData_{SCORER}.h5")
+    row = ("labeled-data", "arena0", "img0.png")
+    placed = [(SCORER, "animal2", "tailbase", c) for c in "xy"]
+    np.testing.assert_allclose(after.loc[row, placed].to_numpy(dtype=float), clicked, atol=1e-3)
+    expected = before.copy()
+    expected.loc[row, placed] = after.loc[row, placed].to_numpy()
+    pd.testing.assert_frame_equal(after, expected)  # nothing else changed
+    capsys.readouterr()
+    assert main(["merge", f"{root}/lab/ma-refine"]) == 0
+    assert "labeled-data/arena0: 6 proposed, 1 corrected, 5 accepted as predicted" in capsys.readouterr().out
+
+
 ACCESS = {"trusted_proxies": ["127.0.0.1/32"], "groups": {"smith-lab": ["smith"], "jones-lab": ["jones"]}}
 SMITH = {"X-Forwarded-User": "alice", "X-Forwarded-Groups": "smith-lab"}
 JONES = {"X-Forwarded-User": "bob", "X-Forwarded-Groups": "jones-lab"}
@@ -193,8 +261,6 @@ JONES = {"X-Forwarded-User": "bob", "X-Forwarded-Groups": "jones-lab"}
 def test_another_lab_reaches_neither_the_animals_labels_nor_their_tracks(browser, tmp_path):
     """Smith's maDLC project and tracks, tried by jones through every door: the label, image, file and
     tracks routes, a PUT, jones's own tracked table whose _meta.json names smith's video, and the pages."""
-    import json
-
     root = str(tmp_path)
     smith = animal_project(f"{root}/smith/ma")
     mine = animal_project(f"{root}/jones/ma", seed=1)

@@ -21,6 +21,7 @@ from posecluster.errors import InputError
 
 LEVELS = ["scorer", "bodyparts", "coords"]
 HDF_KEY = "df_with_missing"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 def read_raw_project_config(uri: str) -> dict:
@@ -88,6 +89,11 @@ def read_csv_table(uri: str) -> pd.DataFrame:
         frame = pd.read_csv(io.StringIO(text), header=list(range(header_rows)), index_col=list(range(index_cols)))
     except (ValueError, pd.errors.ParserError) as exc:
         raise InputError(uri, f"cannot parse CSV table: {exc}") from None
+    names = [None if name is None else str(name) for name in frame.index.names]
+    if None not in names and row_path(tuple(names)).lower().endswith(IMAGE_SUFFIXES):
+        # pandas reads a first row with no values (a frame not labeled yet) as the index's names: put it back.
+        index = pd.MultiIndex.from_tuples([tuple(names)]) if index_cols > 1 else pd.Index(names)
+        frame = pd.concat([pd.DataFrame(np.nan, index=index, columns=frame.columns), frame])
     if index_cols > 1:
         frame.index.names = [None] * index_cols
     else:

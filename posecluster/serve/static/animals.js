@@ -57,6 +57,9 @@ class AnimalLabeler extends Labeler {
     }));
   }
 
+  // The model's points of a proposed frame come per individual, as labels do ([x, y, likelihood] each).
+  machinePoints(image) { return this.fromWire(this.data.machine[image]); }
+
   toWire(points) {
     if (!points) return null;
     const frame = {};

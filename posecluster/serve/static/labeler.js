@@ -92,6 +92,7 @@ class Labeler {
   endsRound(k) { return k === this.slotCount() - 1; }  // loop mode: the next frame after this part
   selectPart(k) { this.part = k; }
   fromWire(points) { return copyPoints(points); }
+  machinePoints(image) { return this.data.machine[image] || null; }  // the model's [x, y, likelihood] per slot
   toWire(points) { return copyPoints(points); }
   extraControls() { return null; }
   extraHelp() { return null; }
@@ -496,10 +497,10 @@ class Labeler {
     }
     const points = this.points || [];
     if (this.view.skeleton) this.drawSkeleton(c, points);
-    const machine = this.mode === "refine" ? this.data.machine[this.image] : null;
+    const machine = this.mode === "refine" ? this.machinePoints(this.image) : null;
     if (machine) {
       machine.forEach((m, k) => {
-        if (m[0] === null) return;
+        if (!m || m[0] === null) return;
         c.setLineDash([3, 3]); this.marker(c, m[0], m[1], r + 4, null, this.color(k), 1); c.setLineDash([]);
       });
     }
@@ -515,7 +516,7 @@ class Labeler {
       li.classList.toggle("current", k === this.part);
       const p = points[k];
       let text = p ? `${p[0].toFixed(1)}, ${p[1].toFixed(1)}` : "not visible";
-      if (machine && machine[k][2] !== null) text += ` p=${machine[k][2].toFixed(2)}`;
+      if (machine && machine[k] && machine[k][2] !== null) text += ` p=${machine[k][2].toFixed(2)}`;
       li.querySelector(".coords").textContent = text;
     });
     if (this.image !== undefined) this.frameItem(this.image, this.frame);
