@@ -10,8 +10,8 @@ import numpy as np
 from posecluster import storage
 from posecluster.config import ProjectConfig
 from posecluster.data.formats import dlc, madlc
-from posecluster.data.images import write_png
 from posecluster.data.multianimal import MultiAnimalLabels
+from posecluster.labeling.project_frames import write_new_frames
 
 NEW_TABLE_INDEX = "tuple"  # (labeled-data, video, image) rows: what DeepLabCut 2.2+ and napari-deeplabcut write
 
@@ -42,10 +42,7 @@ def add_animal_frames(project_uri: str, project: ProjectConfig, folder: str, fra
     as initial labels. Rows that exist are left alone (a rerun never erases labeling work), and so is the
     way the table indexes its rows. Returns the image paths that were new."""
     current = animal_folder_labels(project_uri, project, folder)
-    known = set(current.images)
-    new = [name for name in frames if name not in known]
-    for name in new:
-        write_png(storage.join(project_uri, name), frames[name])
+    new = write_new_frames(project_uri, frames, current.images)
     if not new:
         return []
     n = len(frames)

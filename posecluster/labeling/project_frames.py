@@ -55,16 +55,23 @@ def folder_labels(project_uri: str, project: ProjectConfig, folder: str) -> Labe
                           keypoints=np.zeros((0, len(project.bodyparts), 2)), index_styles={folder: "path"})
 
 
+def write_new_frames(project_uri: str, frames: dict[str, np.ndarray], known: list[str]) -> list[str]:
+    """Write the images of `frames` ({relative image path: RGB}) that the folder's table does not list yet;
+    returns their paths (a rerun never overwrites an image someone labels)."""
+    listed = set(known)
+    new = [name for name in frames if name not in listed]
+    for name in new:
+        write_png(storage.join(project_uri, name), frames[name])
+    return new
+
+
 def add_frames(project_uri: str, project: ProjectConfig, folder: str, frames: dict[str, np.ndarray],
                keypoints: np.ndarray | None = None) -> list[str]:
     """Write `frames` ({relative image path: RGB}) and give each a row in the folder's CollectedData table:
     NaN (to be labeled) or `keypoints` (n, K, 2) as initial labels. Rows that exist are left alone (a
     rerun never erases labeling work). Returns the image paths that were new."""
     current = folder_labels(project_uri, project, folder)
-    known = set(current.images)
-    new = [name for name in frames if name not in known]
-    for name in new:
-        write_png(storage.join(project_uri, name), frames[name])
+    new = write_new_frames(project_uri, frames, current.images)
     if not new:
         return []
     rows = np.full((len(new), len(project.bodyparts), 2), np.nan)
