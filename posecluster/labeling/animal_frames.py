@@ -11,7 +11,7 @@ from posecluster import storage
 from posecluster.config import ProjectConfig
 from posecluster.data.formats import dlc, madlc
 from posecluster.data.multianimal import MultiAnimalLabels
-from posecluster.labeling.project_frames import write_new_frames
+from posecluster.labeling.project_frames import rows_of_folder, write_new_frames
 
 NEW_TABLE_INDEX = "tuple"  # (labeled-data, video, image) rows: what DeepLabCut 2.2+ and napari-deeplabcut write
 
@@ -29,7 +29,9 @@ def animal_folder_labels(project_uri: str, project: ProjectConfig, folder: str) 
     for suffix in ("h5", "csv"):
         uri = dlc.table_uri(project_uri, folder, project.scorer, suffix)
         if storage.exists(uri):
-            return madlc.table_to_labels(madlc.read_table(uri), uri, project_uri, project)
+            labels = madlc.table_to_labels(madlc.read_table(uri), uri, project_uri, project)
+            rows_of_folder(uri, labels.images, folder)
+            return labels
     animals, parts, unique = len(project.individuals), len(project.bodyparts), len(project.unique_bodyparts)
     return _labels(project_uri, project, [], np.zeros((0, animals, parts, 2)), np.zeros((0, unique, 2)),
                    {folder: NEW_TABLE_INDEX})

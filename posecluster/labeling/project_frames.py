@@ -45,12 +45,24 @@ def claim_folder(project_uri: str, folder: str, video_uri: str) -> None:
                                     "name need distinct names (rename or copy one) before extraction")
 
 
+def rows_of_folder(table_uri: str, images: list[str], folder: str) -> None:
+    """A folder's table lists that folder's frames only: a row naming another folder (or `..`) would make
+    the next save write that folder's table, another lab's where paths climb out (InputError naming the
+    table and the row)."""
+    for row, image in enumerate(images):
+        name = image[len(folder) + 1:] if image.startswith(folder + "/") else ""
+        if not name or "/" in name or "\\" in name or name in (".", ".."):
+            raise InputError(table_uri, f"names {image!r}, not a frame of {folder}", row=row)
+
+
 def folder_labels(project_uri: str, project: ProjectConfig, folder: str) -> LabeledDataset:
     """The folder's current table (h5, else csv), or an empty one."""
     for suffix in ("h5", "csv"):
         uri = dlc.table_uri(project_uri, folder, project.scorer, suffix)
         if storage.exists(uri):
-            return dlc.table_to_dataset(dlc.read_table(uri), uri, project_uri, project.bodyparts)
+            labels = dlc.table_to_dataset(dlc.read_table(uri), uri, project_uri, project.bodyparts)
+            rows_of_folder(uri, labels.images, folder)
+            return labels
     return LabeledDataset(root=project_uri, scorer=project.scorer, bodyparts=list(project.bodyparts), images=[],
                           keypoints=np.zeros((0, len(project.bodyparts), 2)), index_styles={folder: "path"})
 
