@@ -31,7 +31,7 @@ import time
 
 import numpy as np
 
-from posecluster.model.precision import MAX_FLIP_SHARE, MAX_MEAN_PX, Agreement, agreement
+from posecluster.model.precision import MAX_FLIP_SHARE, MAX_MEAN_PX, Agreement
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +75,12 @@ class VideoCheck:
         # the candidate's cost, and counted as such (sample_s).
         self.exact_s = self.exact_frames = self.sample_s = 0.0
         self.reduced_s = self.reduced_frames = 0.0  # the candidate timed, rechecks included
-        # The sample's agreement as running totals (a long video's sample is never concatenated again):
-        # images, (image, body part) pairs, summed and largest distance, p-cutoff flips.
-        self.sample_images = self.sample_points = self.sample_flips = 0
-        self.sample_px_sum = self.sample_px_max = 0.0
+        # The sample's agreement as running totals per ensemble member (one for a single model; a long
+        # video's sample is never concatenated again): (image, body part) pairs, summed and largest
+        # distance, p-cutoff flips. Each member must hold the tolerance on its own: an exact member's
+        # zeros must not dilute a reduced one's distances.
+        self.sample_images = 0
+        self.sample_points = self.sample_flips = self.sample_px_sum = self.sample_px_max = None
         self.rechecked = 0  # the candidate's rechecks on the frames it predicted
         self.handed_on = 0  # frames whose candidate poses went to the sink
         self.frames_by_path: dict[str, int] = {}
@@ -156,20 +158,30 @@ class VideoCheck:
         return poses
 
     def _compare(self, exact: np.ndarray, reduced: np.ndarray) -> None:
-        found = agreement(np.asarray(exact, dtype=np.float64), np.asarray(reduced, dtype=np.float64), self.pcutoff)
-        points = int(np.prod(np.asarray(exact).shape[:-1]))  # (image, body part) pairs; an ensemble's per member too
-        self.sample_images += found.images
-        self.sample_points += points
-        self.sample_px_sum += found.mean_px * points
-        self.sample_px_max = max(self.sample_px_max, found.max_px)
-        self.sample_flips += round(found.flip_share * points)
+        exact, reduced = (np.asarray(poses, dtype=np.float64) for poses in (exact, reduced))
+        if exact.ndim == 3:  # (images, body parts, 3): one member
+            exact, reduced = exact[:, None], reduced[:, None]
+        distance = np.linalg.norm(reduced[..., :2] - exact[..., :2], axis=-1)  # (images, members, body parts)
+        flips = (reduced[..., 2] >= self.pcutoff) != (exact[..., 2] >= self.pcutoff)
+        if self.sample_points is None:
+            members = exact.shape[1]
+            self.sample_points, self.sample_flips = np.zeros(members, np.int64), np.zeros(members, np.int64)
+            self.sample_px_sum, self.sample_px_max = np.zeros(members), np.zeros(members)
+        self.sample_images += len(exact)
+        self.sample_points += distance.shape[0] * distance.shape[2]
+        self.sample_px_sum += distance.sum(axis=(0, 2))
+        self.sample_px_max = np.maximum(self.sample_px_max, distance.max(axis=(0, 2)))
+        self.sample_flips += flips.sum(axis=(0, 2))
 
     def agreement(self) -> Agreement | None:
+        """The sample's agreement: an ensemble's worst member's (the one furthest outside, or nearest the
+        edge of, the tolerance)."""
         if not self.sample_images:
             return None
-        return Agreement(images=self.sample_images, mean_px=self.sample_px_sum / self.sample_points,
-                         max_px=self.sample_px_max, flip_share=self.sample_flips / self.sample_points,
-                         pcutoff=float(self.pcutoff))
+        mean, flips = self.sample_px_sum / self.sample_points, self.sample_flips / self.sample_points
+        worst = int(np.argmax(np.maximum(mean / MAX_MEAN_PX, flips / MAX_FLIP_SHARE)))
+        return Agreement(images=self.sample_images, mean_px=float(mean[worst]), max_px=float(self.sample_px_max[worst]),
+                         flip_share=float(flips[worst]), pcutoff=float(self.pcutoff))
 
     def _within(self) -> bool:
         found = self.agreement()

@@ -96,8 +96,9 @@ class Agreement:
     # The arithmetic the check ran, e.g. "cpu autocast bfloat16" or "cpu autocast float16, emulating
     # cuda autocast" (a check made before this was recorded: "").
     arithmetic: str = ""
-    # fp32's time per image over this path's (rechecks included), both timed at calibration on the device
-    # `timed_on` names ("cpu"); None where not timed (a GPU path checked by CPU emulation, an older model).
+    # fp32's time per image over this path's (rechecks included), both timed at calibration where
+    # `timed_on` says (timing_place: the CPU's abilities); None where not timed (a GPU path checked by
+    # emulation on a CPU, an older model).
     speedup: float | None = None
     timed_on: str = ""
 
@@ -105,10 +106,11 @@ class Agreement:
     def passed(self) -> bool:
         return self.mean_px <= MAX_MEAN_PX and self.flip_share <= MAX_FLIP_SHARE
 
-    def slower_than(self, min_speedup: float, device: torch.device) -> bool:
-        """Whether this path, its rechecks included, was timed on `device`'s kind and was not faster than
-        fp32 by `min_speedup` (0: speed not judged). Untimed: not known to be slower (infer.verify times it)."""
-        return bool(min_speedup) and self.speedup is not None and self.timed_on == device.type \
+    def slower_than(self, min_speedup: float, place: str) -> bool:
+        """Whether this path, its rechecks included, was timed on a machine like `place` (timing_place)
+        and was not faster than fp32 by `min_speedup` (0: speed not judged). Timed elsewhere (a CPU without
+        the instructions this one has) or never: not known to be slower (infer.verify times it)."""
+        return bool(min_speedup) and self.speedup is not None and self.timed_on == place \
             and self.speedup < min_speedup
 
     def describe(self) -> str:
@@ -175,6 +177,8 @@ class ReducedPrecision:
         for path, check in reduced.checks.items():  # nor a crafted speed steer `auto`
             if check.speedup is not None and not (isinstance(check.speedup, (int, float)) and 0.0 < check.speedup < float("inf")):
                 raise ValueError(f"{source}: speed {check.speedup!r} of the {path!r} check is not a finite positive ratio")
+            if not isinstance(check.timed_on, str):
+                raise ValueError(f"{source}: where the {path!r} check was timed ({check.timed_on!r}) is not a text")
         for path, margin in reduced.recheck_margins.items():  # a damaged or crafted file must not steer rechecks
             if path not in REDUCED_PATHS or not 0.0 <= margin < float("inf"):
                 raise ValueError(f"{source}: recheck margin {margin!r} for {path!r} is not a finite margin of a reduced path")
@@ -216,6 +220,12 @@ class Precision:
             return "cuda autocast float16 emulated on cpu (float16 operands and results, float32 sums)"
         dtype = "bfloat16" if self.path == "bf16" else "float16"
         return f"{device.type} autocast {dtype}" + (", emulating cuda autocast" if device.type != "cuda" else "")
+
+
+def timing_place(device: torch.device, cpu: CpuCapability) -> str:
+    """Where a path's speed was measured, as far as it decides the speed: a CPU's instructions (int8 and
+    bf16 run 2-4x faster with VNNI/AMX than without), or a GPU."""
+    return "cuda" if device.type == "cuda" else f"cpu: {cpu.describe()}"
 
 
 def _autocast_path(device: torch.device, cuda_bf16: bool | None = None) -> str:
@@ -274,7 +284,7 @@ def choose_inference(setting: str, device: torch.device, cpu: CpuCapability,
     if device.type == "cuda":  # autocast only where this model's check of that arithmetic passed
         path = _autocast_path(device, cuda_bf16)
         found = checks.get(path)
-        if found is not None and found.passed and not found.slower_than(min_speedup, device):
+        if found is not None and found.passed and not found.slower_than(min_speedup, "cuda"):
             return Precision(path, f"auto: CUDA autocast {path}; poses vs fp32: {found.describe()}")
         why = (f"no {path} pose check recorded in {source}; fp32 until `posecluster calibrate` checks it" if found is None
                else f"{path} changed this model's poses ({found.describe()})" if not found.passed
@@ -284,8 +294,10 @@ def choose_inference(setting: str, device: torch.device, cpu: CpuCapability,
         return Precision("fp32", f"auto: {device.type}")
     int8_check, bf16_check = checks.get("int8"), checks.get("bf16")
 
+    place = timing_place(device, cpu)
+
     def usable(check: Agreement | None) -> bool:
-        return check is not None and check.passed and not check.slower_than(min_speedup, device)
+        return check is not None and check.passed and not check.slower_than(min_speedup, place)
 
     if has_int8 and cpu.int8 and usable(int8_check):
         return Precision("int8", f"auto: calibrated int8 version on a CPU with int8 instructions ({cpu.describe()}); "
@@ -295,7 +307,7 @@ def choose_inference(setting: str, device: torch.device, cpu: CpuCapability,
                                  f"poses vs fp32: {bf16_check.describe()}")
     failed = [f"{path}: {check.describe()}" for path, check in checks.items() if not check.passed]
     slow = [f"{path}: {check.describe()}" for path, check in checks.items()
-            if check.passed and check.slower_than(min_speedup, device)]
+            if check.passed and check.slower_than(min_speedup, place)]
     if failed or slow:
         why = "; ".join(([f"reduced precision changed this model's poses ({'; '.join(failed)})"] if failed else []) +
                         ([f"not faster than fp32 x {min_speedup} with its rechecks ({'; '.join(slow)})"] if slow else []))

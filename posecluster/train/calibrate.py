@@ -25,7 +25,8 @@ from posecluster.data.split import Split, indices_of
 from posecluster.infer.predictor import Predictor
 from posecluster.model.artifact import TrainedModel, load_model, refuse_multianimal, save_reduced_precision
 from posecluster.model.pose_model import PoseModel
-from posecluster.model.precision import CpuCapability, ReducedPrecision, agreement, default_batch_size, recheck_margin
+from posecluster.model.precision import CpuCapability, ReducedPrecision, agreement, default_batch_size, recheck_margin, \
+    timing_place
 from posecluster.model.quantize import quantize_detector
 from posecluster.storage.scope import check as check_scope
 
@@ -80,7 +81,8 @@ def reduced_precision(trained: TrainedModel, images: list[np.ndarray], calibrati
         # Timed where the path runs on the CPU fp32 ran on (int8, bf16 without a GPU): fp16 emulated
         # here, or a GPU's autocast, is timed by infer.verify where it runs.
         timed = checked.device.type == fp32.device.type and not (path == "fp16" and checked.device.type == "cpu")
-        checks[path] = replace(found, speedup=speed_vs_fp32(fp32, checked, check), timed_on="cpu") if timed else found
+        checks[path] = replace(found, speedup=speed_vs_fp32(fp32, checked, check),
+                               timed_on=timing_place(checked.device, checked.cpu)) if timed else found
         log.info("%s vs fp32 (recheck margin %.3f logits): %s", path, margins[path], checks[path].describe())
     return replace(reduced, checks=checks)
 

@@ -118,8 +118,9 @@ def test_an_ensembles_members_are_checked_on_the_video_together_and_all_predicte
         pytest.skip(f"this CPU ({probe_cpu().describe()}) has no int8 path for the members to run")
     trained, video, exact, _ = per_frame
     flipping, first = _flipping(trained, video, exact)
-    ensemble = EnsemblePredictor([flipping, flipping], _infer(flipping, precision_min_speedup=0))
-    assert ensemble.precision == "int8"
+    exact_member = replace(flipping, reduced=None)  # never calibrated: fp32 under auto
+    ensemble = EnsemblePredictor([flipping, exact_member], _infer(flipping, precision_min_speedup=0))
+    assert ensemble.precision == "int8+fp32"
     _, members, ranged = predict_members(ensemble, video, start=first, stop=FRAMES)
     assert ranged.check["fell_back"] and ranged.precision == "fp32" and "left the tolerance" in ranged.check["why"]
     for poses in members:  # every member's rows fp32's: none of the failed attempt's survives
@@ -212,3 +213,17 @@ def test_the_fp32_sample_thins_out_to_cost_at_most_its_share_of_the_candidates_t
     # 1-in-every: the sample costs (4 / every) of the candidate's time; never denser than precision_sample_every.
     assert expected * 0.75 <= check.record()["sample_every"] <= expected * 1.25
     assert check.record()["final_path"] == "int8"
+
+
+def test_an_ensemble_member_that_stays_exact_does_not_dilute_a_reduced_members_distances():
+    from posecluster.infer.verify import VideoCheck
+
+    paths = _TimedPaths(exact_s=0.0, reduced_s=0.0, share=1.0)
+    check = VideoCheck(paths, start=0)
+    exact = np.zeros((10, 2, 4, 3))  # (images, members, body parts, x/y/likelihood)
+    exact[..., 2] = 0.9
+    reduced = exact.copy()
+    reduced[:, 0, :, 0] += 0.8  # member 0 moved by 0.8 px everywhere, member 1 exact
+    check._compare(exact, reduced)
+    found = check.agreement()
+    assert found.mean_px == pytest.approx(0.8) and not check._within()  # averaged over both: 0.4, "within"

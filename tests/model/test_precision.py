@@ -27,7 +27,8 @@ BF16_ONLY = CpuCapability(isa="AVX512", bf16=True)
 BF16_INT8 = CpuCapability(isa="AVX512", bf16=True, int8=True)
 
 
-def check(mean_px: float, flip_share: float = 0.0, speedup: float | None = None, timed_on: str = "cpu") -> Agreement:
+def check(mean_px: float, flip_share: float = 0.0, speedup: float | None = None,
+          timed_on: str = "cpu: AVX512 + bf16/int8") -> Agreement:
     return Agreement(images=20, mean_px=mean_px, max_px=2 * mean_px, flip_share=flip_share, pcutoff=0.6,
                      speedup=speedup, timed_on=timed_on if speedup is not None else "")
 
@@ -81,6 +82,9 @@ def test_auto_skips_a_path_that_its_calibration_timed_slower_than_fp32_with_its_
     assert choose_inference("auto", CPU, BF16_INT8, reduced(int8=check(0.1)), min_speedup=1.05).path == "int8"
     elsewhere = check(0.1, speedup=0.5, timed_on="cuda")
     assert choose_inference("auto", CPU, BF16_INT8, reduced(int8=elsewhere), min_speedup=1.05).path == "int8"
+    # Timed on a CPU without int8 dot products (e.g. a GPU node's): says nothing of one that has them.
+    plain_cpu = check(0.1, speedup=0.5, timed_on=f"cpu: {NO_BF16.describe()}")
+    assert choose_inference("auto", CPU, BF16_INT8, reduced(int8=plain_cpu), min_speedup=1.05).path == "int8"
     # The same rule on CUDA for its autocast path.
     cuda = torch.device("cuda")
     slow_gpu = ReducedPrecision(checks={"bf16": check(0.1, speedup=0.9, timed_on="cuda")})
