@@ -4,7 +4,9 @@ DeepLabCut's filterpredictions filters every column of a multi-animal table on i
 individual's body parts (and the unique parts under "single") are smoothed alone; extract_outlier_frames
 judges each animal's track. Here every individual's track goes through the single-animal functions
 unchanged, so the two kinds of table are filtered and judged by the same arithmetic. An animal absent from
-a frame (NaN) is neither an outlier nor filled in by the median: absence is what the tracker found.
+a frame (NaN) is not an outlier, and the median keeps it absent (absence is what the tracker found);
+spline and ARIMA fill an animal's gaps as they fill a single animal's (spline: up to max_gap frames), as
+DeepLabCut's filterpredictions does column by column.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from posecluster import storage
 from posecluster.cluster.plan import Marker, Request, expected_outputs, marker_uri, outputs_state, segments_folder
 from posecluster.cluster.records import frame_ranges
 from posecluster.cluster.runtime import remote
+from posecluster.errors import InputError
 from posecluster.infer.ensemble_tables import join_ensemble_segments, smoothing_meta
 from posecluster.infer.multianimal_segments import AnimalNames, join_animal_segments
 from posecluster.infer.naming import plot_folder
@@ -126,6 +127,13 @@ def _join(spec: JoinSpec) -> JoinResult:
             extra["ensemble"] = smoothing_meta(spec.ensemble, params)
     except FileNotFoundError as exc:
         raise SegmentCacheMissing(f"{storage.redact_uri(spec.video)}: cached segments are gone ({exc})") from None
+    except InputError as exc:  # a stored piece damaged or written by someone else: its key is intact, so a
+        # rerun would reuse it forever; the pieces are this job's cache, so they go and the video is
+        # computed again (once: a second failure fails the video with the error).
+        for uri in uris:
+            storage.remove(uri)
+        raise SegmentCacheMissing(f"{storage.redact_uri(spec.video)}: a cached segment was unusable ({exc}); "
+                                  f"its segments are computed again") from None
     identity = dict(spec.identity or {})
     if "uri" in identity:
         identity["uri"] = storage.redact_uri(identity["uri"])

@@ -13,7 +13,7 @@ from posecluster.model.artifact import TrainedModel
 from posecluster.model.decode import cutoff_margins, decode, rival_margins, shifted_cell_margins
 from posecluster.model.device import resolve_device, wanted
 from posecluster.model.pose_model import PoseModel
-from posecluster.model.precision import NEIGHBOUR_MOVE_PX, CpuCapability, Precision, choose_inference, \
+from posecluster.model.precision import NEIGHBOUR_MOVE_CELLS, CpuCapability, Precision, choose_inference, \
     default_batch_size, probe_cpu, recheck_chain
 from posecluster.model.quantize import Int8Runner
 
@@ -150,11 +150,11 @@ class Predictor:
     def decision_margins(self, out: dict[str, torch.Tensor], frames: torch.Tensor) -> torch.Tensor:
         """(len(frames), K): how far each map's top logit stands from a decision it could change: above
         the nearest cell that would move its keypoint (a rival peak, or a neighbour decoding more than
-        NEIGHBOUR_MOVE_PX away), or from the p-cutoff it could cross."""
+        half a cell away, NEIGHBOUR_MOVE_CELLS), or from the p-cutoff it could cross."""
         scoremap, locref = out["scoremap"][frames], out.get("locref")
         moved = torch.minimum(rival_margins(scoremap), shifted_cell_margins(
             scoremap, None if locref is None else locref[frames], self.model.stride,
-            self.config.model.target.locref_stdev, NEIGHBOUR_MOVE_PX))
+            self.config.model.target.locref_stdev, NEIGHBOUR_MOVE_CELLS * self.model.stride))
         return torch.minimum(moved, cutoff_margins(scoremap, self.config.project.pcutoff))
 
     @torch.inference_mode()

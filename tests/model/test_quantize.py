@@ -165,7 +165,7 @@ def _brute_force_margin(logits: np.ndarray) -> float:
 
 def _brute_force_neighbour_margin(logits: np.ndarray, offsets: np.ndarray, stride: float, stdev: float) -> float:
     """Top logit minus the best of the top cell's 8 neighbours whose decode (cell centre + offset) lies
-    more than 1 px from the top's (issue 30: such a neighbour can take the argmax and move the keypoint)."""
+    more than half a cell from the top's (issue 30: such a neighbour can take the argmax and move the keypoint)."""
     top = np.unravel_index(np.argmax(logits), logits.shape)
 
     def decoded(y, x):
@@ -175,7 +175,7 @@ def _brute_force_neighbour_margin(logits: np.ndarray, offsets: np.ndarray, strid
     for y in range(top[0] - 1, top[0] + 2):
         for x in range(top[1] - 1, top[1] + 2):
             if (y, x) != top and 0 <= y < logits.shape[0] and 0 <= x < logits.shape[1] \
-                    and np.linalg.norm(decoded(y, x) - decoded(*top)) > 1.0:
+                    and np.linalg.norm(decoded(y, x) - decoded(*top)) > stride / 2:
                 best = max(best, logits[y, x])
     return float(logits[top] - best)
 
