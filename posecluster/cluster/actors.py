@@ -31,9 +31,7 @@ from posecluster.cluster.plan import VideoTask, piece_name, segment_name, segmen
 from posecluster.cluster.runtime import remote
 from posecluster.cluster.sharding import segment_bounds
 from posecluster.data.video import VideoInfo, VideoReader, probe
-from posecluster.errors import InputError
 from posecluster.infer.ensemble import pinned_predictor
-from posecluster.infer.passes import predict_pass, predict_spans
 from posecluster.infer.pieces import piece_kind
 from posecluster.infer.segments import video_facts
 from posecluster.model.artifact import PinnedModel
@@ -241,24 +239,16 @@ class SegmentWorker:
                 source = self._source(task, ctx, meter, frames_window(info, self.pieces.first_frame(first), end))
                 poses, result = self.pieces.predict(self.predictor, info, first, end, source=source)
             else:  # SpansUnsound: the driver reads the video in one pass instead
-                self._refuse_unplaced(task)
                 # The group's bytes in one request, shared by its spans (each opens the video anew).
-                shared = self._source(task, ctx, meter, byte_window(info, first, end))()
-                poses, result = predict_spans(self.predictor, VideoReader(task.uri, lambda: Borrowed(shared), info),
-                                              first, end)
+                shared = self._source(task, ctx, meter, byte_window(info, self.pieces.first_span(first), end))()
+                poses, result = self.pieces.predict_spans(
+                    self.predictor, VideoReader(task.uri, lambda: Borrowed(shared), info), first, end)
                 shared.close()
             done = self._write(folder, piece_name(kind, first, end), poses, result, ctx, meter)
             yield replace(done, start=first, stop=end)
 
-    def _refuse_unplaced(self, task: VideoTask) -> None:
-        if not self.pieces.unplaced_pieces:
-            raise InputError(task.uri, "its frames cannot be addressed by number before reading (no frame index: "
-                             "a Matroska file's cues or a stream without an index), and multi-animal tracking "
-                             "across shards needs that; remux it to mp4 (ffmpeg -i in -c copy out.mp4)")
-
     def _sequential(self, task: VideoTask, folder: str, ctx: WorkerContext):
         """One pass over the whole video on a thread; each window's segment is reported as it is written."""
-        self._refuse_unplaced(task)
         info, meter = self._plan_of(task), ByteMeter()
         window = ctx.segment_frames
         names = self._cached(folder, ctx, task)
@@ -273,8 +263,8 @@ class SegmentWorker:
 
         def run() -> None:
             try:
-                facts, _ = predict_pass(self.predictor, VideoReader(task.uri, self._source(task, ctx, meter), info),
-                                        window, skip, write)
+                facts, _ = self.pieces.predict_pass(
+                    self.predictor, VideoReader(task.uri, self._source(task, ctx, meter), info), window, skip, write)
                 events.put(facts)
             except BaseException as exc:  # handed to the generator, which raises it in the actor's thread
                 events.put(exc)

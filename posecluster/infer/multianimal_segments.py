@@ -49,8 +49,8 @@ class AnimalNames:
     unique_bodyparts: list[str]
 
 
-def _own_frames(ranged, first: int, start: int, delivered: int) -> dict:
-    """The RangeResult of a read from `first` (warmup frames included) as the segment [start, ..)'s own."""
+def own_frames(ranged, start: int, delivered: int) -> dict:
+    """The RangeResult of a read that began before `start` (warm-up frames) as the segment [start, ..)'s own."""
     record = asdict(ranged)
     record["frames"] = delivered
     record["missing"] = {k: v for k, v in ranged.missing.items() if k >= start}
@@ -58,6 +58,23 @@ def _own_frames(ranged, first: int, start: int, delivered: int) -> dict:
     record["sizes"] = ([[start, *earlier[-1][1:]]] if earlier else []) + [s for s in ranged.sizes if s[0] >= start]
     record["jumps"] = [jump for jump in ranged.jumps if jump[0] >= start]
     return record
+
+
+def link_frames(predictor: MultiAnimalPredictor, frames: list[AnimalFrame | None], start: int, stop: int,
+                source: str) -> tuple[AnimalSegment, int]:
+    """The segment [start, stop) from the model's output on frames warmup_start(start)..stop-1 (None: a
+    frame not decoded, which has no detections), and how many of its own frames were delivered."""
+    spec = predictor.spec
+    nothing = FrameDetections(np.zeros((0, spec.num_parts, 3)),
+                              np.zeros((0, len(spec.individuals))) if spec.identity else None)
+    tracklets = track_segment((f.detections if f is not None else nothing for f in frames), start, stop,
+                              predictor.tracking, source=source)
+    unique = np.full((stop - start, spec.num_unique, 3), np.nan)
+    own = frames[start - warmup_start(start):]
+    for offset, frame in enumerate(own):
+        if frame is not None:
+            unique[offset] = frame.unique
+    return AnimalSegment(tracklets, unique), sum(frame is not None for frame in own)
 
 
 def predict_animal_segment(predictor: MultiAnimalPredictor, info: VideoInfo, start: int, stop: int,
@@ -71,20 +88,10 @@ def predict_animal_segment(predictor: MultiAnimalPredictor, info: VideoInfo, sta
         frames[index - first : index - first + len(chunk)] = chunk
 
     ranged = predict_range(predictor, info, first, stop, sink, on_batch=on_batch, source=source)
-    spec = predictor.spec
-    nothing = FrameDetections(np.zeros((0, spec.num_parts, 3)),
-                              np.zeros((0, len(spec.individuals))) if spec.identity else None)
-    tracklets = track_segment((f.detections if f is not None else nothing for f in frames), start, stop,
-                              predictor.tracking, source=storage.redact_uri(info.uri))
-    unique = np.full((stop - start, spec.num_unique, 3), np.nan)
-    own = frames[start - first:]
-    for offset, frame in enumerate(own):
-        if frame is not None:
-            unique[offset] = frame.unique
-    delivered = sum(frame is not None for frame in own)
+    segment, delivered = link_frames(predictor, frames, start, stop, storage.redact_uri(info.uri))
     result = SegmentResult(video_uri=storage.redact_uri(info.uri), start=start, stop=stop, video=video_facts(info),
-                           **_own_frames(ranged, first, start, delivered))
-    return AnimalSegment(tracklets, unique), result
+                           **own_frames(ranged, start, delivered))
+    return segment, result
 
 
 def write_animal_segment(uri: str, segment: AnimalSegment, result: SegmentResult, key: str = "") -> None:
@@ -154,6 +161,12 @@ def read_animal_segment(uri: str, summary_only: bool = False) -> tuple[AnimalSeg
     return AnimalSegment(tracklets, unique), result
 
 
+def _placed(segment: AnimalSegment, result: SegmentResult, first: int) -> tuple[AnimalSegment, SegmentResult]:
+    """A piece whose frames count from its own first one (spans between cues) numbered from `first`."""
+    placed = result.placed_at(first)
+    return AnimalSegment(segment.tracklets.shifted(placed.start - result.start), segment.unique), placed
+
+
 @dataclass
 class TrackingFigures:
     """What tracking found in a video (truth unknown): for _meta.json, the manifest and metrics."""
@@ -173,12 +186,13 @@ class TrackingFigures:
 def join_animal_segments(segment_uris: list[str], names: AnimalNames, frame_count: int | None, base_uri: str,
                          formats: tuple[str, ...] = (), tracking: TrackingConfig | None = None
                          ) -> tuple[Joined, TrackingFigures]:
-    """The segments (in frame order, tiling [0, frame_count)) -> one tracked table at `base_uri` (+ formats).
+    """The segments (in frame order, tiling [0, frame_count); relative pieces placed after the ones before
+    them) -> one tracked table at `base_uri` (+ formats).
     Memory: the video's tracklet summaries and one segment's detections at a time."""
     joined, summaries, expected = Joined(), [], 0
     counts = (len(names.bodyparts), len(names.unique_bodyparts))
     for uri in segment_uris:
-        segment, result = read_animal_segment(uri, summary_only=True)
+        segment, result = _placed(*read_animal_segment(uri, summary_only=True), expected)
         if result.start != expected:
             raise InputError(storage.redact_uri(uri), f"segment starts at frame {result.start}, expected {expected}")
         identities = summaries[0].tracklets.identity.shape[1] if summaries else None
@@ -200,8 +214,8 @@ def join_animal_segments(segment_uris: list[str], names: AnimalNames, frame_coun
         writer = AnimalTableWriter(names.scorer, names.individuals, names.bodyparts, names.unique_bodyparts,
                                    scratch, formats=formats)
         try:
-            for uri, rows in zip(segment_uris, whole.rows_of_segment):
-                segment, result = read_animal_segment(uri)
+            for uri, rows, (start, _) in zip(segment_uris, whole.rows_of_segment, joined.bounds):
+                segment, result = _placed(*read_animal_segment(uri), start)
                 check_names(segment.tracklets, segment.unique, *counts, None, storage.redact_uri(uri), True)
                 poses = segment_poses(segment.tracklets, individual[rows], n)
                 here = ~np.isnan(poses[..., :2]).all(axis=(2, 3))  # (frames, individuals)

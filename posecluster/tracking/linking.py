@@ -13,7 +13,7 @@ occlusions, animals leaving) are bridged by the stitching, which runs once over 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable
 
 import numpy as np
@@ -74,6 +74,17 @@ class SegmentTracklets:
 
     def to_bytes(self) -> bytes:
         return arrays_to_bytes(self.to_dict())
+
+    def shifted(self, frames: int) -> "SegmentTracklets":
+        """The same segment with its frames numbered `frames` later (a piece linked before its place in
+        the video was known: frame numbers are the only thing in it that depend on where it lies)."""
+        if not frames:
+            return self
+        t = self.tracklets
+        moved = replace(t, first_frame=t.first_frame + frames, last_frame=t.last_frame + frames,
+                        head_frames=np.where(t.head_frames >= 0, t.head_frames + frames, -1),
+                        tail_frames=np.where(t.tail_frames >= 0, t.tail_frames + frames, -1))
+        return replace(self, start=self.start + frames, end=self.end + frames, tracklets=moved)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "SegmentTracklets":

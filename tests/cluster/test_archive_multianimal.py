@@ -133,3 +133,39 @@ def test_a_damaged_stored_segment_is_computed_again_and_the_others_of_the_job_ar
         np.testing.assert_array_equal(read_tracks(table).poses, poses)
     with np.load(damaged, allow_pickle=False) as data:  # written anew, whole
         assert data["counts"][2] == arrays["counts"][2] - 1
+
+
+# The containers whose numbering is hardest, and those an archive job plans from their index (frame
+# ranges, spans between cues, one pass): tests/infer/test_frame_numbering.py's archive leg.
+CONFORMANCE = ["h264_bf_avi", "editlist_mp4", "hevc_mp4", "rotated_mp4", "truncated_mp4", "trimmed_bf_mp4",
+               "reset_ts", "mpeg2_bf_mpg", "nocues_mkv", "wrap_ts", "h264_open_mkv", "vfr_mkv"]
+
+
+# No frame index: read in one pass (h264_open_mkv's spans cannot be read on their own: an open GOP at a cue).
+ONE_PASS = ("reset_ts", "mpeg2_bf_mpg", "nocues_mkv", "wrap_ts", "h264_open_mkv")
+
+
+@pytest.mark.slow
+def test_on_every_container_of_the_conformance_matrix_the_sharded_tracks_are_the_single_process_ones(
+        ray_local, matrix, tmp_path):
+    from posecluster.data.video import probe
+
+    scene = MultiAnimalScene(width=80, height=64)
+    model, scorer = untrained_model(str(tmp_path), scene)
+    videos = [matrix[name] for name in CONFORMANCE]
+    # analyze exits 1 where frames are missing (truncated_mp4 lists 48 frames and holds 19): by design
+    assert main(["analyze", *videos, "--model", model, "--out", f"{tmp_path}/single", "--quiet"]) == 1
+    assert main(["infer", *videos, "--model", model, "--out", f"{tmp_path}/sharded", "--workers", "2",
+                 "--segment-frames", "12", "--small-video-mb", "0", "--quiet"]) == 0
+    for name, video in zip(CONFORMANCE, videos):
+        relative = f"{storage.parent(video).lstrip('/')}/{name}{scorer}_el.h5"
+        one, many = read_tracks(f"{tmp_path}/single/{relative}"), read_tracks(f"{tmp_path}/sharded/{relative}")
+        assert len(one.poses) == probe(video).frame_count, name  # a row for every frame the container lists
+        assert one.animals_present().any(), f"{name}: nothing tracked, nothing compared"
+        np.testing.assert_array_equal(many.poses, one.poses, err_msg=name)  # same identities, same rows
+        np.testing.assert_array_equal(many.unique_poses, one.unique_poses, err_msg=name)
+        pieces = json.loads(storage.read_bytes(f"{tmp_path}/sharded/{relative[: -len('.h5')]}_meta.json"))["segments"]
+        if name == "vfr_mkv":  # spans between cues, each piece linked from the span before it
+            assert len(pieces) > 1 and all(piece.startswith("s") for piece in pieces), pieces
+        elif name in ONE_PASS:  # windows of one pass, each linked from the last frames of the one before
+            assert len(pieces) == -(-len(one.poses) // 12), (name, pieces)
