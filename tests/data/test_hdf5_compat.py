@@ -100,13 +100,14 @@ def test_path_indexed_label_tables_carry_the_attributes_pandas2_reads(reference,
 
 
 def test_machinelabels_have_deeplabcuts_hdf5_layout(reference, tmp_path):
-    from posecluster.labeling.outliers import OutlierFrames, _record
+    from posecluster.data.formats.poses import pose_frame, read_pose_table
+    from posecluster.labeling.outliers import add_machine_labels
 
     folder = "labeled-data/mouse"
     names = [f"{folder}/img{i:03d}.png" for i in (2, 5)]
-    result = OutlierFrames(video="mouse.mp4", folder=folder, indices=[2, 5], reasons={2: ["jump"], 5: ["jump"]})
     track = PoseTrack("DLC_x", PARTS, _poses())
-    _record(str(tmp_path), folder, 0, track, names, result, track.poses[[2, 5], :, :2])
+    machine = pose_frame(track.scorer, list(track.bodyparts), 0, track.poses[[2, 5]])
+    add_machine_labels(str(tmp_path), folder, 0, machine, names, read_pose_table)
     ours = _layout(tmp_path / folder / "machinelabels-iter0.h5")
     _assert_like_reference(ours, _layout(reference / LABELS_REF), compare_nodes=False)
 
