@@ -163,9 +163,11 @@ def predict_frames(predictor: Predictor, uri: str, frames_of: Frames, start: int
         result.check = check.record()
         result.precision = predictor.precision if check.handed_on else "fp32"
         record = result.check
+        mean, flips = record["sample_mean_px"], record["sample_flip_share"]
         log.info("%s from frame %d: auto's %s checked on this video: %d sample frames, mean %s px, %s p-cutoff "
                  "flips; %s; %s", storage.redact_uri(uri), start, record["candidate"], record["sample_frames"],
-                 record["sample_mean_px"], record["sample_flip_share"], record["speed"] or "speed not measured",
+                 "-" if mean is None else f"{mean:.3f}", "-" if flips is None else f"{100 * flips:.2f}%",
+                 record["speed"] or "speed not measured",
                  f"fp32 ({record['why']})" if record["final_path"] == "fp32" else f"kept {record['candidate']}")
     return result
 
