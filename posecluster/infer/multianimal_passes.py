@@ -24,6 +24,7 @@ from posecluster.data.video import DecodeReport, VideoReader
 from posecluster.errors import InputError
 from posecluster.infer.multianimal_predictor import AnimalFrame, MultiAnimalPredictor
 from posecluster.infer.multianimal_segments import AnimalSegment, link_frames, own_frames
+from posecluster.infer.passes import read_spans
 from posecluster.infer.pipeline import predict_frames
 from posecluster.infer.segments import SegmentResult, video_facts
 from posecluster.tracking import LINK_WINDOW, warmup_start
@@ -62,16 +63,7 @@ def predict_animal_spans(predictor: MultiAnimalPredictor, reader: VideoReader, k
             for index, frame in tail:
                 yield offset + index - (size - taken), frame
             offset += taken
-        for k in range(k0, k1):
-            span = DecodeReport()
-            for index, frame in reader.read_span(k, span, threads=threads):
-                yield offset + index, frame
-            report.missing.update({offset + i: why for i, why in span.missing.items()})
-            report.errors += span.errors
-            report.sizes += [(offset + first, *size) for first, *size in span.sizes]
-            report.jumps += [(offset + first, *rest) for first, *rest in span.jumps]
-            offset += span.frame_count
-        report.frame_count = offset
+        yield from read_spans(reader, k0, k1, report, threads, offset)
 
     def sink(first: int, chunk: list[AnimalFrame]) -> None:
         frames.update(zip(range(first, first + len(chunk)), chunk))

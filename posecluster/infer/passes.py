@@ -28,23 +28,28 @@ from posecluster.infer.segments import SegmentResult, video_facts
 from posecluster.infer.verify import VideoCheck, wants_check
 
 
+def read_spans(reader: VideoReader, k0: int, k1: int, report: DecodeReport, threads: int, offset: int = 0):
+    """(index, frame) of spans [k0, k1), numbered on from `offset`; what each span's decode found goes into
+    `report` at those numbers, and report.frame_count ends as the number after the last frame."""
+    for k in range(k0, k1):
+        span = DecodeReport()
+        for index, frame in reader.read_span(k, span, threads=threads):
+            yield offset + index, frame
+        report.missing.update({offset + i: why for i, why in span.missing.items()})
+        report.errors += span.errors
+        report.sizes += [(offset + first, *size) for first, *size in span.sizes]
+        report.jumps += [(offset + first, *rest) for first, *rest in span.jumps]
+        offset += span.frame_count
+    report.frame_count = offset
+
+
 def predict_spans(predictor: Predictor, reader: VideoReader, k0: int, k1: int) -> tuple[np.ndarray, SegmentResult]:
     """Poses of spans [k0, k1) of a "spans" plan as one relative piece (frames counted from its first).
     SpansUnsound (from the reader) means this video must be read in one pass instead."""
     chunks: list[tuple[int, np.ndarray]] = []
 
     def frames_of(report: DecodeReport, threads: int):
-        offset = 0
-        for k in range(k0, k1):
-            span = DecodeReport()
-            for index, frame in reader.read_span(k, span, threads=threads):
-                yield offset + index, frame
-            report.missing.update({offset + i: why for i, why in span.missing.items()})
-            report.errors += span.errors
-            report.sizes += [(offset + first, *size) for first, *size in span.sizes]
-            report.jumps += [(offset + first, *rest) for first, *rest in span.jumps]
-            offset += span.frame_count
-        report.frame_count = offset
+        yield from read_spans(reader, k0, k1, report, threads)
 
     def attempt(fallen: dict | None) -> RangeResult:
         chunks.clear()  # a rerun in fp32 starts afresh
