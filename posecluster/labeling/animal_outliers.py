@@ -21,9 +21,9 @@ from posecluster.data.multianimal import AnimalTracks
 from posecluster.errors import InputError
 from posecluster.labeling.animal_frames import add_animal_frames
 from posecluster.labeling.outliers import (
-    OutlierFrames, add_machine_labels, named_frames, pick_frames, record_proposals, video_of_table,
+    OutlierFrames, add_machine_labels, propose_frames, record_proposals, video_of_table,
 )
-from posecluster.labeling.project_frames import claim_folder, labeled_folder
+from posecluster.labeling.project_frames import labeled_folder
 
 
 def _check_names(tracks: AnimalTracks, table_uri: str, project: ProjectConfig, project_uri: str) -> None:
@@ -49,14 +49,9 @@ def extract_animal_outliers(video_uri: str, table_uri: str, tracks: AnimalTracks
     info = video_of_table(video_uri, table_uri, len(tracks))
     folder = labeled_folder(video_uri)
     result = OutlierFrames(video=video_uri, folder=folder)
-    flagged = find_animal_outliers(tracks, options)
-    result.candidates = len(flagged)
-    if not flagged:
+    frames = propose_frames(result, find_animal_outliers(tracks, options), info, n, seed, project_uri)
+    if frames is None:
         return result
-    result.indices = pick_frames(info, flagged, n, seed)
-    result.reasons = {i: flagged[i] for i in result.indices}
-    claim_folder(project_uri, folder, video_uri)
-    frames = named_frames(info, folder, result.indices)
     names = list(frames)
     chosen = tracks.with_poses(tracks.poses[result.indices], tracks.unique_poses[result.indices])
     # Below the p-cutoff (or absent): left for the labeler to place.

@@ -74,14 +74,9 @@ def extract_track_outliers(video_uri: str, table_uri: str, track: PoseTrack, pro
         ensemble_var = read_ensemble_variance(read_pose_table(variance_uri), list(project.bodyparts))
         if len(ensemble_var) != len(track):
             raise InputError(variance_uri, f"{len(ensemble_var)} rows but the pose table has {len(track)}")
-    flagged = find_outliers(track, options, ensemble_var)
-    result.candidates = len(flagged)
-    if not flagged:
+    frames = propose_frames(result, find_outliers(track, options, ensemble_var), info, n, seed, project_uri)
+    if frames is None:
         return result
-    result.indices = pick_frames(info, flagged, n, seed)
-    result.reasons = {i: flagged[i] for i in result.indices}
-    claim_folder(project_uri, folder, video_uri)
-    frames = named_frames(info, folder, result.indices)
     names = list(frames)
     proposed = track.poses[result.indices]
     initial = proposed[..., :2].copy()
@@ -109,6 +104,19 @@ def pick_frames(info: VideoInfo, flagged: dict[int, list[str]], n: int, seed: in
         return [int(i) for i in candidates]
     indices, features = thumbnails(info, int(candidates[0]), int(candidates[-1]) + 1, only={int(c) for c in candidates})
     return kmeans_indices(indices, features, n, seed)
+
+
+def propose_frames(result: OutlierFrames, flagged: dict[int, list[str]], info: VideoInfo, n: int, seed: int,
+                   project_uri: str) -> dict[str, np.ndarray] | None:
+    """Up to `n` of the flagged frames picked into `result` (candidates, indices, reasons), the video's
+    labeled-data folder claimed for them, and those frames by their image names (None when none flagged)."""
+    result.candidates = len(flagged)
+    if not flagged:
+        return None
+    result.indices = pick_frames(info, flagged, n, seed)
+    result.reasons = {i: flagged[i] for i in result.indices}
+    claim_folder(project_uri, result.folder, result.video)
+    return named_frames(info, result.folder, result.indices)
 
 
 def named_frames(info: VideoInfo, folder: str, indices: list[int]) -> dict[str, np.ndarray]:
