@@ -19,6 +19,8 @@ The default against fp32 (benchmarks/_default_vs_fp32.py), over several trained 
 budgets of 3, 20 and 100 epochs) and the openfield video plus one unlike the training images:
 
   python benchmarks/inference_speed.py --default-vs-fp32 e3=/tmp/runs/e3 e20=/tmp/runs/e20 --frames 300
+
+(--frames at least infer.precision_min_range_frames, 300: a shorter clip runs fp32 under the default.)
 """
 
 from __future__ import annotations
@@ -107,19 +109,16 @@ def speed(models: dict[float, TrainedModel], video: str, args) -> dict:
 
 
 def whole_video(models: dict[float, TrainedModel], video: str) -> dict:
-    """int8 at batch 1 and the default, end to end over every frame: the share of close calls predicted
-    again varies along a video (the first frames have few), so the short timed runs above can flatter int8."""
-    figures = {}
-    for scale, trained in models.items():
-        row = {}
-        for name, size in (("int8", 1), ("default", "auto")):
-            p = predictor(trained, PATHS[name], size)
-            fps = end_to_end(p, video, None)
-            row[name] = {"fps": fps, "over_dlc_batch_1": fps / DLC_ANALYZE_FPS["batch_1"], "path": p.precision,
-                         "batch_size": p.batch_size, "rechecked_share": p.rechecked_frames / probe(video).frame_count}
-            print(f"scale {scale} whole video: {name} ({p.precision} batch {p.batch_size}) {fps:.2f} frames/s, "
-                  f"{100 * row[name]['rechecked_share']:.1f}% predicted again", flush=True)
-        figures[f"scale_{scale}"] = row
+    """The default (auto precision, auto batch size) against fp32, end to end over every frame of the
+    video, with the default's poses against fp32's on every frame: the share of close calls predicted again
+    varies along a video, so short timed runs can flatter a reduced path."""
+    figures = compare({f"scale_{scale}": trained for scale, trained in models.items()}, {"openfield whole video": video},
+                      frames=None, rounds=1)
+    for row in figures.values():
+        row["default_over_dlc_batch_1"] = row["default_fps"] / DLC_ANALYZE_FPS["batch_1"]
+        row["fp32_over_dlc_batch_1"] = row["fp32_fps"] / DLC_ANALYZE_FPS["batch_1"]
+        print(f"whole video: default {row['default_over_dlc_batch_1']:.2f}x DeepLabCut's {DLC_ANALYZE_FPS['batch_1']} "
+              f"frames/s (fp32 {row['fp32_over_dlc_batch_1']:.2f}x)", flush=True)
     return figures
 
 
@@ -197,7 +196,7 @@ def main() -> None:
     parser.add_argument("--check-video-frames", type=int, default=100,
                         help="video frames the pose checks (what auto decides on) include, as training's")
     parser.add_argument("--whole-video", action="store_true",
-                        help="only int8 (batch 1) and the default, end to end over the whole video (with --name)")
+                        help="only the default against fp32, end to end over the whole video (with --name)")
     parser.add_argument("--default-vs-fp32", nargs="+", metavar="NAME=RUN",
                         help="trained run folders: the default vs fp32 on the openfield video and an unlike one")
     parser.add_argument("--name", default="inference_speed_precision")

@@ -394,6 +394,9 @@ class InferConfig(Section):
     # ... and goes on only while fp32's time per frame over its own (rechecks and sample included) is at
     # least this; 0 checks the poses alone.
     precision_min_speedup: float = Field(1.05, ge=0)
+    # A range (a video, an archive segment) shorter than this runs fp32 under auto: the probe's frames run
+    # both ways, and on a short clip that can cost more than the reduced path saves on the rest.
+    precision_min_range_frames: int = Field(300, ge=0)
 
 
 class TemporalLossConfig(Section):

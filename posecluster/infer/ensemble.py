@@ -69,6 +69,14 @@ class EnsemblePredictor:
         return sum(member.rechecked_frames for member in self.members)
 
     @property
+    def exact_rows(self) -> np.ndarray:
+        """Rows of the last batch that every member predicted in fp32 (Predictor.exact_rows)."""
+        rows = self.members[0].exact_rows
+        for member in self.members[1:]:
+            rows = np.intersect1d(rows, member.exact_rows)
+        return rows
+
+    @property
     def scorer(self) -> str:
         return self.trained.scorer
 

@@ -25,11 +25,10 @@ from posecluster.errors import InputError
 from posecluster.infer.multianimal_predictor import AnimalFrame, MultiAnimalPredictor
 from posecluster.infer.multianimal_segments import AnimalSegment, link_frames, own_frames
 from posecluster.infer.passes import read_spans
-from posecluster.infer.pipeline import predict_frames
+from posecluster.infer.pipeline import OPEN_END, predict_frames
 from posecluster.infer.segments import SegmentResult, video_facts
 from posecluster.tracking import LINK_WINDOW, warmup_start
 
-_NO_END = 1 << 62  # a read whose length is learnt as it goes
 
 
 def _span_tail(reader: VideoReader, k: int, wanted: int, threads: int) -> tuple[int, list[tuple[int, object]]]:
@@ -68,7 +67,7 @@ def predict_animal_spans(predictor: MultiAnimalPredictor, reader: VideoReader, k
     def sink(first: int, chunk: list[AnimalFrame]) -> None:
         frames.update(zip(range(first, first + len(chunk)), chunk))
 
-    ranged = predict_frames(predictor, reader.uri, frames_of, 0, _NO_END, sink)
+    ranged = predict_frames(predictor, reader.uri, frames_of, 0, OPEN_END, sink)
     stop = max(ranged.covered, warm_count)
     if stop == warm_count:
         raise InputError(reader.uri, f"spans {k0} to {k1 - 1} hold no frame")
@@ -144,6 +143,6 @@ def predict_animal_pass(predictor: MultiAnimalPredictor, reader: VideoReader, wi
             if needed(index, window, skip):
                 yield index, frame
 
-    result = predict_frames(predictor, reader.uri, frames_of, 0, _NO_END, windows)
+    result = predict_frames(predictor, reader.uri, frames_of, 0, OPEN_END, windows)
     windows.finish(reader.info.frame_count)
     return reader.info, result

@@ -21,7 +21,7 @@ import numpy as np
 
 from posecluster import storage
 from posecluster.data.video import DecodeReport, VideoReader
-from posecluster.infer.pipeline import predict_frames, with_fallback
+from posecluster.infer.pipeline import OPEN_END, predict_frames, with_fallback
 from posecluster.infer.predictor import Predictor
 from posecluster.infer.results import RangeResult
 from posecluster.infer.segments import SegmentResult, video_facts
@@ -53,7 +53,7 @@ def predict_spans(predictor: Predictor, reader: VideoReader, k0: int, k1: int) -
 
     def attempt(fallen: dict | None) -> RangeResult:
         chunks.clear()  # a rerun in fp32 starts afresh
-        return predict_frames(predictor, reader.uri, frames_of, 0, 1 << 62,
+        return predict_frames(predictor, reader.uri, frames_of, 0, OPEN_END,
                               lambda first, poses: chunks.append((first, poses)), fallen=fallen)
 
     result = with_fallback(attempt)
@@ -134,7 +134,7 @@ def predict_pass(predictor: Predictor, reader: VideoReader, window: int, skip: s
                 if index // window not in skip:
                     yield index, frame
 
-        result = predict_frames(predictor, reader.uri, frames_of, 0, 1 << 62, windows, fallen=fallen, check=check)
+        result = predict_frames(predictor, reader.uri, frames_of, 0, OPEN_END, windows, fallen=fallen, check=check)
         windows.finish(reader.info.frame_count)
         return result
 

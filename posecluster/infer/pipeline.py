@@ -26,6 +26,7 @@ from posecluster.infer.verify import FallBack, VideoCheck, wants_check
 from posecluster.storage.scope import in_context
 
 _DONE = object()
+OPEN_END = 1 << 62  # the stop of a read whose length is learnt as it goes (one pass, spans)
 log = logging.getLogger(__name__)
 
 
@@ -99,7 +100,7 @@ def predict_frames(predictor: Predictor, uri: str, frames_of: Frames, start: int
     check failed."""
     cfg = predictor.infer
     if check is None and wants_check(predictor):  # `check`: the caller's own (a one-pass read's windows see it)
-        check = VideoCheck(predictor, start, fallen)
+        check = VideoCheck(predictor, start, fallen, frames=None if stop >= OPEN_END else stop - start)
     report = DecodeReport()
     batches: queue.Queue = queue.Queue(maxsize=cfg.queue_batches)
     stop_event = threading.Event()

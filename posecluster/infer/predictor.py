@@ -51,6 +51,9 @@ class Predictor:
         margins = trained.reduced.recheck_margins if trained.reduced is not None else {}
         self.recheck_chain = recheck_chain(self.precision, self.device, self.cpu, margins)
         self.rechecked_frames = 0  # frames predicted again (by any step of the chain)
+        # Rows of the last forward pass whose outputs are fp32's own (all of them on the fp32 path; on a
+        # reduced path the frames its rechecks predicted again in fp32): infer.verify's probe reuses them.
+        self.exact_rows = np.empty(0, dtype=np.int64)
         steps = ", then ".join(f"within {margin:.3f} logits by {path}" for margin, path in self.recheck_chain)
         log.info("inference precision %s on %s: %s%s", self.precision, self.device, self.choice.reason,
                  f"; frames with a rival peak are predicted again: {steps}" if steps else "")
@@ -122,6 +125,7 @@ class Predictor:
 
     def forward(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         """Score maps and location refinement in fp32, by the chosen path (with its rechecks)."""
+        self.exact_rows = np.arange(len(batch)) if self.precision == "fp32" else np.empty(0, dtype=np.int64)
         if self.int8 is not None:
             out = self.int8(batch)
         else:
@@ -145,6 +149,8 @@ class Predictor:
                 exact = self.model(batch[pending])
             for name, value in exact.items():
                 out[name][pending] = value.float()
+            if path == "fp32":
+                self.exact_rows = pending.numpy()
         return out
 
     def decision_margins(self, out: dict[str, torch.Tensor], frames: torch.Tensor) -> torch.Tensor:

@@ -4,10 +4,15 @@ A model's calibration checks (model.precision) license a candidate path (int8, b
 they saw; a facility applies the model to new sessions, cameras and lighting, and a recheck-heavy video can
 make the candidate slower than fp32. So a range that `auto` runs on a reduced path is watched:
 
-- probe: its first `precision_probe_batches` batches run both ways, fp32 and the candidate (its rechecks
-  included), timed in turn so that both see the same load (the first batch warms up and is not timed);
-  fp32's poses are the ones kept. The candidate goes on only where it was faster than fp32 by
-  infer.precision_min_speedup counting the sample below, and its poses were within tolerance.
+- probe: its first `precision_probe_batches` batches run both ways, the candidate (its rechecks included)
+  then fp32 on the frames its rechecks did not already predict in fp32, timed one after the other so that
+  both see the same load (the first batch warms up and is not timed); fp32's poses are the ones kept. The
+  candidate goes on only where it was faster than fp32 by infer.precision_min_speedup counting the sample
+  below, and its poses were within tolerance. Where its rechecks predict so many of the probe's frames
+  again in fp32 that it cannot be faster, the probe ends there (a video unlike the training images: every
+  frame a close call), so that such a video pays one batch of the candidate, not the whole probe.
+- a range shorter than `precision_min_range_frames` runs fp32: its probe could cost more than the
+  candidate saves on the rest.
 - sample: then every `precision_sample_every`-th frame (spread over the range) is also predicted in fp32,
   or every n-th where the probe's timings say that sample would cost more than `precision_sample_share`
   of the candidate's own time (a check that eats the speed-up defeats the path it checks);
@@ -60,7 +65,8 @@ class VideoCheck:
     """One range's check of the candidate path (`fallen`: the record of an attempt that fell back, whose
     rerun this is: fp32 from the first frame)."""
 
-    def __init__(self, predictor, start: int, fallen: dict | None = None):
+    def __init__(self, predictor, start: int, fallen: dict | None = None, frames: int | None = None):
+        """`frames`: the range's length where known (None: a one-pass read of a video whose length is not)."""
         self.predictor = predictor
         self.candidate = predictor.precision
         self.start = start
@@ -82,6 +88,7 @@ class VideoCheck:
         self.sample_images = 0
         self.sample_points = self.sample_flips = self.sample_px_sum = self.sample_px_max = None
         self.rechecked = 0  # the candidate's rechecks on the frames it predicted
+        self.probe_frames = self.probe_rechecked_in_fp32 = 0
         self.handed_on = 0  # frames whose candidate poses went to the sink
         self.frames_by_path: dict[str, int] = {}
         self.min_speedup = predictor.infer.precision_min_speedup
@@ -89,6 +96,10 @@ class VideoCheck:
         self.why = ""  # why the range went to fp32
         self.kind = ""  # "poses" (its sample left the tolerance) or "speed" (not faster than fp32)
         self.fallen = fallen
+        shortest = getattr(predictor.infer, "precision_min_range_frames", 0)
+        if not fallen and frames is not None and frames < shortest:
+            self._to_fp32("short", f"a range of {frames} frames, shorter than infer.precision_min_range_frames "
+                                   f"({shortest}): the probe could cost more than {self.candidate} saves")
 
     def predict(self, indices: np.ndarray, frames: np.ndarray) -> np.ndarray:
         if self.path == "fp32":
@@ -108,21 +119,29 @@ class VideoCheck:
 
     def _probe(self, frames: np.ndarray) -> np.ndarray:
         rechecked = self.predictor.rechecked_frames
-        if self.batches % 2:  # alternate which path goes first, so neither always meets a warm cache
-            exact, exact_s = self._timed(self.predictor.predict_exact, frames)
-            reduced, reduced_s = self._timed(self.predictor.predict, frames)
-        else:
-            reduced, reduced_s = self._timed(self.predictor.predict, frames)
-            exact, exact_s = self._timed(self.predictor.predict_exact, frames)
+        reduced, reduced_s = self._timed(self.predictor.predict, frames)
         self.rechecked += self.predictor.rechecked_frames - rechecked
+        # Frames the candidate's rechecks predicted again in fp32 hold fp32's poses already.
+        in_fp32 = np.asarray(getattr(self.predictor, "exact_rows", ()), dtype=np.int64)
+        others = np.setdiff1d(np.arange(len(frames)), in_fp32)
+        exact, exact_s = reduced.copy(), 0.0
+        if len(others):
+            exact[others], exact_s = self._timed(self.predictor.predict_exact, frames[others])
+        self.probe_frames += len(frames)
+        self.probe_rechecked_in_fp32 += len(frames) - len(others)
         if self.batches:  # the first batch warms both paths up (kernels, ONNX Runtime's arenas)
-            self.exact_s, self.exact_frames = self.exact_s + exact_s, self.exact_frames + len(frames)
+            self.exact_s, self.exact_frames = self.exact_s + exact_s, self.exact_frames + len(others)
             self.reduced_s, self.reduced_frames = self.reduced_s + reduced_s, self.reduced_frames + len(frames)
         self.batches += 1
         self._compare(exact, reduced)
         self._count("fp32", len(frames))
         if not self._within():
             self._to_fp32("poses", f"its poses on the first frames left the tolerance ({self.agreement().describe()})")
+        elif self.probe_rechecked_in_fp32 * self.min_speedup > self.probe_frames:
+            # Each such frame cost fp32's time and the candidate's on top: it cannot be faster.
+            self.speed_decision = (f"{self.probe_rechecked_in_fp32} of its first {self.probe_frames} frames were "
+                                   f"predicted again in fp32 by its rechecks: not faster than fp32")
+            self._to_fp32("speed", self.speed_decision)
         elif self.batches == self.probe_batches:
             self.every = self._sample_interval()
             if not self._faster():
@@ -221,7 +240,9 @@ class VideoCheck:
             "sample_mean_px": found.mean_px if found else None, "sample_max_px": found.max_px if found else None,
             "sample_flip_share": found.flip_share if found else None,
             "sample_within_tolerance": self._within(), "fell_back": bool(self.fallen) or self.kind == "poses",
-            "slower_than_fp32": self.kind == "speed", "why": self.why, "frames_by_path": dict(self.frames_by_path),
+            "slower_than_fp32": self.kind == "speed", "range_too_short": self.kind == "short",
+            "probe_frames": self.probe_frames, "probe_frames_rechecked_in_fp32": self.probe_rechecked_in_fp32,
+            "why": self.why, "frames_by_path": dict(self.frames_by_path),
         }
         if self.fallen:  # this is the rerun: what the first attempt found, and what it predicted again
             record.update({key: self.fallen[key] for key in ("fp32_fps", "candidate_fps", "candidate_rechecked_frames",

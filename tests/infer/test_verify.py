@@ -35,9 +35,10 @@ def _untimed(trained):
 
 def _infer(trained, **settings):
     # Every frame sampled, whatever the sample costs (its thinning has a test of its own, at the end).
+    # Ranges of any length checked (a range shorter than precision_min_range_frames has a test of its own).
     return trained.config.infer.model_copy(update={"batch_size": 1, "precision_probe_batches": PROBE,
                                                    "precision_sample_every": 1, "precision_sample_share": 1000,
-                                                   **settings})
+                                                   "precision_min_range_frames": 0, **settings})
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +148,9 @@ def test_auto_keeps_its_path_only_while_its_sample_agrees_and_records_what_the_s
 def test_auto_runs_fp32_where_its_candidate_is_not_faster_counting_its_rechecks(per_frame, tmp_path):
     trained, video, exact, _ = per_frame
     trained = _untimed(trained)  # else calibration's timing already ruled the candidate out (test_precision)
+    # Rechecks stop at bf16 (a frame rechecked in fp32 decides without timing: the test after this one).
+    margins = {**trained.reduced.recheck_margins, "bf16": -1.0}
+    trained = replace(trained, reduced=replace(trained.reduced, recheck_margins=margins))
     predictor = Predictor(trained, _infer(trained, precision_min_speedup=1000), cpu=VNNI)  # never fast enough
     analysis = analyze_video(predictor, video, str(tmp_path), progress=False, stop=FRAMES)
     meta = _meta(analysis)["precision"]
@@ -155,6 +159,49 @@ def test_auto_runs_fp32_where_its_candidate_is_not_faster_counting_its_rechecks(
     assert check["fp32_fps"] > 0 and check["candidate_fps"] > 0 and "not faster" in check["speed"]
     assert check["frames_by_path"] == {"fp32": FRAMES} and meta["path_that_ran"] == "fp32"
     np.testing.assert_allclose(_table(analysis), exact, atol=1e-4)
+
+
+def _counting_exact(predictor) -> list[int]:
+    """The sizes of the batches `predictor` predicts in fp32 alone (its probe and sample, or fp32 after them)."""
+    sizes: list[int] = []
+    exact = predictor.predict_exact
+    predictor.predict_exact = lambda frames: (sizes.append(len(frames)), exact(frames))[1]
+    return sizes
+
+
+def test_a_video_whose_every_frame_its_rechecks_predict_in_fp32_leaves_the_probe_after_one_batch(per_frame, tmp_path):
+    trained, video, exact, _ = per_frame
+    trained = _untimed(trained)
+    # Margins no close call stays under: every frame goes int8 -> bf16 -> fp32, as on a video whose every
+    # frame is a close call for the model.
+    margins = {path: 1e9 for path in trained.reduced.recheck_margins}
+    trained = replace(trained, reduced=replace(trained.reduced, recheck_margins=margins))
+    predictor = Predictor(trained, _infer(trained, precision_min_speedup=1.05), cpu=VNNI)
+    assert predictor.precision == "int8" and predictor.recheck_chain[-1][1] == "fp32"
+    exact_batches = _counting_exact(predictor)
+    analysis = analyze_video(predictor, video, str(tmp_path), progress=False, stop=FRAMES)
+    check = _meta(analysis)["precision"]["video_check"]
+    assert check["probe_frames"] == 1 and check["probe_frames_rechecked_in_fp32"] == 1  # one batch of PROBE
+    assert check["slower_than_fp32"] and check["final_path"] == "fp32" and "predicted again in fp32" in check["why"]
+    # The probe's frame took the poses its recheck predicted in fp32: fp32 alone ran on the other frames only.
+    assert sum(exact_batches) == FRAMES - 1
+    np.testing.assert_allclose(_table(analysis), exact, atol=1e-4)
+
+
+def test_a_range_shorter_than_the_minimum_runs_fp32_and_a_range_as_long_runs_the_candidate(per_frame, tmp_path):
+    trained, video, exact, _ = per_frame
+    short = Predictor(trained, _infer(trained, precision_min_speedup=0, precision_min_range_frames=FRAMES + 1), cpu=VNNI)
+    exact_batches = _counting_exact(short)
+    analysis = analyze_video(short, video, str(tmp_path / "short"), progress=False, stop=FRAMES)
+    meta = _meta(analysis)["precision"]
+    check = meta["video_check"]
+    assert check["range_too_short"] and check["probe_frames"] == 0 and check["frames_by_path"] == {"fp32": FRAMES}
+    assert "shorter than infer.precision_min_range_frames" in check["why"] and meta["path_that_ran"] == "fp32"
+    assert sum(exact_batches) == FRAMES and short.rechecked_frames == 0  # the candidate never ran
+    np.testing.assert_allclose(_table(analysis), exact, atol=1e-4)
+    as_long = Predictor(trained, _infer(trained, precision_min_speedup=0, precision_min_range_frames=FRAMES), cpu=VNNI)
+    check = _meta(analyze_video(as_long, video, str(tmp_path / "long"), progress=False, stop=FRAMES))["precision"]["video_check"]
+    assert not check["range_too_short"] and check["probe_frames"] == PROBE
 
 
 def test_the_cli_records_the_check_of_autos_path_on_the_video(trained_run, synthetic_project, tmp_path):
