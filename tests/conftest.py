@@ -254,15 +254,20 @@ def synthetic_project(tmp_path_factory):
                                    video_frames=64)
 
 
-def tiny_config(project_config, project_uri: str, epochs: int = 12):
+def tiny_config(project_config, project_uri: str, epochs: int = 12, calibrate: bool = False):
+    """A small detector's settings. `calibrate`: the trained model gets its int8 version and reduced
+    precision checks, as a user's training does (the session's trained_run); other tests' trainings skip
+    them (~8 s each), their subject being the training itself."""
     from posecluster.config import PoseclusterConfig
 
+    calibration = {} if calibrate else {"int8_calibration_images": 0}
     return PoseclusterConfig(project=project_config, project_uri=project_uri).with_overrides(
         {
             "model": {"backbone": {"name": "resnet18", "weights": "none"}, "global_scale": 1.0},
             "augment": {"crop_size": [80, 80], "scale_range": [0.85, 1.15], "rotation_deg": 15},
             "train": {"epochs": epochs, "batch_size": 4, "progress": False, "checkpoint_every_epochs": 4,
-                      "optimizer": {"schedule": [{"from_fraction": 0.0, "lr": 2e-3}, {"from_fraction": 0.8, "lr": 4e-4}]}},
+                      "optimizer": {"schedule": [{"from_fraction": 0.0, "lr": 2e-3}, {"from_fraction": 0.8, "lr": 4e-4}]},
+                      **calibration},
             "split": {"training_fraction": 0.75},
             # Speed is not judged in tests (precision_min_speedup 0): which path auto takes must not
             # depend on how busy the machine is; tests of the speed rules set it themselves. Test videos
@@ -280,7 +285,7 @@ def trained_run(synthetic_project, tmp_path_factory):
 
     project = read_project(synthetic_project.uri)
     run = str(tmp_path_factory.mktemp("runs") / "tiny")
-    result = train(tiny_config(project.config, synthetic_project.uri, epochs=24), project.labels, run)
+    result = train(tiny_config(project.config, synthetic_project.uri, epochs=24, calibrate=True), project.labels, run)
     return run, result
 
 

@@ -8,9 +8,10 @@ make the candidate slower than fp32. So a range that `auto` runs on a reduced pa
   then fp32 on the frames its rechecks did not already predict in fp32, timed one after the other so that
   both see the same load (the first batch warms up and is not timed); fp32's poses are the ones kept. The
   candidate goes on only where it was faster than fp32 by infer.precision_min_speedup counting the sample
-  below, and its poses were within tolerance. Where its rechecks predict so many of the probe's frames
-  again in fp32 that it cannot be faster, the probe ends there (a video unlike the training images: every
-  frame a close call), so that such a video pays one batch of the candidate, not the whole probe.
+  below, and its poses were within tolerance. The probe ends at the first timed batch where the candidate
+  was slower, or at the first batch where its rechecks predicted so many frames again in fp32 that it
+  cannot be faster (a video unlike the training images: every frame a close call): such a video pays
+  one or two batches of the candidate, not the whole probe.
 - a range shorter than `precision_min_range_frames` runs fp32: its probe could cost more than the
   candidate saves on the rest.
 - sample: then every `precision_sample_every`-th frame (spread over the range) is also predicted in fp32,
@@ -142,7 +143,9 @@ class VideoCheck:
             self.speed_decision = (f"{self.probe_rechecked_in_fp32} of its first {self.probe_frames} frames were "
                                    f"predicted again in fp32 by its rechecks: not faster than fp32")
             self._to_fp32("speed", self.speed_decision)
-        elif self.batches == self.probe_batches:
+        elif self.exact_frames and self.reduced_frames:
+            # After each timed batch: a candidate found slower ends the probe there (a wrong call costs
+            # little: a candidate that noise can make look slower saves little), one faster goes on.
             self.every = self._sample_interval()
             if not self._faster():
                 self._to_fp32("speed", self.speed_decision)

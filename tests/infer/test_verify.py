@@ -274,3 +274,17 @@ def test_an_ensemble_member_that_stays_exact_does_not_dilute_a_reduced_members_d
     check._compare(exact, reduced)
     found = check.agreement()
     assert found.mean_px == pytest.approx(0.8) and not check._within()  # averaged over both: 0.4, "within"
+
+
+def test_the_probe_ends_at_its_first_timed_batch_where_the_candidate_was_slower():
+    from posecluster.infer.verify import VideoCheck
+
+    paths = _TimedPaths(exact_s=0.010, reduced_s=0.030, share=1.0)  # the candidate at three times fp32's time
+    check = VideoCheck(paths, start=0)
+    frames = np.zeros((2, 4, 4, 3), dtype=np.uint8)
+    for batch in range(6):
+        check.predict(np.arange(2 * batch, 2 * batch + 2), frames)
+    record = check.record()
+    # Of precision_probe_batches=3: the first warms up, the second is timed and found slower.
+    assert record["probe_frames"] == 4 and record["slower_than_fp32"] and record["final_path"] == "fp32"
+    assert record["frames_by_path"] == {"fp32": 12} and "not faster" in record["why"]
