@@ -175,8 +175,11 @@ def default_vs_fp32(args) -> None:
     uptime_before = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     with tempfile.TemporaryDirectory() as scratch:
         video = f"{openfield}/videos/m3v1mp4.mp4"
-        videos = {"openfield m3v1mp4.mp4": video,
-                  "unlike: mirrored, 0.75x, inverted, B-frames": unlike_video(video, f"{scratch}/unlike.mp4", args.frames)}
+        videos = {}
+        if "openfield" in args.videos:
+            videos["openfield m3v1mp4.mp4"] = video
+        if "unlike" in args.videos:
+            videos["unlike: mirrored, 0.75x, inverted, B-frames"] = unlike_video(video, f"{scratch}/unlike.mp4", args.frames)
         figures = compare({name: load_model(run) for name, run in models.items()}, videos, args.frames, args.rounds)
     save(args.name, {"models": models, "cpu": probe_cpu().describe(), "frames_per_video": args.frames,
                      "rounds": args.rounds, "uptime_before": uptime_before,
@@ -199,6 +202,8 @@ def main() -> None:
                         help="only the default against fp32, end to end over the whole video (with --name)")
     parser.add_argument("--default-vs-fp32", nargs="+", metavar="NAME=RUN",
                         help="trained run folders: the default vs fp32 on the openfield video and an unlike one")
+    parser.add_argument("--videos", nargs="+", choices=["openfield", "unlike"], default=["openfield", "unlike"],
+                        help="with --default-vs-fp32: which videos")
     parser.add_argument("--name", default="inference_speed_precision")
     args = parser.parse_args()
     if args.default_vs_fp32:
