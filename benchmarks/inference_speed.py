@@ -231,8 +231,9 @@ def main() -> None:
         "model": args.model or "random resnet50 (speed only)",
         "backbone": trained.config.model.backbone.name,
         "cpu": probe_cpu().describe(),
-        "frames_per_measurement": args.frames,
-        "rounds": args.rounds,
+        # --whole-video: every frame, one round of each path
+        "frames_per_measurement": "all" if args.whole_video else args.frames,
+        "rounds": 1 if args.whole_video else args.rounds,
         "dlc_3_0_2_analyze_fps": DLC_ANALYZE_FPS,
         "uptime_before": uptime_before,
         "calibration_seconds": time.perf_counter() - started,

@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 
 # Frames of the candidate timed (the probe's included) before its running time may send the range to fp32.
 MIN_FRAMES_FOR_SPEED = 32
+# Before the probe's last batch, a candidate ends it only when clearly slower: its time per frame over
+# fp32's above this (times precision_min_speedup's); one timed batch is a small sample on a busy machine.
+CLEARLY_SLOWER = 1.25
 
 
 class FallBack(Exception):
@@ -77,8 +80,8 @@ class VideoCheck:
         self.probe_batches = predictor.infer.precision_probe_batches
         self.pcutoff = predictor.config.project.pcutoff
         self.batches = 0
-        # fp32 timed in the probe, at fp32's own batch size: what fp32 alone would cost per frame. The
-        # sample's fp32 frames (a few per batch: on a GPU far slower per frame than fp32 batched) are
+        # fp32 timed in the probe on the frames the candidate's rechecks left (at most a batch, at fp32's
+        # own batch size): what fp32 alone would cost per frame. The sample's fp32 frames (a few per batch: on a GPU far slower per frame than fp32 batched) are
         # the candidate's cost, and counted as such (sample_s).
         self.exact_s = self.exact_frames = self.sample_s = 0.0
         self.reduced_s = self.reduced_frames = 0.0  # the candidate timed, rechecks included
@@ -128,8 +131,11 @@ class VideoCheck:
         exact, exact_s = reduced.copy(), 0.0
         if len(others):
             exact[others], exact_s = self._timed(self.predictor.predict_exact, frames[others])
+        elif self.batches:  # every frame reused: fp32 is timed on one of them all the same
+            others = np.arange(1)
+            exact_s = self._timed(self.predictor.predict_exact, frames[:1])[1]
         self.probe_frames += len(frames)
-        self.probe_rechecked_in_fp32 += len(frames) - len(others)
+        self.probe_rechecked_in_fp32 += len(in_fp32)
         if self.batches:  # the first batch warms both paths up (kernels, ONNX Runtime's arenas)
             self.exact_s, self.exact_frames = self.exact_s + exact_s, self.exact_frames + len(others)
             self.reduced_s, self.reduced_frames = self.reduced_s + reduced_s, self.reduced_frames + len(frames)
@@ -144,10 +150,11 @@ class VideoCheck:
                                    f"predicted again in fp32 by its rechecks: not faster than fp32")
             self._to_fp32("speed", self.speed_decision)
         elif self.exact_frames and self.reduced_frames:
-            # After each timed batch: a candidate found slower ends the probe there (a wrong call costs
-            # little: a candidate that noise can make look slower saves little), one faster goes on.
+            # After each timed batch: a candidate clearly slower ends the probe there; at its last batch,
+            # one not faster.
             self.every = self._sample_interval()
-            if not self._faster():
+            last = self.batches == self.probe_batches
+            if not self._faster(1.0 if last else CLEARLY_SLOWER):
                 self._to_fp32("speed", self.speed_decision)
         return exact
 
@@ -209,14 +216,15 @@ class VideoCheck:
         found = self.agreement()
         return found is None or (found.mean_px <= MAX_MEAN_PX and found.flip_share <= MAX_FLIP_SHARE)
 
-    def _faster(self) -> bool:
-        """Whether the candidate, its rechecks and the fp32 sample cost less per frame than fp32 alone."""
+    def _faster(self, slack: float = 1.0) -> bool:
+        """Whether the candidate, its rechecks and the fp32 sample cost less per frame than fp32 alone
+        (by precision_min_speedup; with `slack` > 1, whether it is not slower than that by `slack`)."""
         if not self.exact_frames or not self.reduced_frames:
             return True  # nothing timed yet (a probe of one batch): the poses decide
         exact = self.exact_s / self.exact_frames
         candidate = (self.reduced_s / self.reduced_frames + exact / self.every if not self.sample_s
                      else (self.reduced_s + self.sample_s) / self.reduced_frames)  # the sample as estimated, then as spent
-        faster = exact >= self.min_speedup * candidate
+        faster = exact * slack >= self.min_speedup * candidate
         self.speed_decision = (f"{self.candidate} {1 / candidate:.2f} frames/s (rechecks and a 1-in-{self.every} "
                                f"fp32 sample included) vs fp32 {1 / exact:.2f} frames/s: "
                                f"{'faster' if faster else 'not faster'}")
@@ -250,7 +258,8 @@ class VideoCheck:
         if self.fallen:  # this is the rerun: what the first attempt found, and what it predicted again
             record.update({key: self.fallen[key] for key in ("fp32_fps", "candidate_fps", "candidate_rechecked_frames",
                                                              "speed", "sample_frames", "sample_mean_px", "sample_max_px",
-                                                             "sample_flip_share", "why", "start")})
+                                                             "sample_flip_share", "why", "start", "probe_frames",
+                                                             "probe_frames_rechecked_in_fp32")})
             record["sample_within_tolerance"] = False
             record["repredicted_frames"] = self.fallen["handed_on"]
         record["handed_on"] = self.handed_on

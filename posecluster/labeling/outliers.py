@@ -133,6 +133,12 @@ def add_machine_labels(project_uri: str, folder: str, iteration: int, machine: p
     machine.index = pd.Index(names)
     if storage.exists(machine_uri):
         previous = read_previous(machine_uri)
+        scorer = machine.columns.get_level_values("scorer")[0]
+        # One scorer per file, as DeepLabCut's readers and refine expect: rows an earlier run's model
+        # proposed keep their values under this run's scorer (concatenated as they were, the file would
+        # hold two scorers' columns, each NaN on the other's rows).
+        previous.columns = pd.MultiIndex.from_tuples([(scorer, *rest) for _, *rest in previous.columns],
+                                                     names=previous.columns.names)
         machine = pd.concat([previous, machine[~machine.index.isin(previous.index)]])
     dlc.write_hdf(machine, machine_uri)
 

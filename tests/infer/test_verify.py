@@ -208,15 +208,18 @@ def test_the_cli_records_the_check_of_autos_path_on_the_video(trained_run, synth
     cpu = probe_cpu()
     if not (cpu.int8 or cpu.bf16):
         pytest.skip(f"this CPU ({cpu.describe()}) runs fp32 under auto: nothing to check")
-    def analysed(min_speedup: str) -> dict:
-        out = str(tmp_path / f"poses-{min_speedup}")
+    def analysed(min_speedup: str, *more: str) -> dict:
+        out = str(tmp_path / f"poses-{min_speedup}-{len(more)}")
         assert main(["analyze", synthetic_project.videos[0].uri, "--model", trained_run[0], "--out", out, "--quiet",
-                     "--set", f"infer.precision_min_speedup={min_speedup}"]) == 0
+                     "--set", f"infer.precision_min_speedup={min_speedup}", *more]) == 0
         return json.loads(storage.read_bytes(storage.list_files(out, suffixes=("_meta.json",))[0]))["precision"]
 
     checked = analysed("0")  # poses alone judged: the candidate runs, checked on the video's sample
     assert checked["requested"] == "auto" and checked["path"] in ("int8", "bf16")
     assert checked["video_check"]["sample_frames"] > 0 and checked["path_that_ran"] in (checked["path"], "fp32")
+    # A video shorter than infer.precision_min_range_frames (300 unless set; 0 in the tests' models): fp32.
+    short = analysed("0", "--set", "infer.precision_min_range_frames=100000")
+    assert short["video_check"]["range_too_short"] and short["path_that_ran"] == "fp32"
     # A speed-up no path reached at calibration: fp32 from the start, saying so, with no probe to run.
     slow = analysed("1000")
     assert slow["path"] == "fp32" and "not faster than fp32 x 1000" in slow["reason"] and "video_check" not in slow
@@ -288,3 +291,30 @@ def test_the_probe_ends_at_its_first_timed_batch_where_the_candidate_was_slower(
     # Of precision_probe_batches=3: the first warms up, the second is timed and found slower.
     assert record["probe_frames"] == 4 and record["slower_than_fp32"] and record["final_path"] == "fp32"
     assert record["frames_by_path"] == {"fp32": 12} and "not faster" in record["why"]
+
+
+def test_the_probe_keeps_fp32s_poses_where_some_frames_of_a_batch_were_rechecked_in_fp32(per_frame, tmp_path):
+    import torch
+
+    trained, video, exact, _ = per_frame
+    trained = _untimed(trained)
+    frames = np.stack([rgb for _, rgb in read_frames(probe(video), 0, 2 * 4, DecodeReport())])
+    # Every frame goes int8 -> bf16; the bf16 -> fp32 step's margin is set in the widest gap between the
+    # frames' bf16 decision margins, so that some frames of the probe go on to fp32 and others stop at bf16.
+    bf16 = Predictor(trained, _infer(trained), cpu=VNNI, path="bf16")
+    with torch.inference_mode(), bf16.choice.autocast(bf16.device):
+        out = {name: value.float() for name, value in bf16.model(bf16.prepare(frames)[0]).items()}
+    margins = np.sort(bf16.decision_margins(out, torch.arange(len(frames))).min(dim=-1).values.numpy())
+    gap = int(np.argmax(np.diff(margins)))
+    margins_by_path = {**trained.reduced.recheck_margins, "int8": 1e9, "bf16": float(margins[gap:gap + 2].mean())}
+    trained = replace(trained, reduced=replace(trained.reduced, recheck_margins=margins_by_path))
+    predictor = Predictor(trained, _infer(trained, batch_size=4, precision_min_speedup=0), cpu=VNNI)
+    exact_batches = _counting_exact(predictor)
+    analysis = analyze_video(predictor, video, str(tmp_path), progress=False, stop=len(frames))  # the probe alone
+    check = _meta(analysis)["precision"]["video_check"]
+    reused = check["probe_frames_rechecked_in_fp32"]
+    assert check["probe_frames"] == len(frames) and 0 < reused < len(frames)
+    # fp32 alone ran on the other frames (and on one reused frame of a timed batch that had no other).
+    assert len(frames) - reused <= sum(exact_batches) <= len(frames) - reused + 1
+    table = read_pose_table(analysis.outputs["h5"]).to_numpy().reshape(len(frames), -1, 3)
+    np.testing.assert_allclose(table, exact[: len(frames)], atol=1e-4)

@@ -102,3 +102,33 @@ def test_merge_can_keep_only_frames_someone_refined(project, faulty_poses, analy
     dlc.write_tables(labels, project)
     assert main(["merge", project, "--refined-only"]) == 0
     assert folder_labels(project, config, FOLDER).images == [labels.images[0]]
+
+
+def test_a_second_outliers_run_by_another_model_leaves_machine_labels_with_one_scorer(project, faulty_poses,
+                                                                                      analysed_video):
+    from dataclasses import replace
+
+    from posecluster.labeling.folder_table import read_folder_table
+    from posecluster.labeling.outliers import extract_track_outliers
+
+    poses, _ = faulty_poses
+    (table,) = [t for t in glob.glob(f"{poses}/*.h5") if not t.endswith("_filtered.h5")]
+    track, video = read_track(table), analysed_video[0].uri
+    jumps = OutlierOptions(algorithms=("jump",))
+    first = extract_track_outliers(video, table, track, project, jumps, n=2)
+    # A rerun with another model, whose poses differ from the first's everywhere.
+    other = replace(track, scorer="DLC_resnet50_otherJan1shuffle1_5000", poses=track.poses + np.array([3.0, -2.0, 0.0]))
+    second = extract_track_outliers(video, table, other, project, jumps, n=4, seed=1)
+    proposed = set(first.new_images) | set(second.new_images)
+    assert len(first.new_images) == 2 and set(second.new_images) - set(first.new_images)
+    machine = pd.read_hdf(f"{project}/{FOLDER}/machinelabels-iter0.h5")
+    assert machine.columns.get_level_values("scorer").unique().tolist() == [other.scorer]
+    assert set(machine.index) == proposed and machine.shape[1] == 3 * len(track.bodyparts)
+    assert not machine.isna().all(axis=1).any()  # each run's rows keep their values
+    record = json.loads(storage.read_bytes(f"{project}/{FOLDER}/outliers-iter0.json"))["frames"]
+    for image in proposed:  # each run's own predictions of the frames it proposed
+        by = track if image in first.new_images else other
+        np.testing.assert_allclose(machine.loc[image].to_numpy().reshape(-1, 3), by.poses[record[image]["frame"]],
+                                   rtol=1e-6)
+    refine = read_folder_table(project, FOLDER)  # what the web app's refine page reads
+    assert set(refine.machine) == proposed and all(len(points) == len(track.bodyparts) for points in refine.machine.values())
