@@ -81,8 +81,8 @@ class VideoCheck:
         self.pcutoff = predictor.config.project.pcutoff
         self.batches = 0
         # fp32 timed in the probe on the frames the candidate's rechecks left (at most a batch, at fp32's
-        # own batch size): what fp32 alone would cost per frame. The sample's fp32 frames (a few per batch: on a GPU far slower per frame than fp32 batched) are
-        # the candidate's cost, and counted as such (sample_s).
+        # own batch size): what fp32 alone would cost per frame. The sample's fp32 frames (a few per batch:
+        # on a GPU far slower per frame than fp32 batched) are the candidate's cost, counted as such (sample_s).
         self.exact_s = self.exact_frames = self.sample_s = 0.0
         self.reduced_s = self.reduced_frames = 0.0  # the candidate timed, rechecks included
         # The sample's agreement as running totals per ensemble member (one for a single model; a long
@@ -98,9 +98,10 @@ class VideoCheck:
         self.min_speedup = predictor.infer.precision_min_speedup
         self.speed_decision = ""
         self.why = ""  # why the range went to fp32
-        self.kind = ""  # "poses" (its sample left the tolerance) or "speed" (not faster than fp32)
+        # "poses" (its sample left the tolerance), "speed" (not faster than fp32) or "short" (a range too short)
+        self.kind = ""
         self.fallen = fallen
-        shortest = getattr(predictor.infer, "precision_min_range_frames", 0)
+        shortest = predictor.infer.precision_min_range_frames
         if not fallen and frames is not None and frames < shortest:
             self._to_fp32("short", f"a range of {frames} frames, shorter than infer.precision_min_range_frames "
                                    f"({shortest}): the probe could cost more than {self.candidate} saves")
@@ -126,7 +127,7 @@ class VideoCheck:
         reduced, reduced_s = self._timed(self.predictor.predict, frames)
         self.rechecked += self.predictor.rechecked_frames - rechecked
         # Frames the candidate's rechecks predicted again in fp32 hold fp32's poses already.
-        in_fp32 = np.asarray(getattr(self.predictor, "exact_rows", ()), dtype=np.int64)
+        in_fp32 = self.predictor.exact_rows
         others = np.setdiff1d(np.arange(len(frames)), in_fp32)
         exact, exact_s = reduced.copy(), 0.0
         if len(others):

@@ -234,8 +234,9 @@ class _TimedPaths:
 
         self.exact_s, self.reduced_s = exact_s, reduced_s
         self.precision, self.rechecked_frames = "int8", 0
+        self.exact_rows = np.empty(0, dtype=np.int64)  # no rechecks: fp32 runs on every probe frame
         self.infer = SimpleNamespace(precision_sample_every=2, precision_probe_batches=3, precision_min_speedup=1.05,
-                                     precision_sample_share=share)
+                                     precision_sample_share=share, precision_min_range_frames=0)
         self.config = SimpleNamespace(project=SimpleNamespace(pcutoff=0.6))
 
     def _poses(self, frames, seconds):
