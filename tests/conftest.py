@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import time
 import uuid
 from dataclasses import dataclass
@@ -287,6 +288,13 @@ def trained_run(synthetic_project, tmp_path_factory):
     run = str(tmp_path_factory.mktemp("runs") / "tiny")
     result = train(tiny_config(project.config, synthetic_project.uri, epochs=24, calibrate=True), project.labels, run)
     return run, result
+
+
+def copy_finished_run(run: str, dest) -> None:
+    """A copy of a finished run as jobs read it (model.pt, config, split, history), without its checkpoints:
+    the session's run keeps three (~400 MB with the optimizer's state), and tests that copied them whole
+    wrote ~13 GB per suite run, enough to fill a CI disk."""
+    shutil.copytree(run, dest, ignore=shutil.ignore_patterns("checkpoints"))
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,7 @@ import yaml
 from posecluster.cli.main import main
 from posecluster.data import synthetic
 from posecluster.model.artifact import load_model, save_model
+from tests.conftest import copy_finished_run
 from tests.labeling.test_extract import empty_project
 
 
@@ -38,7 +39,7 @@ def labs(tmp_path, trained_run):
         synthetic.render_video(str(root / lab / "videos" / "clip.mp4"), synthetic.Scene(96, 80, seed=seed,
                                                                                         body_length=0.4), 24, gop=12)
         empty_project(str(root / lab / "project"))
-        shutil.copytree(trained_run[0], root / lab / "models" / "run1")
+        copy_finished_run(trained_run[0], root / lab / "models" / "run1")
     (root / "b" / "project" / "labeled-data" / "clip").mkdir(parents=True)
     (root / "b" / "project" / "labeled-data" / "clip" / "img000.png").write_bytes(b"LAB-B-LABELS")
     (tmp_path / "outside").mkdir()

@@ -13,6 +13,7 @@ import pytest
 from posecluster import api, storage
 from posecluster.cli.main import build_parser, main
 from posecluster.config import PoseclusterConfig
+from tests.conftest import copy_finished_run
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -79,7 +80,7 @@ def test_the_readme_analysis_commands_run_on_rendered_data(ray_local, trained_ru
     shutil.copy(synthetic_project.videos[0].uri, videos / "mouse1.mp4")
     shutil.copy(synthetic_project.videos[0].uri, videos / "day2" / "mouse2.mp4")
     run = tmp_path / "run1"
-    shutil.copytree(trained_run[0], run)
+    copy_finished_run(trained_run[0], run)
     places = {"s3://lab/models/run1": str(run), "s3://lab/videos/mouse1.mp4": str(videos / "mouse1.mp4"),
               "s3://lab/videos/day2/": str(videos / "day2"), "s3://lab/poses-fp32": str(tmp_path / "poses-fp32"),
               "s3://lab/poses/2026/": str(tmp_path / "poses"), "s3://lab/poses": str(tmp_path / "poses"),
