@@ -395,8 +395,12 @@ class InferConfig(Section):
     # least this; 0 checks the poses alone.
     precision_min_speedup: float = Field(1.05, ge=0)
     # A range (a video, an archive segment) shorter than this runs fp32 under auto: the probe's frames run
-    # both ways, and on a short clip that can cost more than the reduced path saves on the rest.
-    precision_min_range_frames: int = Field(300, ge=0)
+    # both ways, and on a short clip that can cost more than the reduced path saves on the rest. auto:
+    # from the path's calibrated speed-up, the shortest range on which the probe's worst cost is at most
+    # precision_probe_cost_share of what that speed-up saves (RANGE_WITHOUT_SPEED frames where the path
+    # was not timed on a machine like this one); a number: that minimum (0 checks every range).
+    precision_min_range_frames: Union[Literal["auto"], Annotated[int, Field(ge=0)]] = "auto"
+    precision_probe_cost_share: float = Field(0.1, gt=0, le=1)
 
 
 class TemporalLossConfig(Section):

@@ -77,6 +77,15 @@ class EnsemblePredictor:
         return rows
 
     @property
+    def calibrated_speedup(self) -> float | None:
+        """The members run one after another: fp32's time over the ensemble's at each member's calibrated
+        speed-up (an fp32 member 1x); None where a reduced member was not timed on a machine like this."""
+        speedups = [1.0 if member.precision == "fp32" else member.calibrated_speedup for member in self.members]
+        if any(speedup is None for speedup in speedups):
+            return None
+        return len(speedups) / sum(1 / speedup for speedup in speedups)
+
+    @property
     def scorer(self) -> str:
         return self.trained.scorer
 

@@ -59,6 +59,11 @@ class Predictor:
                  f"; frames with a rival peak are predicted again: {steps}" if steps else "")
 
     @property
+    def calibrated_speedup(self) -> float | None:
+        """fp32's time over this path's as calibration timed it on a machine like this (None: not timed here)."""
+        return self.choice.speedup
+
+    @property
     def amp(self) -> bool:
         """Whether autocast runs (bf16/fp16)."""
         return self.precision in ("bf16", "fp16")

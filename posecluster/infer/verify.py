@@ -12,8 +12,8 @@ make the candidate slower than fp32. So a range that `auto` runs on a reduced pa
   was slower, or at the first batch where its rechecks predicted so many frames again in fp32 that it
   cannot be faster (a video unlike the training images: every frame a close call): such a video pays
   one or two batches of the candidate, not the whole probe.
-- a range shorter than `precision_min_range_frames` runs fp32: its probe could cost more than the
-  candidate saves on the rest.
+- a range too short for the candidate's calibrated speed-up to repay the probe's worst cost runs fp32
+  (shortest_range, `precision_min_range_frames`).
 - sample: then every `precision_sample_every`-th frame (spread over the range) is also predicted in fp32,
   or every n-th where the probe's timings say that sample would cost more than `precision_sample_share`
   of the candidate's own time (a check that eats the speed-up defeats the path it checks);
@@ -46,6 +46,34 @@ MIN_FRAMES_FOR_SPEED = 32
 # Before the probe's last batch, a candidate ends it only when clearly slower: its time per frame over
 # fp32's above this (times precision_min_speedup's); one timed batch is a small sample on a busy machine.
 CLEARLY_SLOWER = 1.25
+
+
+# infer.precision_min_range_frames=auto where the candidate's speed-up was not timed on a machine like this.
+RANGE_WITHOUT_SPEED = 300
+
+
+def shortest_range(predictor) -> tuple[float, str]:
+    """The shortest range `auto` runs its candidate on, and why (infer.precision_min_range_frames).
+
+    auto: the probe runs the candidate on at most precision_probe_batches batches beside fp32, whose poses
+    are kept; where the candidate loses, each of those frames costs its own pass and its non-fp32 rechecks,
+    bounded by 2/s of an fp32 frame at a calibrated speed-up s (the fp32 rechecks are reused). Where it
+    wins it saves 1 - 1/s of an fp32 frame on every frame. The range must be long enough for that worst
+    cost to be at most precision_probe_cost_share of the saving."""
+    infer = predictor.infer
+    if infer.precision_min_range_frames != "auto":
+        return infer.precision_min_range_frames, f"shorter than infer.precision_min_range_frames ({infer.precision_min_range_frames})"
+    speedup = predictor.calibrated_speedup
+    if speedup is None:
+        return RANGE_WITHOUT_SPEED, (f"shorter than {RANGE_WITHOUT_SPEED} frames, the minimum where "
+                                     f"{predictor.precision}'s speed-up was not timed on a machine like this one")
+    if speedup <= 1:
+        return math.inf, f"{predictor.precision} ran {speedup:.2f}x fp32's speed at calibration"
+    probe_frames = infer.precision_probe_batches * predictor.batch_size
+    shortest = math.ceil(2 * probe_frames / (infer.precision_probe_cost_share * (speedup - 1)))
+    return shortest, (f"shorter than {shortest} frames, from which {predictor.precision} at its calibrated "
+                      f"{speedup:.2f}x fp32's speed saves {1 / infer.precision_probe_cost_share:g}x the probe's "
+                      f"worst cost ({probe_frames} frames; infer.precision_probe_cost_share)")
 
 
 class FallBack(Exception):
@@ -101,10 +129,10 @@ class VideoCheck:
         # "poses" (its sample left the tolerance), "speed" (not faster than fp32) or "short" (a range too short)
         self.kind = ""
         self.fallen = fallen
-        shortest = predictor.infer.precision_min_range_frames
-        if not fallen and frames is not None and frames < shortest:
-            self._to_fp32("short", f"a range of {frames} frames, shorter than infer.precision_min_range_frames "
-                                   f"({shortest}): the probe could cost more than {self.candidate} saves")
+        if not fallen and frames is not None:
+            shortest, because = shortest_range(predictor)
+            if frames < shortest:
+                self._to_fp32("short", f"a range of {frames} frames, too short for the probe to pay off: {because}")
 
     def predict(self, indices: np.ndarray, frames: np.ndarray) -> np.ndarray:
         if self.path == "fp32":

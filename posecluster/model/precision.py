@@ -116,6 +116,10 @@ class Agreement:
         return bool(min_speedup) and self.speedup is not None and self.timed_on == place \
             and self.speedup < min_speedup
 
+    def timed_speedup(self, place: str) -> float | None:
+        """The speed-up timed at calibration where it applies to `place` (timing_place), else None."""
+        return self.speedup if self.timed_on == place else None
+
     def describe(self) -> str:
         verdict = "within" if self.passed else "outside"
         rechecked = f", {100 * self.rechecked_share:.1f}% predicted again" if self.rechecked_share else ""
@@ -197,10 +201,13 @@ class ReducedPrecision:
 
 @dataclass(frozen=True)
 class Precision:
-    """The path a forward pass takes, and why (for the log and _meta.json)."""
+    """The path a forward pass takes, and why (for the log and _meta.json). `speedup`: fp32's time per
+    image over this path's, rechecks included, as calibration timed it on a machine like this one (None:
+    not timed here); infer.verify weighs a probe's cost against it."""
 
     path: str
     reason: str
+    speedup: float | None = None
 
     def autocast(self, device: torch.device):
         if self.path not in ("bf16", "fp16"):
@@ -288,7 +295,8 @@ def choose_inference(setting: str, device: torch.device, cpu: CpuCapability,
         path = _autocast_path(device, cuda_bf16)
         found = checks.get(path)
         if found is not None and found.passed and not found.slower_than(min_speedup, "cuda"):
-            return Precision(path, f"auto: CUDA autocast {path}; poses vs fp32: {found.describe()}")
+            return Precision(path, f"auto: CUDA autocast {path}; poses vs fp32: {found.describe()}",
+                             found.timed_speedup("cuda"))
         why = (f"no {path} pose check recorded in {source}; fp32 until `posecluster calibrate` checks it" if found is None
                else f"{path} changed this model's poses ({found.describe()})" if not found.passed
                else f"{path} was not faster than fp32 ({found.describe()})")
@@ -304,10 +312,10 @@ def choose_inference(setting: str, device: torch.device, cpu: CpuCapability,
 
     if has_int8 and cpu.int8 and usable(int8_check):
         return Precision("int8", f"auto: calibrated int8 version on a CPU with int8 instructions ({cpu.describe()}); "
-                                 f"poses vs fp32: {int8_check.describe()}")
+                                 f"poses vs fp32: {int8_check.describe()}", int8_check.timed_speedup(place))
     if cpu.bf16 and usable(bf16_check):
         return Precision("bf16", f"auto: the CPU has bf16 instructions ({cpu.describe()}); "
-                                 f"poses vs fp32: {bf16_check.describe()}")
+                                 f"poses vs fp32: {bf16_check.describe()}", bf16_check.timed_speedup(place))
     failed = [f"{path}: {check.describe()}" for path, check in checks.items() if not check.passed]
     slow = [f"{path}: {check.describe()}" for path, check in checks.items()
             if check.passed and check.slower_than(min_speedup, place)]

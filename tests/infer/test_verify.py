@@ -10,16 +10,18 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 
 from posecluster import storage
 from posecluster.cli.main import main
 from posecluster.data.formats.poses import read_pose_table
 from posecluster.data.video import DecodeReport, probe, read_frames
 from posecluster.infer.analyze import analyze_video
+from posecluster.infer.ensemble import EnsemblePredictor
 from posecluster.infer.pipeline import predict_segment
 from posecluster.infer.predictor import Predictor
 from posecluster.model.artifact import load_model
-from posecluster.model.precision import CpuCapability, MAX_FLIP_SHARE, MAX_MEAN_PX, agreement, probe_cpu
+from posecluster.model.precision import CpuCapability, MAX_FLIP_SHARE, MAX_MEAN_PX, agreement, probe_cpu, timing_place
 
 VNNI = CpuCapability(isa="AVX512", bf16=True, int8=True)
 FRAMES = 12
@@ -196,12 +198,45 @@ def test_a_range_shorter_than_the_minimum_runs_fp32_and_a_range_as_long_runs_the
     meta = _meta(analysis)["precision"]
     check = meta["video_check"]
     assert check["range_too_short"] and check["probe_frames"] == 0 and check["frames_by_path"] == {"fp32": FRAMES}
-    assert "shorter than infer.precision_min_range_frames" in check["why"] and meta["path_that_ran"] == "fp32"
+    assert "shorter than infer.precision_min_range_frames (13)" in check["why"] and meta["path_that_ran"] == "fp32"
     assert sum(exact_batches) == FRAMES and short.rechecked_frames == 0  # the candidate never ran
     np.testing.assert_allclose(_table(analysis), exact, atol=1e-4)
     as_long = Predictor(trained, _infer(trained, precision_min_speedup=0, precision_min_range_frames=FRAMES), cpu=VNNI)
     check = _meta(analyze_video(as_long, video, str(tmp_path / "long"), progress=False, stop=FRAMES))["precision"]["video_check"]
     assert not check["range_too_short"] and check["probe_frames"] == PROBE
+
+
+def _int8_timed(trained, speedup: float, cpu: CpuCapability = VNNI):
+    """`trained` whose int8 check was timed at calibration at `speedup` on a CPU like `cpu`."""
+    place = timing_place(torch.device("cpu"), cpu)
+    checks = {**trained.reduced.checks, "int8": replace(trained.reduced.checks["int8"], speedup=speedup, timed_on=place)}
+    return replace(trained, reduced=replace(trained.reduced, checks=checks))
+
+
+def test_autos_shortest_range_follows_the_candidates_calibrated_speedup(per_frame, tmp_path):
+    trained, video, exact, _ = per_frame
+    auto = {"precision_min_speedup": 0, "precision_min_range_frames": "auto", "precision_probe_cost_share": 0.1}
+
+    def checked(model, name: str) -> dict:
+        predictor = Predictor(model, _infer(model, **auto), cpu=VNNI)
+        analysis = analyze_video(predictor, video, str(tmp_path / name), progress=False, stop=FRAMES)
+        np.testing.assert_allclose(_table(analysis)[:PROBE], exact[:PROBE], atol=1e-4)  # the probe keeps fp32's
+        return _meta(analysis)["precision"]["video_check"]
+
+    # The probe's worst cost, PROBE frames (batch 1) at 2/s of an fp32 frame each, is 10% of the 1 - 1/s
+    # saved per frame from 2 * PROBE / (0.1 * (s - 1)) frames: 10 at 5x (the 12 frames run the probe),
+    # 40 at 2x (fp32), and 300 where the speed was not timed on a CPU like this one.
+    assert checked(_int8_timed(trained, 5.0), "fast")["probe_frames"] == PROBE
+    slow = checked(_int8_timed(trained, 2.0), "slow")
+    assert slow["range_too_short"] and "shorter than 40 frames" in slow["why"] and "2.00x" in slow["why"]
+    elsewhere = checked(_int8_timed(trained, 5.0, CpuCapability(isa="AVX2", bf16=False, int8=True)), "elsewhere")
+    assert elsewhere["range_too_short"] and "shorter than 300 frames" in elsewhere["why"]
+    # An ensemble's members run one after another: an int8 member at 4x and an fp32 one give 2 / (1/4 + 1).
+    pair = EnsemblePredictor([trained, trained], _infer(trained))
+    pair.members = [Predictor(_int8_timed(trained, 4.0), _infer(trained), cpu=VNNI),
+                    Predictor(trained, _infer(trained, mixed_precision="off"), cpu=VNNI)]
+    assert [member.precision for member in pair.members] == ["int8", "fp32"]
+    assert pair.calibrated_speedup == pytest.approx(2 / (1 / 4 + 1))
 
 
 def test_the_cli_records_the_check_of_autos_path_on_the_video(trained_run, synthetic_project, tmp_path):
