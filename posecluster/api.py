@@ -11,7 +11,7 @@ import yaml
 from posecluster import storage
 from posecluster.analysis.filtering import FilterOptions
 from posecluster.analysis.outliers import OutlierOptions
-from posecluster.config import InferConfig, PoseclusterConfig, load_yaml
+from posecluster.config import InferConfig, PoseclusterConfig, deep_merge, load_yaml
 from posecluster.data.formats.dlc import read_project_config
 from posecluster.data.formats.madlc import read_tracks
 from posecluster.data.multianimal import AnimalTracks
@@ -89,11 +89,18 @@ def infer_overrides(config_uri: str | None, overrides: dict) -> dict:
             raise InputError(config_uri, f"not valid YAML: {exc}") from None
         if not isinstance(raw, dict) or not isinstance(raw.get("infer", {}), dict):
             raise ValueError(f"{config_uri}: expected a mapping with an `infer` mapping")
-        merged.update(raw.get("infer", {}))
-    merged.update(overrides.get("infer", {}))
+        merged = deep_merge(merged, raw.get("infer", {}))
+    merged = deep_merge(merged, overrides.get("infer", {}))
     source = "--set" if not config_uri else f"{config_uri} and --set"
     typed = InferConfig().with_overrides(merged, source).model_dump(mode="json")  # names and values checked now
-    return {key: typed[key] for key in merged}  # each value as its field reads it ("on", never True)
+    return _as_set(typed, merged)  # each value as its field reads it ("on", never True)
+
+
+def _as_set(typed: dict, given: dict) -> dict:
+    """`typed`'s values for the keys `given` sets, nested sections included (infer.tracking.enter_px alone
+    must not carry tracking's other defaults over the model's own settings)."""
+    return {key: _as_set(typed[key], value) if isinstance(value, dict) and isinstance(typed[key], dict) else typed[key]
+            for key, value in given.items()}
 
 
 def train_project(project_uri: str, run_uri: str, config: PoseclusterConfig, resume: bool = False,

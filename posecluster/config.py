@@ -46,7 +46,7 @@ class Section(BaseModel):
     def with_overrides(self, overrides: dict, source: str = "overrides"):
         """A copy with nested overrides applied, e.g. {"train": {"epochs": 5}}; validated again. A bad value
         is an InputError naming `source`, the field and what is allowed."""
-        merged = _deep_merge(self.model_dump(mode="json"), overrides)
+        merged = deep_merge(self.model_dump(mode="json"), overrides)
         return validated(type(self), merged, source)
 
 
@@ -371,6 +371,39 @@ class TrainConfig(Section):
     scale_lr_with_workers: bool = True
 
 
+class TrackingConfig(Section):
+    """Multi-animal tracking (infer.tracking): frame-to-frame linking and stitching tracklets into the
+    project's individuals, as maDLC's inference_cfg.yaml holds them per model. Distances are mean keypoint
+    distances in pixels of the original video; every other cost is expressed in the same pixels so the
+    numbers can be compared (an identity disagreement "costs" so many pixels). Single-animal models ignore it."""
+
+    # Body parts whose likelihood is below this (or NaN) take no part in any distance.
+    min_likelihood: float = Field(0.1, ge=0, le=1)
+    # Frame to frame: two detections in consecutive frames are linked only if their mean keypoint distance
+    # (the earlier one moved on by its velocity) plus the identity cost is below this. Keep it near a few
+    # times the detection noise: a link that should not be made (the animal missed, another one near)
+    # is never undone, while a link not made is a gap that stitching bridges.
+    max_link_px: float = Field(15.0, gt=0)
+    # Cost of total identity disagreement (dot product 0 of the identity-head probabilities); used only
+    # where detections carry identity scores (a project with identity: true).
+    identity_weight_px: float = Field(30.0, ge=0)
+    # Stitching: a tracklet may continue another directly across at most this many missing frames.
+    max_gap_frames: int = Field(60, ge=1)
+    # A tracklet's velocity (its mean step over its first or last few detections) carries its pose over
+    # a gap for at most this many frames; beyond that the animal is as likely to have stopped.
+    velocity_horizon_frames: int = Field(8, ge=0)
+    # ... and each missing frame adds this to the distance between the predicted and the found pose.
+    gap_px_per_frame: float = Field(1.0, ge=0)
+    # Reward for every detection a track takes (a tracklet worth keeping), and the cost of a track starting
+    # afresh (an animal entering, or an unexplained jump): a tracklet taken on its own needs at least
+    # enter_px / detection_reward_px detections, so short false positives are dropped.
+    detection_reward_px: float = Field(10.0, gt=0)
+    enter_px: float = Field(60.0, ge=0)
+    # An animal reappearing after an absence goes to the absent individual whose last pose is nearest;
+    # an individual never seen yet stands at this distance from everything.
+    new_individual_px: float = Field(100.0, ge=0)
+
+
 class InferConfig(Section):
     # "auto": what is fastest for the device (model.precision.default_batch_size); an int forces it.
     batch_size: Union[Literal["auto"], Annotated[int, Field(ge=1)]] = "auto"
@@ -401,6 +434,9 @@ class InferConfig(Section):
     # was not timed on a machine like this one); a number: that minimum (0 checks every range).
     precision_min_range_frames: Union[Literal["auto"], Annotated[int, Field(ge=0)]] = "auto"
     precision_probe_cost_share: float = Field(0.1, gt=0, le=1)
+    # How a multi-animal model's detections are linked and stitched (part of what its stored tracklets
+    # and a job's request were made with).
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
 
 class TemporalLossConfig(Section):
@@ -485,11 +521,12 @@ class PoseclusterConfig(Section):
         storage.atomic_write_bytes(uri, self.to_yaml().encode())
 
 
-def _deep_merge(base: dict, extra: dict) -> dict:
+def deep_merge(base: dict, extra: dict) -> dict:
+    """`base` with `extra`'s values, nested mappings merged key by key."""
     out = dict(base)
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
+            out[key] = deep_merge(out[key], value)
         else:
             out[key] = value
     return out

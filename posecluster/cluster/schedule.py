@@ -67,7 +67,6 @@ from posecluster.infer.ensemble import pin
 from posecluster.infer.naming import collisions, output_base, tracked_base
 from posecluster.model.ensemble import PinnedEnsemble
 from posecluster.model.multianimal_artifact import PinnedAnimals
-from posecluster.tracking import TrackingConfig
 from posecluster.storage import ObjectChangedError
 from posecluster.storage.listing import list_folders, list_identities
 from posecluster.storage.retry import call as with_retries
@@ -127,7 +126,10 @@ class ArchiveRun:
                 raise ValueError("multi-animal pose tables are .h5 or .csv (DeepLabCut's); parquet is not offered")
             self.animals = {"individuals": list(self.pinned.individuals),
                             "unique_bodyparts": list(self.pinned.unique_bodyparts),
-                            "tracking": TrackingConfig().model_dump(mode="json")}
+                            # As the workers' predictors: the model's settings, then the job's overrides.
+                            "tracking": self.pinned.tracking.with_overrides(
+                                options.infer_overrides.get("tracking", {}), "the job's infer.tracking"
+                            ).model_dump(mode="json")}
         self.request = Request.of(self.pinned, {**options.infer_overrides, "device": device}, tuple(options.formats),
                                   {"tracking": self.animals["tracking"]} if self.animals else None)
         self.job_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]

@@ -18,7 +18,7 @@ from posecluster.model.multianimal_artifact import MultiAnimalTrained
 from posecluster.model.multianimal_decode import decode_animals
 from posecluster.model.multianimal_model import MultiAnimalPoseModel
 from posecluster.model.precision import CpuCapability, choose_multianimal_inference, probe_cpu
-from posecluster.tracking import FrameDetections, TrackingConfig
+from posecluster.tracking import FrameDetections
 
 log = logging.getLogger(__name__)
 
@@ -32,14 +32,15 @@ class AnimalFrame:
 
 
 class MultiAnimalPredictor:
-    """`predict(frames)` -> one AnimalFrame per frame. `tracking` is how its segments are linked and
-    stitched (part of what a cached segment was made with)."""
+    """`predict(frames)` -> one AnimalFrame per frame. `tracking` (infer.tracking: the model's settings
+    with the analysis's overrides) is how its segments are linked and stitched (part of what a stored
+    segment was made with)."""
 
     def __init__(self, trained: MultiAnimalTrained, infer: InferConfig | None = None,
-                 tracking: TrackingConfig | None = None, cpu: CpuCapability | None = None):
+                 cpu: CpuCapability | None = None):
         self.trained = trained
         self.infer = infer or trained.config.infer
-        self.tracking = tracking or TrackingConfig()
+        self.tracking = self.infer.tracking
         self.config = trained.config.model_copy(update={"infer": self.infer})
         self.spec = trained.spec
         self.device = resolve_device(self.infer.device)

@@ -17,7 +17,7 @@ import hashlib
 from dataclasses import dataclass, field
 
 from posecluster import storage
-from posecluster.config import PoseclusterConfig
+from posecluster.config import PoseclusterConfig, TrackingConfig
 from posecluster.model.artifact import (
     SPEC_KEY, ModelMismatchError, PinnedModel, TrainedModel, dlc_scorer, model_from_bytes, multianimal_fields,
     resolve_model_uri, save_model,
@@ -50,11 +50,12 @@ class MultiAnimalTrained:
 
 @dataclass(frozen=True)
 class PinnedAnimals(PinnedModel):
-    """A pinned multi-animal model file, with the names its tracked tables carry (for the job's driver
-    and joins, which never load the weights)."""
+    """A pinned multi-animal model file, with the names its tracked tables carry and its own tracking
+    settings (infer.tracking; for the job's driver and joins, which never load the weights)."""
 
     individuals: tuple[str, ...] = ()
     unique_bodyparts: tuple[str, ...] = ()
+    tracking: TrackingConfig = field(default_factory=TrackingConfig, hash=False)
 
 
 def spec_of(config: PoseclusterConfig, graph) -> MultiAnimalSpec:
@@ -96,7 +97,7 @@ def pin_any(uri: str) -> tuple[PinnedModel, TrainedModel | MultiAnimalTrained]:
     model = _from_bytes(storage.read_bytes(resolved), resolved)
     if isinstance(model, MultiAnimalTrained):
         return PinnedAnimals(resolved, model.sha256, tuple(model.spec.individuals),
-                             tuple(model.spec.unique_bodyparts)), model
+                             tuple(model.spec.unique_bodyparts), model.config.infer.tracking), model
     return PinnedModel(resolved, model.sha256), model
 
 

@@ -5,7 +5,7 @@ single-process run (linking.py says why)."""
 
 from posecluster.tracking.join import JoinedTracklets, join_segments
 from posecluster.tracking.linking import LINK_WINDOW, FrameDetections, SegmentTracklets, track_segment, warmup_start
-from posecluster.tracking.settings import TrackingConfig
+from posecluster.config import TrackingConfig
 from posecluster.tracking.stitching import stitch
 from posecluster.tracking.tracklets import Tracklets
 from posecluster.tracking.tracks import segment_poses, stitch_segments, track_in_segments, track_video

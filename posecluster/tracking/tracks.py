@@ -15,7 +15,7 @@ import numpy as np
 
 from posecluster.tracking.join import JoinedTracklets, join_segments
 from posecluster.tracking.linking import SegmentTracklets, track_segment, warmup_start
-from posecluster.tracking.settings import TrackingConfig
+from posecluster.config import TrackingConfig
 from posecluster.tracking.stitching import stitch
 
 

@@ -12,7 +12,7 @@ import torch
 
 from posecluster import storage
 from posecluster.cli.main import main
-from posecluster.config import BackboneConfig, InferConfig, ModelConfig, PoseclusterConfig
+from posecluster.config import BackboneConfig, InferConfig, ModelConfig, PoseclusterConfig, TrackingConfig
 from posecluster.data.formats.madlc import read_tracks
 from posecluster.data.synthetic_multianimal import MultiAnimalScene, project_config, render_video
 from posecluster.model.artifact import dlc_scorer
@@ -22,11 +22,13 @@ from posecluster.model.multianimal_model import MultiAnimalPoseModel
 GRAPH = ((0, 1), (1, 2), (2, 3))
 
 
-def untrained_model(root: str, scene: MultiAnimalScene) -> tuple[str, str]:
+def untrained_model(root: str, scene: MultiAnimalScene, tracking: TrackingConfig | None = None) -> tuple[str, str]:
     """An untrained ResNet-18 multi-animal model (fixed seed): its detections are not the animals, but
     they are a deterministic function of each frame, several per frame, linked into dozens of tracklets
-    (seed 0 at 80x64 gives three individuals), which is what equality across shards needs."""
-    config = PoseclusterConfig(project=project_config(scene), infer=InferConfig(batch_size=8),
+    (seed 0 at 80x64 gives three individuals), which is what equality across shards needs. `tracking`: the
+    model's own tracking settings (its config's infer.tracking)."""
+    config = PoseclusterConfig(project=project_config(scene),
+                               infer=InferConfig(batch_size=8, tracking=tracking or TrackingConfig()),
                                model=ModelConfig(backbone=BackboneConfig(name="resnet18", weights="none"),
                                                  global_scale=1.0))
     torch.manual_seed(0)
@@ -34,14 +36,17 @@ def untrained_model(root: str, scene: MultiAnimalScene) -> tuple[str, str]:
     return save_multianimal_model(f"{root}/run", config, GRAPH, model.state_dict()), dlc_scorer(config)
 
 
-def run(scene: MultiAnimalScene, frames: int, segment_frames: int, root: str):
+def run(scene: MultiAnimalScene, frames: int, segment_frames: int, root: str, *settings: str,
+        tracking: TrackingConfig | None = None):
     """(model, scorer, video, the analyze table, the infer table, the infer output folder) for a video
-    with keyframes every segment_frames / 2."""
-    model, scorer = untrained_model(root, scene)
+    with keyframes every segment_frames / 2; `settings` (--set ...) given to both commands, `tracking` the
+    model's own."""
+    model, scorer = untrained_model(root, scene, tracking)
     video = render_video(f"{root}/videos/arena.mp4", scene, frames, gop=segment_frames // 2).uri
-    assert main(["analyze", video, "--model", model, "--out", f"{root}/single", "--format", "csv", "--quiet"]) == 0
+    assert main(["analyze", video, "--model", model, "--out", f"{root}/single", "--format", "csv", "--quiet",
+                 *settings]) == 0
     assert main(["infer", video, "--model", model, "--out", f"{root}/sharded", "--workers", "2", "--segment-frames",
-                 str(segment_frames), "--small-video-mb", "0", "--format", "csv", "--quiet"]) == 0
+                 str(segment_frames), "--small-video-mb", "0", "--format", "csv", "--quiet", *settings]) == 0
     folder = root.lstrip("/") + "/videos"
     name = f"arena{scorer}_el"  # DeepLabCut's name for the table its (ellipse) tracker stitched
     return (model, scorer, video, f"{root}/single/{folder}/{name}.h5", f"{root}/sharded/{folder}/{name}.h5",
@@ -68,9 +73,16 @@ def check_same_tracks(single: str, sharded: str, scorer: str, scene: MultiAnimal
 
 def test_a_video_sharded_over_two_actors_gets_the_tracks_of_one_process_and_reruns_reuse_them(ray_local, tmp_path):
     scene = MultiAnimalScene(width=80, height=64)
-    model, scorer, video, single, sharded, out = run(scene, 48, 16, str(tmp_path))
+    # Tracking settings from the model (enter_px) and from the command line (max_gap_frames): the workers
+    # that link and the driver that stitches and names the job's request must both take them.
+    tracking = ("--set", "infer.tracking.max_gap_frames=12")
+    model, scorer, video, single, sharded, out = run(scene, 48, 16, str(tmp_path), *tracking,
+                                                     tracking=TrackingConfig(enter_px=40.0))
     check_same_tracks(single, sharded, scorer, scene)
     meta = json.loads(storage.read_bytes(single[: -len(".h5")] + "_meta.json"))
+    for table in (single, sharded):
+        settings = json.loads(storage.read_bytes(table[: -len(".h5")] + "_meta.json"))["animals"]["tracking_config"]
+        assert settings == TrackingConfig(enter_px=40.0, max_gap_frames=12).model_dump(mode="json")
     figures = meta["animals"]["tracking"]
     assert figures["tracklets"] > figures["individuals_found"] >= 2 and meta["tracklets_file"]["reused"] is False
     manifest = [json.loads(line) for uri in storage.list_files(f"{out}/.posecluster/jobs", suffixes=(".jsonl",))
@@ -81,14 +93,14 @@ def test_a_video_sharded_over_two_actors_gets_the_tracks_of_one_process_and_reru
     assert figures["identity_joins"] >= 1  # dozens of tracklets stitched into at most three tracks
     # analyze again: the stored tracklets are reused (no frame through the network), the table the same.
     before = read_tracks(single).poses
-    assert main(["analyze", video, "--model", model, "--out", f"{tmp_path}/single", "--quiet"]) == 0
+    assert main(["analyze", video, "--model", model, "--out", f"{tmp_path}/single", "--quiet", *tracking]) == 0
     assert json.loads(storage.read_bytes(single[: -len(".h5")] + "_meta.json"))["tracklets_file"]["reused"]
     np.testing.assert_array_equal(read_tracks(single).poses, before)
     assert not storage.exists(single[: -len(".h5")] + ".csv")  # this run did not ask for it
     # infer again after the table was deleted: joined again from the stored segments, nothing computed.
     storage.remove(sharded)
     assert main(["infer", video, "--model", model, "--out", out, "--workers", "2", "--segment-frames", "16",
-                 "--small-video-mb", "0", "--format", "csv", "--quiet"]) == 0
+                 "--small-video-mb", "0", "--format", "csv", "--quiet", *tracking]) == 0
     summary = json.loads(storage.read_bytes(f"{out}/posecluster-manifest.json"))
     assert summary["frames_computed"] == 0 and summary["segments_cached"] == 3
     check_same_tracks(single, sharded, scorer, scene, csv=False)

@@ -71,3 +71,20 @@ def test_the_refine_tools_take_the_tracked_table_analyze_wrote(analysed, tmp_pat
     assert "5 candidate frames, 5 written for labeling: [0, 1, 2, 3, 4]" in printed
     collected = pd.read_hdf(f"{project}/labeled-data/arena0/CollectedData_synthetic.h5")
     assert list(collected.columns.names) == ["scorer", "individuals", "bodyparts", "coords"] and len(collected) == 5
+
+
+def test_a_rerun_with_other_tracking_settings_links_again_and_records_them(analysed, tmp_path):
+    model, videos, first, first_bases = analysed
+    out = str(tmp_path / "poses")
+    shutil.copytree(first, out)
+    base = first_bases[0].replace(first, out, 1)
+    before = json.loads(storage.read_bytes(f"{base}_meta.json"))["animals"]
+    # A link gate wider than the frame: every detection links to one of the next frame's (the untrained
+    # model's detections jump further than the default 15 px), so tracking finds fewer tracklets.
+    assert main(["analyze", videos[0], "--model", model, "--out", out, "--quiet",
+                 "--set", "infer.tracking.max_link_px=1000"]) == 0
+    meta = json.loads(storage.read_bytes(f"{base}_meta.json"))
+    assert meta["tracklets_file"]["reused"] is False  # linked with other settings: not the stored tracklets
+    assert meta["animals"]["tracking_config"]["max_link_px"] == 1000.0
+    assert meta["animals"]["tracking_config"]["enter_px"] == before["tracking_config"]["enter_px"]  # the rest kept
+    assert meta["animals"]["tracking"]["tracklets"] < before["tracking"]["tracklets"]
