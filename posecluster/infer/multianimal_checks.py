@@ -115,7 +115,8 @@ def check_tracklets(segment: SegmentTracklets, source: str, with_detections: boo
     edges = segment.edges
     for number, frame in enumerate(edges.frames.tolist()):
         stored = edges.poses[edges.counts[:number].sum():][: edges.counts[number]]
-        if not np.array_equal(stored, segment.poses[first_row[frame - start]: first_row[frame - start + 1]], equal_nan=True):
+        detected = segment.poses[first_row[frame - start]: first_row[frame - start + 1]]
+        if not np.array_equal(stored, detected, equal_nan=True):
             raise InputError(source, "the edge detections are not the detections of their frame", frame=frame)
 
 
@@ -150,7 +151,8 @@ def check_edges(segment: SegmentTracklets, source: str, min_likelihood: float) -
     each usable detection of the first EDGE frames begins a tracklet, each of the last frame ends one.
     `min_likelihood`: the tracking setting the segments were linked with."""
     t = segment.tracklets
-    ends = [(frame, t.first_frame, t.first_index, "begins") for frame in range(segment.start, min(segment.start + EDGE, segment.end))]
+    first = range(segment.start, min(segment.start + EDGE, segment.end))
+    ends = [(frame, t.first_frame, t.first_index, "begins") for frame in first]
     ends.append((segment.end - 1, t.last_frame, t.last_index, "ends"))
     for frame, frames, rows, verb in ends:
         detections = segment.edges.of(frame)
