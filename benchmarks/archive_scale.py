@@ -20,9 +20,9 @@ animals (data.synthetic_multianimal: same size, length and keyframe interval) wi
 model (_common.random_multianimal_model), and the figures of both jobs are saved side by side: above all
 video bytes read / stored, multi-animal over single-animal. Small videos are fetched whole by default
 (one GET each: both ratios 1.0 by construction); `--small-video-mb 0` streams every video by range in
-segments, where a multi-animal segment also reads the tracking.LINK_WINDOW frames before its start for
-frame-to-frame linking, which means decoding from the keyframe before them: about one keyframe interval
-(GOP) more per segment after the first. `--noise-sigma` makes the clips' frames larger (more bytes per
+segments, where a multi-animal segment reads only its own frames, as a single-animal one does (the join
+links tracklets across the cuts from the detections at each segment's edges; tracking/linking.py), so
+the two ratios should agree. `--noise-sigma` makes the clips' frames larger (more bytes per
 frame at the same inference cost), so that a segment's byte range is far above the 64 kB a worker fetches
 at least:
 

@@ -69,7 +69,7 @@ def measure_animals(video: str, out: str, model: str) -> dict:
     meta = json.loads(storage.read_bytes(f"{base}_meta.json"))
     written = [result.outputs["h5"], result.outputs["csv"], meta["tracklets_file"]["uri"], f"{base}_meta.json"]
     segment, _ = read_animal_segment(meta["tracklets_file"]["uri"], summary_only=True)
-    tracklets = join_segments([segment.tracklets]).tracklets
+    tracklets = join_segments([segment.tracklets], predictor.tracking).tracklets
     tracemalloc.start()
     stitch(tracklets, len(predictor.individuals), predictor.tracking)
     stitch_peak = tracemalloc.get_traced_memory()[1] / 2**20

@@ -61,7 +61,7 @@ def memory_child(frames: int, segment_frames: int, out_dir: str) -> dict:
     """A cluster's path in one process: each segment's detections made, tracked and stored as bytes on
     disk; the summaries joined and stitched; each segment's rows rendered and dropped (a writer would
     append them to the table). Never the whole video's detections or tracks at once."""
-    from posecluster.tracking import SegmentTracklets, scenes, segment_poses, stitch_segments, track_segment, warmup_start
+    from posecluster.tracking import SegmentTracklets, scenes, segment_poses, stitch_segments, track_segment
 
     scene = scenes.SceneConfig(frames=frames, seed=0)
     truth = scenes.ground_truth(scene)  # 240 bytes a frame: the renderer's, not the tracker's memory
@@ -69,8 +69,7 @@ def memory_child(frames: int, segment_frames: int, out_dir: str) -> dict:
     bounds = list(range(0, frames, segment_frames)) + [frames]
     paths = []
     for a, b in zip(bounds, bounds[1:]):
-        first = warmup_start(a)
-        segment = track_segment(scenes.detections(truth[first:b], scene, first_frame=first), a, b)
+        segment = track_segment(scenes.detections(truth[a:b], scene, first_frame=a), a, b)
         path = Path(out_dir) / f"segment-{a:08d}.npz"
         path.write_bytes(segment.to_bytes())
         paths.append(path)

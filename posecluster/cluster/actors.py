@@ -236,11 +236,11 @@ class SegmentWorker:
         meter = ByteMeter()
         for first, end in pieces:
             if kind == "frames":
-                source = self._source(task, ctx, meter, frames_window(info, self.pieces.first_frame(first), end))
+                source = self._source(task, ctx, meter, frames_window(info, first, end))
                 poses, result = self.pieces.predict(self.predictor, info, first, end, source=source)
             else:  # SpansUnsound: the driver reads the video in one pass instead
                 # The group's bytes in one request, shared by its spans (each opens the video anew).
-                shared = self._source(task, ctx, meter, byte_window(info, self.pieces.first_span(first), end))()
+                shared = self._source(task, ctx, meter, byte_window(info, first, end))()
                 poses, result = self.pieces.predict_spans(
                     self.predictor, VideoReader(task.uri, lambda: Borrowed(shared), info), first, end)
                 shared.close()

@@ -22,7 +22,8 @@ from posecluster.errors import InputError
 from posecluster.infer.analyze import AnalysisResult
 from posecluster.infer.multianimal_predictor import MultiAnimalPredictor
 from posecluster.infer.multianimal_segments import (
-    AnimalNames, TrackingFigures, join_animal_segments, predict_animal_segment, stored_key, write_animal_segment,
+    FORMAT, AnimalNames, TrackingFigures, join_animal_segments, predict_animal_segment, stored_key,
+    write_animal_segment,
 )
 from posecluster.infer.naming import Place, place_of, tracked_base, tracklets_file
 from posecluster.infer.results import refuse_another_videos_table, remove_stale_outputs
@@ -36,10 +37,11 @@ def names_of(predictor: MultiAnimalPredictor) -> AnimalNames:
 
 def detections_key(identity: storage.ObjectIdentity, predictor: MultiAnimalPredictor) -> str:
     """What stored tracklets were made from: the video's identity, the model's bytes, the arithmetic that
-    ran on which kind of device, the reader's numbering, and the linking settings."""
+    ran on which kind of device, the reader's numbering, the linking settings and how segments are linked
+    (an older file's key differs, so it is computed again)."""
     made_from = {"video": identity.key(), "model": predictor.trained.sha256, "precision": predictor.precision,
                  "device": predictor.device.type, "reader": VideoInfo.CACHE_VERSION,
-                 "tracking": predictor.tracking.model_dump(mode="json")}
+                 "tracking": predictor.tracking.model_dump(mode="json"), "tracklets_format": FORMAT}
     return hashlib.sha256(json.dumps(made_from, sort_keys=True).encode()).hexdigest()[:24]
 
 

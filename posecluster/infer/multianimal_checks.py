@@ -14,6 +14,8 @@ import numpy as np
 
 from posecluster.errors import InputError
 from posecluster.tracking import SegmentTracklets
+from posecluster.tracking.costs import valid_parts
+from posecluster.tracking.linking import EDGE
 from posecluster.tracking.tracklets import ENDS
 
 _INTEGERS = ("first_frame", "first_index", "last_frame", "last_index", "detections", "head_frames", "tail_frames",
@@ -62,8 +64,6 @@ def check_tracklets(segment: SegmentTracklets, source: str, with_detections: boo
     keypoints = t.head_poses.shape[2]
     _shape(t.tail_poses, (m, ENDS, keypoints, 3), "tracklets.tail_poses", source)
     _shape(t.identity, (m, None), "tracklets.identity", source)
-    _integer(segment.start_link, "start_link", source)
-    _shape(segment.start_link, (m,), "start_link", source)
     _integer(segment.counts, "counts", source)
     _shape(segment.counts, (end - start,), "counts", source)
     if (segment.counts < 0).any():
@@ -96,12 +96,7 @@ def check_tracklets(segment: SegmentTracklets, source: str, with_detections: boo
     if (t.head_frames[:, 0] != t.first_frame).any():
         i = _first_bad(t.head_frames[:, 0] != t.first_frame)
         raise InputError(source, f"tracklet {i}'s head does not start at its first frame {t.first_frame[i]}", row=i)
-    linked = segment.start_link >= 0
-    bad = (segment.start_link < -1) | (linked & ((t.first_frame != start) | (start == 0)))
-    if bad.any():
-        i = _first_bad(bad)
-        raise InputError(source, f"tracklet {i} continues detection {segment.start_link[i]} of frame {start - 1}, "
-                                 f"but it begins at frame {t.first_frame[i]}", row=i, frame=int(t.first_frame[i]))
+    _check_edge_arrays(segment, source)
     if not with_detections:
         return
 
@@ -116,24 +111,56 @@ def check_tracklets(segment: SegmentTracklets, source: str, with_detections: boo
         frame = start + int(np.searchsorted(np.cumsum(segment.counts), row, side="right"))
         raise InputError(source, f"detection {row} belongs to tracklet {segment.labels[row]}, but the segment "
                                  f"has {m} tracklets", frame=frame)
+    first_row = np.concatenate([[0], np.cumsum(segment.counts)])
+    edges = segment.edges
+    for number, frame in enumerate(edges.frames.tolist()):
+        stored = edges.poses[edges.counts[:number].sum():][: edges.counts[number]]
+        detected = segment.poses[first_row[frame - start]: first_row[frame - start + 1]]
+        if not np.array_equal(stored, detected, equal_nan=True):
+            raise InputError(source, "the edge detections are not the detections of their frame", frame=frame)
 
 
-def check_links(segment: SegmentTracklets, previous: SegmentTracklets | None, source: str) -> None:
-    """Every tracklet that continues one of the segment before (start_link) continues a detection that
-    ends one of its tracklets on the frame before the cut, and no two continue the same one."""
-    links = segment.start_link[segment.start_link >= 0]
-    if previous is None:
-        ending = set()
-    else:
-        t = previous.tracklets
-        ending = {int(i) for i in t.last_index[t.last_frame == previous.end - 1]}
-    unknown = [int(link) for link in links if int(link) not in ending]
-    if unknown:
-        raise InputError(source, f"a tracklet continues detection {unknown[0]} of frame {segment.start - 1}, "
-                                 "which ends no tracklet of the segment before", frame=segment.start)
-    if len(set(links.tolist())) != len(links):
-        raise InputError(source, f"two tracklets continue the same detection of frame {segment.start - 1}",
-                         frame=segment.start)
+def _edge_frames(start: int, end: int) -> list[int]:
+    return sorted({*range(start, min(start + EDGE, end)), *range(max(end - EDGE, start), end)})
+
+
+def _check_edge_arrays(segment: SegmentTracklets, source: str) -> None:
+    """The edge detections are those of the segment's first and last EDGE frames, counted as its frames."""
+    edges, start = segment.edges, segment.start
+    for name in ("frames", "counts"):
+        _integer(getattr(edges, name), f"edges.{name}", source)
+    for name in ("poses", "identity"):
+        _float(getattr(edges, name), f"edges.{name}", source)
+    expected = _edge_frames(start, segment.end)
+    if edges.frames.tolist() != expected:
+        raise InputError(source, f"edge frames {edges.frames.tolist()}, expected {expected}", frame=start)
+    _shape(edges.counts, (len(expected),), "edges.counts", source)
+    wrong = edges.counts != segment.counts[edges.frames - start]
+    if wrong.any():
+        frame = int(edges.frames[_first_bad(wrong)])
+        raise InputError(source, f"{edges.counts[_first_bad(wrong)]} edge detections, the frame counts "
+                                 f"{segment.counts[frame - start]}", frame=frame)
+    total = int(edges.counts.sum())
+    t = segment.tracklets
+    _shape(edges.poses, (total, t.head_poses.shape[2], 3), "edges.poses", source)
+    _shape(edges.identity, (total, t.identity.shape[1]), "edges.identity", source)
+
+
+def check_edges(segment: SegmentTracklets, source: str, min_likelihood: float) -> None:
+    """The tracklets agree with the edge detections the join links (arrays checked by check_tracklets):
+    each usable detection of the first EDGE frames begins a tracklet, each of the last frame ends one.
+    `min_likelihood`: the tracking setting the segments were linked with."""
+    t = segment.tracklets
+    first = range(segment.start, min(segment.start + EDGE, segment.end))
+    ends = [(frame, t.first_frame, t.first_index, "begins") for frame in first]
+    ends.append((segment.end - 1, t.last_frame, t.last_index, "ends"))
+    for frame, frames, rows, verb in ends:
+        detections = segment.edges.of(frame)
+        usable = np.flatnonzero(valid_parts(detections.poses, min_likelihood).any(axis=1)).tolist()
+        tracked = sorted(rows[frames == frame].tolist())
+        if tracked != usable:
+            raise InputError(source, f"the usable detections {usable} of an edge frame, but tracklets {verb} on "
+                                     f"detections {tracked}", frame=frame)
 
 
 def check_names(segment: SegmentTracklets, unique: np.ndarray, bodyparts: int, unique_bodyparts: int,

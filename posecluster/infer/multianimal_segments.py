@@ -1,12 +1,14 @@
 """Multi-animal segments: a piece of a video predicted and linked into tracklets, stored atomically, then
 all pieces of a video joined, stitched into the project's individuals and written as one maDLC pose table.
 
-A segment [start, stop) reads the tracking.LINK_WINDOW frames before `start` too (warmup_start), so its
-links are exactly the ones a whole-video run makes (tracking/linking.py says why); what it stores counts
-only its own frames. The stored file holds every detection of its frames with the tracklet it belongs
-to, the tracklets' summaries, the unique body parts and the SegmentResult: a rerun joins (and stitches)
-from these files without running the network again. Cutting a video differently changes nothing in the
-joined table, so one process (one segment) and a cluster (many) write the same rows.
+A segment [start, stop) reads and predicts its own frames only: it links them except into its first two
+frames, and keeps the detections of its first and last two frames, from which the join makes the links
+across its cuts exactly as a whole-video run does (tracking/linking.py says why). The stored file holds
+every detection of its frames with the tracklet it belongs to, the tracklets' summaries, the edge
+detections, the unique body parts and the SegmentResult: a rerun joins (and stitches) from these files
+without running the network again. Cutting a video differently changes nothing in the joined table, so
+one process (one segment) and a cluster (many) write the same rows. A file of another format (FORMAT:
+tracklets of an older posecluster, linked from frames before their start) is refused, never joined.
 """
 
 from __future__ import annotations
@@ -22,15 +24,17 @@ from posecluster import storage
 from posecluster.data.formats.madlc import AnimalTableWriter
 from posecluster.data.video import VideoInfo
 from posecluster.errors import InputError
-from posecluster.infer.multianimal_checks import check_links, check_names, check_tracklets
+from posecluster.infer.multianimal_checks import check_edges, check_names, check_tracklets
 from posecluster.infer.multianimal_predictor import AnimalFrame, MultiAnimalPredictor
 from posecluster.infer.pipeline import predict_range
 from posecluster.infer.segments import Joined, SegmentResult, video_facts
 from posecluster.tracking import FrameDetections, SegmentTracklets, TrackingConfig, segment_poses, stitch, track_segment
 from posecluster.tracking import join_segments as join_tracklets
-from posecluster.tracking import warmup_start
 
-_SUMMARY = ("start", "end", "start_link")  # with the tracklets.*: what the join and stitching read
+# How a stored segment was linked. 2: from its own frames only, with its edge detections. 1 (a file
+# without the field): from the two frames before its start too, with links to the frame before it.
+FORMAT = 2
+_SUMMARY = ("start", "end", "counts")  # with the tracklets.* and edges.*: what the join and stitching read
 
 
 @dataclass
@@ -49,48 +53,35 @@ class AnimalNames:
     unique_bodyparts: list[str]
 
 
-def own_frames(ranged, start: int, delivered: int) -> dict:
-    """The RangeResult of a read that began before `start` (warm-up frames) as the segment [start, ..)'s own."""
-    record = asdict(ranged)
-    record["frames"] = delivered
-    record["missing"] = {k: v for k, v in ranged.missing.items() if k >= start}
-    earlier = [size for size in ranged.sizes if size[0] < start]
-    record["sizes"] = ([[start, *earlier[-1][1:]]] if earlier else []) + [s for s in ranged.sizes if s[0] >= start]
-    record["jumps"] = [jump for jump in ranged.jumps if jump[0] >= start]
-    return record
-
-
 def link_frames(predictor: MultiAnimalPredictor, frames: list[AnimalFrame | None], start: int, stop: int,
-                source: str) -> tuple[AnimalSegment, int]:
-    """The segment [start, stop) from the model's output on frames warmup_start(start)..stop-1 (None: a
-    frame not decoded, which has no detections), and how many of its own frames were delivered."""
+                source: str) -> AnimalSegment:
+    """The segment [start, stop) from the model's output on exactly its frames (None: a frame not
+    decoded, which has no detections)."""
     spec = predictor.spec
     nothing = FrameDetections(np.zeros((0, spec.num_parts, 3)),
                               np.zeros((0, len(spec.individuals))) if spec.identity else None)
     tracklets = track_segment((f.detections if f is not None else nothing for f in frames), start, stop,
                               predictor.tracking, source=source)
     unique = np.full((stop - start, spec.num_unique, 3), np.nan)
-    own = frames[start - warmup_start(start):]
-    for offset, frame in enumerate(own):
+    for offset, frame in enumerate(frames):
         if frame is not None:
             unique[offset] = frame.unique
-    return AnimalSegment(tracklets, unique), sum(frame is not None for frame in own)
+    return AnimalSegment(tracklets, unique)
 
 
 def predict_animal_segment(predictor: MultiAnimalPredictor, info: VideoInfo, start: int, stop: int,
                            on_batch=None, source=None) -> tuple[AnimalSegment, SegmentResult]:
-    """Frames [warmup_start(start), stop) through the model, linked into the tracklets of [start, stop).
-    A frame that could not be decoded has no detections (and is listed as missing)."""
-    first = warmup_start(start)
-    frames: list[AnimalFrame | None] = [None] * (stop - first)
+    """Frames [start, stop) through the model, linked into the segment's tracklets. A frame that could
+    not be decoded has no detections (and is listed as missing)."""
+    frames: list[AnimalFrame | None] = [None] * (stop - start)
 
     def sink(index: int, chunk: list[AnimalFrame]) -> None:
-        frames[index - first : index - first + len(chunk)] = chunk
+        frames[index - start : index - start + len(chunk)] = chunk
 
-    ranged = predict_range(predictor, info, first, stop, sink, on_batch=on_batch, source=source)
-    segment, delivered = link_frames(predictor, frames, start, stop, storage.redact_uri(info.uri))
+    ranged = predict_range(predictor, info, start, stop, sink, on_batch=on_batch, source=source)
+    segment = link_frames(predictor, frames, start, stop, storage.redact_uri(info.uri))
     result = SegmentResult(video_uri=storage.redact_uri(info.uri), start=start, stop=stop, video=video_facts(info),
-                           **own_frames(ranged, start, delivered))
+                           **asdict(ranged))
     return segment, result
 
 
@@ -99,7 +90,7 @@ def write_animal_segment(uri: str, segment: AnimalSegment, result: SegmentResult
     buffer = io.BytesIO()
     meta = json.dumps(asdict(result)).encode()
     np.savez(buffer, **segment.tracklets.to_dict(), unique=segment.unique, meta=np.frombuffer(meta, dtype=np.uint8),
-             key=np.frombuffer(key.encode(), dtype=np.uint8))
+             key=np.frombuffer(key.encode(), dtype=np.uint8), format=np.int64(FORMAT))
     storage.atomic_write_bytes(uri, buffer.getvalue())
 
 
@@ -140,8 +131,12 @@ def read_animal_segment(uri: str, summary_only: bool = False) -> tuple[AnimalSeg
     data = storage.read_bytes(uri)  # a segment that is gone stays a FileNotFoundError (computed again)
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as stored:
+            written = int(stored["format"]) if "format" in stored.files and stored["format"].shape == () else 1
+            if written != FORMAT:
+                raise InputError(source, f"tracklets of format {written} (an older or newer posecluster's: linked "
+                                         f"another way), this one joins format {FORMAT}; compute them again")
             result = _result(json.loads(stored["meta"].tobytes().decode()), source)
-            names = [n for n in stored.files if n.startswith("tracklets.") or n in (*_SUMMARY, "counts")]
+            names = [n for n in stored.files if n.startswith(("tracklets.", "edges.")) or n in _SUMMARY]
             arrays = {name: stored[name] for name in names}
             if summary_only:
                 arrays.update(labels=np.zeros(0, np.int64), poses=np.zeros((0, 0, 3)))
@@ -197,14 +192,14 @@ def join_animal_segments(segment_uris: list[str], names: AnimalNames, frame_coun
             raise InputError(storage.redact_uri(uri), f"segment starts at frame {result.start}, expected {expected}")
         identities = summaries[0].tracklets.identity.shape[1] if summaries else None
         check_names(segment.tracklets, segment.unique, *counts, identities, storage.redact_uri(uri), False)
-        check_links(segment.tracklets, summaries[-1] if summaries else None, storage.redact_uri(uri))
+        check_edges(segment.tracklets, storage.redact_uri(uri), (tracking or TrackingConfig()).min_likelihood)
         joined.add(result)
         summaries.append(segment.tracklets)
         expected = result.stop
     if frame_count is not None and expected != frame_count:
         raise InputError(storage.redact_uri(base_uri), f"segments cover {expected} of {frame_count} frames")
     n = len(names.individuals)
-    whole = join_tracklets(summaries)
+    whole = join_tracklets(summaries, tracking)
     individual = stitch(whole.tracklets, n, tracking)
     kept, found = int((individual >= 0).sum()), len(set(individual[individual >= 0].tolist()))
     figures = TrackingFigures(tracklets=len(whole.tracklets), tracklets_kept=kept, individuals=n,

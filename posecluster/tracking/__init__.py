@@ -3,15 +3,15 @@ stitching into the project's individuals once per video, and tracking metrics. P
 networkx; the cluster layer places the segments on workers. A sharded run gives exactly the tracks of a
 single-process run (linking.py says why)."""
 
-from posecluster.tracking.join import JoinedTracklets, join_segments
-from posecluster.tracking.linking import LINK_WINDOW, FrameDetections, SegmentTracklets, track_segment, warmup_start
 from posecluster.config import TrackingConfig
+from posecluster.tracking.join import JoinedTracklets, join_segments
+from posecluster.tracking.linking import EdgeDetections, FrameDetections, SegmentTracklets, links_into, track_segment
 from posecluster.tracking.stitching import stitch
 from posecluster.tracking.tracklets import Tracklets
 from posecluster.tracking.tracks import segment_poses, stitch_segments, track_in_segments, track_video
 
 __all__ = [
-    "LINK_WINDOW", "FrameDetections", "JoinedTracklets", "SegmentTracklets", "TrackingConfig", "Tracklets",
-    "join_segments", "segment_poses", "stitch", "stitch_segments", "track_in_segments", "track_segment",
-    "track_video", "warmup_start",
+    "EdgeDetections", "FrameDetections", "JoinedTracklets", "SegmentTracklets", "TrackingConfig", "Tracklets",
+    "join_segments", "links_into", "segment_poses", "stitch", "stitch_segments", "track_in_segments",
+    "track_segment", "track_video",
 ]

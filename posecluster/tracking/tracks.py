@@ -13,16 +13,16 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from posecluster.tracking.join import JoinedTracklets, join_segments
-from posecluster.tracking.linking import SegmentTracklets, track_segment, warmup_start
 from posecluster.config import TrackingConfig
+from posecluster.tracking.join import JoinedTracklets, join_segments
+from posecluster.tracking.linking import SegmentTracklets, track_segment
 from posecluster.tracking.stitching import stitch
 
 
 def stitch_segments(segments: Sequence[SegmentTracklets], n_individuals: int,
                     config: TrackingConfig | None = None) -> list[np.ndarray]:
     """For each segment, the individual of each of its local tracklets (-1: left out)."""
-    joined: JoinedTracklets = join_segments(segments)
+    joined: JoinedTracklets = join_segments(segments, config)
     individual = stitch(joined.tracklets, n_individuals, config)
     return [individual[rows] for rows in joined.rows_of_segment]
 
@@ -52,12 +52,12 @@ def track_video(frames: Iterable, n_frames: int, n_individuals: int,
 def track_in_segments(frames: Sequence, cuts: Sequence[int], n_individuals: int, config: TrackingConfig | None = None,
                       map_fn: Callable = map) -> np.ndarray:
     """Track a video cut at `cuts` (frame numbers, increasing, inside (0, len(frames))) as a cluster
-    does: each segment tracked on its own (map_fn may be a process pool's map) and handed over as bytes,
-    then joined, stitched, and its rows written. `frames` is indexable by frame number."""
+    does: each segment tracked on its own frames only (map_fn may be a process pool's map) and handed
+    over as bytes, then joined, stitched, and its rows written. `frames` is indexable by frame number."""
     bounds = [0, *cuts, len(frames)]
     if any(a >= b for a, b in zip(bounds, bounds[1:])):
         raise ValueError(f"cuts must increase strictly inside (0, {len(frames)}): {list(cuts)}")
-    work = [(list(frames[warmup_start(a):b]), a, b, config) for a, b in zip(bounds, bounds[1:])]
+    work = [(list(frames[a:b]), a, b, config) for a, b in zip(bounds, bounds[1:])]
     segments = [SegmentTracklets.from_bytes(data) for data in map_fn(_segment_bytes, work)]
     individuals = stitch_segments(segments, n_individuals, config)
     return np.concatenate([segment_poses(s, ind, n_individuals) for s, ind in zip(segments, individuals)])

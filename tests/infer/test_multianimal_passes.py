@@ -1,7 +1,7 @@
 """Multi-animal pieces of videos whose frames cannot be cut in advance, without Ray: a Matroska without
 cues in one pass, window by window, and spans between a Matroska file's cues (one frame each, or a
-dozen), each linked from the frames before it. Joined, they give the tracked table of the whole video
-linked as one segment from the model's detections on a plain sequential PyAV decode."""
+dozen), each predicting and linking its own frames only. Joined, they give the tracked table of the whole
+video linked as one segment from the model's detections on a plain sequential PyAV decode."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def same_tracks(got, want) -> None:
     assert figures == truth_figures  # the same tracklets: none broken at a cut
 
 
-def test_one_pass_links_each_window_from_the_one_before_and_a_rerun_predicts_only_what_it_needs(setup, tmp_path):
+def test_one_pass_links_window_by_window_and_a_rerun_predicts_only_the_windows_not_written(setup, tmp_path):
     predictor, videos = setup
     path = videos["nocues_mkv"]
     assert VideoReader(path).plan().plan == "sequential"
@@ -81,14 +81,14 @@ def test_one_pass_links_each_window_from_the_one_before_and_a_rerun_predicts_onl
     _, ranged = predict_animal_pass(predictor, VideoReader(path), 8, {1},
                                     lambda segment, result: again.setdefault(result.start, (segment, result)))
     assert sorted(again) == [0, 16]
-    assert ranged.frames == 16 + 2  # windows 0 and 2, and the last two frames of window 1 (window 2's warm-up)
+    assert ranged.frames == 16  # windows 0 and 2 only
     for start, (segment, _) in again.items():
         for name, array in segment.tracklets.to_dict().items():
             np.testing.assert_array_equal(array, written[start][0].tracklets.to_dict()[name], err_msg=name)
 
 
 @pytest.mark.parametrize("name, cuts", [("vfr_mkv", [1, 2]), ("allkey_mkv", [3, 4, 5, 15])])
-def test_spans_linked_from_the_spans_before_them_give_the_whole_videos_tracks(setup, tmp_path, name, cuts):
+def test_spans_linked_on_their_own_give_the_whole_videos_tracks(setup, tmp_path, name, cuts):
     predictor, videos = setup
     path = videos[name]
     plan = VideoReader(path).plan()
@@ -98,6 +98,6 @@ def test_spans_linked_from_the_spans_before_them_give_the_whole_videos_tracks(se
     pieces = []
     for k0, k1 in zip(bounds, bounds[1:]):
         segment, result = predict_animal_spans(predictor, VideoReader(path, lambda: io.BytesIO(data), plan), k0, k1)
-        assert result.relative and result.start == (0 if k0 == 0 else 2)  # two warm-up frames, one span each
+        assert result.relative and result.start == 0 and result.frames == result.stop  # its own frames only
         pieces.append((segment, result))
     same_tracks(joined(predictor, pieces, f"{tmp_path}/spans"), whole_video(predictor, path, f"{tmp_path}/whole"))

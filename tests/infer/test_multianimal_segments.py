@@ -15,7 +15,7 @@ from posecluster.infer.multianimal_segments import (
     AnimalNames, AnimalSegment, join_animal_segments, read_animal_segment, write_animal_segment,
 )
 from posecluster.infer.segments import SegmentResult
-from posecluster.tracking import FrameDetections, TrackingConfig, track_segment, warmup_start
+from posecluster.tracking import FrameDetections, TrackingConfig, track_segment
 from posecluster.tracking.metrics import tracking_scores
 
 FRAMES = 240
@@ -42,11 +42,11 @@ def detections(truth, seed: int = 0) -> list[FrameDetections]:
 
 
 def store(found: list[FrameDetections], truth, cuts: list[int], folder: str) -> list[str]:
-    """Each segment as a worker stores it: linked from warmup_start(start), its own frames' unique parts."""
+    """Each segment as a worker stores it: its own frames' detections linked, their unique parts."""
     bounds = [0, *cuts, FRAMES]
     uris = []
     for start, stop in zip(bounds, bounds[1:]):
-        tracklets = track_segment(found[warmup_start(start):stop], start, stop, TrackingConfig())
+        tracklets = track_segment(found[start:stop], start, stop, TrackingConfig())
         uri = storage.join(folder, f"{start:09d}-{stop:09d}.npz")
         write_animal_segment(uri, AnimalSegment(tracklets, truth.unique_poses[start:stop]),
                              SegmentResult(video_uri="arena.mp4", start=start, stop=stop, frames=stop - start))
@@ -78,7 +78,8 @@ def test_right_detections_become_tracks_that_keep_every_animals_identity(truth, 
     np.testing.assert_allclose(csv.to_numpy(), frame.to_numpy(), rtol=1e-12)
 
 
-@pytest.mark.parametrize("cuts", [[80, 160], [1, 2, 100, 239], list(range(30, FRAMES, 30))])
+@pytest.mark.parametrize("cuts", [[80, 160], [1, 2, 100, 239], list(range(30, FRAMES, 30)),
+                                  [1, 3, 4, 6, 7, 9, 118, 119, 121, 122, 124]])
 def test_the_video_cut_anywhere_gives_the_table_of_one_segment(truth, tmp_path, cuts):
     found = detections(truth)
     whole, _ = join_animal_segments(store(found, truth, [], str(tmp_path / "one")), names(truth), FRAMES,
@@ -106,10 +107,9 @@ def _arrays(uri: str) -> dict[str, np.ndarray]:
         return {name: data[name] for name in data.files}
 
 
-def _linked(arrays) -> int:
-    return int(np.flatnonzero(arrays["start_link"] >= 0)[0])
-
-
+def _unusable_first(arrays) -> None:
+    """The first detection of the segment's first frame no longer usable in its edge detections."""
+    arrays["edges.poses"][0, :, 2] = 0.0
 def _detection_frame(arrays, row: int) -> int:
     return int(arrays["start"]) + int(np.repeat(np.arange(len(arrays["counts"])), arrays["counts"])[row])
 
@@ -131,10 +131,15 @@ DAMAGE = {
         lambda a: f"row 0, frame {a['tracklets.first_frame'][0]}: tracklet 0's first detection is row 99"),
     "a tracklet ending after the segment": (
         lambda a: a["tracklets.last_frame"].__setitem__(1, 400), lambda a: "row 1: tracklet 1 spans frames"),
-    "start links for fewer tracklets": (
-        lambda a: a.__setitem__("start_link", a["start_link"][:-1]), lambda a: "start_link has shape"),
-    "a start link to a detection no tracklet ends on": (
-        lambda a: a["start_link"].__setitem__(_linked(a), 50), lambda a: "frame 80: a tracklet continues detection 50"),
+    "edge detections of fewer frames": (
+        lambda a: a.__setitem__("edges.frames", a["edges.frames"][:-1]), lambda a: "frame 80: edge frames [80, 81, 158]"),
+    "edge detections counted unlike their frame": (
+        lambda a: a["edges.counts"].__setitem__(1, a["edges.counts"][1] + 1), lambda a: f"frame 81: {a['edges.counts'][1]} edge detections, the frame counts"),
+    "an edge detection that begins no tracklet": (
+        _unusable_first, lambda a: "frame 80: the usable detections"),
+    "edge detections that are not their frame's": (
+        lambda a: a["edges.poses"].__setitem__((-1, 0, 0), a["edges.poses"][-1, 0, 0] + 1.0),
+        lambda a: "frame 159: the edge detections are not the detections of their frame"),
     "two body parts fewer": (
         lambda a: a.__setitem__("poses", a["poses"][:, :2]), lambda a: "poses (one per detection counted) has shape"),
     "no unique body part": (lambda a: a.__setitem__("unique", a["unique"][:, :0]), lambda a: "unique has shape"),
@@ -183,3 +188,30 @@ def test_an_unreadable_segment_is_an_input_error_and_no_stored_key(truth, tmp_pa
         read_animal_segment(uri)
     assert str(raised.value).startswith(uri)
     assert stored_key(uri) == ""
+
+
+def test_tracklets_of_the_previous_format_are_refused_saying_so(truth, tmp_path):
+    from posecluster.errors import InputError
+
+    # Written by posecluster 0ba38fb (frames [4, 8) of a scene, linked from frames 2-3 too, with start links).
+    old = storage.join(storage.parent(__file__), "fixtures", "tracklets_format1.npz")
+    with pytest.raises(InputError, match="tracklets of format 1 .* joins format 2; compute them again"):
+        read_animal_segment(old, summary_only=True)
+
+
+def test_a_segment_puts_only_its_own_frames_through_the_model(tmp_path):
+    from posecluster.data.synthetic_multianimal import render_video
+    from posecluster.data.video import probe
+    from posecluster.infer.multianimal_predictor import MultiAnimalPredictor
+    from posecluster.infer.multianimal_segments import predict_animal_segment
+    from posecluster.model.multianimal_artifact import load_any
+    from tests.cluster.test_archive_multianimal import untrained_model
+
+    scene = MultiAnimalScene(width=80, height=64)
+    model, _ = untrained_model(str(tmp_path), scene)
+    info = probe(render_video(str(tmp_path / "arena.mp4"), scene, 12, gop=4).uri)
+    seen = []  # frames through the model, batch by batch
+    # Frames 4-6: a keyframe at 4, and the two frames before it (a GOP before) are not the segment's.
+    segment, result = predict_animal_segment(MultiAnimalPredictor(load_any(model)), info, 4, 7, on_batch=seen.append)
+    assert sum(seen) == result.frames == 3 and not result.missing
+    assert (segment.tracklets.start, segment.tracklets.end, len(segment.tracklets.counts)) == (4, 7, 3)

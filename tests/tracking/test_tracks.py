@@ -81,13 +81,25 @@ def test_sharded_tracks_equal_the_single_process_tracks_for_any_cuts(scene):
         [int(f) for f in touching[:8]],  # cuts right at a crossing, frame after frame
         [f for f in missed[:10] if f > 0], [f + 1 for f in missed[:10]],  # at and just after a gap
         [int(f) for f in leaves] + [int(f) + 2 for f in leaves],  # where an animal leaves
-        [1, 2, 3, FRAMES - 1],  # one-frame segments, a warm-up shorter than the window
+        [1, 2, 3, FRAMES - 1],  # one-frame segments: the two frames before a cut lie in two segments
         *[random_cuts(rng, FRAMES) for _ in range(8)],
     ]
     for cuts in cut_sets:
         cuts = sorted(set(c for c in cuts if 0 < c < FRAMES))
         sharded = track_in_segments(detections, cuts, n_individuals=3)
         assert np.array_equal(sharded, whole, equal_nan=True), f"cuts {cuts}"
+
+
+def test_segments_of_one_and_two_frames_through_a_crossing_give_the_single_process_tracks_with_identities():
+    config = scenes.SceneConfig(frames=240, seed=5, identity=True)
+    truth = scenes.ground_truth(config)
+    detections = scenes.detections(truth, config)
+    with np.errstate(invalid="ignore"):
+        assert (np.linalg.norm(centres(truth)[:, 0] - centres(truth)[:, 1], axis=-1) < 13).any()  # they touch
+    whole = track_video(detections, 240, n_individuals=3)
+    one_two = np.cumsum(np.tile([1, 2], 80))[:-1].tolist()  # 1, 3, 4, 6, ...: segments of 1 and 2 frames
+    for cuts in (list(range(1, 240)), one_two, one_two[1:]):
+        assert np.array_equal(track_in_segments(detections, cuts, n_individuals=3), whole, equal_nan=True), cuts
 
 
 def test_segments_tracked_by_two_worker_processes_give_the_single_process_tracks(scene):
