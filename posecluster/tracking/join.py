@@ -16,8 +16,8 @@ from typing import Sequence
 
 import numpy as np
 
-from posecluster.tracking.linking import EDGE, FrameDetections, SegmentTracklets, links_into
 from posecluster.config import TrackingConfig
+from posecluster.tracking.linking import EDGE, FrameDetections, SegmentTracklets, links_into
 from posecluster.tracking.tracklets import Tracklet, Tracklets
 
 
