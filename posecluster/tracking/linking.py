@@ -21,9 +21,9 @@ from typing import Iterable
 
 import numpy as np
 
+from posecluster.config import TrackingConfig
 from posecluster.errors import InputError
 from posecluster.tracking.costs import gated_assignment, identity_disagreement, pose_distances, valid_parts
-from posecluster.config import TrackingConfig
 from posecluster.tracking.tracklets import (
     Tracklet, Tracklets, arrays_from_bytes, arrays_to_bytes, quantized_identity, tracklets_from_dict,
     tracklets_to_dict,

@@ -19,8 +19,8 @@ import networkx as nx
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from posecluster.tracking.costs import identity_disagreement, paired_distances, valid_parts
 from posecluster.config import TrackingConfig
+from posecluster.tracking.costs import identity_disagreement, paired_distances, valid_parts
 from posecluster.tracking.tracklets import IDENTITY_UNITS, Tracklets
 
 _SCALE = 100  # costs in hundredths of a pixel, as integers
