@@ -13,6 +13,7 @@ import torch
 
 from posecluster import storage
 from posecluster.cluster.training import scaled_for_workers, train_distributed
+from posecluster.config import PoseclusterConfig
 from posecluster.data.project import read_project
 from posecluster.train.checkpoint import load_model
 from posecluster.train.loop import train
@@ -98,12 +99,14 @@ def test_a_tiny_sweep_writes_its_table_and_plot(ray_local, synthetic_project, tm
     assert "test_error_px" in storage.read_bytes(result.table_uri).decode()
 
 
-@pytest.mark.slow  # 24 s; the losses are tested on one worker, DDP on the supervised loss
+@pytest.mark.slow  # 27 s; the losses are tested on one worker, DDP on the supervised loss
 def test_two_workers_train_with_the_unsupervised_losses_on(ray_local, synthetic_project, tmp_path):
     """Clips from the project's own video on each worker, temporal + Pose PCA losses, DDP over gloo."""
     project = read_project(synthetic_project.uri)
+    calibrated = PoseclusterConfig().train.int8_calibration_images  # the default a user's training has
     config = deterministic_config(project, epochs=1, batch=4).with_overrides(
-        {"unsupervised": {"losses": [{"kind": "temporal", "epsilon_px": 0.0, "prob_threshold": 0.0},
+        {"train": {"int8_calibration_images": calibrated},
+         "unsupervised": {"losses": [{"kind": "temporal", "epsilon_px": 0.0, "prob_threshold": 0.0},
                                      {"kind": "pca", "epsilon_px": 0.0}], "clip_frames": 3,
                          "anneal": {"initial": 1.0}}})  # on from the first step (Lightning Pose's ramp starts at 0)
     result = train_distributed(config, project.uri, str(tmp_path / "unsupervised"), workers=2)
@@ -112,3 +115,7 @@ def test_two_workers_train_with_the_unsupervised_losses_on(ray_local, synthetic_
     assert last["unsupervised_temporal"] > 0 and last["unsupervised_pca"] > 0
     trained = load_model(str(tmp_path / "unsupervised"))
     assert trained.config.unsupervised.losses[0].kind == "temporal"
+    # Rank 0 calibrates as a one-process training does: the int8 version and the reduced paths' pose
+    # checks, timed on the worker's CPU, so `auto` may pick a reduced path for a Ray Train model too.
+    assert trained.reduced is not None and trained.reduced.int8_onnx and {"int8", "bf16"} <= set(trained.reduced.checks)
+    assert all(check.images > 0 for check in trained.reduced.checks.values())
