@@ -113,8 +113,8 @@ def check_tracklets(segment: SegmentTracklets, source: str, with_detections: boo
                                  f"has {m} tracklets", frame=frame)
     first_row = np.concatenate([[0], np.cumsum(segment.counts)])
     edges = segment.edges
-    for number, frame in enumerate(edges.frames.tolist()):
-        stored = edges.poses[edges.counts[:number].sum():][: edges.counts[number]]
+    for frame in edges.frames.tolist():
+        stored = edges.of(frame).poses
         detected = segment.poses[first_row[frame - start]: first_row[frame - start + 1]]
         if not np.array_equal(stored, detected, equal_nan=True):
             raise InputError(source, "the edge detections are not the detections of their frame", frame=frame)

@@ -40,7 +40,7 @@ def predict_animal_spans(predictor: MultiAnimalPredictor, reader: VideoReader, k
         frames.update(zip(range(first, first + len(chunk)), chunk))
 
     ranged = predict_frames(predictor, reader.uri, frames_of, 0, OPEN_END, sink)
-    stop = max(ranged.covered, 0)
+    stop = max(ranged.covered, 0)  # -1: the read never learnt a frame count
     if stop == 0:
         raise InputError(reader.uri, f"spans {k0} to {k1 - 1} hold no frame")
     segment = link_frames(predictor, [frames.get(i) for i in range(stop)], 0, stop, storage.redact_uri(reader.uri))

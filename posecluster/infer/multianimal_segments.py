@@ -184,6 +184,7 @@ def join_animal_segments(segment_uris: list[str], names: AnimalNames, frame_coun
     """The segments (in frame order, tiling [0, frame_count); relative pieces placed after the ones before
     them) -> one tracked table at `base_uri` (+ formats).
     Memory: the video's tracklet summaries and one segment's detections at a time."""
+    tracking = tracking or TrackingConfig()  # what the segments were linked with: the join links alike
     joined, summaries, expected = Joined(), [], 0
     counts = (len(names.bodyparts), len(names.unique_bodyparts))
     for uri in segment_uris:
@@ -192,7 +193,7 @@ def join_animal_segments(segment_uris: list[str], names: AnimalNames, frame_coun
             raise InputError(storage.redact_uri(uri), f"segment starts at frame {result.start}, expected {expected}")
         identities = summaries[0].tracklets.identity.shape[1] if summaries else None
         check_names(segment.tracklets, segment.unique, *counts, identities, storage.redact_uri(uri), False)
-        check_edges(segment.tracklets, storage.redact_uri(uri), (tracking or TrackingConfig()).min_likelihood)
+        check_edges(segment.tracklets, storage.redact_uri(uri), tracking.min_likelihood)
         joined.add(result)
         summaries.append(segment.tracklets)
         expected = result.stop
