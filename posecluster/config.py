@@ -402,6 +402,9 @@ class TrackingConfig(Section):
     # An animal reappearing after an absence goes to the absent individual whose last pose is nearest;
     # an individual never seen yet stands at this distance from everything.
     new_individual_px: float = Field(100.0, ge=0)
+    # Stitching solves the video in windows of this many frames, each seeing the next window too (at least
+    # max_gap_frames) and deciding its own: memory stays that of a window however long the video is.
+    stitch_window_frames: int = Field(1000, ge=1)
 
 
 class InferConfig(Section):

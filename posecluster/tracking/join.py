@@ -12,7 +12,7 @@ were tracked with.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterable
 
 import numpy as np
 
@@ -30,14 +30,12 @@ class JoinedTracklets:
     rows_of_segment: list[np.ndarray]
 
 
-def join_segments(segments: Sequence[SegmentTracklets], config: TrackingConfig | None = None) -> JoinedTracklets:
+def join_segments(segments: Iterable[SegmentTracklets], config: TrackingConfig | None = None) -> JoinedTracklets:
     """Segments must tile the video from frame 0 without gaps or overlaps, in order. A segment may be
-    given with only its summary (tracklets, edges) filled; its other detections are not read."""
-    if not segments:
-        raise ValueError("no segments to join")
+    given with only its summary (tracklets, edges) filled; its other detections are not read. Each is
+    read once, in order, and let go: `segments` may be a generator reading them one at a time."""
     config = config or TrackingConfig()
-    n_keypoints = segments[0].tracklets.head_poses.shape[2]
-    n_identities = segments[0].tracklets.identity.shape[1]
+    n_keypoints = n_identities = None
     joined: list[Tracklet] = []
     local_rows: list[np.ndarray] = []
     ending: dict[tuple[int, int], int] = {}  # (frame, row) of a joined tracklet's last detection -> its row
@@ -47,6 +45,8 @@ def join_segments(segments: Sequence[SegmentTracklets], config: TrackingConfig |
         if segment.start != expected_start:
             raise ValueError(f"segments must tile the video in order: one starts at frame {segment.start}, expected {expected_start}")
         tracklets = segment.tracklets
+        if n_keypoints is None:
+            n_keypoints, n_identities = tracklets.head_poses.shape[2], tracklets.identity.shape[1]
         rows = np.full(len(tracklets), -1, np.int64)
         for t in range(segment.start, min(segment.start + EDGE, segment.end)):
             current = _edge(segment, t)
@@ -75,6 +75,8 @@ def join_segments(segments: Sequence[SegmentTracklets], config: TrackingConfig |
         recent = {t: d for t, d in recent.items() if t >= segment.end - EDGE}
         local_rows.append(rows)
         expected_start = segment.end
+    if n_keypoints is None:
+        raise ValueError("no segments to join")
     # Sorting by key makes the order independent of how the segments were cut.
     order = np.lexsort(([t.first_index for t in joined], [t.first_frame for t in joined]))
     new_row = np.empty(len(order), np.int64)

@@ -9,11 +9,17 @@ conserved, at most n_individuals tracklets are taken at any frame; the optimum t
 consistent tracklets and leaves out short false positives. An animal that was absent and enters again
 is given to the absent individual whose last pose is nearest (identity included where trained).
 
+The flow is solved in windows of stitch_window_frames along the video (each also seeing the next one,
+deciding only its own frames and handing on where the units are), so its graph, and memory, do not grow
+with the video's length; with a window longer than the video it is the one global optimum.
+
 Costs are whole hundredths of a pixel, the graph is built in key order, and networkx's network simplex
 is deterministic for a given graph, so the same tracklets give the same individuals in every process.
 """
 
 from __future__ import annotations
+
+import gc
 
 import networkx as nx
 import numpy as np
@@ -38,8 +44,8 @@ def stitch(tracklets: Tracklets, n_individuals: int, config: TrackingConfig | No
     if m == 0:
         return np.zeros(0, np.int64)
     ends = _Ends(tracklets, config)
-    successor, entered = _solve_flow(tracklets, ends, n_individuals, config)
-    unit_of = _units(tracklets, ends, successor, entered, n_individuals, config)
+    decided = _solve_windows(tracklets, ends, n_individuals, config)
+    unit_of = _units(tracklets, ends, decided.successor, decided.entered, n_individuals, config)
     if tracklets.identity.shape[1] == n_individuals:
         unit_of = _units_to_identities(tracklets, unit_of, n_individuals)
     return unit_of
@@ -72,18 +78,18 @@ def _velocity(early, early_frame, late, late_frame, config) -> np.ndarray:
     return np.where(both[..., None] & (late_frame > early_frame)[:, None, None], step, 0.0)
 
 
-def link_costs(t: Tracklets, ends: _Ends, config: TrackingConfig):
-    """Direct links worth considering: (i, j, cost) with j starting 1..max_gap_frames after i ends and a
-    cost below enter_px (above it, leaving and entering again is cheaper). In key order of (i, j)."""
-    order = np.lexsort((t.first_index, t.first_frame))
-    starts = t.first_frame[order]
+def link_costs(t: Tracklets, ends: _Ends, config: TrackingConfig, sources: np.ndarray, targets: np.ndarray):
+    """Direct links worth considering from each of `sources` to `targets` (indices, targets in key order):
+    (i, j, cost) with j starting 1..max_gap_frames after i ends and a cost below enter_px (above it,
+    leaving and entering again is cheaper). In the order of sources, then of targets."""
+    starts = t.first_frame[targets]
     links = []
-    for i in range(len(t)):
+    for i in sources:
         lo = np.searchsorted(starts, t.last_frame[i] + 1, side="left")
         hi = np.searchsorted(starts, t.last_frame[i] + config.max_gap_frames, side="right")
         if lo == hi:
             continue
-        js = order[lo:hi]
+        js = targets[lo:hi]
         gap = (t.first_frame[js] - t.last_frame[i]).astype(np.float64)
         carried = np.minimum(gap, config.velocity_horizon_frames)[:, None, None]
         forward = np.repeat(ends.last[i:i + 1], len(js), axis=0)
@@ -98,36 +104,91 @@ def link_costs(t: Tracklets, ends: _Ends, config: TrackingConfig):
             cost = cost + config.identity_weight_px * identity_disagreement(ends.identity[i:i + 1], ends.identity[js])[0]
         for j, c in zip(js, cost):
             if c < config.enter_px:
-                links.append((i, int(j), c))
+                links.append((int(i), int(j), c))
     return links
 
 
-def _solve_flow(t: Tracklets, ends: _Ends, n_individuals: int, config: TrackingConfig):
-    times = sorted(set(t.first_frame.tolist()) | set((t.last_frame + 1).tolist()))
+class _Decisions:
+    """What the windows decided so far: which tracklets entered from absence, which one continues which,
+    and the tracklets taken whose continuation is still open (each holds an individual at the boundary)."""
+
+    def __init__(self, m: int):
+        self.successor = np.full(m, -1, np.int64)
+        self.entered = np.zeros(m, bool)
+        self.open: list[int] = []
+
+
+def _solve_windows(t: Tracklets, ends: _Ends, n_individuals: int, config: TrackingConfig) -> _Decisions:
+    """The flow solved window by window along the video: window k takes the tracklets starting in
+    [kW, (k+1)W + lookahead) with the units where the earlier windows left them, and commits what it
+    decides before (k+1)W. The lookahead is at least max_gap_frames, so a tracklet is closed (left with no
+    continuation) only by a window that saw every tracklet it could continue into. The boundaries are
+    frame numbers, so however the video was cut into segments the same windows decide the same things."""
+    width = config.stitch_window_frames
+    lookahead = max(width, config.max_gap_frames)
+    order = np.lexsort((t.first_index, t.first_frame))  # key order
+    starts = t.first_frame[order]
+    decided = _Decisions(len(t))
+    lo = 0
+    while lo < len(order):
+        begin = int(starts[lo]) // width * width  # the window of the first tracklet not decided yet
+        commit_before = begin + width
+        mid = int(np.searchsorted(starts, commit_before, side="left"))
+        hi = int(np.searchsorted(starts, commit_before + lookahead, side="left"))
+        flow_out, entered = _solve_flow(t, ends, order[lo:hi], decided.open, begin, n_individuals, config)
+        gc.collect()  # networkx's graph views and network simplex leave reference cycles: free the window now
+        committed = order[lo:mid]
+        still_open = []
+        for i in [*decided.open, *(int(j) for j in committed if int(j) in flow_out)]:
+            target = flow_out[i]
+            if target >= 0 and t.first_frame[target] < commit_before:
+                decided.successor[i] = target
+            elif target >= 0 or t.last_frame[i] + 1 >= commit_before:
+                still_open.append(i)  # continues into the next window, or is still there at its start
+        for j in committed:
+            decided.entered[j] = entered[int(j)]
+        decided.open = still_open
+        lo = mid
+    return decided
+
+
+def _solve_flow(t: Tracklets, ends: _Ends, members: np.ndarray, open_ends: list[int], begin: int,
+                n_individuals: int, config: TrackingConfig) -> tuple[dict[int, int], dict[int, bool]]:
+    """One window's min-cost flow. The n units start at `begin`: one at the end of each open tracklet
+    (continuing it or leaving), the rest absent. Returns, for every open tracklet and every member taken,
+    the tracklet it continues into (-1: it ends, its unit leaves), and for every member whether it was
+    entered from absence."""
+    late = [max(int(t.last_frame[i]) + 1, begin) for i in open_ends]
+    times = sorted({begin, *t.first_frame[members].tolist(), *(t.last_frame[members] + 1).tolist(), *late})
     graph = nx.DiGraph()
     for time in times:
         graph.add_node(("idle", time), demand=0)
-    graph.nodes[("idle", times[0])]["demand"] = -n_individuals
-    graph.nodes[("idle", times[-1])]["demand"] = n_individuals
+    graph.nodes[("idle", begin)]["demand"] = -(n_individuals - len(open_ends))
+    graph.nodes[("idle", times[-1])]["demand"] += n_individuals
     for a, b in zip(times, times[1:]):
         graph.add_edge(("idle", a), ("idle", b), capacity=n_individuals, weight=0)
+    for i, leave in zip(open_ends, late):
+        graph.add_node(("out", i), demand=-1)
+        graph.add_edge(("out", i), ("idle", leave), capacity=1, weight=0)
     enter = int(round(config.enter_px * _SCALE))
-    for i in range(len(t)):
+    for i in members:
+        i = int(i)
         reward = int(round(config.detection_reward_px * _SCALE)) * int(t.detections[i])
         graph.add_edge(("idle", int(t.first_frame[i])), ("in", i), capacity=1, weight=enter)
         graph.add_edge(("in", i), ("out", i), capacity=1, weight=-reward)
         graph.add_edge(("out", i), ("idle", int(t.last_frame[i]) + 1), capacity=1, weight=0)
-    for i, j, cost in link_costs(t, ends, config):
+    sources = np.array([*open_ends, *members.tolist()], np.int64)
+    for i, j, cost in link_costs(t, ends, config, sources, members):
         graph.add_edge(("out", i), ("in", j), capacity=1, weight=int(round(cost * _SCALE)))
     flow = nx.min_cost_flow(graph)
-    successor = np.full(len(t), -1, np.int64)
-    entered = np.zeros(len(t), bool)
-    for i in range(len(t)):
-        entered[i] = flow[("idle", int(t.first_frame[i]))][("in", i)] > 0
-        for target, amount in flow[("out", i)].items():  # at most one unit leaves a tracklet
+    entered = {int(j): flow[("idle", int(t.first_frame[j]))][("in", int(j))] > 0 for j in members}
+    flow_out = {}
+    for i in [*open_ends, *(int(j) for j in members if flow[("in", int(j))][("out", int(j))] > 0)]:
+        flow_out[i] = -1
+        for target, amount in flow[("out", i)].items():  # one unit leaves a tracklet: on a link or away
             if amount > 0 and target[0] == "in":
-                successor[i] = target[1]
-    return successor, entered
+                flow_out[i] = target[1]
+    return flow_out, entered
 
 
 def _units(t: Tracklets, ends: _Ends, successor: np.ndarray, entered: np.ndarray, n_individuals: int,
