@@ -14,7 +14,7 @@ from posecluster import storage
 from posecluster.cli.main import main
 from posecluster.data.formats import dlc
 from posecluster.data.synthetic_multianimal import MultiAnimalScene, project_config, render_video
-from posecluster.infer.multianimal_segments import read_animal_segment
+from posecluster.infer.multianimal_store import read_pieces
 from posecluster.infer.naming import output_base, tracked_base, tracklets_file
 from tests.cluster.test_archive_multianimal import untrained_model
 
@@ -43,7 +43,7 @@ def test_damaged_stored_tracklets_are_predicted_again_and_the_other_videos_reuse
     stored = tracklets_file(bases[0])
     with np.load(stored, allow_pickle=False) as data:
         arrays = {name: data[name] for name in data.files}
-    arrays["counts"][3] += 2
+    arrays["piece00000/counts"][3] += 2
     with open(stored, "wb") as handle:
         np.savez(handle, **arrays)
 
@@ -52,7 +52,7 @@ def test_damaged_stored_tracklets_are_predicted_again_and_the_other_videos_reuse
     assert reused == [False, True]
     for base, table in zip(bases, tables):
         pd.testing.assert_frame_equal(pd.read_hdf(f"{base}.h5", "df_with_missing"), table)
-    read_animal_segment(stored)  # written whole again
+    assert len(list(read_pieces([stored]))) == 1  # written whole again
 
 
 def test_the_refine_tools_take_the_tracked_table_analyze_wrote(analysed, tmp_path, capsys):
