@@ -81,9 +81,14 @@ class PiecesWriter:
     def __init__(self, uri: str, key: str):
         self.uri, self.pieces = uri, 0
         self._closing = contextlib.ExitStack()
-        self._path = storage.join(self._closing.enter_context(storage.scratch_dir()), "tracklets.npz")
-        self._zip = self._closing.enter_context(zipfile.ZipFile(self._path, "w", zipfile.ZIP_STORED, allowZip64=True))
-        self._write(_header(key))
+        try:
+            self._path = storage.join(self._closing.enter_context(storage.scratch_dir()), "tracklets.npz")
+            self._zip = self._closing.enter_context(zipfile.ZipFile(self._path, "w", zipfile.ZIP_STORED,
+                                                                    allowZip64=True))
+            self._write(_header(key))
+        except BaseException:
+            self._closing.close()
+            raise
 
     def _write(self, arrays: dict[str, np.ndarray]) -> None:
         for name, array in arrays.items():  # as np.savez writes a member: no whole-file buffer
