@@ -152,21 +152,23 @@ def _pieces_of(stored: zipfile.ZipFile, source: str) -> list[tuple[str, str, lis
             members.setdefault(prefix, []).append(name[len(prefix): -len(".npy")])
     top = members.get("", [])
     try:
-        written = _array(stored, "format") if "format" in top else np.int64(1)
-        count = _array(stored, "pieces") if "pieces" in top else None
-        if written.shape != () or (count is not None and count.shape != ()):
-            raise ValueError("its format or piece count is not one number")
+        fields = [_array(stored, name) if name in top else None for name in ("format", "pieces")]
+        if any(f is not None and (f.shape != () or f.dtype.kind not in "iu") for f in fields):
+            raise ValueError("its format or piece count is not a whole number")
+        written, count = (None if f is None else int(f) for f in fields)
     except _UNREADABLE as exc:
         raise InputError(source, f"not a multi-animal segment ({type(exc).__name__}: {exc})") from None
-    if int(written) != FORMAT:
-        raise InputError(source, f"tracklets of format {int(written)} (an older or newer posecluster's: linked "
+    written = 1 if written is None else written  # a file without the field: format 1
+    if written != FORMAT:
+        raise InputError(source, f"tracklets of format {written} (an older or newer posecluster's: linked "
                                  f"another way), this one joins format {FORMAT}; compute them again")
     if count is None:
         return [("", source, top)]  # a segment file
-    count = int(count)
     numbers = sorted(int(_PIECE.match(prefix).group(1)) for prefix in members if prefix)
-    if count < 1 or (numbers and numbers[-1] >= count):
-        raise InputError(f"{source}, piece {numbers[-1] if numbers else 0}", f"not one of the file's {count} pieces")
+    if count < 1:
+        raise InputError(source, f"a file of {count} pieces")
+    if numbers and numbers[-1] >= count:
+        raise InputError(f"{source}, piece {numbers[-1]}", f"not one of the file's {count} pieces")
     pieces = []
     for k in range(count):
         prefix, name = f"piece{k:05d}/", f"{source}, piece {k}"

@@ -93,6 +93,9 @@ MISPLACED = {
         ", piece 2: segment starts at frame 80, expected 160"),
     "a piece past the file's count": (
         lambda a: {**a, "pieces": np.int64(2)}, ", piece 2: not one of the file's 2 pieces"),
+    "no piece counted": (lambda a: {**a, "pieces": np.int64(0)}, ": a file of 0 pieces"),
+    "a piece count that is no whole number": (
+        lambda a: {**a, "pieces": np.float64(3)}, ": not a multi-animal segment (ValueError"),
 }
 
 
