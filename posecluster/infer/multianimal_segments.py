@@ -27,7 +27,7 @@ from posecluster.infer.multianimal_predictor import AnimalFrame, MultiAnimalPred
 from posecluster.infer.multianimal_store import AnimalSegment, read_pieces
 from posecluster.infer.pipeline import predict_range
 from posecluster.infer.segments import Joined, SegmentResult, video_facts
-from posecluster.tracking import FrameDetections, SegmentTracklets, TrackingConfig, segment_poses, stitch, track_segment
+from posecluster.tracking import FrameDetections, TrackingConfig, segment_poses, stitch, track_segment
 from posecluster.tracking import join_segments as join_tracklets
 
 
