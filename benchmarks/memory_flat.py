@@ -7,7 +7,8 @@ streaming path an archive worker uses: frames decoded into a bounded queue, pose
 
 With `--animals N`, a multi-animal model (random ResNet-18, the rendered maDLC project's 4 parts, skeleton
 graph and a unique part) on rendered videos of N look-alike animals, analyzed as `posecluster analyze` does
-(infer.multianimal_analyze: detections linked into tracklets, `<base>_tracklets.npz` written, stitched
+(infer.multianimal_analyze: detections predicted and linked into tracklets in pieces of
+infer.multianimal_piece_frames frames, each added to `<base>_tracklets.npz` as it is done, stitched
 into the individuals, the tracked `_el.h5` + `_el.csv` and `_meta.json` written;
 results/memory_flat_multianimal.json). A random network's part-affinity fields are near 0, so links are
 accepted at any affinity (min_affinity -1): assembly then finds 1-3 animals per frame from noise peaks,
@@ -59,7 +60,7 @@ def measure_animals(video: str, out: str, model: str) -> dict:
     from posecluster import storage
     from posecluster.infer.ensemble import load_predictor
     from posecluster.infer.multianimal_analyze import analyze_animals_video
-    from posecluster.infer.multianimal_segments import read_animal_segment
+    from posecluster.infer.multianimal_store import read_pieces
     from posecluster.tracking import join_segments, stitch
 
     predictor = load_predictor(model)
@@ -68,8 +69,8 @@ def measure_animals(video: str, out: str, model: str) -> dict:
     base = result.outputs["h5"][: -len(".h5")]
     meta = json.loads(storage.read_bytes(f"{base}_meta.json"))
     written = [result.outputs["h5"], result.outputs["csv"], meta["tracklets_file"]["uri"], f"{base}_meta.json"]
-    segment, _ = read_animal_segment(meta["tracklets_file"]["uri"], summary_only=True)
-    tracklets = join_segments([segment.tracklets], predictor.tracking).tracklets
+    pieces = [piece.segment.tracklets for piece in read_pieces([meta["tracklets_file"]["uri"]], summary_only=True)]
+    tracklets = join_segments(pieces, predictor.tracking).tracklets
     tracemalloc.start()
     stitch(tracklets, len(predictor.individuals), predictor.tracking)
     stitch_peak = tracemalloc.get_traced_memory()[1] / 2**20

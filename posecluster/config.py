@@ -440,6 +440,10 @@ class InferConfig(Section):
     # How a multi-animal model's detections are linked and stitched (part of what its stored tracklets
     # and a job's request were made with).
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    # A multi-animal video analysed in one process is predicted, linked and stored this many frames at a
+    # time (or fewer, to cut at a keyframe): memory holds one piece, however long the video. The tracked
+    # table does not depend on it (nor does a stored file's key). Pieces much shorter cost a decoder start each.
+    multianimal_piece_frames: int = Field(1000, ge=10)
 
 
 class TemporalLossConfig(Section):

@@ -2,9 +2,12 @@
 the table as `<base>_tracklets.npz`), stitched into the project's individuals, written as DeepLabCut's
 tracked table `<video><scorer>_el.h5` (+ `.csv`) with its `_meta.json`.
 
-The whole video is one segment of infer.multianimal_segments, joined by the same code an archive job's
-join runs, so a sharded run's table is this one's. A rerun whose video, model, inference arithmetic and
-tracking settings are the same reuses the stored tracklets and only stitches and writes again.
+The video is predicted and linked in consecutive pieces of at most `infer.multianimal_piece_frames`
+frames, each a segment of infer.multianimal_segments, stored one after another in the one tracklets file
+(infer.multianimal_store) and joined by the same code an archive job's join runs: memory holds one piece,
+however long the video, and the table is a sharded run's whatever the pieces. A rerun whose video, model,
+inference arithmetic and tracking settings are the same reuses the stored tracklets and only stitches and
+writes again.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import json
 import logging
 from dataclasses import asdict
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from posecluster import storage
@@ -22,9 +26,9 @@ from posecluster.errors import InputError
 from posecluster.infer.analyze import AnalysisResult
 from posecluster.infer.multianimal_predictor import MultiAnimalPredictor
 from posecluster.infer.multianimal_segments import (
-    FORMAT, AnimalNames, TrackingFigures, join_animal_segments, predict_animal_segment, stored_key,
-    write_animal_segment,
+    AnimalNames, TrackingFigures, join_animal_segments, predict_animal_segment,
 )
+from posecluster.infer.multianimal_store import FORMAT, PiecesWriter, stored_key
 from posecluster.infer.naming import Place, place_of, tracked_base, tracklets_file
 from posecluster.infer.results import refuse_another_videos_table, remove_stale_outputs
 
@@ -43,6 +47,38 @@ def detections_key(identity: storage.ObjectIdentity, predictor: MultiAnimalPredi
                  "device": predictor.device.type, "reader": VideoInfo.CACHE_VERSION,
                  "tracking": predictor.tracking.model_dump(mode="json"), "tracklets_format": FORMAT}
     return hashlib.sha256(json.dumps(made_from, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def piece_bounds(frame_count: int, keyframes, piece_frames: int) -> list[tuple[int, int]]:
+    """[0, frame_count) in consecutive pieces of at most `piece_frames` frames, each ending at the last
+    keyframe that allows (so the next piece's read starts where decoding starts, and no frame is decoded
+    twice), or after `piece_frames` frames where no keyframe lies within them."""
+    keyframes = np.asarray(keyframes, np.int64)
+    bounds, start = [], 0
+    while start < frame_count:
+        stop = min(start + piece_frames, frame_count)
+        if stop < frame_count:
+            at = int(np.searchsorted(keyframes, stop, side="right")) - 1
+            stop = int(keyframes[at]) if at >= 0 and keyframes[at] > start else stop
+        bounds.append((start, stop))
+        start = stop
+    return bounds
+
+
+def predict_pieces(predictor: MultiAnimalPredictor, info: VideoInfo, uri: str, key: str,
+                   progress: bool) -> tuple[int, float]:
+    """Every frame of the video predicted and linked a piece at a time, stored at `uri` (published whole
+    when every piece is in). Returns the frames predicted and the seconds it took."""
+    frames, seconds = 0, 0.0
+    with tqdm(total=info.frame_count, disable=not progress, unit="frame",
+              desc=storage.basename(storage.object_path(info.uri))) as bar, PiecesWriter(uri, key) as writer:
+        for start, stop in piece_bounds(info.frame_count, info.keyframes, predictor.infer.multianimal_piece_frames):
+            segment, ranged = predict_animal_segment(predictor, info, start, stop, on_batch=bar.update)
+            writer.add(segment, ranged)
+            frames, seconds = frames + ranged.frames, seconds + ranged.seconds
+            del segment  # before the next piece is predicted
+        writer.publish()
+    return frames, seconds
 
 
 def tracking_meta(predictor: MultiAnimalPredictor, figures: TrackingFigures) -> dict:
@@ -75,12 +111,7 @@ def analyze_animals_video(predictor: MultiAnimalPredictor, video_uri: str, out_f
             log.warning("%s; predicting the video again", exc)
             reused = False
     if not reused:
-        with tqdm(total=info.frame_count, disable=not progress, unit="frame",
-                  desc=storage.basename(storage.object_path(video_uri))) as bar:
-            segment, ranged = predict_animal_segment(predictor, info, 0, info.frame_count, on_batch=bar.update)
-        write_animal_segment(pieces, segment, ranged, key)
-        frames_predicted, seconds = ranged.frames, ranged.seconds
-        del segment
+        frames_predicted, seconds = predict_pieces(predictor, info, pieces, key, progress)
         joined, figures = join_animal_segments([pieces], names_of(predictor), info.frame_count, base, formats,
                                                predictor.tracking)
     result = AnalysisResult(

@@ -21,7 +21,8 @@ from posecluster import storage
 from posecluster.data.video import DecodeReport, VideoReader
 from posecluster.errors import InputError
 from posecluster.infer.multianimal_predictor import AnimalFrame, MultiAnimalPredictor
-from posecluster.infer.multianimal_segments import AnimalSegment, link_frames
+from posecluster.infer.multianimal_segments import link_frames
+from posecluster.infer.multianimal_store import AnimalSegment
 from posecluster.infer.passes import read_spans
 from posecluster.infer.pipeline import OPEN_END, predict_frames
 from posecluster.infer.segments import SegmentResult, video_facts

@@ -5,17 +5,15 @@ A segment [start, stop) reads and predicts its own frames only: it links them ex
 frames, and keeps the detections of its first and last two frames, from which the join makes the links
 across its cuts exactly as a whole-video run does (tracking/linking.py says why). The stored file holds
 every detection of its frames with the tracklet it belongs to, the tracklets' summaries, the edge
-detections, the unique body parts and the SegmentResult: a rerun joins (and stitches) from these files
+detections, the unique body parts and the SegmentResult (infer.multianimal_store: an archive worker's
+segment file, or one process's pieces of a video in one file): a rerun joins (and stitches) from them
 without running the network again. Cutting a video differently changes nothing in the joined table, so
-one process (one segment) and a cluster (many) write the same rows. A file of another format (FORMAT:
-tracklets of an older posecluster, linked from frames before their start) is refused, never joined.
+one process (one segment after another) and a cluster (many) write the same rows. A file of another
+format (tracklets of an older posecluster, linked from frames before their start) is refused, never joined.
 """
 
 from __future__ import annotations
 
-import io
-import json
-import zipfile
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -24,23 +22,13 @@ from posecluster import storage
 from posecluster.data.formats.madlc import AnimalTableWriter
 from posecluster.data.video import VideoInfo
 from posecluster.errors import InputError
-from posecluster.infer.multianimal_checks import check_edges, check_names, check_tracklets
+from posecluster.infer.multianimal_checks import check_edges, check_names
 from posecluster.infer.multianimal_predictor import AnimalFrame, MultiAnimalPredictor
+from posecluster.infer.multianimal_store import AnimalSegment, read_pieces
 from posecluster.infer.pipeline import predict_range
 from posecluster.infer.segments import Joined, SegmentResult, video_facts
-from posecluster.tracking import FrameDetections, SegmentTracklets, TrackingConfig, segment_poses, stitch, track_segment
+from posecluster.tracking import FrameDetections, TrackingConfig, segment_poses, stitch, track_segment
 from posecluster.tracking import join_segments as join_tracklets
-
-# How a stored segment was linked. 2: from its own frames only, with its edge detections. 1 (a file
-# without the field): from the two frames before its start too, with links to the frame before it.
-FORMAT = 2
-_SUMMARY = ("start", "end", "counts")  # with the tracklets.* and edges.*: what the join and stitching read
-
-
-@dataclass
-class AnimalSegment:
-    tracklets: SegmentTracklets
-    unique: np.ndarray  # (end - start, U, 3)
 
 
 @dataclass(frozen=True)
@@ -85,77 +73,6 @@ def predict_animal_segment(predictor: MultiAnimalPredictor, info: VideoInfo, sta
     return segment, result
 
 
-def write_animal_segment(uri: str, segment: AnimalSegment, result: SegmentResult, key: str = "") -> None:
-    """Atomic; `key` names what the segment was made from, for a reader that cannot tell by its location."""
-    buffer = io.BytesIO()
-    meta = json.dumps(asdict(result)).encode()
-    np.savez(buffer, **segment.tracklets.to_dict(), unique=segment.unique, meta=np.frombuffer(meta, dtype=np.uint8),
-             key=np.frombuffer(key.encode(), dtype=np.uint8), format=np.int64(FORMAT))
-    storage.atomic_write_bytes(uri, buffer.getvalue())
-
-
-# What numpy and zipfile raise for bytes that are not a readable npz (truncated, another format).
-_UNREADABLE = (ValueError, OSError, EOFError, zipfile.BadZipFile)
-
-
-def stored_key(uri: str) -> str:
-    """The key a stored segment was written with ("" when it is absent or unreadable)."""
-    try:
-        with np.load(io.BytesIO(storage.read_bytes(uri)), allow_pickle=False) as data:
-            return data["key"].tobytes().decode()
-    except (KeyError, *_UNREADABLE):
-        return ""
-
-
-def _result(raw, source: str) -> SegmentResult:
-    """The stored SegmentResult, with the fields the join indexes checked."""
-    if not isinstance(raw, dict) or not isinstance(raw.get("missing"), dict):
-        raise InputError(source, "its record is not a segment's (no frames-missing mapping)")
-    raw["missing"] = {int(k): str(v) for k, v in raw["missing"].items()}
-    result = SegmentResult(**raw)
-    if not all(isinstance(v, int) for v in (result.start, result.stop, result.frames)):
-        raise InputError(source, "its record's start, stop and frames are not whole numbers")
-    if any(not isinstance(s, list) or len(s) != 3 for s in result.sizes) or any(
-            not isinstance(j, list) or len(j) != 4 for j in result.jumps):
-        raise InputError(source, "its record's frame sizes or clock jumps are not a segment's")
-    if not isinstance(result.video, dict) or not isinstance(result.check, dict) or (
-            result.check and not isinstance(result.check.get("start"), int)):
-        raise InputError(source, "its record's video facts or precision check are not a segment's")
-    return result
-
-
-def read_animal_segment(uri: str, summary_only: bool = False) -> tuple[AnimalSegment, SegmentResult]:
-    """A stored segment; `summary_only`: without its detections and unique parts (what stitching reads).
-    A file that is not a consistent segment is an InputError naming it (and the frame or tracklet row)."""
-    source = storage.redact_uri(uri)
-    data = storage.read_bytes(uri)  # a segment that is gone stays a FileNotFoundError (computed again)
-    try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as stored:
-            written = int(stored["format"]) if "format" in stored.files and stored["format"].shape == () else 1
-            if written != FORMAT:
-                raise InputError(source, f"tracklets of format {written} (an older or newer posecluster's: linked "
-                                         f"another way), this one joins format {FORMAT}; compute them again")
-            result = _result(json.loads(stored["meta"].tobytes().decode()), source)
-            names = [n for n in stored.files if n.startswith(("tracklets.", "edges.")) or n in _SUMMARY]
-            arrays = {name: stored[name] for name in names}
-            if summary_only:
-                arrays.update(labels=np.zeros(0, np.int64), poses=np.zeros((0, 0, 3)))
-                unique = np.zeros((0, 0, 3))
-            else:
-                arrays.update(labels=stored["labels"], poses=stored["poses"])
-                unique = stored["unique"]
-            tracklets = SegmentTracklets.from_dict(arrays)
-    except InputError:
-        raise
-    except (KeyError, TypeError, AttributeError, *_UNREADABLE) as exc:
-        raise InputError(source, f"not a multi-animal segment ({type(exc).__name__}: {exc})") from None
-    if (tracklets.start, tracklets.end) != (result.start, result.stop):
-        raise InputError(source, f"tracklets of frames [{tracklets.start}, {tracklets.end}) in a segment of "
-                                 f"[{result.start}, {result.stop})")
-    check_tracklets(tracklets, source, with_detections=not summary_only)
-    return AnimalSegment(tracklets, unique), result
-
-
 def _placed(segment: AnimalSegment, result: SegmentResult, first: int) -> tuple[AnimalSegment, SegmentResult]:
     """A piece whose frames count from its own first one (spans between cues) numbered from `first`."""
     placed = result.placed_at(first)
@@ -181,19 +98,20 @@ class TrackingFigures:
 def join_animal_segments(segment_uris: list[str], names: AnimalNames, frame_count: int | None, base_uri: str,
                          formats: tuple[str, ...] = (), tracking: TrackingConfig | None = None
                          ) -> tuple[Joined, TrackingFigures]:
-    """The segments (in frame order, tiling [0, frame_count); relative pieces placed after the ones before
-    them) -> one tracked table at `base_uri` (+ formats).
+    """The segments stored in `segment_uris` (segment files or pieces files, multianimal_store.read_pieces;
+    in frame order, tiling [0, frame_count); relative pieces placed after the ones before them) -> one
+    tracked table at `base_uri` (+ formats).
     Memory: the video's tracklet summaries and one segment's detections at a time."""
     tracking = tracking or TrackingConfig()  # what the segments were linked with: the join links alike
     joined, summaries, expected = Joined(), [], 0
     counts = (len(names.bodyparts), len(names.unique_bodyparts))
-    for uri in segment_uris:
-        segment, result = _placed(*read_animal_segment(uri, summary_only=True), expected)
+    for piece in read_pieces(segment_uris, summary_only=True):
+        segment, result = _placed(piece.segment, piece.result, expected)
         if result.start != expected:
-            raise InputError(storage.redact_uri(uri), f"segment starts at frame {result.start}, expected {expected}")
+            raise InputError(piece.source, f"segment starts at frame {result.start}, expected {expected}")
         identities = summaries[0].tracklets.identity.shape[1] if summaries else None
-        check_names(segment.tracklets, segment.unique, *counts, identities, storage.redact_uri(uri), False)
-        check_edges(segment.tracklets, storage.redact_uri(uri), tracking.min_likelihood)
+        check_names(segment.tracklets, segment.unique, *counts, identities, piece.source, False)
+        check_edges(segment.tracklets, piece.source, tracking.min_likelihood)
         joined.add(result)
         summaries.append(segment.tracklets)
         expected = result.stop
@@ -210,14 +128,21 @@ def join_animal_segments(segment_uris: list[str], names: AnimalNames, frame_coun
         writer = AnimalTableWriter(names.scorer, names.individuals, names.bodyparts, names.unique_bodyparts,
                                    scratch, formats=formats)
         try:
-            for uri, rows, (start, _) in zip(segment_uris, whole.rows_of_segment, joined.bounds):
-                segment, result = _placed(*read_animal_segment(uri), start)
-                check_names(segment.tracklets, segment.unique, *counts, None, storage.redact_uri(uri), True)
+            read = 0
+            for rows, (start, stop), piece in zip(whole.rows_of_segment, joined.bounds, read_pieces(segment_uris)):
+                segment, result = _placed(piece.segment, piece.result, start)
+                if (result.start, result.stop) != (start, stop):  # the files changed between the passes
+                    raise InputError(piece.source, f"frames [{result.start}, {result.stop}), read before as "
+                                                   f"[{start}, {stop})")
+                check_names(segment.tracklets, segment.unique, *counts, None, piece.source, True)
                 poses = segment_poses(segment.tracklets, individual[rows], n)
                 here = ~np.isnan(poses[..., :2]).all(axis=(2, 3))  # (frames, individuals)
                 present += here.sum(axis=0)
                 figures.frames_with_every_individual += int(here.all(axis=1).sum())
                 writer.append_tracks(result.start, poses, segment.unique)
+                read += 1
+            if read != len(joined.bounds):
+                raise InputError(storage.redact_uri(base_uri), f"{read} segments read, {len(joined.bounds)} before")
             joined.outputs = writer.publish(base_uri)
         finally:
             writer.close()

@@ -15,7 +15,8 @@ from typing import Callable
 
 from posecluster.infer.multianimal_passes import predict_animal_pass, predict_animal_spans
 from posecluster.infer.multianimal_predictor import MultiAnimalPredictor
-from posecluster.infer.multianimal_segments import predict_animal_segment, write_animal_segment
+from posecluster.infer.multianimal_segments import predict_animal_segment
+from posecluster.infer.multianimal_store import write_animal_segment
 from posecluster.infer.passes import predict_pass, predict_spans
 from posecluster.infer.pipeline import predict_segment
 from posecluster.infer.segments import write_segment

@@ -17,7 +17,8 @@ from posecluster.data.video import VideoReader
 from posecluster.infer.multianimal_analyze import names_of
 from posecluster.infer.multianimal_passes import predict_animal_pass, predict_animal_spans
 from posecluster.infer.multianimal_predictor import MultiAnimalPredictor
-from posecluster.infer.multianimal_segments import AnimalSegment, join_animal_segments, write_animal_segment
+from posecluster.infer.multianimal_segments import join_animal_segments
+from posecluster.infer.multianimal_store import AnimalSegment, write_animal_segment
 from posecluster.infer.segments import SegmentResult
 from posecluster.model.multianimal_artifact import load_any
 from posecluster.tracking import track_segment

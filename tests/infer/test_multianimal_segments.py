@@ -11,9 +11,8 @@ import pytest
 from posecluster import storage
 from posecluster.data.formats.madlc import read_tracks
 from posecluster.data.synthetic_multianimal import MultiAnimalRenderer, MultiAnimalScene
-from posecluster.infer.multianimal_segments import (
-    AnimalNames, AnimalSegment, join_animal_segments, read_animal_segment, write_animal_segment,
-)
+from posecluster.infer.multianimal_segments import AnimalNames, join_animal_segments
+from posecluster.infer.multianimal_store import AnimalSegment, read_animal_segment, write_animal_segment
 from posecluster.infer.segments import SegmentResult
 from posecluster.tracking import FrameDetections, TrackingConfig, track_segment
 from posecluster.tracking.metrics import tracking_scores
@@ -171,7 +170,7 @@ def test_a_damaged_or_crafted_segment_is_refused_naming_the_file_and_the_frame_o
 @pytest.mark.parametrize("content", ["truncated", "pickled objects", "not an npz"])
 def test_an_unreadable_segment_is_an_input_error_and_no_stored_key(truth, tmp_path, content):
     from posecluster.errors import InputError
-    from posecluster.infer.multianimal_segments import stored_key
+    from posecluster.infer.multianimal_store import stored_key
 
     (uri,) = store(detections(truth), truth, [], str(tmp_path))
     data = storage.read_bytes(uri)
