@@ -101,24 +101,29 @@ def join_animal_segments(segment_uris: list[str], names: AnimalNames, frame_coun
     """The segments stored in `segment_uris` (segment files or pieces files, multianimal_store.read_pieces;
     in frame order, tiling [0, frame_count); relative pieces placed after the ones before them) -> one
     tracked table at `base_uri` (+ formats).
-    Memory: the video's tracklet summaries and one segment's detections at a time."""
+    Memory: the video's joined tracklet summaries and one piece at a time."""
     tracking = tracking or TrackingConfig()  # what the segments were linked with: the join links alike
-    joined, summaries, expected = Joined(), [], 0
+    joined, expected, identities = Joined(), 0, None
     counts = (len(names.bodyparts), len(names.unique_bodyparts))
-    for piece in read_pieces(segment_uris, summary_only=True):
-        segment, result = _placed(piece.segment, piece.result, expected)
-        if result.start != expected:
-            raise InputError(piece.source, f"segment starts at frame {result.start}, expected {expected}")
-        identities = summaries[0].tracklets.identity.shape[1] if summaries else None
-        check_names(segment.tracklets, segment.unique, *counts, identities, piece.source, False)
-        check_edges(segment.tracklets, piece.source, tracking.min_likelihood)
-        joined.add(result)
-        summaries.append(segment.tracklets)
-        expected = result.stop
+
+    def checked_summaries():
+        """Each piece's summary, read, checked and handed to the join one at a time (never all at once)."""
+        nonlocal expected, identities
+        for piece in read_pieces(segment_uris, summary_only=True):
+            segment, result = _placed(piece.segment, piece.result, expected)
+            if result.start != expected:
+                raise InputError(piece.source, f"segment starts at frame {result.start}, expected {expected}")
+            check_names(segment.tracklets, segment.unique, *counts, identities, piece.source, False)
+            check_edges(segment.tracklets, piece.source, tracking.min_likelihood)
+            identities = segment.tracklets.tracklets.identity.shape[1]
+            joined.add(result)
+            expected = result.stop
+            yield segment.tracklets
+
+    whole = join_tracklets(checked_summaries(), tracking)
     if frame_count is not None and expected != frame_count:
         raise InputError(storage.redact_uri(base_uri), f"segments cover {expected} of {frame_count} frames")
     n = len(names.individuals)
-    whole = join_tracklets(summaries, tracking)
     individual = stitch(whole.tracklets, n, tracking)
     kept, found = int((individual >= 0).sum()), len(set(individual[individual >= 0].tolist()))
     figures = TrackingFigures(tracklets=len(whole.tracklets), tracklets_kept=kept, individuals=n,

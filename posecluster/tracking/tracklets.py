@@ -61,6 +61,14 @@ class Tracklets:
             np.stack([r.identity for r in rows]).reshape(len(rows), n_identities),
         )
 
+    @staticmethod
+    def field_names() -> list[str]:
+        return [f.name for f in fields(Tracklets)]
+
+    def take(self, rows: np.ndarray) -> "Tracklets":
+        """The tracklets at `rows` (indices or a mask), copied."""
+        return Tracklets(**{name: getattr(self, name)[rows] for name in self.field_names()})
+
     def row(self, i: int) -> "Tracklet":
         return Tracklet(int(self.first_frame[i]), int(self.first_index[i]), int(self.last_frame[i]),
                         int(self.last_index[i]), int(self.detections[i]), self.head_frames[i].copy(),

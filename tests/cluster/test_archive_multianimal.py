@@ -74,15 +74,17 @@ def check_same_tracks(single: str, sharded: str, scorer: str, scene: MultiAnimal
 def test_a_video_sharded_over_two_actors_gets_the_tracks_of_one_process_and_reruns_reuse_them(ray_local, tmp_path):
     scene = MultiAnimalScene(width=80, height=64)
     # Tracking settings from the model (enter_px) and from the command line (max_gap_frames): the workers
-    # that link and the driver that stitches and names the job's request must both take them.
-    tracking = ("--set", "infer.tracking.max_gap_frames=12")
+    # that link and the driver that stitches and names the job's request must both take them. Stitching
+    # in 10-frame windows and analyze's 20-frame pieces: neither may change the tracks.
+    tracking = ("--set", "infer.tracking.max_gap_frames=12", "--set", "infer.tracking.stitch_window_frames=10",
+                "--set", "infer.multianimal_piece_frames=20")
     model, scorer, video, single, sharded, out = run(scene, 48, 16, str(tmp_path), *tracking,
                                                      tracking=TrackingConfig(enter_px=40.0))
     check_same_tracks(single, sharded, scorer, scene)
     meta = json.loads(storage.read_bytes(single[: -len(".h5")] + "_meta.json"))
     for table in (single, sharded):
         settings = json.loads(storage.read_bytes(table[: -len(".h5")] + "_meta.json"))["animals"]["tracking_config"]
-        assert settings == TrackingConfig(enter_px=40.0, max_gap_frames=12).model_dump(mode="json")
+        assert settings == TrackingConfig(enter_px=40.0, max_gap_frames=12, stitch_window_frames=10).model_dump(mode="json")
     figures = meta["animals"]["tracking"]
     assert figures["tracklets"] > figures["individuals_found"] >= 2 and meta["tracklets_file"]["reused"] is False
     manifest = [json.loads(line) for uri in storage.list_files(f"{out}/.posecluster/jobs", suffixes=(".jsonl",))
