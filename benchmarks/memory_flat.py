@@ -14,8 +14,10 @@ results/memory_flat_multianimal.json). A random network's part-affinity fields a
 accepted at any affinity (min_affinity -1): assembly then finds 1-3 animals per frame from noise peaks,
 which jump from frame to frame (many short tracklets: a harder case for stitching than real animals; at
 320x240 they jump too far to be linked at all, so 160x120 is used). The detections, tracklets and
-individuals found are in the output, and the Python peak of stitching (tracking.stitch: one min-cost flow
-over the whole video's tracklets and candidate links), measured again after the run's peak was taken.
+individuals found are in the output, and the Python peak of stitching (tracking.stitch: a min-cost flow
+solved in windows of infer.tracking.stitch_window_frames, 1000), measured again after the run's peak was
+taken. The video is predicted in pieces of infer.multianimal_piece_frames (1000): a long video must be
+several windows and pieces long to show that neither grows (--frames 3000 --factor 10).
 OMP_NUM_THREADS=1: on a 2-core machine shared with other jobs, two torch threads ran the batch-1 network
 10x slower.
 
@@ -55,8 +57,8 @@ def measure(video: str, out: str, backbone: str, scale: float) -> dict:
 
 def measure_animals(video: str, out: str, model: str) -> dict:
     """Runs inside the subprocess: the model loaded as analyze loads it, the video analyzed as it does.
-    Then, its peak taken, the stitching of the stored tracklets again under tracemalloc: the one step that
-    holds the whole video at once (a min-cost flow over every tracklet and candidate link)."""
+    Then, its peak taken, the stitching of the stored tracklets again under tracemalloc (the joined
+    summaries it reads are held before it starts: ~1 kB a tracklet)."""
     from posecluster import storage
     from posecluster.infer.ensemble import load_predictor
     from posecluster.infer.multianimal_analyze import analyze_animals_video
