@@ -402,9 +402,18 @@ class TrackingConfig(Section):
     # An animal reappearing after an absence goes to the absent individual whose last pose is nearest;
     # an individual never seen yet stands at this distance from everything.
     new_individual_px: float = Field(100.0, ge=0)
-    # Stitching solves the video in windows of this many frames, each seeing the next window too (at least
-    # max_gap_frames) and deciding its own: memory stays that of a window however long the video is.
+    # Stitching solves the video in windows of this many frames, each deciding its own tracklets while
+    # seeing on to the end of the longest of them (and max_gap_frames beyond), but at most
+    # stitch_lookahead_frames past its end: memory stays that of a window and its lookahead however long the
+    # video. A tracklet longer than the lookahead (a false animal detected for minutes) is kept without
+    # being weighed against every later one; raise both past the video's length for one global solve.
     stitch_window_frames: int = Field(1000, ge=1)
+    stitch_lookahead_frames: int = Field(5000, ge=1)
+
+    def linking_settings(self) -> dict:
+        """The settings frame-to-frame linking reads (tracking.linking): what stored tracklets depend on;
+        the others only change how they are stitched."""
+        return {name: getattr(self, name) for name in ("min_likelihood", "max_link_px", "identity_weight_px")}
 
 
 class InferConfig(Section):

@@ -42,24 +42,25 @@ def names_of(predictor: MultiAnimalPredictor) -> AnimalNames:
 def detections_key(identity: storage.ObjectIdentity, predictor: MultiAnimalPredictor) -> str:
     """What stored tracklets were made from: the video's identity, the model's bytes, the arithmetic that
     ran on which kind of device, the reader's numbering, the linking settings and how segments are linked
-    (an older file's key differs, so it is computed again)."""
+    (an older file's key differs, so it is computed again). Stitching settings are not in it: a rerun
+    with other ones stitches the stored tracklets again."""
     made_from = {"video": identity.key(), "model": predictor.trained.sha256, "precision": predictor.precision,
                  "device": predictor.device.type, "reader": VideoInfo.CACHE_VERSION,
-                 "tracking": predictor.tracking.model_dump(mode="json"), "tracklets_format": FORMAT}
+                 "linking": predictor.tracking.linking_settings(), "tracklets_format": FORMAT}
     return hashlib.sha256(json.dumps(made_from, sort_keys=True).encode()).hexdigest()[:24]
 
 
 def piece_bounds(frame_count: int, keyframes, piece_frames: int) -> list[tuple[int, int]]:
-    """[0, frame_count) in consecutive pieces of at most `piece_frames` frames, each ending at the last
-    keyframe that allows (so the next piece's read starts where decoding starts, and no frame is decoded
-    twice), or after `piece_frames` frames where no keyframe lies within them."""
-    keyframes = np.asarray(keyframes, np.int64)
+    """[0, frame_count) in consecutive pieces, each ending at the last keyframe within `piece_frames` frames
+    of its start, or at the first one after where none lies within (a group of pictures longer than a
+    piece is held whole): each piece's read starts where decoding starts, so no frame is decoded twice
+    (a cut inside a group of pictures would decode it again from its keyframe for every piece)."""
+    cuts = np.unique(np.asarray(keyframes, np.int64))
+    cuts = np.append(cuts[(cuts > 0) & (cuts < frame_count)], frame_count)
     bounds, start = [], 0
     while start < frame_count:
-        stop = min(start + piece_frames, frame_count)
-        if stop < frame_count:
-            at = int(np.searchsorted(keyframes, stop, side="right")) - 1
-            stop = int(keyframes[at]) if at >= 0 and keyframes[at] > start else stop
+        within = cuts[(cuts > start) & (cuts <= start + piece_frames)]
+        stop = int(within[-1]) if len(within) else int(cuts[cuts > start][0])
         bounds.append((start, stop))
         start = stop
     return bounds

@@ -134,7 +134,10 @@ def join_animal_segments(segment_uris: list[str], names: AnimalNames, frame_coun
                                    scratch, formats=formats)
         try:
             read = 0
-            for rows, (start, stop), piece in zip(whole.rows_of_segment, joined.bounds, read_pieces(segment_uris)):
+            for piece in read_pieces(segment_uris):
+                if read == len(joined.bounds):  # the files changed between the passes
+                    raise InputError(piece.source, f"a piece more than the {read} read before")
+                rows, (start, stop) = whole.rows_of_segment[read], joined.bounds[read]
                 segment, result = _placed(piece.segment, piece.result, start)
                 if (result.start, result.stop) != (start, stop):  # the files changed between the passes
                     raise InputError(piece.source, f"frames [{result.start}, {result.stop}), read before as "

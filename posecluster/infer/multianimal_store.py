@@ -138,8 +138,23 @@ def read_pieces(uris: Iterable[str], summary_only: bool = False) -> Iterator[Sto
 
 
 def _array(stored: zipfile.ZipFile, name: str) -> np.ndarray:
-    with stored.open(f"{name}.npy") as member:
-        return np.lib.format.read_array(member, allow_pickle=False)
+    """A member, read only after its header was checked against its stored size: a crafted header (a
+    shape of terabytes), an object array or a compressed member (a zip bomb: posecluster stores its
+    members uncompressed, as np.savez does) is a ValueError before anything is allocated."""
+    info = stored.getinfo(f"{name}.npy")
+    if info.compress_type != zipfile.ZIP_STORED:
+        raise ValueError(f"member {name} is compressed (posecluster stores its members uncompressed)")
+    with stored.open(info) as member:
+        version = np.lib.format.read_magic(member)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read_header(member)
+        if dtype.hasobject:
+            raise ValueError(f"member {name} holds Python objects")
+        size = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+        if size != info.file_size - member.tell():
+            raise ValueError(f"member {name}'s header claims {shape} of {dtype}, not the {info.file_size} bytes stored")
+        data = np.frombuffer(member.read(size), dtype=dtype)
+    return data.reshape(shape, order="F" if fortran else "C").copy()
 
 
 def _pieces_of(stored: zipfile.ZipFile, source: str) -> list[tuple[str, str, list[str]]]:
@@ -193,7 +208,7 @@ def _piece(stored: zipfile.ZipFile, prefix: str, members: list[str], source: str
         tracklets = SegmentTracklets.from_dict(arrays)
     except InputError:
         raise
-    except (KeyError, TypeError, AttributeError, *_UNREADABLE) as exc:
+    except (KeyError, TypeError, AttributeError, RecursionError, *_UNREADABLE) as exc:
         raise InputError(source, f"not a multi-animal segment ({type(exc).__name__}: {exc})") from None
     if (tracklets.start, tracklets.end) != (result.start, result.stop):
         raise InputError(source, f"tracklets of frames [{tracklets.start}, {tracklets.end}) in a segment of "

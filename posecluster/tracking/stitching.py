@@ -121,11 +121,14 @@ class _Decisions:
 def _solve_windows(t: Tracklets, ends: _Ends, n_individuals: int, config: TrackingConfig) -> _Decisions:
     """The flow solved window by window along the video: window k takes the tracklets starting in
     [kW, (k+1)W + lookahead) with the units where the earlier windows left them, and commits what it
-    decides before (k+1)W. The lookahead is at least max_gap_frames, so a tracklet is closed (left with no
-    continuation) only by a window that saw every tracklet it could continue into. The boundaries are
-    frame numbers, so however the video was cut into segments the same windows decide the same things."""
+    decides before (k+1)W. The lookahead reaches past the end of every tracklet the window commits (so a
+    long tracklet is weighed against every later one it would keep out) and max_gap_frames further (so a
+    tracklet is closed, left with no continuation, only by a window that saw every tracklet it could
+    continue into), but at least W and at most stitch_lookahead_frames. The boundaries are frame numbers,
+    so however the video was cut into segments the same windows decide the same things."""
     width = config.stitch_window_frames
-    lookahead = max(width, config.max_gap_frames)
+    least = max(width, config.max_gap_frames)
+    most = max(config.stitch_lookahead_frames, least)
     order = np.lexsort((t.first_index, t.first_frame))  # key order
     starts = t.first_frame[order]
     decided = _Decisions(len(t))
@@ -134,7 +137,8 @@ def _solve_windows(t: Tracklets, ends: _Ends, n_individuals: int, config: Tracki
         begin = int(starts[lo]) // width * width  # the window of the first tracklet not decided yet
         commit_before = begin + width
         mid = int(np.searchsorted(starts, commit_before, side="left"))
-        hi = int(np.searchsorted(starts, commit_before + lookahead, side="left"))
+        reach = int(t.last_frame[order[lo:mid]].max()) + 1 + config.max_gap_frames - commit_before
+        hi = int(np.searchsorted(starts, commit_before + min(max(reach, least), most), side="left"))
         flow_out, entered = _solve_flow(t, ends, order[lo:hi], decided.open, begin, n_individuals, config)
         gc.collect()  # networkx's graph views and network simplex leave reference cycles: free the window now
         committed = order[lo:mid]

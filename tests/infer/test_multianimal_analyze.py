@@ -88,6 +88,12 @@ def test_a_rerun_with_other_tracking_settings_links_again_and_records_them(analy
     assert meta["animals"]["tracking_config"]["max_link_px"] == 1000.0
     assert meta["animals"]["tracking_config"]["enter_px"] == before["tracking_config"]["enter_px"]  # the rest kept
     assert meta["animals"]["tracking"]["tracklets"] < before["tracking"]["tracklets"]
+    # Stitching settings alone: the stored tracklets are stitched again, no frame through the network.
+    assert main(["analyze", videos[0], "--model", model, "--out", out, "--quiet", "--set", "infer.tracking.max_link_px=1000",
+                 "--set", "infer.tracking.enter_px=5", "--set", "infer.tracking.stitch_window_frames=2"]) == 0
+    again = json.loads(storage.read_bytes(f"{base}_meta.json"))
+    assert again["tracklets_file"]["reused"] is True and again["frames_predicted"] == 0
+    assert (again["animals"]["tracking_config"]["enter_px"], again["animals"]["tracking_config"]["stitch_window_frames"]) == (5.0, 2)
 
 
 PIECED_FRAMES = 27  # keyframes every 4: pieces of at most 10 frames end at 8, 16, 24 (analyze cuts at keyframes)
@@ -96,7 +102,7 @@ PIECES = [(0, 8), (8, 16), (16, 24), (24, 27)]
 
 @pytest.fixture(scope="module")
 def pieced(tmp_path_factory):
-    """A 26-frame video analysed in pieces of at most 10 frames and in one piece, by an untrained model whose
+    """A 27-frame video analysed in pieces of at most 10 frames and in one piece, by an untrained model whose
     links reach across the frame (its tracklets run through the cuts): (model, video, {piece frames: (poses
     folder, base, frames handed to link_frames per call)})."""
     from posecluster.infer import multianimal_segments
@@ -189,12 +195,13 @@ def test_tracklets_stored_as_one_segment_by_an_earlier_analyze_are_reused(pieced
 @pytest.mark.parametrize("frames, keyframes, piece_frames, pieces", [
     (27, range(0, 27, 4), 10, PIECES),
     (26, range(0, 26, 4), 10, [(0, 8), (8, 16), (16, 26)]),  # the last 10 frames in one piece
-    (25, [0], 10, [(0, 10), (10, 20), (20, 25)]),  # no keyframe inside: cut after 10 frames
+    (25, [0], 10, [(0, 25)]),  # one group of pictures: one piece (never decoded again from frame 0)
+    (40, [0, 5, 23, 24], 10, [(0, 5), (5, 23), (23, 24), (24, 40)]),  # long groups held whole
     (30, [0, 10, 15, 20], 10, [(0, 10), (10, 20), (20, 30)]),  # a keyframe exactly at the limit
     (5, [0], 1000, [(0, 5)]),
 ])
-def test_pieces_hold_at_most_the_piece_length_and_end_at_the_last_keyframe_within_it(frames, keyframes,
-                                                                                     piece_frames, pieces):
+def test_pieces_end_at_the_last_keyframe_within_the_piece_length_or_the_first_after(frames, keyframes,
+                                                                                   piece_frames, pieces):
     from posecluster.infer.multianimal_analyze import piece_bounds
 
     assert piece_bounds(frames, list(keyframes), piece_frames) == pieces

@@ -4,6 +4,9 @@ another is refused naming the file, the piece and, where it can, the frame or ro
 
 from __future__ import annotations
 
+import io
+import zipfile
+
 import numpy as np
 import pytest
 
@@ -114,3 +117,43 @@ def test_a_segment_file_is_read_as_one_piece_named_by_its_file(truth, tmp_path):
     (piece,) = read_pieces([uri])
     assert piece.source == uri and (piece.result.start, piece.result.stop) == (0, FRAMES)
     assert len(piece.segment.tracklets.counts) == FRAMES == len(piece.segment.unique)
+
+
+def _crafted_header(shape) -> bytes:
+    """An .npy member's bytes whose header claims `shape` of int64 over 8 bytes of data."""
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": "<i8", "fortran_order": False, "shape": shape})
+    return buffer.getvalue() + b"\0" * 8
+
+
+def _replace_member(uri: str, name: str, data: bytes, compress: int = 0) -> None:
+    with zipfile.ZipFile(uri) as old:
+        members = {info.filename: old.read(info) for info in old.infolist() if info.filename != f"{name}.npy"}
+    with zipfile.ZipFile(uri, "w") as new:
+        for member, content in members.items():
+            new.writestr(member, content)
+        new.writestr(f"{name}.npy", data, compress_type=compress)
+
+
+def test_crafted_members_are_refused_before_anything_is_allocated_or_inflated(truth, tmp_path):
+    uri = pieces_file(truth, str(tmp_path / "arena_tracklets.npz"))
+    poses = _arrays(uri)["piece00001/poses"]
+    crafted = {  # a header claiming a terabyte; the real array, deflated (a zip bomb's way in); deep JSON
+        "shape": ("piece00001/poses", _crafted_header((10**12, 4, 3)), zipfile.ZIP_STORED, "not the"),
+        "deflated": ("piece00001/poses", _npy(poses), zipfile.ZIP_DEFLATED, "compressed"),
+        "nested": ("piece00001/meta", _npy(np.frombuffer(b"[" * 100000 + b"]" * 100000, np.uint8)),
+                   zipfile.ZIP_STORED, "RecursionError"),
+    }
+    for case, (member, data, compress, says) in crafted.items():
+        damaged = str(tmp_path / f"{case}_tracklets.npz")
+        storage.atomic_write_bytes(damaged, storage.read_bytes(uri))
+        _replace_member(damaged, member, data, compress)
+        with pytest.raises(InputError) as raised:
+            join_animal_segments([damaged], names(truth), FRAMES, str(tmp_path / f"{case}_el"))
+        assert str(raised.value).startswith(f"{damaged}, piece 1") and says in str(raised.value), case
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, array)
+    return buffer.getvalue()

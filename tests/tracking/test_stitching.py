@@ -71,3 +71,14 @@ def test_windows_never_hold_more_tracks_than_individuals_and_leave_the_short_gho
     x_start = tracklets.head_poses[:, 0, 0, 0]
     left, right = individual[~ghosts & (x_start < 100)], individual[~ghosts & (x_start > 100) & (x_start < 300)]
     assert len(left) == len(right) == 8 and set(left) == {0} and set(right) == {1}
+
+
+def test_a_long_false_track_loses_to_a_longer_animal_that_appears_before_it_ends():
+    # One individual; a still object detected for 2,100 frames, longer than a window, and an animal from
+    # frame 2,050 to 5,999: the window deciding the object looks on to its end and keeps the animal.
+    tracklets = scene(6000, [(lambda t: 0.0, lambda t: 0.0, set(range(2100))),
+                           (lambda t: 300.0, lambda t: 0.0, set(range(2050, 6000)))])
+    assert individual_of_key(tracklets, stitch(tracklets, 1)) == {(0, 0): -1, (2050, 1): 0}
+    # Beyond the lookahead the earlier tracklet is kept unweighed (the documented limit).
+    short = TrackingConfig(stitch_window_frames=100, stitch_lookahead_frames=500)
+    assert individual_of_key(tracklets, stitch(tracklets, 1, short)) == {(0, 0): 0, (2050, 1): -1}
