@@ -9,9 +9,10 @@ conserved, at most n_individuals tracklets are taken at any frame; the optimum t
 consistent tracklets and leaves out short false positives. An animal that was absent and enters again
 is given to the absent individual whose last pose is nearest (identity included where trained).
 
-The flow is solved in windows of stitch_window_frames along the video (each also seeing the next one,
-deciding only its own frames and handing on where the units are), so its graph, and memory, do not grow
-with the video's length; with a window longer than the video it is the one global optimum.
+The flow is solved in windows of stitch_window_frames along the video (each seeing on to the end of the
+tracklets it decides, at most stitch_lookahead_frames further, and handing on where the units are), so its
+graph, and memory, do not grow with the video's length; with a window longer than the video it is the one
+global optimum.
 
 Costs are whole hundredths of a pixel, the graph is built in key order, and networkx's network simplex
 is deterministic for a given graph, so the same tracklets give the same individuals in every process.
@@ -30,6 +31,7 @@ from posecluster.tracking.costs import identity_disagreement, paired_distances, 
 from posecluster.tracking.tracklets import IDENTITY_UNITS, Tracklets
 
 _SCALE = 100  # costs in hundredths of a pixel, as integers
+_COLLECT_AFTER = 500  # tracklets through the flow between collections of its garbage (a few MiB)
 
 
 def stitch(tracklets: Tracklets, n_individuals: int, config: TrackingConfig | None = None) -> np.ndarray:
@@ -132,7 +134,7 @@ def _solve_windows(t: Tracklets, ends: _Ends, n_individuals: int, config: Tracki
     order = np.lexsort((t.first_index, t.first_frame))  # key order
     starts = t.first_frame[order]
     decided = _Decisions(len(t))
-    lo = 0
+    lo = solved = 0
     while lo < len(order):
         begin = int(starts[lo]) // width * width  # the window of the first tracklet not decided yet
         commit_before = begin + width
@@ -140,7 +142,10 @@ def _solve_windows(t: Tracklets, ends: _Ends, n_individuals: int, config: Tracki
         reach = int(t.last_frame[order[lo:mid]].max()) + 1 + config.max_gap_frames - commit_before
         hi = int(np.searchsorted(starts, commit_before + min(max(reach, least), most), side="left"))
         flow_out, entered = _solve_flow(t, ends, order[lo:hi], decided.open, begin, n_individuals, config)
-        gc.collect()  # networkx's graph views and network simplex leave reference cycles: free the window now
+        solved += hi - lo
+        if solved >= _COLLECT_AFTER:  # networkx's views and network simplex leave reference cycles, and a
+            gc.collect()  # full collection costs ~0.1 s in a worker's heap: after so many tracklets solved
+            solved = 0
         committed = order[lo:mid]
         still_open = []
         for i in [*decided.open, *(int(j) for j in committed if int(j) in flow_out)]:
@@ -185,6 +190,7 @@ def _solve_flow(t: Tracklets, ends: _Ends, members: np.ndarray, open_ends: list[
     for i, j, cost in link_costs(t, ends, config, sources, members):
         graph.add_edge(("out", i), ("in", j), capacity=1, weight=int(round(cost * _SCALE)))
     flow = nx.min_cost_flow(graph)
+    graph.clear()  # the nodes and edges now, not when the cycle collector gets to the graph's views
     entered = {int(j): flow[("idle", int(t.first_frame[j]))][("in", int(j))] > 0 for j in members}
     flow_out = {}
     for i in [*open_ends, *(int(j) for j in members if flow[("in", int(j))][("out", int(j))] > 0)]:
