@@ -233,10 +233,3 @@ def _result(raw, source: str) -> SegmentResult:
         raise InputError(source, "its record's video facts or precision check are not a segment's")
     return result
 
-
-def read_animal_segment(uri: str, summary_only: bool = False) -> tuple[AnimalSegment, SegmentResult]:
-    """The one segment a segment file (or a pieces file of one piece) holds."""
-    pieces = list(read_pieces([uri], summary_only))
-    if len(pieces) != 1:
-        raise InputError(storage.redact_uri(uri), f"{len(pieces)} pieces, where one segment was expected")
-    return pieces[0].segment, pieces[0].result

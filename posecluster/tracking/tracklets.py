@@ -143,8 +143,8 @@ def arrays_from_bytes(data: bytes) -> dict[str, np.ndarray]:
 
 
 def tracklets_to_dict(tracklets: Tracklets, prefix: str = "") -> dict[str, np.ndarray]:
-    return {prefix + f.name: getattr(tracklets, f.name) for f in fields(Tracklets)}
+    return {prefix + name: getattr(tracklets, name) for name in Tracklets.field_names()}
 
 
 def tracklets_from_dict(arrays: dict[str, np.ndarray], prefix: str = "") -> Tracklets:
-    return Tracklets(**{f.name: np.asarray(arrays[prefix + f.name]) for f in fields(Tracklets)})
+    return Tracklets(**{name: np.asarray(arrays[prefix + name]) for name in Tracklets.field_names()})

@@ -12,7 +12,7 @@ from posecluster import storage
 from posecluster.data.formats.madlc import read_tracks
 from posecluster.data.synthetic_multianimal import MultiAnimalRenderer, MultiAnimalScene
 from posecluster.infer.multianimal_segments import AnimalNames, join_animal_segments
-from posecluster.infer.multianimal_store import AnimalSegment, read_animal_segment, write_animal_segment
+from posecluster.infer.multianimal_store import AnimalSegment, read_pieces, write_animal_segment
 from posecluster.infer.segments import SegmentResult
 from posecluster.tracking import FrameDetections, TrackingConfig, track_segment
 from posecluster.tracking.metrics import tracking_scores
@@ -98,7 +98,7 @@ def test_segments_that_do_not_tile_the_video_are_refused(truth, tmp_path):
         join_animal_segments(uris[:2], names(truth), FRAMES, str(tmp_path / "out_el"))
     storage.atomic_write_bytes(str(tmp_path / "bad.npz"), b"not a segment")
     with pytest.raises(ValueError):
-        read_animal_segment(str(tmp_path / "bad.npz"))
+        list(read_pieces([str(tmp_path / "bad.npz")]))
 
 
 def _arrays(uri: str) -> dict[str, np.ndarray]:
@@ -184,7 +184,7 @@ def test_an_unreadable_segment_is_an_input_error_and_no_stored_key(truth, tmp_pa
     else:
         storage.atomic_write_bytes(uri, b"PK\x03\x04 not a zip at all")
     with pytest.raises(InputError, match="not a multi-animal segment") as raised:
-        read_animal_segment(uri)
+        list(read_pieces([uri]))
     assert str(raised.value).startswith(uri)
     assert stored_key(uri) == ""
 
@@ -195,7 +195,7 @@ def test_tracklets_of_the_previous_format_are_refused_saying_so(truth, tmp_path)
     # Written by posecluster 0ba38fb (frames [4, 8) of a scene, linked from frames 2-3 too, with start links).
     old = storage.join(storage.parent(__file__), "fixtures", "tracklets_format1.npz")
     with pytest.raises(InputError, match="tracklets of format 1 .* joins format 2; compute them again"):
-        read_animal_segment(old, summary_only=True)
+        list(read_pieces([old], summary_only=True))
 
 
 def test_a_segment_puts_only_its_own_frames_through_the_model(tmp_path):
