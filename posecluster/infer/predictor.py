@@ -51,6 +51,13 @@ class Predictor:
         # by a more exact path (model.precision): empty for fp32 and models calibrated before margins.
         margins = trained.reduced.recheck_margins if trained.reduced is not None else {}
         self.recheck_chain = recheck_chain(self.precision, self.device, self.cpu, margins)
+        # `auto` never takes such a path (choose_inference); a forced one runs as asked, said loudly.
+        self.unrechecked = "" if path or self.precision == "fp32" or self.recheck_chain else (
+            f"infer.mixed_precision={self.infer.mixed_precision} runs {self.precision} without rechecks: "
+            f"{trained.uri or 'the model'} has no {self.precision} recheck margin (calibrated before they existed); "
+            f"close calls between two peaks can move keypoints by cells. Recalibrate it: `posecluster calibrate RUN`")
+        if self.unrechecked:
+            log.warning("%s", self.unrechecked)
         self.rechecked_frames = 0  # frames predicted again (by any step of the chain)
         # Rows of the last forward pass whose outputs are fp32's own (all of them on the fp32 path; on a
         # reduced path the frames its rechecks predicted again in fp32): infer.verify's probe reuses them.
@@ -78,6 +85,8 @@ class Predictor:
             record["int8_sha256"] = self.trained.reduced.int8_sha256
         if self.recheck_chain:
             record["rechecks"] = [{"margin_logits": margin, "path": path} for margin, path in self.recheck_chain]
+        if self.unrechecked:
+            record["warning"] = self.unrechecked
         return record
 
     @property
@@ -141,8 +150,12 @@ class Predictor:
 
     def _recheck(self, batch: torch.Tensor, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """`out` with the frames whose maps leave a rival peak within a step's margin replaced by the
-        step's path's outputs, step after step (recheck_chain)."""
-        pending = torch.arange(len(batch))
+        step's path's outputs, step after step (recheck_chain).
+
+        The rows and the masks that narrow them live on the outputs' device (a GPU's, or the CPU for
+        ONNX Runtime's int8): torch refuses to index a CPU tensor with a GPU mask. Outputs written back
+        are moved to that device too (a path's forward pass runs on the model's)."""
+        pending = torch.arange(len(batch), device=out["scoremap"].device)
         copied = False
         for margin, path in self.recheck_chain:
             pending = pending[(self.decision_margins(out, pending) < margin).any(dim=-1)]
@@ -152,17 +165,18 @@ class Predictor:
                 out, copied = {name: value.float().clone() for name, value in out.items()}, True
                 self.rechecked_frames += len(pending)
             with Precision(path, "recheck").autocast(self.device):
-                exact = self.model(batch[pending])
+                exact = self.model(batch[pending.to(batch.device)])
             for name, value in exact.items():
-                out[name][pending] = value.float()
+                out[name][pending] = value.float().to(out[name].device)
             if path == "fp32":
-                self.exact_rows = pending.numpy()
+                self.exact_rows = pending.cpu().numpy()
         return out
 
     def decision_margins(self, out: dict[str, torch.Tensor], frames: torch.Tensor) -> torch.Tensor:
         """(len(frames), K): how far each map's top logit stands from a decision it could change: above
         the nearest cell that would move its keypoint (a rival peak, or a neighbour decoding more than
         half a cell away, NEIGHBOUR_MOVE_CELLS), or from the p-cutoff it could cross."""
+        frames = frames.to(out["scoremap"].device)  # rows index the maps where the maps are
         scoremap, locref = out["scoremap"][frames], out.get("locref")
         moved = torch.minimum(rival_margins(scoremap), shifted_cell_margins(
             scoremap, None if locref is None else locref[frames], self.model.stride,

@@ -22,7 +22,8 @@ reduced-precision versions showed with fp32 on its held-out labeled frames and o
 videos (ReducedPrecision.checks, each naming the arithmetic it ran: autocast on CUDA, or emulated on CPU
 by CPU autocast in the same dtype); a path whose check failed is never chosen by `auto`, on CPU or CUDA,
 nor one that, timed on those frames with its rechecks, was not faster than fp32 on the CPU it will run on
-(Agreement.speedup: a model whose rechecks redo most frames is fastest in fp32). That choice is a candidate: infer.verify then times it against fp32 on the video's first frames (rechecks
+(Agreement.speedup: a model whose rechecks redo most frames is fastest in fp32), nor one without a recorded
+recheck margin (a model calibrated before margins existed: recalibrate it). That choice is a candidate: infer.verify then times it against fp32 on the video's first frames (rechecks
 included) and checks it on a sample of the video's frames as the job runs, falling back to fp32.
 The CPU's abilities come from `probe_cpu`, or from a CpuCapability handed in (the seam tests use to play
 a CPU without bf16); CUDA's bf16 support likewise (`cuda_bf16`).
@@ -279,6 +280,7 @@ def choose_inference(setting: str, device: torch.device, cpu: CpuCapability,
     included, was not timed slower than fp32 x `min_speedup` at calibration (a candidate: infer.verify
     times it and checks it on the video). `cuda_bf16`: whether the GPU runs bf16 (None: ask torch)."""
     checks = reduced.checks if reduced is not None else {}
+    margins = reduced.recheck_margins if reduced is not None else {}
     has_int8 = reduced is not None and bool(reduced.int8_onnx)
     if setting == "off":
         return Precision("fp32", "infer.mixed_precision=off")
@@ -294,12 +296,13 @@ def choose_inference(setting: str, device: torch.device, cpu: CpuCapability,
     if device.type == "cuda":  # autocast only where this model's check of that arithmetic passed
         path = _autocast_path(device, cuda_bf16)
         found = checks.get(path)
-        if found is not None and found.passed and not found.slower_than(min_speedup, "cuda"):
+        if found is not None and found.passed and not found.slower_than(min_speedup, "cuda") and path in margins:
             return Precision(path, f"auto: CUDA autocast {path}; poses vs fp32: {found.describe()}",
                              found.timed_speedup("cuda"))
         why = (f"no {path} pose check recorded in {source}; fp32 until `posecluster calibrate` checks it" if found is None
                else f"{path} changed this model's poses ({found.describe()})" if not found.passed
-               else f"{path} was not faster than fp32 ({found.describe()})")
+               else f"{path} was not faster than fp32 ({found.describe()})" if found.slower_than(min_speedup, "cuda")
+               else _unrechecked([path], source))
         return Precision("fp32", f"auto: CUDA, {why}")
     if device.type != "cpu":
         return Precision("fp32", f"auto: {device.type}")
@@ -307,15 +310,20 @@ def choose_inference(setting: str, device: torch.device, cpu: CpuCapability,
 
     place = timing_place(device, cpu)
 
-    def usable(check: Agreement | None) -> bool:
+    def checked(check: Agreement | None) -> bool:
         return check is not None and check.passed and not check.slower_than(min_speedup, place)
 
-    if has_int8 and cpu.int8 and usable(int8_check):
+    # A check that passed licenses its path with the rechecks it was measured with: a model calibrated
+    # before recheck margins existed has none, and its path alone moved keypoints by cells (issue 30).
+    int8_runs, bf16_runs = has_int8 and cpu.int8 and checked(int8_check), cpu.bf16 and checked(bf16_check)
+    if int8_runs and "int8" in margins:
         return Precision("int8", f"auto: calibrated int8 version on a CPU with int8 instructions ({cpu.describe()}); "
                                  f"poses vs fp32: {int8_check.describe()}", int8_check.timed_speedup(place))
-    if cpu.bf16 and usable(bf16_check):
+    if bf16_runs and "bf16" in margins:
         return Precision("bf16", f"auto: the CPU has bf16 instructions ({cpu.describe()}); "
                                  f"poses vs fp32: {bf16_check.describe()}", bf16_check.timed_speedup(place))
+    if int8_runs or bf16_runs:
+        return Precision("fp32", "auto: " + _unrechecked(["int8"] * int8_runs + ["bf16"] * bf16_runs, source))
     failed = [f"{path}: {check.describe()}" for path, check in checks.items() if not check.passed]
     slow = [f"{path}: {check.describe()}" for path, check in checks.items()
             if check.passed and check.slower_than(min_speedup, place)]
@@ -328,6 +336,13 @@ def choose_inference(setting: str, device: torch.device, cpu: CpuCapability,
     else:
         why = cpu.describe()
     return Precision("fp32", f"auto: {why}")
+
+
+def _unrechecked(paths: list[str], source: str) -> str:
+    """Why `auto` runs fp32 where `paths` passed their checks but have no recheck margin recorded."""
+    return (f"{source} was calibrated before recheck margins existed: {' and '.join(paths)} would run without "
+            f"rechecks (a close call between two peaks could move a keypoint by cells); fp32 until the model is "
+            f"recalibrated: `posecluster calibrate RUN` on its run folder")
 
 
 def choose_multianimal_inference(setting: str, source: str = "the model") -> Precision:

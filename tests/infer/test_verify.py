@@ -83,8 +83,10 @@ def _flipping(trained, video, exact):
     """(the model without its recheck margins and with a p-cutoff its int8 and fp32 likelihoods straddle
     on a frame after the probe, the first frame to analyse): its sample must leave the tolerance."""
     # With its rechecks the candidate predicts again every top this close to the p-cutoff
-    # (decode.cutoff_margins); without recheck margins, the flip reaches the sample.
-    unchecked = replace(trained, reduced=replace(trained.reduced, recheck_margins={}))
+    # (decode.cutoff_margins); with margins of zero (recorded, so `auto` takes the path, but no decision
+    # is ever that close) nothing is predicted again and the flip reaches the sample.
+    unchecked = replace(trained, reduced=replace(trained.reduced,
+                                                 recheck_margins={path: 0.0 for path in trained.reduced.recheck_margins}))
     reduced = np.concatenate([Predictor(unchecked, _infer(unchecked), cpu=VNNI).predict(frame[None]) for frame in
                               [rgb for _, rgb in read_frames(probe(video), 0, FRAMES, DecodeReport())]])
     # Unrechecked, int8 can move a keypoint by a cell on any frame: start where the probe's frames agree.

@@ -4,6 +4,8 @@ seam (no patching of torch's own probes)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -33,9 +35,13 @@ def check(mean_px: float, flip_share: float = 0.0, speedup: float | None = None,
                      speedup=speedup, timed_on=timed_on if speedup is not None else "")
 
 
-def reduced(int8: Agreement | None = None, bf16: Agreement | None = None) -> ReducedPrecision:
+MARGINS = {"int8": 1.4, "bf16": 0.5, "fp16": 0.2}  # as calibration records them beside its checks
+
+
+def reduced(int8: Agreement | None = None, bf16: Agreement | None = None, margins: bool = True) -> ReducedPrecision:
     checks = {path: c for path, c in (("int8", int8), ("bf16", bf16)) if c is not None}
-    return ReducedPrecision(int8_onnx=b"graph", checks=checks)
+    return ReducedPrecision(int8_onnx=b"graph", checks=checks,
+                            recheck_margins={path: MARGINS[path] for path in checks} if margins else {})
 
 
 def test_a_cpu_without_bf16_falls_back_to_fp32_for_training_and_inference(trained_run):
@@ -87,7 +93,7 @@ def test_auto_skips_a_path_that_its_calibration_timed_slower_than_fp32_with_its_
     assert choose_inference("auto", CPU, BF16_INT8, reduced(int8=plain_cpu), min_speedup=1.05).path == "int8"
     # The same rule on CUDA for its autocast path.
     cuda = torch.device("cuda")
-    slow_gpu = ReducedPrecision(checks={"bf16": check(0.1, speedup=0.9, timed_on="cuda")})
+    slow_gpu = ReducedPrecision(checks={"bf16": check(0.1, speedup=0.9, timed_on="cuda")}, recheck_margins=MARGINS)
     assert choose_inference("auto", cuda, NO_BF16, slow_gpu, cuda_bf16=True, min_speedup=1.05).path == "fp32"
     assert choose_inference("auto", cuda, NO_BF16, slow_gpu, cuda_bf16=True, min_speedup=0).path == "bf16"
 
@@ -130,7 +136,7 @@ def test_the_probe_reports_what_torch_sees_on_this_machine():
 
 def test_on_cuda_auto_autocasts_only_where_the_models_check_of_that_arithmetic_passed():
     cuda = torch.device("cuda")  # the choice is pure: no GPU needed to ask it
-    checked = ReducedPrecision(checks={"bf16": check(0.1), "fp16": check(0.9)})
+    checked = ReducedPrecision(checks={"bf16": check(0.1), "fp16": check(0.9)}, recheck_margins=MARGINS)
     assert choose_inference("auto", cuda, NO_BF16, checked, cuda_bf16=True).path == "bf16"
     no_bf16_gpu = choose_inference("auto", cuda, NO_BF16, checked, cuda_bf16=False)  # e.g. a T4/V100: fp16
     assert no_bf16_gpu.path == "fp32" and "fp16 changed this model's poses" in no_bf16_gpu.reason
@@ -147,3 +153,27 @@ def test_a_gpu_rechecks_its_close_calls_in_fp32_as_a_cpu_does():
     assert recheck_chain("int8", CPU, BF16_INT8, margins) == [(1.4, "bf16"), (0.5, "fp32")]
     assert recheck_chain("int8", CPU, CpuCapability(isa="AVX512", int8=True), margins) == [(1.4, "fp32")]
     assert recheck_chain("fp32", cuda, NO_BF16, margins) == [] and recheck_chain("bf16", cuda, NO_BF16, {}) == []
+
+
+def test_auto_never_takes_a_path_without_a_recorded_recheck_margin_and_says_to_recalibrate():
+    # A model calibrated before recheck margins existed: its checks passed, but they license the path with
+    # the rechecks it now lacks (issue 30: bf16 without rechecks moved keypoints up to 72 px).
+    old = reduced(int8=check(0.1), bf16=check(0.1), margins=False)
+    for cpu in (BF16_INT8, BF16_ONLY):
+        chosen = choose_inference("auto", CPU, cpu, old, source="s3://lab/run/model.pt")
+        assert chosen.path == "fp32"
+        assert "s3://lab/run/model.pt was calibrated before recheck margins existed" in chosen.reason
+        assert "posecluster calibrate RUN" in chosen.reason
+    # The same model with its margins recorded: the path runs (rechecked).
+    assert choose_inference("auto", CPU, BF16_INT8, reduced(int8=check(0.1), bf16=check(0.1))).path == "int8"
+    # One path's margin missing: the other, which has its rechecks, still runs.
+    bf16_margin_only = replace(reduced(int8=check(0.1), bf16=check(0.1)), recheck_margins={"bf16": 0.5})
+    assert choose_inference("auto", CPU, BF16_INT8, bf16_margin_only).path == "bf16"
+    # On CUDA likewise.
+    cuda = torch.device("cuda")
+    gpu_old = ReducedPrecision(checks={"bf16": check(0.1)})
+    on_gpu = choose_inference("auto", cuda, NO_BF16, gpu_old, cuda_bf16=True)
+    assert on_gpu.path == "fp32" and "calibrated before recheck margins existed" in on_gpu.reason
+    # Forced paths run as asked (the predictor warns that no rechecks run: test_quantize).
+    assert choose_inference("int8", CPU, BF16_INT8, old).path == "int8"
+    assert choose_inference("on", CPU, BF16_INT8, old).path == "bf16"

@@ -14,7 +14,9 @@ import pytest
 
 from posecluster import storage
 from posecluster.cli.main import main
+from posecluster.data.formats.poses import read_pose_table
 from posecluster.data.video import DecodeReport, probe, read_frames
+from posecluster.infer.analyze import analyze_video
 from posecluster.infer.ensemble import pinned_predictor
 from posecluster.infer.predictor import Predictor
 from posecluster.model.artifact import ModelMismatchError, REDUCED_KEY, from_bytes, load_model, load_pinned, \
@@ -113,7 +115,7 @@ def close_calls(trained_run, synthetic_project):
     def poses(setting):
         return Predictor(unchecked, trained.config.infer.model_copy(update={"mixed_precision": setting}), cpu=VNNI).predict(frames)
 
-    raw = Predictor(unchecked, cpu=VNNI)
+    raw = Predictor(unchecked, trained.config.infer.model_copy(update={"mixed_precision": "int8"}), cpu=VNNI)
     assert raw.precision == "int8" and raw.recheck_chain == []
     out = raw.int8(raw.prepare(frames)[0])
     maps, offsets = out["scoremap"].numpy(), out["locref"].numpy()
@@ -180,10 +182,42 @@ def _brute_force_neighbour_margin(logits: np.ndarray, offsets: np.ndarray, strid
     return float(logits[top] - best)
 
 
-def test_a_model_calibrated_before_recheck_margins_runs_its_reduced_path_unchecked(trained_run):
-    predictor = Predictor(_with_margins(load_model(trained_run[0])), cpu=VNNI)
-    assert predictor.precision == "int8" and predictor.recheck_chain == []
-    assert "rechecks" not in predictor.precision_record()
+def test_a_model_calibrated_before_recheck_margins_runs_fp32_under_auto_and_says_to_recalibrate(
+        trained_run, synthetic_project, tmp_path):
+    trained = load_model(trained_run[0])
+    old = _with_margins(trained)  # its checks passed, but were made with rechecks it no longer has
+    predictor = Predictor(old, cpu=VNNI)
+    assert predictor.precision == "fp32" and predictor.int8 is None and predictor.recheck_chain == []
+    record = predictor.precision_record()
+    assert record["path"] == "fp32" and "calibrated before recheck margins existed" in record["reason"]
+    assert "posecluster calibrate RUN" in record["reason"] and "warning" not in record
+    # Through analyze: the poses are fp32's (predicted independently), and _meta.json says why.
+    frames = np.stack([rgb for _, rgb in read_frames(probe(synthetic_project.videos[0].uri), 0, 8, DecodeReport())])
+    fp32 = Predictor(trained, trained.config.infer.model_copy(update={"mixed_precision": "off"}), cpu=VNNI).predict(frames)
+    analysis = analyze_video(predictor, synthetic_project.videos[0].uri, str(tmp_path), progress=False, stop=8)
+    meta = json.loads(storage.read_bytes(analysis.outputs["h5"].removesuffix(".h5") + "_meta.json"))["precision"]
+    assert meta["path"] == "fp32" and "calibrated before recheck margins existed" in meta["reason"]
+    assert "video_check" not in meta  # nothing reduced ran to be checked
+    np.testing.assert_allclose(read_pose_table(analysis.outputs["h5"]).to_numpy().reshape(fp32.shape), fp32, atol=1e-4)
+
+
+@pytest.mark.parametrize("setting, path", [("int8", "int8"), ("on", "bf16")])
+def test_a_forced_reduced_path_on_a_model_without_recheck_margins_runs_and_warns_that_nothing_is_rechecked(
+        trained_run, caplog, setting, path):
+    trained = load_model(trained_run[0])
+    with caplog.at_level("WARNING", logger="posecluster.infer.predictor"):
+        forced = Predictor(_with_margins(trained), trained.config.infer.model_copy(update={"mixed_precision": setting}),
+                           cpu=VNNI)
+    assert forced.precision == path and forced.recheck_chain == []
+    assert any("without rechecks" in r.getMessage() and "posecluster calibrate" in r.getMessage()
+               for r in caplog.records if r.levelname == "WARNING")
+    assert "without rechecks" in forced.precision_record()["warning"]
+    # With its margins, the same request is rechecked and warns of nothing.
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="posecluster.infer.predictor"):
+        rechecked = Predictor(trained, trained.config.infer.model_copy(update={"mixed_precision": setting}), cpu=VNNI)
+    assert rechecked.recheck_chain and "warning" not in rechecked.precision_record()
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
 
 
 def test_a_recalibrated_model_is_refused_by_a_worker_pinned_to_the_old_bytes(trained_run, tmp_path, capsys):
