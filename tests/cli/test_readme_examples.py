@@ -140,8 +140,8 @@ SERVE_LOCAL_RAY = example("posecluster serve ROOT --local-ray")
 CONFINE = example("posecluster --confine PREFIX... COMMAND")
 
 # A training's tiny settings, appended after the README's own (later --set values win): ResNet-18 from
-# scratch (no ImageNet file offline), one epoch on whole 64x64 images, no int8 calibration (calibrate RUN
-# does it where the README shows it).
+# scratch (no ImageNet file offline), one epoch on whole (uncropped) images, no int8 calibration (calibrate
+# RUN does it where the README shows it).
 TINY_TRAIN = ["--set", "train.epochs=1", "--set", "train.batch_size=4", "--set", "train.progress=no",
               "--set", "augment.crop_size=null", "--set", "model.backbone.name=resnet18",
               "--set", "model.backbone.weights=none", "--set", "train.int8_calibration_images=0",
@@ -153,6 +153,10 @@ def test_every_readme_command_line_is_run_by_a_test():
     assert len(shown) >= 35
     assert shown - EXAMPLES == set(), "README command lines that no test runs (add them to this file)"
     assert EXAMPLES - shown == set(), "command lines this file runs that the README no longer shows"
+    # and each one is used by a test here, not only listed
+    source = Path(__file__).read_text()
+    for name in re.findall(r"^([A-Z_0-9]+) = example\(", source, flags=re.M):
+        assert re.search(rf"(lab\.run|lab\.argv)\({name}\b", source), f"{name} is listed but no test runs it"
 
 
 def validate(command: str):
