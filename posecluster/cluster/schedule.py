@@ -64,7 +64,7 @@ from posecluster.cluster.runtime import cluster_slots
 from posecluster.data.video import SpansUnsound
 from posecluster.errors import InputError
 from posecluster.infer.ensemble import pin
-from posecluster.infer.naming import collisions, output_base, tracked_base
+from posecluster.infer.naming import collisions, long_name_problem, output_base, tracked_base
 from posecluster.model.ensemble import PinnedEnsemble
 from posecluster.model.multianimal_artifact import PinnedAnimals
 from posecluster.storage import ObjectChangedError
@@ -218,6 +218,7 @@ class ArchiveRun:
         with_segments = set() if opts.overwrite else with_retries(
             list_folders, state_uri(opts.out, "segments"), patience_s=self.patience.outage_s)
         bases = {uri: output_base(uri, opts.out, self.scorer) for uri, _ in self.listed}
+        too_long = {uri: long_name_problem(uri, base) for uri, base in bases.items()}  # before any tracked suffix
         if self.animals:
             bases = {uri: tracked_base(base) for uri, base in bases.items()}
         clashes = collisions(bases)
@@ -230,6 +231,9 @@ class ArchiveRun:
             if uri in clashes:  # never overwrite another video's table: this one fails, by name
                 self._final(record, "failed", f"InputError: {uri}: would write the same pose table as "
                             f"{storage.redact_uri(clashes[uri])} (same folder and file stem)")
+                continue
+            if too_long[uri]:  # its table would fit, but not what filter/label-video derive from it
+                self._final(record, "failed", f"InputError: {storage.redact_uri(uri)}: {too_long[uri]}")
                 continue
             if identity is None:  # named one by one: a planning task looks it up
                 self._to_identify.append(task)

@@ -17,6 +17,9 @@ a query that selects the object (`?versionId=3`, `?id=2`) is part of the name as
 Two videos of one folder that differ only in their extension (mouse.mp4, mouse.avi) map to one table:
 callers refuse the second by name (`collisions` within a command; a table whose `_meta.json` names another
 video, across jobs), never overwrite.
+Every name a command derives from a base (`<base>_filtered.h5`, `<base>_el_filtered_labeled.mp4`, ...) is
+listed once here (DERIVED_SUFFIXES); a base whose longest derived name would exceed a file name's limit is
+refused when the base is made, before any frame is predicted, not by `filter` or `label-video` later.
 """
 
 from __future__ import annotations
@@ -51,7 +54,8 @@ def _in(out_folder: str, folder: str, name: str) -> str:
 
 
 def output_base(video_uri: str, out_folder: str, scorer: str) -> str:
-    """`<out>/<video's folder>/<video stem><scorer>`: the pose table's URI without its suffix."""
+    """`<out>/<video's folder>/<video stem><scorer>`: the pose table's URI without its suffix (unchecked:
+    callers that write under it check it with refuse_long_names or long_name_problem)."""
     return _in(out_folder, mirror_folder(video_uri), f"{video_stem(video_uri)}{scorer}")
 
 
@@ -62,7 +66,7 @@ class Mirrored:
     folder: str
 
     def base(self, video_uri: str, scorer: str) -> str:
-        return output_base(video_uri, self.folder, scorer)
+        return refuse_long_names(video_uri, output_base(video_uri, self.folder, scorer))
 
     def plots(self, video_uri: str) -> str:
         return plot_folder(video_uri, self.folder)
@@ -84,7 +88,7 @@ class Destfolder:
         return storage.parent(storage.object_path(video_uri))
 
     def base(self, video_uri: str, scorer: str) -> str:
-        return storage.join(self._folder(video_uri), f"{video_stem(video_uri)}{scorer}")
+        return refuse_long_names(video_uri, storage.join(self._folder(video_uri), f"{video_stem(video_uri)}{scorer}"))
 
     def plots(self, video_uri: str) -> str:
         return storage.join(self._folder(video_uri), "plot-poses", video_stem(video_uri))
@@ -154,15 +158,66 @@ def tracklets_file(base: str) -> str:
 
 
 FORMATS = ("h5", "csv", "parquet")
-# Every name a posecluster command writes beside a video's table `<base>.h5` (analyze/infer: the table in
-# each format, an ensemble's variance and member tables, `_meta.json`; filter: `_filtered.*` and its
-# source record; label-video: `_labeled.mp4`, `_filtered_labeled.mp4`, when --out is the poses folder).
-_OUTPUT_SUFFIX = re.compile(r"^(?:\.(?:h5|csv|parquet)|_filtered\.(?:h5|csv|parquet)|_filtered_source\.json"
-                            r"|_ensemble_variance\.h5|_member\d+\.h5|_meta\.json|_tracklets\.npz|(?:_filtered)?_labeled\.mp4)$")
+# Every suffix a posecluster command appends to the base of a video's table (`<base>.h5`): analyze/infer
+# write the table in each format, an ensemble's variance and member tables (`_member<k>.h5`: MEMBER),
+# `_meta.json` and a multi-animal table's `_tracklets.npz`; filter writes `_filtered.*` and its source
+# record; label-video `_labeled.mp4` / `_filtered_labeled.mp4` (named after the table it draws, in its
+# --out, which may be the poses folder). A multi-animal model's base is itself `<base>_el` (TRACKED_SUFFIX).
+# The one list: every name derived from a base is one of these (tests/infer/test_naming.py greps the code).
+MEMBER = "_member<k>.h5"
+DERIVED_SUFFIXES: tuple[str, ...] = (
+    *(f".{fmt}" for fmt in FORMATS), "_meta.json", "_ensemble_variance.h5", MEMBER, "_tracklets.npz",
+    *(f"_filtered.{fmt}" for fmt in FORMATS), "_filtered_source.json", "_labeled.mp4", "_filtered_labeled.mp4",
+)
+# An ensemble of up to 9,999 members (each a trained model) is what a name must leave room for.
+_WIDEST_MEMBER = MEMBER.replace("<k>", "9999")
+
+
+def _widest(suffix: str) -> str:
+    return _WIDEST_MEMBER if suffix == MEMBER else suffix
+
+
+# The longest name ever derived from a video's base `<video stem><scorer>`: a multi-animal table's
+# `_el` then the longest suffix (`<base>_el_filtered_labeled.mp4`).
+LONGEST_DERIVED_SUFFIX = max((TRACKED_SUFFIX + _widest(s) for s in reversed(DERIVED_SUFFIXES)), key=lambda s: len(s.encode()))
+
+
+def long_name_problem(video_uri: str, base: str) -> str:
+    """Why `base` cannot be written under (a name derived from it longer than storage.NAME_MAX_BYTES,
+    which a local file system refuses with ENAMETOOLONG and a copy of an object store's outputs to a
+    disk would), with what to shorten; '' when every derived name fits."""
+    name = storage.basename(base)
+    longest = len((name + LONGEST_DERIVED_SUFFIX).encode())
+    if longest <= storage.NAME_MAX_BYTES:
+        return ""
+    stem = storage.stem(storage.object_path(video_uri))
+    rest = len(name.encode()) - len(stem.encode())  # the scorer, and a selecting query's hash
+    room = storage.NAME_MAX_BYTES - len(LONGEST_DERIVED_SUFFIX.encode()) - rest
+    return (f"the names of its outputs would be too long: {name!r} ({len(name.encode())} bytes: the video's "
+            f"stem, {len(stem.encode())} bytes, and the model's DeepLabCut scorer) plus "
+            f"{LONGEST_DERIVED_SUFFIX!r} is {longest} bytes, over a file name's limit of "
+            f"{storage.NAME_MAX_BYTES} bytes (UTF-8); rename the video to a stem of at most {max(room, 0)} bytes "
+            f"or use a model with a shorter scorer")
+
+
+def refuse_long_names(video_uri: str, base: str) -> str:
+    """`base`, once every name derived from it is known to fit (else InputError naming the video)."""
+    problem = long_name_problem(video_uri, base)
+    if problem:
+        raise InputError(storage.redact_uri(video_uri), problem)
+    return base
+
+
+def _suffix_pattern(suffix: str) -> str:
+    return re.escape(suffix).replace(re.escape("<k>"), r"\d+")
+
+
+# What is_output_of takes for an output of a base: exactly the suffixes listed above.
+_OUTPUT_SUFFIX = re.compile("^(?:" + "|".join(_suffix_pattern(s) for s in DERIVED_SUFFIXES) + ")$")
 
 
 def is_output_of(base: str, uri: str) -> bool:
-    """Whether `uri` is one of the outputs a run or a tool writes for the table at `base` (see _OUTPUT_SUFFIX)."""
+    """Whether `uri` is one of the outputs a run or a tool writes for the table at `base` (DERIVED_SUFFIXES)."""
     name, own = storage.basename(uri), storage.basename(base)
     return storage.parent(uri) == storage.parent(base) and name.startswith(own) and bool(
         _OUTPUT_SUFFIX.match(name[len(own):]))

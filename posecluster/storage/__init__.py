@@ -14,6 +14,7 @@ import os
 import posixpath
 import re
 import tempfile
+import urllib.parse
 import uuid
 from dataclasses import dataclass, field
 from typing import IO, Iterator
@@ -112,11 +113,33 @@ _URI_SECRETS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[
 
 def _redact_match(match: re.Match) -> str:
     userinfo = "***@" if match.group("userinfo") else ""
-    query = match.group("query") or ""
-    if query:
-        pairs = [p.split("=", 1)[0] for p in query[1:].split("&") if p]
-        query = "?" + "&".join(f"{name}=***" for name in pairs)
-    return f"{match.group('scheme')}{userinfo}{match.group('rest')}{query}"
+    return f"{match.group('scheme')}{userinfo}{match.group('rest')}{_redact_query(match.group('query') or '')}"
+
+
+# Parts of a query parameter's name that say (or may say) its value is a secret: kept out of every record
+# whatever the parameter does (`api_key`, `access_token`, `sessionid`, `auth`, `code` of OAuth, ...).
+_SECRET_NAME_PARTS = ("key", "token", "secret", "sig", "auth", "pass", "pw", "cred", "session", "sid", "code",
+                      "jwt", "bearer", "cookie", "priv", "cert", "hmac", "otp", "pin", "nonce", "ticket",
+                      "saml", "assert", "login", "access", "grant")
+
+
+def _value_may_show(name: str) -> bool:
+    """Whether a query parameter's value may be written in clear: it selects the object (not an access
+    parameter: `versionId`, `id`, `generation`) and its name does not look like a secret's."""
+    plain = urllib.parse.unquote_plus(name).lower()
+    return bool(plain) and not _grants_access(plain) and not any(part in plain for part in _SECRET_NAME_PARTS)
+
+
+def _redact_query(query: str) -> str:
+    """`?a=1&b=2` with every value replaced by *** but what selects the object (_value_may_show); a
+    parameter without a value is replaced whole (its name may be the secret)."""
+    if not query:
+        return query
+    kept = []
+    for pair in (p for p in query[1:].split("&") if p):
+        name, equals, _value = pair.partition("=")
+        kept.append(pair if equals and _value_may_show(name) else f"{name}=***" if equals else "***")
+    return "?" + "&".join(kept)
 
 
 _WEB = ("http", "https")  # where a query string is a query (an object store's key may hold "?" or "#")
@@ -138,16 +161,16 @@ def _parts(uri: str) -> tuple[str, str, str, str]:
 
 def redact_uri(uri: str) -> str:
     """`uri` fit for a log, a manifest or `_meta.json`: user info and a web URL's query values replaced by
-    *** (a presigned URL's signature and credential, a password in `scheme://user:pass@host`); a text
-    that holds URIs among other words is scrubbed of the same (and of known secrets)."""
+    *** (a presigned URL's signature and credential, a password in `scheme://user:pass@host`), but for
+    those that select the object (`versionId=3`, `id=2`: what canonical_uri keeps, when the name does not
+    look like a secret's), so that a record still names the object it was made from; a text that holds
+    URIs among other words is scrubbed of the same (and of known secrets)."""
     if "://" not in uri:
         return uri
     if any(ch.isspace() for ch in uri) and not uri.split("://", 1)[0].isalnum():
         return _redact(uri)  # a message, not one URI
     scheme, userinfo, rest, query = _parts(uri)
-    if query:
-        query = "?" + "&".join(f"{p.split('=', 1)[0]}=***" for p in query[1:].split("&") if p)
-    return _redact_known(f"{scheme}://{'***@' if userinfo else ''}{rest}{query}")
+    return _redact_known(f"{scheme}://{'***@' if userinfo else ''}{rest}{_redact_query(query)}")
 
 
 def _redact_known(text: str) -> str:

@@ -115,27 +115,72 @@ def test_a_query_that_selects_an_object_is_part_of_its_identity(trained_run, syn
                                              Params={"Bucket": bucket, "Key": "v/mouse.mp4", "VersionId": version})
 
     out = str(tmp_path / "poses")
-    assert main(["analyze", url(versions[0]), url(versions[1]), "--model", trained_run[0], "--out", out,
-                 "--quiet"]) == 0
+    urls = [url(v) for v in versions]
+    assert main(["analyze", *urls, "--model", trained_run[0], "--out", out, "--quiet"]) == 0
     metas = storage.list_files(out, suffixes=("_meta.json",))
     assert len(metas) == 2
     assert sorted(json.loads(storage.read_bytes(m))["frames"] for m in metas) == [20, 64]
+    # Each record names its version in clear (what reopens that object), never the signature.
+    recorded = [json.loads(storage.read_bytes(m))["video"] for m in metas]
+    assert sorted(storage.selecting_query(v) for v in recorded) == sorted(f"versionId={v}" for v in versions)
+    assert not [v for v in recorded for u in urls if u.split("Signature=")[1].split("&")[0] in v]
     assert storage.canonical_uri(url(versions[0])) != storage.canonical_uri(url(versions[1]))
     assert storage.canonical_uri(url(versions[0])) == storage.canonical_uri(url(versions[0], 900))
     assert main(["analyze", url(versions[0], 900), "--model", trained_run[0], "--out", out, "--quiet"]) == 0
     assert len(storage.list_files(out, suffixes=("_meta.json",))) == 2
 
 
-def test_a_long_video_name_that_fits_is_analysed(trained_run, synthetic_project, tmp_path):
-    """A stem of 190+ bytes whose `_meta.json` name is exactly 255 bytes (the limit): the final names fit,
-    and so must the names written on the way (`<name>.tmp-<uuid>` did not)."""
+def test_a_long_video_name_that_fits_is_analysed_and_filtered(trained_run, synthetic_project, tmp_path):
+    """A stem of 180+ bytes whose longest derived name (a tracked table's `_el_filtered_labeled.mp4`) is
+    exactly 255 bytes (the limit): every name fits, and so must the names written on the way
+    (`<name>.tmp-<uuid>` did not); `filter` and `label-video` write theirs."""
     scorer = load_model(trained_run[0]).scorer
-    stem = "m" * (255 - len(f"{scorer}_meta.json".encode()))
-    assert len(stem) >= 190
+    stem = "m" * (255 - len(f"{scorer}_el_filtered_labeled.mp4".encode()))
+    assert len(stem) >= 180
     video = tmp_path / "videos" / f"{stem}.mp4"
     video.parent.mkdir()
     shutil.copy(synthetic_project.videos[0].uri, video)
     out = str(tmp_path / "poses")
     assert analyze(str(video), trained_run[0], out, "--format", "csv") == 0
-    assert storage.exists(output_base(str(video), out, scorer) + "_meta.json")
+    base = output_base(str(video), out, scorer)
+    assert storage.exists(base + "_meta.json")
+    assert main(["filter", out, "--format", "csv", "--format", "parquet"]) == 0
+    assert main(["label-video", out, "--out", out, "--filtered"]) == 0
+    assert {os.path.basename(base) + s for s in ("_filtered.h5", "_filtered.parquet", "_filtered_source.json",
+                                                   "_filtered_labeled.mp4")} <= {os.path.basename(n) for n in names(out)}
     assert not [n for n in names(out) if ".tmp-" in n]
+
+
+def test_a_video_name_too_long_for_a_derived_name_is_refused_before_inference(trained_run, synthetic_project,
+                                                                                tmp_path, capsys):
+    """One byte more (a two-byte character for a one-byte one): `<stem><scorer>.h5` and `_meta.json`
+    would fit, `_filtered_labeled.mp4` would not; the video is refused by name before a frame is predicted."""
+    scorer = load_model(trained_run[0]).scorer
+    stem = "m" * (255 - len(f"{scorer}_el_filtered_labeled.mp4".encode()) - 1) + "é"
+    assert len(f"{stem}{scorer}_meta.json".encode()) < 255
+    video = tmp_path / "videos" / f"{stem}.mp4"
+    video.parent.mkdir()
+    shutil.copy(synthetic_project.videos[0].uri, video)
+    out = str(tmp_path / "poses")
+    capsys.readouterr()
+    assert analyze(str(video), trained_run[0], out) != 0
+    printed = "".join(capsys.readouterr())
+    assert stem in printed and "256 bytes" in printed and "limit of 255 bytes" in printed
+    assert "rename the video" in printed
+    assert not os.path.exists(out) or not names(out)
+
+
+def test_infer_refuses_a_video_name_too_long_for_a_derived_name_at_planning(trained_run, synthetic_project,
+                                                                              tmp_path, ray_local):
+    scorer = load_model(trained_run[0]).scorer
+    stem = "m" * (256 - len(f"{scorer}_el_filtered_labeled.mp4".encode()))
+    video = tmp_path / "videos" / f"{stem}.mp4"
+    video.parent.mkdir()
+    shutil.copy(synthetic_project.videos[0].uri, video)
+    out = str(tmp_path / "poses")
+    assert main(["infer", str(video), "--model", trained_run[0], "--out", out, "--workers", "1", "--quiet"]) == 1
+    from posecluster.cluster.manifest import read_summary
+
+    failures = json.dumps(read_summary(out)["failures"], ensure_ascii=False)
+    assert "over a file name's limit of 255 bytes" in failures and stem in failures
+    assert not [n for n in names(out) if n.endswith((".h5", ".npz"))]  # nothing predicted

@@ -111,3 +111,37 @@ def test_a_later_analysis_never_overwrites_another_videos_table(trained_run, tmp
     assert len(read_track(first[0].outputs["h5"])) == 6
     again = api.analyze([str(folder / "mouse.mp4")], trained_run[0], out, progress=False)  # its own: rewritten
     assert again[0].outputs == first[0].outputs
+
+
+def test_every_name_the_code_derives_from_a_base_is_in_namings_one_list():
+    """Grep the package for every `<something>_<suffix>.<ext>` literal that names a file beside a table:
+    each must be one of naming.DERIVED_SUFFIXES (or a multi-animal base's `_el` + one), so the limit on a
+    base's length leaves room for it."""
+    import pathlib
+    import re
+
+    root = pathlib.Path(naming.__file__).parents[1]
+    literal = re.compile(r"[\"'](?:\{[^}\"']*\})?(_[A-Za-z_]*(?:\{k\})?\.(?:h5|csv|parquet|json|npz|mp4|pickle|\{fmt\}))[\"']")
+    found = {m.group(1) for path in root.rglob("*.py") for m in literal.finditer(path.read_text())}
+    found = {s.replace("{k}", "<k>") for s in found}
+    found = {s.replace("{fmt}", fmt) for s in found for fmt in naming.FORMATS}
+    assert {"_meta.json", "_filtered.h5", "_member<k>.h5", "_ensemble_variance.h5", "_tracklets.npz"} <= found
+    listed = set(naming.DERIVED_SUFFIXES) | {naming.TRACKED_SUFFIX + s for s in naming.DERIVED_SUFFIXES}
+    # DeepLabCut's `_meta.pickle` (data.formats.dlc_metadata) is named after the table without `_el` or
+    # `_filtered`: shorter than what the limit leaves room for.
+    assert len("_meta.pickle") < len(naming.LONGEST_DERIVED_SUFFIX)
+    assert found - listed == {"_meta.pickle"}
+
+
+def test_a_base_is_refused_when_its_longest_derived_name_exceeds_255_bytes():
+    scorer = "DLC_resnet50_x"
+    fits = "é" * ((255 - len(scorer) - len("_el_filtered_labeled.mp4")) // 2)  # two bytes a character
+    place = naming.Mirrored("/out")
+    base = place.base(f"/v/{fits}.mp4", scorer)
+    longest = naming.storage.basename(base) + naming.LONGEST_DERIVED_SUFFIX
+    assert len(longest.encode()) in (254, 255)
+    with pytest.raises(naming.InputError, match=r"over a file name's limit of 255 bytes") as refused:
+        naming.Destfolder("/out").base(f"/v/{fits}éé.mp4", scorer)
+    assert f"{fits}éé.mp4" in str(refused.value) and "rename the video" in str(refused.value)
+    # The pose table itself would fit: it is the derived names that do not.
+    assert len(f"{fits}éé{scorer}.h5".encode()) < 255

@@ -135,3 +135,49 @@ def test_secrets_in_uris_are_redacted_and_left_out_of_identities():
     assert storage.redact_uri("/data/a.mp4") == "/data/a.mp4"
     same = storage.ObjectIdentity(presigned, 10, "e").key()
     assert same == storage.ObjectIdentity(presigned.replace("abc123", "def456"), 10, "e").key()
+
+
+def test_a_query_that_selects_the_object_stays_in_a_record_and_access_parameters_do_not():
+    presigned = ("https://bucket.s3.amazonaws.com/v/a.mp4?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIA%2F2026"
+                 "&X-Amz-Security-Token=FwoG&X-Amz-Signature=abc123&versionId=3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY")
+    assert storage.redact_uri(presigned) == (
+        "https://bucket.s3.amazonaws.com/v/a.mp4?X-Amz-Algorithm=***&X-Amz-Credential=***&X-Amz-Security-Token=***"
+        "&X-Amz-Signature=***&versionId=3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY")
+    assert storage.redact_uri("https://host/v/mouse.mp4?id=2") == "https://host/v/mouse.mp4?id=2"
+    v2 = "https://h/v.mp4?AWSAccessKeyId=AKIA&Signature=s1g&Expires=99&generation=7"
+    assert storage.redact_uri(v2) == "https://h/v.mp4?AWSAccessKeyId=***&Signature=***&Expires=***&generation=7"
+    # Names that look like a secret's are redacted whatever they do; so is a parameter with no value.
+    looks_secret = ("token", "api_key", "apiKey", "access_token", "sessionid", "auth", "password", "code", "jwt",
+                    "X%2DAmz%2DSignature", "sig", "sv")
+    for name in looks_secret:
+        assert storage.redact_uri(f"https://h/v.mp4?id=1&{name}=hunter2") == f"https://h/v.mp4?id=1&{name}=***"
+    assert storage.redact_uri("https://h/v.mp4?hunter2") == "https://h/v.mp4?***"
+    assert storage.redact_uri("https://u:hunter2@h/v.mp4?versionId=1") == "https://***@h/v.mp4?versionId=1"
+    # In a message, the same.
+    message = storage.redact_uri(f"failed to read {presigned} (timeout)")
+    assert "abc123" not in message and "AKIA" not in message and "FwoG" not in message and "versionId=3HL4" in message
+    # The record still names the same object: its identity is the URL's own.
+    assert storage.canonical_uri(storage.redact_uri(presigned)) == storage.canonical_uri(presigned)
+
+
+def test_a_recorded_version_id_reopens_that_version(s3_bucket):
+    """A video reached by URL with its versionId, written to a record (redact_uri) and read back from it:
+    the bytes of that version, not the key's latest."""
+    import boto3
+
+    bucket = s3_bucket.removeprefix("s3://")
+    client = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+    client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    # Public, as a lab's web-served videos are: read by URL with no signature.
+    first = client.put_object(Bucket=bucket, Key="v/mouse.mp4", Body=b"the first version",
+                              ACL="public-read")["VersionId"]
+    client.put_object(Bucket=bucket, Key="v/mouse.mp4", Body=b"the latest version", ACL="public-read")
+    url = f"{os.environ['AWS_ENDPOINT_URL']}/{bucket}/v/mouse.mp4?versionId={first}"
+    recorded = storage.redact_uri(url)
+    assert recorded == url
+    assert storage.read_bytes(recorded) == b"the first version"
+    presigned = client.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "v/mouse.mp4",
+                                                                    "VersionId": first})
+    signature = presigned.split("Signature=")[1].split("&")[0]
+    assert storage.read_bytes(presigned) == b"the first version"
+    assert signature not in storage.redact_uri(presigned) and f"versionId={first}" in storage.redact_uri(presigned)
