@@ -135,6 +135,16 @@ def derived_record(table_uri: str) -> str:
     return table_uri[: -len(".h5")] + "_filtered_source.json"
 
 
+def plots_record(plots_folder: str) -> str:
+    """`plot-poses/<video>/_source.json`: which table `plot` drew the folder's plots from."""
+    return storage.join(plots_folder, "_source.json")
+
+
+def labeled_record(labeled_uri: str) -> str:
+    """`<table stem>_labeled.mp4` -> `<table stem>_labeled_source.json`: which table it was drawn from."""
+    return labeled_uri[: -len(".mp4")] + "_source.json"
+
+
 # A multi-animal model's tracked table: `<video><scorer>_el.h5` (+ `_el.csv`), as DeepLabCut names the
 # table its default (ellipse) tracker stitched; its `_meta.json`, `_filtered` tables and labeled videos
 # follow from that base (`<video><scorer>_el_meta.json`, ...). Beside it `_el_tracklets.npz`: the
@@ -156,9 +166,11 @@ def tracklets_file(base: str) -> str:
 FORMATS = ("h5", "csv", "parquet")
 # Every name a posecluster command writes beside a video's table `<base>.h5` (analyze/infer: the table in
 # each format, an ensemble's variance and member tables, `_meta.json`; filter: `_filtered.*` and its
-# source record; label-video: `_labeled.mp4`, `_filtered_labeled.mp4`, when --out is the poses folder).
+# source record; label-video: `_labeled.mp4`, `_filtered_labeled.mp4` and their `_source.json` records,
+# when --out is the poses folder).
 _OUTPUT_SUFFIX = re.compile(r"^(?:\.(?:h5|csv|parquet)|_filtered\.(?:h5|csv|parquet)|_filtered_source\.json"
-                            r"|_ensemble_variance\.h5|_member\d+\.h5|_meta\.json|_tracklets\.npz|(?:_filtered)?_labeled\.mp4)$")
+                            r"|_ensemble_variance\.h5|_member\d+\.h5|_meta\.json|_tracklets\.npz"
+                            r"|(?:_filtered)?_labeled(?:\.mp4|_source\.json))$")
 
 
 def is_output_of(base: str, uri: str) -> bool:
