@@ -51,10 +51,11 @@ def test_without_out_the_table_is_beside_the_video_and_with_dlc_layout_flat_in_o
 
 
 def test_the_same_video_through_a_symlinked_folder_is_no_clash_and_deeplabcuts_plots_survive(
-        trained_run, synthetic_project, tmp_path, capsys, caplog):
+        trained_run, tmp_path, capsys, caplog):
     from posecluster.data import synthetic
 
-    day1, _ = two_mice(synthetic_project, tmp_path)
+    scene = synthetic.Scene(width=96, height=80, seed=11, body_length=0.4)
+    day1 = synthetic.render_video(str(tmp_path / "videos" / "day1" / "mouse.mp4"), scene, 16).uri  # short: cheap
     folder = os.path.dirname(day1)
     scorer = load_model(trained_run[0]).scorer
     # DeepLabCut's plot_trajectories made these beside the video: no record of posecluster's.
@@ -75,7 +76,7 @@ def test_the_same_video_through_a_symlinked_folder_is_no_clash_and_deeplabcuts_p
     assert f"{mounted / 'plot-poses' / 'mouse'}: left in place, not made by posecluster" in caplog.text
     # Another video with the same name (other frames, another size) is refused, the table kept.
     other = tmp_path / "elsewhere" / "mouse.mp4"
-    synthetic.render_video(str(other), synthetic.Scene(width=96, height=80, seed=11, body_length=0.4), 20)
+    synthetic.render_video(str(other), scene, 20)
     table = storage.read_bytes(os.path.join(folder, f"mouse{scorer}.h5"))
     capsys.readouterr()
     assert main(["analyze", str(other), "--model", trained_run[0], "--out", folder, "--layout", "dlc", "--quiet"]) == 2
