@@ -23,8 +23,10 @@ from posecluster.infer.ensemble import EnsemblePredictor, analyze_ensemble_video
 from posecluster.infer.ensemble_tables import VARIANCE_SUFFIX
 from posecluster.infer.multianimal_analyze import analyze_animals_video
 from posecluster.infer.multianimal_predictor import MultiAnimalPredictor
-from posecluster.infer.naming import Destfolder, Mirrored, collisions, filtered_table, labeled_video_uri, plot_folder
-from posecluster.infer.results import checked_filtered, find_results, forget_filtered, record_filtered, require_video
+from posecluster.infer.naming import (Destfolder, Mirrored, collisions, filtered_table, labeled_record, labeled_video_uri,
+                                      plot_folder, plots_record)
+from posecluster.infer.results import (checked_filtered, checked_table, find_results, forget_filtered, forget_source,
+                                       record_filtered, record_source, require_video)
 from posecluster.labeling.animal_folder_table import (
     AnimalFolderTable, read_animal_folder_table, save_animal_folder_table,
 )
@@ -290,15 +292,17 @@ def sibling(table: str, suffix: str) -> str:
 
 
 def _table(record, filtered: bool) -> str:
-    """The record's table, or its `_filtered` table once checked to be filtered from that table."""
-    return checked_filtered(record.table) if filtered else record.table
+    """The record's table once checked to be the one its meta describes, or its `_filtered` table once
+    checked to be filtered from that table."""
+    table = checked_table(record)
+    return checked_filtered(table) if filtered else table
 
 
 def filter_poses(inputs: list[str], options: FilterOptions, formats: tuple[str, ...] = ()) -> list[Outcome]:
     """`<video><scorer>_filtered.h5` (plus csv/parquet) beside each pose table found in `inputs`, with a
     record of the table they came from (`_filtered_source.json`); formats not asked now are removed."""
     def run(record):
-        track, kind = read_table(record.table)
+        track, kind = read_table(checked_table(record))
         refused = [fmt for fmt in formats if fmt not in kind.formats]
         if refused:
             raise InputError(record.table, f"a {kind.name} table's filtered table is written as .h5 or "
@@ -416,7 +420,9 @@ def label_videos(inputs: list[str], out_folder: str, options: LabelOptions, draw
                          skeleton=skeleton if draw_skeleton else ())
         video, table = require_video(record), _table(record, filtered)
         track, kind = read_table(table)
+        forget_source(labeled_record(targets[table]))
         labeled = kind.label_video(video, track, targets[table], chosen)
+        record_source(labeled_record(targets[table]), table, record, "posecluster label-video")
         return {"video": labeled.uri, "frames": labeled.frames, "missing_frames": labeled.missing_frames,
                 "notes": labeled.notes}
 
@@ -436,8 +442,12 @@ def plot_poses(inputs: list[str], out_folder: str, pcutoff: float | None = None,
     def run(record):
         cutoff = _settings_of(settings, record.model)[0] if pcutoff is None else pcutoff
         folder = folders[record.table]
-        track, kind = read_table(_table(record, filtered))
-        return kind.plot(track, folder, cutoff, title=storage.stem(record.video))
+        table = _table(record, filtered)
+        track, kind = read_table(table)
+        forget_source(plots_record(folder))
+        plots = kind.plot(track, folder, cutoff, title=storage.stem(record.video))
+        record_source(plots_record(folder), table, record, "posecluster plot")
+        return plots
 
     return _each([(r.video, lambda r=r: run(r)) for r in records])
 

@@ -24,7 +24,7 @@ from posecluster.errors import InputError
 from posecluster.infer.ensemble_tables import join_ensemble_segments, smoothing_meta
 from posecluster.infer.multianimal_segments import AnimalNames, join_animal_segments
 from posecluster.infer.naming import plot_folder
-from posecluster.infer.results import refuse_another_videos_table, remove_stale_outputs
+from posecluster.infer.results import forget_meta, publish_meta, refuse_another_videos_table, remove_stale_outputs
 from posecluster.infer.segments import join_segments
 from posecluster.storage.listing import list_named
 from posecluster.storage.retry import call as with_retries
@@ -110,6 +110,7 @@ def _join(spec: JoinSpec) -> JoinResult:
     refuse_another_videos_table(spec.video, spec.base, meta_exists=f"{spec.base}_meta.json" in present)
     folder = segments_folder(spec.out, spec.video_key, spec.request.cache_key)
     uris = [storage.join(folder, f"{name}.npz") for name in spec.segments]
+    forget_meta(spec.base)  # an outage before the new meta leaves tables with no record: not done
     extra = {}
     try:
         if spec.animals is not None:
@@ -147,8 +148,7 @@ def _join(spec: JoinSpec) -> JoinResult:
         "job_id": spec.job_id, "segments": spec.segments, "bounds": [list(b) for b in joined.bounds],
         **({"recomputed": spec.recomputed} if spec.recomputed else {}), **facts, **extra,
     }
-    body = json.dumps(meta, indent=1, default=str).encode()
-    storage.atomic_write_bytes(f"{spec.base}_meta.json", body)
+    body = publish_meta(spec.base, meta)
     written = expected_outputs(spec.base, spec.request.formats, len(spec.ensemble or ()))
     remove_stale_outputs(spec.base, written, plot_folder(spec.video, spec.out))  # an earlier run's formats, ...
     state = outputs_state(written, {i.uri: i for i in list_named(spec.base)})

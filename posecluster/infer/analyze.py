@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 
 from tqdm.auto import tqdm
@@ -12,7 +11,7 @@ from posecluster.data.formats.poses import PoseTableWriter
 from posecluster.data.video import probe
 from posecluster.infer.naming import Place, place_of
 from posecluster.infer.pipeline import predict_range, with_fallback
-from posecluster.infer.results import refuse_another_videos_table, remove_stale_outputs
+from posecluster.infer.results import forget_meta, publish_meta, refuse_another_videos_table, remove_stale_outputs
 from posecluster.infer.predictor import Predictor
 
 
@@ -58,6 +57,7 @@ def analyze_video(
                 with tqdm(total=stop - start, disable=not progress, unit="frame", desc=storage.basename(storage.object_path(video_uri))) as bar:
                     ranged = predict_range(predictor, info, start, stop, writer.append, on_batch=bar.update, fallen=fallen)
                 writer.pad_to(stop)
+                forget_meta(base)  # never the earlier run's record beside this table
                 published.update(writer.publish(base))
             finally:
                 writer.close()
@@ -97,6 +97,6 @@ def analyze_video(
                           "path_that_ran": ranged.precision} if ranged.check else {})},
         "config": predictor.config.model_dump(mode="json"),
     }
-    storage.atomic_write_bytes(f"{base}_meta.json", json.dumps(meta, indent=1, default=str).encode())
+    publish_meta(base, meta)
     remove_stale_outputs(base, [*outputs.values(), f"{base}_meta.json"], place.plots(video_uri))
     return result

@@ -10,7 +10,6 @@ and their predictions are combined by the Ensemble Kalman Smoother (posecluster.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -24,7 +23,7 @@ from posecluster.infer.ensemble_tables import smoothing_meta, write_ensemble_out
 from posecluster.infer.naming import Place, place_of
 from posecluster.infer.pipeline import predict_range, with_fallback
 from posecluster.infer.predictor import Predictor
-from posecluster.infer.results import refuse_another_videos_table, remove_stale_outputs
+from posecluster.infer.results import forget_meta, publish_meta, refuse_another_videos_table, remove_stale_outputs
 from posecluster.infer.multianimal_predictor import MultiAnimalPredictor
 from posecluster.model.artifact import PinnedModel, TrainedModel, load_model, load_pinned, refuse_multianimal
 from posecluster.model.multianimal_artifact import MultiAnimalTrained, load_any, load_pinned_any, pin_any
@@ -192,6 +191,7 @@ def analyze_ensemble_video(predictor: EnsemblePredictor, video_uri: str, out_fol
     place = place_of(out_folder)
     base = place.base(video_uri, predictor.scorer)
     refuse_another_videos_table(video_uri, base)
+    forget_meta(base)  # never the earlier run's record beside this run's tables
     outputs, params = write_ensemble_outputs(base, predictor.scorer, predictor.bodyparts, members, formats,
                                              smooth_param)
     result = AnalysisResult(video=storage.redact_uri(storage.absolute(video_uri)),
@@ -212,6 +212,6 @@ def analyze_ensemble_video(predictor: EnsemblePredictor, video_uri: str, out_fol
                           "path_that_ran": ranged.precision} if ranged.check else {})},
         "config": predictor.config.model_dump(mode="json"),
     }
-    storage.atomic_write_bytes(f"{base}_meta.json", json.dumps(meta, indent=1, default=str).encode())
+    publish_meta(base, meta)
     remove_stale_outputs(base, [*outputs.values(), f"{base}_meta.json"], place.plots(video_uri))
     return result

@@ -30,7 +30,7 @@ from posecluster.infer.multianimal_segments import (
 )
 from posecluster.infer.multianimal_store import FORMAT, PiecesWriter, stored_key
 from posecluster.infer.naming import Place, place_of, tracked_base, tracklets_file
-from posecluster.infer.results import refuse_another_videos_table, remove_stale_outputs
+from posecluster.infer.results import forget_meta, publish_meta, refuse_another_videos_table, remove_stale_outputs
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +106,7 @@ def analyze_animals_video(predictor: MultiAnimalPredictor, video_uri: str, out_f
     frames_predicted, seconds = 0, 0.0
     if reused:
         try:
+            forget_meta(base)  # never the earlier run's record beside this run's tables
             joined, figures = join_animal_segments([pieces], names_of(predictor), info.frame_count, base, formats,
                                                    predictor.tracking)
         except InputError as exc:  # damaged since it was written (or not ours): it is only a cache
@@ -113,6 +114,7 @@ def analyze_animals_video(predictor: MultiAnimalPredictor, video_uri: str, out_f
             reused = False
     if not reused:
         frames_predicted, seconds = predict_pieces(predictor, info, pieces, key, progress)
+        forget_meta(base)
         joined, figures = join_animal_segments([pieces], names_of(predictor), info.frame_count, base, formats,
                                                predictor.tracking)
     result = AnalysisResult(
@@ -134,6 +136,6 @@ def analyze_animals_video(predictor: MultiAnimalPredictor, video_uri: str, out_f
         "precision": predictor.precision_record(),
         "config": predictor.config.model_dump(mode="json"),
     }
-    storage.atomic_write_bytes(f"{base}_meta.json", json.dumps(meta, indent=1, default=str).encode())
+    publish_meta(base, meta)
     remove_stale_outputs(base, [*joined.outputs.values(), pieces, f"{base}_meta.json"], place.plots(video_uri))
     return result

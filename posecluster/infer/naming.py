@@ -139,6 +139,16 @@ def derived_record(table_uri: str) -> str:
     return table_uri[: -len(".h5")] + "_filtered_source.json"
 
 
+def plots_record(plots_folder: str) -> str:
+    """`plot-poses/<video>/_source.json`: which table `plot` drew the folder's plots from."""
+    return storage.join(plots_folder, "_source.json")
+
+
+def labeled_record(labeled_uri: str) -> str:
+    """`<table stem>_labeled.mp4` -> `<table stem>_labeled_source.json`: which table it was drawn from."""
+    return labeled_uri[: -len(".mp4")] + "_source.json"
+
+
 # A multi-animal model's tracked table: `<video><scorer>_el.h5` (+ `_el.csv`), as DeepLabCut names the
 # table its default (ellipse) tracker stitched; its `_meta.json`, `_filtered` tables and labeled videos
 # follow from that base (`<video><scorer>_el_meta.json`, ...). Beside it `_el_tracklets.npz`: the
@@ -161,13 +171,14 @@ FORMATS = ("h5", "csv", "parquet")
 # Every suffix a posecluster command appends to the base of a video's table (`<base>.h5`): analyze/infer
 # write the table in each format, an ensemble's variance and member tables (`_member<k>.h5`: MEMBER),
 # `_meta.json` and a multi-animal table's `_tracklets.npz`; filter writes `_filtered.*` and its source
-# record; label-video `_labeled.mp4` / `_filtered_labeled.mp4` (named after the table it draws, in its
-# --out, which may be the poses folder). A multi-animal model's base is itself `<base>_el` (TRACKED_SUFFIX).
+# record; label-video `_labeled.mp4` / `_filtered_labeled.mp4` and their `_source.json` records (named
+# after the table it draws, in its --out, which may be the poses folder). A multi-animal model's base is itself `<base>_el` (TRACKED_SUFFIX).
 # The one list: every name derived from a base is one of these (tests/infer/test_naming.py greps the code).
 MEMBER = "_member<k>.h5"
 DERIVED_SUFFIXES: tuple[str, ...] = (
     *(f".{fmt}" for fmt in FORMATS), "_meta.json", "_ensemble_variance.h5", MEMBER, "_tracklets.npz",
     *(f"_filtered.{fmt}" for fmt in FORMATS), "_filtered_source.json", "_labeled.mp4", "_filtered_labeled.mp4",
+    "_labeled_source.json", "_filtered_labeled_source.json",
 )
 # An ensemble of up to 9,999 members (each a trained model) is what a name must leave room for.
 _WIDEST_MEMBER = MEMBER.replace("<k>", "9999")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from posecluster import storage
 from posecluster.data.video import is_video_uri
 from posecluster.errors import InputError
-from posecluster.infer.naming import derived_record, filtered_table, is_output_of
+from posecluster.infer.naming import derived_record, filtered_table, is_output_of, plots_record
 from posecluster.storage.listing import list_named
 from posecluster.storage.scope import check as check_scope
 
@@ -52,25 +52,39 @@ class AnalysisRecord:
     table: str  # the .h5 pose table
     model: str  # model.pt URI
     meta: str
+    table_sha256: str = ""  # the table the meta was written for ('' in an older posecluster's meta)
 
 
 def refuse_another_videos_table(video_uri: str, base: str, meta_exists: bool | None = None) -> None:
     """Raise InputError when the table at `base` is another video's (its `_meta.json` names another
-    video: mouse.mp4 and mouse.avi of one folder, analysed by separate commands). A record that cannot
+    video: mouse.mp4 and mouse.avi of one folder, analysed by separate commands). A video recorded under
+    another URI whose recorded identity (size, version) is this video's is the same video, reached through
+    another mount or a symlinked folder, and is not refused. A record that cannot
     be read claims nothing; `meta_exists` spares the existence check when a listing already said."""
     meta_uri = f"{base}_meta.json"
     try:
         if meta_exists is False or (meta_exists is None and not storage.exists(meta_uri)):
             return
-        recorded = json.loads(storage.read_bytes(meta_uri)).get("video")
+        meta = json.loads(storage.read_bytes(meta_uri))
+        recorded, recorded_identity = meta.get("video"), meta.get("video_identity")
     except (ValueError, AttributeError, FileNotFoundError):
         return
     # _meta.json holds the URI redacted (query values ***): compare it so; videos whose selecting queries
     # differ never reach here, their names differ (naming.video_stem).
     if isinstance(recorded, str) and storage.canonical_uri(recorded) != storage.canonical_uri(
-            storage.redact_uri(storage.absolute(video_uri))):
+            storage.redact_uri(storage.absolute(video_uri))) and not _same_object(recorded_identity, video_uri):
         raise InputError(video_uri, f"would overwrite the pose table of {storage.redact_uri(recorded)} at "
-                         f"{storage.redact_uri(base)}.h5 (same folder and file stem); rename one of them")
+                         f"{storage.redact_uri(base)}.h5 (same folder and file stem, another video by its size "
+                         f"and version); rename one of them")
+
+
+def _same_object(recorded: object, video_uri: str) -> bool:
+    """Whether the identity a `_meta.json` recorded (size, version: ETag or mtime) is the video's now: the
+    same video reached through another path (a mount, a symlinked folder) is no other video."""
+    if not isinstance(recorded, dict) or "size" not in recorded or not recorded.get("version"):
+        return False
+    now = storage.identity(video_uri)
+    return (str(recorded["size"]), str(recorded["version"])) == (str(now.size), str(now.version))
 
 
 def table_beside(meta_uri: str) -> str:
@@ -102,7 +116,7 @@ def find_results(inputs: list[str], videos: list[str] | None = None) -> list[Ana
             for named in (meta["video"], model):  # a record is data: what it names must lie in the job's scope
                 check_scope(str(named), "read", named_by=meta_uri)
             results.append(AnalysisRecord(video=meta["video"], table=table_beside(meta_uri), model=model,
-                                          meta=meta_uri))
+                                          meta=meta_uri, table_sha256=str(meta.get("table_sha256") or "")))
         except FileNotFoundError:
             raise InputError(meta_uri, "missing: pose tables are found through the _meta.json that analyze/infer "
                                        "write beside them") from None
@@ -118,6 +132,34 @@ def _moved_video(record: AnalysisRecord, videos: list[str], count: int) -> str:
     return videos[0] if count == 1 and len(videos) == 1 else record.video
 
 
+def checked_table(record: AnalysisRecord) -> str:
+    """The record's table, after checking it is the table its `_meta.json` was written for (an outage
+    between a rerun's table and its meta, a table copied in by hand, would credit one run's poses to another
+    run's model); a meta of an older posecluster, with no sha256, is taken at its word."""
+    if record.table_sha256 and storage.exists(record.table) and file_sha256(record.table) != record.table_sha256:
+        raise InputError(record.table, f"is not the table that {storage.basename(record.meta)} beside it describes "
+                                       f"(its sha256 differs from the one recorded there: a run interrupted between "
+                                       f"the two, or a table put there by hand); run `posecluster analyze` on "
+                                       f"its video again")
+    return record.table
+
+
+def forget_meta(base: str) -> None:
+    """Before a new table is published at `base`: the earlier run's `_meta.json` goes first, so that an
+    interruption between the table and its meta leaves a table with no record (a rerun's "not done"),
+    never an earlier run's record beside new poses."""
+    if storage.exists(f"{base}_meta.json"):
+        storage.remove(f"{base}_meta.json")
+
+
+def publish_meta(base: str, meta: dict) -> bytes:
+    """`<base>_meta.json`, with the sha256 of the table `<base>.h5` it describes (readers check it:
+    checked_table). Returns what was written."""
+    body = json.dumps({**meta, "table_sha256": file_sha256(f"{base}.h5")}, indent=1, default=str).encode()
+    storage.atomic_write_bytes(f"{base}_meta.json", body)
+    return body
+
+
 def require_video(record: AnalysisRecord) -> str:
     """The record's video, or a clear error when it is no longer where the analysis found it."""
     if not storage.exists(record.video):
@@ -129,20 +171,57 @@ def require_video(record: AnalysisRecord) -> str:
 def remove_stale_outputs(base: str, written: list[str], plots: str) -> list[str]:
     """After a run wrote `written` for the table at `base`: remove what an earlier run left there for the
     same video that this run did not write (a format not asked now, `_filtered` tables, labeled videos,
-    an ensemble's member tables, the video's `plots` folder), so that every output in the folder is this
-    run's own. Returns what was removed."""
+    an ensemble's member tables, and the video's `plots` folder when posecluster's `plot` drew it from a
+    table that is not there as it was), so that every output in the folder is this run's own. A plots
+    folder with no record of posecluster's (DeepLabCut's own, beside the video) is left, with a warning.
+    Returns what was removed."""
     own = {storage.basename(uri) for uri in written}
     stale = [item.uri for item in list_named(base)
              if is_output_of(base, item.uri) and storage.basename(item.uri) not in own]
     for uri in stale:
         storage.remove(uri)
     if storage.exists(plots):
-        storage.remove(plots, recursive=True)
-        stale.append(plots)
+        if _plots_are_stale(plots, base):
+            storage.remove(plots, recursive=True)
+            stale.append(plots)
+        elif not storage.exists(plots_record(plots)):
+            log.warning("%s: left in place, not made by posecluster's `plot` (no %s); it may show an earlier "
+                        "run's poses", storage.redact_uri(plots), storage.basename(plots_record(plots)))
     if stale:
         log.info("%s: removed an earlier run's outputs: %s", storage.redact_uri(base),
                  ", ".join(storage.basename(uri) for uri in stale))
     return stale
+
+
+def _plots_are_stale(plots: str, base: str) -> bool:
+    """Whether posecluster's record in `plots` names a table beside `base` that this run replaced (the
+    table or its `_filtered` table) or that is no longer there as it was drawn from."""
+    try:
+        record = json.loads(storage.read_bytes(plots_record(plots)))
+        table, recorded = storage.join(storage.parent(base), str(record["table"])), record["table_sha256"]
+    except FileNotFoundError:
+        return False  # not posecluster's: never removed
+    except (KeyError, TypeError, ValueError):
+        return True  # posecluster's name, no usable record: nothing vouches for the plots
+    own = storage.basename(base)
+    if storage.basename(table) in (f"{own}.h5", f"{own}_filtered.h5"):
+        return True
+    return not storage.exists(table) or file_sha256(table) != recorded
+
+
+def forget_source(record_uri: str) -> None:
+    """Before drawing outputs again (plots, a labeled video): the old record no longer speaks for them."""
+    if storage.exists(record_uri):
+        storage.remove(record_uri)
+
+
+def record_source(record_uri: str, table_uri: str, record: AnalysisRecord, made_by: str) -> None:
+    """Beside outputs drawn from `table_uri` (plots, a labeled video, wherever --out put them): which table
+    (its sha256) and analysis they came from, so that a later reader can tell them from an earlier run's."""
+    source = {"made_by": made_by, "video": record.video, "table": storage.basename(table_uri),
+              "table_uri": storage.redact_uri(storage.absolute(table_uri)), "table_sha256": file_sha256(table_uri),
+              "meta": storage.redact_uri(storage.absolute(record.meta))}
+    storage.atomic_write_bytes(record_uri, json.dumps(source, indent=1).encode())
 
 
 def file_sha256(uri: str) -> str:

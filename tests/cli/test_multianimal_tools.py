@@ -196,7 +196,9 @@ def test_plot_writes_deeplabcuts_four_plots_per_individual(project, tmp_path):
     # DeepLabCut's plot_trajectories names a multi-animal table's plots <plot><individual>.png
     expected = {f"{plot}{animal}.png" for plot in ("trajectory", "plot", "plot-likelihood", "hist")
                 for animal in [*INDIVIDUALS, "single"]}
-    assert {os.path.basename(p) for p in storage.list_files(folder)} == expected
+    # ... and beside them posecluster's record of the table they were drawn from
+    assert {os.path.basename(p) for p in storage.list_files(folder)} == expected | {"_source.json"}
+    assert json.loads(storage.read_bytes(storage.join(folder, "_source.json")))["table"] == os.path.basename(table)
     pictures = {}
     for animal in INDIVIDUALS:
         with Image.open(io.BytesIO(storage.read_bytes(storage.join(folder, f"trajectory{animal}.png")))) as image:

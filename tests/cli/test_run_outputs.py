@@ -1,9 +1,12 @@
 """A folder holds one run's outputs per video, through the CLI: a rerun with another model removes what
 the earlier run left for that video, tools that read a `_filtered` table check it came from the table
-beside it, a query that selects an object is part of its identity, and long names stay writable."""
+beside it, tools that read a table check it is the one its `_meta.json` describes, plots and labeled
+videos record the table they were drawn from, a query that selects an object is part of its identity,
+and long names stay writable."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -25,6 +28,11 @@ def model_b(trained_run, tmp_path_factory) -> str:
     save_model(folder, trained.config, trained.bodyparts,
                {k: v * 1.2 if v.is_floating_point() else v for k, v in trained.state_dict.items()})
     return folder
+
+
+def sha256_of(path: str) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.sha256(handle.read()).hexdigest()
 
 
 def names(folder) -> set[str]:
@@ -51,6 +59,11 @@ def test_a_rerun_with_another_model_leaves_none_of_the_earlier_runs_outputs(comm
     assert {f"{stem}.csv", f"{stem}_filtered.h5", f"{stem}_filtered.csv", f"{stem}_labeled.mp4"} <= {
         os.path.basename(n) for n in before}
     assert any(n.startswith("plot-poses/") for n in before)
+    # posecluster's plots and labeled video say which table they were drawn from (a rerun removes them).
+    (plots_record,) = [n for n in before if n.startswith("plot-poses/") and n.endswith("/_source.json")]
+    for record in (os.path.join(out, plots_record), f"{base}_labeled_source.json"):
+        drawn_from = json.loads(storage.read_bytes(record))
+        assert (drawn_from["table"], drawn_from["table_sha256"]) == (f"{stem}.h5", sha256_of(f"{base}.h5"))
 
     if command == "analyze":
         assert analyze(video, model_b, out) == 0  # model B, no csv
@@ -77,6 +90,9 @@ def test_tools_refuse_a_filtered_table_made_from_another_table(analysed_video, t
     track = read_track(table)
     track.poses[..., 0] += 5.0
     write_track(track, table)
+    meta_uri = table[: -len(".h5")] + "_meta.json"  # ... with its own _meta.json
+    meta = json.loads(storage.read_bytes(meta_uri))
+    storage.atomic_write_bytes(meta_uri, json.dumps({**meta, "table_sha256": sha256_of(table)}).encode())
     capsys.readouterr()
     assert main(["label-video", poses, "--out", str(tmp_path / "labeled"), "--filtered"]) == 1
     assert main(["outliers", poses, "--project", str(project), "--filtered"]) == 1
@@ -90,6 +106,53 @@ def test_tools_refuse_a_filtered_table_made_from_another_table(analysed_video, t
     os.remove(table[: -len(".h5")] + "_filtered_source.json")
     assert main(["plot", poses, "--out", str(tmp_path / "plots4"), "--filtered", "--pcutoff", "0.1"]) == 1
     assert "_filtered_source.json is missing" in capsys.readouterr().out
+
+
+def test_a_table_published_after_its_meta_was_written_is_refused_by_the_tools(analysed_video, tmp_path, capsys):
+    """An outage between a rerun's table and its `_meta.json` (simulated: the table replaced, the meta
+    left): the meta's model would be credited with other poses, so every tool refuses, naming both files.
+    Plots and labeled videos written elsewhere record the table they were drawn from, so they can be told."""
+    from tests.conftest import copy_analysis
+
+    poses = copy_analysis(analysed_video[1], tmp_path / "poses")
+    (table,) = storage.list_files(poses, suffixes=(".h5",))
+    meta_uri = table[: -len(".h5")] + "_meta.json"
+    assert json.loads(storage.read_bytes(meta_uri))["table_sha256"] == sha256_of(table)
+    assert main(["plot", poses, "--out", str(tmp_path / "plots"), "--pcutoff", "0.1"]) == 0
+    assert main(["label-video", poses, "--out", str(tmp_path / "labeled")]) == 0
+    drawn = [p for p in storage.list_files(str(tmp_path)) if p.endswith("_source.json") and "/poses/" not in p]
+    assert len(drawn) == 2
+    for record in drawn:
+        assert json.loads(storage.read_bytes(record))["table_sha256"] == sha256_of(table)
+
+    track = read_track(table)
+    track.poses[..., 1] += 3.0
+    write_track(track, table)
+    capsys.readouterr()
+    assert main(["filter", poses]) == 1
+    assert main(["label-video", poses, "--out", str(tmp_path / "labeled2")]) == 1
+    assert main(["plot", poses, "--out", str(tmp_path / "plots2"), "--pcutoff", "0.1"]) == 1
+    printed = capsys.readouterr().out
+    said = f"{table}: is not the table that {os.path.basename(meta_uri)} beside it describes"
+    assert printed.count(said) == 3 and "posecluster analyze" in printed
+    assert not os.path.exists(table[: -len(".h5")] + "_filtered.h5")
+    assert not os.path.exists(tmp_path / "labeled2") and not os.path.exists(tmp_path / "plots2")
+    # The drawings made before say which table they came from: not this one any more.
+    assert all(json.loads(storage.read_bytes(r))["table_sha256"] != sha256_of(table) for r in drawn)
+
+
+@pytest.mark.slow  # two analyses of a video (~20 s on a loaded machine)
+def test_a_rerun_that_fails_to_publish_its_table_leaves_no_earlier_meta_beside_it(trained_run, synthetic_project,
+                                                                                  tmp_path):
+    """The earlier `_meta.json` goes before the new table is published: a rerun stopped in between (here:
+    the table's name taken by a folder) leaves no record that would vouch for the table there."""
+    video, out = synthetic_project.videos[0].uri, str(tmp_path / "poses")
+    base = output_base(video, out, load_model(trained_run[0]).scorer)
+    assert analyze(video, trained_run[0], out) == 0
+    os.remove(f"{base}.h5")
+    os.makedirs(f"{base}.h5/blocked")
+    assert analyze(video, trained_run[0], out) != 0
+    assert not os.path.exists(f"{base}_meta.json")
 
 
 def test_a_query_that_selects_an_object_is_part_of_its_identity(trained_run, synthetic_project, tmp_path,
@@ -131,12 +194,12 @@ def test_a_query_that_selects_an_object_is_part_of_its_identity(trained_run, syn
 
 
 def test_a_long_video_name_that_fits_is_analysed_and_filtered(trained_run, synthetic_project, tmp_path):
-    """A stem of 180+ bytes whose longest derived name (a tracked table's `_el_filtered_labeled.mp4`) is
+    """A stem of 170+ bytes whose longest derived name (a tracked table's `_el_filtered_labeled_source.json`) is
     exactly 255 bytes (the limit): every name fits, and so must the names written on the way
     (`<name>.tmp-<uuid>` did not); `filter` and `label-video` write theirs."""
     scorer = load_model(trained_run[0]).scorer
-    stem = "m" * (255 - len(f"{scorer}_el_filtered_labeled.mp4".encode()))
-    assert len(stem) >= 180
+    stem = "m" * (255 - len(f"{scorer}_el_filtered_labeled_source.json".encode()))
+    assert len(stem) >= 170
     video = tmp_path / "videos" / f"{stem}.mp4"
     video.parent.mkdir()
     shutil.copy(synthetic_project.videos[0].uri, video)
@@ -156,7 +219,7 @@ def test_a_video_name_too_long_for_a_derived_name_is_refused_before_inference(tr
     """One byte more (a two-byte character for a one-byte one): `<stem><scorer>.h5` and `_meta.json`
     would fit, `_filtered_labeled.mp4` would not; the video is refused by name before a frame is predicted."""
     scorer = load_model(trained_run[0]).scorer
-    stem = "m" * (255 - len(f"{scorer}_el_filtered_labeled.mp4".encode()) - 1) + "é"
+    stem = "m" * (255 - len(f"{scorer}_el_filtered_labeled_source.json".encode()) - 1) + "é"
     assert len(f"{stem}{scorer}_meta.json".encode()) < 255
     video = tmp_path / "videos" / f"{stem}.mp4"
     video.parent.mkdir()
@@ -173,7 +236,7 @@ def test_a_video_name_too_long_for_a_derived_name_is_refused_before_inference(tr
 def test_infer_refuses_a_video_name_too_long_for_a_derived_name_at_planning(trained_run, synthetic_project,
                                                                               tmp_path, ray_local):
     scorer = load_model(trained_run[0]).scorer
-    stem = "m" * (256 - len(f"{scorer}_el_filtered_labeled.mp4".encode()))
+    stem = "m" * (256 - len(f"{scorer}_el_filtered_labeled_source.json".encode()))
     video = tmp_path / "videos" / f"{stem}.mp4"
     video.parent.mkdir()
     shutil.copy(synthetic_project.videos[0].uri, video)

@@ -135,7 +135,7 @@ def test_every_name_the_code_derives_from_a_base_is_in_namings_one_list():
 
 def test_a_base_is_refused_when_its_longest_derived_name_exceeds_255_bytes():
     scorer = "DLC_resnet50_x"
-    fits = "é" * ((255 - len(scorer) - len("_el_filtered_labeled.mp4")) // 2)  # two bytes a character
+    fits = "é" * ((255 - len(scorer) - len("_el_filtered_labeled_source.json")) // 2)  # two bytes a character
     place = naming.Mirrored("/out")
     base = place.base(f"/v/{fits}.mp4", scorer)
     longest = naming.storage.basename(base) + naming.LONGEST_DERIVED_SUFFIX
