@@ -110,7 +110,7 @@ def _join(spec: JoinSpec) -> JoinResult:
     refuse_another_videos_table(spec.video, spec.base, meta_exists=f"{spec.base}_meta.json" in present)
     folder = segments_folder(spec.out, spec.video_key, spec.request.cache_key)
     uris = [storage.join(folder, f"{name}.npz") for name in spec.segments]
-    forget_meta(spec.base)  # an outage before the new meta leaves tables with no record: not done
+    forget_meta(spec.base, exists=f"{spec.base}_meta.json" in present)  # an outage before the new meta leaves tables with no record: not done
     extra = {}
     try:
         if spec.animals is not None:
@@ -148,7 +148,7 @@ def _join(spec: JoinSpec) -> JoinResult:
         "job_id": spec.job_id, "segments": spec.segments, "bounds": [list(b) for b in joined.bounds],
         **({"recomputed": spec.recomputed} if spec.recomputed else {}), **facts, **extra,
     }
-    body = publish_meta(spec.base, meta)
+    body = publish_meta(spec.base, meta, joined.table_sha256)
     written = expected_outputs(spec.base, spec.request.formats, len(spec.ensemble or ()))
     remove_stale_outputs(spec.base, written, plot_folder(spec.video, spec.out))  # an earlier run's formats, ...
     state = outputs_state(written, {i.uri: i for i in list_named(spec.base)})

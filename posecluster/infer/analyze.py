@@ -47,6 +47,7 @@ def analyze_video(
     base = place.base(video_uri, predictor.scorer)
     refuse_another_videos_table(video_uri, base)
     published: dict[str, str] = {}
+    digests: dict[str, str] = {}
 
     def attempt(fallen: dict | None):
         """The table in a scratch folder of its own, published whole: an fp32 rerun starts afresh."""
@@ -59,6 +60,7 @@ def analyze_video(
                 writer.pad_to(stop)
                 forget_meta(base)  # never the earlier run's record beside this table
                 published.update(writer.publish(base))
+                digests["h5"] = writer.table_sha256
             finally:
                 writer.close()
         return ranged
@@ -97,6 +99,6 @@ def analyze_video(
                           "path_that_ran": ranged.precision} if ranged.check else {})},
         "config": predictor.config.model_dump(mode="json"),
     }
-    publish_meta(base, meta)
+    publish_meta(base, meta, digests.get("h5"))
     remove_stale_outputs(base, [*outputs.values(), f"{base}_meta.json"], place.plots(video_uri))
     return result

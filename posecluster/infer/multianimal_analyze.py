@@ -136,6 +136,6 @@ def analyze_animals_video(predictor: MultiAnimalPredictor, video_uri: str, out_f
         "precision": predictor.precision_record(),
         "config": predictor.config.model_dump(mode="json"),
     }
-    publish_meta(base, meta)
+    publish_meta(base, meta, joined.table_sha256)
     remove_stale_outputs(base, [*joined.outputs.values(), pieces, f"{base}_meta.json"], place.plots(video_uri))
     return result

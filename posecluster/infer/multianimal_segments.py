@@ -152,6 +152,7 @@ def join_animal_segments(segment_uris: list[str], names: AnimalNames, frame_coun
             if read != len(joined.bounds):
                 raise InputError(storage.redact_uri(base_uri), f"{read} segments read, {len(joined.bounds)} before")
             joined.outputs = writer.publish(base_uri)
+            joined.table_sha256 = writer.table_sha256
         finally:
             writer.close()
     figures.detections = int(present.sum())

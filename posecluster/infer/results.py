@@ -6,7 +6,6 @@ copied elsewhere or downloaded from S3 still works; a video that moved can be na
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass, field, replace
@@ -144,18 +143,20 @@ def checked_table(record: AnalysisRecord) -> str:
     return record.table
 
 
-def forget_meta(base: str) -> None:
+def forget_meta(base: str, exists: bool | None = None) -> None:
     """Before a new table is published at `base`: the earlier run's `_meta.json` goes first, so that an
     interruption between the table and its meta leaves a table with no record (a rerun's "not done"),
-    never an earlier run's record beside new poses."""
-    if storage.exists(f"{base}_meta.json"):
+    never an earlier run's record beside new poses. `exists`: what a listing already said."""
+    if exists if exists is not None else storage.exists(f"{base}_meta.json"):
         storage.remove(f"{base}_meta.json")
 
 
-def publish_meta(base: str, meta: dict) -> bytes:
+def publish_meta(base: str, meta: dict, table_sha256: str | None = None) -> bytes:
     """`<base>_meta.json`, with the sha256 of the table `<base>.h5` it describes (readers check it:
-    checked_table). Returns what was written."""
-    body = json.dumps({**meta, "table_sha256": file_sha256(f"{base}.h5")}, indent=1, default=str).encode()
+    checked_table): `table_sha256` where the writer hashed its local file, else read back. Returns what
+    was written."""
+    digest = table_sha256 or file_sha256(f"{base}.h5")
+    body = json.dumps({**meta, "table_sha256": digest}, indent=1, default=str).encode()
     storage.atomic_write_bytes(f"{base}_meta.json", body)
     return body
 
@@ -224,12 +225,7 @@ def record_source(record_uri: str, table_uri: str, record: AnalysisRecord, made_
     storage.atomic_write_bytes(record_uri, json.dumps(source, indent=1).encode())
 
 
-def file_sha256(uri: str) -> str:
-    digest = hashlib.sha256()
-    with storage.open_uri(uri) as handle:
-        while chunk := handle.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()
+file_sha256 = storage.file_sha256
 
 
 def forget_filtered(table_uri: str) -> None:

@@ -92,6 +92,7 @@ class Joined:
     sizes: list = field(default_factory=list)
     jumps: list = field(default_factory=list)
     outputs: dict[str, str] = field(default_factory=dict)
+    table_sha256: str | None = None  # the published h5's, hashed before upload
     # Frames predicted by each arithmetic (fp32, bf16, int8...): workers choose by their own hardware.
     precision: dict[str, int] = field(default_factory=dict)
     rechecked: int = 0  # of those, frames (an ensemble's: member frames) predicted again more exactly
@@ -150,6 +151,7 @@ def join_segments(segment_uris: list[str], scorer: str, bodyparts: list[str], fr
                 writer.append(result.start, poses.astype(np.float64))
                 joined.add(result)
             joined.outputs = writer.publish(base_uri)
+            joined.table_sha256 = writer.table_sha256
         finally:
             writer.close()
     return joined

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import functools
+import hashlib
 import os
 import posixpath
 import re
@@ -387,6 +388,15 @@ def read_bytes(uri: str) -> bytes:
             return fs.cat_file(path)  # one GET (opening a file first costs a HEAD on object stores)
         except FileNotFoundError:
             raise FileNotFoundError(f"{uri}: no such object") from None
+
+
+def file_sha256(uri: str) -> str:
+    """The sha256 of the object or file at `uri`, read in 4 MiB chunks."""
+    digest = hashlib.sha256()
+    with open_uri(uri) as handle:
+        while chunk := handle.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def exists(uri: str) -> bool:

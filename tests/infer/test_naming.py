@@ -130,7 +130,10 @@ def test_every_name_the_code_derives_from_a_base_is_in_namings_one_list():
     # DeepLabCut's `_meta.pickle` (data.formats.dlc_metadata) is named after the table without `_el` or
     # `_filtered`: shorter than what the limit leaves room for.
     assert len("_meta.pickle") < len(naming.LONGEST_DERIVED_SUFFIX)
-    assert found - listed == {"_meta.pickle"}
+    # `_source.json`: the plots folder's record (a whole name inside `plot-poses/<video>/`), and what a
+    # labeled video's record appends to its `_labeled` name (listed whole as `_labeled_source.json`).
+    assert {"_labeled_source.json", "_filtered_labeled_source.json"} <= listed
+    assert found - listed == {"_meta.pickle", "_source.json"}
 
 
 def test_a_base_is_refused_when_its_longest_derived_name_exceeds_255_bytes():

@@ -37,6 +37,7 @@ class PoseTableWriter:
         unknown = set(formats) - set(FORMATS)
         if unknown:
             raise ValueError(f"unknown pose table formats {sorted(unknown)}; choose from {FORMATS}")
+        self.table_sha256: str | None = None  # the h5 table's, once published
         self.scorer, self.bodyparts, self.formats = scorer, list(bodyparts), tuple(dict.fromkeys(("h5", *formats)))
         self.paths = {fmt: f"{scratch}/poses.{fmt}" for fmt in self.formats}
         self.next_frame = 0
@@ -99,6 +100,8 @@ class PoseTableWriter:
         hdf5.stamp_for_pandas2(self.paths["h5"])
         if self._parquet is not None:
             self._parquet.close()
+        # The h5 table's sha256 from the local file, for its _meta.json: not read back from storage.
+        self.table_sha256 = storage.file_sha256(self.paths["h5"])
         published = {}
         for fmt in self.formats:
             uri = f"{base_uri}.{fmt}"
