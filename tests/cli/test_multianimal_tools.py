@@ -164,7 +164,7 @@ def test_label_video_draws_the_models_skeleton_within_each_animal_only(project, 
     for name, extra in (("bones", ["--skeleton"]), ("plain", [])):
         assert main(["label-video", str(tmp_path / "poses"), "--out", str(tmp_path / name), "--radius", "4",
                      *extra]) == 0
-        (videos[name],) = [np.asarray(decode(p), float) for p in storage.list_files(str(tmp_path / name))]
+        (videos[name],) = [np.asarray(decode(p), float) for p in storage.list_files(str(tmp_path / name), (".mp4",))]
     difference = np.abs(videos["bones"] - videos["plain"]).mean(axis=-1).mean(axis=0)  # (y, x) over frames
     for y in (12, 30, 48):  # nose-head, head-body, body-tailbase of each animal: white bones
         assert all(difference[y, x] > 25 for x in (15, 29, 43)), difference[y - 1: y + 2, 13:46].round()
