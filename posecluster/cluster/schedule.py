@@ -229,7 +229,7 @@ class ArchiveRun:
             task = VideoTask(uri=uri, base=bases[uri], identity=identity)
             self._tasks[uri] = task
             if uri in clashes:  # never overwrite another video's table: this one fails, by name
-                self._final(record, "failed", f"InputError: {uri}: would write the same pose table as "
+                self._final(record, "failed", f"InputError: {storage.redact_uri(uri)}: would write the same pose table as "
                             f"{storage.redact_uri(clashes[uri])} (same folder and file stem)")
                 continue
             if too_long[uri]:  # its table would fit, but not what filter/label-video derive from it

@@ -192,7 +192,7 @@ def analyze_ensemble_video(predictor: EnsemblePredictor, video_uri: str, out_fol
     base = place.base(video_uri, predictor.scorer)
     refuse_another_videos_table(video_uri, base)
     forget_meta(base)  # never the earlier run's record beside this run's tables
-    outputs, params = write_ensemble_outputs(base, predictor.scorer, predictor.bodyparts, members, formats,
+    outputs, params, table_sha256 = write_ensemble_outputs(base, predictor.scorer, predictor.bodyparts, members, formats,
                                              smooth_param)
     result = AnalysisResult(video=storage.redact_uri(storage.absolute(video_uri)),
                             outputs={fmt: storage.absolute(uri) for fmt, uri in outputs.items()}, frames=info.frame_count, frames_predicted=ranged.frames,
@@ -212,6 +212,6 @@ def analyze_ensemble_video(predictor: EnsemblePredictor, video_uri: str, out_fol
                           "path_that_ran": ranged.precision} if ranged.check else {})},
         "config": predictor.config.model_dump(mode="json"),
     }
-    publish_meta(base, meta)
+    publish_meta(base, meta, table_sha256)
     remove_stale_outputs(base, [*outputs.values(), f"{base}_meta.json"], place.plots(video_uri))
     return result

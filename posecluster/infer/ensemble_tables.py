@@ -17,20 +17,20 @@ VARIANCE_SUFFIX = "_ensemble_variance.h5"
 
 
 def write_ensemble_outputs(base: str, scorer: str, bodyparts: list[str], members: np.ndarray,
-                           formats: tuple[str, ...] = (), smooth_param: float | None = None) -> tuple[dict, list]:
-    """Smooth the members and write the tables named in the module docstring; returns (outputs, params)."""
+                           formats: tuple[str, ...] = (), smooth_param: float | None = None) -> tuple[dict, list, str]:
+    """Smooth the members and write the tables named in the module docstring; returns (outputs, params,
+    the h5 table's sha256)."""
     smoothed = smooth_ensemble(members, smooth_param=smooth_param)
     outputs = {"h5": f"{base}.h5"}
     outputs.update({fmt: f"{base}.{fmt}" for fmt in formats})
-    for uri in outputs.values():
-        write_track(PoseTrack(scorer, list(bodyparts), smoothed.poses), uri)
+    digests = {uri: write_track(PoseTrack(scorer, list(bodyparts), smoothed.poses), uri) for uri in outputs.values()}
     outputs["ensemble_variance"] = f"{base}{VARIANCE_SUFFIX}"
     write_hdf(variance_frame(scorer, bodyparts, smoothed.ensemble_var, smoothed.posterior_var),
               outputs["ensemble_variance"])
     for k, member in enumerate(members):
         outputs[f"member{k}"] = f"{base}_member{k}.h5"
         write_track(PoseTrack(scorer, list(bodyparts), member), outputs[f"member{k}"])
-    return outputs, smoothed.smooth_params
+    return outputs, smoothed.smooth_params, digests[outputs["h5"]]
 
 
 def smoothing_meta(members: list[dict], params) -> dict:
@@ -52,5 +52,5 @@ def join_ensemble_segments(segment_uris: list[str], scorer: str, bodyparts: list
     if not chunks:
         raise ValueError(f"{base_uri}: a video without frames cannot be smoothed")
     members = np.concatenate(chunks).transpose(1, 0, 2, 3)  # (members, frames, body parts, 3)
-    joined.outputs, params = write_ensemble_outputs(base_uri, scorer, bodyparts, members, formats)
+    joined.outputs, params, joined.table_sha256 = write_ensemble_outputs(base_uri, scorer, bodyparts, members, formats)
     return joined, params

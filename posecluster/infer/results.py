@@ -71,15 +71,20 @@ def refuse_another_videos_table(video_uri: str, base: str, meta_exists: bool | N
     # _meta.json holds the URI redacted (query values ***): compare it so; videos whose selecting queries
     # differ never reach here, their names differ (naming.video_stem).
     if isinstance(recorded, str) and storage.canonical_uri(recorded) != storage.canonical_uri(
-            storage.redact_uri(storage.absolute(video_uri))) and not _same_object(recorded_identity, video_uri):
+            storage.redact_uri(storage.absolute(video_uri))) and not _same_object(recorded, recorded_identity, video_uri):
         raise InputError(video_uri, f"would overwrite the pose table of {storage.redact_uri(recorded)} at "
                          f"{storage.redact_uri(base)}.h5 (same folder and file stem, another video by its size "
                          f"and version); rename one of them")
 
 
-def _same_object(recorded: object, video_uri: str) -> bool:
-    """Whether the identity a `_meta.json` recorded (size, version: ETag or mtime) is the video's now: the
-    same video reached through another path (a mount, a symlinked folder) is no other video."""
+def _same_object(recorded_uri: str, recorded: object, video_uri: str) -> bool:
+    """Whether the video a `_meta.json` recorded is this one reached through another path: for local
+    files, the same file (device and inode: a symlinked folder, a bind mount), since size and mtime alone
+    match for two different files copied with `cp -p` or restored from an archive; in an object store, the
+    same size and version tag (an ETag is computed from the bytes)."""
+    same_file = storage.same_local_file(recorded_uri, video_uri)
+    if same_file is not None:
+        return same_file
     if not isinstance(recorded, dict) or "size" not in recorded or not recorded.get("version"):
         return False
     now = storage.identity(video_uri)
@@ -137,9 +142,10 @@ def checked_table(record: AnalysisRecord) -> str:
     run's model); a meta of an older posecluster, with no sha256, is taken at its word."""
     if record.table_sha256 and storage.exists(record.table) and file_sha256(record.table) != record.table_sha256:
         raise InputError(record.table, f"is not the table that {storage.basename(record.meta)} beside it describes "
-                                       f"(its sha256 differs from the one recorded there: a run interrupted between "
-                                       f"the two, or a table put there by hand); run `posecluster analyze` on "
-                                       f"its video again")
+                                       f"(its sha256 differs from the one recorded there: the table was edited, "
+                                       f"copied in or replaced since that analysis); run `posecluster analyze` on "
+                                       f"its video again, or, to keep a table edited on purpose, delete the "
+                                       f"`table_sha256` line from {storage.basename(record.meta)}")
     return record.table
 
 

@@ -119,27 +119,29 @@ def _redact_match(match: re.Match) -> str:
 
 # Parts of a query parameter's name that say (or may say) its value is a secret: kept out of every record
 # whatever the parameter does (`api_key`, `access_token`, `sessionid`, `auth`, `code` of OAuth, ...).
-_SECRET_NAME_PARTS = ("key", "token", "secret", "sig", "auth", "pass", "pw", "cred", "session", "sid", "code",
-                      "jwt", "bearer", "cookie", "priv", "cert", "hmac", "otp", "pin", "nonce", "ticket",
-                      "saml", "assert", "login", "access", "grant")
+# The query parameters whose values are written in clear: those known to select an object (an object
+# store's version, a web store's object id), never a credential. Any other value may be one (nginx's md5,
+# Akamai's hdnts, Cloudflare's verify, a bare `s` or `t`): an allowlist, not a list of secret-looking names.
+_SHOWN_PARAMETERS = frozenset({"versionid", "version", "generation", "id"})
+_PLAIN_VALUE = re.compile(r"[A-Za-z0-9._-]{1,128}")  # a version id's characters: no nested URL or `;sig=`
 
 
-def _value_may_show(name: str) -> bool:
-    """Whether a query parameter's value may be written in clear: it selects the object (not an access
-    parameter: `versionId`, `id`, `generation`) and its name does not look like a secret's."""
+def _value_may_show(name: str, value: str) -> bool:
+    """Whether a query parameter's value may be written in clear: an allowlisted selector's
+    (`versionId`, `generation`, `id`), holding a plain identifier."""
     plain = urllib.parse.unquote_plus(name).lower()
-    return bool(plain) and not _grants_access(plain) and not any(part in plain for part in _SECRET_NAME_PARTS)
+    return plain in _SHOWN_PARAMETERS and _PLAIN_VALUE.fullmatch(value) is not None
 
 
 def _redact_query(query: str) -> str:
-    """`?a=1&b=2` with every value replaced by *** but what selects the object (_value_may_show); a
+    """`?a=1&b=2` with every value replaced by *** but an allowlisted selector's (_value_may_show); a
     parameter without a value is replaced whole (its name may be the secret)."""
     if not query:
         return query
     kept = []
     for pair in (p for p in query[1:].split("&") if p):
         name, equals, _value = pair.partition("=")
-        kept.append(pair if equals and _value_may_show(name) else f"{name}=***" if equals else "***")
+        kept.append(pair if equals and _value_may_show(name, _value) else f"{name}=***" if equals else "***")
     return "?" + "&".join(kept)
 
 
@@ -648,6 +650,17 @@ def resolved_local_path(uri: str) -> str | None:
         return None  # decided from the URI alone: no filesystem is touched for object stores
     path = local_path(uri)
     return os.path.realpath(path) if path is not None else None
+
+
+def same_local_file(first: str, second: str) -> bool | None:
+    """Whether two local URIs are one file (the same device and inode: through a symbolic link, a bind
+    mount, a hard link); False when either is gone; None when either is not local."""
+    if _protocol(first) != "file" or _protocol(second) != "file":
+        return None
+    try:
+        return os.path.samefile(local_path(first), local_path(second))
+    except OSError:
+        return False
 
 
 def arrow_filesystem(uri: str):

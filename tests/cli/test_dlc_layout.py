@@ -82,3 +82,15 @@ def test_the_same_video_through_a_symlinked_folder_is_no_clash_and_deeplabcuts_p
     assert main(["analyze", str(other), "--model", trained_run[0], "--out", folder, "--layout", "dlc", "--quiet"]) == 2
     assert f"would overwrite the pose table of {mounted / 'mouse.mp4'}" in capsys.readouterr().err
     assert storage.read_bytes(os.path.join(folder, f"mouse{scorer}.h5")) == table
+    # Nor is a different file of the same size and mtime (as `cp -p`, rsync -a or an archive restore leave
+    # them) the same video: a local file is the same only as the same file.
+    lookalike = tmp_path / "restored" / "mouse.mp4"
+    lookalike.parent.mkdir()
+    data = bytearray(storage.read_bytes(day1))
+    data[len(data) // 2] ^= 0xFF
+    lookalike.write_bytes(bytes(data))
+    stat = os.stat(day1)
+    os.utime(lookalike, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert main(["analyze", str(lookalike), "--model", trained_run[0], "--out", folder, "--layout", "dlc",
+                 "--quiet"]) == 2
+    assert storage.read_bytes(os.path.join(folder, f"mouse{scorer}.h5")) == table

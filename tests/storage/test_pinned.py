@@ -152,6 +152,15 @@ def test_a_query_that_selects_the_object_stays_in_a_record_and_access_parameters
     for name in looks_secret:
         assert storage.redact_uri(f"https://h/v.mp4?id=1&{name}=hunter2") == f"https://h/v.mp4?id=1&{name}=***"
     assert storage.redact_uri("https://h/v.mp4?hunter2") == "https://h/v.mp4?***"
+    # Any other name's value is hidden: CDNs sign with names no list of secret words knows (nginx's md5,
+    # Akamai's hdnts, Cloudflare's verify, bare letters), and an allowlisted name with a value that is not
+    # a plain identifier (a `;sig=` tail, a nested signed URL) is hidden too.
+    for pair in ("md5=hunter2", "expires=hunter2", "hdnts=exp%3D1~hmac%3Dhunter2", "hash=hunter2", "h=hunter2",
+                 "s=hunter2", "t=hunter2", "tk=hunter2", "k=hunter2", "psk=hunter2", "verify=hunter2",
+                 "mac=hunter2", "id=2;sig=hunter2", "url=https://x/y?Signature=hunter2", "id=hunter2/../x"):
+        name = pair.split("=", 1)[0]
+        assert storage.redact_uri(f"https://h/v.mp4?{pair}") == f"https://h/v.mp4?{name}=***", pair
+        assert "hunter2" not in storage.redact_uri(f"failed to read https://h/v.mp4?{pair} (timeout)"), pair
     assert storage.redact_uri("https://u:hunter2@h/v.mp4?versionId=1") == "https://***@h/v.mp4?versionId=1"
     # In a message, the same.
     message = storage.redact_uri(f"failed to read {presigned} (timeout)")

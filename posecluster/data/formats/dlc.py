@@ -185,8 +185,9 @@ def write_tables(dataset: LabeledDataset, root: str | None = None) -> list[str]:
     return written
 
 
-def write_hdf(frame: pd.DataFrame, uri: str, layout: str = "fixed") -> None:
-    """Write a DataFrame under DLC's key df_with_missing, appearing atomically, readable by pandas 2 and 3.
+def write_hdf(frame: pd.DataFrame, uri: str, layout: str = "fixed") -> str:
+    """Write a DataFrame under DLC's key df_with_missing, appearing atomically, readable by pandas 2 and 3;
+    returns the written file's sha256 (hashed locally, before upload).
 
     DeepLabCut writes label tables (CollectedData, machinelabels) in pandas' default fixed format and
     pose tables (analysis, _filtered) in table format; callers say which.
@@ -194,4 +195,6 @@ def write_hdf(frame: pd.DataFrame, uri: str, layout: str = "fixed") -> None:
     with storage.scratch_dir() as tmp:
         local = f"{tmp}/table.h5"
         hdf5.write_frame(frame, local, key=HDF_KEY, layout=layout)
+        digest = storage.file_sha256(local)
         storage.atomic_upload(local, uri)
+    return digest

@@ -148,11 +148,12 @@ def track_from_frame(frame: pd.DataFrame, uri: str) -> PoseTrack:
         raise InputError(uri, f"not a DLC pose table (scorer/bodyparts/coords with x, y, likelihood): {exc}") from None
 
 
-def write_track(track: PoseTrack, uri: str) -> None:
-    """Write a PoseTrack as a DLC pose table; the format follows the suffix; appears atomically."""
+def write_track(track: PoseTrack, uri: str) -> str | None:
+    """Write a PoseTrack as a DLC pose table; the format follows the suffix; appears atomically. Returns
+    an h5 table's sha256 (for its _meta.json)."""
     frame = pose_frame(track.scorer, track.bodyparts, 0, track.poses)
     if uri.endswith(".h5"):
-        write_hdf(frame, uri, layout="table")  # as DeepLabCut writes pose and _filtered tables
+        return write_hdf(frame, uri, layout="table")  # as DeepLabCut writes pose and _filtered tables
     elif uri.endswith(".csv"):
         storage.atomic_write_bytes(uri, frame.to_csv().encode())
     elif uri.endswith(".parquet"):
@@ -161,6 +162,7 @@ def write_track(track: PoseTrack, uri: str) -> None:
             storage.atomic_upload(f"{tmp}/t.parquet", uri)
     else:
         raise ValueError(f"{uri}: pose tables are .h5, .csv or .parquet")
+    return None
 
 
 def table_to_array(frame: pd.DataFrame, bodyparts: list[str]) -> np.ndarray:
