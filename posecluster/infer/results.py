@@ -192,8 +192,8 @@ def remove_stale_outputs(base: str, written: list[str], plots: str) -> list[str]
             storage.remove(plots, recursive=True)
             stale.append(plots)
         elif not storage.exists(plots_record(plots)):
-            log.warning("%s: left in place, not made by posecluster's `plot` (no %s); it may show an earlier "
-                        "run's poses", storage.redact_uri(plots), storage.basename(plots_record(plots)))
+            log.warning("%s: left in place, with no record of which table it was drawn from (no %s: "
+                        "DeepLabCut's plots, or an older posecluster's); it may show an earlier run's poses", storage.redact_uri(plots), storage.basename(plots_record(plots)))
     if stale:
         log.info("%s: removed an earlier run's outputs: %s", storage.redact_uri(base),
                  ", ".join(storage.basename(uri) for uri in stale))

@@ -73,7 +73,7 @@ def test_the_same_video_through_a_symlinked_folder_is_no_clash_and_deeplabcuts_p
     assert meta["video"] == str(mounted / "mouse.mp4")
     assert os.listdir(dlc_plots) == ["trajectory.png"]
     # (named by the path this run reached it through)
-    assert f"{mounted / 'plot-poses' / 'mouse'}: left in place, not made by posecluster" in caplog.text
+    assert f"{mounted / 'plot-poses' / 'mouse'}: left in place, with no record of which table" in caplog.text
     # Another video with the same name (other frames, another size) is refused, the table kept.
     other = tmp_path / "elsewhere" / "mouse.mp4"
     synthetic.render_video(str(other), scene, 20)
