@@ -68,7 +68,7 @@ def refuse_another_videos_table(video_uri: str, base: str, meta_exists: bool | N
         recorded, recorded_identity = meta.get("video"), meta.get("video_identity")
     except (ValueError, AttributeError, FileNotFoundError):
         return
-    # _meta.json holds the URI redacted (query values ***): compare it so; videos whose selecting queries
+    # _meta.json holds the URI redacted (query values *** but a selector's): compare it so; videos whose selecting queries
     # differ never reach here, their names differ (naming.video_stem).
     if isinstance(recorded, str) and storage.canonical_uri(recorded) != storage.canonical_uri(
             storage.redact_uri(storage.absolute(video_uri))) and not _same_object(recorded, recorded_identity, video_uri):

@@ -165,8 +165,8 @@ def _parts(uri: str) -> tuple[str, str, str, str]:
 def redact_uri(uri: str) -> str:
     """`uri` fit for a log, a manifest or `_meta.json`: user info and a web URL's query values replaced by
     *** (a presigned URL's signature and credential, a password in `scheme://user:pass@host`), but for
-    those that select the object (`versionId=3`, `id=2`: what canonical_uri keeps, when the name does not
-    look like a secret's), so that a record still names the object it was made from; a text that holds
+    an allowlisted selector's (`versionId=3`, `id=2`: _value_may_show), so that a record still names the
+    object it was made from; a text that holds
     URIs among other words is scrubbed of the same (and of known secrets)."""
     if "://" not in uri:
         return uri
