@@ -15,7 +15,7 @@ from posecluster.data.video import is_video_uri
 from posecluster.errors import InputError
 from posecluster.infer.naming import derived_record, filtered_table, is_output_of, plots_record
 from posecluster.storage.listing import list_named
-from posecluster.storage.scope import check as check_scope
+from posecluster.storage.scope import OutOfScopeError, check as check_scope
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +68,15 @@ def refuse_another_videos_table(video_uri: str, base: str, meta_exists: bool | N
         recorded, recorded_identity = meta.get("video"), meta.get("video_identity")
     except (ValueError, AttributeError, FileNotFoundError):
         return
-    # _meta.json holds the URI redacted (query values *** but a selector's): compare it so; videos whose selecting queries
-    # differ never reach here, their names differ (naming.video_stem).
+    # _meta.json holds the URI redacted (query values *** but a selector's): compare it so; videos whose
+    # selecting queries differ never reach here, their names differ (naming.video_stem).
     if isinstance(recorded, str) and storage.canonical_uri(recorded) != storage.canonical_uri(
-            storage.redact_uri(storage.absolute(video_uri))) and not _same_object(recorded, recorded_identity, video_uri):
+            storage.redact_uri(storage.absolute(video_uri))):
+        try:
+            if _same_object(recorded, recorded_identity, video_uri):
+                return
+        except OutOfScopeError:  # a record is data: a location it names outside the scope is never probed
+            pass
         raise InputError(video_uri, f"would overwrite the pose table of {storage.redact_uri(recorded)} at "
                          f"{storage.redact_uri(base)}.h5 (same folder and file stem, another video by its size "
                          f"and version); rename one of them")
@@ -140,7 +145,8 @@ def checked_table(record: AnalysisRecord) -> str:
     """The record's table, after checking it is the table its `_meta.json` was written for (an outage
     between a rerun's table and its meta, a table copied in by hand, would credit one run's poses to another
     run's model); a meta of an older posecluster, with no sha256, is taken at its word."""
-    if record.table_sha256 and storage.exists(record.table) and file_sha256(record.table) != record.table_sha256:
+    if record.table_sha256 and storage.exists(record.table) and \
+            storage.file_sha256(record.table) != record.table_sha256:
         raise InputError(record.table, f"is not the table that {storage.basename(record.meta)} beside it describes "
                                        f"(its sha256 differs from the one recorded there: the table was edited, "
                                        f"copied in or replaced since that analysis); run `posecluster analyze` on "
@@ -153,15 +159,15 @@ def forget_meta(base: str, exists: bool | None = None) -> None:
     """Before a new table is published at `base`: the earlier run's `_meta.json` goes first, so that an
     interruption between the table and its meta leaves a table with no record (a rerun's "not done"),
     never an earlier run's record beside new poses. `exists`: what a listing already said."""
-    if exists if exists is not None else storage.exists(f"{base}_meta.json"):
-        storage.remove(f"{base}_meta.json")
+    if exists is not False:
+        storage.remove(f"{base}_meta.json")  # nothing there: nothing done
 
 
 def publish_meta(base: str, meta: dict, table_sha256: str | None = None) -> bytes:
     """`<base>_meta.json`, with the sha256 of the table `<base>.h5` it describes (readers check it:
     checked_table): `table_sha256` where the writer hashed its local file, else read back. Returns what
     was written."""
-    digest = table_sha256 or file_sha256(f"{base}.h5")
+    digest = table_sha256 or storage.file_sha256(f"{base}.h5")
     body = json.dumps({**meta, "table_sha256": digest}, indent=1, default=str).encode()
     storage.atomic_write_bytes(f"{base}_meta.json", body)
     return body
@@ -188,63 +194,65 @@ def remove_stale_outputs(base: str, written: list[str], plots: str) -> list[str]
     for uri in stale:
         storage.remove(uri)
     if storage.exists(plots):
-        if _plots_are_stale(plots, base):
+        plots_stale = _plots_are_stale(plots, base)
+        if plots_stale:
             storage.remove(plots, recursive=True)
             stale.append(plots)
-        elif not storage.exists(plots_record(plots)):
+        elif plots_stale is None:
             log.warning("%s: left in place, with no record of which table it was drawn from (no %s: "
-                        "DeepLabCut's plots, or an older posecluster's); it may show an earlier run's poses", storage.redact_uri(plots), storage.basename(plots_record(plots)))
+                        "DeepLabCut's plots, or an older posecluster's); it may show an earlier run's poses",
+                        storage.redact_uri(plots), storage.basename(plots_record(plots)))
     if stale:
         log.info("%s: removed an earlier run's outputs: %s", storage.redact_uri(base),
                  ", ".join(storage.basename(uri) for uri in stale))
     return stale
 
 
-def _plots_are_stale(plots: str, base: str) -> bool:
+def _plots_are_stale(plots: str, base: str) -> bool | None:
     """Whether posecluster's record in `plots` names a table beside `base` that this run replaced (the
-    table or its `_filtered` table) or that is no longer there as it was drawn from."""
+    table or its `_filtered` table) or that is no longer there as it was drawn from; None where the
+    folder has no record (not posecluster's: never removed)."""
     try:
         record = json.loads(storage.read_bytes(plots_record(plots)))
         table, recorded = storage.join(storage.parent(base), str(record["table"])), record["table_sha256"]
     except FileNotFoundError:
-        return False  # not posecluster's: never removed
+        return None
     except (KeyError, TypeError, ValueError):
         return True  # posecluster's name, no usable record: nothing vouches for the plots
     own = storage.basename(base)
     if storage.basename(table) in (f"{own}.h5", f"{own}_filtered.h5"):
         return True
-    return not storage.exists(table) or file_sha256(table) != recorded
+    return not storage.exists(table) or storage.file_sha256(table) != recorded
 
 
 def forget_source(record_uri: str) -> None:
     """Before drawing outputs again (plots, a labeled video): the old record no longer speaks for them."""
-    if storage.exists(record_uri):
-        storage.remove(record_uri)
+    storage.remove(record_uri)
 
 
 def record_source(record_uri: str, table_uri: str, record: AnalysisRecord, made_by: str) -> None:
     """Beside outputs drawn from `table_uri` (plots, a labeled video, wherever --out put them): which table
-    (its sha256) and analysis they came from, so that a later reader can tell them from an earlier run's."""
+    (its sha256) and analysis they came from, so that a later reader can tell them from an earlier run's.
+    The record's own table was checked against its meta's sha256 by checked_table before it was drawn: that
+    digest is reused rather than the table read again."""
+    reuse = table_uri == record.table and record.table_sha256
     source = {"made_by": made_by, "video": record.video, "table": storage.basename(table_uri),
-              "table_uri": storage.redact_uri(storage.absolute(table_uri)), "table_sha256": file_sha256(table_uri),
+              "table_uri": storage.redact_uri(storage.absolute(table_uri)),
+              "table_sha256": record.table_sha256 if reuse else storage.file_sha256(table_uri),
               "meta": storage.redact_uri(storage.absolute(record.meta))}
     storage.atomic_write_bytes(record_uri, json.dumps(source, indent=1).encode())
 
 
-file_sha256 = storage.file_sha256
-
 
 def forget_filtered(table_uri: str) -> None:
     """Before writing new `_filtered` outputs: their old source record no longer speaks for them."""
-    record = derived_record(table_uri)
-    if storage.exists(record):
-        storage.remove(record)
+    forget_source(derived_record(table_uri))
 
 
 def record_filtered(table_uri: str, outputs: dict[str, str], how: dict) -> None:
     """Beside the `_filtered` outputs just written from `table_uri`: which table (its sha256) they came
     from, so that a reader can tell them from the filtering of an earlier run's table."""
-    record = {"table": storage.basename(table_uri), "table_sha256": file_sha256(table_uri),
+    record = {"table": storage.basename(table_uri), "table_sha256": storage.file_sha256(table_uri),
               "outputs": sorted(storage.basename(uri) for uri in outputs.values()), "filter": how}
     storage.atomic_write_bytes(derived_record(table_uri), json.dumps(record, indent=1, default=str).encode())
 
@@ -264,7 +272,7 @@ def checked_filtered(table_uri: str) -> str:
                                    f"is missing); {again}") from None
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(derived_record(table_uri), f"not a filtering record ({exc}); {again}") from None
-    if recorded != file_sha256(table_uri):
+    if recorded != storage.file_sha256(table_uri):
         raise InputError(filtered, f"was filtered from another table than {storage.basename(table_uri)} as it "
                                    f"is now (an earlier run's poses); {again}")
     return filtered

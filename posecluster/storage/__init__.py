@@ -117,8 +117,6 @@ def _redact_match(match: re.Match) -> str:
     return f"{match.group('scheme')}{userinfo}{match.group('rest')}{_redact_query(match.group('query') or '')}"
 
 
-# Parts of a query parameter's name that say (or may say) its value is a secret: kept out of every record
-# whatever the parameter does (`api_key`, `access_token`, `sessionid`, `auth`, `code` of OAuth, ...).
 # The query parameters whose values are written in clear: those known to select an object (an object
 # store's version, a web store's object id), never a credential. Any other value may be one (nginx's md5,
 # Akamai's hdnts, Cloudflare's verify, a bare `s` or `t`): an allowlist, not a list of secret-looking names.
@@ -166,8 +164,8 @@ def redact_uri(uri: str) -> str:
     """`uri` fit for a log, a manifest or `_meta.json`: user info and a web URL's query values replaced by
     *** (a presigned URL's signature and credential, a password in `scheme://user:pass@host`), but for
     an allowlisted selector's (`versionId=3`, `id=2`: _value_may_show), so that a record still names the
-    object it was made from; a text that holds
-    URIs among other words is scrubbed of the same (and of known secrets)."""
+    object it was made from; a text that holds URIs among other words is scrubbed of the same (and of
+    known secrets)."""
     if "://" not in uri:
         return uri
     if any(ch.isspace() for ch in uri) and not uri.split("://", 1)[0].isalnum():
@@ -657,6 +655,8 @@ def same_local_file(first: str, second: str) -> bool | None:
     mount, a hard link); False when either is gone; None when either is not local."""
     if _protocol(first) != "file" or _protocol(second) != "file":
         return None
+    _check(first, "read")
+    _check(second, "read")
     try:
         return os.path.samefile(local_path(first), local_path(second))
     except OSError:
